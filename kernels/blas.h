@@ -1,0 +1,35 @@
+// Dense matrix products and the bias helpers that go with them, row-major throughout.
+//   gemm:      C[m,n] = alpha * op(A)[m,k] · op(B)[k,n] + beta * C   (op = transpose or not)
+//   add_bias:  Y[rows, cols] += b[cols]
+//   sum_rows:  out[cols] (+)= Σ_r X[r, cols]
+// CPU: OpenBLAS sgemm. CUDA: cuBLAS sgemm (row-major handled by computing Cᵀ = op(B)ᵀ op(A)ᵀ),
+// and one-thread-per-column reductions for the bias.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/config.h"
+
+namespace aegis::kernels {
+
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  std::int64_t m = 0, n = 0, k = 0;
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+namespace cpu {
+void gemm(const GemmArgs& g, const float* a, const float* b, float* c);
+void add_bias(float* y, const float* bias, std::int64_t rows, std::int64_t cols);
+void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols, bool accumulate);
+}  // namespace cpu
+
+#if AEGIS_HAS_CUDA
+namespace cuda {
+void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c);
+void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols);
+void sum_rows(const float* d_x, float* d_out, std::int64_t rows, std::int64_t cols, bool accumulate);
+}  // namespace cuda
+#endif
+
+}  // namespace aegis::kernels

@@ -1,0 +1,57 @@
+#include "kernels/blas.h"
+#include "runtime/cuda/check.h"
+
+namespace aegis::kernels::cuda {
+namespace {
+
+__global__ void add_bias_kernel(float* y, const float* bias, long long rows, long long cols) {
+  const long long total = rows * cols;
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < total; i += 1LL * gridDim.x * blockDim.x)
+    y[i] += bias[i % cols];
+}
+
+// One block per column chunk of 32 columns; threads of a warp read consecutive columns
+// (coalesced) and the blockDim.y rows are reduced through shared memory.
+__global__ void sum_rows_kernel(const float* x, float* out, long long rows, long long cols, bool accumulate) {
+  __shared__ float partial[8][33];
+  const long long c = blockIdx.x * 32LL + threadIdx.x;
+  float acc = 0.0f;
+  if (c < cols)
+    for (long long r = threadIdx.y; r < rows; r += blockDim.y) acc += x[r * cols + c];
+  partial[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    float total = 0.0f;
+    for (int j = 0; j < 8; ++j) total += partial[j][threadIdx.x];
+    out[c] = accumulate ? out[c] + total : total;
+  }
+}
+
+}  // namespace
+
+void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
+  if (g.m == 0 || g.n == 0) return;
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+  const int lda = static_cast<int>(g.trans_a ? g.m : g.k);
+  const int ldb = static_cast<int>(g.trans_b ? g.k : g.n);
+  CUBLAS_CHECK(cublasSgemm(cuda_backend::cublas_handle(), g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                           g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(g.n), static_cast<int>(g.m),
+                           static_cast<int>(g.k), &g.alpha, d_b, ldb, d_a, lda, &g.beta, d_c, static_cast<int>(g.n)));
+}
+
+void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols) {
+  if (rows * cols == 0) return;
+  add_bias_kernel<<<cuda_backend::grid_for(rows * cols, 256), 256, 0, cuda_backend::stream()>>>(d_y, d_bias, rows,
+                                                                                                  cols);
+  CUDA_CHECK_LAUNCH();
+}
+
+void sum_rows(const float* d_x, float* d_out, std::int64_t rows, std::int64_t cols, bool accumulate) {
+  if (cols == 0) return;
+  const dim3 block(32, 8);
+  const dim3 grid(static_cast<unsigned>((cols + 31) / 32));
+  sum_rows_kernel<<<grid, block, 0, cuda_backend::stream()>>>(d_x, d_out, rows, cols, accumulate);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace aegis::kernels::cuda

@@ -1,0 +1,39 @@
+// Elementwise ops over flat float32 buffers of n elements: fills, sums, scaling, the pointwise
+// activations and their derivatives, and a NaN/Inf count. CUDA: one thread per element in a
+// grid-stride loop; the non-finite count reduces per block, then one atomic per block.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/config.h"
+
+namespace aegis::kernels {
+
+enum class Activation { ReLU, Tanh, Sigmoid };
+
+namespace cpu {
+void fill(float* out, float value, std::int64_t n);
+void add(const float* a, const float* b, float* out, std::int64_t n);        // out = a + b
+void axpy(float alpha, const float* x, float* y, std::int64_t n);            // y += alpha * x
+void scale(float alpha, float* x, std::int64_t n);                           // x *= alpha
+// y = f(x). ReLU: max(0,x); Tanh: tanh x; Sigmoid: 1/(1+e^-x).
+void activation_forward(Activation f, const float* x, float* y, std::int64_t n);
+// dx = dy * f'(x), with f' written through the saved output y: ReLU 1[y>0], Tanh 1-y²,
+// Sigmoid y(1-y).
+void activation_backward(Activation f, const float* y, const float* dy, float* dx, std::int64_t n);
+std::int64_t count_nonfinite(const float* x, std::int64_t n);
+}  // namespace cpu
+
+#if AEGIS_HAS_CUDA
+namespace cuda {
+void fill(float* d_out, float value, std::int64_t n);
+void add(const float* d_a, const float* d_b, float* d_out, std::int64_t n);
+void axpy(float alpha, const float* d_x, float* d_y, std::int64_t n);
+void scale(float alpha, float* d_x, std::int64_t n);
+void activation_forward(Activation f, const float* d_x, float* d_y, std::int64_t n);
+void activation_backward(Activation f, const float* d_y, const float* d_dy, float* d_dx, std::int64_t n);
+std::int64_t count_nonfinite(const float* d_x, std::int64_t n);
+}  // namespace cuda
+#endif
+
+}  // namespace aegis::kernels

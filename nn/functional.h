@@ -1,0 +1,73 @@
+// Differentiable ops on autograd Vars. Each validates its inputs (ShapeError naming the op and
+// the offending shape), runs the forward kernel on the inputs' device, and records a backward
+// closure only when some input requires a gradient. Weight and bias gradients are computed only
+// when those Vars require them — an attack that differentiates w.r.t. the input alone pays for
+// no weight-gradient product.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/autograd.h"
+
+namespace aegis::nn {
+
+using autograd::Var;
+
+// What a layer with parameters keeps for per-example gradient work: the tensor its weight
+// gradient is formed from (Linear/Conv2d: the layer input; GroupNorm: the normalized input)
+// and the gradient w.r.t. the layer's output, both with the batch as dimension 0. Filled during
+// backward when `enabled`.
+struct LayerCapture {
+  bool enabled = false;
+  Tensor activation;
+  Tensor output_grad;
+};
+
+struct Conv2dOptions {
+  std::int64_t stride = 1;
+  std::int64_t padding = 0;
+};
+
+struct Pool2dOptions {
+  std::int64_t kernel = 2;
+  std::int64_t stride = 2;
+  std::int64_t padding = 0;
+};
+
+enum class Reduction { Mean, Sum, None };
+
+namespace F {
+
+// y[N,out] = x[N,in] · wᵀ[in,out] + b. `b` may be an undefined Var (no bias).
+Var linear(const Var& x, const Var& w, const Var& b, LayerCapture* capture = nullptr);
+// x [N,C,H,W], w [O,C,kh,kw], b [O] or undefined → y [N,O,H',W'],
+// H' = (H + 2p − kh)/s + 1 (floor), likewise W'.
+Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCapture* capture = nullptr);
+Var relu(const Var& x);
+Var tanh(const Var& x);
+Var sigmoid(const Var& x);
+// x [N,C,H,W]. Padding counts as −∞ for max pooling; average pooling divides by the full
+// window (PyTorch's count_include_pad=True default).
+Var max_pool2d(const Var& x, Pool2dOptions opt);
+Var avg_pool2d(const Var& x, Pool2dOptions opt);
+// x [N,C,...] split into `groups` groups of C/groups channels; per (example, group):
+// x̂ = (x − μ)/sqrt(σ² + eps) with the biased variance; y = x̂·γ[c] + β[c].
+// gamma/beta [C] or both undefined (no affine).
+Var group_norm(const Var& x, std::int64_t groups, const Var& gamma, const Var& beta, float eps = 1e-5f,
+               LayerCapture* capture = nullptr);
+Var flatten(const Var& x);  // [N, d1, d2, ...] → [N, d1·d2·...]
+Var reshape(const Var& x, const Shape& shape);  // a view; one -1 allowed
+Var add(const Var& a, const Var& b);
+// Fused, numerically stable softmax cross-entropy: loss_i = logsumexp(z_i) − z_i[y_i].
+// logits [N,K] f32; labels [N] i32 in [0,K) on the same device. Mean/Sum give a [1] tensor,
+// None gives [N].
+Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction = Reduction::Mean);
+
+}  // namespace F
+
+// Index of the largest logit per row (first one on ties): logits [N,K] → i32 [N].
+Tensor argmax(const Tensor& logits);
+// Number of rows whose argmax equals the label.
+std::int64_t count_correct(const Tensor& logits, const Tensor& labels);
+
+}  // namespace aegis::nn

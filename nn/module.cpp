@@ -1,0 +1,91 @@
+#include "nn/module.h"
+
+namespace aegis::nn {
+
+Var Module::register_parameter(const std::string& name, Tensor value) {
+  Var v(std::move(value), true);
+  m_params.emplace_back(name, v);
+  return v;
+}
+
+void Module::collect(const std::string& prefix, std::vector<std::pair<std::string, Var>>& out) const {
+  for (const auto& [name, v] : m_params) out.emplace_back(prefix + name, v);
+  for (const auto& [name, child] : m_children) child->collect(prefix + name + ".", out);
+}
+
+std::vector<std::pair<std::string, Var>> Module::named_parameters() const {
+  std::vector<std::pair<std::string, Var>> out;
+  collect("", out);
+  return out;
+}
+
+std::vector<Var> Module::parameters() const {
+  std::vector<Var> out;
+  for (auto& [name, v] : named_parameters()) out.push_back(v);
+  return out;
+}
+
+std::int64_t Module::num_parameters() const {
+  std::int64_t n = 0;
+  for (const Var& v : parameters()) n += v.value().numel();
+  return n;
+}
+
+void Module::to(Device device) {
+  for (Var& v : parameters()) {
+    v.mutable_value() = v.value().to(device);
+    v.zero_grad();
+  }
+}
+
+void Module::set_requires_grad(bool on) {
+  for (Var& v : parameters()) v.set_requires_grad(on);
+}
+
+void Module::zero_grad() {
+  for (Var& v : parameters()) v.zero_grad();
+}
+
+void Module::train(bool on) {
+  m_training = on;
+  for (auto& [name, child] : m_children) child->train(on);
+}
+
+void Module::set_capture(bool on) {
+  if (LayerCapture* c = capture()) {
+    c->enabled = on;
+    c->activation = Tensor();
+    c->output_grad = Tensor();
+  }
+  for (auto& [name, child] : m_children) child->set_capture(on);
+}
+
+void Module::summarize(const std::string& name, int depth, std::string& out) const {
+  out += std::string(static_cast<std::size_t>(depth) * 2, ' ');
+  if (!name.empty()) out += name + ": ";
+  out += describe() + "\n";
+  for (const auto& [child_name, child] : m_children) child->summarize(child_name, depth + 1, out);
+}
+
+std::string Module::summary() const {
+  std::string out;
+  summarize("", 0, out);
+  return out;
+}
+
+Sequential::Sequential(std::vector<ModulePtr> layers) {
+  for (auto& l : layers) push_back(std::move(l));
+}
+
+void Sequential::push_back(ModulePtr layer) {
+  AEGIS_CHECK(layer != nullptr, "Sequential::push_back given a null layer");
+  register_module(std::to_string(children().size()), std::move(layer));
+}
+
+Var Sequential::forward(const Var& x) {
+  Var h = x;
+  for (const auto& [name, child] : children()) h = child->forward(h);
+  return h;
+}
+
+}  // namespace aegis::nn

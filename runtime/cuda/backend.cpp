@@ -1,0 +1,106 @@
+// CUDA runtime services: device queries, stream-ordered memory, per-thread library handles.
+#include "runtime/cuda_backend.h"
+
+#include <map>
+#include <sstream>
+
+#include "runtime/cuda/check.h"
+
+namespace aegis::cuda_backend {
+
+int device_count() noexcept {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error so later queries start clean
+    return 0;
+  }
+  return n;
+}
+
+std::string device_description(int device) {
+  cudaDeviceProp prop{};
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::ostringstream os;
+  os << prop.name << ", " << (prop.totalGlobalMem >> 30) << " GiB, sm_" << prop.major << prop.minor;
+  return os.str();
+}
+
+std::string version_string() {
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  std::ostringstream os;
+  os << "runtime " << runtime / 1000 << "." << (runtime % 1000) / 10 << ", driver ";
+  if (driver == 0) os << "none";
+  else os << driver / 1000 << "." << (driver % 1000) / 10;
+  os << ", cuDNN " << cudnnGetVersion();
+  return os.str();
+}
+
+void* allocate(std::size_t bytes, int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  CUDA_CHECK(cudaMallocAsync(&p, bytes, stream()));
+  return p;
+}
+
+void release(void* ptr, int device) noexcept {
+  // Destructors never throw: a failure here (driver shutting down) is ignored.
+  if (cudaSetDevice(device) == cudaSuccess) cudaFreeAsync(ptr, stream());
+}
+
+void copy(void* dst, const void* src, std::size_t bytes, Copy kind) {
+  const cudaMemcpyKind k = kind == Copy::HostToDevice   ? cudaMemcpyHostToDevice
+                           : kind == Copy::DeviceToHost ? cudaMemcpyDeviceToHost
+                                                        : cudaMemcpyDeviceToDevice;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, stream()));
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+void memset_zero(void* ptr, std::size_t bytes) {
+  CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream()));
+}
+
+void synchronize() {
+  CUDA_CHECK(cudaStreamSynchronize(stream()));
+}
+
+namespace {
+// Handles are expensive to create and not thread-safe to share, so each host thread keeps one
+// per device. They live until the thread exits.
+struct Handles {
+  std::map<int, cublasHandle_t> cublas;
+  std::map<int, cudnnHandle_t> cudnn;
+  ~Handles() {
+    for (auto& kv : cublas) cublasDestroy(kv.second);
+    for (auto& kv : cudnn) cudnnDestroy(kv.second);
+  }
+};
+thread_local Handles t_handles;
+}  // namespace
+
+cublasHandle_t cublas_handle() {
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  auto it = t_handles.cublas.find(dev);
+  if (it != t_handles.cublas.end()) return it->second;
+  cublasHandle_t h = nullptr;
+  CUBLAS_CHECK(cublasCreate(&h));
+  CUBLAS_CHECK(cublasSetStream(h, stream()));
+  t_handles.cublas[dev] = h;
+  return h;
+}
+
+cudnnHandle_t cudnn_handle() {
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  auto it = t_handles.cudnn.find(dev);
+  if (it != t_handles.cudnn.end()) return it->second;
+  cudnnHandle_t h = nullptr;
+  CUDNN_CHECK(cudnnCreate(&h));
+  CUDNN_CHECK(cudnnSetStream(h, stream()));
+  t_handles.cudnn[dev] = h;
+  return h;
+}
+
+}  // namespace aegis::cuda_backend

@@ -1,0 +1,73 @@
+#include "runtime/device.h"
+
+#include "runtime/cuda_backend.h"
+#include "runtime/error.h"
+
+namespace aegis {
+
+std::string Device::str() const {
+  return is_cpu() ? "cpu" : "cuda:" + std::to_string(index);
+}
+
+int cuda_device_count() {
+#if AEGIS_HAS_CUDA
+  return cuda_backend::device_count();
+#else
+  return 0;
+#endif
+}
+
+std::string cuda_device_description(int index) {
+#if AEGIS_HAS_CUDA
+  return cuda_backend::device_description(index);
+#else
+  (void)index;
+  return "";
+#endif
+}
+
+std::string cuda_version_string() {
+#if AEGIS_HAS_CUDA
+  return cuda_backend::version_string();
+#else
+  return "";
+#endif
+}
+
+void throw_no_cuda(const char* what) {
+  if (!cuda_compiled())
+    AEGIS_THROW(DeviceError, what << ": this build of aegis has no CUDA backend (configure with -DAEGIS_CUDA=ON)");
+  AEGIS_THROW(DeviceError, what << ": no usable CUDA device on this machine");
+}
+
+DeviceChoice choose_device(const std::string& spec) {
+  DeviceChoice choice;
+  if (spec == "cpu") return choice;
+  if (spec == "auto") {
+    if (cuda_device_count() > 0) {
+      choice.device = Device::cuda(0);
+    } else {
+      choice.fell_back = true;
+      choice.reason = cuda_compiled() ? "no usable CUDA device found" : "this build has no CUDA backend";
+    }
+    return choice;
+  }
+  int index = 0;
+  if (spec.rfind("cuda:", 0) == 0) {
+    const std::string num = spec.substr(5);
+    AEGIS_CHECK(!num.empty() && num.find_first_not_of("0123456789") == std::string::npos,
+                "device '" << spec << "': expected cuda:N with N a device number");
+    index = std::stoi(num);
+  } else {
+    AEGIS_CHECK(spec == "cuda", "unknown device '" << spec << "' (expected cpu, cuda, cuda:N or auto)");
+  }
+  if (!cuda_compiled())
+    AEGIS_THROW(DeviceError, "device '" << spec << "': this build of aegis has no CUDA backend");
+  const int n = cuda_device_count();
+  if (n == 0) AEGIS_THROW(DeviceError, "device '" << spec << "': no usable CUDA device on this machine");
+  AEGIS_CHECK_AS(DeviceError, index < n, "device '" << spec << "': only " << n << " CUDA device(s) present");
+  choice.device = Device::cuda(index);
+  return choice;
+}
+
+}  // namespace aegis

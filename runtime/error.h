@@ -1,0 +1,64 @@
+// Errors thrown by aegis. Library code never prints-and-exits: it throws one of these with a
+// message that names the argument and its bad value, followed by the file:line that threw.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace aegis {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+// A caller passed a value outside its documented range (σ ≤ 0, a negative batch size, ...).
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+// Tensor shapes, dtypes or devices that do not fit together.
+class ShapeError : public Error {
+ public:
+  using Error::Error;
+};
+// A file could not be read or written, or its contents are malformed.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+// A device was requested that this build or this machine does not have, or a CUDA call failed.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+// NaN or Inf where finite numbers are required.
+class NumericError : public Error {
+ public:
+  using Error::Error;
+};
+
+namespace detail {
+std::string with_location(const std::string& message, const char* file, int line);
+}  // namespace detail
+
+}  // namespace aegis
+
+#define AEGIS_THROW(ErrorType, stream_expr)                                         \
+  do {                                                                              \
+    std::ostringstream aegis_msg_;                                                  \
+    aegis_msg_ << stream_expr;                                                      \
+    throw ErrorType(::aegis::detail::with_location(aegis_msg_.str(), __FILE__, __LINE__)); \
+  } while (0)
+
+// AEGIS_CHECK(cond, "batch size " << b << " must be positive") throws InvalidArgument.
+#define AEGIS_CHECK(cond, stream_expr)                        \
+  do {                                                        \
+    if (!(cond)) AEGIS_THROW(::aegis::InvalidArgument, stream_expr); \
+  } while (0)
+
+// Same, with the error type spelled out: AEGIS_CHECK_AS(ShapeError, a == b, "...").
+#define AEGIS_CHECK_AS(ErrorType, cond, stream_expr) \
+  do {                                               \
+    if (!(cond)) AEGIS_THROW(ErrorType, stream_expr); \
+  } while (0)

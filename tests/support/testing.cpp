@@ -1,0 +1,107 @@
+#include "support/testing.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "nn/functional.h"
+#include "runtime/ops.h"
+
+namespace aegis::testing {
+
+Tensor random_tensor(const Shape& shape, std::uint64_t seed, float lo, float hi) {
+  Tensor t = Tensor::empty(shape);
+  ops::fill_uniform(t, philox::Key{seed, philox::kPurposeGeneric, 0}, lo, hi);
+  return t;
+}
+
+std::vector<double> to_double(const Tensor& t) {
+  std::vector<double> out;
+  if (t.dtype() == DType::F32) {
+    for (float v : t.to_vector<float>()) out.push_back(v);
+  } else if (t.dtype() == DType::F64) {
+    out = t.to_vector<double>();
+  } else {
+    for (auto v : t.to_vector<std::int32_t>()) out.push_back(v);
+  }
+  return out;
+}
+
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected,
+                                     double rtol, double atol) {
+  if (actual.size() != expected.size())
+    return ::testing::AssertionFailure() << "size " << actual.size() << " != expected " << expected.size();
+  double worst = 0.0;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < actual.size(); ++i) {
+    if (std::isnan(actual[i]) != std::isnan(expected[i]))
+      return ::testing::AssertionFailure() << "NaN mismatch at " << i << ": " << actual[i] << " vs " << expected[i];
+    const double r = std::fabs(actual[i] - expected[i]) / (atol + rtol * std::fabs(expected[i]));
+    if (r > worst) {
+      worst = r;
+      at = i;
+    }
+  }
+  if (worst <= 1.0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "element " << at << ": " << actual[at] << " vs expected " << expected[at]
+                                       << " (rtol " << rtol << ", atol " << atol << ")";
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const std::vector<double>& expected, double rtol,
+                                     double atol) {
+  return all_close(to_double(actual), expected, rtol, atol);
+}
+
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  if (actual.shape() != expected.shape())
+    return ::testing::AssertionFailure() << "shape " << actual.describe() << " vs " << expected.describe();
+  return all_close(to_double(actual), to_double(expected), rtol, atol);
+}
+
+autograd::Var weighted_sum(const autograd::Var& y, std::uint64_t seed) {
+  const std::int64_t n = y.value().numel();
+  const Tensor r = random_tensor({1, n}, seed, 0.5f, 1.5f).to(y.device());
+  // Σ r·y as a 1×1 linear layer over the flattened output.
+  return nn::F::linear(nn::F::reshape(y, {1, n}), autograd::Var(r, false), autograd::Var());
+}
+
+::testing::AssertionResult gradcheck(const std::function<autograd::Var(const std::vector<autograd::Var>&)>& f,
+                                     std::vector<autograd::Var> inputs, double h, double rtol, double atol) {
+  for (auto& v : inputs) v.zero_grad();
+  autograd::Var out = f(inputs);
+  if (out.value().numel() != 1) return ::testing::AssertionFailure() << "gradcheck needs a scalar function";
+  autograd::backward(out);
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    autograd::Var& v = inputs[k];
+    if (!v.requires_grad()) continue;
+    if (!v.has_grad()) return ::testing::AssertionFailure() << "input " << k << " received no gradient";
+    const std::vector<double> analytic = to_double(v.grad());
+    std::vector<double> numeric(analytic.size());
+    Tensor host = v.value().to(Device::cpu()).clone();
+    float* p = host.data<float>();
+    for (std::size_t i = 0; i < numeric.size(); ++i) {
+      const float saved = p[i];
+      auto eval = [&](float value) {
+        p[i] = value;
+        v.mutable_value() = host.to(v.device()).clone();
+        std::vector<autograd::Var> fresh;
+        for (auto& u : inputs) fresh.emplace_back(u.value(), false);
+        return f(fresh).value().item();
+      };
+      const Device dev = v.device();
+      const double plus = eval(saved + static_cast<float>(h));
+      const double minus = eval(saved - static_cast<float>(h));
+      numeric[i] = (plus - minus) / (2.0 * h);
+      p[i] = saved;
+      v.mutable_value() = host.to(dev).clone();
+    }
+    auto r = all_close(analytic, numeric, rtol, atol);
+    if (!r) return ::testing::AssertionFailure() << "input " << k << ": analytic vs numeric gradient: " << r.message();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+bool gpu_available() {
+  return cuda_device_count() > 0;
+}
+
+}  // namespace aegis::testing

@@ -1,0 +1,49 @@
+// Shared helpers for the test suites: random tensors, comparisons, finite-difference gradient
+// checks and the skip rule for CUDA-vs-CPU tests.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "runtime/autograd.h"
+#include "runtime/tensor.h"
+
+namespace aegis::testing {
+
+// Uniform values in [lo, hi) from a fixed seed (never zeros: they hide unwritten outputs).
+Tensor random_tensor(const Shape& shape, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f);
+std::vector<double> to_double(const Tensor& t);
+
+// max_i |a_i − b_i| / (atol + rtol·|b_i|) ≤ 1, reported with the worst index on failure.
+::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected,
+                                     double rtol, double atol);
+::testing::AssertionResult all_close(const Tensor& actual, const std::vector<double>& expected, double rtol,
+                                     double atol);
+::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, double rtol, double atol);
+
+// Central finite differences of the scalar f(inputs) w.r.t. every element of every input that
+// requires a gradient, compared with the gradients that backward() produces. f must build a
+// fresh graph from the given Vars on each call. Step h in float32: truncation O(h²) and
+// rounding O(ε/h) balance near h = 1e-2 for O(1) values.
+::testing::AssertionResult gradcheck(const std::function<autograd::Var(const std::vector<autograd::Var>&)>& f,
+                                     std::vector<autograd::Var> inputs, double h = 1e-2, double rtol = 2e-2,
+                                     double atol = 2e-3);
+
+// A fixed random weighting r of an op's output, so that a vector-valued op is checked through
+// the scalar Σ r·y (every output element contributes with its own weight).
+autograd::Var weighted_sum(const autograd::Var& y, std::uint64_t seed);
+
+bool gpu_available();
+}  // namespace aegis::testing
+
+// CUDA-vs-CPU tests begin with this: it skips, printing why, when no GPU can run them.
+#define AEGIS_REQUIRE_GPU()                                                                  \
+  do {                                                                                       \
+    if (!::aegis::testing::gpu_available())                                                  \
+      GTEST_SKIP() << (::aegis::cuda_compiled() ? "no usable CUDA device on this machine"    \
+                                                : "this build has no CUDA backend");         \
+  } while (0)

@@ -1,0 +1,184 @@
+#include <cmath>
+
+#include "nn/functional.h"
+#include "runtime/autograd.h"
+#include "runtime/ops.h"
+#include "runtime/philox.h"
+#include "support/testing.h"
+
+namespace aegis {
+namespace {
+
+TEST(Philox, KnownAnswerVectors) {
+  // Salmon et al. 2011, Random123 known-answer vectors for philox4x32 with 10 rounds:
+  // counter (4 words), key (2 words) → output (4 words).
+  struct Kat {
+    philox::U32x4 ctr;
+    std::uint32_t k0, k1;
+    std::uint32_t out[4];
+  };
+  const Kat kats[] = {
+      {{{0, 0, 0, 0}}, 0, 0, {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}},
+      {{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu,
+       {0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}},
+      {{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}}, 0xa4093822u, 0x299f31d0u,
+       {0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}},
+  };
+  for (const Kat& k : kats) {
+    const philox::U32x4 r = philox::philox4x32_10(k.ctr, k.k0, k.k1);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(r.v[i], k.out[i]) << "word " << i;
+  }
+}
+
+TEST(Philox, KeyedDrawsAreReproducibleAndDistinct) {
+  const philox::Key a{42, philox::kPurposeDpNoise, 7};
+  philox::Key b = a;
+  b.step = 8;
+  philox::Key c = a;
+  c.purpose = philox::kPurposeSampling;
+  EXPECT_EQ(philox::normal(a, 123), philox::normal(a, 123));
+  EXPECT_NE(philox::normal(a, 123), philox::normal(b, 123));
+  EXPECT_NE(philox::normal(a, 123), philox::normal(c, 123));
+  EXPECT_NE(philox::normal(a, 123), philox::normal(a, 124));
+}
+
+TEST(Philox, NormalMomentsOverMillionDraws) {
+  // 10^6 draws: the sample mean has sd 1e-3 and the sample variance sd sqrt(2/n) ≈ 1.4e-3; the
+  // bounds are 5 standard deviations.
+  const std::int64_t n = 1000000;
+  Tensor t = Tensor::empty({n});
+  ops::fill_normal(t, philox::Key{1234, philox::kPurposeGeneric, 0}, 0.0f, 1.0f);
+  double s = 0, s2 = 0, s4 = 0;
+  for (float v : t.to_vector<float>()) {
+    s += v;
+    s2 += double(v) * v;
+    s4 += double(v) * v * v * v;
+  }
+  const double mean = s / n, var = s2 / n - mean * mean;
+  EXPECT_NEAR(mean, 0.0, 5e-3);
+  EXPECT_NEAR(var, 1.0, 7e-3);
+  EXPECT_NEAR(s4 / n, 3.0, 0.05);  // kurtosis: sd of the 4th-moment mean is sqrt(96/n) ≈ 0.01
+}
+
+TEST(Philox, UniformRangeAndMean) {
+  const std::int64_t n = 1 << 20;
+  Tensor t = Tensor::empty({n});
+  ops::fill_uniform(t, philox::Key{9, philox::kPurposeGeneric, 0}, -2.0f, 3.0f);
+  double s = 0;
+  for (float v : t.to_vector<float>()) {
+    ASSERT_GE(v, -2.0f);
+    ASSERT_LT(v, 3.0f);
+    s += v;
+  }
+  EXPECT_NEAR(s / n, 0.5, 5 * 5.0 / std::sqrt(12.0 * n));
+}
+
+TEST(Tensor, ShapesViewsAndCopies) {
+  Tensor t = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
+  EXPECT_EQ(t.numel(), 6);
+  EXPECT_EQ(t.size(-1), 3);
+  Tensor r = t.reshape({3, -1});
+  EXPECT_EQ(r.shape(), (Shape{3, 2}));
+  EXPECT_EQ(r.raw_data(), t.raw_data());  // a view
+  Tensor row = t.rows(1, 2);
+  EXPECT_EQ(row.to_vector<float>(), (std::vector<float>{4, 5, 6}));
+  Tensor c = t.clone();
+  c.fill(7.0);
+  EXPECT_EQ(t.to_vector<float>()[0], 1.0f);
+  EXPECT_THROW(t.reshape({4, 2}), ShapeError);
+  EXPECT_THROW(t.rows(1, 3), ShapeError);
+  EXPECT_THROW(t.data<double>(), ShapeError);
+  EXPECT_THROW(Tensor::from_vector<float>({1, 2}, {3}), ShapeError);
+}
+
+TEST(Tensor, WrapsForeignMemoryWithoutCopy) {
+  std::vector<float> buffer{1.5f, 2.5f, 3.5f};
+  bool released = false;
+  {
+    Tensor t = Tensor::from_blob(buffer.data(), {3}, DType::F32, Device::cpu(), [&](void*) { released = true; });
+    EXPECT_EQ(t.data<float>(), buffer.data());
+    t.data<float>()[1] = 9.0f;
+  }
+  EXPECT_TRUE(released);
+  EXPECT_EQ(buffer[1], 9.0f);
+}
+
+TEST(Device, ChoiceAndErrors) {
+  EXPECT_TRUE(choose_device("cpu").device.is_cpu());
+  EXPECT_THROW(choose_device("tpu"), InvalidArgument);
+  EXPECT_THROW(choose_device("cuda:x"), InvalidArgument);
+  if (cuda_device_count() == 0) {
+    EXPECT_THROW(choose_device("cuda"), DeviceError);
+    const DeviceChoice c = choose_device("auto");
+    EXPECT_TRUE(c.device.is_cpu());
+    EXPECT_TRUE(c.fell_back);
+    EXPECT_FALSE(c.reason.empty());
+    EXPECT_THROW(Tensor::empty({2}, DType::F32, Device::cuda()), DeviceError);
+  } else {
+    EXPECT_TRUE(choose_device("auto").device.is_cuda());
+  }
+}
+
+TEST(Ops, MatmulAgainstNaiveLoops) {
+  for (auto [m, k, n] : {std::tuple{1, 1, 1}, {3, 5, 7}, {17, 33, 9}}) {
+    Tensor a = testing::random_tensor({m, k}, 1), b = testing::random_tensor({n, k}, 2);
+    Tensor c = ops::matmul(a, b, false, true);
+    const auto av = a.to_vector<float>(), bv = b.to_vector<float>();
+    std::vector<double> ref(static_cast<std::size_t>(m * n));
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j)
+        for (int p = 0; p < k; ++p) ref[i * n + j] += double(av[i * k + p]) * bv[j * k + p];
+    EXPECT_TRUE(testing::all_close(c, ref, 1e-5, 1e-5));  // float32 sums of ≤33 O(1) terms
+  }
+  EXPECT_THROW(ops::matmul(testing::random_tensor({2, 3}, 1), testing::random_tensor({2, 3}, 1)), ShapeError);
+}
+
+TEST(Ops, NonFiniteDetection) {
+  Tensor t = Tensor::from_vector<float>({1.0f, NAN, 2.0f, INFINITY}, {4});
+  EXPECT_EQ(ops::count_nonfinite(t), 2);
+  EXPECT_THROW(ops::check_finite(t, "input"), NumericError);
+}
+
+TEST(Autograd, SharedSubexpressionAccumulates) {
+  // y = x + x  ⇒  dy/dx = 2 everywhere (the node graph has a diamond).
+  autograd::Var x(testing::random_tensor({4}, 3), true);
+  autograd::Var y = nn::F::add(x, x);
+  autograd::backward(y, Tensor::full({4}, 1.0));
+  EXPECT_TRUE(testing::all_close(x.grad(), std::vector<double>(4, 2.0), 0, 1e-6));
+}
+
+TEST(Autograd, NoTapeWhenNothingRequiresGrad) {
+  autograd::Var x(testing::random_tensor({2, 3}, 4), false);
+  autograd::Var w(testing::random_tensor({5, 3}, 5), false);
+  autograd::Var y = nn::F::linear(x, w, autograd::Var());
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_EQ(y.grad_fn(), nullptr);
+  EXPECT_THROW(autograd::backward(y), InvalidArgument);
+}
+
+TEST(Autograd, InputOnlyGradientSkipsWeights) {
+  autograd::Var x(testing::random_tensor({2, 3}, 4), true);
+  autograd::Var w(testing::random_tensor({5, 3}, 5), false);
+  autograd::Var b(testing::random_tensor({5}, 6), false);
+  autograd::backward(testing::weighted_sum(nn::F::linear(x, w, b), 7));
+  EXPECT_TRUE(x.has_grad());
+  EXPECT_FALSE(w.has_grad());
+  EXPECT_FALSE(b.has_grad());
+}
+
+TEST(Autograd, LinearAndActivationsMatchFiniteDifferences) {
+  // ReLU's kink is closer than h = 1e-2 to some pre-activations; a smaller step keeps the
+  // central difference on one side of it (float32 rounding then costs ~1e-4 relative).
+  using ActFn = autograd::Var (*)(const autograd::Var&);
+  for (auto [act, h] : {std::pair<ActFn, double>{&nn::F::relu, 1e-3}, {&nn::F::tanh, 1e-2}, {&nn::F::sigmoid, 1e-2}}) {
+    std::vector<autograd::Var> in{autograd::Var(testing::random_tensor({3, 4}, 10), true),
+                                  autograd::Var(testing::random_tensor({5, 4}, 11), true),
+                                  autograd::Var(testing::random_tensor({5}, 12), true)};
+    EXPECT_TRUE(testing::gradcheck(
+        [act](const std::vector<autograd::Var>& v) { return testing::weighted_sum(act(nn::F::linear(v[0], v[1], v[2])), 13); },
+        in, h));
+  }
+}
+
+}  // namespace
+}  // namespace aegis
