@@ -1,0 +1,201 @@
+// Optimizer bookkeeping on the host (validation, lazy state, per-parameter step counts, bias
+// corrections in double); the per-element work is one fused kernel per parameter tensor,
+// dispatched to the parameter's device (kernels/optim.h).
+#include "nn/optim.h"
+
+#include <cmath>
+#include <sstream>
+#include <unordered_set>
+
+#include "kernels/optim.h"
+#include "runtime/dispatch.h"
+#include "runtime/ops.h"
+
+namespace aegis::nn {
+
+namespace {
+
+void check_lr(float lr, const char* who) {
+  AEGIS_CHECK(std::isfinite(lr) && lr > 0.0f, who << " learning rate " << lr << " must be positive and finite");
+}
+// [0, 1): momentum and the Adam betas.
+void check_unit_interval(float v, const char* who, const char* name) {
+  AEGIS_CHECK(std::isfinite(v) && v >= 0.0f && v < 1.0f, who << " " << name << " " << v << " must lie in [0, 1)");
+}
+void check_weight_decay(float wd, const char* who) {
+  AEGIS_CHECK(std::isfinite(wd) && wd >= 0.0f, who << " weight_decay " << wd << " must be non-negative and finite");
+}
+
+std::string param_label(std::size_t index, const Tensor& value) {
+  std::ostringstream os;
+  os << "gradient of parameter " << index << " (" << value.describe() << ")";
+  return os.str();
+}
+
+}  // namespace
+
+// ---- Optimizer -------------------------------------------------------------------------------
+
+Optimizer::Optimizer(std::vector<autograd::Var> params, float lr) : m_params(std::move(params)), m_lr(lr) {
+  check_lr(lr, "optimizer");
+  AEGIS_CHECK(!m_params.empty(), "optimizer got an empty parameter list");
+  std::unordered_set<const autograd::VarState*> seen;
+  for (std::size_t i = 0; i < m_params.size(); ++i) {
+    AEGIS_CHECK(m_params[i].defined(), "optimizer parameter " << i << " is an undefined Var");
+    // A repeated Var would be updated twice per step.
+    AEGIS_CHECK(seen.insert(m_params[i].state()).second,
+                "optimizer parameter " << i << " (" << m_params[i].value().describe() << ") appears more than once");
+  }
+}
+
+void Optimizer::set_lr(float lr) {
+  AEGIS_CHECK(std::isfinite(lr) && lr >= 0.0f, "learning rate " << lr << " must be non-negative and finite");
+  m_lr = lr;
+}
+
+void Optimizer::zero_grad() {
+  for (autograd::Var& p : m_params) p.zero_grad();
+}
+
+void Optimizer::step() {
+  // Validate everything first, so that a bad gradient anywhere leaves every parameter as it was.
+  for (std::size_t i = 0; i < m_params.size(); ++i) {
+    const autograd::Var& p = m_params[i];
+    if (!p.has_grad()) continue;
+    const Tensor& value = p.value();
+    const Tensor& grad = p.grad();
+    const std::string label = param_label(i, value);
+    check_dtype(value, DType::F32, label.c_str());
+    check_dtype(grad, DType::F32, label.c_str());
+    check_shape(grad, value.shape(), label.c_str());
+    check_same_device(value, grad, label.c_str());
+    const std::int64_t bad = ops::count_nonfinite(grad);
+    if (bad)
+      AEGIS_THROW(NumericError, label << " contains " << bad << " NaN/Inf value(s) out of " << grad.numel()
+                                      << "; no parameter was updated");
+  }
+  for (std::size_t i = 0; i < m_params.size(); ++i) {
+    autograd::Var& p = m_params[i];
+    if (!p.has_grad()) continue;
+    update(i, p.mutable_value(), p.grad());
+  }
+  ++m_steps;
+}
+
+Tensor& Optimizer::state_like(Tensor& slot, const Tensor& like) {
+  if (!slot.defined()) {
+    slot = Tensor::zeros_like(like);
+  } else if (slot.device() != like.device()) {
+    slot = slot.to(like.device());
+  }
+  return slot;
+}
+
+// ---- SGD -------------------------------------------------------------------------------------
+
+SGD::SGD(std::vector<autograd::Var> params, SgdOptions opt)
+    : Optimizer(std::move(params), opt.lr), m_opt(opt), m_momentum_buf(parameters().size()) {
+  check_unit_interval(opt.momentum, "SGD", "momentum");
+  check_weight_decay(opt.weight_decay, "SGD");
+  AEGIS_CHECK(!opt.nesterov || opt.momentum > 0.0f,
+              "SGD nesterov=true requires momentum > 0 (got momentum " << opt.momentum << ")");
+}
+
+SgdOptions SGD::options() const {
+  SgdOptions o = m_opt;
+  o.lr = lr();
+  return o;
+}
+
+std::string SGD::describe() const {
+  std::ostringstream os;
+  os << "SGD(lr=" << lr() << ", momentum=" << m_opt.momentum << ", weight_decay=" << m_opt.weight_decay
+     << ", nesterov=" << (m_opt.nesterov ? "true" : "false") << ")";
+  return os.str();
+}
+
+void SGD::update(std::size_t index, Tensor& value, const Tensor& grad) {
+  kernels::SgdUpdate u;
+  u.lr = lr();
+  u.momentum = m_opt.momentum;
+  u.weight_decay = m_opt.weight_decay;
+  u.nesterov = m_opt.nesterov;
+  float* buf = nullptr;
+  if (m_opt.momentum != 0.0f) {
+    Tensor& slot = m_momentum_buf[index];
+    // PyTorch starts the buffer at the gradient: the kernel overwrites it on the first step.
+    u.first_step = !slot.defined();
+    buf = state_like(slot, value).data<float>();
+  }
+  AEGIS_DISPATCH(value.device(), sgd_step(u, value.data<float>(), grad.data<float>(), buf, value.numel()));
+}
+
+// ---- Adam / AdamW ----------------------------------------------------------------------------
+
+Adam::Adam(std::vector<autograd::Var> params, AdamOptions opt)
+    : Optimizer(std::move(params), opt.lr), m_opt(opt), m_state(parameters().size()) {
+  const char* who = opt.decoupled ? "AdamW" : "Adam";
+  check_unit_interval(opt.beta1, who, "beta1");
+  check_unit_interval(opt.beta2, who, "beta2");
+  AEGIS_CHECK(std::isfinite(opt.eps) && opt.eps > 0.0f, who << " eps " << opt.eps << " must be positive and finite");
+  check_weight_decay(opt.weight_decay, who);
+}
+
+AdamOptions Adam::options() const {
+  AdamOptions o = m_opt;
+  o.lr = lr();
+  return o;
+}
+
+std::string Adam::describe() const {
+  std::ostringstream os;
+  os << (m_opt.decoupled ? "AdamW" : "Adam") << "(lr=" << lr() << ", betas=(" << m_opt.beta1 << ", " << m_opt.beta2
+     << "), eps=" << m_opt.eps << ", weight_decay=" << m_opt.weight_decay << ")";
+  return os.str();
+}
+
+void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) {
+  State& s = m_state[index];
+  const std::int64_t t = s.step + 1;
+  kernels::AdamUpdate u;
+  u.lr = lr();
+  u.beta1 = m_opt.beta1;
+  u.beta2 = m_opt.beta2;
+  u.eps = m_opt.eps;
+  u.weight_decay = m_opt.weight_decay;
+  u.decoupled = m_opt.decoupled;
+  // Bias corrections in double: 1 − β2^t is ~1e-3 at t = 1 for β2 = 0.999, where float powers of
+  // a number near 1 would lose digits.
+  const double t_d = static_cast<double>(t);
+  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(m_opt.beta1), t_d);
+  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(m_opt.beta2), t_d);
+  u.step_size = static_cast<float>(static_cast<double>(u.lr) / bias_correction1);
+  u.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  float* exp_avg = state_like(s.exp_avg, value).data<float>();
+  float* exp_avg_sq = state_like(s.exp_avg_sq, value).data<float>();
+  AEGIS_DISPATCH(value.device(),
+                 adam_step(u, value.data<float>(), grad.data<float>(), exp_avg, exp_avg_sq, value.numel()));
+  s.step = t;
+}
+
+// ---- factory ---------------------------------------------------------------------------------
+
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr) {
+  if (name == "sgd") {
+    SgdOptions o;
+    o.lr = lr;
+    return std::make_unique<SGD>(std::move(params), o);
+  }
+  if (name == "adam" || name == "adamw") {
+    AdamOptions o;
+    o.lr = lr;
+    if (name == "adamw") {
+      o.decoupled = true;
+      o.weight_decay = 1e-2f;
+    }
+    return std::make_unique<Adam>(std::move(params), o);
+  }
+  AEGIS_THROW(InvalidArgument, "unknown optimizer '" << name << "' (expected sgd, adam or adamw)");
+}
+
+}  // namespace aegis::nn

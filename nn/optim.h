@@ -1,0 +1,117 @@
+// Optimizers over a list of parameter Vars: SGD (momentum, Nesterov, L2 weight decay) and Adam /
+// AdamW, with PyTorch's update equations (torch.optim.SGD, Adam, AdamW; written out in
+// kernels/optim.h). step() first checks every gradient — shape, dtype, device and finiteness — and
+// throws before any parameter or state is modified, then updates each parameter that has a
+// gradient (parameters without one are skipped, as in PyTorch) with one fused kernel on that
+// parameter's device. Optimizer state (momentum buffer, Adam moments) is allocated lazily on the
+// parameter's device and follows the parameter if it is moved. Hyperparameters are validated at
+// construction and throw InvalidArgument naming the bad value.
+//
+// A learning-rate schedule (nn/schedule.h) drives an optimizer with
+//   opt.set_lr(schedule.lr_at(opt.steps()));  opt.step();
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/autograd.h"
+
+namespace aegis::nn {
+
+class Optimizer {
+ public:
+  // params: non-empty, no undefined or repeated Vars. lr > 0 and finite.
+  Optimizer(std::vector<autograd::Var> params, float lr);
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+  virtual ~Optimizer() = default;
+
+  // One update of every parameter that has a gradient. Throws NumericError (naming the
+  // parameter and the count) if any gradient holds NaN/Inf, ShapeError if a gradient does not
+  // match its parameter; in both cases nothing has been modified.
+  virtual void step();
+  // Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)).
+  void zero_grad();
+  float lr() const { return m_lr; }
+  // lr ≥ 0 and finite: a schedule may legitimately reach 0 (cosine annealing to eta_min = 0).
+  void set_lr(float lr);
+  // Number of completed step() calls.
+  std::int64_t steps() const { return m_steps; }
+  const std::vector<autograd::Var>& parameters() const { return m_params; }
+  // "SGD(lr=0.1, momentum=0.9, weight_decay=0, nesterov=false)", for logs.
+  virtual std::string describe() const = 0;
+
+ protected:
+  // Updates parameter `index` in place; value and grad are validated float32 tensors of the
+  // same shape on the same device.
+  virtual void update(std::size_t index, Tensor& value, const Tensor& grad) = 0;
+  // Returns `slot`, allocated as zeros like `like` when undefined and moved to like's device when
+  // it lives elsewhere (the parameter moved after the state was created).
+  static Tensor& state_like(Tensor& slot, const Tensor& like);
+
+ private:
+  std::vector<autograd::Var> m_params;
+  float m_lr;
+  std::int64_t m_steps = 0;
+};
+
+// torch.optim.SGD defaults (dampening is fixed at 0).
+struct SgdOptions {
+  float lr = 1e-3f;
+  float momentum = 0.0f;      // in [0, 1)
+  float weight_decay = 0.0f;  // ≥ 0, added to the gradient as weight_decay · p
+  bool nesterov = false;      // requires momentum > 0
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<autograd::Var> params, SgdOptions opt);
+  SgdOptions options() const;  // with the current lr
+  std::string describe() const override;
+
+ protected:
+  void update(std::size_t index, Tensor& value, const Tensor& grad) override;
+
+ private:
+  SgdOptions m_opt;
+  std::vector<Tensor> m_momentum_buf;  // one per parameter, undefined until its first update
+};
+
+// torch.optim.Adam defaults; decoupled = true gives torch.optim.AdamW (whose own default
+// weight_decay is 1e-2, see make_optimizer).
+struct AdamOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;         // in [0, 1)
+  float beta2 = 0.999f;       // in [0, 1)
+  float eps = 1e-8f;          // > 0
+  float weight_decay = 0.0f;  // ≥ 0
+  bool decoupled = false;     // true = AdamW: p ← p·(1 − lr·wd); false = L2: g ← g + wd·p
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<autograd::Var> params, AdamOptions opt);
+  AdamOptions options() const;  // with the current lr
+  std::string describe() const override;
+
+ protected:
+  void update(std::size_t index, Tensor& value, const Tensor& grad) override;
+
+ private:
+  struct State {
+    Tensor exp_avg, exp_avg_sq;
+    std::int64_t step = 0;  // per parameter, as in PyTorch: bias correction counts its own updates
+  };
+  AdamOptions m_opt;
+  std::vector<State> m_state;
+};
+
+// "sgd":   SGD with PyTorch's defaults — momentum 0, weight_decay 0, no Nesterov.
+// "adam":  Adam, betas (0.9, 0.999), eps 1e-8, weight_decay 0.
+// "adamw": AdamW, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 (torch.optim.AdamW's default).
+// Any other name throws InvalidArgument.
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr);
+
+}  // namespace aegis::nn
