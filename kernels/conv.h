@@ -1,0 +1,51 @@
+// 2-d convolution over float32 NCHW tensors with PyTorch's Conv2d semantics: cross-correlation,
+// symmetric zero padding p, stride s, no dilation or groups. x [N,C,H,W], w [O,C,kh,kw],
+// bias [O] or null → y [N,O,H',W'] with H' = (H + 2p − kh)/s + 1 (floor), likewise W'.
+// Backward: dx [N,C,H,W] (the adjoint of the forward map in x), dw [O,C,kh,kw] = Σ_n gy_n·cols_nᵀ,
+// db [O] = Σ over n, h', w' of gy; each is a separate call so callers form only the gradients
+// they need, and every output is overwritten, not accumulated.
+// CPU: im2col + OpenBLAS sgemm one example at a time, OpenMP over the examples. Each thread owns a
+// [C·kh·kw, H'·W'] column buffer; the filter gradient accumulates one [O, C·kh·kw] partial per
+// thread, summed at the end. On 2 cores at batch 256 and the MNIST CNN's shapes this measured up
+// to 2× faster, and never slower, than im2col of the whole batch into one [C·kh·kw, N·H'·W']
+// matrix and a single sgemm (that matrix leaves the cache and needs an NCHW transpose on each
+// side); for a 64-channel 16×16 layer the two tie. 1×1 kernels with stride 1 and no padding skip
+// im2col. CUDA: cuDNN for forward, backward-data and backward-filter, with the bias added by
+// cudnnAddTensor and its gradient from cudnnConvolutionBackwardBias. Algorithms come from the
+// cudnnGetConvolution*Algorithm_v7 heuristics, preferring deterministic full-fp32 (FMA, no TF32)
+// ones, so GPU results are reproducible and match the CPU to fp32 rounding; each call's
+// workspace comes from the stream-ordered pool (cudaMallocAsync) and goes back after the call.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/config.h"
+
+namespace aegis::kernels {
+
+struct Conv2dGeometry {
+  std::int64_t batch = 0, in_channels = 0, height = 0, width = 0;
+  std::int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  std::int64_t stride = 1, padding = 0;
+
+  std::int64_t out_height() const { return (height + 2 * padding - kernel_h) / stride + 1; }
+  std::int64_t out_width() const { return (width + 2 * padding - kernel_w) / stride + 1; }
+};
+
+namespace cpu {
+void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y);
+void conv2d_backward_data(const Conv2dGeometry& g, const float* gy, const float* w, float* dx);
+void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* gy, float* dw);
+void conv2d_backward_bias(const Conv2dGeometry& g, const float* gy, float* db);
+}  // namespace cpu
+
+#if AEGIS_HAS_CUDA
+namespace cuda {
+void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w, const float* d_bias, float* d_y);
+void conv2d_backward_data(const Conv2dGeometry& g, const float* d_gy, const float* d_w, float* d_dx);
+void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const float* d_gy, float* d_dw);
+void conv2d_backward_bias(const Conv2dGeometry& g, const float* d_gy, float* d_db);
+}  // namespace cuda
+#endif
+
+}  // namespace aegis::kernels
