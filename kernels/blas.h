@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "runtime/config.h"
 
@@ -22,6 +23,8 @@ namespace cpu {
 void gemm(const GemmArgs& g, const float* a, const float* b, float* c);
 void add_bias(float* y, const float* bias, std::int64_t rows, std::int64_t cols);
 void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols, bool accumulate);
+// "OpenBLAS 0.3.21 ... (N threads)": which BLAS the CPU backend runs on.
+std::string blas_description();
 }  // namespace cpu
 
 #if AEGIS_HAS_CUDA

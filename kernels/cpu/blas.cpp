@@ -38,4 +38,10 @@ void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols, 
     out[c] = static_cast<float>(acc[static_cast<std::size_t>(c)] + (accumulate ? out[c] : 0.0f));
 }
 
+std::string blas_description() {
+  std::string config = openblas_get_config();
+  while (!config.empty() && config.back() == ' ') config.pop_back();
+  return config + " (" + std::to_string(openblas_get_num_threads()) + " threads)";
+}
+
 }  // namespace aegis::kernels::cpu

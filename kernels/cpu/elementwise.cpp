@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu/fast_math.h"
+
 namespace aegis::kernels::cpu {
 
 namespace {
@@ -34,16 +36,12 @@ void activation_forward(Activation f, const float* x, float* y, std::int64_t n) 
       for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
       break;
     case Activation::Tanh:
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-      for (std::int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) y[i] = fast::tanh(x[i]);
       break;
     case Activation::Sigmoid:
-#pragma omp parallel for schedule(static) if (n > kParallelMin / 8)
-      for (std::int64_t i = 0; i < n; ++i) {
-        // Written so that neither branch overflows: for x < 0 use e^x / (1 + e^x).
-        const float e = std::exp(-std::fabs(x[i]));
-        y[i] = x[i] >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-      }
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) y[i] = fast::sigmoid(x[i]);
       break;
   }
 }

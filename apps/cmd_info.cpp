@@ -1,0 +1,41 @@
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+
+#include "commands.h"
+#include "kernels/blas.h"
+
+namespace aegis::app {
+
+Runner add_info(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "version, compiled backends, devices and library versions");
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "print JSON");
+  return [json]() {
+    nlohmann::json j;
+    j["version"] = AEGIS_VERSION;
+    j["backends"] = cuda_compiled() ? nlohmann::json{"cpu", "cuda"} : nlohmann::json{"cpu"};
+    j["blas"] = kernels::cpu::blas_description();
+    j["cuda"] = cuda_compiled() ? cuda_version_string() : "not compiled in";
+    nlohmann::json devices = nlohmann::json::array();
+    devices.push_back({{"device", "cpu"}, {"description", "host"}});
+    for (int i = 0; i < cuda_device_count(); ++i)
+      devices.push_back({{"device", Device::cuda(i).str()}, {"description", cuda_device_description(i)}});
+    j["devices"] = devices;
+    if (*json) {
+      std::cout << j.dump() << "\n";
+      return 0;
+    }
+    std::cout << "aegis " << AEGIS_VERSION << "\n"
+              << "backends: cpu" << (cuda_compiled() ? ", cuda" : "") << "\n"
+              << "blas:     " << kernels::cpu::blas_description() << "\n"
+              << "cuda:     " << j["cuda"].get<std::string>() << "\n"
+              << "devices:\n";
+    for (const auto& d : devices)
+      std::cout << "  " << d["device"].get<std::string>() << "  " << d["description"].get<std::string>() << "\n";
+    if (cuda_compiled() && cuda_device_count() == 0) std::cout << "  (no usable CUDA device: runs use the CPU)\n";
+    return 0;
+  };
+}
+
+}  // namespace aegis::app

@@ -1,0 +1,34 @@
+// The subcommands of the `aegis` tool. Each registers its options on a CLI11 subcommand and
+// returns the function that runs it; main() catches aegis::Error and turns it into a message
+// and exit status 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+
+#include "runtime/device.h"
+
+namespace aegis::app {
+
+using Runner = std::function<int()>;
+
+// Options every command that computes shares.
+struct CommonOptions {
+  std::string device = "auto";
+  std::string data_dir;  // where the bundled dataset lives (default: found automatically)
+  bool json = false;
+  bool quiet = false;
+};
+void add_common_options(CLI::App& cmd, CommonOptions& o);
+// Resolves --device; on `auto` without a GPU, says once on stderr that it runs on the CPU.
+Device resolve_device(const CommonOptions& o);
+// The hint passed to the bundled-data search: --data-dir, else the source tree's data/.
+std::string data_dir_hint(const CommonOptions& o);
+
+Runner add_info(CLI::App& app);
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_demo(CLI::App& app);
+
+}  // namespace aegis::app

@@ -1,0 +1,34 @@
+// A progress line on stderr with rate and ETA. On a terminal it redraws one line in place at
+// most ten times a second; otherwise it prints a plain line at every tenth of the work, so logs
+// stay readable. Disabled entirely by --quiet.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace aegis::app {
+
+class Progress {
+ public:
+  Progress(std::string label, std::int64_t total, std::string unit, bool enabled);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  // `done` units finished so far; `extra` is appended ("loss 0.412").
+  void update(std::int64_t done, const std::string& extra = "");
+  void finish(const std::string& extra = "");
+
+ private:
+  void draw(std::int64_t done, const std::string& extra, bool final);
+  std::string m_label, m_unit;
+  std::int64_t m_total;
+  bool m_enabled, m_tty, m_finished = false;
+  int m_last_decile = -1;
+  std::chrono::steady_clock::time_point m_start, m_last_draw;
+};
+
+std::string format_duration(double seconds);  // "1:02:03" or "2:03"
+
+}  // namespace aegis::app

@@ -1,0 +1,26 @@
+// Classifier files: a safetensors file holding the model's parameters under their PyTorch
+// state_dict names plus metadata that says how to rebuild it ("aegis.model", "aegis.input_shape",
+// "aegis.num_classes", "aegis.activation") and where it came from ("aegis.dataset", and whatever
+// the caller adds — the DP issue adds its privacy ledger here).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "nn/zoo.h"
+
+namespace aegis::nn {
+
+struct LoadedClassifier {
+  std::shared_ptr<Module> model;
+  ModelSpec spec;
+  std::map<std::string, std::string> metadata;
+};
+
+void save_classifier(const std::string& path, const Module& model, const ModelSpec& spec,
+                     std::map<std::string, std::string> metadata = {});
+// Throws IoError naming the file when metadata is missing or inconsistent with the tensors.
+LoadedClassifier load_classifier(const std::string& path);
+
+}  // namespace aegis::nn

@@ -1,0 +1,137 @@
+#include "nn/train.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "nn/optim.h"
+#include "nn/schedule.h"
+
+namespace aegis::nn {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Restores requires_grad on every parameter when an evaluation ends, however it ends.
+class NoGradScope {
+ public:
+  explicit NoGradScope(Module& m) : m_params(m.parameters()) {
+    for (auto& p : m_params) {
+      m_saved.push_back(p.requires_grad());
+      p.set_requires_grad(false);
+    }
+  }
+  ~NoGradScope() {
+    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
+  }
+  NoGradScope(const NoGradScope&) = delete;
+  NoGradScope& operator=(const NoGradScope&) = delete;
+
+ private:
+  std::vector<Var> m_params;
+  std::vector<bool> m_saved;
+};
+}  // namespace
+
+TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& o,
+                             const std::function<void(const StepInfo&)>& on_step,
+                             const std::function<void(const EpochResult&)>& on_epoch) {
+  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
+  AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
+  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+
+  model.to(o.device);
+  model.train(true);
+  model.set_requires_grad(true);
+  BatchOptions bo;
+  bo.batch_size = o.batch_size;
+  bo.shuffle = true;
+  bo.seed = o.seed;
+  bo.device = o.device;
+  BatchIterator batches(train, bo, 0);
+  const std::int64_t steps_per_epoch = batches.num_batches();
+  const std::int64_t total_steps = steps_per_epoch * o.epochs;
+  auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.lr);
+  auto schedule = make_schedule(o.schedule, o.lr, total_steps);
+
+  TrainResult result;
+  const auto t_start = std::chrono::steady_clock::now();
+  StepInfo info;
+  info.total_steps = total_steps;
+  for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    const auto t_epoch = std::chrono::steady_clock::now();
+    batches.start_epoch(static_cast<std::uint32_t>(epoch));
+    double loss_sum = 0.0;
+    std::int64_t correct = 0, seen = 0;
+    Batch batch;
+    while (batches.next(batch)) {
+      const float lr = schedule->lr_at(result.steps);
+      optimizer->set_lr(lr);
+      optimizer->zero_grad();
+      Var logits = model.forward(Var(batch.images, false));
+      Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
+      const double loss_value = loss.value().item();
+      if (!std::isfinite(loss_value))
+        AEGIS_THROW(NumericError, "training loss became " << loss_value << " at epoch " << epoch + 1 << ", step "
+                                                          << result.steps + 1 << " (learning rate " << lr
+                                                          << " may be too large)");
+      autograd::backward(loss);
+      optimizer->step();
+      const std::int64_t b = batch.labels.numel();
+      loss_sum += loss_value * static_cast<double>(b);
+      correct += count_correct(logits.value(), batch.labels);
+      seen += b;
+      ++result.steps;
+      if (on_step) {
+        info.epoch = epoch;
+        info.step = result.steps;
+        info.examples += b;
+        info.loss = loss_value;
+        info.lr = lr;
+        on_step(info);
+      }
+    }
+    EpochResult er;
+    er.epoch = epoch + 1;
+    er.train_loss = loss_sum / static_cast<double>(seen);
+    er.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    er.seconds = seconds_since(t_epoch);
+    result.epochs.push_back(er);
+    if (on_epoch) on_epoch(er);
+  }
+  result.seconds = seconds_since(t_start);
+  return result;
+}
+
+EvalResult evaluate(Module& model, const Dataset& data, Device device, std::int64_t batch_size,
+                    const std::function<void(std::int64_t, std::int64_t)>& on_batch) {
+  AEGIS_CHECK(batch_size >= 1, "batch size " << batch_size << " must be at least 1");
+  AEGIS_CHECK(data.size() > 0, "evaluation set '" << data.name << "' is empty");
+  const auto t0 = std::chrono::steady_clock::now();
+  model.to(device);
+  model.train(false);
+  NoGradScope no_grad(model);
+  BatchOptions bo;
+  bo.batch_size = batch_size;
+  bo.device = device;
+  BatchIterator batches(data, bo, 0);
+  EvalResult r;
+  double loss_sum = 0.0;
+  Batch batch;
+  while (batches.next(batch)) {
+    Var logits = model.forward(Var(batch.images, false));
+    loss_sum += F::cross_entropy(logits, batch.labels, Reduction::Sum).value().item();
+    r.correct += count_correct(logits.value(), batch.labels);
+    r.total += batch.labels.numel();
+    if (on_batch) on_batch(r.total, data.size());
+  }
+  r.loss = loss_sum / static_cast<double>(r.total);
+  r.accuracy = static_cast<double>(r.correct) / static_cast<double>(r.total);
+  r.seconds = seconds_since(t0);
+  model.train(true);
+  return r;
+}
+
+}  // namespace aegis::nn

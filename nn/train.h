@@ -1,0 +1,64 @@
+// Supervised training and evaluation of classifiers: the loop behind `aegis train`, `aegis eval`
+// and `aegis demo`, usable from C++ as it is. One step = forward on a minibatch, mean softmax
+// cross-entropy, backward, optimizer update with the schedule's learning rate for that step.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nn/data/dataset.h"
+#include "nn/module.h"
+
+namespace aegis::nn {
+
+struct TrainOptions {
+  std::int64_t epochs = 5;
+  std::int64_t batch_size = 128;
+  float lr = 0.1f;
+  std::string optimizer = "sgd";      // sgd | adam | adamw (nn/optim.h)
+  std::string schedule = "constant";  // constant | step | cosine | onecycle (nn/schedule.h)
+  std::uint64_t seed = 0;             // data order
+  Device device = Device::cpu();
+};
+
+struct StepInfo {
+  std::int64_t epoch = 0, step = 0, total_steps = 0;
+  std::int64_t examples = 0;  // examples processed so far
+  double loss = 0.0;          // this batch's mean loss
+  float lr = 0.0f;
+};
+
+struct EpochResult {
+  std::int64_t epoch = 0;
+  double train_loss = 0.0;      // mean over the epoch's examples
+  double train_accuracy = 0.0;  // fraction, measured on the fly during the epoch
+  double seconds = 0.0;
+};
+
+struct TrainResult {
+  std::vector<EpochResult> epochs;
+  std::int64_t steps = 0;
+  double seconds = 0.0;
+};
+
+// Trains `model` in place (moving it to options.device). Throws InvalidArgument for bad
+// options and NumericError when the loss becomes NaN/Inf (the model is left as it was after the
+// last finite step).
+TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& options,
+                             const std::function<void(const StepInfo&)>& on_step = {},
+                             const std::function<void(const EpochResult&)>& on_epoch = {});
+
+struct EvalResult {
+  double loss = 0.0;      // mean cross-entropy
+  double accuracy = 0.0;  // fraction correct
+  std::int64_t correct = 0, total = 0;
+  double seconds = 0.0;
+};
+
+// Evaluates without a tape (parameters stop requiring gradients for the duration).
+EvalResult evaluate(Module& model, const Dataset& data, Device device, std::int64_t batch_size = 1000,
+                    const std::function<void(std::int64_t done, std::int64_t total)>& on_batch = {});
+
+}  // namespace aegis::nn

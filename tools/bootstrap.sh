@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine for aegis, builds it, and runs one job:
+#   tools/bootstrap.sh demo    install what is missing, build, run `aegis demo`
+#   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest)
+#   tools/bootstrap.sh build   install what is missing and build only
+# Environment: BUILD_DIR (default build), AEGIS_CUDA (AUTO|ON|OFF, default AUTO),
+# AEGIS_CUDA_ARCHS (default "80;90"), JOBS (default: number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+job=${1:-demo}
+case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
+
+packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
+          nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build=${BUILD_DIR:-build}
+jobs=${JOBS:-$(nproc)}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA="${AEGIS_CUDA:-AUTO}" \
+      -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" >/dev/null
+cmake --build "$build" -j "$jobs"
+
+case "$job" in
+  demo) exec "$build/aegis" demo ;;
+  test) exec ctest --test-dir "$build" --output-on-failure -j "$jobs" ;;
+  build) ;;
+esac
