@@ -1,6 +1,8 @@
 #include <cmath>
 
 #include "nn/functional.h"
+#include "kernels/elementwise.h"
+#include "runtime/dispatch.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
 #include "runtime/philox.h"
@@ -178,6 +180,83 @@ TEST(Autograd, LinearAndActivationsMatchFiniteDifferences) {
         [act](const std::vector<autograd::Var>& v) { return testing::weighted_sum(act(nn::F::linear(v[0], v[1], v[2])), 13); },
         in, h));
   }
+}
+
+}  // namespace
+}  // namespace aegis
+
+namespace aegis {
+namespace {
+
+TEST(FastMath, ActivationsMatchLibmAcrossTheRange) {
+  // The vectorized tanh/sigmoid of kernels/cpu/fast_math.h against double-precision libm over
+  // [−40, 40] (saturation included) in steps that hit both tanh branches and the 0.625 seam.
+  std::vector<float> xs;
+  for (double x = -40.0; x <= 40.0; x += 0.00731) xs.push_back(static_cast<float>(x));
+  for (float x : {0.0f, -0.0f, 0.625f, -0.625f, 1e-30f, 88.0f, -100.0f, 100.0f}) xs.push_back(x);
+  const std::int64_t n = static_cast<std::int64_t>(xs.size());
+  Tensor x = Tensor::from_vector(xs, {n});
+  Tensor y = Tensor::empty({n});
+  kernels::cpu::activation_forward(kernels::Activation::Tanh, x.data<float>(), y.data<float>(), n);
+  std::vector<double> ref;
+  for (float v : xs) ref.push_back(std::tanh(double(v)));
+  // ≈2 ulp of float in the result, plus 1e-7 absolute where tanh crosses zero.
+  EXPECT_TRUE(testing::all_close(y, ref, 3e-7, 1e-7));
+  kernels::cpu::activation_forward(kernels::Activation::Sigmoid, x.data<float>(), y.data<float>(), n);
+  ref.clear();
+  for (float v : xs) ref.push_back(1.0 / (1.0 + std::exp(-double(v))));
+  // Sigmoid goes to 0 for x → −∞: relative accuracy is what matters there (tiny atol).
+  EXPECT_TRUE(testing::all_close(y, ref, 5e-7, 1e-30));
+}
+
+// ---- CUDA vs CPU: same keys and inputs, same results ----------------------------------------
+
+TEST(RuntimeCuda, PhiloxFillsAreIdenticalOnBothDevices) {
+  AEGIS_REQUIRE_GPU();
+  const std::int64_t n = (1 << 20) + 3;  // odd size: the last Philox block is partly used
+  const philox::Key key{77, philox::kPurposeDpNoise, 5};
+  Tensor cpu_u = Tensor::empty({n}), gpu_u = Tensor::empty({n}, DType::F32, Device::cuda());
+  ops::fill_uniform(cpu_u, key, -1.0f, 1.0f, 12345);
+  ops::fill_uniform(gpu_u, key, -1.0f, 1.0f, 12345);
+  EXPECT_EQ(cpu_u.to_vector<float>(), gpu_u.to_vector<float>());  // integer arithmetic: exact
+  Tensor cpu_n = Tensor::empty({n}), gpu_n = Tensor::empty({n}, DType::F32, Device::cuda());
+  ops::fill_normal(cpu_n, key, 0.5f, 2.0f, 7);
+  ops::fill_normal(gpu_n, key, 0.5f, 2.0f, 7);
+  // Box–Muller in double: libm and CUDA's log/sin/cos differ by ≤ 1 ulp of double, which
+  // survives rounding to float only near a rounding boundary — allow 1 float ulp.
+  EXPECT_TRUE(testing::all_close(gpu_n, testing::to_double(cpu_n), 2.4e-7, 1e-7));
+}
+
+TEST(RuntimeCuda, ElementwiseBlasAndLinearMatchCpu) {
+  AEGIS_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  for (auto act : {kernels::Activation::ReLU, kernels::Activation::Tanh, kernels::Activation::Sigmoid}) {
+    const std::int64_t n = 100003;
+    Tensor x = testing::random_tensor({n}, 31, -6.0f, 6.0f), y = Tensor::empty({n});
+    Tensor xg = x.to(gpu), yg = Tensor::empty({n}, DType::F32, gpu);
+    kernels::cpu::activation_forward(act, x.data<float>(), y.data<float>(), n);
+    AEGIS_DISPATCH(gpu, activation_forward(act, xg.data<float>(), yg.data<float>(), n));
+    // Two float implementations of tanh/exp, each within a few ulp of the true value.
+    EXPECT_TRUE(testing::all_close(yg, testing::to_double(y), 1e-6, 1e-7));
+  }
+  Tensor a = testing::random_tensor({37, 129}, 32), b = testing::random_tensor({129, 65}, 33);
+  // Different summation orders over 129 terms of O(1): float32 rounding ~ sqrt(129)·6e-8 each.
+  EXPECT_TRUE(testing::all_close(ops::matmul(a.to(gpu), b.to(gpu)), ops::matmul(a, b), 1e-5, 1e-5));
+  EXPECT_TRUE(testing::all_close(ops::matmul(b.to(gpu), b.to(gpu), true, false), ops::matmul(b, b, true, false), 1e-5, 1e-5));
+  Tensor nan = Tensor::from_vector<float>({1.0f, NAN, INFINITY, 2.0f, -INFINITY}, {5});
+  EXPECT_EQ(ops::count_nonfinite(nan.to(gpu)), 3);
+
+  // A linear layer's forward and all three gradients.
+  auto run = [](Device d) {
+    autograd::Var x(testing::random_tensor({33, 17}, 34).to(d), true);
+    autograd::Var w(testing::random_tensor({9, 17}, 35).to(d), true);
+    autograd::Var bias(testing::random_tensor({9}, 36).to(d), true);
+    autograd::Var y = nn::F::linear(x, w, bias);
+    autograd::backward(y, testing::random_tensor({33, 9}, 37).to(d));
+    return std::vector<Tensor>{y.value(), x.grad(), w.grad(), bias.grad()};
+  };
+  const auto c = run(Device::cpu()), g = run(gpu);
+  for (std::size_t i = 0; i < c.size(); ++i) EXPECT_TRUE(testing::all_close(g[i], c[i], 1e-5, 1e-5)) << "output " << i;
 }
 
 }  // namespace
