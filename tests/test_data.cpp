@@ -22,29 +22,11 @@ namespace {
 
 using Bytes = std::vector<unsigned char>;
 
-// A fresh directory under the test temp dir; all of them are removed when the program exits.
 std::string make_temp_dir() {
-  struct Registry {
-    std::vector<std::string> paths;
-    ~Registry() {
-      std::error_code ignored;
-      for (const std::string& p : paths) std::filesystem::remove_all(p, ignored);
-    }
-  };
-  static Registry made;
-  std::string templ = ::testing::TempDir() + "aegis_data_XXXXXX";
-  std::vector<char> buf(templ.begin(), templ.end());
-  buf.push_back('\0');
-  if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed for " + templ);
-  made.paths.emplace_back(buf.data());
-  return made.paths.back();
+  return testing::make_temp_dir("aegis_data");
 }
 
-void write_file(const std::string& path, const Bytes& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(f.good()) << path;
-}
+using testing::write_file;
 
 void write_gzip(const std::string& path, const Bytes& bytes) {
   gzFile gz = gzopen(path.c_str(), "wb");

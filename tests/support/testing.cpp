@@ -1,6 +1,10 @@
 #include "support/testing.h"
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "nn/functional.h"
@@ -102,6 +106,29 @@ autograd::Var weighted_sum(const autograd::Var& y, std::uint64_t seed) {
 
 bool gpu_available() {
   return cuda_device_count() > 0;
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  struct Registry {
+    std::vector<std::string> paths;
+    ~Registry() {
+      std::error_code ignored;
+      for (const std::string& p : paths) std::filesystem::remove_all(p, ignored);
+    }
+  };
+  static Registry made;
+  std::string templ = ::testing::TempDir() + prefix + "_XXXXXX";
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed for " + templ);
+  made.paths.emplace_back(buf.data());
+  return made.paths.back();
+}
+
+void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  ASSERT_TRUE(f.good()) << path;
 }
 
 }  // namespace aegis::testing

@@ -38,6 +38,12 @@ std::vector<double> to_double(const Tensor& t);
 autograd::Var weighted_sum(const autograd::Var& y, std::uint64_t seed);
 
 bool gpu_available();
+
+// A fresh directory under the test temp dir whose name starts with `prefix`; every directory
+// made this way is removed when the test program exits.
+std::string make_temp_dir(const std::string& prefix);
+// Writes `bytes` to `path` (truncating); a failure is a test failure naming the path.
+void write_file(const std::string& path, const std::vector<unsigned char>& bytes);
 }  // namespace aegis::testing
 
 // CUDA-vs-CPU tests begin with this: it skips, printing why, when no GPU can run them.
