@@ -1,7 +1,9 @@
-// CUDA backend of the fused optimizer updates (equations in kernels/optim.h): one thread per
-// element in a grid-stride loop, 256 threads per block, on the per-thread default stream. Plain
-// SGD (no momentum) has its own kernel so that it touches no state buffer.
+// CUDA backend of the fused optimizer updates (equations in kernels/optim.h, per-element formulas
+// shared with the CPU in kernels/optim_math.h): one thread per element in a grid-stride loop,
+// 256 threads per block, on the per-thread default stream. Plain SGD (no momentum) has its own
+// kernel so that it touches no state buffer.
 #include "kernels/optim.h"
+#include "kernels/optim_math.h"
 #include "runtime/cuda/check.h"
 
 namespace aegis::kernels::cuda {
@@ -12,32 +14,17 @@ constexpr int kBlock = 256;
 // Parameters travel by value as kernel arguments (a few dozen bytes of constant-bank space).
 __global__ void sgd_plain_kernel(float lr, float wd, float* p, const float* grad, long long n) {
   for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x)
-    p[i] -= lr * (grad[i] + wd * p[i]);
+    p[i] = sgd_plain_update(lr, wd, p[i], grad[i]);
 }
 
 __global__ void sgd_momentum_kernel(SgdUpdate u, float* p, const float* grad, float* buf, long long n) {
-  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x) {
-    const float g = grad[i] + u.weight_decay * p[i];
-    const float b = u.first_step ? g : u.momentum * buf[i] + g;
-    buf[i] = b;
-    p[i] -= u.lr * (u.nesterov ? g + u.momentum * b : b);
-  }
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x)
+    sgd_momentum_update(u, grad[i], p[i], buf[i]);
 }
 
-__global__ void adam_kernel(AdamUpdate u, float* p, const float* grad, float* exp_avg, float* exp_avg_sq,
-                            long long n) {
-  const float shrink = u.decoupled ? 1.0f - u.lr * u.weight_decay : 1.0f;
-  const float l2 = u.decoupled ? 0.0f : u.weight_decay;
-  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x) {
-    const float pv = p[i];
-    const float g = grad[i] + l2 * pv;
-    const float m = u.beta1 * exp_avg[i] + (1.0f - u.beta1) * g;
-    const float v = u.beta2 * exp_avg_sq[i] + (1.0f - u.beta2) * g * g;
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    // sqrtf and IEEE division (no fast-math) keep this within a few ulp of the CPU kernel.
-    p[i] = pv * shrink - u.step_size * m / (sqrtf(v) / u.bias_correction2_sqrt + u.eps);
-  }
+__global__ void adam_kernel(AdamUpdate u, float* p, const float* grad, float* exp_avg, float* exp_avg_sq, long long n) {
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x)
+    adam_update(u, grad[i], p[i], exp_avg[i], exp_avg_sq[i]);
 }
 
 unsigned grid(long long n) {
