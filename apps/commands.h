@@ -30,5 +30,6 @@ Runner add_info(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_demo(CLI::App& app);
+Runner add_account(CLI::App& app);
 
 }  // namespace aegis::app

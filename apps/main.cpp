@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_train);
   reg(aegis::app::add_eval);
   reg(aegis::app::add_demo);
+  reg(aegis::app::add_account);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
