@@ -1,0 +1,89 @@
+// Batched gradient attacks on classifiers: FGSM (Goodfellow, Shlens, Szegedy 2015), BIM/I-FGSM
+// (Kurakin, Goodfellow, Bengio 2017), PGD with L∞ or L2 balls and random restarts (Madry et al.
+// 2018) and MI-FGSM (Dong et al. 2018). Inputs x are f32 [N, ...] in [0, 1] on the model's device,
+// labels i32 [N] (CPU or that device); ε and the step size are per example (f32 [N], or one value
+// that broadcasts). Untargeted attacks maximize the cross-entropy of the true label and succeed
+// when the prediction differs from it; targeted ones minimize the cross-entropy of targets[i] and
+// succeed when the prediction equals it. The gradient is that of the SUM of per-example losses,
+// so each example's gradient — and, with per-example ε, step and (MI-FGSM) L1 normalization, its
+// whole trajectory — does not depend on the rest of the batch. Only ∂loss/∂x is formed: the
+// model's parameters stop requiring gradients for the duration (restored afterwards, also when
+// the attack throws) and the model runs in eval mode (restored likewise).
+// Bookkeeping: the clean input is evaluated first and every iterate (including the last) is
+// evaluated; per example the best iterate so far is kept, ordered by (success, loss): for an
+// untargeted attack with early stop that is the first successful iterate, else the one with the
+// highest loss. With early_stop, an example that succeeds is frozen (an already misclassified
+// example is never stepped) and dropped from the batch; random restarts rerun only the examples
+// not broken yet, so more steps or restarts can only break more examples. Random starts are keyed
+// by Philox (seed, kPurposeAttackStart, restart) and the element index (position in the batch)·d+j,
+// so CPU and CUDA start from the same points. The fused step, start and copy kernels live in
+// kernels/attack_step.h; this layer only moves indices, ε/α values and per-example flags between
+// host and device, once per iteration.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "nn/module.h"
+#include "runtime/tensor.h"
+
+namespace aegis::attacks {
+
+struct AttackOptions {
+  std::string norm = "linf";  // "linf" | "l2" (FGSM with "l2" is the fast gradient method)
+  Tensor eps;                 // f32, 1 value or [N], ≥ 0; required
+  // f32, 1 value or [N], > 0. Undefined: FGSM ε; BIM and MI-FGSM ε/steps (α = ε/T, Dong et al.
+  // 2018, Alg. 1); PGD 2.5·ε/steps (a path of 2.5ε: room to cross the ball from a random
+  // start and then move along its boundary — a common heuristic, not from Madry et al.).
+  Tensor step_size;
+  int steps = 10;            // ≥ 1; FGSM takes one step
+  int restarts = 1;          // ≥ 1; PGD only (the other methods are deterministic)
+  bool random_start = true;  // PGD only; FGSM, BIM and MI-FGSM start at x
+  bool targeted = false;
+  Tensor targets;          // i32 [N] when targeted
+  float momentum = 1.0f;   // MI-FGSM decay μ ≥ 0 (Dong et al. use 1.0)
+  std::uint64_t seed = 0;  // random starts
+  bool early_stop = true;  // freeze an example at its first success and stop computing its gradient
+};
+
+struct AttackResult {
+  Tensor adversarial;        // the kept iterate per example: x's shape and device
+  Tensor success;            // i32 [N] on the CPU: 1 when the kept iterate fools the model
+  Tensor perturbation_norm;  // f32 [N] on the CPU: ‖adversarial − x‖ in the attack's norm
+  Tensor final_loss;         // f32 [N] on the CPU: cross-entropy of the kept iterate for the
+                             // true label (untargeted) or the target (targeted)
+  // Per-example input gradients formed (one backward pass over m examples counts m).
+  std::int64_t gradient_evaluations = 0;
+};
+
+// One step of size step_size (default ε): sign of the gradient for "linf", the L2-normalized
+// gradient for "l2"; projected onto the ball and [0, 1].
+AttackResult fgsm(nn::Module& model, const Tensor& x, const Tensor& labels, const AttackOptions& options);
+// `steps` projected steps from x (no random start, one run).
+AttackResult bim(nn::Module& model, const Tensor& x, const Tensor& labels, const AttackOptions& options);
+// Madry et al. 2018: uniform random start in the ε-ball (when random_start), `steps` projected
+// steps, best of `restarts` runs per example.
+AttackResult pgd(nn::Module& model, const Tensor& x, const Tensor& labels, const AttackOptions& options);
+// Dong et al. 2018: momentum over per-example L1-normalized gradients, decay options.momentum,
+// sign steps ("linf") or L2-normalized steps ("l2"), starting at x.
+AttackResult mifgsm(nn::Module& model, const Tensor& x, const Tensor& labels, const AttackOptions& options);
+
+// An f32 [n] tensor on the CPU: `value` n times, or `per_example` (1 value, broadcast, or
+// exactly n values, from any device). ShapeError naming `what` otherwise.
+Tensor broadcast_per_example(float value, std::int64_t n);
+Tensor broadcast_per_example(const Tensor& per_example, std::int64_t n, const char* what = "per-example value");
+
+// The random start PGD uses for (seed, restart): clip[0,1](x + δ), δ uniform in the ε-ball of
+// `norm` around each example (ε: 1 value or [N]), drawn with example i keyed as position i.
+// Same shape and device as x.
+Tensor random_start(const Tensor& x, const Tensor& eps, const std::string& norm, std::uint64_t seed,
+                    std::uint32_t restart = 0);
+
+// Checks what every attack requires of x: f32 [N, ...] (ShapeError), finite (NumericError) and
+// inside the box [0, 1] (InvalidArgument naming the first example and element outside it).
+void check_attack_input(const Tensor& x, const char* what = "attack input x");
+
+// Fraction of examples that the attack did not break (1 − mean success); 1 for an empty result.
+double robust_accuracy(const AttackResult& result);
+
+}  // namespace aegis::attacks

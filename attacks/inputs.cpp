@@ -1,0 +1,75 @@
+// What attacks take and give besides the attack itself: the input check, per-example ε and step
+// sizes broadcast from one value, the public random start, and the robust accuracy of a result.
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "attacks/attacks.h"
+#include "kernels/attack_step.h"
+#include "runtime/dispatch.h"
+#include "runtime/ops.h"
+
+namespace aegis::attacks {
+
+Tensor broadcast_per_example(float value, std::int64_t n) {
+  AEGIS_CHECK(n >= 0, "broadcast_per_example: example count " << n << " must be non-negative");
+  return Tensor::full({n}, value);
+}
+
+Tensor broadcast_per_example(const Tensor& per_example, std::int64_t n, const char* what) {
+  AEGIS_CHECK_AS(ShapeError, per_example.defined(), what << " is undefined; give one value or one per example");
+  check_dtype(per_example, DType::F32, what);
+  const Tensor host = per_example.to(Device::cpu());
+  if (host.numel() == 1) return broadcast_per_example(host.data<float>()[0], n);
+  AEGIS_CHECK_AS(ShapeError, host.shape() == Shape{n},
+                 what << " has shape " << host.describe() << "; expected one value or [" << n << "] (one per example)");
+  return host.clone();
+}
+
+void check_attack_input(const Tensor& x, const char* what) {
+  AEGIS_CHECK_AS(ShapeError, x.defined(), what << " is undefined");
+  check_dtype(x, DType::F32, what);
+  AEGIS_CHECK_AS(ShapeError, x.dim() >= 2,
+                 what << " must be [N, ...] with the examples along dimension 0, got " << x.describe());
+  ops::check_finite(x, what);
+  const Tensor host = x.to(Device::cpu());
+  const float* p = host.data<float>();
+  const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    if (!(p[i] >= 0.0f && p[i] <= 1.0f))
+      AEGIS_THROW(InvalidArgument, what << ": example " << i / d << ", element " << i % d << " is " << p[i]
+                                        << ", outside the box [0, 1] that attacks clip to (scale inputs to [0, 1])");
+}
+
+Tensor random_start(const Tensor& x, const Tensor& eps, const std::string& norm, std::uint64_t seed,
+                    std::uint32_t restart) {
+  AEGIS_CHECK(norm == "linf" || norm == "l2", "random_start: norm '" << norm << "' is not one of linf, l2");
+  check_attack_input(x, "random_start x");
+  const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
+  const Tensor eps_host = broadcast_per_example(eps, n, "random_start eps");
+  const float* e = eps_host.data<float>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    AEGIS_CHECK_AS(NumericError, std::isfinite(e[i]), "random_start: eps[" << i << "] = " << e[i] << " is not finite");
+    AEGIS_CHECK(e[i] >= 0.0f, "random_start: eps[" << i << "] = " << e[i] << " must be ≥ 0");
+  }
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
+  std::iota(ids.begin(), ids.end(), 0);
+  const Device dev = x.device();
+  const Tensor d_ids = Tensor::from_vector(ids, {n}).to(dev);
+  const Tensor d_eps = eps_host.to(dev);
+  Tensor out = Tensor::empty_like(x);
+  const philox::Key key{seed, philox::kPurposeAttackStart, restart};
+  const auto kind = norm == "linf" ? kernels::AttackNorm::Linf : kernels::AttackNorm::L2;
+  AEGIS_DISPATCH(dev, attack_random_start(kind, out.data<float>(), x.data<float>(), d_eps.data<float>(),
+                                          d_ids.data<std::int32_t>(), n, d, key));
+  return out;
+}
+
+double robust_accuracy(const AttackResult& result) {
+  if (!result.success.defined() || result.success.numel() == 0) return 1.0;
+  const auto s = result.success.to(Device::cpu()).to_vector<std::int32_t>();
+  const double broken = static_cast<double>(std::accumulate(s.begin(), s.end(), std::int64_t{0}));
+  return 1.0 - broken / static_cast<double>(s.size());
+}
+
+}  // namespace aegis::attacks
