@@ -37,6 +37,9 @@ void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, con
 void conv2d_backward_data(const Conv2dGeometry& g, const float* gy, const float* w, float* dx);
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* x, const float* gy, float* dw);
 void conv2d_backward_bias(const Conv2dGeometry& g, const float* gy, float* db);
+// Unfold (im2col): x [N,C,H,W] → cols [N, C·kh·kw, H'·W'], row (c, ki, kj) of example n holding
+// x[n, c, h'·s − p + ki, w'·s − p + kj] (0 in the padding). Used for per-example gradient norms.
+void conv2d_unfold(const Conv2dGeometry& g, const float* x, float* cols);
 }  // namespace cpu
 
 #if AEGIS_HAS_CUDA
@@ -45,6 +48,7 @@ void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w,
 void conv2d_backward_data(const Conv2dGeometry& g, const float* d_gy, const float* d_w, float* d_dx);
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const float* d_gy, float* d_dw);
 void conv2d_backward_bias(const Conv2dGeometry& g, const float* d_gy, float* d_db);
+void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols);
 }  // namespace cuda
 #endif
 

@@ -13,19 +13,59 @@ namespace aegis::nn {
 
 using autograd::Var;
 
+struct Conv2dOptions {
+  std::int64_t stride = 1;
+  std::int64_t padding = 0;
+};
+
 // What a layer with parameters keeps for per-example gradient work: the tensor its weight
 // gradient is formed from (Linear/Conv2d: the layer input; GroupNorm: the normalized input)
-// and the gradient w.r.t. the layer's output, both with the batch as dimension 0. Filled during
-// backward when `enabled`.
+// and the gradient w.r.t. the layer's output, both with the batch as dimension 0, plus which op
+// captured them and its parameters. Filled during backward when `enabled`.
+// With `skip_param_grads` the backward pass still forms the input gradient but no weight or bias
+// gradient: DP-SGD replaces them by clipped sums formed from the capture (privacy/per_example.h).
+// A layer captures once per backward pass; in that mode a second capture before the first is
+// consumed (a layer applied twice in one graph) throws instead of silently losing a gradient.
+enum class CaptureOp { None, Linear, Conv2d, GroupNorm };
 struct LayerCapture {
   bool enabled = false;
   Tensor activation;
   Tensor output_grad;
-};
+  bool skip_param_grads = false;
+  CaptureOp op = CaptureOp::None;
+  Var weight{}, bias{};  // the op's parameters (either may be undefined)
+  Conv2dOptions conv{};  // Conv2d only
+  // Memory the per-example code keeps between steps (per-example gradients), so that each step
+  // does not map and fault in fresh pages; clear() keeps it, release() drops it.
+  Tensor scratch{};
 
-struct Conv2dOptions {
-  std::int64_t stride = 1;
-  std::int64_t padding = 0;
+  // Whether the op should skip its parameter gradients.
+  bool skips_param_grads() const { return enabled && skip_param_grads; }
+  // Called by an op's backward closure: records the pair when enabled.
+  void record(CaptureOp kind, const Tensor& a, const Tensor& g, const Var& w, const Var& b, Conv2dOptions c = {}) {
+    if (!enabled) return;
+    AEGIS_CHECK(!(skip_param_grads && output_grad.defined()),
+                "a layer captured twice without its capture being consumed: a layer applied twice in one graph is "
+                "not supported by per-example clipping, and each backward pass needs "
+                "privacy::clip_and_accumulate (or privacy::clear_captures) before the next");
+    activation = a;
+    output_grad = g;
+    op = kind;
+    weight = w;
+    bias = b;
+    conv = c;
+  }
+  void clear() {  // drops the captured tensors and parameters, keeps the flags and the scratch
+    activation = Tensor();
+    output_grad = Tensor();
+    op = CaptureOp::None;
+    weight = Var();
+    bias = Var();
+  }
+  void release() {  // clear() and the scratch too
+    clear();
+    scratch = Tensor();
+  }
 };
 
 struct Pool2dOptions {

@@ -189,4 +189,11 @@ void conv2d_backward_bias(const Conv2dGeometry& g, const float* gy, float* db) {
   }
 }
 
+void conv2d_unfold(const Conv2dGeometry& g, const float* x, float* cols) {
+  const std::int64_t x_stride = g.in_channels * g.height * g.width;
+  const std::int64_t cols_stride = g.in_channels * g.kernel_h * g.kernel_w * g.out_height() * g.out_width();
+#pragma omp parallel for schedule(static) if (g.batch > 1)
+  for (std::int64_t n = 0; n < g.batch; ++n) im2col(g, x + n * x_stride, cols + n * cols_stride);
+}
+
 }  // namespace aegis::kernels::cpu

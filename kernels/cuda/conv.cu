@@ -110,7 +110,37 @@ Perf pick_algorithm(const Perf* perf, int count, cudnnConvolutionDescriptor_t co
   return *chosen;
 }
 
+// One thread per element of cols [N, C·kh·kw, H'·W'] (grid-stride): consecutive threads write
+// consecutive output positions, so the stores coalesce and the loads are strided by the stride.
+__global__ void unfold_kernel(const float* x, float* cols, long long total, int channels, int height, int width,
+                              int kernel_h, int kernel_w, int stride, int padding, int out_h, int out_w) {
+  const long long plane = static_cast<long long>(out_h) * out_w;
+  const long long rows = static_cast<long long>(channels) * kernel_h * kernel_w;
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < total; i += 1LL * gridDim.x * blockDim.x) {
+    const long long q = i % plane;
+    const long long r = (i / plane) % rows;
+    const long long n = i / (plane * rows);
+    const int kj = static_cast<int>(r % kernel_w), ki = static_cast<int>((r / kernel_w) % kernel_h);
+    const long long c = r / (static_cast<long long>(kernel_w) * kernel_h);
+    const int ih = static_cast<int>(q / out_w) * stride - padding + ki;
+    const int iw = static_cast<int>(q % out_w) * stride - padding + kj;
+    cols[i] = (ih >= 0 && ih < height && iw >= 0 && iw < width)
+                  ? x[((n * channels + c) * height + ih) * static_cast<long long>(width) + iw]
+                  : 0.0f;
+  }
+}
+
 }  // namespace
+
+void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols) {
+  const long long total = g.batch * g.in_channels * g.kernel_h * g.kernel_w * g.out_height() * g.out_width();
+  if (total == 0) return;
+  unfold_kernel<<<cuda_backend::grid_for(total, 256), 256, 0, cuda_backend::stream()>>>(
+      d_x, d_cols, total, as_int(g.in_channels, "in channels"), as_int(g.height, "height"), as_int(g.width, "width"),
+      as_int(g.kernel_h, "kernel height"), as_int(g.kernel_w, "kernel width"), as_int(g.stride, "stride"),
+      as_int(g.padding, "padding"), as_int(g.out_height(), "output height"), as_int(g.out_width(), "output width"));
+  CUDA_CHECK_LAUNCH();
+}
 
 void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w, const float* d_bias, float* d_y) {
   if (g.batch == 0) return;  // cuDNN rejects empty tensors

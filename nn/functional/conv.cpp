@@ -50,23 +50,22 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
 
   std::vector<Var> inputs{x, w};
   if (b.defined()) inputs.push_back(b);
-  return autograd::make_result(std::move(y), std::move(inputs), "conv2d", [x, w, b, g, capture](const Tensor& gy) {
+  return autograd::make_result(std::move(y), std::move(inputs), "conv2d", [x, w, b, g, opt, capture](const Tensor& gy) {
     const Device d = x.value().device();
-    if (capture && capture->enabled) {
-      capture->activation = x.value();
-      capture->output_grad = gy;
-    }
+    // With per-example clipping on, dw and db come later as clipped sums formed from the capture.
+    const bool param_grads = !(capture && capture->skips_param_grads());
+    if (capture) capture->record(CaptureOp::Conv2d, x.value(), gy, w, b, opt);
     if (x.requires_grad()) {
       Tensor dx = Tensor::empty(x.value().shape(), DType::F32, d);
       AEGIS_DISPATCH(d, conv2d_backward_data(g, gy.data<float>(), w.value().data<float>(), dx.data<float>()));
       x.accumulate_grad_owned(std::move(dx));
     }
-    if (w.requires_grad()) {
+    if (param_grads && w.requires_grad()) {
       Tensor dw = Tensor::empty(w.value().shape(), DType::F32, d);
       AEGIS_DISPATCH(d, conv2d_backward_filter(g, x.value().data<float>(), gy.data<float>(), dw.data<float>()));
       w.accumulate_grad_owned(std::move(dw));
     }
-    if (b.defined() && b.requires_grad()) {
+    if (param_grads && b.defined() && b.requires_grad()) {
       Tensor db = Tensor::empty({g.out_channels}, DType::F32, d);
       AEGIS_DISPATCH(d, conv2d_backward_bias(g, gy.data<float>(), db.data<float>()));
       b.accumulate_grad_owned(std::move(db));

@@ -1,5 +1,6 @@
 // Linear layer: y = x·Wᵀ + b, with x [N,in], W [out,in], b [out].
-// Backward: dx = g·W, dW = gᵀ·x, db = Σ_n g[n,:] — each formed only when required.
+// Backward: dx = g·W, dW = gᵀ·x, db = Σ_n g[n,:] — each formed only when required (dW and db not
+// at all when the capture asks to skip them for per-example clipping).
 #include "kernels/blas.h"
 #include "nn/functional.h"
 #include "runtime/dispatch.h"
@@ -31,23 +32,22 @@ Var linear(const Var& x, const Var& w, const Var& b, LayerCapture* capture) {
     const Tensor& wv2 = w.value();
     const std::int64_t n2 = xv2.size(0), in2 = xv2.size(1), out2 = wv2.size(0);
     const Device d = xv2.device();
-    if (capture && capture->enabled) {
-      capture->activation = xv2;
-      capture->output_grad = gy;
-    }
+    // With per-example clipping on, dW and db come later as clipped sums formed from the capture.
+    const bool param_grads = !(capture && capture->skips_param_grads());
+    if (capture) capture->record(CaptureOp::Linear, xv2, gy, w, b);
     if (x.requires_grad()) {
       Tensor dx = Tensor::empty({n2, in2}, DType::F32, d);
       kernels::GemmArgs gx{false, false, n2, in2, out2, 1.0f, 0.0f};
       AEGIS_DISPATCH(d, gemm(gx, gy.data<float>(), wv2.data<float>(), dx.data<float>()));
       x.accumulate_grad_owned(std::move(dx));
     }
-    if (w.requires_grad()) {
+    if (param_grads && w.requires_grad()) {
       Tensor dw = Tensor::empty({out2, in2}, DType::F32, d);
       kernels::GemmArgs gw{true, false, out2, in2, n2, 1.0f, 0.0f};
       AEGIS_DISPATCH(d, gemm(gw, gy.data<float>(), xv2.data<float>(), dw.data<float>()));
       w.accumulate_grad_owned(std::move(dw));
     }
-    if (b.defined() && b.requires_grad()) {
+    if (param_grads && b.defined() && b.requires_grad()) {
       Tensor db = Tensor::empty({out2}, DType::F32, d);
       AEGIS_DISPATCH(d, sum_rows(gy.data<float>(), db.data<float>(), n2, out2, false));
       b.accumulate_grad_owned(std::move(db));

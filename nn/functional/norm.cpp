@@ -63,13 +63,12 @@ Var group_norm(const Var& x, std::int64_t groups, const Var& gamma, const Var& b
       std::move(y), std::move(inputs), "group_norm",
       [x, gamma, beta, xhat, rstd, n, c, spatial, groups, capture](const Tensor& gy) {
         const Device d = xhat.device();
-        if (capture && capture->enabled) {
-          capture->activation = xhat;
-          capture->output_grad = gy;
-        }
+        // With per-example clipping on, dγ and dβ come later as clipped sums formed from the capture.
+        const bool param_grads = !(capture && capture->skips_param_grads());
+        if (capture) capture->record(CaptureOp::GroupNorm, xhat, gy, gamma, beta);
         const bool want_dx = x.requires_grad();
-        const bool want_dgamma = gamma.defined() && gamma.requires_grad();
-        const bool want_dbeta = beta.defined() && beta.requires_grad();
+        const bool want_dgamma = param_grads && gamma.defined() && gamma.requires_grad();
+        const bool want_dbeta = param_grads && beta.defined() && beta.requires_grad();
         if (!want_dx && !want_dgamma && !want_dbeta) return;
         Tensor dx = want_dx ? Tensor::empty(xhat.shape(), DType::F32, d) : Tensor();
         Tensor dgamma = want_dgamma ? Tensor::empty({c}, DType::F32, d) : Tensor();

@@ -1,0 +1,214 @@
+#include "train_run.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "nn/model_file.h"
+#include "progress.h"
+
+namespace aegis::app {
+
+namespace {
+
+struct Trained {
+  std::shared_ptr<nn::Module> model;
+  nn::ModelSpec spec;
+  nlohmann::json summary;
+  std::map<std::string, std::string> metadata;
+};
+
+// One progress bar per epoch, fed step by step.
+class EpochBars {
+ public:
+  EpochBars(std::int64_t epochs, std::int64_t steps_per_epoch, bool enabled)
+      : m_epochs(epochs), m_steps(steps_per_epoch), m_enabled(enabled) {}
+  void step(std::int64_t epoch, std::int64_t global_step, double loss, const std::string& extra = "") {
+    const std::int64_t in_epoch = global_step - epoch * m_steps;
+    if (in_epoch == 1 || !m_bar) {
+      m_bar = std::make_unique<Progress>("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(m_epochs),
+                                         m_steps, "steps", m_enabled);
+      m_running = loss;
+    }
+    m_running = 0.95 * m_running + 0.05 * loss;
+    char text[128];
+    std::snprintf(text, sizeof text, "loss %.4f%s", m_running, extra.c_str());
+    m_bar->update(in_epoch, text);
+  }
+  void finish(const std::string& text) {
+    if (m_bar) m_bar->finish(text);
+    m_bar.reset();
+  }
+
+ private:
+  std::int64_t m_epochs, m_steps;
+  bool m_enabled;
+  double m_running = 0.0;
+  std::unique_ptr<Progress> m_bar;
+};
+
+void train_standard(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt, Trained& t) {
+  const std::int64_t steps_per_epoch = (train.size() + opt.batch_size - 1) / opt.batch_size;
+  EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
+  const nn::TrainResult tr = nn::train_classifier(
+      *t.model, train, opt, [&](const nn::StepInfo& s) { bars.step(s.epoch, s.step, s.loss); },
+      [&](const nn::EpochResult& e) {
+        char text[96];
+        std::snprintf(text, sizeof text, "loss %.4f  train acc %.4f", e.train_loss, e.train_accuracy);
+        bars.finish(text);
+      });
+  t.summary["steps"] = tr.steps;
+  t.summary["train_loss"] = tr.epochs.back().train_loss;
+  t.summary["train_accuracy"] = tr.epochs.back().train_accuracy;
+  t.summary["train_seconds"] = tr.seconds;
+}
+
+void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt,
+                   const privacy::PrivacyLedger* previous, Trained& t) {
+  privacy::DpTrainOptions dp = a.dp_options;
+  const double n = static_cast<double>(train.size());
+  if (dp.delta >= 1.0 / n && !a.common.quiet)
+    std::cerr << "aegis: warning: delta " << dp.delta << " is not below 1/N = " << 1.0 / n
+              << "; such a delta permits releasing an example outright\n";
+  const double q = dp.sampling_rate > 0 ? dp.sampling_rate : static_cast<double>(opt.batch_size) / n;
+  const std::int64_t steps_per_epoch = privacy::dp_steps_per_epoch(q);
+  EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
+  double eps_so_far = previous ? previous->epsilon : 0.0;
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(
+      *t.model, train, opt, dp, previous,
+      [&](const privacy::DpStepInfo& s) {
+        char extra[64];
+        std::snprintf(extra, sizeof extra, "  eps %.3f", eps_so_far);
+        bars.step(s.epoch, s.step, s.loss, extra);
+      },
+      [&](const privacy::DpEpochResult& e) {
+        eps_so_far = e.epsilon;
+        char text[128];
+        std::snprintf(text, sizeof text, "loss %.4f  train acc %.4f  eps %.4f", e.train_loss, e.train_accuracy,
+                      e.epsilon);
+        bars.finish(text);
+      });
+  t.metadata = r.ledger.to_metadata();
+  t.summary["steps"] = r.steps;
+  t.summary["train_loss"] = r.epochs.back().train_loss;
+  t.summary["train_accuracy"] = r.epochs.back().train_accuracy;
+  t.summary["train_seconds"] = r.seconds;
+  t.summary["epsilon"] = r.ledger.epsilon;
+  t.summary["delta"] = r.ledger.delta;
+  t.summary["noise_multiplier"] = r.noise_multiplier;
+  t.summary["sampling_rate"] = r.sampling_rate;
+  t.summary["max_grad_norm"] = r.ledger.max_grad_norm;
+  t.summary["accountant"] = r.ledger.accountant;
+  t.summary["clipping"] = r.ledger.clipping;
+  t.summary["total_steps"] = r.ledger.steps();
+}
+
+}  // namespace
+
+nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label) {
+  const Device device = resolve_device(a.common);
+  nn::TrainOptions opt = a.train;
+  opt.device = device;
+  Trained t;
+  privacy::PrivacyLedger previous;
+  const Shape& s = split.train.images.shape();
+  if (!a.resume.empty()) {
+    AEGIS_CHECK(a.dp, "--resume continues a DP run: add --dp");
+    nn::LoadedClassifier loaded = nn::load_classifier(a.resume);
+    t.model = loaded.model;
+    t.spec = loaded.spec;
+    previous = privacy::PrivacyLedger::from_metadata(loaded.metadata, a.resume);
+    AEGIS_CHECK(!previous.phases.empty(), a.resume << " carries no privacy ledger: it was not trained with --dp");
+    AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
+                a.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");
+  } else {
+    t.spec.name = a.model;
+    t.spec.activation = a.activation;
+    t.spec.num_classes = split.train.num_classes;
+    t.spec.input_shape = {s[1], s[2], s[3]};
+    t.spec.seed = opt.seed;
+    t.model = nn::build_model(t.spec);
+    if (t.spec.activation.empty()) t.spec.activation = nn::default_activation(t.spec.name);
+  }
+  if (!a.common.quiet)
+    std::cerr << "aegis: training " << t.spec.name << " (" << t.model->num_parameters() << " parameters) on "
+              << data_label << " (" << split.train.size() << " train / " << split.test.size() << " test) for "
+              << opt.epochs << " epoch(s), batch " << opt.batch_size << ", " << opt.optimizer << " lr " << opt.lr
+              << (a.dp ? ", DP-SGD" : "") << ", on " << device.str() << "\n";
+  if (a.dp) train_private(a, split.train, opt, a.resume.empty() ? nullptr : &previous, t);
+  else train_standard(a, split.train, opt, t);
+
+  Progress eval_bar("test", split.test.size(), "examples", !a.common.quiet);
+  const nn::EvalResult ev = nn::evaluate(*t.model, split.test, device, 1000,
+                                         [&](std::int64_t done, std::int64_t) { eval_bar.update(done); });
+  eval_bar.finish();
+  t.metadata["aegis.dataset"] = data_label;
+  nn::save_classifier(a.out, *t.model, t.spec, t.metadata);
+
+  nlohmann::json& j = t.summary;
+  j["model"] = t.spec.name;
+  j["activation"] = t.spec.activation;
+  j["parameters"] = t.model->num_parameters();
+  j["dataset"] = data_label;
+  j["device"] = device.str();
+  j["epochs"] = opt.epochs;
+  j["batch_size"] = opt.batch_size;
+  j["optimizer"] = opt.optimizer;
+  j["schedule"] = opt.schedule;
+  j["lr"] = opt.lr;
+  j["seed"] = opt.seed;
+  j["test_loss"] = ev.loss;
+  j["test_accuracy"] = ev.accuracy;
+  j["seconds_per_epoch"] = j["train_seconds"].get<double>() / static_cast<double>(opt.epochs);
+  j["out"] = a.out;
+  return j;
+}
+
+void add_train_options(CLI::App* cmd, TrainArgs& a) {
+  add_common_options(*cmd, a.common);
+  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20")->capture_default_str();
+  cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
+  cmd->add_option("--epochs", a.train.epochs, "passes over the training set")->capture_default_str();
+  cmd->add_option("--batch-size", a.train.batch_size, "examples per step (DP: the expected batch size)")
+      ->capture_default_str();
+  cmd->add_option("--lr", a.train.lr, "learning rate (peak rate for onecycle)")->capture_default_str();
+  cmd->add_option("--optimizer", a.train.optimizer, "sgd | adam | adamw")->capture_default_str();
+  cmd->add_option("--schedule", a.train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
+  cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
+      ->capture_default_str();
+  cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
+}
+
+void add_dp_options(CLI::App* cmd, TrainArgs& a) {
+  auto& d = a.dp_options;
+  cmd->add_flag("--dp", a.dp, "train with DP-SGD (Poisson sampling, per-example clipping, Gaussian noise)");
+  auto* sigma = cmd->add_option("--noise-multiplier", d.noise_multiplier, "DP: noise std / clipping norm (sigma)");
+  auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon");
+  sigma->excludes(eps);
+  cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")->capture_default_str();
+  cmd->add_option("--max-grad-norm", d.max_grad_norm, "DP: per-example clipping norm C")->capture_default_str();
+  cmd->add_option("--sampling-rate", d.sampling_rate, "DP: Poisson sampling rate q (default batch-size / N)");
+  cmd->add_option("--clipping", d.clipping, "DP: flat | per-layer")->capture_default_str();
+  cmd->add_option("--accountant", d.accountant, "DP: rdp | prv")->capture_default_str();
+  cmd->add_flag("--secure", d.secure, "DP: OS-seeded cryptographic sampling and noise");
+  cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
+}
+
+void print_result(const nlohmann::json& j, bool json) {
+  if (json) {
+    std::cout << j.dump() << std::endl;
+    return;
+  }
+  std::printf("model %s on %s: test accuracy %.4f (loss %.4f), train accuracy %.4f, %.1f s training (%.1f s/epoch)\n",
+              j["model"].get<std::string>().c_str(), j["dataset"].get<std::string>().c_str(),
+              j["test_accuracy"].get<double>(), j["test_loss"].get<double>(), j["train_accuracy"].get<double>(),
+              j["train_seconds"].get<double>(), j["seconds_per_epoch"].get<double>());
+  if (j.contains("epsilon"))
+    std::printf("privacy: epsilon %.4f at delta %g (%s; noise multiplier %.4f, sampling rate %.6f, %lld steps)\n",
+                j["epsilon"].get<double>(), j["delta"].get<double>(), j["accountant"].get<std::string>().c_str(),
+                j["noise_multiplier"].get<double>(), j["sampling_rate"].get<double>(),
+                static_cast<long long>(j["total_steps"].get<std::int64_t>()));
+  std::printf("wrote %s\n", j["out"].get<std::string>().c_str());
+}
+
+}  // namespace aegis::app

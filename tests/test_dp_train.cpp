@@ -1,0 +1,141 @@
+// The DP-SGD training loop: privacy ledger (reported ε equals the accountant's, round trip through
+// model files, resume composes phases and continues the noise), calibration to a target ε, and
+// bad hyperparameters.
+#include <cmath>
+#include <filesystem>
+
+#include "nn/model_file.h"
+#include "nn/zoo.h"
+#include "privacy/dp_train.h"
+#include "support/testing.h"
+
+namespace aegis {
+namespace {
+
+nn::Dataset toy_dataset(std::int64_t n, std::uint64_t seed) {
+  Tensor x = testing::random_tensor({n, 1, 4, 4}, seed, 0.0f, 1.0f);
+  std::vector<std::int32_t> y(static_cast<std::size_t>(n));
+  const auto xv = x.to_vector<float>();
+  for (std::int64_t i = 0; i < n; ++i) y[static_cast<std::size_t>(i)] = xv[16 * i] > xv[16 * i + 15] ? 1 : 0;
+  return nn::Dataset{"toy", x, Tensor::from_vector(y, {n}), 2};
+}
+
+nn::TrainOptions small_options() {
+  nn::TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;
+  o.lr = 0.5f;
+  o.optimizer = "sgd";
+  o.schedule = "constant";
+  o.seed = 3;
+  return o;
+}
+
+TEST(DpTrain, ReportsTheAccountantsEpsilonAndLearns) {
+  const nn::Dataset data = toy_dataset(512, 1);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 2});
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 0.8;
+  dp.max_grad_norm = 1.0;
+  dp.delta = 1e-3;
+  nn::TrainOptions o = small_options();
+  o.epochs = 8;
+  std::int64_t batches = 0, total_examples = 0;
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(
+      *model, data, o, dp, nullptr, [&](const privacy::DpStepInfo& s) {
+        ++batches;
+        total_examples += s.batch_size;
+      });
+  const double q = 32.0 / 512.0;
+  EXPECT_DOUBLE_EQ(r.sampling_rate, q);
+  EXPECT_EQ(r.steps, 8 * 16);  // an epoch is round(1/q) = 16 steps
+  EXPECT_EQ(batches, r.steps);
+  // Poisson batches: the total over 128 steps is Binomial(128·512, q) with mean 4096, sd ≈ 62.
+  EXPECT_NEAR(static_cast<double>(total_examples), 4096.0, 5 * 62.0);
+  const auto expected = privacy::rdp_epsilon({{0.8, q, r.steps}}, 1e-3);
+  EXPECT_DOUBLE_EQ(r.ledger.epsilon, expected.epsilon);
+  EXPECT_EQ(r.ledger.steps(), r.steps);
+  EXPECT_GT(r.epochs.back().epsilon, r.epochs.front().epsilon);
+  // The toy task is linear: even with noise the model ends far above chance.
+  EXPECT_GT(nn::evaluate(*model, toy_dataset(512, 9), Device::cpu()).accuracy, 0.75);
+}
+
+TEST(DpTrain, LedgerTravelsWithTheModelAndResumeComposes) {
+  const std::string path = (std::filesystem::temp_directory_path() / "aegis_dp_ledger.safetensors").string();
+  const nn::Dataset data = toy_dataset(256, 4);
+  nn::ModelSpec spec{"mlp", {1, 4, 4}, 2, "", 5};
+  auto model = nn::build_model(spec);
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 1.1;
+  dp.delta = 1e-3;
+  const privacy::DpTrainResult first = privacy::train_dp_classifier(*model, data, small_options(), dp);
+  nn::save_classifier(path, *model, spec, first.ledger.to_metadata());
+
+  nn::LoadedClassifier loaded = nn::load_classifier(path);
+  const privacy::PrivacyLedger ledger = privacy::PrivacyLedger::from_metadata(loaded.metadata, path);
+  ASSERT_EQ(ledger.phases.size(), 1u);
+  EXPECT_EQ(ledger.phases[0].steps, first.steps);
+  EXPECT_DOUBLE_EQ(ledger.phases[0].noise_multiplier, 1.1);
+  EXPECT_DOUBLE_EQ(ledger.epsilon, first.ledger.epsilon);
+
+  // A second phase with other σ and q: the ledger composes both, and ε grows accordingly.
+  privacy::DpTrainOptions dp2 = dp;
+  dp2.noise_multiplier = 2.0;
+  dp2.sampling_rate = 0.25;
+  const privacy::DpTrainResult second = privacy::train_dp_classifier(*loaded.model, data, small_options(), dp2, &ledger);
+  ASSERT_EQ(second.ledger.phases.size(), 2u);
+  const auto both = privacy::rdp_epsilon(second.ledger.phases, 1e-3);
+  EXPECT_DOUBLE_EQ(second.ledger.epsilon, both.epsilon);
+  EXPECT_GT(second.ledger.epsilon, first.ledger.epsilon);
+  // Resuming under another delta or clipping norm would make the composed ledger meaningless.
+  privacy::DpTrainOptions other = dp2;
+  other.delta = 1e-4;
+  EXPECT_THROW(privacy::train_dp_classifier(*loaded.model, data, small_options(), other, &ledger), InvalidArgument);
+  std::filesystem::remove(path);
+}
+
+TEST(DpTrain, CalibratesToTargetEpsilonWithoutOvershoot) {
+  const nn::Dataset data = toy_dataset(256, 6);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 7});
+  privacy::DpTrainOptions dp;
+  dp.target_epsilon = 2.0;
+  dp.delta = 1e-3;
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(*model, data, small_options(), dp);
+  EXPECT_LE(r.ledger.epsilon, 2.0);
+  EXPECT_GT(r.ledger.epsilon, 1.9);  // calibration is tight to ~1e-3 in σ
+}
+
+TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
+  const nn::Dataset data = toy_dataset(64, 8);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
+  auto expect_bad = [&](privacy::DpTrainOptions dp, nn::TrainOptions o = small_options()) {
+    EXPECT_THROW(privacy::train_dp_classifier(*model, data, o, dp), InvalidArgument);
+  };
+  privacy::DpTrainOptions ok;
+  ok.noise_multiplier = 1.0;
+  ok.delta = 1e-3;
+  auto with = [&](auto change) {
+    privacy::DpTrainOptions d = ok;
+    change(d);
+    return d;
+  };
+  expect_bad(with([](auto& d) { d.noise_multiplier = -1.0; }));
+  expect_bad(with([](auto& d) { d.noise_multiplier = 0.0; }));  // and no target ε
+  expect_bad(with([](auto& d) { d.delta = 0.0; }));
+  expect_bad(with([](auto& d) { d.delta = 1.0; }));
+  expect_bad(with([](auto& d) { d.sampling_rate = 1.5; }));
+  expect_bad(with([](auto& d) { d.sampling_rate = -0.1; }));
+  expect_bad(with([](auto& d) { d.max_grad_norm = 0.0; }));
+  expect_bad(with([](auto& d) { d.clipping = "adaptive-ish"; }));
+  expect_bad(with([](auto& d) { d.accountant = "moments"; }));
+  expect_bad(with([](auto& d) {
+    d.noise_multiplier = 0.0;
+    d.target_epsilon = -1.0;
+  }));
+  nn::TrainOptions big = small_options();
+  big.batch_size = 65;  // more than the dataset: q would exceed 1
+  expect_bad(ok, big);
+}
+
+}  // namespace
+}  // namespace aegis
