@@ -188,7 +188,12 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")->capture_default_str();
   cmd->add_option("--max-grad-norm", d.max_grad_norm, "DP: per-example clipping norm C")->capture_default_str();
   cmd->add_option("--sampling-rate", d.sampling_rate, "DP: Poisson sampling rate q (default batch-size / N)");
-  cmd->add_option("--clipping", d.clipping, "DP: flat | per-layer")->capture_default_str();
+  cmd->add_option("--clipping", d.clipping, "DP: flat | per-layer | adaptive")->capture_default_str();
+  cmd->add_option("--target-quantile", d.target_quantile, "DP adaptive clipping: quantile of norms to track")
+      ->capture_default_str();
+  cmd->add_option("--clip-lr", d.clip_lr, "DP adaptive clipping: geometric learning rate of C")->capture_default_str();
+  cmd->add_option("--count-noise", d.count_noise, "DP adaptive clipping: noise std of the unclipped count "
+                                                  "(default expected batch / 20)");
   cmd->add_option("--accountant", d.accountant, "DP: rdp | prv")->capture_default_str();
   cmd->add_flag("--secure", d.secure, "DP: OS-seeded cryptographic sampling and noise");
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");

@@ -83,8 +83,17 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   check_delta(dp.delta);
   AEGIS_CHECK(std::isfinite(dp.max_grad_norm) && dp.max_grad_norm > 0.0,
               "max grad norm " << dp.max_grad_norm << " must be positive and finite");
-  AEGIS_CHECK(dp.clipping == "flat" || dp.clipping == "per-layer",
-              "clipping '" << dp.clipping << "' is not supported (expected flat or per-layer)");
+  AEGIS_CHECK(dp.clipping == "flat" || dp.clipping == "per-layer" || dp.clipping == "adaptive",
+              "clipping '" << dp.clipping << "' is not supported (expected flat, per-layer or adaptive)");
+  const bool adaptive = dp.clipping == "adaptive";
+  if (adaptive) {
+    AEGIS_CHECK(dp.target_quantile > 0.0 && dp.target_quantile < 1.0,
+                "target quantile " << dp.target_quantile << " must be in (0, 1)");
+    AEGIS_CHECK(std::isfinite(dp.clip_lr) && dp.clip_lr > 0.0, "clip learning rate " << dp.clip_lr << " must be positive");
+    AEGIS_CHECK(dp.count_noise >= 0.0 && std::isfinite(dp.count_noise),
+                "count noise " << dp.count_noise << " must be non-negative (0: expected batch size / 20)");
+    AEGIS_CHECK(!dp.secure, "adaptive clipping is not available in secure mode");
+  }
   AEGIS_CHECK(dp.accountant == "rdp" || dp.accountant == "prv",
               "accountant '" << dp.accountant << "' is unknown (expected rdp or prv)");
   double q = dp.sampling_rate;
@@ -114,6 +123,16 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     sigma = calibrate_noise_multiplier(dp.accountant, dp.target_epsilon, q, total_steps, dp.delta);
   }
   AEGIS_CHECK(std::isfinite(sigma) && sigma > 0.0, "noise multiplier " << sigma << " must be positive and finite");
+  const double expected_batch = q * static_cast<double>(n);
+  // Adaptive clipping splits σ between the gradient sum (σ_Δ) and the unclipped count (σ_b).
+  const double count_sigma = dp.count_noise > 0.0 ? dp.count_noise : expected_batch / 20.0;
+  double gradient_sigma = sigma;
+  if (adaptive) {
+    AEGIS_CHECK(2.0 * count_sigma > sigma, "adaptive clipping needs count noise σ_b = "
+                                               << count_sigma << " above σ/2 = " << sigma / 2
+                                               << " (raise --count-noise or the batch size)");
+    gradient_sigma = 1.0 / std::sqrt(1.0 / (sigma * sigma) - 1.0 / (4.0 * count_sigma * count_sigma));
+  }
 
   model.to(o.device);
   model.train(true);
@@ -125,14 +144,17 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   clip.per_layer = dp.clipping == "per-layer";
 
   DpNoiseOptions noise;
-  noise.noise_multiplier = sigma;
+  noise.noise_multiplier = gradient_sigma;
   noise.max_grad_norm = dp.max_grad_norm;
-  noise.expected_batch_size = q * static_cast<double>(n);
+  noise.expected_batch_size = expected_batch;
   noise.seed = o.seed;
   noise.secure = dp.secure;
   noise.first_step = static_cast<std::uint32_t>(previous ? previous->steps() : 0);
   std::unique_ptr<DpOptimizer> optimizer = make_dp_optimizer(o.optimizer, model.parameters(), o.lr, noise);
-  const double accounted_sigma = optimizer->effective_noise_multiplier();
+  // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
+  // (gradient and count noise together), else what the optimizer really adds.
+  const double accounted_sigma = adaptive ? sigma : optimizer->effective_noise_multiplier();
+  double clip_norm = dp.max_grad_norm;
   auto schedule = nn::make_schedule(o.schedule, o.lr, total_steps);
   // Sampling continues the step counter of the ledger too: a resumed run draws fresh batches.
   const PoissonSampler sampler(n, q, o.seed, dp.secure);
@@ -155,7 +177,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const auto global_step = static_cast<std::uint32_t>(noise.first_step + result.steps);
       const std::vector<std::int64_t> sample = sampler.sample(global_step);
       double step_loss = 0.0;
-      std::int64_t clipped = 0;
+      std::int64_t clipped = 0, unclipped = 0;
+      clip.max_grad_norm = static_cast<float>(clip_norm);
       // On the CPU a batch is exactly the sample; on the GPU shapes stay fixed at `capacity`
       // (padding rows have mask 0 and contribute nothing). A sample larger than the capacity is
       // processed in chunks whose clipped sums add up before the one noisy update.
@@ -173,6 +196,10 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
           const bool padded = b.size < b.labels.numel();
           const ClipStats st = clip_and_accumulate(model, clip, padded ? &b.mask : nullptr);
           clipped += st.clipped;
+          if (adaptive) {
+            const auto norms = st.per_example_norms.to_vector<float>();
+            for (std::int64_t i = 0; i < b.size; ++i) unclipped += norms[static_cast<std::size_t>(i)] <= clip.max_grad_norm;
+          }
           const double chunk_loss = total.value().item();
           if (!std::isfinite(chunk_loss))
             AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << result.steps + 1
@@ -185,6 +212,16 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
         }
       }
       optimizer->step();
+      if (adaptive) {
+        // The count's noise: this step's key at the first index past every gradient element
+        // (the gradient draws use indices 0 … P−1; Box–Muller's two outputs of one block are
+        // independent, so sharing a block with index P−1 is harmless).
+        const philox::Key key{o.seed, philox::kPurposeDpNoise, global_step};
+        const double z = philox::normal_double(key, static_cast<std::uint64_t>(model.num_parameters()));
+        const double fraction = (static_cast<double>(unclipped) + count_sigma * z) / expected_batch;
+        clip_norm *= std::exp(-dp.clip_lr * (fraction - dp.target_quantile));
+        optimizer->set_noise(gradient_sigma, clip_norm);
+      }
       const auto bsize = static_cast<std::int64_t>(sample.size());
       loss_sum += step_loss;
       seen += bsize;
@@ -194,6 +231,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
         info.step = result.steps;
         info.batch_size = bsize;
         info.clipped = clipped;
+        info.max_grad_norm = clip.max_grad_norm;
         info.loss = bsize ? step_loss / static_cast<double>(bsize) : 0.0;
         info.lr = lr;
         on_step(info);

@@ -28,7 +28,16 @@ struct DpTrainOptions {
   double delta = 1e-5;
   double max_grad_norm = 1.0;     // C
   double sampling_rate = 0.0;     // q; 0 means batch_size / N
-  std::string clipping = "flat";  // flat | per-layer
+  std::string clipping = "flat";  // flat | per-layer | adaptive
+  // Adaptive clipping (Andrew, Thakkar, McMahan, Ramaswamy 2021, "Differentially private learning
+  // with adaptive clipping", Alg. 1 with the geometric update): after each step
+  //   b̃ = (Σ_i 1[‖g_i‖ ≤ C] + N(0, σ_b²)) / (qN),   C ← C·exp(−η·(b̃ − γ)),
+  // starting from max_grad_norm. The count is released with noise σ_b, so the gradient noise
+  // multiplier becomes σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2) (their Thm 1: the pair is then one Gaussian
+  // mechanism of multiplier σ, which is what the accountant composes). Needs 2σ_b > σ.
+  double target_quantile = 0.5;  // γ
+  double clip_lr = 0.2;          // η
+  double count_noise = 0.0;      // σ_b; 0 means qN/20 (the paper's recommendation)
   std::string accountant = "rdp";  // rdp | prv
   NormMethod norm_method = NormMethod::Auto;
   bool secure = false;            // OS-seeded cryptographic sampling and noise (CPU noise)
@@ -54,6 +63,7 @@ struct DpStepInfo {
   std::int64_t epoch = 0, step = 0, total_steps = 0;
   std::int64_t batch_size = 0;  // this step's Poisson sample size
   std::int64_t clipped = 0;     // examples whose gradient norm exceeded C
+  double max_grad_norm = 0.0;   // C used by this step (moves under adaptive clipping)
   double loss = 0.0;            // mean loss over the sample (0 for an empty sample)
   float lr = 0.0f;
 };

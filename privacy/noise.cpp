@@ -126,6 +126,16 @@ DpOptimizer::DpOptimizer(std::vector<autograd::Var> params, nn::AdamOptions adam
   m_adam_opt = adam;
 }
 
+void DpOptimizer::set_noise(double noise_multiplier, double max_grad_norm) {
+  DpNoiseOptions next = m_noise;
+  next.noise_multiplier = noise_multiplier;
+  next.max_grad_norm = max_grad_norm;
+  validate(next);
+  m_noise = next;
+  m_noise_std = noise_stddev_f32(next);
+  if (next.secure) m_secure_grid = SecureGrid::make(next.noise_multiplier, next.max_grad_norm);
+}
+
 double DpOptimizer::effective_noise_multiplier() const {
   return m_noise.secure ? m_secure_grid.effective_noise_multiplier(m_total_elements) : m_noise.noise_multiplier;
 }

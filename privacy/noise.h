@@ -93,6 +93,9 @@ class DpOptimizer : public nn::Optimizer {
   // parameter's device), e.g. for privacy auditing. An empty function removes the observer.
   // Without an observer the Philox path never materializes g̃.
   void set_update_observer(UpdateObserver observer);
+  // Changes σ and C for the following steps (adaptive clipping moves C every step). Validated as
+  // in the constructor; the noise step counter is unaffected.
+  void set_noise(double noise_multiplier, double max_grad_norm);
   // An extra gradient per parameter (undefined entries: none), added to the clipped sums of the
   // NEXT step() only, before the noise. Shapes must match the parameters; f32, finite; any device.
   void set_canary(std::vector<Tensor> canary);

@@ -105,6 +105,40 @@ TEST(DpTrain, CalibratesToTargetEpsilonWithoutOvershoot) {
   EXPECT_GT(r.ledger.epsilon, 1.9);  // calibration is tight to ~1e-3 in σ
 }
 
+TEST(DpTrain, AdaptiveClippingTracksTheNormQuantileAndAccountsSigma) {
+  const nn::Dataset data = toy_dataset(1024, 12);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 13});
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 1.0;
+  dp.delta = 1e-3;
+  dp.clipping = "adaptive";
+  dp.max_grad_norm = 20.0;  // far above every per-example norm: C must come down
+  nn::TrainOptions o = small_options();
+  o.batch_size = 128;
+  o.epochs = 6;
+  std::vector<double> c;
+  std::vector<std::int64_t> clipped, sizes;
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(*model, data, o, dp, nullptr, [&](const privacy::DpStepInfo& s) {
+    c.push_back(s.max_grad_norm);
+    clipped.push_back(s.clipped);
+    sizes.push_back(s.batch_size);
+  });
+  ASSERT_EQ(c.size(), 48u);
+  EXPECT_DOUBLE_EQ(c.front(), 20.0);
+  // With nothing clipped the geometric update shrinks C by about exp(−0.2·0.5) per step.
+  EXPECT_LT(c[10], 20.0 * std::exp(-0.1 * 10) * 1.5);
+  // Late in training about half of each batch is clipped (target quantile 0.5); averaged over
+  // the last 16 steps, with noisy counts (σ_b = 6.4 on ~128): within 0.3 of 0.5.
+  double frac = 0;
+  for (std::size_t i = 32; i < 48; ++i) frac += static_cast<double>(clipped[i]) / std::max<std::int64_t>(1, sizes[i]);
+  EXPECT_NEAR(frac / 16, 0.5, 0.3);
+  // The accountant composes σ itself: gradient and count noise together are one Gaussian of σ.
+  EXPECT_DOUBLE_EQ(r.ledger.epsilon, privacy::rdp_epsilon({{1.0, 128.0 / 1024, 48}}, 1e-3).epsilon);
+  // σ_b must exceed σ/2.
+  dp.count_noise = 0.4;
+  EXPECT_THROW(privacy::train_dp_classifier(*model, data, o, dp), InvalidArgument);
+}
+
 TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   const nn::Dataset data = toy_dataset(64, 8);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
