@@ -154,6 +154,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   j["epochs"] = opt.epochs;
   j["batch_size"] = opt.batch_size;
   j["optimizer"] = opt.optimizer;
+  j["momentum"] = opt.momentum;
   j["schedule"] = opt.schedule;
   j["lr"] = opt.lr;
   j["seed"] = opt.seed;
@@ -173,6 +174,7 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
       ->capture_default_str();
   cmd->add_option("--lr", a.train.lr, "learning rate (peak rate for onecycle)")->capture_default_str();
   cmd->add_option("--optimizer", a.train.optimizer, "sgd | adam | adamw")->capture_default_str();
+  cmd->add_option("--momentum", a.train.momentum, "sgd momentum (heavy ball)")->capture_default_str();
   cmd->add_option("--schedule", a.train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
   cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
       ->capture_default_str();

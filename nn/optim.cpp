@@ -180,10 +180,14 @@ void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) {
 
 // ---- factory ---------------------------------------------------------------------------------
 
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr) {
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
+                                          float momentum) {
+  AEGIS_CHECK(momentum == 0.0f || name == "sgd",
+              "momentum " << momentum << " applies to sgd only (optimizer '" << name << "')");
   if (name == "sgd") {
     SgdOptions o;
     o.lr = lr;
+    o.momentum = momentum;
     return std::make_unique<SGD>(std::move(params), o);
   }
   if (name == "adam" || name == "adamw") {

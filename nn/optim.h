@@ -112,6 +112,9 @@ class Adam : public Optimizer {
 // "adam":  Adam, betas (0.9, 0.999), eps 1e-8, weight_decay 0.
 // "adamw": AdamW, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 (torch.optim.AdamW's default).
 // Any other name throws InvalidArgument.
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr);
+// `momentum` (heavy ball, PyTorch's convention) applies to "sgd" only; non-zero for another
+// optimizer is an InvalidArgument.
+std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
+                                          float momentum = 0.0f);
 
 }  // namespace aegis::nn

@@ -53,7 +53,7 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   BatchIterator batches(train, bo, 0);
   const std::int64_t steps_per_epoch = batches.num_batches();
   const std::int64_t total_steps = steps_per_epoch * o.epochs;
-  auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.lr);
+  auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum);
   auto schedule = make_schedule(o.schedule, o.lr, total_steps);
 
   TrainResult result;

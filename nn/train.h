@@ -18,6 +18,7 @@ struct TrainOptions {
   std::int64_t batch_size = 128;
   float lr = 0.1f;
   std::string optimizer = "sgd";      // sgd | adam | adamw (nn/optim.h)
+  float momentum = 0.0f;              // sgd only
   std::string schedule = "constant";  // constant | step | cosine | onecycle (nn/schedule.h)
   std::uint64_t seed = 0;             // data order
   Device device = Device::cpu();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "nn/optim.h"
 #include "nn/schedule.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
@@ -150,7 +151,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.seed = o.seed;
   noise.secure = dp.secure;
   noise.first_step = static_cast<std::uint32_t>(previous ? previous->steps() : 0);
-  std::unique_ptr<DpOptimizer> optimizer = make_dp_optimizer(o.optimizer, model.parameters(), o.lr, noise);
+  std::unique_ptr<DpOptimizer> optimizer =
+      make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
   // (gradient and count noise together), else what the optimizer really adds.
   const double accounted_sigma = adaptive ? sigma : optimizer->effective_noise_multiplier();
