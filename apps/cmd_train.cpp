@@ -75,13 +75,31 @@ Runner add_eval(CLI::App& app) {
 Runner add_demo(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   a->out = "aegis-demo.safetensors";
-  auto* cmd = app.add_subcommand("demo", "train on the default dataset (Fashion-MNIST) and report accuracy");
+  auto dp_epochs = std::make_shared<std::int64_t>(10);
+  auto dp_out = std::make_shared<std::string>("aegis-demo-dp.safetensors");
+  auto* cmd = app.add_subcommand("demo", "train on the default dataset (Fashion-MNIST), standard and with DP-SGD, "
+                                         "and report accuracy and epsilon");
   add_common_options(*cmd, a->common);
-  cmd->add_option("--epochs", a->train.epochs, "training epochs")->capture_default_str();
-  cmd->add_option("--out", a->out, "where to write the demo model")->capture_default_str();
-  return [a]() {
+  cmd->add_option("--epochs", a->train.epochs, "standard training epochs")->capture_default_str();
+  cmd->add_option("--dp-epochs", *dp_epochs, "DP-SGD training epochs")->capture_default_str();
+  cmd->add_option("--out", a->out, "where to write the standard model")->capture_default_str();
+  cmd->add_option("--dp-out", *dp_out, "where to write the private model")->capture_default_str();
+  return [a, dp_epochs, dp_out]() {
     nn::DatasetSplit split;
     std::string label = "fashion-mnist";
+    // DP-SGD settings of the Fashion-MNIST result in the README (86.3% at ε = 2.93 after 40
+    // epochs), shortened to --dp-epochs.
+    TrainArgs dp = *a;
+    dp.dp = true;
+    dp.out = *dp_out;
+    dp.train.epochs = *dp_epochs;
+    dp.train.optimizer = "sgd";
+    dp.train.lr = 30.0f;
+    dp.train.schedule = "constant";
+    dp.train.batch_size = 2048;
+    dp.dp_options.target_epsilon = 3.0;
+    dp.dp_options.delta = 1e-5;
+    dp.dp_options.max_grad_norm = 0.1;
     try {
       split = nn::load_dataset("fashion-mnist", data_dir_hint(a->common));
     } catch (const IoError& e) {
@@ -91,14 +109,27 @@ Runner add_demo(CLI::App& app) {
                   << "aegis: using the bundled digits dataset instead\n";
       split = nn::load_dataset("digits", data_dir_hint(a->common));
       label = "digits";
-      a->model = "mlp";
+      a->model = dp.model = "mlp";
       a->train.epochs = std::max<std::int64_t>(a->train.epochs, 20);
       a->train.batch_size = 32;
+      dp.train.batch_size = 150;  // q = 0.1 of the 1500 training digits
+      dp.train.lr = 4.0f;
+      dp.train.epochs = std::max<std::int64_t>(*dp_epochs, 30);
+      dp.dp_options.delta = 1e-4;  // below 1/N for N = 1500
+      dp.dp_options.max_grad_norm = 1.0;
     }
-    if (!a->common.quiet) std::cerr << "aegis demo: step 1/1 — standard training\n";
-    nlohmann::json j = run_training(*a, split, label);
-    j["command"] = "demo";
-    print_result(j, a->common.json);
+    if (!a->common.quiet) std::cerr << "aegis demo: step 1/2 — standard training\n";
+    nlohmann::json standard = run_training(*a, split, label);
+    if (!a->common.quiet) std::cerr << "aegis demo: step 2/2 — DP-SGD training (target epsilon 3)\n";
+    nlohmann::json priv = run_training(dp, split, label);
+    if (a->common.json) {
+      std::cout << nlohmann::json{{"command", "demo"}, {"standard", standard}, {"dp", priv}}.dump() << std::endl;
+    } else {
+      std::printf("standard: ");
+      print_result(standard, false);
+      std::printf("DP-SGD:   ");
+      print_result(priv, false);
+    }
     return 0;
   };
 }
