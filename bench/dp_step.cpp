@@ -6,6 +6,7 @@
 //
 // usage: bench_dp_step [--mode dp|nonprivate] [--model cnn-fmnist] [--batch 256] [--steps 30]
 //                      [--warmup 5] [--device cpu|cuda|auto] [--norm auto|ghost|materialize]
+//                      [--keep-mib M]   (ClipOptions::keep_per_example_bytes, in MiB)
 #include <sys/resource.h>
 
 #include <nlohmann/json.hpp>
@@ -26,7 +27,7 @@ using namespace aegis;
 
 int main(int argc, char** argv) {
   std::string mode = "dp", model_name = "cnn-fmnist", device_spec = "auto", norm = "auto";
-  std::int64_t batch = 256, steps = 30, warmup = 5;
+  std::int64_t batch = 256, steps = 30, warmup = 5, keep_mib = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--mode") mode = v;
@@ -36,6 +37,7 @@ int main(int argc, char** argv) {
     else if (k == "--warmup") warmup = std::stoll(v);
     else if (k == "--device") device_spec = v;
     else if (k == "--norm") norm = v;
+    else if (k == "--keep-mib") keep_mib = std::stoll(v);
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     clip.method = norm == "ghost"         ? privacy::NormMethod::Ghost
                   : norm == "materialize" ? privacy::NormMethod::Materialize
                                           : privacy::NormMethod::Auto;
+    if (keep_mib >= 0) clip.keep_per_example_bytes = static_cast<std::size_t>(keep_mib) << 20;
     if (dp) {
       privacy::DpNoiseOptions noise;
       noise.noise_multiplier = 1.0;

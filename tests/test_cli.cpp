@@ -41,7 +41,7 @@ CliRun run_cli(const std::string& args) {
 // The DP-SGD command the README gives for the Fashion-MNIST result.
 constexpr const char* kDpFashionMnistCommand =
     "train --data fashion-mnist --model cnn-fmnist --dp --target-epsilon 2.93 --delta 1e-5 --max-grad-norm 0.1 "
-    "--batch-size 2048 --epochs 40 --optimizer sgd --lr 30 --schedule constant";
+    "--batch-size 2048 --epochs 40 --optimizer sgd --lr 30 --schedule constant --accountant prv";
 
 std::string temp_path(const std::string& name) {
   return (std::filesystem::temp_directory_path() / name).string();
