@@ -70,6 +70,9 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   if (dp.delta >= 1.0 / n && !a.common.quiet)
     std::cerr << "aegis: warning: delta " << dp.delta << " is not below 1/N = " << 1.0 / n
               << "; such a delta permits releasing an example outright\n";
+  if (dp.sampling == "shuffle" && !a.common.quiet)
+    std::cerr << "aegis: warning: --sampling shuffle: the reported epsilon assumes Poisson sampling and is not a "
+                 "proven guarantee for shuffled fixed-size batches\n";
   const double q = dp.sampling_rate > 0 ? dp.sampling_rate : static_cast<double>(opt.batch_size) / n;
   const std::int64_t steps_per_epoch = privacy::dp_steps_per_epoch(q);
   EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
@@ -100,6 +103,7 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   t.summary["max_grad_norm"] = r.ledger.max_grad_norm;
   t.summary["accountant"] = r.ledger.accountant;
   t.summary["clipping"] = r.ledger.clipping;
+  t.summary["sampling"] = r.ledger.sampling;
   t.summary["total_steps"] = r.ledger.steps();
 }
 
@@ -198,6 +202,8 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
                                                   "(default expected batch / 20)");
   cmd->add_option("--accountant", d.accountant, "DP: rdp | prv")->capture_default_str();
   cmd->add_flag("--secure", d.secure, "DP: OS-seeded cryptographic sampling and noise");
+  cmd->add_option("--sampling", d.sampling, "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by "
+                                            "the accountants' guarantee)")->capture_default_str();
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
 }
 

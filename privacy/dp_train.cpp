@@ -31,6 +31,7 @@ std::map<std::string, std::string> PrivacyLedger::to_metadata() const {
   m["aegis.dp.accountant"] = accountant;
   m["aegis.dp.clipping"] = clipping;
   m["aegis.dp.secure"] = secure ? "true" : "false";
+  m["aegis.dp.sampling"] = sampling;
   m["aegis.dp.steps"] = std::to_string(steps());
   if (!phases.empty()) {
     m["aegis.dp.noise_multiplier"] = num(phases.back().noise_multiplier);
@@ -53,6 +54,7 @@ PrivacyLedger PrivacyLedger::from_metadata(const std::map<std::string, std::stri
     l.accountant = meta.at("aegis.dp.accountant");
     l.clipping = meta.at("aegis.dp.clipping");
     l.secure = meta.at("aegis.dp.secure") == "true";
+    if (auto sm = meta.find("aegis.dp.sampling"); sm != meta.end()) l.sampling = sm->second;
     check_phases(l.phases);
   } catch (const std::exception& e) {
     AEGIS_THROW(IoError, source << ": malformed privacy ledger in the metadata (" << e.what() << ")");
@@ -87,6 +89,10 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   AEGIS_CHECK(dp.clipping == "flat" || dp.clipping == "per-layer" || dp.clipping == "adaptive",
               "clipping '" << dp.clipping << "' is not supported (expected flat, per-layer or adaptive)");
   const bool adaptive = dp.clipping == "adaptive";
+  AEGIS_CHECK(dp.sampling == "poisson" || dp.sampling == "shuffle",
+              "sampling '" << dp.sampling << "' is unknown (expected poisson or shuffle)");
+  const bool shuffle = dp.sampling == "shuffle";
+  AEGIS_CHECK(!(shuffle && dp.secure), "secure mode samples with Poisson sampling only");
   if (adaptive) {
     AEGIS_CHECK(dp.target_quantile > 0.0 && dp.target_quantile < 1.0,
                 "target quantile " << dp.target_quantile << " must be in (0, 1)");
@@ -172,12 +178,18 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     const auto t_epoch = std::chrono::steady_clock::now();
     double loss_sum = 0.0;
     std::int64_t correct = 0, seen = 0;
+    std::vector<std::vector<std::int64_t>> epoch_batches;
+    if (shuffle) {
+      const auto batch = std::max<std::int64_t>(1, std::llround(q * static_cast<double>(n)));
+      epoch_batches = shuffled_batches(n, batch, o.seed, static_cast<std::uint32_t>(epoch + (previous ? previous->steps() : 0)));
+    }
     for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
       const float lr = schedule->lr_at(result.steps);
       optimizer->set_lr(lr);
       optimizer->zero_grad();
       const auto global_step = static_cast<std::uint32_t>(noise.first_step + result.steps);
-      const std::vector<std::int64_t> sample = sampler.sample(global_step);
+      const std::vector<std::int64_t> sample =
+          shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
       double step_loss = 0.0;
       std::int64_t clipped = 0, unclipped = 0;
       clip.max_grad_norm = static_cast<float>(clip_norm);
@@ -257,6 +269,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   result.ledger.delta = dp.delta;
   result.ledger.accountant = dp.accountant;
   result.ledger.clipping = dp.clipping;
+  result.ledger.sampling = shuffle || (previous && previous->sampling == "shuffle") ? "shuffle" : "poisson";
   result.ledger.secure = dp.secure && (!previous || previous->phases.empty() || previous->secure);
   result.ledger.epsilon = result.epochs.back().epsilon;
   result.seconds = seconds_since(t_start);

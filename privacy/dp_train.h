@@ -41,6 +41,10 @@ struct DpTrainOptions {
   std::string accountant = "rdp";  // rdp | prv
   NormMethod norm_method = NormMethod::Auto;
   bool secure = false;            // OS-seeded cryptographic sampling and noise (CPU noise)
+  // "poisson" (what the accountants assume) or "shuffle": fixed-size batches of a shuffled order,
+  // each example once per epoch. The ε reported for "shuffle" is the Poisson accountant's number,
+  // which is NOT a proven guarantee for shuffled batches; the ledger records the sampling used.
+  std::string sampling = "poisson";
 };
 
 // What a model trained with DP carries: the phases that were composed, and the resulting ε.
@@ -51,6 +55,7 @@ struct PrivacyLedger {
   double epsilon = 0.0;
   std::string accountant;
   std::string clipping;
+  std::string sampling = "poisson";  // "shuffle" if any phase used shuffled batches
   bool secure = false;
   std::int64_t steps() const;
   // Keys "aegis.dp.*" (phases as JSON) for the model file, and back. from_metadata returns an

@@ -139,6 +139,23 @@ TEST(DpTrain, AdaptiveClippingTracksTheNormQuantileAndAccountsSigma) {
   EXPECT_THROW(privacy::train_dp_classifier(*model, data, o, dp), InvalidArgument);
 }
 
+TEST(DpTrain, ShuffledBatchesAreFixedSizeAndLabeledInTheLedger) {
+  const nn::Dataset data = toy_dataset(256, 14);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 15});
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 1.0;
+  dp.delta = 1e-3;
+  dp.sampling = "shuffle";
+  std::vector<std::int64_t> sizes;
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(
+      *model, data, small_options(), dp, nullptr, [&](const privacy::DpStepInfo& s) { sizes.push_back(s.batch_size); });
+  EXPECT_EQ(sizes, std::vector<std::int64_t>(24, 32));  // 3 epochs × 8 batches of exactly 32
+  EXPECT_EQ(r.ledger.sampling, "shuffle");
+  EXPECT_EQ(r.ledger.to_metadata().at("aegis.dp.sampling"), "shuffle");
+  dp.sampling = "bernoulli";
+  EXPECT_THROW(privacy::train_dp_classifier(*model, data, small_options(), dp), InvalidArgument);
+}
+
 TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   const nn::Dataset data = toy_dataset(64, 8);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
