@@ -31,5 +31,6 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_account(CLI::App& app);
+Runner add_attack(CLI::App& app);
 
 }  // namespace aegis::app

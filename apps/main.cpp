@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_eval);
   reg(aegis::app::add_demo);
   reg(aegis::app::add_account);
+  reg(aegis::app::add_attack);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

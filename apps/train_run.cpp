@@ -1,5 +1,6 @@
 #include "train_run.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -63,6 +64,44 @@ void train_standard(const TrainArgs& a, const nn::Dataset& train, const nn::Trai
   t.summary["train_seconds"] = tr.seconds;
 }
 
+void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt, Trained& t) {
+  attacks::AdvTrainOptions adv = a.adv_options;
+  adv.method = a.adv;
+  const std::int64_t epochs = adv.method == "free" ? (opt.epochs + adv.replays - 1) / adv.replays : opt.epochs;
+  const std::int64_t replays = adv.method == "free" ? adv.replays : 1;
+  const std::int64_t held_out =
+      adv.method == "fgsm-rs" && adv.check_overfitting ? std::min<std::int64_t>(512, train.size() / 10) : 0;
+  const std::int64_t steps_per_epoch = (train.size() - held_out + opt.batch_size - 1) / opt.batch_size * replays;
+  EpochBars bars(epochs, steps_per_epoch, !a.common.quiet);
+  std::size_t epochs_done = 0;
+  const attacks::AdvTrainResult r = attacks::train_adversarial(
+      *t.model, train, opt, adv, [&](const nn::StepInfo& s) { bars.step(s.epoch, s.step, s.loss); },
+      [&](const nn::EpochResult& e) {
+        char text[128];
+        std::snprintf(text, sizeof text, "adv loss %.4f  adv train acc %.4f", e.train_loss, e.train_accuracy);
+        bars.finish(text);
+        ++epochs_done;
+      });
+  if (r.stopped_early && !a.common.quiet)
+    std::cerr << "aegis: catastrophic overfitting: held-out PGD-10 accuracy fell more than 20 points; stopped after "
+              << epochs_done << " epoch(s) and restored epoch " << r.best_epoch << "\n";
+  t.summary["steps"] = r.steps;
+  t.summary["train_loss"] = r.epochs.back().train_loss;
+  t.summary["train_accuracy"] = r.epochs.back().train_accuracy;
+  t.summary["train_seconds"] = r.seconds;
+  t.summary["adv_method"] = adv.method;
+  t.summary["adv_eps"] = adv.eps;
+  t.summary["adv_steps"] = adv.steps;
+  t.summary["adv_epochs_run"] = r.epochs.size();
+  if (!r.check_robust_accuracy.empty()) {
+    t.summary["adv_check_robust_accuracy"] = r.check_robust_accuracy;
+    t.summary["adv_stopped_early"] = r.stopped_early;
+    t.summary["adv_best_epoch"] = r.best_epoch;
+  }
+  t.metadata["aegis.adv_method"] = adv.method;
+  t.metadata["aegis.adv_eps"] = std::to_string(adv.eps);
+}
+
 void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt,
                    const privacy::PrivacyLedger* previous, Trained& t) {
   privacy::DpTrainOptions dp = a.dp_options;
@@ -110,6 +149,12 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
 }  // namespace
 
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label) {
+  AEGIS_CHECK(a.adv.empty() || !a.dp, "--adv and --dp are mutually exclusive");
+  AEGIS_CHECK(a.adv.empty() || a.adv == "pgd" || a.adv == "fgsm-rs" || a.adv == "free",
+              "--adv '" << a.adv << "' is not one of pgd, fgsm-rs, free");
+  AEGIS_CHECK(a.adv.empty() || (std::isfinite(a.adv_options.eps) && a.adv_options.eps > 0.0f),
+              "--adv needs --eps > 0 (got " << a.adv_options.eps << ")");
+  AEGIS_CHECK(!a.adv.empty() || a.adv_options.eps == 0.0f, "--eps needs --adv");
   const Device device = resolve_device(a.common);
   nn::TrainOptions opt = a.train;
   opt.device = device;
@@ -138,8 +183,9 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
     std::cerr << "aegis: training " << t.spec.name << " (" << t.model->num_parameters() << " parameters) on "
               << data_label << " (" << split.train.size() << " train / " << split.test.size() << " test) for "
               << opt.epochs << " epoch(s), batch " << opt.batch_size << ", " << opt.optimizer << " lr " << opt.lr
-              << (a.dp ? ", DP-SGD" : "") << ", on " << device.str() << "\n";
+              << (a.dp ? ", DP-SGD" : "") << (a.adv.empty() ? "" : ", adversarial " + a.adv) << ", on " << device.str() << "\n";
   if (a.dp) train_private(a, split.train, opt, a.resume.empty() ? nullptr : &previous, t);
+  else if (!a.adv.empty()) train_robust(a, split.train, opt, t);
   else train_standard(a, split.train, opt, t);
 
   Progress eval_bar("test", split.test.size(), "examples", !a.common.quiet);
@@ -183,6 +229,11 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
       ->capture_default_str();
   cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
+  cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)");
+  cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])");
+  cmd->add_option("--adv-steps", a.adv_options.steps, "adversarial training: PGD steps")->capture_default_str();
+  cmd->add_option("--adv-replays", a.adv_options.replays, "free adversarial training: minibatch replays m")
+      ->capture_default_str();
 }
 
 void add_dp_options(CLI::App* cmd, TrainArgs& a) {

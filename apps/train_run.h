@@ -1,5 +1,5 @@
 // Shared by `aegis train` and `aegis demo`: the training arguments and the run itself
-// (standard or DP-SGD), ending in a test-set evaluation, a model file and a JSON summary.
+// (standard, DP-SGD or adversarial), ending in a test-set evaluation, a model file and a JSON summary.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -7,6 +7,7 @@
 #include <string>
 
 #include "commands.h"
+#include "attacks/adv_train.h"
 #include "nn/data/dataset.h"
 #include "nn/train.h"
 #include "privacy/dp_train.h"
@@ -24,6 +25,9 @@ struct TrainArgs {
   bool dp = false;
   privacy::DpTrainOptions dp_options;
   std::string resume;  // a DP model file whose weights and ledger the run continues
+  // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none.
+  std::string adv;
+  attacks::AdvTrainOptions adv_options;
 
   // Measured on Fashion-MNIST with cnn-fmnist: 89.2% test accuracy after 5 epochs.
   static nn::TrainOptions default_train_options() {

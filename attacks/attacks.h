@@ -87,3 +87,49 @@ void check_attack_input(const Tensor& x, const char* what = "attack input x");
 double robust_accuracy(const AttackResult& result);
 
 }  // namespace aegis::attacks
+
+// ---- optimization attacks: CW-L2 (attacks/cw.cpp) and APGD (attacks/apgd.cpp) ------------------
+// Both run the model (eval mode, parameters frozen, restored afterwards) on the model's device and
+// do the per-example arithmetic — the attack losses and their logit gradients, Adam, the APGD
+// steps and projections — on the host in double, one row per example, so an example's trajectory
+// does not depend on the rest of the batch (up to the model's own float rounding).
+// AttackResult.perturbation_norm is the L2 norm for CW-L2 and the attack norm for APGD;
+// final_loss is the attack's own objective for the kept iterate: the CW margin term f(x') for
+// CW-L2 and the CE or DLR loss (as maximized, i.e. −CE(target) when targeted) for APGD.
+#include <vector>
+
+namespace aegis::attacks {
+
+struct CwOptions {
+  float confidence = 0.0f;  // κ
+  int steps = 100;          // Adam iterations per binary-search step
+  int binary_search_steps = 9;
+  float initial_const = 1e-3f;  // c₀
+  float lr = 1e-2f;             // Adam step size on w
+  bool targeted = false;
+  Tensor targets;  // i32 [N] when targeted
+  bool abort_early = true;
+};
+// Carlini & Wagner 2017 L2 attack. Returns the best (smallest-L2) successful adversarial per
+// example; success=0 rows keep the clean input.
+AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, const CwOptions& opt);
+
+struct ApgdOptions {
+  std::string norm = "linf";  // "linf" | "l2"
+  std::string loss = "ce";    // "ce" | "dlr"
+  Tensor eps;                 // f32 [N] (use broadcast_per_example)
+  int steps = 100;
+  int restarts = 1;
+  bool targeted = false;
+  Tensor targets;  // i32 [N] when targeted
+  std::uint64_t seed = 0;
+  float rho = 0.75f;
+};
+// Croce & Hein 2020 APGD (Auto-PGD) with its step-size schedule and checkpoints.
+AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt);
+
+// The APGD checkpoints w_j = ⌈p_j·n_iter⌉ for n_iter ≥ 1 (Croce & Hein 2020, §3.2): p_0 = 0,
+// p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06), while p_j ≤ 1. Increasing.
+std::vector<int> apgd_checkpoints(int n_iter);
+
+}  // namespace aegis::attacks

@@ -1,0 +1,263 @@
+// The adversarial training loop (attacks/adv_train.h). It mirrors nn::train_classifier — same
+// batches, optimizer, schedule, callbacks and NaN check — and differs only in the input of each
+// step: PGD examples (attacks::pgd), an FGSM step from a random start (the fused L∞ step of
+// kernels/attack_step.h), or the free-training perturbation carried across replays.
+#include "attacks/adv_train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "attacks/attacks.h"
+#include "kernels/attack_step.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "runtime/dispatch.h"
+
+namespace aegis::attacks {
+
+using autograd::Var;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The attack passes need only ∂loss/∂x: parameters stop requiring gradients meanwhile.
+class FrozenParams {
+ public:
+  explicit FrozenParams(nn::Module& m) : m_params(m.parameters()) {
+    for (Var& p : m_params) p.set_requires_grad(false);
+  }
+  ~FrozenParams() {
+    for (Var& p : m_params) p.set_requires_grad(true);
+  }
+  FrozenParams(const FrozenParams&) = delete;
+  FrozenParams& operator=(const FrozenParams&) = delete;
+
+ private:
+  std::vector<Var> m_params;
+};
+
+std::vector<Tensor> snapshot(const nn::Module& m) {
+  std::vector<Tensor> s;
+  for (const Var& p : m.parameters()) s.push_back(p.value().clone());
+  return s;
+}
+
+void restore(nn::Module& m, const std::vector<Tensor>& s) {
+  std::vector<Var> params = m.parameters();
+  for (std::size_t i = 0; i < params.size(); ++i) params[i].mutable_value() = s[i].clone();
+}
+
+// A distinct Philox seed per training step, so random starts never repeat.
+std::uint64_t step_seed(std::uint64_t seed, std::int64_t step) {
+  return seed * 0x9E3779B97F4A7C15ull + static_cast<std::uint64_t>(step) + 1;
+}
+
+// Madry et al. 2018: PGD-K with a uniform random start; every example takes all K steps.
+Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const AdvTrainOptions& adv,
+                    std::uint64_t seed) {
+  AttackOptions ao;
+  ao.eps = Tensor::full({1}, adv.eps);
+  if (adv.step_size > 0) ao.step_size = Tensor::full({1}, adv.step_size);
+  ao.steps = adv.steps;
+  ao.seed = seed;
+  ao.early_stop = false;
+  return pgd(model, x, y, ao).adversarial;
+}
+
+// Wong et al. 2020, Alg. 3: x + δ with δ ~ U(−ε, ε) (clipped to [0, 1]), then one step
+// α·sign ∇ₓ CE, projected onto the ε-ball around x and onto [0, 1].
+Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, float eps, float alpha,
+                        std::uint64_t seed) {
+  const std::int64_t n = x.size(0), d = x.numel() / n;
+  const Device dev = x.device();
+  Tensor adv = random_start(x, Tensor::full({1}, eps), "linf", seed);
+  Tensor grad;
+  {
+    FrozenParams frozen(model);
+    Var input(adv, true);
+    autograd::backward(nn::F::cross_entropy(model.forward(input), y, nn::Reduction::Sum));
+    grad = input.grad();
+  }
+  const Tensor d_eps = Tensor::full({n}, eps).to(dev), d_alpha = Tensor::full({n}, alpha).to(dev);
+  kernels::AttackStepArgs args;
+  args.n = n;
+  args.d = d;
+  AEGIS_DISPATCH(dev, attack_step(args, adv.data<float>(), x.data<float>(), grad.data<float>(), nullptr,
+                                  d_eps.data<float>(), d_alpha.data<float>()));
+  return adv;
+}
+
+// Free AT's perturbation on the host: x + δ clipped to [0, 1], and the update
+// δ ← clip[−ε,ε](δ + ε·sign g) (Shafahi et al. 2019, Alg. 1).
+Tensor free_input(const Tensor& x_host, const std::vector<float>& delta, Device dev) {
+  Tensor out = x_host.clone();
+  float* p = out.data<float>();
+  for (std::size_t i = 0; i < delta.size(); ++i) p[i] = std::clamp(p[i] + delta[i], 0.0f, 1.0f);
+  return out.to(dev);
+}
+
+void free_update(std::vector<float>& delta, const Tensor& grad, float eps) {
+  const std::vector<float> g = grad.to(Device::cpu()).to_vector<float>();
+  for (std::size_t i = 0; i < delta.size(); ++i) {
+    const float s = g[i] > 0.0f ? 1.0f : (g[i] < 0.0f ? -1.0f : 0.0f);
+    delta[i] = std::clamp(delta[i] + eps * s, -eps, eps);
+  }
+}
+
+// PGD-10 (α = ε/4, one random start) robust accuracy on `data`, in batches of 256.
+double pgd10_accuracy(nn::Module& model, const nn::Dataset& data, float eps, Device dev, std::uint64_t seed) {
+  AttackOptions ao;
+  ao.eps = Tensor::full({1}, eps);
+  ao.step_size = Tensor::full({1}, eps / 4.0f);
+  ao.steps = 10;
+  ao.seed = seed;
+  std::int64_t broken = 0;
+  for (std::int64_t b = 0; b < data.size(); b += 256) {
+    const std::int64_t e = std::min(data.size(), b + 256);
+    const AttackResult r =
+        pgd(model, data.images.rows(b, e).clone().to(dev), data.labels.rows(b, e).clone().to(dev), ao);
+    for (std::int32_t s : r.success.to_vector<std::int32_t>()) broken += s;
+  }
+  return 1.0 - static_cast<double>(broken) / static_cast<double>(data.size());
+}
+
+}  // namespace
+
+AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
+                                 const AdvTrainOptions& adv, const std::function<void(const nn::StepInfo&)>& on_step,
+                                 const std::function<void(const nn::EpochResult&)>& on_epoch) {
+  AEGIS_CHECK(adv.method == "pgd" || adv.method == "fgsm-rs" || adv.method == "free",
+              "adversarial training method '" << adv.method << "' is not one of pgd, fgsm-rs, free");
+  AEGIS_CHECK(std::isfinite(adv.eps) && adv.eps > 0.0f, "adversarial training eps " << adv.eps << " must be positive");
+  AEGIS_CHECK(adv.steps >= 1, "adversarial training steps " << adv.steps << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(adv.step_size) && adv.step_size >= 0.0f,
+              "adversarial training step size " << adv.step_size << " must be ≥ 0 (0: the method's default)");
+  AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
+  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
+  AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
+  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+
+  AdvTrainResult result;
+  const bool is_free = adv.method == "free";
+  const bool check = adv.method == "fgsm-rs" && adv.check_overfitting;
+  nn::Dataset fit = train, held;
+  if (check) {
+    result.held_out = std::min<std::int64_t>(512, train.size() / 10);
+    AEGIS_CHECK(result.held_out >= 1, "the overfitting check holds out a tenth of the training set, but '"
+                                          << train.name << "' has only " << train.size() << " examples");
+    fit = nn::take(train, 0, train.size() - result.held_out);
+    held = nn::take(train, train.size() - result.held_out, result.held_out);
+  }
+  const int replays = is_free ? adv.replays : 1;
+  const std::int64_t epochs = is_free ? (o.epochs + replays - 1) / replays : o.epochs;
+  const float fgsm_alpha = adv.step_size > 0 ? adv.step_size : 1.25f * adv.eps;
+
+  model.to(o.device);
+  model.train(true);
+  model.set_requires_grad(true);
+  nn::BatchOptions bo;
+  bo.batch_size = o.batch_size;
+  bo.shuffle = true;
+  bo.seed = o.seed;
+  bo.device = o.device;
+  nn::BatchIterator batches(fit, bo, 0);
+  const std::int64_t total_steps = batches.num_batches() * epochs * replays;
+  auto optimizer = nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum);
+  auto schedule = nn::make_schedule(o.schedule, o.lr, total_steps);
+
+  std::vector<float> delta;  // free: the perturbation carried across replays and minibatches
+  std::vector<Tensor> best_weights;
+  double best_accuracy = -1.0;
+  const auto t_start = std::chrono::steady_clock::now();
+  nn::StepInfo info;
+  info.total_steps = total_steps;
+  for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
+    const auto t_epoch = std::chrono::steady_clock::now();
+    batches.start_epoch(static_cast<std::uint32_t>(epoch));
+    double loss_sum = 0.0;
+    std::int64_t correct = 0, seen = 0;
+    nn::Batch batch;
+    while (batches.next(batch)) {
+      const Tensor x_host = is_free ? batch.images.to(Device::cpu()) : Tensor();
+      if (is_free && delta.size() != static_cast<std::size_t>(batch.images.numel()))
+        delta.assign(static_cast<std::size_t>(batch.images.numel()), 0.0f);
+      for (int replay = 0; replay < replays; ++replay) {
+        const std::uint64_t seed = step_seed(o.seed, result.steps);
+        Tensor input;
+        if (adv.method == "pgd") input = pgd_examples(model, batch.images, batch.labels, adv, seed);
+        else if (adv.method == "fgsm-rs")
+          input = fgsm_rs_examples(model, batch.images, batch.labels, adv.eps, fgsm_alpha, seed);
+        else input = free_input(x_host, delta, o.device);
+        const float lr = schedule->lr_at(result.steps);
+        optimizer->set_lr(lr);
+        optimizer->zero_grad();
+        Var x(input, is_free);
+        Var logits = model.forward(x);
+        Var loss = nn::F::cross_entropy(logits, batch.labels, nn::Reduction::Mean);
+        const double loss_value = loss.value().item();
+        if (!std::isfinite(loss_value))
+          AEGIS_THROW(NumericError, "adversarial training loss became " << loss_value << " at epoch " << epoch + 1
+                                                                       << ", step " << result.steps + 1
+                                                                       << " (learning rate " << lr
+                                                                       << " may be too large)");
+        autograd::backward(loss);
+        if (is_free) free_update(delta, x.grad(), adv.eps);
+        optimizer->step();
+        const std::int64_t b = batch.labels.numel();
+        loss_sum += loss_value * static_cast<double>(b);
+        correct += nn::count_correct(logits.value(), batch.labels);
+        seen += b;
+        ++result.steps;
+        if (on_step) {
+          info.epoch = epoch;
+          info.step = result.steps;
+          info.examples += b;
+          info.loss = loss_value;
+          info.lr = lr;
+          on_step(info);
+        }
+      }
+    }
+    nn::EpochResult er;
+    er.epoch = epoch + 1;
+    er.train_loss = loss_sum / static_cast<double>(seen);
+    er.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
+    er.seconds = seconds_since(t_epoch);
+    result.epochs.push_back(er);
+    result.best_epoch = er.epoch;
+    bool stop = false;
+    if (check) {
+      const double acc = pgd10_accuracy(model, held, adv.eps, o.device, o.seed);
+      model.train(true);
+      result.check_robust_accuracy.push_back(acc);
+      if (acc > best_accuracy) {
+        best_accuracy = acc;
+        best_weights = snapshot(model);
+      } else if (best_accuracy - acc > 0.20) {
+        stop = true;
+      }
+      std::int64_t best = 0;
+      for (std::size_t i = 0; i < result.check_robust_accuracy.size(); ++i)
+        if (result.check_robust_accuracy[i] == best_accuracy) {
+          best = static_cast<std::int64_t>(i) + 1;
+          break;
+        }
+      if (stop) {
+        restore(model, best_weights);
+        result.stopped_early = true;
+        result.best_epoch = best;
+      }
+    }
+    if (on_epoch) on_epoch(er);
+    if (stop) break;
+  }
+  result.seconds = seconds_since(t_start);
+  return result;
+}
+
+}  // namespace aegis::attacks

@@ -1,0 +1,53 @@
+// Adversarial training of classifiers against L∞ perturbations of radius ε, three ways:
+//   "pgd"      Madry et al. 2018 (§3, Eq. 2.1): every minibatch is replaced by PGD-K examples
+//              (uniform random start in the ε-ball, K sign steps of α, default α = 2.5ε/K) and
+//              the weights take one step on their cross-entropy. K + 1 forward/backward passes
+//              per step.
+//   "fgsm-rs"  Wong, Rice and Kolter 2020 (Alg. 3): δ ~ U(−ε, ε)^d, one FGSM step of α = 1.25ε
+//              from x + δ, projected onto the ball and [0, 1]; 2 passes per step. Guarded by
+//              the catastrophic-overfitting check below.
+//   "free"     Shafahi et al. 2019 (Alg. 1): each minibatch is replayed m = `replays` times; one
+//              backward pass per replay gives both the weight gradient (applied at once) and the
+//              input gradient, with which the perturbation is updated, δ ← clip[−ε,ε](δ + ε·sign ∇ₓ);
+//              δ carries over to the next replay and the next minibatch (reset to 0 when the
+//              minibatch size changes). The number of epochs is divided by m (rounded up), so
+//              the passes over data match standard training of `epochs` epochs.
+// Catastrophic-overfitting check (fgsm-rs with check_overfitting; Wong et al. 2020, §5.3 and
+// Rice et al. 2020 use a held-out PGD check the same way): the last min(512, N/10) training
+// examples are held out of training. After each epoch the PGD-10 (α = ε/4, one random start)
+// robust accuracy on them is measured; when it falls more than 20 percentage points below the
+// best epoch's, training stops and the weights of the best epoch are restored.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nn/train.h"
+
+namespace aegis::attacks {
+
+struct AdvTrainOptions {
+  std::string method = "pgd";  // "pgd" | "fgsm-rs" | "free"
+  float eps = 0.0f;            // L∞ radius, > 0
+  int steps = 7;               // pgd: PGD steps K
+  float step_size = 0.0f;      // 0: pgd 2.5ε/K, fgsm-rs 1.25ε (Wong et al. 2020); free always uses ε
+  int replays = 4;             // free: minibatch replays m (Shafahi et al. 2019)
+  bool check_overfitting = true;  // fgsm-rs only (see above)
+};
+
+struct AdvTrainResult : nn::TrainResult {
+  std::vector<double> check_robust_accuracy;  // per epoch, when the overfitting check runs
+  bool stopped_early = false;                 // the check fired
+  std::int64_t best_epoch = 0;                // 1-based; the epoch whose weights the model holds
+  std::int64_t held_out = 0;                  // examples kept out of training for the check
+};
+
+// Trains `model` in place, like nn::train_classifier (same options, callbacks and errors);
+// `train.epochs` are the epochs of the equivalent standard run (see "free").
+AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& options,
+                                 const AdvTrainOptions& adv,
+                                 const std::function<void(const nn::StepInfo&)>& on_step = {},
+                                 const std::function<void(const nn::EpochResult&)>& on_epoch = {});
+
+}  // namespace aegis::attacks

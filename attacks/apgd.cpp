@@ -1,0 +1,385 @@
+// APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+// diverse parameter-free attacks", Alg. 1 and §3.1–3.3). Per example and restart, from a random
+// start x⁰ uniform in the ε-ball (the PGD starts of kernels/attack_step.h, keyed by the example's
+// position in the caller's batch), with step size η⁽⁰⁾ = 2ε:
+//   x¹ = P(x⁰ + η∇),   z = P(xᵏ + ηᵏ∇f(xᵏ)),   xᵏ⁺¹ = P(xᵏ + α(z − xᵏ) + (1 − α)(xᵏ − xᵏ⁻¹)), α = 0.75,
+// with ∇ the gradient's sign for L∞ and the gradient over its L2 norm for L2. At each checkpoint
+// w_j = ⌈p_j·N_iter⌉ (apgd_checkpoints) η is halved and the iterate set to the best point so far
+// when condition 1 (fewer than ρ·(w_j − w_{j−1}) increases f(xⁱ⁺¹) > f(xⁱ) for
+// i ∈ [w_{j−1}, w_j − 1]) or condition 2 (η and the best loss unchanged since w_{j−1}) holds.
+// P projects onto the ε-ball ∩ [0, 1]: L∞ clips per element; L2 is the exact Euclidean projection
+// onto the intersection, y(s) = clip[0,1](x + s(v − x)) with the largest s ∈ [0, 1] for which
+// ‖y(s) − x‖₂ ≤ ε (the KKT point of min ‖y − v‖² over ball ∩ box: per coordinate the minimizer of
+// (y − v)² + λ(y − x)² over [0, 1] is clip((v + λx)/(1 + λ)), s = 1/(1 + λ)), found by bisection,
+// since the norm grows with s. The radius is l2_target_radius(ε, d) so that the float result stays
+// inside ε. Losses (maximized): CE of the label, or −CE of the target; DLR (§3.3)
+//   −(z_y − max_{i≠y} z_i)/(z_π1 − z_π3 + 10⁻¹²),  targeted −(z_y − z_t)/(z_π1 − (z_π3 + z_π4)/2 + 10⁻¹²)
+// with π sorting the logits in decreasing order. The clean input is evaluated first; an example
+// stops at its first success (argmax ≠ y, or = t), restarts run only on examples not broken yet,
+// and per example the best point by (success, loss) over all restarts is kept.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include "attacks/attacks.h"
+#include "kernels/attack_step.h"
+#include "nn/functional.h"
+
+namespace aegis::attacks {
+
+using autograd::Var;
+
+namespace {
+
+constexpr double kMomentum = 0.75;  // α (Croce & Hein 2020, §3.2)
+
+// Eval mode and frozen parameters for the attack, restored however it ends (as in attacks.cpp).
+class FrozenModel {
+ public:
+  explicit FrozenModel(nn::Module& model) : m_model(model), m_params(model.parameters()), m_training(model.training()) {
+    for (Var& p : m_params) {
+      m_saved.push_back(p.requires_grad());
+      p.set_requires_grad(false);
+    }
+    model.train(false);
+  }
+  ~FrozenModel() {
+    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
+    m_model.train(m_training);
+  }
+  FrozenModel(const FrozenModel&) = delete;
+  FrozenModel& operator=(const FrozenModel&) = delete;
+
+ private:
+  nn::Module& m_model;
+  std::vector<Var> m_params;
+  std::vector<bool> m_saved;
+  bool m_training;
+};
+
+std::vector<std::int32_t> label_vector(const Tensor& t, std::int64_t n, const char* what) {
+  AEGIS_CHECK_AS(ShapeError, t.defined(), what << " is undefined; expected i32 [" << n << "]");
+  check_dtype(t, DType::I32, what);
+  check_shape(t, {n}, what);
+  return t.to(Device::cpu()).to_vector<std::int32_t>();
+}
+
+// The loss of one example from its logits, and ∂loss/∂z.
+double loss_and_grad(const float* z, std::int64_t k, std::int32_t y, std::int32_t t, bool targeted, bool dlr,
+                     float* dz) {
+  std::fill(dz, dz + k, 0.0f);
+  if (!dlr) {
+    const std::int32_t goal = targeted ? t : y;
+    const double sign = targeted ? -1.0 : 1.0;
+    double top = z[0];
+    for (std::int64_t i = 1; i < k; ++i) top = std::max(top, static_cast<double>(z[i]));
+    double sum = 0.0;
+    for (std::int64_t i = 0; i < k; ++i) sum += std::exp(z[i] - top);
+    for (std::int64_t i = 0; i < k; ++i)
+      dz[i] = static_cast<float>(sign * (std::exp(z[i] - top) / sum - (i == goal ? 1.0 : 0.0)));
+    return sign * (top + std::log(sum) - z[goal]);
+  }
+  std::vector<std::int64_t> order(static_cast<std::size_t>(k));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return z[a] > z[b]; });
+  const std::int64_t p1 = order[0], p3 = order[2];
+  double num, den;
+  std::int64_t other = -1;
+  if (targeted) {
+    other = t;
+    den = z[p1] - (static_cast<double>(z[p3]) + z[order[3]]) / 2.0 + 1e-12;
+  } else {
+    for (std::int64_t i = 0; i < k; ++i)
+      if (i != y && (other < 0 || z[i] > z[other])) other = i;
+    den = z[p1] - static_cast<double>(z[p3]) + 1e-12;
+  }
+  num = static_cast<double>(z[y]) - z[other];
+  // loss = −num/den: ∂/∂z_y = −1/den, ∂/∂z_other = 1/den, ∂/∂den = num/den².
+  dz[y] += static_cast<float>(-1.0 / den);
+  dz[other] += static_cast<float>(1.0 / den);
+  const double dden = num / (den * den);
+  dz[p1] += static_cast<float>(dden);
+  if (targeted) {
+    dz[p3] += static_cast<float>(-dden / 2.0);
+    dz[order[3]] += static_cast<float>(-dden / 2.0);
+  } else {
+    dz[p3] += static_cast<float>(-dden);
+  }
+  return -num / den;
+}
+
+// Projection of v onto {‖y − x0‖ ≤ eps} ∩ [0, 1]^d (see the file comment), into out.
+void project(kernels::AttackNorm norm, const double* v, const float* x0, double eps, std::int64_t d, float* out) {
+  if (norm == kernels::AttackNorm::Linf) {
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double lo = std::max(0.0, x0[j] - eps), hi = std::min(1.0, x0[j] + eps);
+      out[j] = kernels::round_into(std::clamp(v[j], lo, hi), lo, hi);
+    }
+    return;
+  }
+  const double radius = kernels::l2_target_radius(eps, d);
+  const auto dist = [&](double s) {
+    double acc = 0.0;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const double y = std::clamp(x0[j] + s * (v[j] - x0[j]), 0.0, 1.0) - x0[j];
+      acc += y * y;
+    }
+    return std::sqrt(acc);
+  };
+  double s = 1.0;
+  if (dist(1.0) > radius) {
+    double lo = 0.0, hi = 1.0;  // dist(lo) ≤ radius < dist(hi)
+    for (int it = 0; it < 60; ++it) {
+      const double mid = (lo + hi) / 2.0;
+      (dist(mid) <= radius ? lo : hi) = mid;
+    }
+    s = lo;
+  }
+  for (std::int64_t j = 0; j < d; ++j) out[j] = static_cast<float>(std::clamp(x0[j] + s * (v[j] - x0[j]), 0.0, 1.0));
+}
+
+}  // namespace
+
+std::vector<int> apgd_checkpoints(int n_iter) {
+  AEGIS_CHECK(n_iter >= 1, "apgd_checkpoints: n_iter " << n_iter << " must be at least 1");
+  // p_j in hundredths, exactly (0.41 is not a double): w_j = ⌈p_j·N/100⌉ in integers.
+  std::vector<int> w;
+  long long prev = 0, cur = 0;
+  for (;;) {
+    const long long wj = (cur * n_iter + 99) / 100;
+    if (w.empty() || wj != w.back()) w.push_back(static_cast<int>(wj));
+    const long long next = cur == 0 ? 22 : cur + std::max(cur - prev - 3, 6LL);
+    if (next > 100) break;
+    prev = cur;
+    cur = next;
+  }
+  return w;
+}
+
+AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt) {
+  check_attack_input(x, "apgd input x");
+  AEGIS_CHECK(opt.norm == "linf" || opt.norm == "l2", "apgd: norm '" << opt.norm << "' is not one of linf, l2");
+  AEGIS_CHECK(opt.loss == "ce" || opt.loss == "dlr", "apgd: loss '" << opt.loss << "' is not one of ce, dlr");
+  AEGIS_CHECK(opt.steps >= 1, "apgd: steps " << opt.steps << " must be at least 1");
+  AEGIS_CHECK(opt.restarts >= 1, "apgd: restarts " << opt.restarts << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(opt.rho) && opt.rho >= 0.0f && opt.rho <= 1.0f,
+              "apgd: rho " << opt.rho << " must be in [0, 1]");
+  const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
+  AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
+                 "apgd: " << n << " examples exceed the int32 example ids; split the batch");
+  const std::vector<std::int32_t> y = label_vector(labels, n, "labels");
+  if (opt.targeted) AEGIS_CHECK(opt.targets.defined(), "apgd: a targeted attack needs options.targets (i32 [N])");
+  const std::vector<std::int32_t> t = opt.targeted ? label_vector(opt.targets, n, "targets") : y;
+  AEGIS_CHECK(opt.eps.defined(), "apgd: options.eps is required (one value or one per example)");
+  const std::vector<float> eps = broadcast_per_example(opt.eps, n, "eps").to_vector<float>();
+  for (std::size_t i = 0; i < eps.size(); ++i) {
+    AEGIS_CHECK_AS(NumericError, std::isfinite(eps[i]), "eps[" << i << "] = " << eps[i] << " is not finite");
+    AEGIS_CHECK(eps[i] >= 0.0f, "eps[" << i << "] = " << eps[i] << " must be ≥ 0");
+  }
+  const Device dev = x.device();
+  for (const Var& p : model.parameters())
+    AEGIS_CHECK_AS(DeviceError, p.device() == dev,
+                   "apgd: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
+  const auto norm = opt.norm == "linf" ? kernels::AttackNorm::Linf : kernels::AttackNorm::L2;
+  const bool dlr = opt.loss == "dlr";
+  const auto ud = static_cast<std::size_t>(d);
+
+  FrozenModel frozen(model);
+  const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
+  std::vector<float> best = x0;
+  std::vector<char> best_success(static_cast<std::size_t>(n), 0);
+  std::vector<double> best_loss(static_cast<std::size_t>(n), -std::numeric_limits<double>::infinity());
+  AttackResult result;
+  std::int64_t k = 0;
+  Var input, logits;
+
+  // Forward over examples `ids` at `rows`; per-example loss, success and ∂loss/∂z; the graph is
+  // kept in input/logits when with_grad. Updates the kept best point of every example.
+  std::vector<float> dz;
+  const auto evaluate = [&](const std::vector<std::int32_t>& ids, const std::vector<float>& rows, bool with_grad,
+                            std::vector<double>& loss, std::vector<char>& success) {
+    const std::int64_t m = static_cast<std::int64_t>(ids.size());
+    Shape shape = x.shape();
+    shape[0] = m;
+    input = Var(Tensor::from_vector(rows, shape).to(dev), with_grad);
+    logits = model.forward(input);
+    const Tensor& zt = logits.value();
+    const std::int64_t min_k = dlr ? (opt.targeted ? 4 : 3) : 2;
+    AEGIS_CHECK_AS(ShapeError, zt.dim() == 2 && zt.size(0) == m && zt.size(1) >= min_k,
+                   "apgd: the model must map " << m << " examples to logits [" << m << ", K] with K ≥ " << min_k
+                                               << (dlr ? " (the DLR loss needs them)" : "") << ", got "
+                                               << zt.describe());
+    if (k == 0) {
+      k = zt.size(1);
+      for (std::size_t i = 0; i < y.size(); ++i)
+        AEGIS_CHECK(y[i] >= 0 && y[i] < k, "labels[" << i << "] = " << y[i] << " is outside [0, " << k << ")");
+      if (opt.targeted)
+        for (std::size_t i = 0; i < t.size(); ++i)
+          AEGIS_CHECK(t[i] >= 0 && t[i] < k && t[i] != y[i], "targets[" << i << "] = " << t[i] << " must be in [0, "
+                                                                        << k << ") and differ from the label " << y[i]);
+    }
+    const std::vector<float> z = zt.to(Device::cpu()).to_vector<float>();
+    const auto uk = static_cast<std::size_t>(k);
+    dz.assign(static_cast<std::size_t>(m) * uk, 0.0f);
+    loss.resize(ids.size());
+    success.resize(ids.size());
+    for (std::size_t r = 0; r < ids.size(); ++r) {
+      const auto i = static_cast<std::size_t>(ids[r]);
+      const float* zr = &z[r * uk];
+      loss[r] = loss_and_grad(zr, k, y[i], t[i], opt.targeted, dlr, &dz[r * uk]);
+      const auto top = std::max_element(zr, zr + k) - zr;
+      success[r] = opt.targeted ? top == t[i] : top != y[i];
+      const bool better = (success[r] && !best_success[i]) ||
+                          (success[r] == static_cast<bool>(best_success[i]) && loss[r] > best_loss[i]);
+      if (!better) continue;
+      best_success[i] = success[r];
+      best_loss[i] = loss[r];
+      std::copy(rows.begin() + static_cast<std::ptrdiff_t>(r * ud),
+                rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud),
+                best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+    }
+  };
+  const auto gradient = [&](std::int64_t m) {
+    autograd::backward(logits, Tensor::from_vector(dz, {m, k}).to(dev));
+    result.gradient_evaluations += m;
+    return input.grad().to(Device::cpu()).to_vector<float>();
+  };
+
+  if (n > 0) {
+    std::vector<std::int32_t> all(static_cast<std::size_t>(n));
+    std::iota(all.begin(), all.end(), 0);
+    std::vector<double> loss;
+    std::vector<char> success;
+    evaluate(all, x0, false, loss, success);
+  }
+  const std::vector<int> checkpoints = apgd_checkpoints(opt.steps);
+  for (int restart = 0; restart < opt.restarts; ++restart) {
+    std::vector<std::int32_t> ids;
+    for (std::int32_t i = 0; i < n; ++i)
+      if (!best_success[static_cast<std::size_t>(i)]) ids.push_back(i);
+    if (ids.empty()) break;
+    const std::size_t m0 = ids.size();
+    // Per-row state of this run (row r is example ids[r]).
+    std::vector<float> start(m0 * ud), clean(m0 * ud), e(m0);
+    for (std::size_t r = 0; r < m0; ++r) {
+      const auto i = static_cast<std::size_t>(ids[r]);
+      std::copy(x0.begin() + static_cast<std::ptrdiff_t>(i * ud),
+                x0.begin() + static_cast<std::ptrdiff_t>((i + 1) * ud),
+                clean.begin() + static_cast<std::ptrdiff_t>(r * ud));
+      e[r] = eps[i];
+    }
+    const philox::Key key{opt.seed, philox::kPurposeAttackStart, static_cast<std::uint32_t>(restart)};
+    kernels::cpu::attack_random_start(norm, start.data(), clean.data(), e.data(), ids.data(),
+                                      static_cast<std::int64_t>(m0), d, key);
+    std::vector<float> cur = start, prev = start, x_max(m0 * ud), g_max(m0 * ud), g_cur;
+    std::vector<double> eta(m0), f_max(m0), eta_ref(m0), f_max_ref(m0);
+    std::vector<std::vector<double>> history(m0);
+    for (std::size_t r = 0; r < m0; ++r) eta[r] = 2.0 * e[r];
+    std::vector<std::size_t> active(m0);  // rows still attacked
+    std::iota(active.begin(), active.end(), std::size_t{0});
+    std::size_t next_checkpoint = 1;  // index into checkpoints of the next w_j (j ≥ 1)
+    std::vector<double> v(ud);
+    for (int step = 0; step <= opt.steps && !active.empty(); ++step) {
+      const bool last = step == opt.steps;
+      std::vector<std::int32_t> batch_ids;
+      std::vector<float> rows;
+      for (std::size_t r : active) {
+        batch_ids.push_back(ids[r]);
+        rows.insert(rows.end(), cur.begin() + static_cast<std::ptrdiff_t>(r * ud),
+                    cur.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud));
+      }
+      std::vector<double> loss;
+      std::vector<char> success;
+      evaluate(batch_ids, rows, !last, loss, success);
+      if (last) break;
+      const std::vector<float> g = gradient(static_cast<std::int64_t>(active.size()));
+      // Iteration k = step − 1 of Alg. 1 has just evaluated x^{step}; checkpoint k when k = w_j.
+      const int k_alg = step - 1;
+      bool at_checkpoint = false;
+      std::size_t j = 0;
+      if (next_checkpoint < checkpoints.size() && k_alg == checkpoints[next_checkpoint]) {
+        at_checkpoint = true;
+        j = next_checkpoint++;
+      }
+      std::vector<std::size_t> still;
+      for (std::size_t a = 0; a < active.size(); ++a) {
+        const std::size_t r = active[a];
+        if (success[a]) continue;  // broken: frozen at its first success (kept by evaluate)
+        still.push_back(r);
+        const auto row = static_cast<std::ptrdiff_t>(r * ud);
+        float* xr = &cur[r * ud];
+        const float* gr = &g[a * ud];
+        history[r].push_back(loss[a]);
+        if (step == 0 || loss[a] > f_max[r]) {
+          f_max[r] = loss[a];
+          std::copy(xr, xr + ud, x_max.begin() + row);
+          std::copy(gr, gr + ud, g_max.begin() + row);
+        }
+        std::vector<float> grad_row(gr, gr + ud);
+        if (step == 1) {  // w_0 = 0: the reference values for the first checkpoint
+          eta_ref[r] = eta[r];
+          f_max_ref[r] = f_max[r];
+        }
+        if (at_checkpoint) {
+          const int w_prev = checkpoints[j - 1], w_j = checkpoints[j];
+          int increases = 0;
+          for (int i = w_prev; i < w_j; ++i)
+            increases += history[r][static_cast<std::size_t>(i + 1)] > history[r][static_cast<std::size_t>(i)];
+          const bool condition1 = increases < opt.rho * (w_j - w_prev);
+          const bool condition2 = eta_ref[r] == eta[r] && f_max_ref[r] == f_max[r];
+          eta_ref[r] = eta[r];
+          f_max_ref[r] = f_max[r];
+          if (condition1 || condition2) {
+            eta[r] /= 2.0;
+            std::copy(x_max.begin() + row, x_max.begin() + row + static_cast<std::ptrdiff_t>(ud), xr);
+            std::copy(g_max.begin() + row, g_max.begin() + row + static_cast<std::ptrdiff_t>(ud), grad_row.begin());
+            history[r].back() = f_max[r];
+          }
+        }
+        // The step direction: sign for L∞, ∇/‖∇‖₂ for L2 (zero gradient: no step).
+        double l2 = 0.0;
+        for (float gv : grad_row) l2 += static_cast<double>(gv) * gv;
+        l2 = std::sqrt(l2);
+        for (std::size_t q = 0; q < ud; ++q) {
+          const double dir = norm == kernels::AttackNorm::Linf
+                                 ? (grad_row[q] > 0 ? 1.0 : (grad_row[q] < 0 ? -1.0 : 0.0))
+                                 : (l2 > 0 ? grad_row[q] / l2 : 0.0);
+          v[q] = xr[q] + eta[r] * dir;
+        }
+        std::vector<float> zp(ud);
+        project(norm, v.data(), &clean[r * ud], e[r], d, zp.data());
+        if (step > 0) {
+          const float* xp = &prev[r * ud];
+          for (std::size_t q = 0; q < ud; ++q)
+            v[q] = xr[q] + kMomentum * (zp[q] - static_cast<double>(xr[q])) +
+                   (1.0 - kMomentum) * (xr[q] - static_cast<double>(xp[q]));
+          project(norm, v.data(), &clean[r * ud], e[r], d, zp.data());
+        }
+        std::copy(xr, xr + ud, prev.begin() + row);
+        std::copy(zp.begin(), zp.end(), xr);
+      }
+      active = std::move(still);
+    }
+  }
+
+  std::vector<std::int32_t> success(best_success.begin(), best_success.end());
+  std::vector<float> final_loss(static_cast<std::size_t>(n)), norms(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
+    final_loss[i] = static_cast<float>(best_loss[i]);
+    double acc = 0.0;
+    for (std::size_t q = 0; q < ud; ++q) {
+      const double diff = static_cast<double>(best[i * ud + q]) - x0[i * ud + q];
+      acc = norm == kernels::AttackNorm::Linf ? std::max(acc, std::fabs(diff)) : acc + diff * diff;
+    }
+    norms[i] = static_cast<float>(norm == kernels::AttackNorm::Linf ? acc : std::sqrt(acc));
+  }
+  result.adversarial = Tensor::from_vector(best, x.shape()).to(dev);
+  result.success = Tensor::from_vector(success, {n});
+  result.perturbation_norm = Tensor::from_vector(norms, {n});
+  result.final_loss = Tensor::from_vector(final_loss, {n});
+  return result;
+}
+
+}  // namespace aegis::attacks

@@ -1,0 +1,303 @@
+// Carlini & Wagner 2017 L2 attack ("Towards Evaluating the Robustness of Neural Networks", §V).
+// Per example it minimizes ‖x' − x‖₂² + c·f(x') over w with the change of variables
+// x' = (tanh(w)/s + 1)/2, s = 1 − 10⁻⁶ (§V, "change of variables"; the factor s keeps
+// w = atanh((2x − 1)·s) finite for x ∈ {0, 1}, and x' is clipped to [0, 1] against the float
+// excess), using Adam (Kingma & Ba 2015, Alg. 1) on w and the margin objective f₆ of §IV:
+//   untargeted  f = max(Z_y − max_{i≠y} Z_i, −κ)      targeted  f = max(max_{i≠t} Z_i − Z_t, −κ)
+// with the "other" maximum taken over i ≠ y directly (never by zeroing Z_y, which is wrong when
+// every logit is negative). c comes from a per-example binary search (§V): after an inner loop
+// that found an adversarial c becomes the upper bound, otherwise the lower bound, and the next c
+// is the midpoint, or 10·c while no upper bound exists. An inner loop stops early for an example
+// whose loss has not fallen by 0.01% over the last steps/10 iterations. Every iterate that is
+// adversarial with confidence κ (argmax ≠ y and max_{i≠y} Z_i − Z_y ≥ κ; targeted argmax = t and
+// Z_t − max_{i≠t} Z_i ≥ κ) and closer than the best so far is kept. The objective is the SUM of
+// the per-example losses and the search, the abort and Adam are per example, so an example's
+// result does not depend on the batch.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attacks/attacks.h"
+#include "nn/functional.h"
+
+namespace aegis::attacks {
+
+using autograd::Var;
+
+namespace {
+
+constexpr double kTanhScale = 1.0 - 1e-6;
+constexpr double kNoUpperBound = 1e10;  // c above this is "no upper bound found yet" (§V)
+
+// Eval mode and frozen parameters for the attack, restored however it ends (as in attacks.cpp).
+class FrozenModel {
+ public:
+  explicit FrozenModel(nn::Module& model) : m_model(model), m_params(model.parameters()), m_training(model.training()) {
+    for (Var& p : m_params) {
+      m_saved.push_back(p.requires_grad());
+      p.set_requires_grad(false);
+    }
+    model.train(false);
+  }
+  ~FrozenModel() {
+    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
+    m_model.train(m_training);
+  }
+  FrozenModel(const FrozenModel&) = delete;
+  FrozenModel& operator=(const FrozenModel&) = delete;
+
+ private:
+  nn::Module& m_model;
+  std::vector<Var> m_params;
+  std::vector<bool> m_saved;
+  bool m_training;
+};
+
+// Forward passes over host rows on the model's device, and ∇ₓ of Σ_i ⟨dlogits_i, Z_i⟩.
+class Runner {
+ public:
+  Runner(nn::Module& model, const Shape& x_shape, Device dev) : m_model(model), m_shape(x_shape), m_dev(dev) {}
+
+  // Logits [m, K] of `rows` (m rows of d floats) on the host; keeps the graph when with_grad.
+  std::vector<float> logits(const std::vector<float>& rows, std::int64_t m, bool with_grad) {
+    Shape shape = m_shape;
+    shape[0] = m;
+    m_input = Var(Tensor::from_vector(rows, shape).to(m_dev), with_grad);
+    m_logits = m_model.forward(m_input);
+    const Tensor& z = m_logits.value();
+    AEGIS_CHECK_AS(
+        ShapeError, z.dim() == 2 && z.size(0) == m && z.size(1) >= 2,
+        "cw_l2: the model must map " << m << " examples to logits [" << m << ", K] with K ≥ 2, got " << z.describe());
+    m_k = z.size(1);
+    return z.to(Device::cpu()).to_vector<float>();
+  }
+  std::int64_t classes() const { return m_k; }
+
+  // ∇ₓ Σ_i ⟨dlogits_i, Z_i(x_i)⟩ for the rows of the last logits() call, on the host.
+  std::vector<float> input_gradient(const std::vector<float>& dlogits, std::int64_t m) {
+    autograd::backward(m_logits, Tensor::from_vector(dlogits, {m, m_k}).to(m_dev));
+    return m_input.grad().to(Device::cpu()).to_vector<float>();
+  }
+
+ private:
+  nn::Module& m_model;
+  Shape m_shape;
+  Device m_dev;
+  Var m_input, m_logits;
+  std::int64_t m_k = 0;
+};
+
+// The margin term of one example: f, whether it is adversarial with confidence κ, and the indices
+// whose logits f depends on (∂f/∂Z = +1 at `plus`, −1 at `minus` while f > −κ).
+struct Margin {
+  double f = 0.0;
+  bool adversarial = false;
+  bool active = false;
+  std::int64_t plus = 0, minus = 0;
+};
+
+Margin margin(const float* z, std::int64_t k, std::int32_t goal, bool targeted, double kappa) {
+  std::int64_t other = -1, top = 0;
+  for (std::int64_t i = 0; i < k; ++i) {
+    if (z[i] > z[top]) top = i;
+    if (i != goal && (other < 0 || z[i] > z[other])) other = i;
+  }
+  Margin m;
+  const double gap = static_cast<double>(z[goal]) - z[other];  // Z_goal − max_{i≠goal} Z_i
+  const double raw = targeted ? -gap : gap;
+  m.f = std::max(raw, -kappa);
+  m.active = raw > -kappa;
+  m.plus = targeted ? other : goal;
+  m.minus = targeted ? goal : other;
+  m.adversarial = targeted ? (top == goal && gap >= kappa) : (top != goal && -gap >= kappa);
+  return m;
+}
+
+std::vector<std::int32_t> label_vector(const Tensor& t, std::int64_t n, const char* what) {
+  AEGIS_CHECK_AS(ShapeError, t.defined(), what << " is undefined; expected i32 [" << n << "]");
+  check_dtype(t, DType::I32, what);
+  check_shape(t, {n}, what);
+  return t.to(Device::cpu()).to_vector<std::int32_t>();
+}
+
+void check_ranges(const std::vector<std::int32_t>& v, std::int64_t k, const char* what) {
+  for (std::size_t i = 0; i < v.size(); ++i)
+    AEGIS_CHECK(v[i] >= 0 && v[i] < k, what << "[" << i << "] = " << v[i] << " is outside [0, " << k
+                                            << ") for a model with " << k << " classes");
+}
+
+}  // namespace
+
+AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, const CwOptions& opt) {
+  check_attack_input(x, "cw_l2 input x");
+  AEGIS_CHECK(opt.steps >= 1, "cw_l2: steps " << opt.steps << " must be at least 1");
+  AEGIS_CHECK(opt.binary_search_steps >= 1,
+              "cw_l2: binary_search_steps " << opt.binary_search_steps << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(opt.confidence) && opt.confidence >= 0.0f,
+              "cw_l2: confidence " << opt.confidence << " must be finite and ≥ 0");
+  AEGIS_CHECK(std::isfinite(opt.initial_const) && opt.initial_const > 0.0f,
+              "cw_l2: initial_const " << opt.initial_const << " must be finite and > 0");
+  AEGIS_CHECK(std::isfinite(opt.lr) && opt.lr > 0.0f, "cw_l2: lr " << opt.lr << " must be finite and > 0");
+  const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
+  const std::vector<std::int32_t> y = label_vector(labels, n, "labels");
+  if (opt.targeted) AEGIS_CHECK(opt.targets.defined(), "cw_l2: a targeted attack needs options.targets (i32 [N])");
+  const std::vector<std::int32_t> goal = opt.targeted ? label_vector(opt.targets, n, "targets") : y;
+  const Device dev = x.device();
+  for (const Var& p : model.parameters())
+    AEGIS_CHECK_AS(DeviceError, p.device() == dev,
+                   "cw_l2: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
+
+  FrozenModel frozen(model);
+  Runner runner(model, x.shape(), dev);
+  const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
+  const double kappa = opt.confidence;
+  const auto un = static_cast<std::size_t>(n), ud = static_cast<std::size_t>(d);
+
+  std::vector<double> w0(x0.size());
+  for (std::size_t e = 0; e < x0.size(); ++e) w0[e] = std::atanh((2.0 * x0[e] - 1.0) * kTanhScale);
+  std::vector<float> best = x0;  // kept rows: clean until an adversarial is found
+  std::vector<double> best_l2(un, std::numeric_limits<double>::infinity());
+  std::vector<double> c(un, opt.initial_const), lower(un, 0.0), upper(un, kNoUpperBound);
+  AttackResult result;
+  bool ranges_checked = false;
+
+  for (int search = 0; search < opt.binary_search_steps && n > 0; ++search) {
+    // Each search step restarts from w0 with fresh Adam moments (§V).
+    std::vector<double> w = w0, m1(w0.size(), 0.0), m2(w0.size(), 0.0);
+    std::vector<char> found(un, 0);
+    std::vector<double> previous(un, std::numeric_limits<double>::infinity());
+    std::vector<std::int64_t> active(un);
+    for (std::size_t i = 0; i < un; ++i) active[i] = static_cast<std::int64_t>(i);
+    const int abort_period = std::max(1, opt.steps / 10);
+    for (int it = 0; it <= opt.steps && !active.empty(); ++it) {
+      const bool last = it == opt.steps;  // the final iterate is evaluated, not stepped
+      const std::int64_t m = static_cast<std::int64_t>(active.size());
+      std::vector<float> rows(static_cast<std::size_t>(m) * ud);
+      for (std::size_t r = 0; r < active.size(); ++r) {
+        const std::size_t base = static_cast<std::size_t>(active[r]) * ud;
+        for (std::size_t j = 0; j < ud; ++j) {
+          const double v = (std::tanh(w[base + j]) / kTanhScale + 1.0) / 2.0;
+          rows[r * ud + j] = static_cast<float>(std::clamp(v, 0.0, 1.0));
+        }
+      }
+      const std::vector<float> z = runner.logits(rows, m, !last);
+      const std::int64_t k = runner.classes();
+      if (!ranges_checked) {
+        check_ranges(y, k, "labels");
+        if (opt.targeted) check_ranges(goal, k, "targets");
+        ranges_checked = true;
+      }
+      std::vector<float> dlogits(static_cast<std::size_t>(m * k), 0.0f);
+      std::vector<double> l2sq(active.size(), 0.0);
+      std::vector<char> keep(active.size(), 1);
+      for (std::size_t r = 0; r < active.size(); ++r) {
+        const std::size_t i = static_cast<std::size_t>(active[r]);
+        for (std::size_t j = 0; j < ud; ++j) {
+          const double diff = static_cast<double>(rows[r * ud + j]) - x0[i * ud + j];
+          l2sq[r] += diff * diff;
+        }
+        const Margin mg = margin(&z[r * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
+        if (mg.adversarial) {
+          found[i] = 1;
+          if (l2sq[r] < best_l2[i] * best_l2[i]) {
+            best_l2[i] = std::sqrt(l2sq[r]);
+            std::copy(rows.begin() + static_cast<std::ptrdiff_t>(r * ud),
+                      rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud),
+                      best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+          }
+        }
+        const double loss = l2sq[r] + c[i] * mg.f;
+        // Early abort (§V): every steps/10 iterations, stop unless the loss fell by 0.01%.
+        if (opt.abort_early && it > 0 && it % abort_period == 0) {
+          if (loss > previous[i] - 1e-4 * std::fabs(previous[i])) keep[r] = 0;
+          previous[i] = loss;
+        } else if (it == 0) {
+          previous[i] = loss;
+        }
+        if (mg.active) {
+          dlogits[r * static_cast<std::size_t>(k) + static_cast<std::size_t>(mg.plus)] = static_cast<float>(c[i]);
+          dlogits[r * static_cast<std::size_t>(k) + static_cast<std::size_t>(mg.minus)] = static_cast<float>(-c[i]);
+        }
+      }
+      if (last) break;
+      const std::vector<float> g = runner.input_gradient(dlogits, m);
+      result.gradient_evaluations += m;
+      // Adam on w (Kingma & Ba 2015, Alg. 1: β₁ = 0.9, β₂ = 0.999, ε̂ = 10⁻⁸, bias-corrected).
+      const double t = it + 1, b1 = 0.9, b2 = 0.999;
+      const double corr1 = 1.0 - std::pow(b1, t), corr2 = 1.0 - std::pow(b2, t);
+      std::vector<std::int64_t> next;
+      for (std::size_t r = 0; r < active.size(); ++r) {
+        if (!keep[r]) continue;
+        const std::size_t i = static_cast<std::size_t>(active[r]);
+        next.push_back(active[r]);
+        for (std::size_t j = 0; j < ud; ++j) {
+          const std::size_t e = i * ud + j;
+          const double th = std::tanh(w[e]);
+          // ∂/∂x' of ‖x' − x‖² + c·f, times ∂x'/∂w = (1 − tanh²w)/(2s).
+          const double gx = 2.0 * (static_cast<double>(rows[r * ud + j]) - x0[e]) + g[r * ud + j];
+          const double gw = gx * (1.0 - th * th) / (2.0 * kTanhScale);
+          m1[e] = b1 * m1[e] + (1.0 - b1) * gw;
+          m2[e] = b2 * m2[e] + (1.0 - b2) * gw * gw;
+          w[e] -= opt.lr * (m1[e] / corr1) / (std::sqrt(m2[e] / corr2) + 1e-8);
+        }
+      }
+      active = std::move(next);
+    }
+    // Binary search on c, per example (§V).
+    for (std::size_t i = 0; i < un; ++i) {
+      if (found[i]) {
+        upper[i] = std::min(upper[i], c[i]);
+        c[i] = (lower[i] + upper[i]) / 2.0;
+      } else {
+        lower[i] = std::max(lower[i], c[i]);
+        c[i] = upper[i] < kNoUpperBound ? (lower[i] + upper[i]) / 2.0 : c[i] * 10.0;
+      }
+    }
+  }
+
+  // Success is what the model says about the returned rows (one full-batch pass); a row that no
+  // longer passes (a margin of float rounding) goes back to the clean input.
+  std::vector<std::int32_t> success(un, 0);
+  std::vector<float> final_loss(un, 0.0f), norms(un, 0.0f);
+  if (n > 0) {
+    const std::vector<float> z = runner.logits(best, n, false);
+    const std::int64_t k = runner.classes();
+    if (!ranges_checked) {
+      check_ranges(y, k, "labels");
+      if (opt.targeted) check_ranges(goal, k, "targets");
+    }
+    for (std::size_t i = 0; i < un; ++i) {
+      Margin mg = margin(&z[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
+      if (best_l2[i] < std::numeric_limits<double>::infinity() && !mg.adversarial) {
+        std::copy(x0.begin() + static_cast<std::ptrdiff_t>(i * ud),
+                  x0.begin() + static_cast<std::ptrdiff_t>((i + 1) * ud),
+                  best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+        best_l2[i] = std::numeric_limits<double>::infinity();
+      }
+      success[i] = best_l2[i] < std::numeric_limits<double>::infinity();
+      double sq = 0.0;
+      for (std::size_t j = 0; j < ud; ++j) {
+        const double diff = static_cast<double>(best[i * ud + j]) - x0[i * ud + j];
+        sq += diff * diff;
+      }
+      norms[i] = static_cast<float>(std::sqrt(sq));
+      final_loss[i] = static_cast<float>(mg.f);
+    }
+    // The rows reverted above were evaluated as adversarial; recompute their f at x.
+    if (std::find(success.begin(), success.end(), 0) != success.end()) {
+      const std::vector<float> zc = runner.logits(best, n, false);
+      for (std::size_t i = 0; i < un; ++i)
+        if (!success[i])
+          final_loss[i] =
+              static_cast<float>(margin(&zc[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa).f);
+    }
+  }
+  result.adversarial = Tensor::from_vector(best, x.shape()).to(dev);
+  result.success = Tensor::from_vector(success, {n});
+  result.perturbation_norm = Tensor::from_vector(norms, {n});
+  result.final_loss = Tensor::from_vector(final_loss, {n});
+  return result;
+}
+
+}  // namespace aegis::attacks

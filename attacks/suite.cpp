@@ -1,0 +1,201 @@
+// The attack suite (attacks/suite.h): per-example worst case over attacks plus the
+// gradient-masking sanity checks. Everything runs batch by batch through the public attacks.
+#include "attacks/suite.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "nn/functional.h"
+
+namespace aegis::attacks {
+
+using autograd::Var;
+
+namespace {
+
+double fraction_robust(const std::vector<std::int32_t>& robust) {
+  if (robust.empty()) return 1.0;
+  std::int64_t k = 0;
+  for (std::int32_t r : robust) k += r;
+  return static_cast<double>(k) / static_cast<double>(robust.size());
+}
+
+std::string percent(double v) {
+  std::ostringstream s;
+  s.precision(4);
+  s << 100.0 * v << "%";
+  return s.str();
+}
+
+// Parameters stop requiring gradients and the model runs in eval mode; both restored.
+class EvalScope {
+ public:
+  explicit EvalScope(nn::Module& m) : m_model(m), m_params(m.parameters()), m_training(m.training()) {
+    for (Var& p : m_params) {
+      m_saved.push_back(p.requires_grad());
+      p.set_requires_grad(false);
+    }
+    m.train(false);
+  }
+  ~EvalScope() {
+    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
+    m_model.train(m_training);
+  }
+  EvalScope(const EvalScope&) = delete;
+  EvalScope& operator=(const EvalScope&) = delete;
+
+ private:
+  nn::Module& m_model;
+  std::vector<Var> m_params;
+  std::vector<bool> m_saved;
+  bool m_training;
+};
+
+void check_gradients(nn::Module& model, const Tensor& x, const Tensor& y, SuiteResult& r) {
+  EvalScope scope(model);
+  Var input(x, true);
+  Var logits = model.forward(input);
+  autograd::backward(nn::F::cross_entropy(logits, y, nn::Reduction::Sum));
+  const std::int64_t n = x.size(0), d = x.numel() / n;
+  const std::vector<float> g = input.grad().to(Device::cpu()).to_vector<float>();
+  const std::vector<std::int32_t> pred = nn::argmax(logits.value()).to(Device::cpu()).to_vector<std::int32_t>();
+  const std::vector<std::int32_t> label = y.to(Device::cpu()).to_vector<std::int32_t>();
+  std::int64_t nan = 0, zero = 0, correct = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    bool all_zero = true;
+    for (std::int64_t j = 0; j < d; ++j) {
+      const float v = g[static_cast<std::size_t>(i * d + j)];
+      if (!std::isfinite(v)) ++nan;
+      if (v != 0.0f) all_zero = false;
+    }
+    if (pred[static_cast<std::size_t>(i)] == label[static_cast<std::size_t>(i)]) {
+      ++correct;
+      if (all_zero) ++zero;
+    }
+  }
+  if (nan > 0)
+    r.warnings.push_back("gradient masking? " + std::to_string(nan) + " NaN/Inf input-gradient entries on a sample of " +
+                         std::to_string(n) + " examples");
+  if (correct > 0 && zero * 10 > correct)
+    r.warnings.push_back("gradient masking? " + std::to_string(zero) + " of " + std::to_string(correct) +
+                         " correctly classified examples have an all-zero input gradient");
+}
+
+void check_randomness(nn::Module& model, const Tensor& x, SuiteResult& r) {
+  EvalScope scope(model);
+  const std::vector<float> a = model.forward(Var(x, false)).value().to(Device::cpu()).to_vector<float>();
+  const std::vector<float> b = model.forward(Var(x, false)).value().to(Device::cpu()).to_vector<float>();
+  double worst = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+  if (worst > 0.0) {
+    std::ostringstream s;
+    s << "randomized model: two forward passes on the same input differ (max logit difference " << worst
+      << "); gradient attacks may be weakened — use expectation over transformation (Athalye et al. 2018)";
+    r.warnings.push_back(s.str());
+  }
+}
+
+void check_eps_monotone(nn::Module& model, const Tensor& x, const Tensor& y, const SuiteOptions& o, SuiteResult& r) {
+  if (o.eps <= 0.0f) return;
+  const float radii[3] = {o.eps / 2, o.eps, 2 * o.eps};
+  double acc[3];
+  for (int k = 0; k < 3; ++k) {
+    AttackOptions ao;
+    ao.norm = o.norm;
+    ao.eps = Tensor::full({1}, radii[k]);
+    ao.steps = o.steps;
+    ao.seed = o.seed;
+    acc[k] = robust_accuracy(pgd(model, x, y, ao));
+  }
+  if (acc[1] > acc[0] || acc[2] > acc[1]) {
+    std::ostringstream s;
+    s << "gradient masking? PGD robust accuracy does not decrease with eps: " << percent(acc[0]) << " at "
+      << radii[0] << ", " << percent(acc[1]) << " at " << radii[1] << ", " << percent(acc[2]) << " at " << radii[2];
+    r.warnings.push_back(s.str());
+  }
+}
+
+}  // namespace
+
+AttackResult run_attack(const std::string& name, nn::Module& model, const Tensor& x, const Tensor& labels,
+                        const AttackOptions& options) {
+  if (name == "fgsm") return fgsm(model, x, labels, options);
+  if (name == "bim") return bim(model, x, labels, options);
+  if (name == "pgd") return pgd(model, x, labels, options);
+  if (name == "mifgsm") return mifgsm(model, x, labels, options);
+  AEGIS_THROW(InvalidArgument, "unknown attack '" << name << "' (one of fgsm, bim, pgd, mifgsm)");
+}
+
+SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& o,
+                      const std::function<void(std::int64_t, std::int64_t)>& on_progress) {
+  AEGIS_CHECK(!o.attacks.empty(), "the attack suite needs at least one attack");
+  AEGIS_CHECK(std::isfinite(o.eps) && o.eps >= 0.0f, "suite eps " << o.eps << " must be ≥ 0 and finite");
+  AEGIS_CHECK(o.steps >= 1, "suite steps " << o.steps << " must be at least 1");
+  AEGIS_CHECK(o.batch_size >= 1, "suite batch size " << o.batch_size << " must be at least 1");
+  for (const std::string& a : o.attacks)
+    AEGIS_CHECK(a == "fgsm" || a == "bim" || a == "pgd" || a == "mifgsm",
+                "unknown attack '" << a << "' (one of fgsm, bim, pgd, mifgsm)");
+  const auto t0 = std::chrono::steady_clock::now();
+  model.to(device);
+  SuiteResult r;
+  const std::int64_t n = data.size();
+  r.examples = n;
+  r.robust.assign(static_cast<std::size_t>(n), 1);
+  std::vector<std::vector<std::int32_t>> robust_by_attack(o.attacks.size(),
+                                                          std::vector<std::int32_t>(static_cast<std::size_t>(n), 1));
+  AttackOptions ao;
+  ao.norm = o.norm;
+  ao.eps = Tensor::full({1}, o.eps);
+  ao.steps = o.steps;
+  ao.seed = o.seed;
+  std::int64_t clean_correct = 0, done = 0;
+  const std::int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  const std::int64_t total = batches * static_cast<std::int64_t>(o.attacks.size());
+  for (std::int64_t b = 0; b < n; b += o.batch_size) {
+    const std::int64_t e = std::min(n, b + o.batch_size);
+    const Tensor x = data.images.rows(b, e).clone().to(device);
+    const Tensor y = data.labels.rows(b, e).clone().to(device);
+    {
+      EvalScope scope(model);
+      clean_correct += nn::count_correct(model.forward(Var(x, false)).value(), y);
+    }
+    for (std::size_t a = 0; a < o.attacks.size(); ++a) {
+      AttackOptions this_ao = ao;
+      this_ao.restarts = o.attacks[a] == "pgd" ? o.restarts : 1;
+      const std::vector<std::int32_t> success =
+          run_attack(o.attacks[a], model, x, y, this_ao).success.to_vector<std::int32_t>();
+      for (std::int64_t i = 0; i < e - b; ++i)
+        if (success[static_cast<std::size_t>(i)]) {
+          robust_by_attack[a][static_cast<std::size_t>(b + i)] = 0;
+          r.robust[static_cast<std::size_t>(b + i)] = 0;
+        }
+      if (on_progress) on_progress(++done, total);
+    }
+  }
+  r.clean_accuracy = n > 0 ? static_cast<double>(clean_correct) / static_cast<double>(n) : 1.0;
+  r.robust_accuracy = fraction_robust(r.robust);
+  double fgsm_acc = -1.0, pgd_acc = -1.0;
+  for (std::size_t a = 0; a < o.attacks.size(); ++a) {
+    const double acc = fraction_robust(robust_by_attack[a]);
+    r.per_attack.emplace_back(o.attacks[a], acc);
+    if (o.attacks[a] == "fgsm") fgsm_acc = acc;
+    if (o.attacks[a] == "pgd") pgd_acc = acc;
+  }
+  if (fgsm_acc >= 0.0 && pgd_acc >= 0.0 && fgsm_acc < pgd_acc)
+    r.warnings.push_back("gradient masking? FGSM (one step) is stronger than PGD: robust accuracy " +
+                         percent(fgsm_acc) + " vs " + percent(pgd_acc));
+  if (o.sanity_checks && n > 0) {
+    const std::int64_t small = std::min<std::int64_t>(64, n), sample = std::min<std::int64_t>(256, n);
+    const Tensor xs = data.images.rows(0, small).clone().to(device);
+    check_gradients(model, xs, data.labels.rows(0, small).clone().to(device), r);
+    check_randomness(model, xs, r);
+    check_eps_monotone(model, data.images.rows(0, sample).clone().to(device),
+                       data.labels.rows(0, sample).clone().to(device), o, r);
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace aegis::attacks

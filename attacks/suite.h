@@ -1,0 +1,57 @@
+// A robustness evaluation with several attacks at one L∞ (or L2) radius, in the spirit of the
+// checklist of Carlini et al. 2019 ("On Evaluating Adversarial Robustness", §§4–5): the reported
+// robust accuracy is the per-example worst case — an example counts as robust only if no attack
+// in the list broke it — and a set of sanity checks flags signs of gradient masking (Athalye,
+// Carlini, Wagner 2018) as warnings rather than errors:
+//   * zero or NaN input gradients on a sample of up to 64 examples (any NaN; or more than 10% of
+//     the correctly classified examples with an all-zero gradient),
+//   * a randomized model (two eval-mode forward passes on the same input differ),
+//   * a one-step attack (FGSM) stronger than an iterative one (PGD) with the same ε,
+//   * PGD robust accuracy on a sample of up to 256 examples not decreasing as ε grows
+//     (ε/2 → ε → 2ε).
+// Attack names: fgsm, bim, pgd, mifgsm (in `norm`), and — in the CLI only, when the solvers are
+// built — the C&W and APGD families.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "attacks/attacks.h"
+#include "nn/data/dataset.h"
+
+namespace aegis::attacks {
+
+struct SuiteOptions {
+  std::vector<std::string> attacks = {"fgsm", "bim", "pgd", "mifgsm"};
+  std::string norm = "linf";
+  float eps = 0.0f;  // ≥ 0
+  int steps = 20;    // iterative attacks
+  int restarts = 1;  // PGD
+  std::uint64_t seed = 0;
+  std::int64_t batch_size = 256;
+  bool sanity_checks = true;
+};
+
+struct SuiteResult {
+  double clean_accuracy = 0.0;
+  double robust_accuracy = 0.0;  // worst case over the attacks, per example
+  std::vector<std::pair<std::string, double>> per_attack;  // each attack's own robust accuracy
+  std::vector<std::string> warnings;
+  std::vector<std::int32_t> robust;  // per example: 1 when no attack broke it
+  std::int64_t examples = 0;
+  double seconds = 0.0;
+};
+
+// One attack by name on a batch (x on the model's device); InvalidArgument for an unknown name.
+AttackResult run_attack(const std::string& name, nn::Module& model, const Tensor& x, const Tensor& labels,
+                        const AttackOptions& options);
+
+// Runs every attack of `options.attacks` on `data` (images on the CPU; moved to `device` batch
+// by batch). on_progress(done, total) counts attack-batches.
+SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& options,
+                      const std::function<void(std::int64_t, std::int64_t)>& on_progress = {});
+
+}  // namespace aegis::attacks

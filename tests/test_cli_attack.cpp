@@ -1,0 +1,154 @@
+// End-to-end tests of `aegis attack` and `aegis train --adv`: JSON keys and their invariants,
+// PGD at least as strong as FGSM on a trained digits mlp, --save-adv files that load, and exit
+// status 1 with a message for bad input.
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "nn/serialize.h"
+#include "support/testing.h"
+
+namespace aegis {
+namespace {
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+CliRun run_cli(const std::string& args) {
+  const auto dir = std::filesystem::temp_directory_path() / "aegis_cli_attack_test";
+  std::filesystem::create_directories(dir);
+  const std::string err_path = (dir / "stderr.txt").string();
+  CliRun r;
+  FILE* p = popen((std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path).c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
+  const int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  return r;
+}
+
+std::string temp_path(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
+
+// One standard digits mlp shared by the tests of this file.
+const std::string& trained_model() {
+  static const std::string path = [] {
+    const std::string p = temp_path("aegis_cli_attack_digits.safetensors");
+    const CliRun t = run_cli("train --data digits --model mlp --epochs 15 --batch-size 32 --device cpu --quiet --out " + p);
+    EXPECT_EQ(t.status, 0) << t.err;
+    return p;
+  }();
+  return path;
+}
+
+nlohmann::json attack_json(const std::string& args) {
+  const CliRun r = run_cli("attack --model " + trained_model() + " --data digits --device cpu --json --quiet " + args);
+  EXPECT_EQ(r.status, 0) << args << "\n" << r.err;
+  return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+}
+
+TEST(CliAttack, JsonKeysAndInvariants) {
+  const auto j = attack_json("--attack pgd-linf --eps 0.1 --steps 10 --max 200");
+  for (const char* key : {"clean_accuracy", "robust_accuracy", "attack_success_rate", "mean_perturbation_norm",
+                          "median_perturbation_norm", "seconds", "attack", "eps", "steps"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["examples"].get<int>(), 200);
+  EXPECT_EQ(j["attack"], "pgd-linf");
+  const double clean = j["clean_accuracy"], robust = j["robust_accuracy"], rate = j["attack_success_rate"];
+  EXPECT_LE(robust, clean);
+  EXPECT_GE(rate, 0.0);
+  EXPECT_LE(rate, 1.0);
+  // Untargeted: the broken clean-correct examples are exactly the accuracy lost
+  // (1e-12: a few double divisions of counts ≤ 200).
+  EXPECT_NEAR(clean - robust, rate * clean, 1e-12);
+  // Successful L∞ perturbations lie in the ball (float rounding is kept inside, kernels/attack_step.h).
+  EXPECT_LE(j["median_perturbation_norm"].get<double>(), 0.1 + 1e-6);
+  EXPECT_LE(j["mean_perturbation_norm"].get<double>(), 0.1 + 1e-6);
+  if (rate > 0) {
+    EXPECT_GT(j["median_perturbation_norm"].get<double>(), 0.0);
+  }
+}
+
+TEST(CliAttack, PgdIsAtLeastAsStrongAsFgsm) {
+  const auto fgsm = attack_json("--attack fgsm --eps 0.1");
+  const auto pgd = attack_json("--attack pgd-linf --eps 0.1 --steps 20");
+  EXPECT_DOUBLE_EQ(fgsm["clean_accuracy"].get<double>(), pgd["clean_accuracy"].get<double>());
+  EXPECT_LE(pgd["robust_accuracy"].get<double>(), fgsm["robust_accuracy"].get<double>());
+  const auto targeted = attack_json("--attack pgd-linf --eps 0.2 --steps 20 --targeted --max 100");
+  EXPECT_TRUE(targeted["targeted"].get<bool>());
+  EXPECT_LE(targeted["robust_accuracy"].get<double>(), targeted["clean_accuracy"].get<double>());
+}
+
+TEST(CliAttack, SuiteReportsWorstCase) {
+  const auto j = attack_json("--attack suite --eps 0.1 --steps 5 --max 100");
+  ASSERT_TRUE(j.contains("per_attack"));
+  for (const auto& [name, acc] : j["per_attack"].items()) EXPECT_LE(j["robust_accuracy"].get<double>(), acc.get<double>()) << name;
+  EXPECT_TRUE(j["warnings"].is_array());
+}
+
+TEST(CliAttack, SaveAdvWritesLoadableSafetensors) {
+  const std::string path = temp_path("aegis_cli_attack_adv.safetensors");
+  const auto j = attack_json("--attack bim --eps 0.05 --steps 5 --max 50 --save-adv " + path);
+  const nn::SafetensorsFile f = nn::load_safetensors(path);
+  ASSERT_EQ(f.tensors.count("adversarial"), 1u);
+  ASSERT_EQ(f.tensors.count("labels"), 1u);
+  EXPECT_EQ(f.tensors.at("adversarial").shape(), (Shape{50, 1, 8, 8}));
+  EXPECT_EQ(f.tensors.at("adversarial").dtype(), DType::F32);
+  EXPECT_EQ(f.tensors.at("labels").shape(), (Shape{50}));
+  EXPECT_EQ(f.tensors.at("labels").dtype(), DType::I32);
+  for (float v : f.tensors.at("adversarial").to_vector<float>()) {
+    ASSERT_GE(v, 0.0f);
+    ASSERT_LE(v, 1.0f);
+  }
+  std::filesystem::remove(path);
+}
+
+TEST(CliAttack, AdversarialTrainingReportsMethodAndEps) {
+  const std::string model = temp_path("aegis_cli_attack_adv_model.safetensors");
+  const CliRun t = run_cli("train --data digits --model mlp --epochs 2 --batch-size 32 --adv fgsm-rs --eps 0.1 "
+                           "--device cpu --json --quiet --out " + model);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const auto j = nlohmann::json::parse(t.out);
+  EXPECT_EQ(j["adv_method"], "fgsm-rs");
+  EXPECT_FLOAT_EQ(j["adv_eps"].get<float>(), 0.1f);
+  std::filesystem::remove(model);
+}
+
+TEST(CliAttack, BadInputGivesClearErrors) {
+  struct Case {
+    std::string args, needle;
+  };
+  const std::string m = trained_model();
+  const std::string not_a_model = temp_path("aegis_cli_attack_not_a_model.safetensors");
+  std::ofstream(not_a_model, std::ios::binary) << "definitely not safetensors";
+  const std::string out = temp_path("aegis_cli_attack_never.safetensors");
+  const Case cases[] = {
+      {"attack --model " + m + " --data digits --attack pgd-linf --eps -0.1 --quiet", "eps -0.1"},
+      {"attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --steps 0 --quiet", "steps 0"},
+      {"attack --model " + m + " --data digits --attack sideways --eps 0.1 --quiet", "unknown attack 'sideways'"},
+      {"attack --model " + not_a_model + " --data digits --attack fgsm --eps 0.1 --quiet", not_a_model},
+      {"train --data digits --model mlp --adv pgd --eps 0.1 --dp --noise-multiplier 1 --quiet --out " + out,
+       "mutually exclusive"},
+      {"train --data digits --model mlp --adv pgd --quiet --out " + out, "--adv needs --eps"},
+      {"train --data digits --model mlp --adv sideways --eps 0.1 --quiet --out " + out, "'sideways'"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = run_cli(c.args);
+    EXPECT_EQ(r.status, 1) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find("aegis: error:"), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\nexpected '" << c.needle << "' in:\n" << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(out));
+  std::filesystem::remove(not_a_model);
+}
+
+}  // namespace
+}  // namespace aegis
