@@ -35,30 +35,6 @@ namespace {
 
 constexpr double kMomentum = 0.75;  // α (Croce & Hein 2020, §3.2)
 
-// Eval mode and frozen parameters for the attack, restored however it ends (as in attacks.cpp).
-class FrozenModel {
- public:
-  explicit FrozenModel(nn::Module& model) : m_model(model), m_params(model.parameters()), m_training(model.training()) {
-    for (Var& p : m_params) {
-      m_saved.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-    model.train(false);
-  }
-  ~FrozenModel() {
-    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
-    m_model.train(m_training);
-  }
-  FrozenModel(const FrozenModel&) = delete;
-  FrozenModel& operator=(const FrozenModel&) = delete;
-
- private:
-  nn::Module& m_model;
-  std::vector<Var> m_params;
-  std::vector<bool> m_saved;
-  bool m_training;
-};
-
 std::vector<std::int32_t> label_vector(const Tensor& t, std::int64_t n, const char* what) {
   AEGIS_CHECK_AS(ShapeError, t.defined(), what << " is undefined; expected i32 [" << n << "]");
   check_dtype(t, DType::I32, what);
@@ -186,7 +162,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   const bool dlr = opt.loss == "dlr";
   const auto ud = static_cast<std::size_t>(d);
 
-  FrozenModel frozen(model);
+  nn::FrozenScope frozen(model);
   const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
   std::vector<float> best = x0;
   std::vector<char> best_success(static_cast<std::size_t>(n), 0);

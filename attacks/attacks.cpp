@@ -32,32 +32,6 @@ struct Method {
   double default_step_scale;  // α = scale·ε/steps when no step size is given
 };
 
-// Parameters stop requiring gradients (no weight-gradient work) and the model runs in eval mode
-// for the attack; both are restored however the attack ends.
-class AttackModeScope {
- public:
-  explicit AttackModeScope(nn::Module& model)
-      : m_model(model), m_params(model.parameters()), m_training(model.training()) {
-    for (Var& p : m_params) {
-      m_saved.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-    model.train(false);
-  }
-  ~AttackModeScope() {
-    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
-    m_model.train(m_training);
-  }
-  AttackModeScope(const AttackModeScope&) = delete;
-  AttackModeScope& operator=(const AttackModeScope&) = delete;
-
- private:
-  nn::Module& m_model;
-  std::vector<Var> m_params;
-  std::vector<bool> m_saved;
-  bool m_training;
-};
-
 std::vector<float> checked_values(const Tensor& t, std::int64_t n, const char* what, bool positive) {
   const std::vector<float> v = broadcast_per_example(t, n, what).to_vector<float>();
   for (std::size_t i = 0; i < v.size(); ++i) {
@@ -134,7 +108,7 @@ class Attack {
   }
 
   AttackResult run() {
-    AttackModeScope scope(m_model);
+    nn::FrozenScope scope(m_model);
     const Tensor flat = m_x.reshape({m_n, m_d});
     m_best = flat.clone();
     m_best_success.assign(static_cast<std::size_t>(m_n), 0);

@@ -30,30 +30,6 @@ namespace {
 constexpr double kTanhScale = 1.0 - 1e-6;
 constexpr double kNoUpperBound = 1e10;  // c above this is "no upper bound found yet" (§V)
 
-// Eval mode and frozen parameters for the attack, restored however it ends (as in attacks.cpp).
-class FrozenModel {
- public:
-  explicit FrozenModel(nn::Module& model) : m_model(model), m_params(model.parameters()), m_training(model.training()) {
-    for (Var& p : m_params) {
-      m_saved.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-    model.train(false);
-  }
-  ~FrozenModel() {
-    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
-    m_model.train(m_training);
-  }
-  FrozenModel(const FrozenModel&) = delete;
-  FrozenModel& operator=(const FrozenModel&) = delete;
-
- private:
-  nn::Module& m_model;
-  std::vector<Var> m_params;
-  std::vector<bool> m_saved;
-  bool m_training;
-};
-
 // Forward passes over host rows on the model's device, and ∇ₓ of Σ_i ⟨dlogits_i, Z_i⟩.
 class Runner {
  public:
@@ -148,7 +124,7 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
     AEGIS_CHECK_AS(DeviceError, p.device() == dev,
                    "cw_l2: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
 
-  FrozenModel frozen(model);
+  nn::FrozenScope frozen(model);
   Runner runner(model, x.shape(), dev);
   const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
   const double kappa = opt.confidence;

@@ -29,32 +29,8 @@ std::string percent(double v) {
   return s.str();
 }
 
-// Parameters stop requiring gradients and the model runs in eval mode; both restored.
-class EvalScope {
- public:
-  explicit EvalScope(nn::Module& m) : m_model(m), m_params(m.parameters()), m_training(m.training()) {
-    for (Var& p : m_params) {
-      m_saved.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-    m.train(false);
-  }
-  ~EvalScope() {
-    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
-    m_model.train(m_training);
-  }
-  EvalScope(const EvalScope&) = delete;
-  EvalScope& operator=(const EvalScope&) = delete;
-
- private:
-  nn::Module& m_model;
-  std::vector<Var> m_params;
-  std::vector<bool> m_saved;
-  bool m_training;
-};
-
 void check_gradients(nn::Module& model, const Tensor& x, const Tensor& y, SuiteResult& r) {
-  EvalScope scope(model);
+  nn::FrozenScope scope(model);
   Var input(x, true);
   Var logits = model.forward(input);
   autograd::backward(nn::F::cross_entropy(logits, y, nn::Reduction::Sum));
@@ -84,7 +60,7 @@ void check_gradients(nn::Module& model, const Tensor& x, const Tensor& y, SuiteR
 }
 
 void check_randomness(nn::Module& model, const Tensor& x, SuiteResult& r) {
-  EvalScope scope(model);
+  nn::FrozenScope scope(model);
   const std::vector<float> a = model.forward(Var(x, false)).value().to(Device::cpu()).to_vector<float>();
   const std::vector<float> b = model.forward(Var(x, false)).value().to(Device::cpu()).to_vector<float>();
   double worst = 0.0;
@@ -158,7 +134,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     const Tensor x = data.images.rows(b, e).clone().to(device);
     const Tensor y = data.labels.rows(b, e).clone().to(device);
     {
-      EvalScope scope(model);
+      nn::FrozenScope scope(model);
       clean_correct += nn::count_correct(model.forward(Var(x, false)).value(), y);
     }
     for (std::size_t a = 0; a < o.attacks.size(); ++a) {

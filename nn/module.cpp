@@ -73,6 +73,20 @@ std::string Module::summary() const {
   return out;
 }
 
+FrozenScope::FrozenScope(Module& model)
+    : m_model(model), m_params(model.parameters()), m_training(model.training()) {
+  for (Var& p : m_params) {
+    m_saved.push_back(p.requires_grad());
+    p.set_requires_grad(false);
+  }
+  model.train(false);
+}
+
+FrozenScope::~FrozenScope() {
+  for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
+  m_model.train(m_training);
+}
+
 Sequential::Sequential(std::vector<ModulePtr> layers) {
   for (auto& l : layers) push_back(std::move(l));
 }

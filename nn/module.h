@@ -73,6 +73,22 @@ class Module {
 
 using ModulePtr = std::shared_ptr<Module>;
 
+// Evaluation mode with every parameter's requires_grad off — inference and attacks, where no
+// weight-gradient work may happen — restored (both) when the scope ends, however it ends.
+class FrozenScope {
+ public:
+  explicit FrozenScope(Module& model);
+  ~FrozenScope();
+  FrozenScope(const FrozenScope&) = delete;
+  FrozenScope& operator=(const FrozenScope&) = delete;
+
+ private:
+  Module& m_model;
+  std::vector<Var> m_params;
+  std::vector<bool> m_saved;
+  bool m_training;
+};
+
 // Applies children in order; children are named "0", "1", ... like torch.nn.Sequential.
 class Sequential : public Module {
  public:

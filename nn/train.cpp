@@ -13,25 +13,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Restores requires_grad on every parameter when an evaluation ends, however it ends.
-class NoGradScope {
- public:
-  explicit NoGradScope(Module& m) : m_params(m.parameters()) {
-    for (auto& p : m_params) {
-      m_saved.push_back(p.requires_grad());
-      p.set_requires_grad(false);
-    }
-  }
-  ~NoGradScope() {
-    for (std::size_t i = 0; i < m_params.size(); ++i) m_params[i].set_requires_grad(m_saved[i]);
-  }
-  NoGradScope(const NoGradScope&) = delete;
-  NoGradScope& operator=(const NoGradScope&) = delete;
-
- private:
-  std::vector<Var> m_params;
-  std::vector<bool> m_saved;
-};
 }  // namespace
 
 TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& o,
@@ -111,8 +92,7 @@ EvalResult evaluate(Module& model, const Dataset& data, Device device, std::int6
   AEGIS_CHECK(data.size() > 0, "evaluation set '" << data.name << "' is empty");
   const auto t0 = std::chrono::steady_clock::now();
   model.to(device);
-  model.train(false);
-  NoGradScope no_grad(model);
+  FrozenScope frozen(model);
   BatchOptions bo;
   bo.batch_size = batch_size;
   bo.device = device;
@@ -130,7 +110,6 @@ EvalResult evaluate(Module& model, const Dataset& data, Device device, std::int6
   r.loss = loss_sum / static_cast<double>(r.total);
   r.accuracy = static_cast<double>(r.correct) / static_cast<double>(r.total);
   r.seconds = seconds_since(t0);
-  model.train(true);
   return r;
 }
 

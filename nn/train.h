@@ -58,7 +58,7 @@ struct EvalResult {
   double seconds = 0.0;
 };
 
-// Evaluates without a tape (parameters stop requiring gradients for the duration).
+// Evaluates without a tape, in evaluation mode (nn::FrozenScope: both restored afterwards).
 EvalResult evaluate(Module& model, const Dataset& data, Device device, std::int64_t batch_size = 1000,
                     const std::function<void(std::int64_t done, std::int64_t total)>& on_batch = {});
 
