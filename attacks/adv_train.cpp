@@ -24,22 +24,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The attack passes need only ∂loss/∂x: parameters stop requiring gradients meanwhile.
-class FrozenParams {
- public:
-  explicit FrozenParams(nn::Module& m) : m_params(m.parameters()) {
-    for (Var& p : m_params) p.set_requires_grad(false);
-  }
-  ~FrozenParams() {
-    for (Var& p : m_params) p.set_requires_grad(true);
-  }
-  FrozenParams(const FrozenParams&) = delete;
-  FrozenParams& operator=(const FrozenParams&) = delete;
-
- private:
-  std::vector<Var> m_params;
-};
-
 std::vector<Tensor> snapshot(const nn::Module& m) {
   std::vector<Tensor> s;
   for (const Var& p : m.parameters()) s.push_back(p.value().clone());
@@ -77,7 +61,7 @@ Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, flo
   Tensor adv = random_start(x, Tensor::full({1}, eps), "linf", seed);
   Tensor grad;
   {
-    FrozenParams frozen(model);
+    nn::FrozenScope frozen(model);  // the attack pass needs only ∂loss/∂x
     Var input(adv, true);
     autograd::backward(nn::F::cross_entropy(model.forward(input), y, nn::Reduction::Sum));
     grad = input.grad();
