@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "attacks/attacks.h"
 #include "nn/model_file.h"
 #include "progress.h"
 #include "train_run.h"
@@ -72,6 +73,27 @@ Runner add_eval(CLI::App& app) {
   };
 }
 
+namespace {
+// The demo's attack step: PGD-20 (L∞, ε = 0.1, α = ε/4) against the model just written.
+nlohmann::json pgd_evaluation(const TrainArgs& a, const nn::Dataset& test, const std::string& model_file) {
+  const Device device = resolve_device(a.common);
+  nn::LoadedClassifier loaded = nn::load_classifier(model_file);
+  loaded.model->to(device);
+  const nn::Dataset sub = nn::take(test, 0, std::min<std::int64_t>(1000, test.size()));
+  const Tensor x = sub.images.to(device), y = sub.labels.to(device);
+  const std::int64_t n = sub.size();
+  attacks::AttackOptions opt;
+  opt.eps = attacks::broadcast_per_example(0.1f, n);
+  opt.step_size = attacks::broadcast_per_example(0.025f, n);
+  opt.steps = 20;
+  const double clean = static_cast<double>(nn::count_correct(loaded.model->forward(nn::Var(x, false)).value(), y)) /
+                       static_cast<double>(n);
+  const attacks::AttackResult r = attacks::pgd(*loaded.model, x, y, opt);
+  return {{"attack", "pgd-linf"}, {"eps", 0.1}, {"steps", 20}, {"examples", n},
+          {"clean_accuracy", clean}, {"robust_accuracy", attacks::robust_accuracy(r)}};
+}
+}  // namespace
+
 Runner add_demo(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   a->out = "aegis-demo.safetensors";
@@ -118,15 +140,21 @@ Runner add_demo(CLI::App& app) {
       dp.dp_options.delta = 1e-4;  // below 1/N for N = 1500
       dp.dp_options.max_grad_norm = 1.0;
     }
-    if (!a->common.quiet) std::cerr << "aegis demo: step 1/2 — standard training\n";
+    if (!a->common.quiet) std::cerr << "aegis demo: step 1/3 — standard training\n";
     nlohmann::json standard = run_training(*a, split, label);
-    if (!a->common.quiet) std::cerr << "aegis demo: step 2/2 — DP-SGD training (target epsilon 3)\n";
+    if (!a->common.quiet) std::cerr << "aegis demo: step 2/3 — PGD-20 attack (L-inf, eps 0.1) on 1000 test examples\n";
+    const nlohmann::json pgd = pgd_evaluation(*a, split.test, a->out);
+    if (!a->common.quiet) std::cerr << "aegis demo: step 3/3 — DP-SGD training (target epsilon 3)\n";
     nlohmann::json priv = run_training(dp, split, label);
     if (a->common.json) {
-      std::cout << nlohmann::json{{"command", "demo"}, {"standard", standard}, {"dp", priv}}.dump() << std::endl;
+      std::cout << nlohmann::json{{"command", "demo"}, {"standard", standard}, {"pgd", pgd}, {"dp", priv}}.dump()
+                << std::endl;
     } else {
       std::printf("standard: ");
       print_result(standard, false);
+      std::printf("attack:   PGD-20 (L-inf, eps %.2f) on %lld test examples: clean accuracy %.4f, robust accuracy %.4f\n",
+                  pgd["eps"].get<double>(), static_cast<long long>(pgd["examples"].get<std::int64_t>()),
+                  pgd["clean_accuracy"].get<double>(), pgd["robust_accuracy"].get<double>());
       std::printf("DP-SGD:   ");
       print_result(priv, false);
     }

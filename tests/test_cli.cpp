@@ -165,6 +165,20 @@ TEST(Cli, DpTrainingReportsEpsilonAndWritesTheLedger) {
   std::filesystem::remove(resumed);
 }
 
+TEST(Cli, DemoTrainsAttacksAndTrainsPrivately) {
+  const std::string out = temp_path("aegis_cli_demo.safetensors"), dp_out = temp_path("aegis_cli_demo_dp.safetensors");
+  const CliRun r = run_cli("demo --epochs 1 --dp-epochs 1 --device cpu --json --quiet --out " + out + " --dp-out " + dp_out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["standard"]["test_accuracy"].get<double>(), 0.5);
+  EXPECT_LE(j["pgd"]["robust_accuracy"].get<double>(), j["pgd"]["clean_accuracy"].get<double>());
+  EXPECT_LE(j["dp"]["epsilon"].get<double>(), 3.0);
+  EXPECT_TRUE(std::filesystem::exists(out));
+  EXPECT_TRUE(std::filesystem::exists(dp_out));
+  std::filesystem::remove(out);
+  std::filesystem::remove(dp_out);
+}
+
 // The acceptance bar of the training loop: cnn-fmnist on Fashion-MNIST reaches 88% test accuracy
 // within 5 epochs on the CPU with the CLI's defaults.
 TEST(CliEndToEnd, FashionMnistCnnReaches88PercentIn5Epochs) {
