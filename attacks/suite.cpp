@@ -101,7 +101,38 @@ AttackResult run_attack(const std::string& name, nn::Module& model, const Tensor
   if (name == "bim") return bim(model, x, labels, options);
   if (name == "pgd") return pgd(model, x, labels, options);
   if (name == "mifgsm") return mifgsm(model, x, labels, options);
-  AEGIS_THROW(InvalidArgument, "unknown attack '" << name << "' (one of fgsm, bim, pgd, mifgsm)");
+  if (name == "apgd-ce" || name == "apgd-dlr") {
+    ApgdOptions ao;
+    ao.norm = options.norm;
+    ao.loss = name == "apgd-ce" ? "ce" : "dlr";
+    ao.eps = options.eps;
+    ao.steps = options.steps;
+    ao.restarts = options.restarts;
+    ao.seed = options.seed;
+    ao.targeted = options.targeted;
+    ao.targets = options.targets;
+    return apgd(model, x, labels, ao);
+  }
+  if (name == "cw-l2") {
+    AEGIS_CHECK(options.norm == "l2", "cw-l2 is an L2 attack; the suite runs it with norm l2 only");
+    CwOptions co;
+    co.steps = std::max(options.steps, 100);
+    co.targeted = options.targeted;
+    co.targets = options.targets;
+    AttackResult r = cw_l2(model, x, labels, co);
+    // A minimal-norm attack breaks an example at radius ε only if its perturbation fits in the ball.
+    const std::vector<float> eps = broadcast_per_example(options.eps, x.size(0), "eps").to_vector<float>();
+    const std::vector<float> norm = r.perturbation_norm.to_vector<float>();
+    std::int32_t* ok = r.success.data<std::int32_t>();
+    for (std::size_t i = 0; i < eps.size(); ++i)
+      if (norm[i] > eps[i]) ok[i] = 0;
+    return r;
+  }
+  AEGIS_THROW(InvalidArgument, "unknown attack '" << name << "' (one of " << suite_attack_names() << ")");
+}
+
+std::string suite_attack_names() {
+  return "fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr, cw-l2";
 }
 
 SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& o,
@@ -111,8 +142,9 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   AEGIS_CHECK(o.steps >= 1, "suite steps " << o.steps << " must be at least 1");
   AEGIS_CHECK(o.batch_size >= 1, "suite batch size " << o.batch_size << " must be at least 1");
   for (const std::string& a : o.attacks)
-    AEGIS_CHECK(a == "fgsm" || a == "bim" || a == "pgd" || a == "mifgsm",
-                "unknown attack '" << a << "' (one of fgsm, bim, pgd, mifgsm)");
+    AEGIS_CHECK(a == "fgsm" || a == "bim" || a == "pgd" || a == "mifgsm" || a == "apgd-ce" || a == "apgd-dlr" ||
+                    (a == "cw-l2" && o.norm == "l2"),
+                "unknown attack '" << a << "' for norm " << o.norm << " (one of " << suite_attack_names() << ")");
   const auto t0 = std::chrono::steady_clock::now();
   model.to(device);
   SuiteResult r;
@@ -139,7 +171,8 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     }
     for (std::size_t a = 0; a < o.attacks.size(); ++a) {
       AttackOptions this_ao = ao;
-      this_ao.restarts = o.attacks[a] == "pgd" ? o.restarts : 1;
+      const bool restartable = o.attacks[a] == "pgd" || o.attacks[a].rfind("apgd", 0) == 0;
+      this_ao.restarts = restartable ? o.restarts : 1;
       const std::vector<std::int32_t> success =
           run_attack(o.attacks[a], model, x, y, this_ao).success.to_vector<std::int32_t>();
       for (std::int64_t i = 0; i < e - b; ++i)

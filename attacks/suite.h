@@ -9,8 +9,9 @@
 //   * a one-step attack (FGSM) stronger than an iterative one (PGD) with the same ε,
 //   * PGD robust accuracy on a sample of up to 256 examples not decreasing as ε grows
 //     (ε/2 → ε → 2ε).
-// Attack names: fgsm, bim, pgd, mifgsm (in `norm`), and — in the CLI only, when the solvers are
-// built — the C&W and APGD families.
+// Attack names: fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr (in `norm`), and cw-l2 with norm l2
+// (a minimal-norm attack: it breaks an example only when its perturbation is within ε). The
+// default list adds both APGD losses to the four gradient-sign attacks, as AutoAttack does.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +25,11 @@
 
 namespace aegis::attacks {
 
+// "fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr, cw-l2", for messages.
+std::string suite_attack_names();
+
 struct SuiteOptions {
-  std::vector<std::string> attacks = {"fgsm", "bim", "pgd", "mifgsm"};
+  std::vector<std::string> attacks = {"fgsm", "bim", "pgd", "mifgsm", "apgd-ce", "apgd-dlr"};
   std::string norm = "linf";
   float eps = 0.0f;  // ≥ 0
   int steps = 20;    // iterative attacks
