@@ -287,27 +287,8 @@ TEST(Accountant, BadInputsThrowNamingTheValue) {
 
 // ---- aegis account ---------------------------------------------------------------------------
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun run_cli(const std::string& args) {
-  const auto err_path =
-      std::filesystem::temp_directory_path() / ("aegis_account_test_" + std::to_string(getpid()) + ".stderr");
-  const std::string cmd = std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path.string();
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  std::filesystem::remove(err_path);
-  return r;
-}
+using testing::CliRun;
+using testing::run_cli;
 
 TEST(AccountCli, JsonEqualsTheLibrary) {
   const CliRun r = run_cli("account --sampling-rate 0.04 --noise-multiplier 1.5 --steps 2250 --delta 1e-5 --json");

@@ -15,28 +15,8 @@
 namespace aegis {
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-CliRun run_cli(const std::string& args) {
-  const auto dir = std::filesystem::temp_directory_path() / "aegis_cli_test";
-  std::filesystem::create_directories(dir);
-  const std::string err_path = (dir / "stderr.txt").string();
-  const std::string cmd = std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path;
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
-}
+using testing::CliRun;
+using testing::run_cli;
 
 // The DP-SGD command the README gives for the Fashion-MNIST result.
 constexpr const char* kDpFashionMnistCommand =

@@ -15,26 +15,8 @@
 namespace aegis {
 namespace {
 
-struct CliRun {
-  int status = -1;
-  std::string out, err;
-};
-
-CliRun run_cli(const std::string& args) {
-  const auto dir = std::filesystem::temp_directory_path() / "aegis_cli_attack_test";
-  std::filesystem::create_directories(dir);
-  const std::string err_path = (dir / "stderr.txt").string();
-  CliRun r;
-  FILE* p = popen((std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path).c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
-}
+using testing::CliRun;
+using testing::run_cli;
 
 std::string temp_path(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
 

@@ -1,7 +1,11 @@
 #include "support/testing.h"
 
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -123,6 +127,25 @@ std::string make_temp_dir(const std::string& prefix) {
   if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed for " + templ);
   made.paths.emplace_back(buf.data());
   return made.paths.back();
+}
+
+CliRun run_cli(const std::string& args) {
+  static int calls = 0;
+  const auto err_path = std::filesystem::temp_directory_path() /
+                        ("aegis_cli_" + std::to_string(getpid()) + "_" + std::to_string(calls++) + ".stderr");
+  const std::string cmd = std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
+  const int raw = pclose(p);
+  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  std::ifstream e(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  e.close();
+  std::filesystem::remove(err_path);
+  return r;
 }
 
 void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {

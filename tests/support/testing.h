@@ -42,6 +42,15 @@ bool gpu_available();
 // A fresh directory under the test temp dir whose name starts with `prefix`; every directory
 // made this way is removed when the test program exits.
 std::string make_temp_dir(const std::string& prefix);
+// Runs the aegis command-line tool with `args` (a shell-quoted string) and collects its exit
+// status, stdout and stderr (through a per-process temporary file, so suites may run in parallel).
+struct CliRun {
+  int status = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+CliRun run_cli(const std::string& args);
+
 // Writes `bytes` to `path` (truncating); a failure is a test failure naming the path.
 void write_file(const std::string& path, const std::vector<unsigned char>& bytes);
 }  // namespace aegis::testing
