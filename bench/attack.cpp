@@ -13,9 +13,7 @@
 #include <string>
 
 #include "attacks/attacks.h"
-#include "nn/zoo.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/ops.h"
+#include "bench_common.h"
 
 using namespace aegis;
 
@@ -51,19 +49,11 @@ int main(int argc, char** argv) {
   }
   try {
     const Device device = choose_device(device_spec).device;
-    auto model = nn::build_model({"cnn-fmnist", {1, 28, 28}, 10, "", 0});
-    model->to(device);
-    Tensor x = Tensor::empty({batch, 1, 28, 28});
-    ops::fill_uniform(x, philox::Key{1, philox::kPurposeGeneric, 0}, 0.0f, 1.0f);
-    x = x.to(device);
-    std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
-    for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
-    const Tensor labels = Tensor::from_vector(y, {batch}, device);
-    auto sync = [&] {
-#if AEGIS_HAS_CUDA
-      if (device.is_cuda()) cuda_backend::synchronize();
-#endif
-    };
+    const bench::Workload work = bench::make_workload("cnn-fmnist", batch, device);
+    nn::Module* model = work.model.get();
+    const Tensor& x = work.x;
+    const Tensor& labels = work.labels;
+    auto sync = [&] { bench::synchronize(device); };
     const std::string dev = device.is_cuda() ? cuda_device_description(device.index) : "cpu";
 
     attacks::AttackOptions pgd;

@@ -16,12 +16,10 @@
 #include <iostream>
 #include <string>
 
+#include "bench_common.h"
 #include "nn/optim.h"
-#include "nn/zoo.h"
 #include "privacy/noise.h"
 #include "privacy/per_example.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/ops.h"
 
 using namespace aegis;
 
@@ -46,19 +44,10 @@ int main(int argc, char** argv) {
   try {
     AEGIS_CHECK(mode == "dp" || mode == "nonprivate", "mode '" << mode << "' must be dp or nonprivate");
     const Device device = choose_device(device_spec).device;
-    nn::ModelSpec spec;
-    spec.name = model_name;
-    spec.input_shape = model_name == "resnet20" ? Shape{3, 32, 32} : Shape{1, 28, 28};
-    auto model = nn::build_model(spec);
-    model->to(device);
-    Shape xs{batch};
-    xs.insert(xs.end(), spec.input_shape.begin(), spec.input_shape.end());
-    Tensor x = Tensor::empty(xs);
-    ops::fill_uniform(x, philox::Key{1, philox::kPurposeGeneric, 0}, 0.0f, 1.0f);
-    std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
-    for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
-    x = x.to(device);
-    const Tensor labels = Tensor::from_vector(y, {batch}, device);
+    const bench::Workload work = bench::make_workload(model_name, batch, device);
+    nn::Module* model = work.model.get();
+    const Tensor& x = work.x;
+    const Tensor& labels = work.labels;
 
     const bool dp = mode == "dp";
     std::unique_ptr<nn::Optimizer> opt;
@@ -90,9 +79,7 @@ int main(int argc, char** argv) {
         autograd::backward(nn::F::cross_entropy(logits, labels, nn::Reduction::Mean));
       }
       opt->step();
-#if AEGIS_HAS_CUDA
-      if (device.is_cuda()) cuda_backend::synchronize();
-#endif
+      bench::synchronize(device);
       const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= warmup) ms.push_back(dt);
     }

@@ -12,11 +12,9 @@
 #include <iostream>
 #include <string>
 
+#include "bench_common.h"
 #include "kernels/blas.h"
 #include "nn/optim.h"
-#include "nn/zoo.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/ops.h"
 
 using namespace aegis;
 
@@ -37,19 +35,10 @@ int main(int argc, char** argv) {
   }
   try {
     const Device device = choose_device(device_spec).device;
-    nn::ModelSpec spec;
-    spec.name = model_name;
-    spec.input_shape = model_name == "resnet20" ? Shape{3, 32, 32} : Shape{1, 28, 28};
-    auto model = nn::build_model(spec);
-    model->to(device);
-    Shape xs{batch};
-    xs.insert(xs.end(), spec.input_shape.begin(), spec.input_shape.end());
-    Tensor x = Tensor::empty(xs);
-    ops::fill_uniform(x, philox::Key{1, philox::kPurposeGeneric, 0}, 0.0f, 1.0f);
-    std::vector<std::int32_t> y(static_cast<std::size_t>(batch));
-    for (std::int64_t i = 0; i < batch; ++i) y[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i % 10);
-    x = x.to(device);
-    const Tensor labels = Tensor::from_vector(y, {batch}, device);
+    const bench::Workload work = bench::make_workload(model_name, batch, device);
+    nn::Module* model = work.model.get();
+    const Tensor& x = work.x;
+    const Tensor& labels = work.labels;
     auto opt = nn::make_optimizer("sgd", model->parameters(), 0.01f);
 
     std::vector<double> ms;
@@ -59,9 +48,7 @@ int main(int argc, char** argv) {
       nn::Var loss = nn::F::cross_entropy(model->forward(nn::Var(x, false)), labels);
       autograd::backward(loss);
       opt->step();
-#if AEGIS_HAS_CUDA
-      if (device.is_cuda()) cuda_backend::synchronize();
-#endif
+      bench::synchronize(device);
       const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       if (s >= warmup) ms.push_back(dt);
     }

@@ -219,10 +219,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
             AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << result.steps + 1
                                                               << " (learning rate " << lr << " may be too large)");
           step_loss += chunk_loss;
-          const Tensor pred = nn::argmax(logits.value());
-          const auto pv = pred.to_vector<std::int32_t>();
-          const auto lv = b.labels.to_vector<std::int32_t>();
-          for (std::int64_t i = 0; i < b.size; ++i) correct += pv[static_cast<std::size_t>(i)] == lv[static_cast<std::size_t>(i)];
+          // Padding rows (mask 0) sit after the b.size real ones: count the real rows only.
+          correct += nn::count_correct(logits.value().rows(0, b.size), b.labels.rows(0, b.size));
         }
       }
       optimizer->step();

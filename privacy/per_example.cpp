@@ -11,6 +11,7 @@
 #include "kernels/blas.h"
 #include "kernels/conv.h"
 #include "kernels/per_example.h"
+#include "nn/functional/conv_geometry.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 
@@ -62,19 +63,7 @@ void clear_all(nn::Module& m) noexcept {
 }
 
 kernels::Conv2dGeometry conv_geometry(const LayerCapture& c) {
-  const Tensor& x = c.activation;
-  const Tensor& w = c.weight.value();
-  kernels::Conv2dGeometry g;
-  g.batch = x.size(0);
-  g.in_channels = x.size(1);
-  g.height = x.size(2);
-  g.width = x.size(3);
-  g.out_channels = w.size(0);
-  g.kernel_h = w.size(2);
-  g.kernel_w = w.size(3);
-  g.stride = c.conv.stride;
-  g.padding = c.conv.padding;
-  return g;
+  return nn::conv2d_geometry(c.activation, c.weight.value(), c.conv);
 }
 
 // c[1,N]·rows[N,cols] → [cols]: the clipped sum of stored per-example gradients.

@@ -68,18 +68,7 @@ Bytes idx_labels(std::uint32_t n) {
   return b;
 }
 
-// Runs f, which must throw E; the message must name `path` and contain `fragment`.
-template <class E, class F>
-void expect_error(F&& f, const std::string& path, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error naming " << path << " (" << fragment << ")";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(path), std::string::npos) << "message does not name the file: " << what;
-    EXPECT_NE(what.find(fragment), std::string::npos) << "message lacks '" << fragment << "': " << what;
-  }
-}
+using testing::expect_error;
 
 void check_idx_values(const nn::Dataset& ds, std::uint32_t n, std::uint32_t h, std::uint32_t w) {
   ASSERT_EQ(ds.images.shape(), (Shape{n, 1, h, w}));

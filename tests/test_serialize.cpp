@@ -49,17 +49,7 @@ Bytes safetensors_bytes(const std::string& header, const Bytes& data, std::uint6
   return b;
 }
 
-template <class E, class F>
-void expect_error(F&& f, const std::string& path, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error naming " << path << " (" << fragment << ")";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(path), std::string::npos) << "message does not name the file: " << what;
-    EXPECT_NE(what.find(fragment), std::string::npos) << "message lacks '" << fragment << "': " << what;
-  }
-}
+using testing::expect_error;
 
 TEST(Safetensors, RoundTripsEveryDtypeWithMetadata) {
   const std::string path = make_temp_dir() + "/t.safetensors";

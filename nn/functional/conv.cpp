@@ -4,6 +4,7 @@
 #include "kernels/conv.h"
 
 #include "nn/functional.h"
+#include "nn/functional/conv_geometry.h"
 #include "runtime/dispatch.h"
 
 namespace aegis::nn::F {
@@ -19,16 +20,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
   AEGIS_CHECK(opt.stride > 0, "conv2d: stride must be positive, got " << opt.stride);
   AEGIS_CHECK(opt.padding >= 0, "conv2d: padding must be non-negative, got " << opt.padding);
 
-  kernels::Conv2dGeometry g;
-  g.batch = xv.size(0);
-  g.in_channels = xv.size(1);
-  g.height = xv.size(2);
-  g.width = xv.size(3);
-  g.out_channels = wv.size(0);
-  g.kernel_h = wv.size(2);
-  g.kernel_w = wv.size(3);
-  g.stride = opt.stride;
-  g.padding = opt.padding;
+  const kernels::Conv2dGeometry g = conv2d_geometry(xv, wv, opt);
   AEGIS_CHECK_AS(ShapeError, g.out_channels > 0 && g.in_channels > 0 && g.kernel_h > 0 && g.kernel_w > 0,
                  "conv2d: empty weight " << wv.describe() << " or input " << xv.describe());
   AEGIS_CHECK_AS(ShapeError, wv.size(1) == g.in_channels,

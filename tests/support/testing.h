@@ -51,6 +51,19 @@ struct CliRun {
 };
 CliRun run_cli(const std::string& args);
 
+// Runs f, which must throw E whose message names `path` and contains `fragment`.
+template <class E, class F>
+void expect_error(F&& f, const std::string& path, const std::string& fragment) {
+  try {
+    f();
+    ADD_FAILURE() << "expected an error naming " << path << " (" << fragment << ")";
+  } catch (const E& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << "message does not name the file: " << what;
+    EXPECT_NE(what.find(fragment), std::string::npos) << "message lacks '" << fragment << "': " << what;
+  }
+}
+
 // Writes `bytes` to `path` (truncating); a failure is a test failure naming the path.
 void write_file(const std::string& path, const std::vector<unsigned char>& bytes);
 }  // namespace aegis::testing
