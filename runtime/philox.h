@@ -54,8 +54,9 @@ enum Purpose : std::uint32_t {
   kPurposeDpNoise = 3,        // DP-SGD Gaussian noise
   kPurposeSampling = 4,       // Poisson sampling decisions
   kPurposeAttackStart = 5,    // random starts of attacks
-  kPurposeSmoothing = 6,      // randomized-smoothing samples
+  kPurposeSmoothing = 6,      // randomized-smoothing samples (+16·phase: 6, 22, 38; certify/smoothing.cpp)
   kPurposeAugmentNoise = 7,   // Gaussian data augmentation
+  kPurposePixelDp = 9,        // PixelDP noise layers (certify/pixeldp.h)
 };
 
 struct Key {
@@ -102,6 +103,18 @@ AEGIS_HD double normal_double(const Key& key, std::uint64_t index) {
 
 AEGIS_HD float normal(const Key& key, std::uint64_t index) {
   return static_cast<float>(normal_double(key, index));
+}
+
+// Standard Laplace (density ½·e^{−|z|}, variance 2) for element `index`: an exponential variate
+// −ln u from a 53-bit uniform u ∈ (0, 1], with a random sign (a Laplace variable is a symmetric
+// exponential one). Two elements share one Philox call: element e uses words 2e (high) and
+// 2e + 1 (low); the sign is the low word's last bit, which open_unit discards.
+AEGIS_HD double laplace_double(const Key& key, std::uint64_t index) {
+  const U32x4 r = block(key, index >> 1);
+  const std::uint32_t hi = (index & 1) ? r.v[2] : r.v[0];
+  const std::uint32_t lo = (index & 1) ? r.v[3] : r.v[1];
+  const double magnitude = -log(open_unit(hi, lo));
+  return (lo & 1u) ? -magnitude : magnitude;
 }
 
 }  // namespace aegis::philox

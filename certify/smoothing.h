@@ -1,0 +1,92 @@
+// Randomized smoothing (Cohen, Rosenfeld, Kolter 2019, "Certified Adversarial Robustness via
+// Randomized Smoothing"). The smoothed classifier g(x) = argmax_c P[f(x + ε) = c], ε ~ N(0, σ²I),
+// is certified from Monte Carlo counts of the base classifier f's predictions on noisy copies.
+//   PREDICT (Alg. 1): n samples; the two most frequent classes nA ≥ nB; return cA when the
+//     two-sided binomial test of nA against Binomial(nA + nB, ½) has p-value ≤ α, else abstain.
+//   CERTIFY (Alg. 2): n0 samples select ĉA (the most frequent class); n fresh samples count
+//     nA for ĉA; p̲A = the one-sided (1 − α) Clopper-Pearson lower bound of nA/n; abstain when
+//     p̲A < ½, else return ĉA with radius R = σ·Φ⁻¹(p̲A) (Thm 1 with p̄B = 1 − p̲A).
+// Noise is added in [0, 1] pixel space, before any normalization inside the model, without
+// clipping. Sample s of input `id` in a phase (selection, estimation, prediction) draws element
+// j of its noise as philox::normal-like values keyed by (seed, kPurposeSmoothing + phase, id)
+// at element index s·d + j (kernels/smoothing.h), so a certificate depends only on (model, x,
+// id, seed, n0, n, σ): a sweep can be split, killed and resumed and still give the same rows,
+// and CPU and CUDA draw the same noise.
+// Samples are taken in fixed-size batches of `batch` rows: the inputs are copied into the batch
+// and the noise is generated in place on the device, the model runs forward without a tape, and
+// the argmax per row is counted per input on the device, so only counts reach the host. When n0
+// or n is smaller than the batch, several inputs share one batch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "nn/module.h"
+#include "runtime/tensor.h"
+
+namespace aegis::certify {
+
+// Which draw a sample belongs to; each phase has its own Philox purpose, so the n0 selection
+// samples and the n estimation samples are independent (Alg. 2 requires fresh samples).
+enum class SamplePhase : std::uint32_t { Selection = 0, Estimation = 1, Prediction = 2 };
+
+struct SmoothingOptions {
+  double sigma = 0.25;         // noise standard deviation in [0,1] pixel units; > 0, finite
+  std::int64_t n0 = 100;       // CERTIFY's selection samples; ≥ 1
+  std::int64_t n = 100000;     // CERTIFY's estimation samples, PREDICT's samples; ≥ 1
+  double alpha = 0.001;        // failure probability; in (0, 1)
+  std::int64_t batch = 1000;   // noisy rows per forward pass; ≥ 1
+  std::uint64_t seed = 0;
+};
+
+struct Certificate {
+  std::int64_t prediction = -1;  // ĉA, or -1 (abstain)
+  double radius = 0.0;           // σ·Φ⁻¹(p̲A); 0 when abstaining
+  double p_lower = 0.0;          // p̲A
+  std::int64_t selected = -1;    // ĉA even when abstaining
+  std::int64_t count = 0;        // nA among the n estimation samples
+};
+
+struct Prediction {
+  std::int64_t prediction = -1;  // cA, or -1 (abstain)
+  double p_value = 1.0;          // of the two-sided binomial test
+  std::int64_t count_a = 0, count_b = 0;
+};
+
+// Called after every forward batch with the number of noisy rows it held (for progress).
+using SampleCallback = std::function<void(std::int64_t rows)>;
+
+class SmoothedClassifier {
+ public:
+  // `base` maps [N, input_shape...] in [0, 1] to logits [N, num_classes]; it is used in eval
+  // mode without a tape (nn::FrozenScope) and must already live on `device`.
+  SmoothedClassifier(nn::Module& base, Shape input_shape, std::int64_t num_classes, Device device);
+
+  // Class counts of f on `num` noisy copies of each input: x [m, input_shape...] (any device),
+  // ids [m] the inputs' key indices. Returns m·num_classes counts, row-major.
+  std::vector<std::int64_t> sample_counts(const Tensor& x, const std::vector<std::uint64_t>& ids, std::int64_t num,
+                                          SamplePhase phase, const SmoothingOptions& options,
+                                          const SampleCallback& on_batch = {});
+
+  // CERTIFY (Alg. 2) for every input of x [m, ...] with key indices ids [m].
+  std::vector<Certificate> certify(const Tensor& x, const std::vector<std::uint64_t>& ids,
+                                   const SmoothingOptions& options, const SampleCallback& on_batch = {});
+  // PREDICT (Alg. 1) with options.n samples.
+  std::vector<Prediction> predict(const Tensor& x, const std::vector<std::uint64_t>& ids,
+                                  const SmoothingOptions& options, const SampleCallback& on_batch = {});
+
+  std::int64_t num_classes() const { return m_num_classes; }
+  const Shape& input_shape() const { return m_input_shape; }
+
+ private:
+  nn::Module& m_base;
+  Shape m_input_shape;
+  std::int64_t m_num_classes;
+  Device m_device;
+};
+
+// Validates options (InvalidArgument naming the bad value).
+void check_smoothing_options(const SmoothingOptions& options);
+
+}  // namespace aegis::certify
