@@ -155,6 +155,10 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   AEGIS_CHECK(a.adv.empty() || (std::isfinite(a.adv_options.eps) && a.adv_options.eps > 0.0f),
               "--adv needs --eps > 0 (got " << a.adv_options.eps << ")");
   AEGIS_CHECK(!a.adv.empty() || a.adv_options.eps == 0.0f, "--eps needs --adv");
+  AEGIS_CHECK(std::isfinite(a.train.noise_sigma) && a.train.noise_sigma >= 0.0f,
+              "--noise-sigma " << a.train.noise_sigma << " must be non-negative and finite");
+  AEGIS_CHECK(a.train.noise_sigma == 0.0f || (!a.dp && a.adv.empty()),
+              "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
   const Device device = resolve_device(a.common);
   nn::TrainOptions opt = a.train;
   opt.device = device;
@@ -193,6 +197,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
                                          [&](std::int64_t done, std::int64_t) { eval_bar.update(done); });
   eval_bar.finish();
   t.metadata["aegis.dataset"] = data_label;
+  if (opt.noise_sigma > 0.0f) t.metadata["aegis.noise_sigma"] = std::to_string(opt.noise_sigma);
   nn::save_classifier(a.out, *t.model, t.spec, t.metadata);
 
   nlohmann::json& j = t.summary;
@@ -208,6 +213,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   j["schedule"] = opt.schedule;
   j["lr"] = opt.lr;
   j["seed"] = opt.seed;
+  j["noise_sigma"] = opt.noise_sigma;
   j["test_loss"] = ev.loss;
   j["test_accuracy"] = ev.accuracy;
   j["seconds_per_epoch"] = j["train_seconds"].get<double>() / static_cast<double>(opt.epochs);
@@ -227,6 +233,9 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--momentum", a.train.momentum, "sgd momentum (heavy ball)")->capture_default_str();
   cmd->add_option("--schedule", a.train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
   cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
+      ->capture_default_str();
+  cmd->add_option("--noise-sigma", a.train.noise_sigma,
+                  "train on x + N(0, sigma^2) in [0, 1] pixel space (Gaussian augmentation for randomized smoothing)")
       ->capture_default_str();
   cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
   cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)");

@@ -5,6 +5,7 @@
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "runtime/ops.h"
 
 namespace aegis::nn {
 
@@ -22,6 +23,8 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
   AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+  AEGIS_CHECK(std::isfinite(o.noise_sigma) && o.noise_sigma >= 0.0f,
+              "noise sigma " << o.noise_sigma << " must be non-negative and finite");
 
   model.to(o.device);
   model.train(true);
@@ -51,7 +54,14 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
       const float lr = schedule->lr_at(result.steps);
       optimizer->set_lr(lr);
       optimizer->zero_grad();
-      Var logits = model.forward(Var(batch.images, false));
+      Tensor images = batch.images;
+      if (o.noise_sigma > 0.0f) {
+        Tensor noise = Tensor::empty_like(images);
+        ops::fill_normal(noise, philox::Key{o.seed, philox::kPurposeAugmentNoise, static_cast<std::uint32_t>(result.steps)},
+                         0.0f, o.noise_sigma);
+        images = ops::add(images, noise);
+      }
+      Var logits = model.forward(Var(images, false));
       Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
       const double loss_value = loss.value().item();
       if (!std::isfinite(loss_value))

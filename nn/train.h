@@ -20,8 +20,12 @@ struct TrainOptions {
   std::string optimizer = "sgd";      // sgd | adam | adamw (nn/optim.h)
   float momentum = 0.0f;              // sgd only
   std::string schedule = "constant";  // constant | step | cosine | onecycle (nn/schedule.h)
-  std::uint64_t seed = 0;             // data order
+  std::uint64_t seed = 0;             // data order and augmentation noise
   Device device = Device::cpu();
+  // Gaussian data augmentation for randomized smoothing (Cohen et al. 2019, §4: the base classifier
+  // is trained on x + ε, ε ~ N(0, σ²I), in [0, 1] pixel space, unclipped); 0 = off. The noise of
+  // step t is Philox (seed, kPurposeAugmentNoise, t).
+  float noise_sigma = 0.0f;
 };
 
 struct StepInfo {

@@ -10,7 +10,9 @@
 #include "certify/smoothing.h"
 #include "certify/stats.h"
 #include "kernels/smoothing.h"
+#include "nn/data/dataset.h"
 #include "nn/layers.h"
+#include "nn/train.h"
 #include "nn/zoo.h"
 #include "runtime/config.h"
 #include "runtime/cuda_backend.h"
@@ -328,6 +330,31 @@ TEST(SmoothingLinear, RejectsBadArguments) {
   // A model whose logits are NaN must not become votes.
   c.model->children()[1].second->parameters()[1].mutable_value().data<float>()[1] = std::nanf("");
   EXPECT_THROW(smoothed.certify(c.x, {0}, o), NumericError);
+}
+
+// ---- Gaussian augmentation (Cohen et al. 2019, §4) ----------------------------------------------
+
+TEST(SmoothingTraining, NoiseAugmentationIsReproducible) {
+  const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
+  auto train = [&](float sigma) {
+    nn::ModelSpec spec{"mlp", {1, 8, 8}, 10, "", 1};
+    auto model = nn::build_model(spec);
+    nn::TrainOptions o;
+    o.epochs = 2;
+    o.batch_size = 64;
+    o.lr = 0.01f;
+    o.optimizer = "adam";
+    o.noise_sigma = sigma;
+    nn::train_classifier(*model, split.train, o);
+    return model;
+  };
+  auto noisy_a = train(0.25f), noisy_b = train(0.25f), clean = train(0.0f);
+  const Tensor wa = noisy_a->parameters()[0].value(), wb = noisy_b->parameters()[0].value();
+  EXPECT_TRUE(testing::all_close(wa, wb, 0, 0));  // same seed, same noise
+  EXPECT_FALSE(testing::all_close(wa, clean->parameters()[0].value(), 0, 1e-6));
+  nn::TrainOptions bad;
+  bad.noise_sigma = -1.0f;
+  EXPECT_THROW(nn::train_classifier(*clean, split.train, bad), InvalidArgument);
 }
 
 // ---- CUDA against the CPU ------------------------------------------------------------------------
