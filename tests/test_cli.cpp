@@ -145,14 +145,23 @@ TEST(Cli, DpTrainingReportsEpsilonAndWritesTheLedger) {
   std::filesystem::remove(resumed);
 }
 
-TEST(Cli, DemoTrainsAttacksAndTrainsPrivately) {
+TEST(Cli, DemoTrainsAttacksTrainsPrivatelyAndCertifies) {
   const std::string out = temp_path("aegis_cli_demo.safetensors"), dp_out = temp_path("aegis_cli_demo_dp.safetensors");
-  const CliRun r = run_cli("demo --epochs 1 --dp-epochs 1 --device cpu --json --quiet --out " + out + " --dp-out " + dp_out);
+  const std::string smooth_out = temp_path("aegis_cli_demo_smooth.safetensors");
+  const CliRun r = run_cli("demo --epochs 1 --dp-epochs 1 --device cpu --json --quiet --out " + out + " --dp-out " +
+                           dp_out + " --smooth-out " + smooth_out);
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["standard"]["test_accuracy"].get<double>(), 0.5);
   EXPECT_LE(j["pgd"]["robust_accuracy"].get<double>(), j["pgd"]["clean_accuracy"].get<double>());
   EXPECT_LE(j["dp"]["epsilon"].get<double>(), 3.0);
+  const auto& c = j["smoothing"]["certify"];
+  EXPECT_EQ(c["n"].get<std::int64_t>(), 1000);
+  EXPECT_GT(c["certified_accuracy"]["0.00"].get<double>(), 0.3);
+  EXPECT_LE(c["certified_accuracy"]["0.50"].get<double>(), c["certified_accuracy"]["0.25"].get<double>());
+  EXPECT_GT(c["average_certified_radius"].get<double>(), 0.0);
+  EXPECT_TRUE(std::filesystem::exists(smooth_out));
+  std::filesystem::remove(smooth_out);
   EXPECT_TRUE(std::filesystem::exists(out));
   EXPECT_TRUE(std::filesystem::exists(dp_out));
   std::filesystem::remove(out);
