@@ -20,6 +20,9 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_demo);
   reg(aegis::app::add_account);
   reg(aegis::app::add_attack);
+  reg(aegis::app::add_verify);
+  reg(aegis::app::add_certify);
+  reg(aegis::app::add_analyze);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

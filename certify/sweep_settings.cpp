@@ -1,0 +1,201 @@
+// The settings side of a sweep (certify/sweep.h): which inputs it certifies (--skip, --max,
+// --shard), the settings sidecar <file>.json and its comparison, the model fingerprint, and the
+// per-σ file names.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "certify/sweep.h"
+#include "runtime/error.h"
+
+namespace aegis::certify {
+
+namespace {
+
+bool parse_int(const std::string& text, std::int64_t& out) {
+  const char* end = text.data() + text.size();
+  const auto r = std::from_chars(text.data(), end, out);
+  return !text.empty() && r.ec == std::errc() && r.ptr == end;
+}
+
+template <class T>
+T json_field(const nlohmann::json& j, const char* key, const std::string& where) {
+  AEGIS_CHECK_AS(IoError, j.contains(key), where << ": missing setting '" << key << "'");
+  try {
+    return j.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    AEGIS_THROW(IoError, where << ": setting '" << key << "' has the wrong type (" << j.at(key).dump() << ")");
+  }
+}
+
+}  // namespace
+
+// ---- which inputs ----------------------------------------------------------------------------
+
+Shard parse_shard(const std::string& text) {
+  const std::size_t slash = text.find('/');
+  Shard s;
+  const bool ok = slash != std::string::npos && parse_int(text.substr(0, slash), s.index) &&
+                  parse_int(text.substr(slash + 1), s.count) && s.count >= 1 && s.index >= 0 && s.index < s.count;
+  AEGIS_CHECK(ok, "shard '" << text << "' must be i/k with 0 ≤ i < k (0-based), e.g. 0/4");
+  return s;
+}
+
+std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, std::int64_t skip, std::int64_t max,
+                                        const Shard& shard) {
+  AEGIS_CHECK(dataset_size >= 0, "dataset size " << dataset_size << " must be ≥ 0");
+  AEGIS_CHECK(skip >= 1, "skip " << skip << " must be ≥ 1");
+  AEGIS_CHECK(max >= 0, "max " << max << " must be ≥ 0 (0: all)");
+  AEGIS_CHECK(shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,
+              "shard " << shard.index << "/" << shard.count << " must have 0 ≤ i < k");
+  const std::int64_t end = max > 0 ? std::min(max, dataset_size) : dataset_size;
+  std::vector<std::int64_t> idx;
+  std::int64_t position = 0;
+  for (std::int64_t i = 0; i < end; i += skip, ++position)
+    if (position % shard.count == shard.index) idx.push_back(i);
+  return idx;
+}
+
+// ---- settings sidecar ------------------------------------------------------------------------
+
+void check_sweep_settings(const SweepSettings& s) {
+  AEGIS_CHECK(std::isfinite(s.sigma) && s.sigma > 0, "sigma " << s.sigma << " must be > 0 and finite");
+  AEGIS_CHECK(s.n0 >= 1, "n0 " << s.n0 << " must be ≥ 1");
+  AEGIS_CHECK(s.n >= 1, "n " << s.n << " must be ≥ 1");
+  AEGIS_CHECK(s.alpha > 0 && s.alpha < 1, "alpha " << s.alpha << " must be in (0, 1)");
+  AEGIS_CHECK(s.skip >= 1, "skip " << s.skip << " must be ≥ 1");
+  AEGIS_CHECK(s.max >= 0, "max " << s.max << " must be ≥ 0 (0: all)");
+  AEGIS_CHECK(s.shard.count >= 1 && s.shard.index >= 0 && s.shard.index < s.shard.count,
+              "shard " << s.shard.index << "/" << s.shard.count << " must have 0 ≤ i < k");
+}
+
+std::string settings_path(const std::string& tsv_path) {
+  return tsv_path + ".json";
+}
+
+bool has_settings(const std::string& tsv_path) {
+  struct stat st {};
+  return ::stat(settings_path(tsv_path).c_str(), &st) == 0;
+}
+
+void write_settings(const std::string& tsv_path, const SweepSettings& s) {
+  const nlohmann::json j{{"format", "aegis-certify-sweep"},
+                         {"version", 1},
+                         {"sigma", s.sigma},
+                         {"n0", s.n0},
+                         {"n", s.n},
+                         {"alpha", s.alpha},
+                         {"seed", s.seed},
+                         {"model", s.model},
+                         {"model_fingerprint", s.model_fingerprint},
+                         {"data", s.data},
+                         {"skip", s.skip},
+                         {"max", s.max},
+                         {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)}};
+  const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
+  const std::string text = j.dump(2) + "\n";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  AEGIS_CHECK_AS(IoError, f != nullptr, tmp << ": cannot create: " << std::strerror(errno));
+  const bool written =
+      std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fdatasync(fileno(f)) == 0;
+  const int saved_errno = errno;
+  std::fclose(f);
+  AEGIS_CHECK_AS(IoError, written, tmp << ": write failed: " << std::strerror(saved_errno));
+  AEGIS_CHECK_AS(IoError, std::rename(tmp.c_str(), path.c_str()) == 0,
+                 path << ": cannot replace with " << tmp << ": " << std::strerror(errno));
+}
+
+SweepSettings read_settings(const std::string& tsv_path) {
+  const std::string path = settings_path(tsv_path);
+  std::ifstream in(path, std::ios::binary);
+  AEGIS_CHECK_AS(IoError, in.good(), path << ": cannot open the sweep's settings file: " << std::strerror(errno));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  AEGIS_CHECK_AS(IoError, !j.is_discarded() && j.is_object(), path << ": not a JSON object");
+  AEGIS_CHECK_AS(IoError, j.value("format", std::string()) == "aegis-certify-sweep",
+                 path << ": not an aegis certification settings file (\"format\" is not \"aegis-certify-sweep\")");
+  SweepSettings s;
+  s.sigma = json_field<double>(j, "sigma", path);
+  s.n0 = json_field<std::int64_t>(j, "n0", path);
+  s.n = json_field<std::int64_t>(j, "n", path);
+  s.alpha = json_field<double>(j, "alpha", path);
+  s.seed = json_field<std::uint64_t>(j, "seed", path);
+  s.model = json_field<std::string>(j, "model", path);
+  s.model_fingerprint = json_field<std::string>(j, "model_fingerprint", path);
+  s.data = json_field<std::string>(j, "data", path);
+  s.skip = json_field<std::int64_t>(j, "skip", path);
+  s.max = json_field<std::int64_t>(j, "max", path);
+  const std::string shard = json_field<std::string>(j, "shard", path);
+  try {
+    s.shard = parse_shard(shard);
+    check_sweep_settings(s);
+  } catch (const InvalidArgument& e) {
+    AEGIS_THROW(IoError, path << ": " << e.what());
+  }
+  return s;
+}
+
+std::string settings_difference(const SweepSettings& a, const SweepSettings& b, bool ignore_shard_index) {
+  std::ostringstream d;
+  d << std::setprecision(17);
+  if (a.sigma != b.sigma)
+    d << "sigma " << a.sigma << " vs " << b.sigma;
+  else if (a.n0 != b.n0)
+    d << "n0 " << a.n0 << " vs " << b.n0;
+  else if (a.n != b.n)
+    d << "n " << a.n << " vs " << b.n;
+  else if (a.alpha != b.alpha)
+    d << "alpha " << a.alpha << " vs " << b.alpha;
+  else if (a.seed != b.seed)
+    d << "seed " << a.seed << " vs " << b.seed;
+  else if (a.model_fingerprint != b.model_fingerprint)
+    d << "model " << a.model << " (" << a.model_fingerprint << ") vs " << b.model << " (" << b.model_fingerprint << ")";
+  else if (a.data != b.data)
+    d << "data '" << a.data << "' vs '" << b.data << "'";
+  else if (a.skip != b.skip)
+    d << "skip " << a.skip << " vs " << b.skip;
+  else if (a.max != b.max)
+    d << "max " << a.max << " vs " << b.max;
+  else if (a.shard.count != b.shard.count || (!ignore_shard_index && a.shard.index != b.shard.index))
+    d << "shard " << a.shard.index << "/" << a.shard.count << " vs " << b.shard.index << "/" << b.shard.count;
+  return d.str();
+}
+
+std::string file_fingerprint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  AEGIS_CHECK_AS(IoError, in.good(), path << ": cannot open: " << std::strerror(errno));
+  std::uint64_t h = 14695981039346656037ULL;  // FNV-1a 64-bit offset basis
+  char buf[1 << 16];
+  while (in) {
+    in.read(buf, sizeof buf);
+    for (std::streamsize i = 0; i < in.gcount(); ++i) {
+      h ^= static_cast<unsigned char>(buf[i]);
+      h *= 1099511628211ULL;  // FNV 64-bit prime
+    }
+  }
+  AEGIS_CHECK_AS(IoError, !in.bad(), path << ": read failed");
+  char out[40];
+  std::snprintf(out, sizeof out, "fnv1a64:%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+std::string sigma_out_path(const std::string& out, double sigma) {
+  char tag[48];
+  std::snprintf(tag, sizeof tag, "_sigma%g", sigma);
+  const std::size_t slash = out.rfind('/'), dot = out.rfind('.');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash) || dot == slash + 1) return out + tag;
+  return out.substr(0, dot) + tag + out.substr(dot);
+}
+
+}  // namespace aegis::certify

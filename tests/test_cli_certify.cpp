@@ -1,0 +1,238 @@
+// End-to-end tests of `aegis certify` and `aegis analyze` on a small digits mlp: Cohen-format rows
+// and the settings sidecar, a SIGKILLed sweep that resumes to exactly the rows of an
+// uninterrupted one, shards that analyze to the unsharded result, several σ, and exit status 1
+// with a message for bad input.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "support/testing.h"
+
+extern char** environ;
+
+namespace aegis {
+namespace {
+
+using testing::CliRun;
+using testing::run_cli;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Complete lines of a sweep file without the time column (the only column allowed to differ
+// between an interrupted and an uninterrupted run).
+std::vector<std::string> rows_without_time(const std::string& path) {
+  std::vector<std::string> rows;
+  std::istringstream in(read_text(path));
+  for (std::string line; std::getline(in, line);) rows.push_back(line.substr(0, line.rfind('\t')));
+  return rows;
+}
+
+const std::string& dir() {
+  static const std::string d = testing::make_temp_dir("cli_certify");
+  return d;
+}
+
+// One quickly trained digits mlp shared by the tests of this file.
+const std::string& model() {
+  static const std::string path = [] {
+    const std::string p = dir() + "/mlp.safetensors";
+    const CliRun t = run_cli("train --data digits --model mlp --epochs 2 --device cpu --quiet --out " + p);
+    EXPECT_EQ(t.status, 0) << t.err;
+    return p;
+  }();
+  return path;
+}
+
+// Small n so the tests run in seconds; `sampling` replaces it where a test sets its own.
+std::string certify_args(const std::string& out, const std::string& extra,
+                         const std::string& sampling = "--n0 20 --n 200") {
+  return "certify --model " + model() + " --data digits --device cpu --seed 3 " + sampling + " --out " + out + " " +
+         extra;
+}
+
+nlohmann::json run_json(const std::string& args) {
+  const CliRun r = run_cli(args + " --json");
+  EXPECT_EQ(r.status, 0) << args << "\n" << r.err;
+  return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+}
+
+TEST(CliCertify, WritesCohenRowsSettingsAndSummary) {
+  const std::string out = dir() + "/plain.tsv";
+  const auto j = run_json(certify_args(out, "--sigma 0.25 --max 40 --quiet"));
+  ASSERT_EQ(j["sweeps"].size(), 1u);
+  const auto& s = j["sweeps"][0];
+  EXPECT_EQ(s["file"], out);
+  EXPECT_EQ(s["inputs"], 40);
+  EXPECT_EQ(s["written"], 40);
+  EXPECT_EQ(s["samples"], 40 * 220);
+  EXPECT_GT(s["samples_per_second"].get<double>(), 0.0);
+  EXPECT_EQ(j["chunk"], 4);  // batch 1000 / (20 + 200)
+  // A trained model under σ = 0.25 noise is right well above chance (0.1) on digits.
+  EXPECT_GT(s["certified_accuracy_r0"].get<double>(), 0.3);
+  const std::vector<std::string> rows = rows_without_time(out);
+  ASSERT_EQ(rows.size(), 41u);
+  EXPECT_EQ(read_text(out).substr(0, 38), "idx\tlabel\tpredict\tradius\tcorrect\ttime\n");
+  for (std::size_t i = 1; i < rows.size(); ++i) EXPECT_EQ(rows[i].substr(0, rows[i].find('\t')), std::to_string(i - 1));
+  const auto settings = nlohmann::json::parse(read_text(out + ".json"));
+  EXPECT_EQ(settings["sigma"], 0.25);
+  EXPECT_EQ(settings["n"], 200);
+  EXPECT_EQ(settings["shard"], "0/1");
+  // Refuses to overwrite; --force starts over and, with the same seed, writes the same rows.
+  const CliRun again = run_cli(certify_args(out, "--sigma 0.25 --max 40 --quiet"));
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("--resume"), std::string::npos) << again.err;
+  ASSERT_EQ(run_cli(certify_args(out, "--sigma 0.25 --max 40 --quiet --force")).status, 0);
+  EXPECT_EQ(rows_without_time(out), rows);
+  // Resuming a finished sweep certifies nothing.
+  const auto resumed = run_json(certify_args(out, "--sigma 0.25 --max 40 --quiet --resume"));
+  EXPECT_EQ(resumed["sweeps"][0]["resumed"], 40);
+  EXPECT_EQ(resumed["sweeps"][0]["written"], 0);
+  EXPECT_EQ(rows_without_time(out), rows);
+}
+
+TEST(CliCertify, SigkilledSweepResumesToTheUninterruptedRows) {
+  // n large enough that the kill lands in the middle; chunks of 2 inputs (4096 / 2020), so the
+  // resumed run also certifies a half-written chunk again.
+  const std::string flags = "--sigma 0.5 --batch 4096 --max 150 --quiet", sampling = "--n0 20 --n 2000";
+  const std::string whole = dir() + "/whole.tsv", killed = dir() + "/killed.tsv";
+  ASSERT_EQ(run_cli(certify_args(whole, flags, sampling)).status, 0);
+  const std::vector<std::string> expected = rows_without_time(whole);
+  ASSERT_EQ(expected.size(), 151u);
+
+  std::vector<std::string> args = {AEGIS_CLI_PATH};
+  std::istringstream words(certify_args(killed, flags, sampling));
+  for (std::string w; words >> w;) args.push_back(w);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (rows_without_time(killed).size() < 6 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  const std::size_t before = rows_without_time(killed).size();
+  ASSERT_GE(before, 6u);
+  ASSERT_LT(before, expected.size()) << "the sweep finished before the kill; the test needs a longer sweep";
+
+  const auto j = run_json(certify_args(killed, flags + " --resume", sampling));
+  EXPECT_EQ(j["sweeps"][0]["inputs"], 150);
+  EXPECT_EQ(j["sweeps"][0]["resumed"].get<std::size_t>() + j["sweeps"][0]["written"].get<std::size_t>(), 150u);
+  // `before` counts the header and maybe a cut-off last line, which resuming drops.
+  EXPECT_GE(j["sweeps"][0]["resumed"].get<std::size_t>() + 2, before);
+  EXPECT_EQ(rows_without_time(killed), expected);  // no row lost, none repeated, same values
+}
+
+TEST(CliCertify, ShardsAnalyzeToTheUnshardedResult) {
+  const std::string flags = "--sigma 0.25 --skip 2 --max 120 --quiet";
+  const std::string whole = dir() + "/sh_whole.tsv";
+  ASSERT_EQ(run_cli(certify_args(whole, flags)).status, 0);
+  std::string parts;
+  for (int i = 0; i < 3; ++i) {
+    const std::string part = dir() + "/sh_part" + std::to_string(i) + ".tsv";
+    ASSERT_EQ(run_cli(certify_args(part, flags + " --shard " + std::to_string(i) + "/3")).status, 0);
+    EXPECT_EQ(rows_without_time(part).size(), 21u);  // 60 inputs in 3 interleaved parts, plus the header
+    parts += " " + part;
+  }
+  const auto a = run_json("analyze " + whole);
+  const auto b = run_json("analyze" + parts);
+  ASSERT_EQ(a["curves"].size(), 1u);
+  ASSERT_EQ(b["curves"].size(), 1u);
+  EXPECT_EQ(a["radii"], b["radii"]);
+  EXPECT_EQ(b["curves"][0]["inputs"], 60);
+  EXPECT_EQ(b["curves"][0]["sigma"], 0.25);
+  EXPECT_EQ(a["curves"][0]["certified_accuracy"], b["curves"][0]["certified_accuracy"]);
+  EXPECT_DOUBLE_EQ(a["curves"][0]["acr"].get<double>(), b["curves"][0]["acr"].get<double>());
+  EXPECT_DOUBLE_EQ(a["curves"][0]["abstention_rate"].get<double>(), b["curves"][0]["abstention_rate"].get<double>());
+  EXPECT_TRUE(b["warnings"].empty());
+  const CliRun table_whole = run_cli("analyze " + whole), table_parts = run_cli("analyze" + parts);
+  EXPECT_EQ(table_whole.out, table_parts.out);
+  EXPECT_EQ(table_whole.out.rfind("| σ | inputs | r = 0 |", 0), 0u) << table_whole.out;
+}
+
+TEST(CliCertify, SeveralSigmasWriteOneFileEachAndPlot) {
+  const std::string out = dir() + "/multi.tsv";
+  const auto j = run_json(certify_args(out, "--sigma 0.12,0.5 --max 30 --quiet"));
+  ASSERT_EQ(j["sweeps"].size(), 2u);
+  const std::string f12 = dir() + "/multi_sigma0.12.tsv", f50 = dir() + "/multi_sigma0.5.tsv";
+  EXPECT_EQ(j["sweeps"][0]["file"], f12);
+  EXPECT_EQ(j["sweeps"][1]["file"], f50);
+  EXPECT_EQ(rows_without_time(f12).size(), 31u);
+  EXPECT_EQ(nlohmann::json::parse(read_text(f50 + ".json"))["sigma"], 0.5);
+  const bool have_gnuplot = std::system("command -v gnuplot >/dev/null 2>&1") == 0;
+  const std::string png = dir() + "/multi.png";
+  const auto a = run_json("analyze " + f50 + " " + f12 + " --radii 0,0.5,1" + (have_gnuplot ? " --plot " + png : ""));
+  ASSERT_EQ(a["curves"].size(), 2u);
+  EXPECT_EQ(a["curves"][0]["label"], "0.12");
+  EXPECT_EQ(a["curves"][1]["label"], "0.5");
+  EXPECT_EQ(a["radii"], nlohmann::json::parse("[0.0, 0.5, 1.0]"));
+  if (have_gnuplot) {
+    EXPECT_GT(std::filesystem::file_size(png), 2000u);
+  }
+}
+
+TEST(CliCertify, BadInputGivesClearErrors) {
+  const std::string out = dir() + "/bad.tsv";
+  ASSERT_EQ(run_cli(certify_args(out, "--sigma 0.25 --max 8 --quiet")).status, 0);
+  struct Case {
+    std::string args, needle;
+  };
+  const std::string fresh = dir() + "/fresh.tsv";
+  const std::vector<Case> cases = {
+      {certify_args(fresh, "--sigma 0.25 --shard 3/3"), "shard '3/3'"},
+      {certify_args(fresh, "--sigma 0.25 --shard 1"), "shard '1'"},
+      {certify_args(fresh, "--sigma 0"), "sigma 0 must be > 0"},
+      {certify_args(fresh, "--sigma 0.25,-1"), "sigma -1 must be > 0"},
+      {certify_args(fresh, "--sigma 0.25", "--n0 20 --n 0"), "n 0 must be ≥ 1"},
+      {certify_args(fresh, "--sigma 0.25", "--n0 0 --n 200"), "n0 0 must be ≥ 1"},
+      {certify_args(fresh, "--sigma 0.25 --alpha 0"), "alpha 0 must be in (0, 1)"},
+      {certify_args(fresh, "--sigma 0.25 --alpha 1.5"), "alpha 1.5 must be in (0, 1)"},
+      {certify_args(fresh, "--sigma 0.25 --skip 0"), "skip 0"},
+      {certify_args(fresh, "--sigma 0.25,0.25"), "twice"},
+      {certify_args(fresh, "--sigma 0.25 --batch 0"), "--batch 0"},
+      {certify_args(fresh, "--sigma 0.25 --max -1"), "max -1"},
+      {certify_args(out, "--sigma 0.5 --max 8 --resume"), "sigma 0.5 vs 0.25"},
+      {certify_args(out, "--sigma 0.25 --max 9 --resume"), "max 9 vs 8"},
+      {certify_args(out, "--sigma 0.25 --max 8 --resume --force"), "--force"},
+      {certify_args(out, "--sigma 0.25 --max 8"), "--resume"},
+      {"analyze " + dir() + "/nothing.tsv", "nothing.tsv: cannot open"},
+      {"analyze " + out + " --radii 0,-1", "radius -1"},
+      {"analyze " + out + " --sigma -2", "sigma -2"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = run_cli(c.args);
+    EXPECT_EQ(r.status, 1) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.needle), std::string::npos) << c.args << "\n" << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(fresh)) << "a rejected command created its output";
+  std::ofstream(out, std::ios::app) << "8\t1\t1\t0.5\tmaybe\t0:00:01\n";
+  const CliRun r = run_cli("analyze " + out);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find(out + ":10: correct 'maybe'"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace aegis

@@ -1,0 +1,336 @@
+// Certification sweep files (certify/sweep.h) with a deterministic fake certifier: the TSV row
+// format and its parser, input selection (--skip, --max, --shard), the settings sidecar, and
+// resuming after a cut-off last line or an interrupted run with no lost and no repeated rows.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+#include "certify/sweep.h"
+#include "runtime/error.h"
+#include "support/testing.h"
+
+namespace aegis::certify {
+namespace {
+
+using testing::expect_error;
+using testing::make_temp_dir;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// The file's rows without the time column, one string per row, in file order.
+std::vector<std::string> rows_without_time(const std::string& path) {
+  std::vector<std::string> out;
+  for (const SweepRow& r : read_sweep_tsv(path, false).rows) {
+    SweepRow copy = r;
+    copy.seconds = 0;
+    out.push_back(format_row(copy));
+  }
+  return out;
+}
+
+SweepSettings small_settings() {
+  SweepSettings s;
+  s.sigma = 0.25;
+  s.n0 = 20;
+  s.n = 200;
+  s.alpha = 0.001;
+  s.seed = 7;
+  s.model = "m.safetensors";
+  s.model_fingerprint = "fnv1a64:0000000000000001";
+  s.data = "digits";
+  return s;
+}
+
+std::vector<SweepInput> inputs_for(const std::vector<std::int64_t>& idx) {
+  std::vector<SweepInput> in;
+  for (std::int64_t i : idx) in.push_back({i, i % 10});
+  return in;
+}
+
+// A function of idx alone, as a real certificate is for fixed (model, x, seed, n0, n, σ):
+// abstains on every 7th input, is wrong on every 5th, radii vary in the 6th significant digit.
+Certificate fake_certificate(std::int64_t idx) {
+  Certificate c;
+  if (idx % 7 == 3) return c;
+  c.prediction = idx % 5 == 1 ? (idx + 1) % 10 : idx % 10;
+  c.radius = 0.0123457 * static_cast<double>(idx % 13) + 1e-7 * static_cast<double>(idx);
+  return c;
+}
+
+struct CountingCertifier {
+  std::vector<std::int64_t> seen;
+  std::int64_t throw_after_chunks = -1;  // simulates a process killed mid-sweep
+  std::int64_t chunks = 0;
+  ChunkCertifier fn() {
+    return [this](const std::vector<std::int64_t>& idx) {
+      if (throw_after_chunks >= 0 && chunks >= throw_after_chunks) throw std::runtime_error("killed");
+      ++chunks;
+      std::vector<Certificate> out;
+      for (std::int64_t i : idx) {
+        seen.push_back(i);
+        out.push_back(fake_certificate(i));
+      }
+      return out;
+    };
+  }
+};
+
+std::string full_sweep(const std::string& path, const std::vector<SweepInput>& inputs, std::int64_t chunk) {
+  SweepFile file(path, small_settings(), OpenMode::Create);
+  CountingCertifier c;
+  run_sweep(file, inputs, chunk, c.fn());
+  return path;
+}
+
+TEST(SweepTsv, RowsRoundTripThroughTheParser) {
+  SweepRow r;
+  r.idx = 120;
+  r.label = 3;
+  r.predict = 3;
+  r.radius = 0.812345678;
+  r.correct = true;
+  r.seconds = 3723.5;
+  const std::string line = format_row(r);
+  EXPECT_EQ(line, "120\t3\t3\t0.812346\t1\t1:02:03.500000\n");
+  const SweepRow back = parse_row(line.substr(0, line.size() - 1), "x:2");
+  EXPECT_TRUE(same_result(r, back));
+  EXPECT_DOUBLE_EQ(back.seconds, 3723.5);
+  SweepRow abstain;
+  abstain.idx = 4;
+  abstain.label = 1;
+  EXPECT_EQ(format_row(abstain), "4\t1\t-1\t0\t0\t0:00:00.000000\n");
+  // Python's str(timedelta) forms that Cohen et al.'s files contain.
+  EXPECT_DOUBLE_EQ(parse_row("0\t1\t1\t0.5\t1\t0:00:01", "x").seconds, 1.0);
+  EXPECT_DOUBLE_EQ(parse_row("0\t1\t1\t0.5\t1\t1 day, 0:00:01.5", "x").seconds, 86401.5);
+  EXPECT_DOUBLE_EQ(parse_row("0\t1\t1\t0.5\t1\t2 days, 1:00:00.000001", "x").seconds, 176400.000001);
+  EXPECT_EQ(format_elapsed(0.0000004), "0:00:00.000000");
+  EXPECT_EQ(format_elapsed(59.9999996), "0:01:00.000000");
+}
+
+TEST(SweepTsv, MalformedRowsNameFileAndLine) {
+  const std::string dir = make_temp_dir("sweep_malformed");
+  const std::string header = std::string(kSweepHeader) + "\n", good = "0\t1\t1\t0.5\t1\t0:00:01.000000\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"0\t1\t1\t0.5\t1\n", "expected 6"},
+      {"x\t1\t1\t0.5\t1\t0:00:01\n", "idx 'x'"},
+      {"0\t1\t-2\t0.5\t0\t0:00:01\n", "predict '-2'"},
+      {"0\t1\t1\tnan\t1\t0:00:01\n", "radius 'nan'"},
+      {"0\t1\t1\t-0.5\t1\t0:00:01\n", "radius '-0.5'"},
+      {"0\t1\t1\t0.5\tyes\t0:00:01\n", "correct 'yes'"},
+      {"0\t1\t2\t0.5\t1\t0:00:01\n", "contradicts"},
+      {"0\t1\t1\t0.5\t1\t0:61:01\n", "time '0:61:01'"},
+      {"0\t1\t1\t0.5\t1", "expected 6"},  // a cut-off last line is an error outside resuming
+  };
+  for (const auto& [row, fragment] : cases) {
+    const std::string path = dir + "/bad.tsv";
+    write_text(path, header + good + row);
+    expect_error<IoError>([&] { read_sweep_tsv(path, false); }, path + ":3", fragment);
+  }
+  const std::string path = dir + "/header.tsv";
+  write_text(path, "idx,label,predict,radius,correct,time\n" + good);
+  expect_error<IoError>([&] { read_sweep_tsv(path, false); }, path + ":1", "header");
+  write_text(path, "");
+  expect_error<IoError>([&] { read_sweep_tsv(path, false); }, path, "empty");
+  // When resuming, a cut-off last row is dropped, but a first line that is no header is an error.
+  write_text(path, header + good + "1\t2\t2\t0.3");
+  const SweepTsv cut = read_sweep_tsv(path, true);
+  EXPECT_TRUE(cut.partial_tail);
+  EXPECT_EQ(cut.rows.size(), 1u);
+  EXPECT_EQ(cut.complete_bytes, header.size() + good.size());
+  write_text(path, "garbage");
+  expect_error<IoError>([&] { read_sweep_tsv(path, true); }, path + ":1", "header");
+  // Windows line ends and blank lines are read.
+  write_text(path, std::string(kSweepHeader) + "\r\n0\t1\t1\t0.5\t1\t0:00:01\r\n\n");
+  EXPECT_EQ(read_sweep_tsv(path, false).rows.size(), 1u);
+}
+
+TEST(SweepInputs, SkipMaxAndShardsPartitionTheInputs) {
+  EXPECT_EQ(select_inputs(10, 1, 0, {}), (std::vector<std::int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(select_inputs(10, 3, 0, {}), (std::vector<std::int64_t>{0, 3, 6, 9}));
+  EXPECT_EQ(select_inputs(10, 3, 7, {}), (std::vector<std::int64_t>{0, 3, 6}));
+  EXPECT_EQ(select_inputs(10, 3, 6, {}), (std::vector<std::int64_t>{0, 3}));
+  EXPECT_EQ(select_inputs(10, 1, 50, {}).size(), 10u);
+  EXPECT_EQ(select_inputs(0, 1, 0, {}).size(), 0u);
+  // Shards take positions in the skipped list, so their union is the unsharded list.
+  const std::vector<std::int64_t> all = select_inputs(297, 2, 0, {});
+  std::vector<std::int64_t> merged;
+  for (std::int64_t i = 0; i < 4; ++i) {
+    const std::vector<std::int64_t> part = select_inputs(297, 2, 0, parse_shard(std::to_string(i) + "/4"));
+    EXPECT_EQ(part.front(), all[static_cast<std::size_t>(i)]);
+    merged.insert(merged.end(), part.begin(), part.end());
+  }
+  std::sort(merged.begin(), merged.end());
+  EXPECT_EQ(merged, all);
+  for (const char* bad : {"4/4", "-1/4", "1", "a/b", "0/0", "1/", "/2", "1/2/3", ""})
+    expect_error<InvalidArgument>([&] { parse_shard(bad); }, std::string("'") + bad + "'", "i/k");
+  expect_error<InvalidArgument>([] { select_inputs(10, 0, 0, {}); }, "skip 0", "≥ 1");
+  expect_error<InvalidArgument>([] { select_inputs(10, 1, -1, {}); }, "max -1", "≥ 0");
+}
+
+TEST(SweepSettings, BadValuesAreRejected) {
+  const auto expect_bad = [](auto change, const std::string& name) {
+    SweepSettings s = small_settings();
+    change(s);
+    expect_error<InvalidArgument>([&] { check_sweep_settings(s); }, name, "must");
+  };
+  expect_bad([](SweepSettings& s) { s.sigma = 0; }, "sigma 0");
+  expect_bad([](SweepSettings& s) { s.sigma = -0.5; }, "sigma -0.5");
+  expect_bad([](SweepSettings& s) { s.sigma = std::nan(""); }, "sigma nan");
+  expect_bad([](SweepSettings& s) { s.n = 0; }, "n 0");
+  expect_bad([](SweepSettings& s) { s.n0 = 0; }, "n0 0");
+  expect_bad([](SweepSettings& s) { s.alpha = 0; }, "alpha 0");
+  expect_bad([](SweepSettings& s) { s.alpha = 1; }, "alpha 1");
+  expect_bad([](SweepSettings& s) { s.alpha = std::nan(""); }, "alpha nan");
+  expect_bad([](SweepSettings& s) { s.skip = 0; }, "skip 0");
+  expect_bad([](SweepSettings& s) { s.shard = {2, 2}; }, "shard 2/2");
+}
+
+TEST(SweepSettings, SidecarRoundTripsAndComparesByFingerprint) {
+  const std::string dir = make_temp_dir("sweep_settings");
+  SweepSettings s = small_settings();
+  s.seed = 18446744073709551615ULL;  // the full uint64 range survives JSON
+  s.shard = {2, 5};
+  write_settings(dir + "/a.tsv", s);
+  const SweepSettings back = read_settings(dir + "/a.tsv");
+  EXPECT_EQ(settings_difference(s, back, false), "");
+  EXPECT_EQ(back.model, s.model);
+  SweepSettings moved = s;
+  moved.model = "elsewhere/m.safetensors";  // same bytes at another path: the same sweep
+  EXPECT_EQ(settings_difference(s, moved, false), "");
+  moved.model_fingerprint = "fnv1a64:0000000000000002";
+  EXPECT_NE(settings_difference(s, moved, false).find("model"), std::string::npos);
+  SweepSettings other_shard = s;
+  other_shard.shard.index = 0;
+  EXPECT_EQ(settings_difference(s, other_shard, true), "");
+  EXPECT_NE(settings_difference(s, other_shard, false).find("shard 2/5 vs 0/5"), std::string::npos);
+  write_text(settings_path(dir + "/b.tsv"), "{\"format\": \"aegis-certify-sweep\", \"sigma\": \"x\"}");
+  expect_error<IoError>([&] { read_settings(dir + "/b.tsv"); }, "b.tsv.json", "sigma");
+  write_text(settings_path(dir + "/c.tsv"), "not json");
+  expect_error<IoError>([&] { read_settings(dir + "/c.tsv"); }, "c.tsv.json", "JSON");
+  // FNV-1a 64 test vectors: "" and "a".
+  write_text(dir + "/empty", "");
+  write_text(dir + "/a", "a");
+  EXPECT_EQ(file_fingerprint(dir + "/empty"), "fnv1a64:cbf29ce484222325");
+  EXPECT_EQ(file_fingerprint(dir + "/a"), "fnv1a64:af63dc4c8601ec8c");
+  EXPECT_EQ(sigma_out_path("out/cert.tsv", 0.25), "out/cert_sigma0.25.tsv");
+  EXPECT_EQ(sigma_out_path("run.d/cert", 1.0), "run.d/cert_sigma1");
+  EXPECT_EQ(chunk_size(1000, 100, 100000), 1);
+  EXPECT_EQ(chunk_size(1000, 20, 200), 4);
+  EXPECT_EQ(chunk_size(1 << 20, 1, 1), 64);
+}
+
+TEST(SweepFile, RefusesToOverwriteAndChecksSettingsOnResume) {
+  const std::string dir = make_temp_dir("sweep_file");
+  const std::string path = full_sweep(dir + "/s.tsv", inputs_for(select_inputs(30, 1, 0, {})), 4);
+  expect_error<InvalidArgument>([&] { SweepFile f(path, small_settings(), OpenMode::Create); }, path, "--resume");
+  SweepSettings other = small_settings();
+  other.sigma = 0.5;
+  expect_error<InvalidArgument>([&] { SweepFile f(path, other, OpenMode::Resume); }, path, "sigma 0.5 vs 0.25");
+  other = small_settings();
+  other.n = 100;
+  expect_error<InvalidArgument>([&] { SweepFile f(path, other, OpenMode::Resume); }, path, "n 100 vs 200");
+  // Resuming a finished sweep certifies nothing and appends nothing.
+  const std::string before = read_text(path);
+  {
+    SweepFile f(path, small_settings(), OpenMode::Resume);
+    CountingCertifier c;
+    const SweepSummary s = run_sweep(f, inputs_for(select_inputs(30, 1, 0, {})), 4, c.fn());
+    EXPECT_TRUE(c.seen.empty());
+    EXPECT_EQ(s.resumed, 30);
+    EXPECT_EQ(s.written, 0);
+  }
+  EXPECT_EQ(read_text(path), before);
+  // A file of another sweep's inputs is refused by run_sweep.
+  {
+    SweepFile f(path, small_settings(), OpenMode::Resume);
+    CountingCertifier c;
+    expect_error<IoError>([&] { run_sweep(f, inputs_for(select_inputs(30, 2, 0, {})), 4, c.fn()); }, path, "idx 1");
+  }
+  // One writer at a time: a second open of a file being written is refused.
+  {
+    SweepFile writer(path, small_settings(), OpenMode::Resume);
+    expect_error<IoError>([&] { SweepFile f(path, small_settings(), OpenMode::Resume); }, path, "another process");
+  }
+  std::filesystem::remove(settings_path(path));
+  expect_error<IoError>([&] { SweepFile f(path, small_settings(), OpenMode::Resume); }, path, "missing");
+  {
+    SweepFile f(path, small_settings(), OpenMode::Overwrite);  // --force starts over
+    EXPECT_EQ(f.rows().size(), 0u);
+  }
+  EXPECT_EQ(read_text(path), std::string(kSweepHeader) + "\n");
+  EXPECT_TRUE(has_settings(path));
+}
+
+TEST(SweepFile, ResumeAfterACutOffLineGivesTheUninterruptedRows) {
+  const std::string dir = make_temp_dir("sweep_resume");
+  const std::vector<SweepInput> inputs = inputs_for(select_inputs(100, 3, 0, {}));  // 34 inputs
+  const std::string whole = full_sweep(dir + "/whole.tsv", inputs, 5);
+  const std::vector<std::string> expected = rows_without_time(whole);
+  ASSERT_EQ(expected.size(), inputs.size());
+  const std::string text = read_text(whole);
+  // Cut inside the 11th row (a kill between the bytes of a write), inside the header, and
+  // exactly at a line end; each resume must give the same rows.
+  std::size_t row_start = 0;
+  for (int i = 0; i < 11; ++i) row_start = text.find('\n', row_start) + 1;
+  for (const std::size_t cut : {row_start + 3, std::size_t{5}, row_start}) {
+    const std::string path = dir + "/cut.tsv";
+    std::filesystem::copy_file(whole, path, std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(settings_path(whole), settings_path(path),
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::resize_file(path, cut);
+    SweepFile f(path, small_settings(), OpenMode::Resume);
+    const std::int64_t complete = cut > 5 ? 10 : 0;
+    EXPECT_EQ(f.resumed_rows(), complete);
+    CountingCertifier c;
+    const SweepSummary s = run_sweep(f, inputs, 5, c.fn());
+    EXPECT_EQ(s.resumed, complete);
+    EXPECT_EQ(s.written, static_cast<std::int64_t>(inputs.size()) - complete);
+    EXPECT_EQ(c.seen.size(), inputs.size() - static_cast<std::size_t>(complete));  // nothing certified twice
+    EXPECT_EQ(rows_without_time(path), expected) << "cut at byte " << cut;
+  }
+}
+
+TEST(SweepFile, InterruptedRunKeepsFinishedChunksAndResumes) {
+  const std::string dir = make_temp_dir("sweep_interrupt");
+  const std::vector<SweepInput> inputs = inputs_for(select_inputs(60, 1, 45, {}));
+  const std::vector<std::string> expected = rows_without_time(full_sweep(dir + "/whole.tsv", inputs, 4));
+  const std::string path = dir + "/part.tsv";
+  {
+    SweepFile f(path, small_settings(), OpenMode::Create);
+    CountingCertifier c;
+    c.throw_after_chunks = 3;
+    EXPECT_THROW(run_sweep(f, inputs, 4, c.fn()), std::runtime_error);
+  }
+  EXPECT_EQ(read_sweep_tsv(path, false).rows.size(), 12u);  // three chunks of 4 reached the disk
+  SweepFile f(path, small_settings(), OpenMode::Resume);
+  CountingCertifier c;
+  std::vector<std::int64_t> progress;
+  const SweepSummary s = run_sweep(f, inputs, 7, c.fn(), [&](std::int64_t done) { progress.push_back(done); });
+  // Chunks of 7 are fixed slices 0–6, 7–13, ...: the one holding rows 7–11 is certified again
+  // whole, and only rows 12 and 13 are appended from it.
+  EXPECT_EQ(progress, (std::vector<std::int64_t>{14, 21, 28, 35, 42, 45}));
+  EXPECT_EQ(c.seen.front(), 7);
+  EXPECT_EQ(c.seen.size(), 38u);
+  EXPECT_EQ(rows_without_time(path), expected);
+  std::int64_t correct = 0, abstained = 0;
+  for (const SweepInput& in : inputs) {
+    correct += fake_certificate(in.idx).prediction == in.label;
+    abstained += fake_certificate(in.idx).prediction < 0;
+  }
+  EXPECT_EQ(s.inputs, 45);
+  EXPECT_EQ(s.correct, correct);
+  EXPECT_EQ(s.abstained, abstained);
+}
+
+}  // namespace
+}  // namespace aegis::certify
