@@ -37,46 +37,79 @@ std::vector<Span> column_spans(const Pool2dGeometry& g) {
 }
 }  // namespace
 
-void max_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y, std::int32_t* argmax) {
+namespace {
+// Inference (no argmax wanted): the window maxima alone, NaN propagating. With stride 1 the taps
+// of a row of outputs are contiguous, so the inner loop is a plain vectorized max.
+void max_pool2d_values(const Pool2dGeometry& g, const float* x, float* y) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
   const std::vector<Span> col_spans = column_spans(g);
-  const bool parallel = planes * out_plane > kParallelMin;
-  const int threads = parallel ? omp_get_max_threads() : 1;
-  // Without an argmax output each thread tracks its row's argmax here; allocated before the
-  // parallel region so that a failure throws instead of terminating inside OpenMP.
-  std::vector<std::int32_t> scratch(argmax ? 0 : static_cast<std::size_t>(ow_n * threads));
-#pragma omp parallel num_threads(threads)
-  {
-    std::int32_t* my_scratch =
-        argmax ? nullptr : scratch.data() + static_cast<std::size_t>(ow_n * omp_get_thread_num());
-#pragma omp for schedule(static)
-    for (std::int64_t pl = 0; pl < planes; ++pl) {
-      const float* x_p = x + pl * in_plane;
-      for (std::int64_t oh = 0; oh < oh_n; ++oh) {
-        float* best = y + pl * out_plane + oh * ow_n;
-        std::int32_t* at = argmax ? argmax + pl * out_plane + oh * ow_n : my_scratch;
-        std::fill(best, best + ow_n, -std::numeric_limits<float>::infinity());
-        std::fill(at, at + ow_n, -1);
-        // Taps in row-major window order, each over the outputs it hits inside the image: every
-        // window sees its real elements in the same order as a per-window loop would. Padding is
-        // never visited, so it acts as −∞; at < 0 marks a window that has seen nothing yet.
-        const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
-        for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
-          const float* x_row = x_p + ih * g.width;
-          for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
-            const Span cols = col_spans[static_cast<std::size_t>(kj)];
+#pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
+  for (std::int64_t pl = 0; pl < planes; ++pl) {
+    const float* x_p = x + pl * in_plane;
+    for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+      float* best = y + pl * out_plane + oh * ow_n;
+      std::fill(best, best + ow_n, -std::numeric_limits<float>::infinity());
+      const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
+      for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
+        const float* x_row = x_p + ih * g.width;
+        for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
+          const Span cols = col_spans[static_cast<std::size_t>(kj)];
+          const std::int64_t offset = kj - g.padding;
+          if (g.stride == 1) {
+            const float* src = x_row + offset;
 #pragma omp simd
             for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) {
-              const std::int64_t iw = ow * g.stride + kj - g.padding;
-              const float v = x_row[iw], cur = best[ow];
-              const std::int32_t cur_at = at[ow];
-              // Strict >: the first maximum wins ties. A NaN replaces any non-NaN (NaN propagates).
-              // Bitwise | and & keep this branch-free: with random data a branch mispredicts often.
-              const bool take = (cur_at < 0) | (v > cur) | (std::isnan(v) & !std::isnan(cur));
-              best[ow] = take ? v : cur;
-              at[ow] = take ? static_cast<std::int32_t>(ih * g.width + iw) : cur_at;
+              const float v = src[ow], cur = best[ow];
+              best[ow] = (v > cur) | (v != v) ? v : cur;  // a NaN replaces anything
             }
+          } else {
+            for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) {
+              const float v = x_row[ow * g.stride + offset], cur = best[ow];
+              best[ow] = (v > cur) | (v != v) ? v : cur;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+}  // namespace
+
+void max_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y, std::int32_t* argmax) {
+  if (!argmax) {
+    max_pool2d_values(g, x, y);
+    return;
+  }
+  const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
+  const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
+  const std::vector<Span> col_spans = column_spans(g);
+#pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
+  for (std::int64_t pl = 0; pl < planes; ++pl) {
+    const float* x_p = x + pl * in_plane;
+    for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+      float* best = y + pl * out_plane + oh * ow_n;
+      std::int32_t* at = argmax + pl * out_plane + oh * ow_n;
+      std::fill(best, best + ow_n, -std::numeric_limits<float>::infinity());
+      std::fill(at, at + ow_n, -1);
+      // Taps in row-major window order, each over the outputs it hits inside the image: every
+      // window sees its real elements in the same order as a per-window loop would. Padding is
+      // never visited, so it acts as −∞; at < 0 marks a window that has seen nothing yet.
+      const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
+      for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
+        const float* x_row = x_p + ih * g.width;
+        for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
+          const Span cols = col_spans[static_cast<std::size_t>(kj)];
+#pragma omp simd
+          for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) {
+            const std::int64_t iw = ow * g.stride + kj - g.padding;
+            const float v = x_row[iw], cur = best[ow];
+            const std::int32_t cur_at = at[ow];
+            // Strict >: the first maximum wins ties. A NaN replaces any non-NaN (NaN propagates).
+            // Bitwise | and & keep this branch-free: with random data a branch mispredicts often.
+            const bool take = (cur_at < 0) | (v > cur) | (std::isnan(v) & !std::isnan(cur));
+            best[ow] = take ? v : cur;
+            at[ow] = take ? static_cast<std::int32_t>(ih * g.width + iw) : cur_at;
           }
         }
       }
