@@ -43,7 +43,10 @@ void im2col(const Conv2dGeometry& g, const float* x, float* cols) {
           const float* x_row = x_c + (oh * g.stride + ki - g.padding) * g.width;
           float* out = row + oh * ow_n;
           for (std::int64_t ow = 0; ow < cs.lo; ++ow) out[ow] = 0.0f;
-          for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow) out[ow] = x_row[ow * g.stride + kj - g.padding];
+          if (g.stride == 1)  // a contiguous run: one memcpy instead of a strided gather
+            std::copy(x_row + cs.lo + kj - g.padding, x_row + cs.hi + kj - g.padding, out + cs.lo);
+          else
+            for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow) out[ow] = x_row[ow * g.stride + kj - g.padding];
           for (std::int64_t ow = cs.hi; ow < ow_n; ++ow) out[ow] = 0.0f;
         }
         std::fill(row + rows.hi * ow_n, row + plane, 0.0f);
