@@ -32,6 +32,7 @@ Runner add_eval(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_account(CLI::App& app);
 Runner add_attack(CLI::App& app);
+Runner add_pixeldp(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_certify(CLI::App& app);
 Runner add_analyze(CLI::App& app);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_demo);
   reg(aegis::app::add_account);
   reg(aegis::app::add_attack);
+  reg(aegis::app::add_pixeldp);
   reg(aegis::app::add_verify);
   reg(aegis::app::add_certify);
   reg(aegis::app::add_analyze);

@@ -14,11 +14,14 @@ namespace cpu {
 void fill_uniform(float* out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float lo, float hi);
 // out[i] = mean + std * N(key, offset + i)
 void fill_normal(float* out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float mean, float std);
+// out[i] = scale * Laplace(key, offset + i), Laplace(0, 1) as philox::laplace_double
+void fill_laplace(float* out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float scale);
 }  // namespace cpu
 #if AEGIS_HAS_CUDA
 namespace cuda {
 void fill_uniform(float* d_out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float lo, float hi);
 void fill_normal(float* d_out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float mean, float std);
+void fill_laplace(float* d_out, std::int64_t n, const philox::Key& key, std::uint64_t offset, float scale);
 }  // namespace cuda
 #endif
 }  // namespace aegis::kernels

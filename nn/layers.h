@@ -65,6 +65,7 @@ class MaxPool2d : public Module {
   Var forward(const Var& x) override { return F::max_pool2d(x, m_opt); }
   std::string kind() const override { return "MaxPool2d"; }
   std::string describe() const override;
+  const Pool2dOptions& options() const { return m_opt; }
 
  private:
   Pool2dOptions m_opt;
@@ -76,6 +77,7 @@ class AvgPool2d : public Module {
   Var forward(const Var& x) override { return F::avg_pool2d(x, m_opt); }
   std::string kind() const override { return "AvgPool2d"; }
   std::string describe() const override;
+  const Pool2dOptions& options() const { return m_opt; }
 
  private:
   Pool2dOptions m_opt;
