@@ -1,7 +1,6 @@
 // Training with the noise layer in place and sensitivity projection after every step
 // (Lecuyer et al. 2019, §III-B), and PixelDP model files.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <iomanip>
@@ -9,8 +8,7 @@
 
 #include "certify/pixeldp.h"
 #include "nn/model_file.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
+#include "nn/train.h"
 
 namespace aegis::certify {
 
@@ -18,10 +16,6 @@ namespace {
 // Iterations of the converged projection at the start and end of training: power iteration
 // stops earlier once the estimate changes by ≤ 1e-9 relatively.
 constexpr int kConvergedIterations = 2000;
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // A converged projection: the persistent power iteration run to convergence.
 void constrain_converged(PixelDpNet& net) {
@@ -33,76 +27,18 @@ nn::TrainResult train_pixeldp(PixelDpNet& net, const nn::Dataset& train, const P
                               const std::function<void(const nn::StepInfo&)>& on_step,
                               const std::function<void(const nn::EpochResult&)>& on_epoch) {
   const nn::TrainOptions& o = options.train;
-  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
-  AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
-  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
   AEGIS_CHECK(options.power_iterations >= 1,
               "power iterations per step " << options.power_iterations << " must be at least 1");
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
-
   net.to(o.device);
-  net.train(true);
   net.set_requires_grad(true);
   constrain_converged(net);  // the initialization must already satisfy the constraint
-  nn::BatchOptions bo;
-  bo.batch_size = o.batch_size;
-  bo.shuffle = true;
-  bo.seed = o.seed;
-  bo.device = o.device;
-  nn::BatchIterator batches(train, bo, 0);
-  const std::int64_t total_steps = batches.num_batches() * o.epochs;
-  auto optimizer = nn::make_optimizer(o.optimizer, net.parameters(), o.lr, o.momentum);
-  auto schedule = nn::make_schedule(o.schedule, o.lr, total_steps);
-
-  nn::TrainResult result;
-  const auto t_start = std::chrono::steady_clock::now();
-  nn::StepInfo info;
-  info.total_steps = total_steps;
-  for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
-    const auto t_epoch = std::chrono::steady_clock::now();
-    batches.start_epoch(static_cast<std::uint32_t>(epoch));
-    double loss_sum = 0.0;
-    std::int64_t correct = 0, seen = 0;
-    nn::Batch batch;
-    while (batches.next(batch)) {
-      const float lr = schedule->lr_at(result.steps);
-      optimizer->set_lr(lr);
-      optimizer->zero_grad();
-      nn::Var logits = net.forward(nn::Var(batch.images, false));  // a fresh noise draw
-      nn::Var loss = nn::F::cross_entropy(logits, batch.labels, nn::Reduction::Mean);
-      const double loss_value = loss.value().item();
-      if (!std::isfinite(loss_value))
-        AEGIS_THROW(NumericError, "PixelDP training loss became " << loss_value << " at epoch " << epoch + 1
-                                                                  << ", step " << result.steps + 1 << " (learning rate "
-                                                                  << lr << " may be too large)");
-      autograd::backward(loss);
-      optimizer->step();
-      net.constrain(options.power_iterations);  // §III-B: project after every step
-      const std::int64_t b = batch.labels.numel();
-      loss_sum += loss_value * static_cast<double>(b);
-      correct += nn::count_correct(logits.value(), batch.labels);
-      seen += b;
-      ++result.steps;
-      if (on_step) {
-        info.epoch = epoch;
-        info.step = result.steps;
-        info.examples += b;
-        info.loss = loss_value;
-        info.lr = lr;
-        on_step(info);
-      }
-    }
-    nn::EpochResult er;
-    er.epoch = epoch + 1;
-    er.train_loss = loss_sum / static_cast<double>(seen);
-    er.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
-    er.seconds = seconds_since(t_epoch);
-    result.epochs.push_back(er);
-    if (on_epoch) on_epoch(er);
-  }
+  nn::TrainOptions with_projection = o;
+  with_projection.after_step = [&net, &options]() { net.constrain(options.power_iterations); };  // §III-B
+  // Every forward pass in training mode draws fresh noise in the noise layer.
+  nn::TrainResult result = nn::train_classifier(net, train, with_projection, on_step, on_epoch);
   constrain_converged(net);
   net.zero_grad();
-  result.seconds = seconds_since(t_start);
   return result;
 }
 

@@ -70,6 +70,7 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
                                                           << " may be too large)");
       autograd::backward(loss);
       optimizer->step();
+      if (o.after_step) o.after_step();
       const std::int64_t b = batch.labels.numel();
       loss_sum += loss_value * static_cast<double>(b);
       correct += count_correct(logits.value(), batch.labels);

@@ -26,6 +26,9 @@ struct TrainOptions {
   // is trained on x + ε, ε ~ N(0, σ²I), in [0, 1] pixel space, unclipped); 0 = off. The noise of
   // step t is Philox (seed, kPurposeAugmentNoise, t).
   float noise_sigma = 0.0f;
+  // Called after every optimizer step, before the step is reported: a projection of the weights
+  // onto a constraint set (PixelDP's sensitivity bound, certify/pixeldp.h), for instance.
+  std::function<void()> after_step;
 };
 
 struct StepInfo {
