@@ -33,7 +33,7 @@ struct CertifyArgs {
   std::int64_t n0 = 100, n = 100000, batch = 1000, skip = 1, max = 0;
   double alpha = 0.001;
   std::uint64_t seed = 0;
-  bool resume = false, force = false;
+  bool resume = false, force = false, tensor_cores = false;
 };
 
 bool nonempty_file(const std::string& path) {
@@ -74,6 +74,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   base.skip = a.skip;
   base.max = a.max;
   base.shard = certify::parse_shard(a.shard);
+  base.tensor_cores = a.tensor_cores;
   std::vector<certify::SweepSettings> settings;
   std::vector<std::string> paths;
   for (double sigma : a.sigmas) {
@@ -88,6 +89,8 @@ nlohmann::json run_certify(const CertifyArgs& a) {
                                 "to overwrite it");
   }
   const Device device = resolve_device(a.common);
+  AEGIS_CHECK_AS(DeviceError, !a.tensor_cores || device.is_cuda(),
+                 "--tensor-cores needs a CUDA device; this run is on " << device.str());
   nn::LoadedClassifier loaded = nn::load_classifier(a.model);
   const std::string fingerprint = certify::file_fingerprint(a.model);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
@@ -126,6 +129,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
     opts.alpha = a.alpha;
     opts.batch = a.batch;
     opts.seed = a.seed;
+    opts.tensor_cores = a.tensor_cores;
     certify::check_smoothing_options(opts);
     char label[64];
     std::snprintf(label, sizeof label, "certify sigma %g", opts.sigma);
@@ -207,6 +211,8 @@ Runner add_certify(CLI::App& app) {
   cmd->add_option("--out", a->out, "TSV file (with several σ: _sigma<σ> before the extension)")->required();
   cmd->add_flag("--resume", a->resume, "continue an interrupted sweep in --out (same settings required)");
   cmd->add_flag("--force", a->force, "overwrite an existing --out");
+  cmd->add_flag("--tensor-cores", a->tensor_cores,
+                "GPU only: reduced-precision (TF32 tensor-core) forward passes; recorded in the settings");
   add_common_options(*cmd, a->common);
   return [a]() {
     nlohmann::json j = run_certify(*a);

@@ -75,6 +75,8 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
                                                             const SmoothingOptions& options,
                                                             const SampleCallback& on_batch) {
   check_smoothing_options(options);
+  AEGIS_CHECK_AS(DeviceError, !options.tensor_cores || m_device.is_cuda(),
+                 "smoothing: tensor-core (TF32) math needs a CUDA device; this run is on " << m_device.str());
   AEGIS_CHECK(num >= 1, "smoothing: number of samples " << num << " must be at least 1");
   check_dtype(x, DType::F32, "smoothing input");
   AEGIS_CHECK_AS(ShapeError, x.dim() == static_cast<std::int64_t>(m_input_shape.size()) + 1,
@@ -115,6 +117,9 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   b.purpose = purpose_of(phase);
   b.sigma = static_cast<float>(options.sigma);
 
+#if AEGIS_HAS_CUDA
+  cuda_backend::TensorCoreMathScope math(options.tensor_cores);
+#endif
   nn::FrozenScope frozen(m_base);
   std::int64_t nan_rows = 0;
   for (std::int64_t start = 0; start < total; start += batch_rows) {

@@ -38,6 +38,11 @@ struct SmoothingOptions {
   double alpha = 0.001;        // failure probability; in (0, 1)
   std::int64_t batch = 1000;   // noisy rows per forward pass; ≥ 1
   std::uint64_t seed = 0;
+  // GPU only (DeviceError elsewhere): the forward pass may use TF32 tensor cores for matrix
+  // products and convolutions (fp32 range, 10-bit mantissa, fp32 accumulation). The counts are
+  // then those of a slightly different base classifier, which CERTIFY's guarantee covers as well:
+  // the certificate is about the classifier that produced the counts.
+  bool tensor_cores = false;
 };
 
 struct Certificate {

@@ -85,6 +85,7 @@ struct SweepSettings {
   std::int64_t skip = 1;
   std::int64_t max = 0;
   Shard shard;
+  bool tensor_cores = false;  // TF32 forward on the GPU (SmoothingOptions::tensor_cores)
 };
 
 // σ > 0 finite, n0 ≥ 1, n ≥ 1, α ∈ (0, 1), skip ≥ 1, max ≥ 0, a valid shard: InvalidArgument

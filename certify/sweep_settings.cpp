@@ -102,7 +102,8 @@ void write_settings(const std::string& tsv_path, const SweepSettings& s) {
                          {"data", s.data},
                          {"skip", s.skip},
                          {"max", s.max},
-                         {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)}};
+                         {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)},
+                         {"tensor_cores", s.tensor_cores}};
   const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
   const std::string text = j.dump(2) + "\n";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -137,6 +138,7 @@ SweepSettings read_settings(const std::string& tsv_path) {
   s.skip = json_field<std::int64_t>(j, "skip", path);
   s.max = json_field<std::int64_t>(j, "max", path);
   const std::string shard = json_field<std::string>(j, "shard", path);
+  s.tensor_cores = j.value("tensor_cores", false);  // absent in files of plain fp32 sweeps
   try {
     s.shard = parse_shard(shard);
     check_sweep_settings(s);
@@ -167,6 +169,8 @@ std::string settings_difference(const SweepSettings& a, const SweepSettings& b, 
     d << "skip " << a.skip << " vs " << b.skip;
   else if (a.max != b.max)
     d << "max " << a.max << " vs " << b.max;
+  else if (a.tensor_cores != b.tensor_cores)
+    d << "tensor_cores " << a.tensor_cores << " vs " << b.tensor_cores;
   else if (a.shard.count != b.shard.count || (!ignore_shard_index && a.shard.index != b.shard.index))
     d << "shard " << a.shard.index << "/" << a.shard.count << " vs " << b.shard.index << "/" << b.shard.count;
   return d.str();

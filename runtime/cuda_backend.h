@@ -20,4 +20,22 @@ void copy(void* dst, const void* src, std::size_t bytes, Copy kind);  // synchro
 void memset_zero(void* ptr, std::size_t bytes);
 void synchronize();
 
+// Reduced-precision matrix math for inference paths that tolerate it (randomized-smoothing
+// sampling): while on, cuBLAS matrix products and cuDNN convolutions issued from this host thread
+// may use TF32 tensor cores (fp32 range, 10-bit mantissa, fp32 accumulation). Off by default:
+// gradients for attacks, bounds and training match the CPU to fp32 rounding only without it.
+void set_tensor_core_math(bool on) noexcept;
+bool tensor_core_math() noexcept;
+// Turns tensor-core math on for a scope and restores the previous setting when it ends.
+class TensorCoreMathScope {
+ public:
+  explicit TensorCoreMathScope(bool on) : m_previous(tensor_core_math()) { set_tensor_core_math(on); }
+  ~TensorCoreMathScope() { set_tensor_core_math(m_previous); }
+  TensorCoreMathScope(const TensorCoreMathScope&) = delete;
+  TensorCoreMathScope& operator=(const TensorCoreMathScope&) = delete;
+
+ private:
+  bool m_previous;
+};
+
 }  // namespace aegis::cuda_backend

@@ -214,6 +214,7 @@ TEST(CliCertify, BadInputGivesClearErrors) {
       {certify_args(fresh, "--sigma 0.25,0.25"), "twice"},
       {certify_args(fresh, "--sigma 0.25 --batch 0"), "--batch 0"},
       {certify_args(fresh, "--sigma 0.25 --max -1"), "max -1"},
+      {certify_args(fresh, "--sigma 0.25 --tensor-cores"), "--tensor-cores needs a CUDA device"},
       {certify_args(out, "--sigma 0.5 --max 8 --resume"), "sigma 0.5 vs 0.25"},
       {certify_args(out, "--sigma 0.25 --max 9 --resume"), "max 9 vs 8"},
       {certify_args(out, "--sigma 0.25 --max 8 --resume --force"), "--force"},

@@ -322,6 +322,7 @@ TEST(SmoothingLinear, RejectsBadArguments) {
   EXPECT_THROW(smoothed.certify(c.x, {0}, with([](SmoothingOptions& b) { b.alpha = 1; })), InvalidArgument);
   EXPECT_THROW(smoothed.certify(c.x, {0}, with([](SmoothingOptions& b) { b.n = 0; })), InvalidArgument);
   EXPECT_THROW(smoothed.certify(c.x, {0}, with([](SmoothingOptions& b) { b.batch = 0; })), InvalidArgument);
+  EXPECT_THROW(smoothed.certify(c.x, {0}, with([](SmoothingOptions& b) { b.tensor_cores = true; })), DeviceError);
   EXPECT_THROW(smoothed.certify(c.x, {0, 1}, o), ShapeError);
   EXPECT_THROW(smoothed.certify(Tensor::zeros({1, 1, 4, 5}), {0}, o), ShapeError);
   Tensor nan_x = c.x.clone();
@@ -401,6 +402,29 @@ TEST(SmoothingCuda, SameNoiseAndCountsAsTheCpu) {
   // Identical noise; cuDNN and the CPU convolution round differently, which can flip an argmax whose
   // top two logits agree to ~1e-6: allow 0.5% of the samples per class.
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(double(a[i]), double(g[i]), 10.0) << i;
+}
+
+TEST(SmoothingCuda, TensorCoreCountsAgreeWithFloat32) {
+  AEGIS_REQUIRE_GPU();
+  nn::ModelSpec spec{"cnn-fmnist", {1, 28, 28}, 10, "", 4};
+  auto model = nn::build_model(spec);
+  model->to(Device::cuda(0));
+  const Tensor images = testing::random_tensor({4, 1, 28, 28}, 10, 0.0f, 1.0f);
+  SmoothedClassifier smoothed(*model, {1, 28, 28}, 10, Device::cuda(0));
+  SmoothingOptions o;
+  o.sigma = 0.25;
+  o.batch = 1000;
+  const std::int64_t n = 20000;
+  const std::vector<std::uint64_t> ids = {0, 1, 2, 3};
+  const auto full = smoothed.sample_counts(images, ids, n, certify::SamplePhase::Estimation, o);
+  o.tensor_cores = true;
+  const auto tf32 = smoothed.sample_counts(images, ids, n, certify::SamplePhase::Estimation, o);
+  // Same noise, so the two count vectors differ only where TF32 rounding flips an argmax. Even as
+  // independent samples they would agree within 5 standard errors of a difference of proportions.
+  for (std::size_t i = 0; i < full.size(); ++i) {
+    const double p = (full[i] + tf32[i]) / (2.0 * n);
+    EXPECT_NEAR(double(full[i]), double(tf32[i]), 5.0 * std::sqrt(2.0 * n * p * (1 - p)) + 1.0) << i;
+  }
 }
 
 }  // namespace

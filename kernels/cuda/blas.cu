@@ -1,5 +1,6 @@
 #include "kernels/blas.h"
 #include "runtime/cuda/check.h"
+#include "runtime/cuda_backend.h"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -34,7 +35,11 @@ void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
   const int lda = static_cast<int>(g.trans_a ? g.m : g.k);
   const int ldb = static_cast<int>(g.trans_b ? g.k : g.n);
-  CUBLAS_CHECK(cublasSgemm(cuda_backend::cublas_handle(), g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+  cublasHandle_t handle = cuda_backend::cublas_handle();
+  // TF32 tensor cores only inside a cuda_backend::TensorCoreMathScope (reduced-precision inference).
+  CUBLAS_CHECK(cublasSetMathMode(handle, cuda_backend::tensor_core_math() ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                          : CUBLAS_DEFAULT_MATH));
+  CUBLAS_CHECK(cublasSgemm(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
                            g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(g.n), static_cast<int>(g.m),
                            static_cast<int>(g.k), &g.alpha, d_b, ldb, d_a, lda, &g.beta, d_c, static_cast<int>(g.n)));
 }

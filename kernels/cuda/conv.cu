@@ -4,6 +4,7 @@
 
 #include "kernels/conv.h"
 #include "runtime/cuda/check.h"
+#include "runtime/cuda_backend.h"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -54,7 +55,8 @@ ConvDesc conv_desc(const Conv2dGeometry& g) {
       cudnnSetConvolution2dDescriptor(raw, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   // Full fp32 FMA math: CUDNN_DEFAULT_MATH would allow TF32 tensor cores (10-bit mantissa) on
   // Ampere and later, and gradients for attacks and bounds should match the CPU to fp32 rounding.
-  CUDNN_CHECK(cudnnSetConvolutionMathType(raw, CUDNN_FMA_MATH));
+  // Inside a cuda_backend::TensorCoreMathScope, TF32 tensor-core math is allowed instead.
+  CUDNN_CHECK(cudnnSetConvolutionMathType(raw, cuda_backend::tensor_core_math() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
   return d;
 }
 
@@ -97,7 +99,9 @@ class Workspace {
 template <class Perf>
 Perf pick_algorithm(const Perf* perf, int count, cudnnConvolutionDescriptor_t conv, const char* pass) {
   auto usable = [](const Perf& p) { return p.status == CUDNN_STATUS_SUCCESS; };
-  auto fp32 = [](const Perf& p) { return p.mathType == CUDNN_FMA_MATH; };
+  // Under tensor-core math the ranking is taken as cuDNN gives it (TF32 algorithms included).
+  const bool any_math = cuda_backend::tensor_core_math();
+  auto fp32 = [any_math](const Perf& p) { return any_math || p.mathType == CUDNN_FMA_MATH; };
   const Perf* chosen = nullptr;
   for (int i = 0; i < count && !chosen; ++i)
     if (usable(perf[i]) && fp32(perf[i]) && perf[i].determinism == CUDNN_DETERMINISTIC) chosen = &perf[i];
