@@ -121,23 +121,51 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   cuda_backend::TensorCoreMathScope math(options.tensor_cores);
 #endif
   nn::FrozenScope frozen(m_base);
+  // One batch: noise in place, forward without a tape, argmax counts. Returns the NaN rows it saw
+  // (the CPU; on the GPU they accumulate in d_nan).
+  const auto run_batch = [&](const kernels::SmoothingBatch& batch) -> std::int64_t {
+    Tensor rows = batch.rows == batch_rows ? noisy : noisy.rows(0, batch.rows);
+    AEGIS_DISPATCH(m_device, noisy_batch(rows.data<float>(), xd.data<float>(), d_ids.data(), batch));
+    const Tensor logits = m_base.forward(autograd::Var(rows)).value();
+    AEGIS_CHECK_AS(ShapeError, logits.dim() == 2 && logits.size(0) == batch.rows && logits.size(1) == k,
+                   "smoothing: the model returned " << logits.describe() << " for " << batch.rows
+                                                    << " inputs, expected [" << batch.rows << ", " << k << "] logits");
+    if (m_device.is_cuda()) {
+#if AEGIS_HAS_CUDA
+      kernels::cuda::count_argmax(d_counts.data(), logits.data<float>(), batch, k, d_nan.data());
+#endif
+      return 0;
+    }
+    return kernels::cpu::count_argmax(d_counts.data(), logits.data<float>(), batch, k);
+  };
+#if AEGIS_HAS_CUDA
+  // On the GPU the full batches after the first replay one captured CUDA graph of run_batch (the
+  // first runs eagerly: it creates the library handles and warms the allocator). The graph reads
+  // the batch's first copy number from a device scalar set before each replay.
+  cuda_backend::Graph graph;
+  bool try_graph = m_device.is_cuda() && options.cuda_graphs && total / batch_rows >= 3;
+  Int64Buffer d_row_start(1, m_device);
+#endif
   std::int64_t nan_rows = 0;
   for (std::int64_t start = 0; start < total; start += batch_rows) {
     b.row_start = start;
     b.rows = std::min(batch_rows, total - start);
-    Tensor rows = b.rows == batch_rows ? noisy : noisy.rows(0, b.rows);
-    AEGIS_DISPATCH(m_device, noisy_batch(rows.data<float>(), xd.data<float>(), d_ids.data(), b));
-    const Tensor logits = m_base.forward(autograd::Var(rows)).value();
-    AEGIS_CHECK_AS(ShapeError, logits.dim() == 2 && logits.size(0) == b.rows && logits.size(1) == k,
-                   "smoothing: the model returned " << logits.describe() << " for " << b.rows << " inputs, expected ["
-                                                    << b.rows << ", " << k << "] logits");
-    if (m_device.is_cuda()) {
+    bool replayed = false;
 #if AEGIS_HAS_CUDA
-      kernels::cuda::count_argmax(d_counts.data(), logits.data<float>(), b, k, d_nan.data());
-#endif
-    } else {
-      nan_rows += kernels::cpu::count_argmax(d_counts.data(), logits.data<float>(), b, k);
+    if (try_graph && start > 0 && b.rows == batch_rows) {
+      if (!graph.ready()) {
+        kernels::SmoothingBatch captured = b;
+        captured.row_start_device = d_row_start.data();
+        try_graph = graph.capture([&] { run_batch(captured); });
+      }
+      if (graph.ready()) {
+        cuda_backend::copy_to_device_async(d_row_start.data(), &start, sizeof start);
+        graph.launch();
+        replayed = true;
+      }
     }
+#endif
+    if (!replayed) nan_rows += run_batch(b);
     if (on_batch) on_batch(b.rows);
   }
   if (m_device.is_cuda()) nan_rows = d_nan.download()[0];

@@ -15,7 +15,8 @@
 // Samples are taken in fixed-size batches of `batch` rows: the inputs are copied into the batch
 // and the noise is generated in place on the device, the model runs forward without a tape, and
 // the argmax per row is counted per input on the device, so only counts reach the host. When n0
-// or n is smaller than the batch, several inputs share one batch.
+// or n is smaller than the batch, several inputs share one batch. On the GPU the fixed-shape batch
+// is captured once as a CUDA graph and replayed.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,9 @@ struct SmoothingOptions {
   // then those of a slightly different base classifier, which CERTIFY's guarantee covers as well:
   // the certificate is about the classifier that produced the counts.
   bool tensor_cores = false;
+  // GPU only: replay the fixed-shape batch (noise, forward, counts) as a captured CUDA graph; it
+  // falls back to eager launches by itself when the model's forward pass cannot be captured.
+  bool cuda_graphs = true;
 };
 
 struct Certificate {

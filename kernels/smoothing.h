@@ -138,6 +138,9 @@ struct SmoothingBatch {
   std::uint64_t seed = 0;
   std::uint32_t purpose = philox::kPurposeSmoothing;
   float sigma = 0.0f;
+  // CUDA only: when set, the kernels read the first copy number from this device scalar instead of
+  // row_start, so that a captured CUDA graph can replay the same launches for every batch.
+  const std::int64_t* row_start_device = nullptr;
 };
 
 namespace cpu {

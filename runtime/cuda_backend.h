@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace aegis::cuda_backend {
@@ -19,6 +20,30 @@ enum class Copy { HostToDevice, DeviceToHost, DeviceToDevice };
 void copy(void* dst, const void* src, std::size_t bytes, Copy kind);  // synchronous w.r.t. host
 void memset_zero(void* ptr, std::size_t bytes);
 void synchronize();
+
+// Stream-ordered host-to-device copy of a few bytes, without synchronizing: the bytes are staged
+// before the call returns, so `h_src` may change afterwards.
+void copy_to_device_async(void* d_dst, const void* h_src, std::size_t bytes);
+
+// A sequence of work on this thread's stream captured once and replayed (CUDA graphs): for
+// fixed-shape loops whose launch overhead matters, such as the randomized-smoothing batches.
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  // Runs `work` under stream capture (thread-local mode) and instantiates the result. When the
+  // work is not capturable (it synchronizes, or throws) the capture is abandoned, the stream is
+  // left usable, and false is returned; the caller then runs the work eagerly.
+  bool capture(const std::function<void()>& work);
+  bool ready() const { return m_exec != nullptr; }
+  void launch();  // replays the captured work on this thread's stream
+
+ private:
+  void* m_graph = nullptr;  // cudaGraph_t
+  void* m_exec = nullptr;   // cudaGraphExec_t
+};
 
 // Reduced-precision matrix math for inference paths that tolerate it (randomized-smoothing
 // sampling): while on, cuBLAS matrix products and cuDNN convolutions issued from this host thread

@@ -404,6 +404,23 @@ TEST(SmoothingCuda, SameNoiseAndCountsAsTheCpu) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(double(a[i]), double(g[i]), 10.0) << i;
 }
 
+TEST(SmoothingCuda, GraphReplayGivesTheSameCountsAsEagerLaunches) {
+  AEGIS_REQUIRE_GPU();
+  nn::ModelSpec spec{"resnet20", {3, 32, 32}, 10, "", 5};
+  auto model = nn::build_model(spec);
+  model->to(Device::cuda(0));
+  const Tensor images = testing::random_tensor({3, 3, 32, 32}, 11, 0.0f, 1.0f);
+  SmoothedClassifier smoothed(*model, {3, 32, 32}, 10, Device::cuda(0));
+  SmoothingOptions o;
+  o.sigma = 0.5;
+  o.batch = 128;  // 3·1000 rows: 23 full batches (22 replays) and a partial one
+  o.cuda_graphs = false;
+  const auto eager = smoothed.sample_counts(images, {7, 8, 9}, 1000, certify::SamplePhase::Estimation, o);
+  o.cuda_graphs = true;
+  const auto replayed = smoothed.sample_counts(images, {7, 8, 9}, 1000, certify::SamplePhase::Estimation, o);
+  EXPECT_EQ(eager, replayed);  // the same kernels on the same data, only launched differently
+}
+
 TEST(SmoothingCuda, TensorCoreCountsAgreeWithFloat32) {
   AEGIS_REQUIRE_GPU();
   nn::ModelSpec spec{"cnn-fmnist", {1, 28, 28}, 10, "", 4};

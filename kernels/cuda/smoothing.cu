@@ -10,10 +10,11 @@ namespace {
 __global__ void noisy_batch_kernel(float* out, const float* x, const long long* ids, SmoothingBatch b) {
   const long long pairs_per_row = b.d / 2 + 1;
   const long long total = b.rows * pairs_per_row;
+  const long long row_start = b.row_start_device ? *reinterpret_cast<const long long*>(b.row_start_device) : b.row_start;
   for (long long t = blockIdx.x * 1LL * blockDim.x + threadIdx.x; t < total; t += 1LL * gridDim.x * blockDim.x) {
     const long long r = t / pairs_per_row;
     const long long p = t - r * pairs_per_row;
-    const long long g = b.row_start + r;
+    const long long g = row_start + r;
     const long long slot = g / b.samples, sample = g - slot * b.samples;
     const unsigned long long begin = static_cast<unsigned long long>(sample) * static_cast<unsigned long long>(b.d);
     const unsigned long long pair = (begin >> 1) + static_cast<unsigned long long>(p);
@@ -32,8 +33,9 @@ __global__ void noisy_batch_kernel(float* out, const float* x, const long long* 
 
 __global__ void count_argmax_kernel(long long* counts, const float* logits, SmoothingBatch b, long long k,
                                     long long* nan_rows) {
+  const long long row_start = b.row_start_device ? *reinterpret_cast<const long long*>(b.row_start_device) : b.row_start;
   for (long long r = blockIdx.x * 1LL * blockDim.x + threadIdx.x; r < b.rows; r += 1LL * gridDim.x * blockDim.x) {
-    const long long slot = (b.row_start + r) / b.samples;
+    const long long slot = (row_start + r) / b.samples;
     const float* z = logits + r * k;
     long long best = 0;
     bool nan = isnan(z[0]);

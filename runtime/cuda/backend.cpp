@@ -57,6 +57,47 @@ void copy(void* dst, const void* src, std::size_t bytes, Copy kind) {
   CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
+void copy_to_device_async(void* d_dst, const void* h_src, std::size_t bytes) {
+  CUDA_CHECK(cudaMemcpyAsync(d_dst, h_src, bytes, cudaMemcpyHostToDevice, stream()));
+}
+
+Graph::~Graph() {
+  if (m_exec) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(m_exec));
+  if (m_graph) cudaGraphDestroy(static_cast<cudaGraph_t>(m_graph));
+}
+
+bool Graph::capture(const std::function<void()>& work) {
+  AEGIS_CHECK(!m_graph && !m_exec, "a CUDA graph is captured once");
+  CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal));
+  bool ok = true;
+  try {
+    work();
+  } catch (const std::exception&) {
+    ok = false;  // an operation that cannot be captured; the work runs eagerly instead
+  }
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream(), &graph);
+  if (!ok || end != cudaSuccess || graph == nullptr) {
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();  // clear the capture's error so that later calls start clean
+    return false;
+  }
+  cudaGraphExec_t exec = nullptr;
+  if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+    cudaGraphDestroy(graph);
+    cudaGetLastError();
+    return false;
+  }
+  m_graph = graph;
+  m_exec = exec;
+  return true;
+}
+
+void Graph::launch() {
+  AEGIS_CHECK(m_exec != nullptr, "launch of a CUDA graph that was not captured");
+  CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(m_exec), stream()));
+}
+
 void memset_zero(void* ptr, std::size_t bytes) {
   CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream()));
 }
