@@ -83,7 +83,8 @@ void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainO
         ++epochs_done;
       });
   if (r.stopped_early && !a.common.quiet)
-    std::cerr << "aegis: catastrophic overfitting: held-out PGD-10 accuracy fell more than 20 points; stopped after "
+    std::cerr << "aegis: catastrophic overfitting: held-out PGD-10 accuracy fell more than " << adv.overfit_drop * 100
+              << " points; stopped after "
               << epochs_done << " epoch(s) and restored epoch " << r.best_epoch << "\n";
   t.summary["steps"] = r.steps;
   t.summary["train_loss"] = r.epochs.back().train_loss;
@@ -241,6 +242,10 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)");
   cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])");
   cmd->add_option("--adv-steps", a.adv_options.steps, "adversarial training: PGD steps")->capture_default_str();
+  cmd->add_option("--adv-overfit-drop", a.adv_options.overfit_drop,
+                  "fgsm-rs: stop and restore the best epoch when held-out PGD-10 accuracy falls more than this "
+                  "fraction below the best")
+      ->capture_default_str();
   cmd->add_option("--adv-replays", a.adv_options.replays, "free adversarial training: minibatch replays m")
       ->capture_default_str();
 }

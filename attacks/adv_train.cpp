@@ -121,6 +121,8 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   AEGIS_CHECK(std::isfinite(adv.step_size) && adv.step_size >= 0.0f,
               "adversarial training step size " << adv.step_size << " must be ≥ 0 (0: the method's default)");
   AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
+  AEGIS_CHECK(adv.overfit_drop >= 0.0f && adv.overfit_drop <= 1.0f,
+              "overfitting-check threshold " << adv.overfit_drop << " must lie in [0, 1]");
   AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
   AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
   AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
@@ -222,7 +224,7 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
       if (acc > best_accuracy) {
         best_accuracy = acc;
         best_weights = snapshot(model);
-      } else if (best_accuracy - acc > 0.20) {
+      } else if (best_accuracy - acc > adv.overfit_drop) {
         stop = true;
       }
       std::int64_t best = 0;

@@ -15,8 +15,9 @@
 // Catastrophic-overfitting check (fgsm-rs with check_overfitting; Wong et al. 2020, §5.3 and
 // Rice et al. 2020 use a held-out PGD check the same way): the last min(512, N/10) training
 // examples are held out of training. After each epoch the PGD-10 (α = ε/4, one random start)
-// robust accuracy on them is measured; when it falls more than 20 percentage points below the
-// best epoch's, training stops and the weights of the best epoch are restored.
+// robust accuracy on them is measured; when it falls more than `overfit_drop` (20 percentage
+// points by default) below the best epoch's, training stops and the weights of the best epoch are
+// restored.
 #pragma once
 
 #include <functional>
@@ -34,6 +35,7 @@ struct AdvTrainOptions {
   float step_size = 0.0f;      // 0: pgd 2.5ε/K, fgsm-rs 1.25ε (Wong et al. 2020); free always uses ε
   int replays = 4;             // free: minibatch replays m (Shafahi et al. 2019)
   bool check_overfitting = true;  // fgsm-rs only (see above)
+  float overfit_drop = 0.20f;     // the check's threshold, a fraction in [0, 1]
 };
 
 struct AdvTrainResult : nn::TrainResult {

@@ -125,6 +125,33 @@ TEST(AdvTrain, OverfittingCheckKeepsTheBestEpochsWeights) {
   EXPECT_DOUBLE_EQ(attacks::robust_accuracy(attacks::pgd(*model, held.images, held.labels, o)), best);
 }
 
+TEST(AdvTrain, OverfittingCheckStopsAndRestoresTheBestEpoch) {
+  // With a zero threshold the check fires at the first epoch whose held-out robust accuracy is
+  // below the best so far; with this seed and these settings that happens (fixed, deterministic).
+  auto model = make_mlp(2);
+  AdvTrainOptions adv;
+  adv.method = "fgsm-rs";
+  adv.eps = 0.3f;
+  adv.step_size = 100.0f;
+  adv.overfit_drop = 0.0f;
+  nn::TrainOptions t = train_options(10);
+  t.lr = 0.05f;
+  t.schedule = "constant";
+  const attacks::AdvTrainResult r = attacks::train_adversarial(*model, digits().train, t, adv);
+  ASSERT_TRUE(r.stopped_early) << "held-out robust accuracy never fell in " << r.epochs.size() << " epochs";
+  ASSERT_GE(r.check_robust_accuracy.size(), 2u);
+  const double best = r.check_robust_accuracy[static_cast<std::size_t>(r.best_epoch - 1)];
+  EXPECT_LT(r.check_robust_accuracy.back(), best);
+  EXPECT_LT(r.best_epoch, static_cast<std::int64_t>(r.epochs.size()));  // an earlier epoch was restored
+  const nn::Dataset held = nn::take(digits().train, 1500 - r.held_out, r.held_out);
+  attacks::AttackOptions o;
+  o.eps = Tensor::full({1}, adv.eps);
+  o.step_size = Tensor::full({1}, adv.eps / 4);
+  o.steps = 10;
+  o.seed = t.seed;
+  EXPECT_DOUBLE_EQ(attacks::robust_accuracy(attacks::pgd(*model, held.images, held.labels, o)), best);
+}
+
 TEST(AdvTrain, BadOptionsAreRejected) {
   auto model = make_mlp();
   AdvTrainOptions adv;
@@ -133,6 +160,9 @@ TEST(AdvTrain, BadOptionsAreRejected) {
   EXPECT_THROW(attacks::train_adversarial(*model, digits().train, train_options(1), adv), InvalidArgument);
   adv.method = "pgd";
   adv.eps = -1.0f;
+  EXPECT_THROW(attacks::train_adversarial(*model, digits().train, train_options(1), adv), InvalidArgument);
+  adv.eps = 0.1f;
+  adv.overfit_drop = 1.5f;
   EXPECT_THROW(attacks::train_adversarial(*model, digits().train, train_options(1), adv), InvalidArgument);
 }
 
