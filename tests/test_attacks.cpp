@@ -395,26 +395,8 @@ TEST(RandomStart, LinfIsUniformInTheBoxAndPerExample) {
 
 // ---- bookkeeping on a small trained model -----------------------------------------------------
 
-struct Digits {
-  std::shared_ptr<nn::Module> model;
-  nn::Dataset test;
-};
-
-const Digits& digits() {
-  static const Digits data = [] {
-    Digits out;
-    const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
-    out.model = nn::build_model({"mlp", {1, 8, 8}, 10, "", 3});
-    nn::TrainOptions opt;
-    opt.epochs = 8;
-    opt.batch_size = 64;
-    opt.lr = 0.01f;
-    opt.optimizer = "adam";
-    nn::train_classifier(*out.model, split.train, opt);
-    out.test = split.test;
-    return out;
-  }();
-  return data;
+const testing::TrainedDigits& digits() {
+  return testing::trained_digits_mlp();
 }
 
 AttackOptions digits_options(float eps, int steps, int restarts) {
@@ -429,7 +411,7 @@ AttackOptions digits_options(float eps, int steps, int restarts) {
 }
 
 TEST(AttackBookkeeping, MoreStepsOrRestartsNeverRaiseRobustAccuracy) {
-  const Digits& dg = digits();
+  const auto& dg = digits();
   nn::Module& model = *dg.model;
   const Tensor& x = dg.test.images;
   const Tensor& y = dg.test.labels;
@@ -457,7 +439,7 @@ TEST(AttackBookkeeping, MoreStepsOrRestartsNeverRaiseRobustAccuracy) {
 }
 
 TEST(AttackBookkeeping, RestartsKeepFoundExamplesAndEarlyStopFreezes) {
-  const Digits& dg = digits();
+  const auto& dg = digits();
   nn::Module& model = *dg.model;
   const Tensor& x = dg.test.images;
   const Tensor& y = dg.test.labels;
@@ -506,7 +488,7 @@ TEST(AttackBookkeeping, RestartsKeepFoundExamplesAndEarlyStopFreezes) {
 }
 
 TEST(AttackBookkeeping, MomentumResultOfAnExampleDoesNotDependOnTheBatch) {
-  const Digits& dg = digits();
+  const auto& dg = digits();
   nn::Module& model = *dg.model;
   const std::int64_t n = 40;
   const nn::Dataset part = nn::take(dg.test, 0, n);

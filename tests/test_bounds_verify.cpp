@@ -45,31 +45,13 @@ class Custom : public nn::Module {
   std::shared_ptr<nn::Linear> m_linear;
 };
 
-struct Trained {
-  std::shared_ptr<nn::Module> model;
-  nn::Dataset test;
-};
-
-// The digits mlp (Flatten, Linear(64, 256), ReLU, Linear(256, 10)) trained as in test_attacks.
-const Trained& digits_mlp() {
-  static const Trained t = [] {
-    Trained out;
-    const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
-    out.model = nn::build_model({"mlp", {1, 8, 8}, 10, "", 3});
-    nn::TrainOptions opt;
-    opt.epochs = 8;
-    opt.batch_size = 64;
-    opt.lr = 0.01f;
-    opt.optimizer = "adam";
-    nn::train_classifier(*out.model, split.train, opt);
-    out.test = split.test;
-    return out;
-  }();
-  return t;
+// The digits mlp shared with test_attacks (tests/support/testing.h).
+const testing::TrainedDigits& digits_mlp() {
+  return testing::trained_digits_mlp();
 }
 
 TEST(Verify, BoundedByCleanAccuracyShrinkingWithEpsAndSound) {
-  const Trained& t = digits_mlp();
+  const auto& t = digits_mlp();
   for (const std::string norm : {"linf", "l2"}) {
     const std::vector<double> radii =
         norm == "linf" ? std::vector<double>{0, 0.003, 0.01, 0.03, 0.1} : std::vector<double>{0, 0.02, 0.1, 0.3, 1.0};

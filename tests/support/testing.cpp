@@ -1,5 +1,8 @@
 #include "support/testing.h"
 
+#include "nn/train.h"
+#include "nn/zoo.h"
+
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -152,6 +155,23 @@ void write_file(const std::string& path, const std::vector<unsigned char>& bytes
   std::ofstream f(path, std::ios::binary);
   f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   ASSERT_TRUE(f.good()) << path;
+}
+
+const TrainedDigits& trained_digits_mlp() {
+  static const TrainedDigits trained = [] {
+    TrainedDigits out;
+    const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
+    out.model = nn::build_model({"mlp", {1, 8, 8}, 10, "", 3});
+    nn::TrainOptions opt;
+    opt.epochs = 8;
+    opt.batch_size = 64;
+    opt.lr = 0.01f;
+    opt.optimizer = "adam";
+    nn::train_classifier(*out.model, split.train, opt);
+    out.test = split.test;
+    return out;
+  }();
+  return trained;
 }
 
 }  // namespace aegis::testing
