@@ -75,6 +75,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   base.max = a.max;
   base.shard = certify::parse_shard(a.shard);
   base.tensor_cores = a.tensor_cores;
+  base.batch = a.batch;
   std::vector<certify::SweepSettings> settings;
   std::vector<std::string> paths;
   for (double sigma : a.sigmas) {
@@ -118,10 +119,12 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   double seconds_total = 0.0;
   for (std::size_t k = 0; k < settings.size(); ++k) {
     settings[k].model_fingerprint = fingerprint;
+    settings[k].device = device.str();
     certify::SweepFile file(paths[k], settings[k],
                             a.resume  ? certify::OpenMode::Resume
                             : a.force ? certify::OpenMode::Overwrite
                                       : certify::OpenMode::Create);
+    if (!file.resume_warning().empty()) std::cerr << "aegis: warning: " << file.resume_warning() << "\n";
     certify::SmoothingOptions opts;
     opts.sigma = settings[k].sigma;
     opts.n0 = a.n0;

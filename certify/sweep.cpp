@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <unordered_map>
 
 #include "runtime/error.h"
@@ -197,10 +198,20 @@ void SweepFile::resume_existing(const SweepSettings& settings) {
   AEGIS_CHECK_AS(IoError, has_settings(m_path),
                  "cannot resume " << m_path << ": its settings file " << settings_path(m_path)
                                   << " is missing, so the settings cannot be checked");
-  const std::string diff = settings_difference(settings, read_settings(m_path), false);
+  const SweepSettings stored = read_settings(m_path);
+  const std::string diff = settings_difference(settings, stored, false);
   AEGIS_CHECK(diff.empty(), "cannot resume " << m_path << " with other settings than it was started with (" << diff
                                              << " in " << settings_path(m_path)
                                              << "); pass the same settings or start a new file");
+  std::ostringstream how;
+  if (stored.batch > 0 && settings.batch > 0 && stored.batch != settings.batch)
+    how << "batch " << settings.batch << " (started with " << stored.batch << ")";
+  if (!stored.device.empty() && !settings.device.empty() && stored.device != settings.device)
+    how << (how.tellp() > 0 ? ", " : "") << "device " << settings.device << " (started on " << stored.device << ")";
+  if (how.tellp() > 0)
+    m_resume_warning = "resuming " + m_path + " with " + how.str() +
+                       ": the certificates stay valid, but the forward pass rounds differently, so a near-tie may "
+                       "come out differently than in one uninterrupted run";
   const SweepTsv tsv = read_sweep_tsv(m_path, true);
   if (tsv.partial_tail || tsv.header_only_prefix) {
     // A kill mid-write left a partial line: cut the file back to its last complete line.

@@ -86,6 +86,11 @@ struct SweepSettings {
   std::int64_t max = 0;
   Shard shard;
   bool tensor_cores = false;  // TF32 forward on the GPU (SmoothingOptions::tensor_cores)
+  // How the rows were computed (0 and "" when unknown). Not part of the settings a resume must
+  // match: a different batch size or device gives equally valid certificates, but the forward
+  // pass rounds differently, so a near-tie can come out differently than in one uninterrupted run.
+  std::int64_t batch = 0;
+  std::string device;
 };
 
 // σ > 0 finite, n0 ≥ 1, n ≥ 1, α ∈ (0, 1), skip ≥ 1, max ≥ 0, a valid shard: InvalidArgument
@@ -129,6 +134,9 @@ class SweepFile {
   const std::string& path() const { return m_path; }
   const std::vector<SweepRow>& rows() const { return m_rows; }  // found on resume + appended
   std::int64_t resumed_rows() const { return m_resumed; }
+  // After a resume with another batch size or device than the file was started with: says so
+  // (rows may then differ from an uninterrupted run's in rare near-ties); empty otherwise.
+  const std::string& resume_warning() const { return m_resume_warning; }
   bool contains(std::int64_t idx) const { return m_done.count(idx) != 0; }
 
  private:
@@ -140,6 +148,7 @@ class SweepFile {
   std::vector<SweepRow> m_rows;
   std::unordered_set<std::int64_t> m_done;
   std::int64_t m_resumed = 0;
+  std::string m_resume_warning;
 };
 
 // ---- the sweep -------------------------------------------------------------------------------

@@ -103,7 +103,9 @@ void write_settings(const std::string& tsv_path, const SweepSettings& s) {
                          {"skip", s.skip},
                          {"max", s.max},
                          {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)},
-                         {"tensor_cores", s.tensor_cores}};
+                         {"tensor_cores", s.tensor_cores},
+                         {"batch", s.batch},
+                         {"device", s.device}};
   const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
   const std::string text = j.dump(2) + "\n";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -139,6 +141,8 @@ SweepSettings read_settings(const std::string& tsv_path) {
   s.max = json_field<std::int64_t>(j, "max", path);
   const std::string shard = json_field<std::string>(j, "shard", path);
   s.tensor_cores = j.value("tensor_cores", false);  // absent in files of plain fp32 sweeps
+  s.batch = j.value("batch", std::int64_t{0});
+  s.device = j.value("device", std::string());
   try {
     s.shard = parse_shard(shard);
     check_sweep_settings(s);

@@ -48,6 +48,8 @@ SweepSettings small_settings() {
   s.model = "m.safetensors";
   s.model_fingerprint = "fnv1a64:0000000000000001";
   s.data = "digits";
+  s.batch = 1000;
+  s.device = "cpu";
   return s;
 }
 
@@ -239,6 +241,19 @@ TEST(SweepFile, RefusesToOverwriteAndChecksSettingsOnResume) {
   other = small_settings();
   other.n = 100;
   expect_error<InvalidArgument>([&] { SweepFile f(path, other, OpenMode::Resume); }, path, "n 100 vs 200");
+  // Another batch size or device is allowed, with a warning that names both.
+  other = small_settings();
+  other.batch = 250;
+  other.device = "cuda:0";
+  {
+    SweepFile f(path, small_settings(), OpenMode::Resume);
+    EXPECT_TRUE(f.resume_warning().empty()) << f.resume_warning();
+  }
+  {
+    SweepFile f(path, other, OpenMode::Resume);
+    EXPECT_NE(f.resume_warning().find("batch 250 (started with 1000)"), std::string::npos) << f.resume_warning();
+    EXPECT_NE(f.resume_warning().find("device cuda:0 (started on cpu)"), std::string::npos) << f.resume_warning();
+  }
   // Resuming a finished sweep certifies nothing and appends nothing.
   const std::string before = read_text(path);
   {
