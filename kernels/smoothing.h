@@ -20,8 +20,9 @@
 // +, −, ×, ÷ and √, and the CUDA code rounds every operation explicitly (no contraction into FMA),
 // so the CPU and the GPU produce bit-identical noise for the same key.
 //
-// CPU: OpenMP over rows, a vectorizable loop over the pairs of a row. CUDA: one thread per element
-// pair (grid-stride), and one thread per row for the argmax with one atomicAdd per row.
+// CPU: OpenMP over rows, a branch-free loop over the pairs of a row (about 2.8 ns per element on
+// 2 cores; GCC 12 does not vectorize it). CUDA: one thread per element pair (grid-stride), and one
+// thread per row for the argmax with one atomicAdd per row.
 #pragma once
 
 #include <cstdint>
