@@ -201,15 +201,8 @@ Runner add_attack(CLI::App& app) {
     const Device device = resolve_device(a->common);
     nn::LoadedClassifier loaded = nn::load_classifier(a->model);
     const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
-    const Shape& s = split.test.images.shape();
-    AEGIS_CHECK(Shape({s[1], s[2], s[3]}) == loaded.spec.input_shape,
-                "model " << a->model << " takes inputs " << shape_str(loaded.spec.input_shape) << " but dataset '"
-                         << a->data << "' has " << shape_str(Shape{s[1], s[2], s[3]}));
-    AEGIS_CHECK(split.test.num_classes == loaded.spec.num_classes,
-                "model " << a->model << " has " << loaded.spec.num_classes << " classes but dataset '" << a->data
-                         << "' has " << split.test.num_classes);
-    const nn::Dataset test =
-        a->max > 0 ? nn::take(split.test, 0, std::min(a->max, split.test.size())) : split.test;
+    check_data_fits(split.test, loaded.spec, a->model, a->data);
+    const nn::Dataset test = first_examples(split.test, a->max);
     loaded.model->to(device);
     nlohmann::json j = a->attack == "suite" ? run_suite_command(*a, *loaded.model, test, device)
                                             : run_one(*a, *loaded.model, test, device, loaded.spec.num_classes);

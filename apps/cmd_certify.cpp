@@ -96,13 +96,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   const std::string fingerprint = certify::file_fingerprint(a.model);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   const nn::Dataset& test = split.test;
-  const Shape& s = test.images.shape();
-  AEGIS_CHECK(Shape({s[1], s[2], s[3]}) == loaded.spec.input_shape,
-              "model " << a.model << " takes inputs " << shape_str(loaded.spec.input_shape) << " but dataset '"
-                       << a.data << "' has " << shape_str(Shape{s[1], s[2], s[3]}));
-  AEGIS_CHECK(test.num_classes == loaded.spec.num_classes, "model " << a.model << " has " << loaded.spec.num_classes
-                                                                    << " classes but dataset '" << a.data << "' has "
-                                                                    << test.num_classes);
+  check_data_fits(test, loaded.spec, a.model, a.data);
   loaded.model->to(device);
   certify::SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
 
@@ -141,7 +135,9 @@ nlohmann::json run_certify(const CertifyArgs& a) {
     std::string rows_text = "inputs " + std::to_string(file.rows().size()) + "/" + std::to_string(inputs.size());
     const certify::ChunkCertifier certifier = [&](const std::vector<std::int64_t>& idx) {
       const auto m = static_cast<std::int64_t>(idx.size());
-      Tensor x = Tensor::empty({m, s[1], s[2], s[3]});
+      Shape shape = loaded.spec.input_shape;
+      shape.insert(shape.begin(), m);
+      Tensor x = Tensor::empty(shape);
       for (std::int64_t i = 0; i < m; ++i)
         std::memcpy(x.data<float>() + i * d, images + idx[static_cast<std::size_t>(i)] * d,
                     static_cast<std::size_t>(d) * sizeof(float));

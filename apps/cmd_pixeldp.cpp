@@ -88,17 +88,6 @@ std::string key_of(double t) {
   return os.str();
 }
 
-void check_data_fits(const nn::Dataset& test, const nn::ModelSpec& spec, const std::string& model,
-                     const std::string& data) {
-  const Shape& s = test.images.shape();
-  AEGIS_CHECK(Shape({s[1], s[2], s[3]}) == spec.input_shape,
-              "model " << model << " takes inputs " << shape_str(spec.input_shape) << " but dataset '" << data
-                       << "' has " << shape_str(Shape{s[1], s[2], s[3]}));
-  AEGIS_CHECK(test.num_classes == spec.num_classes, "model " << model << " has " << spec.num_classes
-                                                             << " classes but dataset '" << data << "' has "
-                                                             << test.num_classes);
-}
-
 int run_train(const PixelDpTrainArgs& a) {
   certify::PixelDpParams params;
   params.norm = certify::parse_pixeldp_norm(a.norm);
@@ -110,7 +99,7 @@ int run_train(const PixelDpTrainArgs& a) {
   const Device device = resolve_device(a.common);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   const nn::Dataset train =
-      a.max_train > 0 ? nn::take(split.train, 0, std::min(a.max_train, split.train.size())) : split.train;
+      first_examples(split.train, a.max_train);
   const Shape& s = train.images.shape();
   nn::ModelSpec spec;
   spec.name = a.model;
@@ -285,7 +274,7 @@ int run_certify(const PixelDpCertifyArgs& a) {
               "--attack cw-l2 evaluates L2 robustness, but " << a.model << " is an L1 (Laplace) model");
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   check_data_fits(split.test, loaded.spec, a.model, a.data);
-  const nn::Dataset test = a.max > 0 ? nn::take(split.test, 0, std::min(a.max, split.test.size())) : split.test;
+  const nn::Dataset test = first_examples(split.test, a.max);
   loaded.net->to(device);
   loaded.net->noise_layer().set_seed(a.seed);
   const std::vector<certify::PixelDpCertificate> certs =

@@ -81,7 +81,7 @@ nlohmann::json pgd_evaluation(const TrainArgs& a, const nn::Dataset& test, const
   const Device device = resolve_device(a.common);
   nn::LoadedClassifier loaded = nn::load_classifier(model_file);
   loaded.model->to(device);
-  const nn::Dataset sub = nn::take(test, 0, std::min<std::int64_t>(1000, test.size()));
+  const nn::Dataset sub = first_examples(test, 1000);
   const Tensor x = sub.images.to(device), y = sub.labels.to(device);
   const std::int64_t n = sub.size();
   attacks::AttackOptions opt;
@@ -102,7 +102,7 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
   const Device device = resolve_device(a.common);
   nn::LoadedClassifier loaded = nn::load_classifier(model_file);
   loaded.model->to(device);
-  const nn::Dataset sub = nn::take(test, 0, std::min<std::int64_t>(count, test.size()));
+  const nn::Dataset sub = first_examples(test, count);
   const std::int64_t n = sub.size();
   certify::SmoothingOptions o;
   o.sigma = sigma;

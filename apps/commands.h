@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 
+#include "nn/data/dataset.h"
+#include "nn/zoo.h"
 #include "runtime/device.h"
 
 namespace aegis::app {
@@ -25,6 +27,12 @@ void add_common_options(CLI::App& cmd, CommonOptions& o);
 Device resolve_device(const CommonOptions& o);
 // The hint passed to the bundled-data search: --data-dir, else the source tree's data/.
 std::string data_dir_hint(const CommonOptions& o);
+// InvalidArgument naming both when the model (`spec`, read from `model_file`) does not take the
+// dataset's (`data_spec`) input shape or number of classes.
+void check_data_fits(const nn::Dataset& data, const nn::ModelSpec& spec, const std::string& model_file,
+                     const std::string& data_spec);
+// The first `max` examples of `data` (all of them when max is 0 or larger than the set).
+nn::Dataset first_examples(const nn::Dataset& data, std::int64_t max);
 
 Runner add_info(CLI::App& app);
 Runner add_train(CLI::App& app);

@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "runtime/error.h"
 
 namespace aegis::app {
 
@@ -23,6 +24,22 @@ std::string data_dir_hint(const CommonOptions& o) {
   if (!o.data_dir.empty()) return o.data_dir;
   if (const char* env = std::getenv("AEGIS_DATA_DIR"); env && *env) return env;
   return std::string(AEGIS_SOURCE_DIR) + "/data";
+}
+
+void check_data_fits(const nn::Dataset& data, const nn::ModelSpec& spec, const std::string& model_file,
+                     const std::string& data_spec) {
+  const Shape& s = data.images.shape();
+  const Shape example{s[1], s[2], s[3]};
+  AEGIS_CHECK(example == spec.input_shape, "model " << model_file << " takes inputs " << shape_str(spec.input_shape)
+                                                    << " but dataset '" << data_spec << "' has "
+                                                    << shape_str(example));
+  AEGIS_CHECK(data.num_classes == spec.num_classes, "model " << model_file << " has " << spec.num_classes
+                                                             << " classes but dataset '" << data_spec << "' has "
+                                                             << data.num_classes);
+}
+
+nn::Dataset first_examples(const nn::Dataset& data, std::int64_t max) {
+  return max > 0 && max < data.size() ? nn::take(data, 0, max) : data;
 }
 
 }  // namespace aegis::app
