@@ -7,7 +7,9 @@
 #include <iostream>
 
 #include "attacks/attacks.h"
+#include "certify/analyze.h"
 #include "certify/smoothing.h"
+#include "certify/sweep.h"
 #include "nn/model_file.h"
 #include "progress.h"
 #include "train_run.h"
@@ -119,26 +121,21 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
   const auto certs = smoothed.certify(sub.images, ids, o, [&](std::int64_t rows) { bar.update(done += rows); });
   bar.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // The same numbers `aegis analyze` reports for a sweep's rows.
   const std::int32_t* y = sub.labels.data<std::int32_t>();
-  const double radii[] = {0.0, 0.25, 0.5, 0.75};
-  nlohmann::json at = nlohmann::json::object();
-  double acr = 0.0;
+  std::vector<certify::SweepRow> rows(certs.size());
   std::int64_t abstained = 0;
-  for (const auto& c : certs) abstained += c.prediction < 0;
-  for (double r : radii) {
-    std::int64_t ok = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const auto& c = certs[static_cast<std::size_t>(i)];
-      ok += c.prediction == y[i] && c.radius >= r;
-    }
+  for (std::size_t i = 0; i < certs.size(); ++i) {
+    rows[i] = certify::sweep_row(static_cast<std::int64_t>(i), y[i], certs[i]);
+    abstained += certs[i].prediction < 0;
+  }
+  nlohmann::json at = nlohmann::json::object();
+  for (double r : {0.0, 0.25, 0.5, 0.75}) {
     char key[16];
     std::snprintf(key, sizeof key, "%.2f", r);
-    at[key] = static_cast<double>(ok) / static_cast<double>(n);
+    at[key] = certify::certified_accuracy(rows, r);
   }
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto& c = certs[static_cast<std::size_t>(i)];
-    if (c.prediction == y[i]) acr += c.radius / static_cast<double>(n);
-  }
+  const double acr = certify::average_certified_radius(rows);
   return {{"sigma", sigma}, {"n0", o.n0}, {"n", o.n}, {"alpha", o.alpha}, {"examples", n},
           {"certified_accuracy", at}, {"average_certified_radius", acr},
           {"abstention_rate", static_cast<double>(abstained) / static_cast<double>(n)}, {"seconds", seconds},

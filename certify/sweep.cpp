@@ -89,6 +89,17 @@ void sync_fd(int fd, const std::string& path) {
 
 // ---- rows ------------------------------------------------------------------------------------
 
+SweepRow sweep_row(std::int64_t idx, std::int64_t label, const Certificate& certificate, double seconds) {
+  SweepRow row;
+  row.idx = idx;
+  row.label = label;
+  row.predict = certificate.prediction < 0 ? -1 : certificate.prediction;
+  row.radius = row.predict < 0 ? 0.0 : certificate.radius;
+  row.correct = row.predict == row.label;
+  row.seconds = seconds;
+  return row;
+}
+
 bool same_result(const SweepRow& a, const SweepRow& b) {
   return a.idx == b.idx && a.label == b.label && a.predict == b.predict && a.correct == b.correct &&
          radius_text(a.radius) == radius_text(b.radius);
@@ -298,14 +309,7 @@ SweepSummary run_sweep(SweepFile& file, const std::vector<SweepInput>& inputs, s
       const Certificate& c = certs[i - b];
       AEGIS_CHECK_AS(NumericError, std::isfinite(c.radius) && c.radius >= 0,
                      "certificate of idx " << inputs[i].idx << " has radius " << c.radius);
-      SweepRow row;
-      row.idx = inputs[i].idx;
-      row.label = inputs[i].label;
-      row.predict = c.prediction < 0 ? -1 : c.prediction;
-      row.radius = row.predict < 0 ? 0.0 : c.radius;
-      row.correct = row.predict == row.label;
-      row.seconds = per_input;
-      file.append(row);
+      file.append(sweep_row(inputs[i].idx, inputs[i].label, c, per_input));
       ++s.written;
     }
     if (on_chunk) on_chunk(static_cast<std::int64_t>(file.rows().size()));

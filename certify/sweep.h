@@ -36,6 +36,8 @@ struct SweepRow {
   bool correct = false;
   double seconds = 0.0;  // the time column
 };
+// The row of one CERTIFY result: predict −1 and radius 0 when abstaining, correct = (predict == label).
+SweepRow sweep_row(std::int64_t idx, std::int64_t label, const Certificate& certificate, double seconds = 0.0);
 
 extern const char* const kSweepHeader;  // without the newline
 
