@@ -44,6 +44,15 @@ const ConvCase kConvCases[] = {
     {2, 2, 6, 7, 3, 3, 2, 2, 1},      // non-square kernel
     {5, 3, 1, 1, 2, 1, 1, 1, 0},      // 1×1 image
     {64, 3, 8, 8, 4, 3, 3, 1, 1},     // large batch: many examples per thread, per-thread dw partials
+    // The direct forward path (kernels/cpu/conv_direct.cpp): residual-network shapes, rows that
+    // are not a multiple of 8 wide (masked last vector), output channels not a multiple of its
+    // block of 4, and batch 1 (output channels split over the threads).
+    {3, 16, 32, 32, 16, 3, 3, 1, 1},
+    {2, 16, 32, 32, 32, 3, 3, 2, 1},
+    {1, 64, 8, 8, 64, 3, 3, 1, 1},
+    {2, 5, 17, 19, 7, 3, 3, 1, 1},
+    {2, 4, 28, 28, 5, 5, 5, 1, 2},
+    {3, 6, 15, 9, 9, 3, 3, 2, 0},
 };
 
 struct PoolCase {
@@ -107,6 +116,26 @@ TEST(Conv2d, ForwardMatchesReference) {
       // float32 sums of ≤ 256 products of values in [−1, 1]: rounding ≲ 256·6e-8 ≈ 2e-5.
       EXPECT_TRUE(testing::all_close(y.value(), ref, 1e-4, 1e-4));
     }
+  }
+}
+
+// Each output element is its own sum in a fixed order, so an example's output does not depend on
+// the batch it is in (nor on how the batch is split over threads).
+TEST(Conv2d, ForwardOfAnExampleDoesNotDependOnTheBatch) {
+  for (const ConvCase& cs : kConvCases) {
+    SCOPED_TRACE(cs.str());
+    const Tensor x = testing::random_tensor(cs.x_shape(), 7);
+    const Var w(testing::random_tensor(cs.w_shape(), 8)), b(testing::random_tensor({cs.o}, 9));
+    const std::vector<float> all = F::conv2d(Var(x), w, b, cs.options()).value().to_vector<float>();
+    const std::int64_t last = cs.n - 1, per = cs.o * cs.dims().oh() * cs.dims().ow();
+    Shape one = cs.x_shape();
+    one[0] = 1;
+    const std::vector<float> xs = x.to_vector<float>();
+    const auto begin = xs.begin() + last * (cs.c * cs.h * cs.w);
+    const Tensor x_last = Tensor::from_vector(std::vector<float>(begin, begin + cs.c * cs.h * cs.w), one);
+    const std::vector<float> alone = F::conv2d(Var(x_last), w, b, cs.options()).value().to_vector<float>();
+    ASSERT_EQ(static_cast<std::int64_t>(alone.size()), per);
+    for (std::int64_t i = 0; i < per; ++i) ASSERT_EQ(alone[i], all[last * per + i]) << i;
   }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/blas.h"
+#include "kernels/cpu/conv_direct.h"
 
 namespace aegis::kernels::cpu {
 
@@ -101,6 +102,8 @@ class ThreadColumns {
 }  // namespace
 
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
+  if (g.batch == 0) return;
+  if (detail::direct_conv_applies(g)) return detail::conv2d_forward_direct(g, x, w, bias, y);
   const std::int64_t patch = g.in_channels * g.kernel_h * g.kernel_w;
   const std::int64_t plane = g.out_height() * g.out_width();
   const std::int64_t x_stride = g.in_channels * g.height * g.width, y_stride = g.out_channels * plane;
