@@ -19,6 +19,7 @@
 #include "certify/sweep.h"
 #include "nn/data/dataset.h"
 #include "nn/model_file.h"
+#include "runtime/math_precision.h"
 #include "commands.h"
 #include "progress.h"
 
@@ -28,7 +29,7 @@ namespace {
 
 struct CertifyArgs {
   CommonOptions common;
-  std::string model, data = "fashion-mnist", out, shard = "0/1";
+  std::string model, data = "fashion-mnist", out, shard = "0/1", precision = "fp32";
   std::vector<double> sigmas;
   std::int64_t n0 = 100, n = 100000, batch = 1000, skip = 1, max = 0;
   double alpha = 0.001;
@@ -57,6 +58,14 @@ std::int64_t inputs_to_certify(const certify::SweepFile& file, const std::vector
   return count;
 }
 
+// --precision, with --tensor-cores as another spelling of --precision tf32.
+MathPrecision certify_precision(const CertifyArgs& a) {
+  const MathPrecision precision = parse_math_precision(a.precision);
+  AEGIS_CHECK(!a.tensor_cores || precision == MathPrecision::Fp32 || precision == MathPrecision::Tf32,
+              "--tensor-cores means --precision tf32 and contradicts --precision " << a.precision);
+  return a.tensor_cores ? MathPrecision::Tf32 : precision;
+}
+
 nlohmann::json run_certify(const CertifyArgs& a) {
   AEGIS_CHECK(!a.sigmas.empty(), "--sigma needs at least one value");
   for (std::size_t i = 0; i < a.sigmas.size(); ++i)
@@ -64,6 +73,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
       AEGIS_CHECK(a.sigmas[i] != a.sigmas[j], "--sigma lists " << a.sigmas[i] << " twice");
   AEGIS_CHECK(!(a.resume && a.force), "--resume continues a sweep and --force starts it over: pass one of them");
   AEGIS_CHECK(a.batch >= 1, "--batch " << a.batch << " must be ≥ 1");
+  const MathPrecision precision = certify_precision(a);
   certify::SweepSettings base;
   base.n0 = a.n0;
   base.n = a.n;
@@ -74,7 +84,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   base.skip = a.skip;
   base.max = a.max;
   base.shard = certify::parse_shard(a.shard);
-  base.tensor_cores = a.tensor_cores;
+  base.precision = precision;
   base.batch = a.batch;
   std::vector<certify::SweepSettings> settings;
   std::vector<std::string> paths;
@@ -90,8 +100,9 @@ nlohmann::json run_certify(const CertifyArgs& a) {
                                 "to overwrite it");
   }
   const Device device = resolve_device(a.common);
-  AEGIS_CHECK_AS(DeviceError, !a.tensor_cores || device.is_cuda(),
-                 "--tensor-cores needs a CUDA device; this run is on " << device.str());
+  AEGIS_CHECK_AS(DeviceError, precision == MathPrecision::Fp32 || device.is_cuda(),
+                 (a.tensor_cores ? std::string("--tensor-cores") : "--precision " + a.precision)
+                     << " needs a CUDA device; this run is on " << device.str());
   nn::LoadedClassifier loaded = nn::load_classifier(a.model);
   const std::string fingerprint = certify::file_fingerprint(a.model);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
@@ -126,7 +137,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
     opts.alpha = a.alpha;
     opts.batch = a.batch;
     opts.seed = a.seed;
-    opts.tensor_cores = a.tensor_cores;
+    opts.precision = precision;
     certify::check_smoothing_options(opts);
     char label[64];
     std::snprintf(label, sizeof label, "certify sigma %g", opts.sigma);
@@ -177,6 +188,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
       {"alpha", a.alpha},
       {"seed", a.seed},
       {"batch", a.batch},
+      {"precision", math_precision_name(precision)},
       {"chunk", chunk},
       {"skip", a.skip},
       {"max", a.max},
@@ -210,8 +222,11 @@ Runner add_certify(CLI::App& app) {
   cmd->add_option("--out", a->out, "TSV file (with several σ: _sigma<σ> before the extension)")->required();
   cmd->add_flag("--resume", a->resume, "continue an interrupted sweep in --out (same settings required)");
   cmd->add_flag("--force", a->force, "overwrite an existing --out");
-  cmd->add_flag("--tensor-cores", a->tensor_cores,
-                "GPU only: reduced-precision (TF32 tensor-core) forward passes; recorded in the settings");
+  cmd->add_option("--precision", a->precision,
+                  "GPU only for all but fp32: fp32, tf32 (TF32 tensor cores), bf16 or fp16 (matrix-product and "
+                  "convolution operands rounded to 16 bits, float32 accumulation); recorded in the settings")
+      ->capture_default_str();
+  cmd->add_flag("--tensor-cores", a->tensor_cores, "the same as --precision tf32");
   add_common_options(*cmd, a->common);
   return [a]() {
     nlohmann::json j = run_certify(*a);

@@ -5,17 +5,18 @@
 // is not the model. bench/torch_smoothing.py runs Cohen et al.'s loop on the same models.
 //
 // usage: bench_smoothing [--model cnn-fmnist|resnet20|all] [--batch 1000] [--samples 10000]
+//                        [--precision fp32|tf32|bf16|fp16 (all but fp32 need a GPU)]
 //                        [--repeats 3] [--device cpu|cuda|auto]
-#include <nlohmann/json.hpp>
+#include "certify/smoothing.h"
 
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "bench_common.h"
-#include "certify/smoothing.h"
 #include "kernels/smoothing.h"
 #include "runtime/dispatch.h"
 
@@ -30,14 +31,21 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   std::int64_t batch = 1000, samples = 10000;
   int repeats = 3;
-  std::string device_spec = "auto", which = "all";
+  std::string device_spec = "auto", which = "all", precision = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch") batch = std::stoll(v);
-    else if (k == "--samples") samples = std::stoll(v);
-    else if (k == "--repeats") repeats = std::stoi(v);
-    else if (k == "--device") device_spec = v;
-    else if (k == "--model") which = v;
+    if (k == "--batch")
+      batch = std::stoll(v);
+    else if (k == "--samples")
+      samples = std::stoll(v);
+    else if (k == "--repeats")
+      repeats = std::stoi(v);
+    else if (k == "--device")
+      device_spec = v;
+    else if (k == "--model")
+      which = v;
+    else if (k == "--precision")
+      precision = v;
     else {
       std::cerr << "unknown option " << k << "\n";
       return 2;
@@ -45,14 +53,15 @@ int main(int argc, char** argv) {
   }
   try {
     const Device device = choose_device(device_spec).device;
-    std::vector<std::string> models = which == "all" ? std::vector<std::string>{"cnn-fmnist", "resnet20"}
-                                                     : std::vector<std::string>{which};
+    std::vector<std::string> models =
+        which == "all" ? std::vector<std::string>{"cnn-fmnist", "resnet20"} : std::vector<std::string>{which};
     for (const std::string& name : models) {
       bench::Workload w = bench::make_workload(name, 1, device);
       Shape input(w.x.shape().begin() + 1, w.x.shape().end());
       certify::SmoothedClassifier smoothed(*w.model, input, 10, device);
       certify::SmoothingOptions o;
       o.batch = batch;
+      o.precision = parse_math_precision(precision);
       smoothed.sample_counts(w.x, {0}, batch, certify::SamplePhase::Estimation, o);  // warm-up
       std::vector<double> times;
       for (int r = 0; r < repeats; ++r) {
@@ -85,7 +94,8 @@ int main(int argc, char** argv) {
       bench::synchronize(device);
       const int fills = 10;
       const auto t0 = std::chrono::steady_clock::now();
-      for (int r = 0; r < fills; ++r) AEGIS_DISPATCH(device, noisy_batch(out.data<float>(), xd.data<float>(), id_ptr, b));
+      for (int r = 0; r < fills; ++r)
+        AEGIS_DISPATCH(device, noisy_batch(out.data<float>(), xd.data<float>(), id_ptr, b));
       bench::synchronize(device);
       const double fill_ns = seconds_since(t0) * 1e9 / (static_cast<double>(fills) * batch * d);
 
@@ -93,6 +103,7 @@ int main(int argc, char** argv) {
                           {"impl", "aegis"},
                           {"model", name},
                           {"batch", batch},
+                          {"precision", precision},
                           {"samples", samples},
                           {"device", device.str()},
                           {"seconds", s},

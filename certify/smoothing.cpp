@@ -75,8 +75,9 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
                                                             const SmoothingOptions& options,
                                                             const SampleCallback& on_batch) {
   check_smoothing_options(options);
-  AEGIS_CHECK_AS(DeviceError, !options.tensor_cores || m_device.is_cuda(),
-                 "smoothing: tensor-core (TF32) math needs a CUDA device; this run is on " << m_device.str());
+  AEGIS_CHECK_AS(DeviceError, options.precision == MathPrecision::Fp32 || m_device.is_cuda(),
+                 "smoothing: " << math_precision_name(options.precision)
+                               << " forward passes need a CUDA device; this run is on " << m_device.str());
   AEGIS_CHECK(num >= 1, "smoothing: number of samples " << num << " must be at least 1");
   check_dtype(x, DType::F32, "smoothing input");
   AEGIS_CHECK_AS(ShapeError, x.dim() == static_cast<std::int64_t>(m_input_shape.size()) + 1,
@@ -117,9 +118,12 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   b.purpose = purpose_of(phase);
   b.sigma = static_cast<float>(options.sigma);
 
-#if AEGIS_HAS_CUDA
-  cuda_backend::TensorCoreMathScope math(options.tensor_cores);
-#endif
+  // 16-bit modes count the values that leave the 16-bit range into d_overflow, on the device (so
+  // the captured graph holds the counting too); a nonzero count is an error below.
+  const bool count_overflow = is_16_bit(options.precision);
+  Int64Buffer d_overflow(1, m_device);
+  if (count_overflow) d_overflow.upload({0});
+  MathPrecisionScope math(options.precision, count_overflow ? d_overflow.data() : nullptr);
   nn::FrozenScope frozen(m_base);
   // One batch: noise in place, forward without a tape, argmax counts. Returns the NaN rows it saw
   // (the CPU; on the GPU they accumulate in d_nan).
@@ -169,6 +173,12 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
     if (on_batch) on_batch(b.rows);
   }
   if (m_device.is_cuda()) nan_rows = d_nan.download()[0];
+  const std::int64_t overflowed = count_overflow ? d_overflow.download()[0] : 0;
+  AEGIS_CHECK_AS(NumericError, overflowed == 0,
+                 "smoothing: " << overflowed << " values of the " << math_precision_name(options.precision)
+                               << " forward pass left " << math_precision_name(options.precision)
+                               << "'s range (fp16: |v| > 65504) in matrix-product or convolution operands or "
+                                  "outputs; bf16 (float32's range) or fp32 avoids this");
   AEGIS_CHECK_AS(NumericError, nan_rows == 0,
                  "smoothing: the model produced NaN logits for " << nan_rows << " of " << total << " noisy inputs");
   return d_counts.download();

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "nn/module.h"
+#include "runtime/math_precision.h"
 #include "runtime/tensor.h"
 
 namespace aegis::certify {
@@ -39,11 +40,15 @@ struct SmoothingOptions {
   double alpha = 0.001;        // failure probability; in (0, 1)
   std::int64_t batch = 1000;   // noisy rows per forward pass; ≥ 1
   std::uint64_t seed = 0;
-  // GPU only (DeviceError elsewhere): the forward pass may use TF32 tensor cores for matrix
-  // products and convolutions (fp32 range, 10-bit mantissa, fp32 accumulation). The counts are
-  // then those of a slightly different base classifier, which CERTIFY's guarantee covers as well:
-  // the certificate is about the classifier that produced the counts.
-  bool tensor_cores = false;
+  // The precision of the forward pass's matrix products and convolutions
+  // (runtime/math_precision.h); anything but Fp32 needs a CUDA device (DeviceError elsewhere).
+  // Tf32: TF32 tensor cores (fp32 range, 10-bit mantissa, fp32 accumulation). Bf16 / Fp16: the
+  // operands of every matrix product and convolution are rounded to 16 bits, products are summed
+  // in float32, activations between layers stay float32. The counts are then those of a slightly
+  // different base classifier, which CERTIFY's guarantee covers as well: the certificate is about
+  // the classifier that produced the counts. An fp16 value that leaves fp16's range (|v| > 65504)
+  // is a NumericError, not a vote.
+  MathPrecision precision = MathPrecision::Fp32;
   // GPU only: replay the fixed-shape batch (noise, forward, counts) as a captured CUDA graph; it
   // falls back to eager launches by itself when the model's forward pass cannot be captured.
   bool cuda_graphs = true;

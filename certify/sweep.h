@@ -9,8 +9,8 @@
 // str(timedelta)). Cohen prints the radius with 3 significant digits; we print 6 (%.6g), so
 // certified accuracy at fine radii is not limited by the file.
 // Settings: <file>.json beside the TSV records σ, n0, n, α, seed, the model (path and a
-// fingerprint of its bytes), the data spec, skip, max and shard; resuming refuses a file whose
-// settings differ, and `aegis analyze` reads σ from it.
+// fingerprint of its bytes), the data spec, skip, max, shard and the forward precision; resuming
+// refuses a file whose settings differ, and `aegis analyze` reads σ from it.
 // Durability: each row is one write() on an O_APPEND descriptor followed by fdatasync(), so a
 // SIGKILL (or a power cut) loses at most the row in flight, and resuming cuts a partial last
 // line off. A certificate depends only on (model, x, idx, seed, n0, n, σ) (certify/smoothing.h),
@@ -87,7 +87,9 @@ struct SweepSettings {
   std::int64_t skip = 1;
   std::int64_t max = 0;
   Shard shard;
-  bool tensor_cores = false;  // TF32 forward on the GPU (SmoothingOptions::tensor_cores)
+  // The forward pass's precision (SmoothingOptions::precision), "precision" in the sidecar; files
+  // written before it existed hold "tensor_cores": true (read as Tf32) or nothing (Fp32).
+  MathPrecision precision = MathPrecision::Fp32;
   // How the rows were computed (0 and "" when unknown). Not part of the settings a resume must
   // match: a different batch size or device gives equally valid certificates, but the forward
   // pass rounds differently, so a near-tie can come out differently than in one uninterrupted run.

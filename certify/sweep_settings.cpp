@@ -39,6 +39,12 @@ T json_field(const nlohmann::json& j, const char* key, const std::string& where)
   }
 }
 
+// The field when present (IoError when it has the wrong type), else `fallback`.
+template <class T>
+T json_field_or(const nlohmann::json& j, const char* key, const T& fallback, const std::string& where) {
+  return j.contains(key) ? json_field<T>(j, key, where) : fallback;
+}
+
 }  // namespace
 
 // ---- which inputs ----------------------------------------------------------------------------
@@ -103,7 +109,7 @@ void write_settings(const std::string& tsv_path, const SweepSettings& s) {
                          {"skip", s.skip},
                          {"max", s.max},
                          {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)},
-                         {"tensor_cores", s.tensor_cores},
+                         {"precision", math_precision_name(s.precision)},
                          {"batch", s.batch},
                          {"device", s.device}};
   const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
@@ -140,7 +146,18 @@ SweepSettings read_settings(const std::string& tsv_path) {
   s.skip = json_field<std::int64_t>(j, "skip", path);
   s.max = json_field<std::int64_t>(j, "max", path);
   const std::string shard = json_field<std::string>(j, "shard", path);
-  s.tensor_cores = j.value("tensor_cores", false);  // absent in files of plain fp32 sweeps
+  // "precision" since bf16/fp16 exist; older files say "tensor_cores": true for TF32 sweeps and
+  // nothing for fp32 ones.
+  if (j.contains("precision")) {
+    const std::string precision = json_field<std::string>(j, "precision", path);
+    try {
+      s.precision = parse_math_precision(precision);
+    } catch (const InvalidArgument& e) {
+      AEGIS_THROW(IoError, path << ": setting 'precision': " << e.what());
+    }
+  } else {
+    s.precision = json_field_or(j, "tensor_cores", false, path) ? MathPrecision::Tf32 : MathPrecision::Fp32;
+  }
   s.batch = j.value("batch", std::int64_t{0});
   s.device = j.value("device", std::string());
   try {
@@ -173,8 +190,8 @@ std::string settings_difference(const SweepSettings& a, const SweepSettings& b, 
     d << "skip " << a.skip << " vs " << b.skip;
   else if (a.max != b.max)
     d << "max " << a.max << " vs " << b.max;
-  else if (a.tensor_cores != b.tensor_cores)
-    d << "tensor_cores " << a.tensor_cores << " vs " << b.tensor_cores;
+  else if (a.precision != b.precision)
+    d << "precision " << math_precision_name(a.precision) << " vs " << math_precision_name(b.precision);
   else if (a.shard.count != b.shard.count || (!ignore_shard_index && a.shard.index != b.shard.index))
     d << "shard " << a.shard.index << "/" << a.shard.count << " vs " << b.shard.index << "/" << b.shard.count;
   return d.str();

@@ -1,5 +1,7 @@
 #include "runtime/autograd.h"
 
+#include "runtime/math_precision.h"
+
 #include <unordered_set>
 
 #include "runtime/ops.h"
@@ -74,6 +76,8 @@ Var make_result(Tensor value, std::vector<Var> inputs, const char* name,
 }
 
 void backward(const Var& root, const Tensor& seed) {
+  // Gradients are always float32, also when called inside a reduced-precision forward scope.
+  MathPrecisionScope fp32(MathPrecision::Fp32);
   AEGIS_CHECK(root.defined(), "backward() from an undefined Var");
   AEGIS_CHECK(root.requires_grad(), "backward() from a Var that does not require a gradient "
                                     "(no input or parameter of the computation requires one)");

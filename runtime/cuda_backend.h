@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 
+#include "runtime/math_precision.h"
+
 namespace aegis::cuda_backend {
 
 int device_count() noexcept;  // 0 when the driver or a GPU is missing
@@ -45,22 +47,7 @@ class Graph {
   void* m_exec = nullptr;   // cudaGraphExec_t
 };
 
-// Reduced-precision matrix math for inference paths that tolerate it (randomized-smoothing
-// sampling): while on, cuBLAS matrix products and cuDNN convolutions issued from this host thread
-// may use TF32 tensor cores (fp32 range, 10-bit mantissa, fp32 accumulation). Off by default:
-// gradients for attacks, bounds and training match the CPU to fp32 rounding only without it.
-void set_tensor_core_math(bool on) noexcept;
-bool tensor_core_math() noexcept;
-// Turns tensor-core math on for a scope and restores the previous setting when it ends.
-class TensorCoreMathScope {
- public:
-  explicit TensorCoreMathScope(bool on) : m_previous(tensor_core_math()) { set_tensor_core_math(on); }
-  ~TensorCoreMathScope() { set_tensor_core_math(m_previous); }
-  TensorCoreMathScope(const TensorCoreMathScope&) = delete;
-  TensorCoreMathScope& operator=(const TensorCoreMathScope&) = delete;
-
- private:
-  bool m_previous;
-};
+// The precision of matrix products and convolution forwards (TF32, bf16, fp16 for inference
+// paths) is a thread-local setting shared with the CPU build: runtime/math_precision.h.
 
 }  // namespace aegis::cuda_backend

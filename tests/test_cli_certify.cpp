@@ -92,6 +92,8 @@ TEST(CliCertify, WritesCohenRowsSettingsAndSummary) {
   EXPECT_EQ(settings["sigma"], 0.25);
   EXPECT_EQ(settings["n"], 200);
   EXPECT_EQ(settings["shard"], "0/1");
+  EXPECT_EQ(settings["precision"], "fp32");
+  EXPECT_EQ(j["precision"], "fp32");
   // Refuses to overwrite; --force starts over and, with the same seed, writes the same rows.
   const CliRun again = run_cli(certify_args(out, "--sigma 0.25 --max 40 --quiet"));
   EXPECT_EQ(again.status, 1);
@@ -215,6 +217,16 @@ TEST(CliCertify, BadInputGivesClearErrors) {
       {certify_args(fresh, "--sigma 0.25 --batch 0"), "--batch 0"},
       {certify_args(fresh, "--sigma 0.25 --max -1"), "max -1"},
       {certify_args(fresh, "--sigma 0.25 --tensor-cores"), "--tensor-cores needs a CUDA device"},
+      {certify_args(fresh, "--sigma 0.25 --precision tf32"), "--precision tf32 needs a CUDA device"},
+      {certify_args(fresh, "--sigma 0.25 --precision bf16"),
+       "--precision bf16 needs a CUDA device; this run is on cpu"},
+      {certify_args(fresh, "--sigma 0.25 --precision fp16"), "--precision fp16 needs a CUDA device"},
+      {certify_args(fresh, "--sigma 0.25 --precision foo"), "precision 'foo' is not one of fp32, tf32, bf16, fp16"},
+      {certify_args(fresh, "--sigma 0.25 --precision BF16"), "precision 'BF16' is not one of"},
+      {certify_args(fresh, "--sigma 0.25 --precision bf16 --tensor-cores"), "contradicts --precision bf16"},
+      // A bad name is refused before the device is looked at, so on a GPU machine too.
+      {"certify --model " + model() + " --data digits --device cuda --sigma 0.25 --precision foo --out " + fresh,
+       "precision 'foo' is not one of"},
       {certify_args(out, "--sigma 0.5 --max 8 --resume"), "sigma 0.5 vs 0.25"},
       {certify_args(out, "--sigma 0.25 --max 9 --resume"), "max 9 vs 8"},
       {certify_args(out, "--sigma 0.25 --max 8 --resume --force"), "--force"},

@@ -1,6 +1,8 @@
 // Certification sweep files (certify/sweep.h) with a deterministic fake certifier: the TSV row
 // format and its parser, input selection (--skip, --max, --shard), the settings sidecar, and
 // resuming after a cut-off last line or an interrupted run with no lost and no repeated rows.
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -229,6 +231,50 @@ TEST(SweepSettings, SidecarRoundTripsAndComparesByFingerprint) {
   EXPECT_EQ(chunk_size(1000, 100, 100000), 1);
   EXPECT_EQ(chunk_size(1000, 20, 200), 4);
   EXPECT_EQ(chunk_size(1 << 20, 1, 1), 64);
+}
+
+TEST(SweepSettings, PrecisionIsRecordedAndComparedAndOldSidecarsReadAsBefore) {
+  const std::string dir = make_temp_dir("sweep_precision");
+  for (MathPrecision p : {MathPrecision::Fp32, MathPrecision::Tf32, MathPrecision::Bf16, MathPrecision::Fp16}) {
+    SweepSettings s = small_settings();
+    s.precision = p;
+    write_settings(dir + "/p.tsv", s);
+    const nlohmann::json j = nlohmann::json::parse(read_text(settings_path(dir + "/p.tsv")));
+    EXPECT_EQ(j.at("precision"), math_precision_name(p));
+    EXPECT_FALSE(j.contains("tensor_cores"));
+    const SweepSettings back = read_settings(dir + "/p.tsv");
+    EXPECT_EQ(back.precision, p);
+    EXPECT_EQ(settings_difference(s, back, false), "");
+  }
+  SweepSettings bf16 = small_settings();
+  bf16.precision = MathPrecision::Bf16;
+  EXPECT_EQ(settings_difference(bf16, small_settings(), false), "precision bf16 vs fp32");
+  // Sidecars from before "precision": no field (fp32 sweeps) or "tensor_cores" (TF32 when true).
+  nlohmann::json old = nlohmann::json::parse(read_text(settings_path(dir + "/p.tsv")));
+  old.erase("precision");
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Fp32);
+  old["tensor_cores"] = false;
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Fp32);
+  old["tensor_cores"] = true;
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Tf32);
+  old["tensor_cores"] = "yes";
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  expect_error<IoError>([&] { read_settings(dir + "/old.tsv"); }, "old.tsv.json", "tensor_cores");
+  old.erase("tensor_cores");
+  old["precision"] = "fp64";
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  expect_error<IoError>([&] { read_settings(dir + "/old.tsv"); }, "old.tsv.json", "precision 'fp64'");
+  old["precision"] = 16;
+  write_text(settings_path(dir + "/old.tsv"), old.dump(2));
+  expect_error<IoError>([&] { read_settings(dir + "/old.tsv"); }, "old.tsv.json", "precision");
+  // Resuming with another precision is refused, as for any other setting that changes the rows.
+  const std::string path = full_sweep(dir + "/s.tsv", inputs_for(select_inputs(10, 1, 0, {})), 4);
+  expect_error<InvalidArgument>([&] { SweepFile f(path, bf16, OpenMode::Resume); }, path, "precision bf16 vs fp32");
+  SweepFile same(path, small_settings(), OpenMode::Resume);
+  EXPECT_EQ(same.resumed_rows(), 10);
 }
 
 TEST(SweepFile, RefusesToOverwriteAndChecksSettingsOnResume) {

@@ -1,4 +1,5 @@
 #include "kernels/blas.h"
+#include "kernels/cuda/round16.cuh"
 #include "runtime/cuda/check.h"
 #include "runtime/cuda_backend.h"
 
@@ -28,6 +29,30 @@ __global__ void sum_rows_kernel(const float* x, float* out, long long rows, long
   }
 }
 
+// op(A)·op(B) with both operands rounded to bf16 or fp16 first (runtime/math_precision.h): A and B
+// are rounded element for element, in their own layouts, into one stream-ordered scratch block
+// (no host synchronization, so it stays capturable in a CUDA graph), and cublasGemmEx multiplies
+// them with float32 accumulation (CUBLAS_COMPUTE_32F) into the float32 C, alpha and beta float.
+void gemm_16bit(const GemmArgs& g, MathPrecision precision, const float* d_a, const float* d_b, float* d_c, int lda,
+                int ldb) {
+  const std::int64_t a_count = g.m * g.k, b_count = g.k * g.n;
+  const std::size_t a_bytes = packed_16bit_bytes(a_count);
+  const StreamScratch scratch(a_bytes + packed_16bit_bytes(b_count));
+  void* d_a16 = scratch.get();
+  void* d_b16 = static_cast<char*>(scratch.get()) + a_bytes;
+  round_to_16bit(precision, d_a, d_a16, a_count, math_overflow_counter());
+  round_to_16bit(precision, d_b, d_b16, b_count, math_overflow_counter());
+  const cudaDataType_t type = precision == MathPrecision::Bf16 ? CUDA_R_16BF : CUDA_R_16F;
+  cublasHandle_t handle = cuda_backend::cublas_handle();
+  // Tensor cores on 16-bit inputs; every partial sum, split-K reductions included, in float32.
+  CUBLAS_CHECK(cublasSetMathMode(
+      handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
+  CUBLAS_CHECK(cublasGemmEx(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            static_cast<int>(g.n), static_cast<int>(g.m), static_cast<int>(g.k), &g.alpha, d_b16, type,
+                            ldb, d_a16, type, lda, &g.beta, d_c, CUDA_R_32F, static_cast<int>(g.n), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
 }  // namespace
 
 void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
@@ -35,13 +60,19 @@ void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
   const int lda = static_cast<int>(g.trans_a ? g.m : g.k);
   const int ldb = static_cast<int>(g.trans_b ? g.k : g.n);
+  const MathPrecision precision = math_precision();
+  // k = 0 leaves C = beta·C: no operand to round, the float32 call does it.
+  if (is_16_bit(precision) && g.k > 0) {
+    gemm_16bit(g, precision, d_a, d_b, d_c, lda, ldb);
+    return;
+  }
   cublasHandle_t handle = cuda_backend::cublas_handle();
-  // TF32 tensor cores only inside a cuda_backend::TensorCoreMathScope (reduced-precision inference).
-  CUBLAS_CHECK(cublasSetMathMode(handle, cuda_backend::tensor_core_math() ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                                          : CUBLAS_DEFAULT_MATH));
-  CUBLAS_CHECK(cublasSgemm(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
-                           g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(g.n), static_cast<int>(g.m),
-                           static_cast<int>(g.k), &g.alpha, d_b, ldb, d_a, lda, &g.beta, d_c, static_cast<int>(g.n)));
+  // TF32 tensor cores only inside a MathPrecisionScope(Tf32) (reduced-precision inference).
+  CUBLAS_CHECK(
+      cublasSetMathMode(handle, precision == MathPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  CUBLAS_CHECK(cublasSgemm(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                           static_cast<int>(g.n), static_cast<int>(g.m), static_cast<int>(g.k), &g.alpha, d_b, ldb, d_a,
+                           lda, &g.beta, d_c, static_cast<int>(g.n)));
 }
 
 void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols) {

@@ -1,8 +1,11 @@
 #include <climits>
 #include <memory>
+#include <sstream>
+#include <string>
 #include <type_traits>
 
 #include "kernels/conv.h"
+#include "kernels/cuda/round16.cuh"
 #include "runtime/cuda/check.h"
 #include "runtime/cuda_backend.h"
 
@@ -26,87 +29,98 @@ int as_int(std::int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-TensorDesc tensor_desc(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w) {
+// The storage type of x, w and y under a precision: bf16 or fp16 for the 16-bit modes (cuDNN's
+// "pseudo" configurations: 16-bit data, float32 compute type), float otherwise.
+cudnnDataType_t data_type(MathPrecision precision) {
+  return precision == MathPrecision::Bf16   ? CUDNN_DATA_BFLOAT16
+         : precision == MathPrecision::Fp16 ? CUDNN_DATA_HALF
+                                            : CUDNN_DATA_FLOAT;
+}
+
+// Full fp32 FMA math for Fp32: CUDNN_DEFAULT_MATH would allow TF32 tensor cores (10-bit mantissa)
+// on Ampere and later, and gradients for attacks and bounds should match the CPU to fp32 rounding.
+// Tf32 allows TF32 tensor cores; the 16-bit modes allow tensor cores on their 16-bit data.
+cudnnMathType_t math_type(MathPrecision precision) {
+  return precision == MathPrecision::Fp32   ? CUDNN_FMA_MATH
+         : precision == MathPrecision::Tf32 ? CUDNN_DEFAULT_MATH
+                                            : CUDNN_TENSOR_OP_MATH;
+}
+
+std::string shape_text(const Conv2dGeometry& g) {
+  std::ostringstream os;
+  os << "x [" << g.batch << "," << g.in_channels << "," << g.height << "," << g.width << "] w [" << g.out_channels
+     << "," << g.in_channels << "," << g.kernel_h << "," << g.kernel_w << "] stride " << g.stride << " padding "
+     << g.padding;
+  return os.str();
+}
+
+TensorDesc tensor_desc(std::int64_t n, std::int64_t c, std::int64_t h, std::int64_t w,
+                       cudnnDataType_t type = CUDNN_DATA_FLOAT) {
   cudnnTensorDescriptor_t raw = nullptr;
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&raw));
   TensorDesc d(raw);
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(raw, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, as_int(n, "batch"),
-                                         as_int(c, "channels"), as_int(h, "height"), as_int(w, "width")));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(raw, CUDNN_TENSOR_NCHW, type, as_int(n, "batch"), as_int(c, "channels"),
+                                         as_int(h, "height"), as_int(w, "width")));
   return d;
 }
 
-FilterDesc filter_desc(const Conv2dGeometry& g) {
+FilterDesc filter_desc(const Conv2dGeometry& g, cudnnDataType_t type) {
   cudnnFilterDescriptor_t raw = nullptr;
   CUDNN_CHECK(cudnnCreateFilterDescriptor(&raw));
   FilterDesc d(raw);
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(raw, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                         as_int(g.out_channels, "out channels"), as_int(g.in_channels, "in channels"),
-                                         as_int(g.kernel_h, "kernel height"), as_int(g.kernel_w, "kernel width")));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(raw, type, CUDNN_TENSOR_NCHW, as_int(g.out_channels, "out channels"),
+                                         as_int(g.in_channels, "in channels"), as_int(g.kernel_h, "kernel height"),
+                                         as_int(g.kernel_w, "kernel width")));
   return d;
 }
 
-ConvDesc conv_desc(const Conv2dGeometry& g) {
+ConvDesc conv_desc(const Conv2dGeometry& g, MathPrecision precision) {
   cudnnConvolutionDescriptor_t raw = nullptr;
   CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&raw));
   ConvDesc d(raw);
   const int pad = as_int(g.padding, "padding"), stride = as_int(g.stride, "stride");
-  // PyTorch's Conv2d is a cross-correlation (no kernel flip); accumulate in fp32.
+  // PyTorch's Conv2d is a cross-correlation (no kernel flip); the compute type is float32 in every
+  // mode (for 16-bit data this is cuDNN's pseudo-half / pseudo-bf16 configuration).
   CUDNN_CHECK(
       cudnnSetConvolution2dDescriptor(raw, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-  // Full fp32 FMA math: CUDNN_DEFAULT_MATH would allow TF32 tensor cores (10-bit mantissa) on
-  // Ampere and later, and gradients for attacks and bounds should match the CPU to fp32 rounding.
-  // Inside a cuda_backend::TensorCoreMathScope, TF32 tensor-core math is allowed instead.
-  CUDNN_CHECK(cudnnSetConvolutionMathType(raw, cuda_backend::tensor_core_math() ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+  CUDNN_CHECK(cudnnSetConvolutionMathType(raw, math_type(precision)));
   return d;
 }
 
-// Every descriptor one convolution needs: input, output, bias [1,O,1,1], filter, convolution.
+// Every descriptor one convolution needs: input, output, bias [1,O,1,1] (float32), filter,
+// convolution; x, y and w in the storage type of `precision`.
 struct CudnnConv {
   TensorDesc x, y, bias;
   FilterDesc w;
   ConvDesc conv;
-  explicit CudnnConv(const Conv2dGeometry& g)
-      : x(tensor_desc(g.batch, g.in_channels, g.height, g.width)),
-        y(tensor_desc(g.batch, g.out_channels, g.out_height(), g.out_width())),
+  CudnnConv(const Conv2dGeometry& g, MathPrecision precision)
+      : x(tensor_desc(g.batch, g.in_channels, g.height, g.width, data_type(precision))),
+        y(tensor_desc(g.batch, g.out_channels, g.out_height(), g.out_width(), data_type(precision))),
         bias(tensor_desc(1, g.out_channels, 1, 1)),
-        w(filter_desc(g)),
-        conv(conv_desc(g)) {}
+        w(filter_desc(g, data_type(precision))),
+        conv(conv_desc(g, precision)) {}
 };
 
-// Scratch for one cuDNN call from the stream-ordered pool; freed in stream order, so the memory
-// goes back only after the call that used it has run.
-class Workspace {
- public:
-  explicit Workspace(std::size_t bytes) : m_bytes(bytes) {
-    if (bytes > 0) CUDA_CHECK(cudaMallocAsync(&m_ptr, bytes, cuda_backend::stream()));
-  }
-  ~Workspace() {
-    if (m_ptr) cudaFreeAsync(m_ptr, cuda_backend::stream());
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* get() const { return m_ptr; }
-  std::size_t bytes() const { return m_bytes; }
-
- private:
-  void* m_ptr = nullptr;
-  std::size_t m_bytes;
-};
-
-// From cuDNN's heuristic ranking (fastest first), the first algorithm that is deterministic and uses
-// fp32 FMA math; failing that the first fp32 one; failing that the first that runs at all. The
-// convolution descriptor is then set to the math type that algorithm was ranked with.
+// From cuDNN's heuristic ranking (fastest first), the first algorithm that is deterministic and
+// rounds as `precision` asks; failing that the first that rounds so; failing that the first that
+// runs at all. Fp32 asks for fp32 FMA math; Tf32 for anything but a conversion of the float data
+// to fp16 (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION); the 16-bit modes take the ranking as it is (the
+// data are 16-bit already). The convolution descriptor is then set to the math type that algorithm
+// was ranked with.
 template <class Perf>
-Perf pick_algorithm(const Perf* perf, int count, cudnnConvolutionDescriptor_t conv, const char* pass) {
+Perf pick_algorithm(const Perf* perf, int count, cudnnConvolutionDescriptor_t conv, const char* pass,
+                    MathPrecision precision) {
   auto usable = [](const Perf& p) { return p.status == CUDNN_STATUS_SUCCESS; };
-  // Under tensor-core math the ranking is taken as cuDNN gives it (TF32 algorithms included).
-  const bool any_math = cuda_backend::tensor_core_math();
-  auto fp32 = [any_math](const Perf& p) { return any_math || p.mathType == CUDNN_FMA_MATH; };
+  auto rounds_as_asked = [precision](const Perf& p) {
+    if (precision == MathPrecision::Fp32) return p.mathType == CUDNN_FMA_MATH;
+    if (precision == MathPrecision::Tf32) return p.mathType != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return true;
+  };
   const Perf* chosen = nullptr;
   for (int i = 0; i < count && !chosen; ++i)
-    if (usable(perf[i]) && fp32(perf[i]) && perf[i].determinism == CUDNN_DETERMINISTIC) chosen = &perf[i];
+    if (usable(perf[i]) && rounds_as_asked(perf[i]) && perf[i].determinism == CUDNN_DETERMINISTIC) chosen = &perf[i];
   for (int i = 0; i < count && !chosen; ++i)
-    if (usable(perf[i]) && fp32(perf[i])) chosen = &perf[i];
+    if (usable(perf[i]) && rounds_as_asked(perf[i])) chosen = &perf[i];
   for (int i = 0; i < count && !chosen; ++i)
     if (usable(perf[i])) chosen = &perf[i];
   if (!chosen) AEGIS_THROW(DeviceError, "conv2d on CUDA: cuDNN offers no " << pass << " algorithm for these shapes");
@@ -146,39 +160,83 @@ void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols) {
   CUDA_CHECK_LAUNCH();
 }
 
-void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w, const float* d_bias, float* d_y) {
-  if (g.batch == 0) return;  // cuDNN rejects empty tensors
-  const CudnnConv c(g);
+namespace {
+
+// y = conv(x, w) by cuDNN with c's descriptors; x, w and y in c's storage type.
+void cudnn_forward(const CudnnConv& c, MathPrecision precision, const void* d_x, const void* d_w, void* d_y) {
   cudnnHandle_t handle = cuda_backend::cudnn_handle();
   cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(),
                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "forward");
+  const auto algo = pick_algorithm(perf, count, c.conv.get(), "forward", precision);
   std::size_t bytes = 0;
   CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(), algo.algo,
                                                       &bytes));
-  const Workspace ws(bytes);
-  const float one = 1.0f, zero = 0.0f;
+  const StreamScratch ws(bytes);
+  const float one = 1.0f, zero = 0.0f;  // float scaling factors: the compute type is float32 in every mode
   CUDNN_CHECK(cudnnConvolutionForward(handle, &one, c.x.get(), d_x, c.w.get(), d_w, c.conv.get(), algo.algo, ws.get(),
                                       ws.bytes(), &zero, c.y.get(), d_y));
-  // y += bias broadcast over N, H', W'.
-  if (d_bias) CUDNN_CHECK(cudnnAddTensor(handle, &one, c.bias.get(), d_bias, &one, c.y.get(), d_y));
 }
 
+// The 16-bit forward (runtime/math_precision.h): x and w rounded to bf16/fp16 into stream-ordered
+// scratch, cuDNN's pseudo-16-bit convolution (16-bit data, float32 accumulation, 16-bit output),
+// the output widened back to float32 with the bias added in float32. No host synchronization, so
+// it stays capturable in a CUDA graph.
+void conv2d_forward_16bit(const Conv2dGeometry& g, MathPrecision precision, const float* d_x, const float* d_w,
+                          const float* d_bias, float* d_y) {
+  const std::int64_t x_count = g.batch * g.in_channels * g.height * g.width;
+  const std::int64_t w_count = g.out_channels * g.in_channels * g.kernel_h * g.kernel_w;
+  const std::int64_t plane = g.out_height() * g.out_width(), y_count = g.batch * g.out_channels * plane;
+  const std::size_t x_bytes = packed_16bit_bytes(x_count), w_bytes = packed_16bit_bytes(w_count);
+  const StreamScratch data(x_bytes + w_bytes + packed_16bit_bytes(y_count));
+  char* base = static_cast<char*>(data.get());
+  void *d_x16 = base, *d_w16 = base + x_bytes, *d_y16 = base + x_bytes + w_bytes;
+  std::int64_t* d_overflow = math_overflow_counter();
+  round_to_16bit(precision, d_x, d_x16, x_count, d_overflow);
+  round_to_16bit(precision, d_w, d_w16, w_count, d_overflow);
+  try {
+    cudnn_forward(CudnnConv(g, precision), precision, d_x16, d_w16, d_y16);
+  } catch (const DeviceError& e) {
+    // Most likely cuDNN has no pseudo-16-bit kernel for this configuration on this GPU.
+    AEGIS_THROW(DeviceError, "conv2d forward in " << math_precision_name(precision) << " on CUDA failed for "
+                                                  << shape_text(g) << ": " << e.what());
+  }
+  widen_from_16bit(precision, d_y16, d_y, y_count, d_bias, g.out_channels, plane, d_overflow);
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w, const float* d_bias, float* d_y) {
+  if (g.batch == 0) return;  // cuDNN rejects empty tensors
+  const MathPrecision precision = math_precision();
+  if (is_16_bit(precision)) {
+    conv2d_forward_16bit(g, precision, d_x, d_w, d_bias, d_y);
+    return;
+  }
+  const CudnnConv c(g, precision);
+  cudnn_forward(c, precision, d_x, d_w, d_y);
+  // y += bias broadcast over N, H', W'.
+  const float one = 1.0f;
+  if (d_bias)
+    CUDNN_CHECK(cudnnAddTensor(cuda_backend::cudnn_handle(), &one, c.bias.get(), d_bias, &one, c.y.get(), d_y));
+}
+
+// The backward passes compute in full fp32 whatever this thread's MathPrecision says: the reduced
+// modes are for inference, and gradients (attacks, bounds, training) must match the CPU.
 void conv2d_backward_data(const Conv2dGeometry& g, const float* d_gy, const float* d_w, float* d_dx) {
   if (g.batch == 0) return;
-  const CudnnConv c(g);
+  const CudnnConv c(g, MathPrecision::Fp32);
   cudnnHandle_t handle = cuda_backend::cudnn_handle();
   cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-data");
+  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-data", MathPrecision::Fp32);
   std::size_t bytes = 0;
   CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
                                                            algo.algo, &bytes));
-  const Workspace ws(bytes);
+  const StreamScratch ws(bytes);
   const float one = 1.0f, zero = 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, c.w.get(), d_w, c.y.get(), d_gy, c.conv.get(), algo.algo,
                                            ws.get(), ws.bytes(), &zero, c.x.get(), d_dx));
@@ -190,17 +248,17 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const flo
                                cuda_backend::stream()));
     return;
   }
-  const CudnnConv c(g);
+  const CudnnConv c(g, MathPrecision::Fp32);
   cudnnHandle_t handle = cuda_backend::cudnn_handle();
   cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
   int count = 0;
   CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-filter");
+  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-filter", MathPrecision::Fp32);
   std::size_t bytes = 0;
   CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
                                                              algo.algo, &bytes));
-  const Workspace ws(bytes);
+  const StreamScratch ws(bytes);
   const float one = 1.0f, zero = 0.0f;
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, c.x.get(), d_x, c.y.get(), d_gy, c.conv.get(), algo.algo,
                                              ws.get(), ws.bytes(), &zero, c.w.get(), d_dw));

@@ -120,17 +120,6 @@ struct Handles {
 thread_local Handles t_handles;
 }  // namespace
 
-namespace {
-thread_local bool t_tensor_core_math = false;
-}  // namespace
-
-void set_tensor_core_math(bool on) noexcept {
-  t_tensor_core_math = on;
-}
-bool tensor_core_math() noexcept {
-  return t_tensor_core_math;
-}
-
 cublasHandle_t cublas_handle() {
   int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
