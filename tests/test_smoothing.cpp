@@ -326,6 +326,30 @@ TEST(SmoothingLinear, CertificatesDependOnlyOnTheInputAndItsIndex) {
   EXPECT_NE(smoothed.certify(c.x, {17}, o)[0].count, packed[0].count);
 }
 
+// On the CPU a batch of large inputs runs as chunks of rows (1 MiB of input each: 21 rows of
+// 3×64×64). A batch of 105 then runs as the same forward passes as batches of 21 do, so the counts
+// must be identical — the chunks' copy numbers, noise and counts are bookkept like batches.
+TEST(SmoothingLinear, ChunkedBatchesCountLikeSeparateBatches) {
+  const Shape input{3, 64, 64};
+  const std::int64_t d = 3 * 64 * 64;
+  nn::InitRng rng(3);
+  auto model = std::make_shared<nn::Sequential>(
+      std::vector<nn::ModulePtr>{std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(d, 3, rng)});
+  SmoothedClassifier smoothed(*model, input, 3, Device::cpu());
+  const Tensor x = testing::random_tensor({2, 3, 64, 64}, 12, 0.0f, 1.0f);
+  SmoothingOptions o;
+  o.sigma = 0.5;
+  o.seed = 4;
+  o.batch = 105;
+  const auto chunked = smoothed.sample_counts(x, {5, 6}, 150, certify::SamplePhase::Estimation, o);
+  o.batch = 21;
+  const auto separate = smoothed.sample_counts(x, {5, 6}, 150, certify::SamplePhase::Estimation, o);
+  EXPECT_EQ(chunked, separate);
+  std::int64_t total = 0;
+  for (auto c : chunked) total += c;
+  EXPECT_EQ(total, 300);
+}
+
 TEST(SmoothingLinear, RejectsBadArguments) {
   LinearCase c = linear_case(0.2);
   SmoothedClassifier smoothed(*c.model, {1, 4, 4}, 2, Device::cpu());
