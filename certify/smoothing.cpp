@@ -155,11 +155,14 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
                          : std::clamp<std::int64_t>(kCpuChunkFloats / std::max<std::int64_t>(d, 1), 8, batch_rows);
   const auto run_batch = [&](const kernels::SmoothingBatch& batch) -> std::int64_t {
     if (batch.rows <= chunk_rows) return run_rows(batch, batch.rows == batch_rows ? noisy : noisy.rows(0, batch.rows));
+    // Equal chunks (a batch of 100 runs as 2 × 50, not 85 + 15).
+    const std::int64_t chunks = (batch.rows + chunk_rows - 1) / chunk_rows;
+    const std::int64_t rows_each = (batch.rows + chunks - 1) / chunks;
     std::int64_t nan = 0;
-    for (std::int64_t off = 0; off < batch.rows; off += chunk_rows) {
+    for (std::int64_t off = 0; off < batch.rows; off += rows_each) {
       kernels::SmoothingBatch part = batch;
       part.row_start = batch.row_start + off;
-      part.rows = std::min(chunk_rows, batch.rows - off);
+      part.rows = std::min(rows_each, batch.rows - off);
       nan += run_rows(part, noisy.rows(off, off + part.rows));
     }
     return nan;
