@@ -17,6 +17,10 @@
 // with π sorting the logits in decreasing order. The clean input is evaluated first; an example
 // stops at its first success (argmax ≠ y, or = t), restarts run only on examples not broken yet,
 // and per example the best point by (success, loss) over all restarts is kept.
+// Every [·, d] buffer (iterates, the clean rows, the best points, x_max and g_max) lives on the
+// model's device; the step and both projections are one fused kernel (kernels/attack_opt.h).
+// Only logits, their gradient, losses, flags, η and row indices cross to the host, where the
+// checkpoint logic runs on per-example scalars.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -24,8 +28,10 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "runtime/dispatch.h"
 
 namespace aegis::attacks {
 
@@ -33,7 +39,20 @@ using autograd::Var;
 
 namespace {
 
-constexpr double kMomentum = 0.75;  // α (Croce & Hein 2020, §3.2)
+template <class T>
+Tensor upload(const std::vector<T>& v, Device dev) {
+  return Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())}).to(dev);
+}
+
+// dst[dst_rows[j]] = src[src_rows[j]] for rows of d floats, on the tensors' device.
+void copy_rows(const Tensor& src, const std::vector<std::int32_t>& src_rows, const Tensor& dst,
+               const std::vector<std::int32_t>& dst_rows, std::int64_t d) {
+  if (src_rows.empty()) return;
+  const Device dev = dst.device();
+  const Tensor d_src = upload(src_rows, dev), d_dst = upload(dst_rows, dev);
+  AEGIS_DISPATCH(dev, copy_rows(src.data<float>(), d_src.data<std::int32_t>(), dst.data<float>(),
+                                d_dst.data<std::int32_t>(), static_cast<std::int64_t>(src_rows.size()), d));
+}
 
 std::vector<std::int32_t> label_vector(const Tensor& t, std::int64_t n, const char* what) {
   AEGIS_CHECK_AS(ShapeError, t.defined(), what << " is undefined; expected i32 [" << n << "]");
@@ -86,36 +105,6 @@ double loss_and_grad(const float* z, std::int64_t k, std::int32_t y, std::int32_
   return -num / den;
 }
 
-// Projection of v onto {‖y − x0‖ ≤ eps} ∩ [0, 1]^d (see the file comment), into out.
-void project(kernels::AttackNorm norm, const double* v, const float* x0, double eps, std::int64_t d, float* out) {
-  if (norm == kernels::AttackNorm::Linf) {
-    for (std::int64_t j = 0; j < d; ++j) {
-      const double lo = std::max(0.0, x0[j] - eps), hi = std::min(1.0, x0[j] + eps);
-      out[j] = kernels::round_into(std::clamp(v[j], lo, hi), lo, hi);
-    }
-    return;
-  }
-  const double radius = kernels::l2_target_radius(eps, d);
-  const auto dist = [&](double s) {
-    double acc = 0.0;
-    for (std::int64_t j = 0; j < d; ++j) {
-      const double y = std::clamp(x0[j] + s * (v[j] - x0[j]), 0.0, 1.0) - x0[j];
-      acc += y * y;
-    }
-    return std::sqrt(acc);
-  };
-  double s = 1.0;
-  if (dist(1.0) > radius) {
-    double lo = 0.0, hi = 1.0;  // dist(lo) ≤ radius < dist(hi)
-    for (int it = 0; it < 60; ++it) {
-      const double mid = (lo + hi) / 2.0;
-      (dist(mid) <= radius ? lo : hi) = mid;
-    }
-    s = lo;
-  }
-  for (std::int64_t j = 0; j < d; ++j) out[j] = static_cast<float>(std::clamp(x0[j] + s * (v[j] - x0[j]), 0.0, 1.0));
-}
-
 }  // namespace
 
 std::vector<int> apgd_checkpoints(int n_iter) {
@@ -160,26 +149,26 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
                    "apgd: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
   const auto norm = opt.norm == "linf" ? kernels::AttackNorm::Linf : kernels::AttackNorm::L2;
   const bool dlr = opt.loss == "dlr";
-  const auto ud = static_cast<std::size_t>(d);
 
   nn::FrozenScope frozen(model);
-  const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
-  std::vector<float> best = x0;
+  const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
+  Tensor best = x0.clone();
   std::vector<char> best_success(static_cast<std::size_t>(n), 0);
   std::vector<double> best_loss(static_cast<std::size_t>(n), -std::numeric_limits<double>::infinity());
   AttackResult result;
   std::int64_t k = 0;
   Var input, logits;
 
-  // Forward over examples `ids` at `rows`; per-example loss, success and ∂loss/∂z; the graph is
-  // kept in input/logits when with_grad. Updates the kept best point of every example.
+  // Forward over examples `ids` at `rows` ([m, d] on the device); per-example loss, success and
+  // ∂loss/∂z; the graph is kept in input/logits when with_grad. Updates the kept best point of
+  // every example.
   std::vector<float> dz;
-  const auto evaluate = [&](const std::vector<std::int32_t>& ids, const std::vector<float>& rows, bool with_grad,
+  const auto evaluate = [&](const std::vector<std::int32_t>& ids, const Tensor& rows, bool with_grad,
                             std::vector<double>& loss, std::vector<char>& success) {
     const std::int64_t m = static_cast<std::int64_t>(ids.size());
     Shape shape = x.shape();
     shape[0] = m;
-    input = Var(Tensor::from_vector(rows, shape).to(dev), with_grad);
+    input = Var(rows.reshape(shape), with_grad);
     logits = model.forward(input);
     const Tensor& zt = logits.value();
     const std::int64_t min_k = dlr ? (opt.targeted ? 4 : 3) : 2;
@@ -201,6 +190,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
     dz.assign(static_cast<std::size_t>(m) * uk, 0.0f);
     loss.resize(ids.size());
     success.resize(ids.size());
+    std::vector<std::int32_t> improved_rows, improved_examples;
     for (std::size_t r = 0; r < ids.size(); ++r) {
       const auto i = static_cast<std::size_t>(ids[r]);
       const float* zr = &z[r * uk];
@@ -212,15 +202,15 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
       if (!better) continue;
       best_success[i] = success[r];
       best_loss[i] = loss[r];
-      std::copy(rows.begin() + static_cast<std::ptrdiff_t>(r * ud),
-                rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud),
-                best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+      improved_rows.push_back(static_cast<std::int32_t>(r));
+      improved_examples.push_back(ids[r]);
     }
+    copy_rows(rows, improved_rows, best, improved_examples, d);
   };
   const auto gradient = [&](std::int64_t m) {
     autograd::backward(logits, Tensor::from_vector(dz, {m, k}).to(dev));
     result.gradient_evaluations += m;
-    return input.grad().to(Device::cpu()).to_vector<float>();
+    return input.grad().reshape({m, d});
   };
 
   if (n > 0) {
@@ -237,40 +227,40 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
       if (!best_success[static_cast<std::size_t>(i)]) ids.push_back(i);
     if (ids.empty()) break;
     const std::size_t m0 = ids.size();
-    // Per-row state of this run (row r is example ids[r]).
-    std::vector<float> start(m0 * ud), clean(m0 * ud), e(m0);
-    for (std::size_t r = 0; r < m0; ++r) {
-      const auto i = static_cast<std::size_t>(ids[r]);
-      std::copy(x0.begin() + static_cast<std::ptrdiff_t>(i * ud),
-                x0.begin() + static_cast<std::ptrdiff_t>((i + 1) * ud),
-                clean.begin() + static_cast<std::ptrdiff_t>(r * ud));
-      e[r] = eps[i];
-    }
+    const auto rows0 = static_cast<std::int64_t>(m0);
+    // Per-row state of this run (row r is example ids[r]); the [m0, d] buffers on the device.
+    std::vector<std::int32_t> run_rows(m0);
+    std::iota(run_rows.begin(), run_rows.end(), 0);
+    std::vector<float> e(m0);
+    for (std::size_t r = 0; r < m0; ++r) e[r] = eps[static_cast<std::size_t>(ids[r])];
+    const Tensor d_eps = upload(e, dev);
+    const Tensor clean = Tensor::empty({rows0, d}, DType::F32, dev);
+    copy_rows(x0, ids, clean, run_rows, d);
+    Tensor cur = Tensor::empty({rows0, d}, DType::F32, dev);
     const philox::Key key{opt.seed, philox::kPurposeAttackStart, static_cast<std::uint32_t>(restart)};
-    kernels::cpu::attack_random_start(norm, start.data(), clean.data(), e.data(), ids.data(),
-                                      static_cast<std::int64_t>(m0), d, key);
-    std::vector<float> cur = start, prev = start, x_max(m0 * ud), g_max(m0 * ud), g_cur;
+    const Tensor d_ids = upload(ids, dev);
+    AEGIS_DISPATCH(dev, attack_random_start(norm, cur.data<float>(), clean.data<float>(), d_eps.data<float>(),
+                                            d_ids.data<std::int32_t>(), rows0, d, key));
+    const Tensor prev = cur.clone();
+    const Tensor x_max = Tensor::empty({rows0, d}, DType::F32, dev), g_max = Tensor::empty({rows0, d}, DType::F32, dev);
     std::vector<double> eta(m0), f_max(m0), eta_ref(m0), f_max_ref(m0);
     std::vector<std::vector<double>> history(m0);
     for (std::size_t r = 0; r < m0; ++r) eta[r] = 2.0 * e[r];
-    std::vector<std::size_t> active(m0);  // rows still attacked
-    std::iota(active.begin(), active.end(), std::size_t{0});
-    std::size_t next_checkpoint = 1;  // index into checkpoints of the next w_j (j ≥ 1)
-    std::vector<double> v(ud);
+    std::vector<std::int32_t> active = run_rows;  // rows still attacked
+    std::size_t next_checkpoint = 1;              // index into checkpoints of the next w_j (j ≥ 1)
     for (int step = 0; step <= opt.steps && !active.empty(); ++step) {
       const bool last = step == opt.steps;
-      std::vector<std::int32_t> batch_ids;
-      std::vector<float> rows;
-      for (std::size_t r : active) {
-        batch_ids.push_back(ids[r]);
-        rows.insert(rows.end(), cur.begin() + static_cast<std::ptrdiff_t>(r * ud),
-                    cur.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud));
-      }
+      const auto m = static_cast<std::int64_t>(active.size());
+      std::vector<std::int32_t> batch_ids, batch_rows(active.size());
+      for (std::int32_t r : active) batch_ids.push_back(ids[static_cast<std::size_t>(r)]);
+      std::iota(batch_rows.begin(), batch_rows.end(), 0);
+      const Tensor batch = Tensor::empty({m, d}, DType::F32, dev);
+      copy_rows(cur, active, batch, batch_rows, d);
       std::vector<double> loss;
       std::vector<char> success;
-      evaluate(batch_ids, rows, !last, loss, success);
+      evaluate(batch_ids, batch, !last, loss, success);
       if (last) break;
-      const std::vector<float> g = gradient(static_cast<std::int64_t>(active.size()));
+      const Tensor g = gradient(m);
       // Iteration k = step − 1 of Alg. 1 has just evaluated x^{step}; checkpoint k when k = w_j.
       const int k_alg = step - 1;
       bool at_checkpoint = false;
@@ -279,21 +269,20 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
         at_checkpoint = true;
         j = next_checkpoint++;
       }
-      std::vector<std::size_t> still;
+      // still/still_grad: the rows stepped and their gradient rows; improved: new f_max points;
+      // restored: rows set back to (x_max, g_max) by a checkpoint.
+      std::vector<std::int32_t> still, still_grad, improved, improved_grad, restored, restored_grad;
       for (std::size_t a = 0; a < active.size(); ++a) {
-        const std::size_t r = active[a];
+        const auto r = static_cast<std::size_t>(active[a]);
         if (success[a]) continue;  // broken: frozen at its first success (kept by evaluate)
-        still.push_back(r);
-        const auto row = static_cast<std::ptrdiff_t>(r * ud);
-        float* xr = &cur[r * ud];
-        const float* gr = &g[a * ud];
+        still.push_back(active[a]);
+        still_grad.push_back(static_cast<std::int32_t>(a));
         history[r].push_back(loss[a]);
         if (step == 0 || loss[a] > f_max[r]) {
           f_max[r] = loss[a];
-          std::copy(xr, xr + ud, x_max.begin() + row);
-          std::copy(gr, gr + ud, g_max.begin() + row);
+          improved.push_back(active[a]);
+          improved_grad.push_back(static_cast<std::int32_t>(a));
         }
-        std::vector<float> grad_row(gr, gr + ud);
         if (step == 1) {  // w_0 = 0: the reference values for the first checkpoint
           eta_ref[r] = eta[r];
           f_max_ref[r] = f_max[r];
@@ -309,51 +298,38 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
           f_max_ref[r] = f_max[r];
           if (condition1 || condition2) {
             eta[r] /= 2.0;
-            std::copy(x_max.begin() + row, x_max.begin() + row + static_cast<std::ptrdiff_t>(ud), xr);
-            std::copy(g_max.begin() + row, g_max.begin() + row + static_cast<std::ptrdiff_t>(ud), grad_row.begin());
+            restored.push_back(active[a]);
+            restored_grad.push_back(static_cast<std::int32_t>(a));
             history[r].back() = f_max[r];
           }
         }
-        // The step direction: sign for L∞, ∇/‖∇‖₂ for L2 (zero gradient: no step).
-        double l2 = 0.0;
-        for (float gv : grad_row) l2 += static_cast<double>(gv) * gv;
-        l2 = std::sqrt(l2);
-        for (std::size_t q = 0; q < ud; ++q) {
-          const double dir = norm == kernels::AttackNorm::Linf
-                                 ? (grad_row[q] > 0 ? 1.0 : (grad_row[q] < 0 ? -1.0 : 0.0))
-                                 : (l2 > 0 ? grad_row[q] / l2 : 0.0);
-          v[q] = xr[q] + eta[r] * dir;
-        }
-        std::vector<float> zp(ud);
-        project(norm, v.data(), &clean[r * ud], e[r], d, zp.data());
-        if (step > 0) {
-          const float* xp = &prev[r * ud];
-          for (std::size_t q = 0; q < ud; ++q)
-            v[q] = xr[q] + kMomentum * (zp[q] - static_cast<double>(xr[q])) +
-                   (1.0 - kMomentum) * (xr[q] - static_cast<double>(xp[q]));
-          project(norm, v.data(), &clean[r * ud], e[r], d, zp.data());
-        }
-        std::copy(xr, xr + ud, prev.begin() + row);
-        std::copy(zp.begin(), zp.end(), xr);
+      }
+      // x_max, g_max ← the improved rows; then the restored rows continue from x_max with g_max.
+      copy_rows(cur, improved, x_max, improved, d);
+      copy_rows(g, improved_grad, g_max, improved, d);
+      copy_rows(x_max, restored, cur, restored, d);
+      copy_rows(g_max, restored, g, restored_grad, d);
+      if (!still.empty()) {
+        const kernels::ApgdStepArgs args{norm == kernels::AttackNorm::L2, step > 0,
+                                         static_cast<std::int64_t>(still.size()), d};
+        const Tensor d_still = upload(still, dev), d_still_grad = upload(still_grad, dev), d_eta = upload(eta, dev);
+        AEGIS_DISPATCH(dev, apgd_step(args, d_still.data<std::int32_t>(), d_still_grad.data<std::int32_t>(),
+                                      cur.data<float>(), prev.data<float>(), clean.data<float>(), g.data<float>(),
+                                      d_eta.data<double>(), d_eps.data<float>()));
       }
       active = std::move(still);
     }
   }
 
   std::vector<std::int32_t> success(best_success.begin(), best_success.end());
-  std::vector<float> final_loss(static_cast<std::size_t>(n)), norms(static_cast<std::size_t>(n));
-  for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) {
-    final_loss[i] = static_cast<float>(best_loss[i]);
-    double acc = 0.0;
-    for (std::size_t q = 0; q < ud; ++q) {
-      const double diff = static_cast<double>(best[i * ud + q]) - x0[i * ud + q];
-      acc = norm == kernels::AttackNorm::Linf ? std::max(acc, std::fabs(diff)) : acc + diff * diff;
-    }
-    norms[i] = static_cast<float>(norm == kernels::AttackNorm::Linf ? acc : std::sqrt(acc));
-  }
-  result.adversarial = Tensor::from_vector(best, x.shape()).to(dev);
+  std::vector<float> final_loss(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) final_loss[i] = static_cast<float>(best_loss[i]);
+  Tensor norms = Tensor::zeros({n}, DType::F32, dev);
+  if (n > 0)
+    AEGIS_DISPATCH(dev, perturbation_norms(norm, best.data<float>(), x0.data<float>(), norms.data<float>(), n, d));
+  result.adversarial = best.reshape(x.shape());
   result.success = Tensor::from_vector(success, {n});
-  result.perturbation_norm = Tensor::from_vector(norms, {n});
+  result.perturbation_norm = norms.to(Device::cpu());
   result.final_loss = Tensor::from_vector(final_loss, {n});
   return result;
 }

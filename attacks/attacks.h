@@ -90,9 +90,11 @@ double robust_accuracy(const AttackResult& result);
 
 // ---- optimization attacks: CW-L2 (attacks/cw.cpp) and APGD (attacks/apgd.cpp) ------------------
 // Both run the model (eval mode, parameters frozen, restored afterwards) on the model's device and
-// do the per-example arithmetic — the attack losses and their logit gradients, Adam, the APGD
-// steps and projections — on the host in double, one row per example, so an example's trajectory
-// does not depend on the rest of the batch (up to the model's own float rounding).
+// keep every [N, d] buffer there: Adam on w and the APGD steps and projections are fused kernels
+// (kernels/attack_opt.h) that work per example in double. Only per-example values cross to the
+// host each iteration — the logits [m, K], from which the losses and their logit gradients are
+// formed there, and flags, norms, step sizes and row indices — so an example's trajectory does not
+// depend on the rest of the batch (up to the model's own float rounding).
 // AttackResult.perturbation_norm is the L2 norm for CW-L2 and the attack norm for APGD;
 // final_loss is the attack's own objective for the kept iterate: the CW margin term f(x') for
 // CW-L2 and the CE or DLR loss (as maximized, i.e. −CE(target) when targeted) for APGD.

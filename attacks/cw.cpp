@@ -13,13 +13,21 @@
 // Z_t − max_{i≠t} Z_i ≥ κ) and closer than the best so far is kept. The objective is the SUM of
 // the per-example losses and the search, the abort and Adam are per example, so an example's
 // result does not depend on the batch.
+// The per-iteration work on [·, d] buffers (the start from w0, Adam on w and the iterate x' with
+// its squared distance) is one fused kernel (kernels/attack_opt.h) on the model's device; w and
+// the Adam moments stay there in double, indexed by example, and only logits, their gradient,
+// the per-row squared distances and row indices cross to the host each iteration.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "kernels/attack_opt.h"
+#include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "runtime/dispatch.h"
 
 namespace aegis::attacks {
 
@@ -27,19 +35,32 @@ using autograd::Var;
 
 namespace {
 
-constexpr double kTanhScale = 1.0 - 1e-6;
 constexpr double kNoUpperBound = 1e10;  // c above this is "no upper bound found yet" (§V)
 
-// Forward passes over host rows on the model's device, and ∇ₓ of Σ_i ⟨dlogits_i, Z_i⟩.
+Tensor upload_rows(const std::vector<std::int32_t>& rows, Device dev) {
+  return Tensor::from_vector(rows, {static_cast<std::int64_t>(rows.size())}).to(dev);
+}
+
+// dst[dst_rows[j]] = src[src_rows[j]] for rows of d floats, on the tensors' device.
+void copy_rows(const Tensor& src, const std::vector<std::int32_t>& src_rows, const Tensor& dst,
+               const std::vector<std::int32_t>& dst_rows, std::int64_t d) {
+  if (src_rows.empty()) return;
+  const Device dev = dst.device();
+  const Tensor d_src = upload_rows(src_rows, dev), d_dst = upload_rows(dst_rows, dev);
+  AEGIS_DISPATCH(dev, copy_rows(src.data<float>(), d_src.data<std::int32_t>(), dst.data<float>(),
+                                d_dst.data<std::int32_t>(), static_cast<std::int64_t>(src_rows.size()), d));
+}
+
+// Forward passes over device rows on the model's device, and ∇ₓ of Σ_i ⟨dlogits_i, Z_i⟩.
 class Runner {
  public:
   Runner(nn::Module& model, const Shape& x_shape, Device dev) : m_model(model), m_shape(x_shape), m_dev(dev) {}
 
-  // Logits [m, K] of `rows` (m rows of d floats) on the host; keeps the graph when with_grad.
-  std::vector<float> logits(const std::vector<float>& rows, std::int64_t m, bool with_grad) {
+  // Logits [m, K] of `rows` ([m, d] on the device) on the host; keeps the graph when with_grad.
+  std::vector<float> logits(const Tensor& rows, std::int64_t m, bool with_grad) {
     Shape shape = m_shape;
     shape[0] = m;
-    m_input = Var(Tensor::from_vector(rows, shape).to(m_dev), with_grad);
+    m_input = Var(rows.reshape(shape), with_grad);
     m_logits = m_model.forward(m_input);
     const Tensor& z = m_logits.value();
     AEGIS_CHECK_AS(
@@ -50,10 +71,11 @@ class Runner {
   }
   std::int64_t classes() const { return m_k; }
 
-  // ∇ₓ Σ_i ⟨dlogits_i, Z_i(x_i)⟩ for the rows of the last logits() call, on the host.
-  std::vector<float> input_gradient(const std::vector<float>& dlogits, std::int64_t m) {
+  // ∇ₓ Σ_i ⟨dlogits_i, Z_i(x_i)⟩ for the rows of the last logits() call: [m, d] on the device.
+  Tensor input_gradient(const std::vector<float>& dlogits, std::int64_t m) {
     autograd::backward(m_logits, Tensor::from_vector(dlogits, {m, m_k}).to(m_dev));
-    return m_input.grad().to(Device::cpu()).to_vector<float>();
+    const Tensor& g = m_input.grad();
+    return g.reshape({m, g.numel() / m});
   }
 
  private:
@@ -116,6 +138,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
               "cw_l2: initial_const " << opt.initial_const << " must be finite and > 0");
   AEGIS_CHECK(std::isfinite(opt.lr) && opt.lr > 0.0f, "cw_l2: lr " << opt.lr << " must be finite and > 0");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
+  AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
+                 "cw_l2: " << n << " examples exceed the int32 row indices; split the batch");
   const std::vector<std::int32_t> y = label_vector(labels, n, "labels");
   if (opt.targeted) AEGIS_CHECK(opt.targets.defined(), "cw_l2: a targeted attack needs options.targets (i32 [N])");
   const std::vector<std::int32_t> goal = opt.targeted ? label_vector(opt.targets, n, "targets") : y;
@@ -126,38 +150,41 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
 
   nn::FrozenScope frozen(model);
   Runner runner(model, x.shape(), dev);
-  const std::vector<float> x0 = x.to(Device::cpu()).to_vector<float>();
+  const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
   const double kappa = opt.confidence;
-  const auto un = static_cast<std::size_t>(n), ud = static_cast<std::size_t>(d);
+  const auto un = static_cast<std::size_t>(n);
 
-  std::vector<double> w0(x0.size());
-  for (std::size_t e = 0; e < x0.size(); ++e) w0[e] = std::atanh((2.0 * x0[e] - 1.0) * kTanhScale);
-  std::vector<float> best = x0;  // kept rows: clean until an adversarial is found
+  Tensor best = x0.clone();  // kept rows: clean until an adversarial is found
   std::vector<double> best_l2(un, std::numeric_limits<double>::infinity());
   std::vector<double> c(un, opt.initial_const), lower(un, 0.0), upper(un, kNoUpperBound);
+  // Adam's variable and moments, row i for example i, in double (kernels/attack_opt.h).
+  Tensor w, m1, m2;
+  if (n > 0) {
+    w = Tensor::empty({n, d}, DType::F64, dev);
+    m1 = Tensor::empty({n, d}, DType::F64, dev);
+    m2 = Tensor::empty({n, d}, DType::F64, dev);
+  }
   AttackResult result;
   bool ranges_checked = false;
 
   for (int search = 0; search < opt.binary_search_steps && n > 0; ++search) {
-    // Each search step restarts from w0 with fresh Adam moments (§V).
-    std::vector<double> w = w0, m1(w0.size(), 0.0), m2(w0.size(), 0.0);
+    // Each search step restarts from w0 = atanh((2x − 1)·s) with fresh Adam moments (§V). `batch`
+    // holds the iterates of the examples in `active` (row r is example active[r]) and `l2_sq`
+    // their squared distances to x.
+    Tensor batch = Tensor::empty({n, d}, DType::F32, dev);
+    Tensor l2_sq = Tensor::empty({n}, DType::F64, dev);
+    AEGIS_DISPATCH(dev, cw_start(x0.data<float>(), w.data<double>(), m1.data<double>(), m2.data<double>(),
+                                 batch.data<float>(), l2_sq.data<double>(), n, d));
     std::vector<char> found(un, 0);
     std::vector<double> previous(un, std::numeric_limits<double>::infinity());
-    std::vector<std::int64_t> active(un);
-    for (std::size_t i = 0; i < un; ++i) active[i] = static_cast<std::int64_t>(i);
+    std::vector<std::int32_t> active(un);
+    std::iota(active.begin(), active.end(), 0);
     const int abort_period = std::max(1, opt.steps / 10);
     for (int it = 0; it <= opt.steps && !active.empty(); ++it) {
       const bool last = it == opt.steps;  // the final iterate is evaluated, not stepped
       const std::int64_t m = static_cast<std::int64_t>(active.size());
-      std::vector<float> rows(static_cast<std::size_t>(m) * ud);
-      for (std::size_t r = 0; r < active.size(); ++r) {
-        const std::size_t base = static_cast<std::size_t>(active[r]) * ud;
-        for (std::size_t j = 0; j < ud; ++j) {
-          const double v = (std::tanh(w[base + j]) / kTanhScale + 1.0) / 2.0;
-          rows[r * ud + j] = static_cast<float>(std::clamp(v, 0.0, 1.0));
-        }
-      }
-      const std::vector<float> z = runner.logits(rows, m, !last);
+      const std::vector<float> z = runner.logits(batch, m, !last);
+      const std::vector<double> l2sq = l2_sq.to(Device::cpu()).to_vector<double>();
       const std::int64_t k = runner.classes();
       if (!ranges_checked) {
         check_ranges(y, k, "labels");
@@ -165,58 +192,54 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
         ranges_checked = true;
       }
       std::vector<float> dlogits(static_cast<std::size_t>(m * k), 0.0f);
-      std::vector<double> l2sq(active.size(), 0.0);
-      std::vector<char> keep(active.size(), 1);
+      std::vector<std::int32_t> improved_rows, improved_examples, next, next_rows;
       for (std::size_t r = 0; r < active.size(); ++r) {
-        const std::size_t i = static_cast<std::size_t>(active[r]);
-        for (std::size_t j = 0; j < ud; ++j) {
-          const double diff = static_cast<double>(rows[r * ud + j]) - x0[i * ud + j];
-          l2sq[r] += diff * diff;
-        }
+        const auto i = static_cast<std::size_t>(active[r]);
         const Margin mg = margin(&z[r * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
         if (mg.adversarial) {
           found[i] = 1;
           if (l2sq[r] < best_l2[i] * best_l2[i]) {
             best_l2[i] = std::sqrt(l2sq[r]);
-            std::copy(rows.begin() + static_cast<std::ptrdiff_t>(r * ud),
-                      rows.begin() + static_cast<std::ptrdiff_t>((r + 1) * ud),
-                      best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+            improved_rows.push_back(static_cast<std::int32_t>(r));
+            improved_examples.push_back(active[r]);
           }
         }
         const double loss = l2sq[r] + c[i] * mg.f;
         // Early abort (§V): every steps/10 iterations, stop unless the loss fell by 0.01%.
+        bool keep = true;
         if (opt.abort_early && it > 0 && it % abort_period == 0) {
-          if (loss > previous[i] - 1e-4 * std::fabs(previous[i])) keep[r] = 0;
+          if (loss > previous[i] - 1e-4 * std::fabs(previous[i])) keep = false;
           previous[i] = loss;
         } else if (it == 0) {
           previous[i] = loss;
+        }
+        if (keep) {
+          next.push_back(active[r]);
+          next_rows.push_back(static_cast<std::int32_t>(r));
         }
         if (mg.active) {
           dlogits[r * static_cast<std::size_t>(k) + static_cast<std::size_t>(mg.plus)] = static_cast<float>(c[i]);
           dlogits[r * static_cast<std::size_t>(k) + static_cast<std::size_t>(mg.minus)] = static_cast<float>(-c[i]);
         }
       }
+      copy_rows(batch, improved_rows, best, improved_examples, d);
       if (last) break;
-      const std::vector<float> g = runner.input_gradient(dlogits, m);
+      const Tensor g = runner.input_gradient(dlogits, m);
       result.gradient_evaluations += m;
-      // Adam on w (Kingma & Ba 2015, Alg. 1: β₁ = 0.9, β₂ = 0.999, ε̂ = 10⁻⁸, bias-corrected).
-      const double t = it + 1, b1 = 0.9, b2 = 0.999;
-      const double corr1 = 1.0 - std::pow(b1, t), corr2 = 1.0 - std::pow(b2, t);
-      std::vector<std::int64_t> next;
-      for (std::size_t r = 0; r < active.size(); ++r) {
-        if (!keep[r]) continue;
-        const std::size_t i = static_cast<std::size_t>(active[r]);
-        next.push_back(active[r]);
-        for (std::size_t j = 0; j < ud; ++j) {
-          const std::size_t e = i * ud + j;
-          const double th = std::tanh(w[e]);
-          // ∂/∂x' of ‖x' − x‖² + c·f, times ∂x'/∂w = (1 − tanh²w)/(2s).
-          const double gx = 2.0 * (static_cast<double>(rows[r * ud + j]) - x0[e]) + g[r * ud + j];
-          const double gw = gx * (1.0 - th * th) / (2.0 * kTanhScale);
-          m1[e] = b1 * m1[e] + (1.0 - b1) * gw;
-          m2[e] = b2 * m2[e] + (1.0 - b2) * gw * gw;
-          w[e] -= opt.lr * (m1[e] / corr1) / (std::sqrt(m2[e] / corr2) + 1e-8);
-        }
+      if (!next.empty()) {
+        // Adam on w (Kingma & Ba 2015, Alg. 1), bias corrections for step t = it + 1.
+        const double t = it + 1;
+        const kernels::CwAdamArgs args{static_cast<std::int64_t>(next.size()), d, opt.lr,
+                                       1.0 - std::pow(kernels::kAdamBeta1, t), 1.0 - std::pow(kernels::kAdamBeta2, t)};
+        const Tensor d_examples = upload_rows(next, dev), d_rows = upload_rows(next_rows, dev);
+        Tensor next_batch = Tensor::empty({args.count, d}, DType::F32, dev);
+        Tensor next_l2_sq = Tensor::empty({args.count}, DType::F64, dev);
+        AEGIS_DISPATCH(
+            dev, cw_adam_step(args, d_examples.data<std::int32_t>(), d_rows.data<std::int32_t>(), w.data<double>(),
+                              m1.data<double>(), m2.data<double>(), x0.data<float>(), batch.data<float>(),
+                              g.data<float>(), next_batch.data<float>(), next_l2_sq.data<double>()));
+        batch = next_batch;
+        l2_sq = next_l2_sq;
       }
       active = std::move(next);
     }
@@ -235,7 +258,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
   // Success is what the model says about the returned rows (one full-batch pass); a row that no
   // longer passes (a margin of float rounding) goes back to the clean input.
   std::vector<std::int32_t> success(un, 0);
-  std::vector<float> final_loss(un, 0.0f), norms(un, 0.0f);
+  std::vector<float> final_loss(un, 0.0f);
+  Tensor norms = Tensor::zeros({n}, DType::F32, dev);
   if (n > 0) {
     const std::vector<float> z = runner.logits(best, n, false);
     const std::int64_t k = runner.classes();
@@ -243,23 +267,19 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
       check_ranges(y, k, "labels");
       if (opt.targeted) check_ranges(goal, k, "targets");
     }
+    std::vector<std::int32_t> reverted;
     for (std::size_t i = 0; i < un; ++i) {
-      Margin mg = margin(&z[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
+      const Margin mg = margin(&z[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
       if (best_l2[i] < std::numeric_limits<double>::infinity() && !mg.adversarial) {
-        std::copy(x0.begin() + static_cast<std::ptrdiff_t>(i * ud),
-                  x0.begin() + static_cast<std::ptrdiff_t>((i + 1) * ud),
-                  best.begin() + static_cast<std::ptrdiff_t>(i * ud));
+        reverted.push_back(static_cast<std::int32_t>(i));
         best_l2[i] = std::numeric_limits<double>::infinity();
       }
       success[i] = best_l2[i] < std::numeric_limits<double>::infinity();
-      double sq = 0.0;
-      for (std::size_t j = 0; j < ud; ++j) {
-        const double diff = static_cast<double>(best[i * ud + j]) - x0[i * ud + j];
-        sq += diff * diff;
-      }
-      norms[i] = static_cast<float>(std::sqrt(sq));
       final_loss[i] = static_cast<float>(mg.f);
     }
+    copy_rows(x0, reverted, best, reverted, d);
+    AEGIS_DISPATCH(dev, perturbation_norms(kernels::AttackNorm::L2, best.data<float>(), x0.data<float>(),
+                                           norms.data<float>(), n, d));
     // The rows reverted above were evaluated as adversarial; recompute their f at x.
     if (std::find(success.begin(), success.end(), 0) != success.end()) {
       const std::vector<float> zc = runner.logits(best, n, false);
@@ -269,9 +289,9 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
               static_cast<float>(margin(&zc[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa).f);
     }
   }
-  result.adversarial = Tensor::from_vector(best, x.shape()).to(dev);
+  result.adversarial = best.reshape(x.shape());
   result.success = Tensor::from_vector(success, {n});
-  result.perturbation_norm = Tensor::from_vector(norms, {n});
+  result.perturbation_norm = norms.to(Device::cpu());
   result.final_loss = Tensor::from_vector(final_loss, {n});
   return result;
 }
