@@ -11,9 +11,12 @@
 // matrix and a single sgemm (that matrix leaves the cache and needs an NCHW transpose on each
 // side); for a 64-channel 16×16 layer the two tie. 1×1 kernels with stride 1 and no padding skip
 // im2col. The forward pass of kernels from 2×2 to 5×5 with stride ≤ 2 runs instead as a direct
-// convolution (kernels/cpu/conv_direct.cpp, AVX2 + FMA, picked at run time when the CPU has
-// them): on one core of an AMD EPYC it reaches 52–60 GMAC/s on ResNet-20's 3×3 layers, against
-// 28–41 for im2col + sgemm. CUDA: cuDNN for forward, backward-data and backward-filter, with the bias added by
+// convolution (kernels/cpu/conv_direct.cpp), and that of 3×3 stride-1 kernels with ≥ 8 channels
+// as Winograd F(2×2, 3×3) (kernels/cpu/conv_winograd.cpp: 2.25× fewer multiplications, the
+// same sums up to rounding), both with AVX2 + FMA, picked at run time when the CPU has them. On
+// one core of an AMD EPYC: ResNet-20's 3×3 layers at 28–41 GMAC/s with im2col + sgemm, 52–60
+// direct, 89–102 multiply-adds of the direct definition per ns with Winograd.
+// CUDA: cuDNN for forward, backward-data and backward-filter, with the bias added by
 // cudnnAddTensor and its gradient from cudnnConvolutionBackwardBias. Algorithms come from the
 // cudnnGetConvolution*Algorithm_v7 heuristics, preferring deterministic full-fp32 (FMA, no TF32)
 // ones, so GPU results are reproducible and match the CPU to fp32 rounding; each call's

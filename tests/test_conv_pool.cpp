@@ -53,6 +53,13 @@ const ConvCase kConvCases[] = {
     {2, 5, 17, 19, 7, 3, 3, 1, 1},
     {2, 4, 28, 28, 5, 5, 5, 1, 2},
     {3, 6, 15, 9, 9, 3, 3, 2, 0},
+    // The Winograd path (kernels/cpu/conv_winograd.cpp): odd output sizes (partial 2×2 tiles and
+    // a partial last vector of tiles), no padding, output channels not a multiple of 4.
+    {2, 8, 17, 17, 8, 3, 3, 1, 1},
+    {1, 16, 9, 18, 9, 3, 3, 1, 0},
+    {2, 12, 19, 37, 10, 3, 3, 1, 1},
+    {2, 16, 7, 7, 8, 3, 3, 1, 1},  // 4 tiles per row: two tile rows per vector, odd tile rows
+    {1, 8, 10, 10, 12, 3, 3, 1, 0},
 };
 
 struct PoolCase {

@@ -7,6 +7,7 @@
 
 #include "kernels/blas.h"
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/conv_winograd.h"
 
 namespace aegis::kernels::cpu {
 
@@ -103,6 +104,7 @@ class ThreadColumns {
 
 void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
   if (g.batch == 0) return;
+  if (detail::winograd_conv_applies(g)) return detail::conv2d_forward_winograd(g, x, w, bias, y);
   if (detail::direct_conv_applies(g)) return detail::conv2d_forward_direct(g, x, w, bias, y);
   const std::int64_t patch = g.in_channels * g.kernel_h * g.kernel_w;
   const std::int64_t plane = g.out_height() * g.out_width();

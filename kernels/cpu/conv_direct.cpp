@@ -21,7 +21,6 @@
 // keeps its baseline ISA).
 #include "kernels/cpu/conv_direct.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -29,22 +28,11 @@
 #include <vector>
 
 #include "kernels/conv.h"
+#include "kernels/cpu/conv_block.h"
 
 namespace aegis::kernels::cpu::detail {
 
 namespace {
-
-constexpr int kOb = 4;  // output channels per register block
-constexpr int kVb = 3;  // output vectors (of 8 floats) per register block
-constexpr int kLanes = 8;
-
-// Layout of one example's phase planes.
-struct Planes {
-  std::int64_t stride, rows, width;  // width of a phase-plane row in floats
-  std::int64_t channel_stride() const { return rows * width; }
-  std::int64_t phase_stride(std::int64_t channels) const { return channels * rows * width; }
-  std::int64_t floats(std::int64_t channels) const { return stride * phase_stride(channels); }
-};
 
 Planes planes_for(const Conv2dGeometry& g) {
   const std::int64_t vectors_per_row = (g.out_width() + kLanes - 1) / kLanes;
@@ -52,9 +40,10 @@ Planes planes_for(const Conv2dGeometry& g) {
   return {g.stride, g.height + 2 * g.padding, vectors_per_row * kLanes + (g.kernel_w - 1) / g.stride};
 }
 
-// P_φ[c][r][j] = x̃[c][r][j·s + φ] for one example (zero outside the image).
+}  // namespace
+
 void fill_planes(const Conv2dGeometry& g, const Planes& pl, const float* x, float* out) {
-  const std::int64_t s = g.stride, p = g.padding;
+  const std::int64_t s = pl.stride, p = g.padding;
   for (std::int64_t phase = 0; phase < s; ++phase)
     for (std::int64_t c = 0; c < g.in_channels; ++c) {
       const float* xc = x + c * g.height * g.width;
@@ -81,105 +70,17 @@ void fill_planes(const Conv2dGeometry& g, const Planes& pl, const float* x, floa
     }
 }
 
-// The weights as [ceil(O/kOb)][C][kh·kw][kOb], zero-padded in the last block.
-std::vector<float> pack_weights(const Conv2dGeometry& g, const float* w) {
-  const std::int64_t taps = g.kernel_h * g.kernel_w, blocks = (g.out_channels + kOb - 1) / kOb;
-  std::vector<float> packed(static_cast<std::size_t>(blocks * g.in_channels * taps * kOb), 0.0f);
-  for (std::int64_t o = 0; o < g.out_channels; ++o)
-    for (std::int64_t c = 0; c < g.in_channels; ++c)
+std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::int64_t in_channels,
+                                std::int64_t taps) {
+  const std::int64_t blocks = (out_channels + kOb - 1) / kOb;
+  std::vector<float> packed(static_cast<std::size_t>(blocks * in_channels * taps * kOb), 0.0f);
+  for (std::int64_t o = 0; o < out_channels; ++o)
+    for (std::int64_t c = 0; c < in_channels; ++c)
       for (std::int64_t t = 0; t < taps; ++t)
-        packed[static_cast<std::size_t>((((o / kOb) * g.in_channels + c) * taps + t) * kOb + o % kOb)] =
-            w[(o * g.in_channels + c) * taps + t];
+        packed[static_cast<std::size_t>((((o / kOb) * in_channels + c) * taps + t) * kOb + o % kOb)] =
+            w[(o * in_channels + c) * taps + t];
   return packed;
 }
-
-// Where the output vectors of one example lie: vector v is row v / per_row, columns from
-// (v mod per_row)·8, with `valid` of its 8 lanes inside the row.
-struct OutVector {
-  std::int64_t plane_offset;  // into P_0 of channel 0: (h'·s)·width + w'
-  std::int64_t out_offset;    // into one output channel plane: h'·W' + w'
-  int valid;
-};
-
-__attribute__((target("avx2,fma"))) inline __m256i lane_mask(int valid) {
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), lanes);
-}
-
-// One register block: output channels o0..o0+OB−1 (OB ≤ kOb lanes of the packed block used) and
-// output vectors vec[0..VB).
-template <int VB>
-__attribute__((target("avx2,fma"))) void block(const float* planes, const float* wblock, const std::int64_t* tap_offset,
-                                               std::int64_t taps, std::int64_t channels, std::int64_t channel_stride,
-                                               const OutVector* vec, const float* bias, std::int64_t o0, int ob,
-                                               std::int64_t out_plane, float* y_n) {
-  __m256 acc[kOb][VB];
-#pragma GCC unroll 8
-  for (int o = 0; o < kOb; ++o) {
-    const __m256 b = _mm256_set1_ps(bias && o < ob ? bias[o0 + o] : 0.0f);
-#pragma GCC unroll 8
-    for (int v = 0; v < VB; ++v) acc[o][v] = b;
-  }
-  const float* base[VB];
-#pragma GCC unroll 8
-  for (int v = 0; v < VB; ++v) base[v] = planes + vec[v].plane_offset;
-  for (std::int64_t c = 0; c < channels; ++c) {
-    const float* wc = wblock + c * taps * kOb;
-    const std::int64_t coff = c * channel_stride;
-    for (std::int64_t t = 0; t < taps; ++t) {
-      const std::int64_t off = coff + tap_offset[t];
-      __m256 xv[VB];
-#pragma GCC unroll 8
-      for (int v = 0; v < VB; ++v) xv[v] = _mm256_loadu_ps(base[v] + off);
-      const float* wt = wc + t * kOb;
-#pragma GCC unroll 8
-      for (int o = 0; o < kOb; ++o) {
-        const __m256 wv = _mm256_broadcast_ss(wt + o);
-#pragma GCC unroll 8
-        for (int v = 0; v < VB; ++v) acc[o][v] = _mm256_fmadd_ps(wv, xv[v], acc[o][v]);
-      }
-    }
-  }
-  // Indices known at compile time everywhere, so that the accumulators stay in registers.
-#pragma GCC unroll 8
-  for (int o = 0; o < kOb; ++o) {
-    if (o >= ob) break;
-    float* y_o = y_n + (o0 + o) * out_plane;
-#pragma GCC unroll 8
-    for (int v = 0; v < VB; ++v) {
-      if (vec[v].valid == kLanes)
-        _mm256_storeu_ps(y_o + vec[v].out_offset, acc[o][v]);
-      else
-        _mm256_maskstore_ps(y_o + vec[v].out_offset, lane_mask(vec[v].valid), acc[o][v]);
-    }
-  }
-}
-
-// All output channels and vectors of one example, from its filled phase planes.
-__attribute__((target("avx2,fma"))) void example(const Conv2dGeometry& g, const Planes& pl, const float* planes,
-                                                 const std::vector<float>& packed,
-                                                 const std::vector<std::int64_t>& tap_offset,
-                                                 const std::vector<OutVector>& vectors, const float* bias, float* y_n,
-                                                 std::int64_t o_begin, std::int64_t o_end) {
-  const std::int64_t taps = g.kernel_h * g.kernel_w, out_plane = g.out_height() * g.out_width();
-  const auto nv = static_cast<std::int64_t>(vectors.size());
-  for (std::int64_t o0 = o_begin; o0 < o_end; o0 += kOb) {
-    const int ob = static_cast<int>(std::min<std::int64_t>(kOb, g.out_channels - o0));
-    const float* wblock = packed.data() + (o0 / kOb) * g.in_channels * taps * kOb;
-    std::int64_t v = 0;
-    for (; v + kVb <= nv; v += kVb)
-      block<kVb>(planes, wblock, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), &vectors[v], bias, o0, ob,
-                 out_plane, y_n);
-    if (nv - v == 2)
-      block<2>(planes, wblock, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), &vectors[v], bias, o0, ob,
-               out_plane, y_n);
-    else if (nv - v == 1)
-      block<1>(planes, wblock, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), &vectors[v], bias, o0, ob,
-               out_plane, y_n);
-  }
-}
-
-}  // namespace
 
 bool direct_conv_applies(const Conv2dGeometry& g) {
   static const bool cpu_has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -201,7 +102,8 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
     for (std::int64_t k = 0; k < per_row; ++k)
       vectors.push_back({oh * s * pl.width + k * kLanes, oh * ow_n + k * kLanes,
                          static_cast<int>(std::min<std::int64_t>(kLanes, ow_n - k * kLanes))});
-  const std::vector<float> packed = pack_weights(g, w);
+  const std::int64_t taps = g.kernel_h * g.kernel_w, out_plane = oh_n * ow_n;
+  const std::vector<float> packed = pack_weights(w, g.out_channels, g.in_channels, taps);
   const std::int64_t x_stride = g.in_channels * g.height * g.width, y_stride = g.out_channels * oh_n * ow_n;
   const int threads = omp_get_max_threads();
   const auto plane_floats = static_cast<std::size_t>(pl.floats(g.in_channels));
@@ -215,7 +117,8 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
 #pragma omp for schedule(static)
       for (std::int64_t n = 0; n < g.batch; ++n) {
         fill_planes(g, pl, x + n * x_stride, mine);
-        example(g, pl, mine, packed, tap_offset, vectors, bias, y + n * y_stride, 0, g.out_channels);
+        all_blocks(mine, packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
+                   g.out_channels, 0, g.out_channels, out_plane, y + n * y_stride);
       }
     }
     return;
@@ -227,8 +130,8 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
     fill_planes(g, pl, x + n * x_stride, buffer.data());
 #pragma omp parallel for schedule(static)
     for (std::int64_t b = 0; b < blocks; ++b)
-      example(g, pl, buffer.data(), packed, tap_offset, vectors, bias, y + n * y_stride, b * kOb,
-              std::min(g.out_channels, (b + 1) * kOb));
+      all_blocks(buffer.data(), packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
+                 g.out_channels, b * kOb, std::min(g.out_channels, (b + 1) * kOb), out_plane, y + n * y_stride);
   }
 }
 
