@@ -60,6 +60,7 @@ const ConvCase kConvCases[] = {
     {2, 12, 19, 37, 10, 3, 3, 1, 1},
     {2, 16, 7, 7, 8, 3, 3, 1, 1},  // 4 tiles per row: two tile rows per vector, odd tile rows
     {1, 8, 10, 10, 12, 3, 3, 1, 0},
+    {1, 8, 9, 16, 8, 3, 3, 1, 1},  // 40 tiles, not a multiple of 16: the 256-bit products
 };
 
 struct PoolCase {

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "kernels/conv.h"
@@ -43,31 +44,34 @@ Planes planes_for(const Conv2dGeometry& g) {
 }  // namespace
 
 void fill_planes(const Conv2dGeometry& g, const Planes& pl, const float* x, float* out) {
-  const std::int64_t s = pl.stride, p = g.padding;
-  for (std::int64_t phase = 0; phase < s; ++phase)
+  const std::int64_t s = pl.stride, p = g.padding, width = pl.width;
+  for (std::int64_t phase = 0; phase < s; ++phase) {
+    // Columns j with 0 ≤ j·s + φ − p < W hold image pixels; the rest are padding. Plain loops
+    // rather than memset/memcpy: the rows are short (10 floats for an 8×8 image).
+    const std::int64_t first = std::min(width, std::max<std::int64_t>(0, (p - phase + s - 1) / s));
+    const std::int64_t end =
+        std::max(first, std::min(width, g.width + p - phase <= 0 ? 0 : (g.width + p - phase - 1) / s + 1));
+    const std::int64_t shift = phase - p;
     for (std::int64_t c = 0; c < g.in_channels; ++c) {
       const float* xc = x + c * g.height * g.width;
       float* dst = out + phase * pl.phase_stride(g.in_channels) + c * pl.channel_stride();
       for (std::int64_t r = 0; r < pl.rows; ++r) {
-        float* row = dst + r * pl.width;
+        float* row = dst + r * width;
         const std::int64_t ih = r - p;
         if (ih < 0 || ih >= g.height) {
-          std::memset(row, 0, sizeof(float) * static_cast<std::size_t>(pl.width));
+          for (std::int64_t j = 0; j < width; ++j) row[j] = 0.0f;
           continue;
         }
-        // Columns j with 0 ≤ j·s + φ − p < W hold image pixels; the rest are padding.
         const float* src = xc + ih * g.width;
-        const std::int64_t first = std::min(pl.width, std::max<std::int64_t>(0, (p - phase + s - 1) / s));
-        const std::int64_t end =
-            std::max(first, std::min(pl.width, g.width + p - phase <= 0 ? 0 : (g.width + p - phase - 1) / s + 1));
-        std::fill(row, row + first, 0.0f);
+        for (std::int64_t j = 0; j < first; ++j) row[j] = 0.0f;
         if (s == 1)
-          std::memcpy(row + first, src + first + phase - p, sizeof(float) * static_cast<std::size_t>(end - first));
+          for (std::int64_t j = first; j < end; ++j) row[j] = src[j + shift];
         else
-          for (std::int64_t j = first; j < end; ++j) row[j] = src[j * s + phase - p];
-        std::fill(row + end, row + pl.width, 0.0f);
+          for (std::int64_t j = first; j < end; ++j) row[j] = src[j * s + shift];
+        for (std::int64_t j = end; j < width; ++j) row[j] = 0.0f;
       }
     }
+  }
 }
 
 std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::int64_t in_channels,
@@ -110,10 +114,11 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
   if (g.batch >= threads || g.out_channels <= kOb) {
     // One example per thread at a time; each thread fills its own planes.
     const int team = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(g.batch, threads)));
-    std::vector<float> buffers(plane_floats * static_cast<std::size_t>(team));
+    // Scratch that every call overwrites before reading: allocated without zeroing.
+    std::unique_ptr<float[]> buffers(new float[plane_floats * static_cast<std::size_t>(team)]);
 #pragma omp parallel num_threads(team)
     {
-      float* mine = buffers.data() + plane_floats * static_cast<std::size_t>(omp_get_thread_num());
+      float* mine = buffers.get() + plane_floats * static_cast<std::size_t>(omp_get_thread_num());
 #pragma omp for schedule(static)
       for (std::int64_t n = 0; n < g.batch; ++n) {
         fill_planes(g, pl, x + n * x_stride, mine);
@@ -124,13 +129,13 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
     return;
   }
   // Fewer examples than threads: share one example's planes and split its output channels.
-  std::vector<float> buffer(plane_floats);
+  std::unique_ptr<float[]> buffer(new float[plane_floats]);
   const std::int64_t blocks = (g.out_channels + kOb - 1) / kOb;
   for (std::int64_t n = 0; n < g.batch; ++n) {
-    fill_planes(g, pl, x + n * x_stride, buffer.data());
+    fill_planes(g, pl, x + n * x_stride, buffer.get());
 #pragma omp parallel for schedule(static)
     for (std::int64_t b = 0; b < blocks; ++b)
-      all_blocks(buffer.data(), packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
+      all_blocks(buffer.get(), packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
                  g.out_channels, b * kOb, std::min(g.out_channels, (b + 1) * kOb), out_plane, y + n * y_stride);
   }
 }

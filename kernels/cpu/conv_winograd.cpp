@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/conv_block.h"
@@ -166,6 +167,96 @@ __attribute__((target("avx2,fma"))) void transform_output(const Conv2dGeometry& 
   }
 }
 
+// The 16 products on 512-bit vectors (CPUs with AVX-512 and full-width units run twice the
+// multiply-adds per cycle): out[o, t] = Σ_c U[o, c]·in[c, t] for every output channel and every
+// t < tiles, tiles a multiple of 16. A register block is NB packed blocks of kOb output channels ×
+// VB vectors of 16 tiles; NB·kOb·VB ≥ 8 independent accumulators keep both FMA pipes busy.
+template <int NB, int VB>
+__attribute__((target("avx512f"))) void block512(const float* in, const float* packed, std::int64_t channels,
+                                                 std::int64_t tiles, std::int64_t t, std::int64_t o0,
+                                                 std::int64_t out_channels, float* out) {
+  __m512 acc[NB][kOb][VB];
+#pragma GCC unroll 8
+  for (int nb = 0; nb < NB; ++nb)
+#pragma GCC unroll 8
+    for (int o = 0; o < kOb; ++o)
+#pragma GCC unroll 8
+      for (int v = 0; v < VB; ++v) acc[nb][o][v] = _mm512_setzero_ps();
+  const float* w[NB];
+#pragma GCC unroll 8
+  for (int nb = 0; nb < NB; ++nb) w[nb] = packed + (o0 / kOb + nb) * channels * kOb;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    __m512 x[VB];
+#pragma GCC unroll 8
+    for (int v = 0; v < VB; ++v) x[v] = _mm512_loadu_ps(in + c * tiles + t + 16 * v);
+#pragma GCC unroll 8
+    for (int nb = 0; nb < NB; ++nb)
+#pragma GCC unroll 8
+      for (int o = 0; o < kOb; ++o) {
+        const __m512 wv = _mm512_set1_ps(w[nb][c * kOb + o]);
+#pragma GCC unroll 8
+        for (int v = 0; v < VB; ++v) acc[nb][o][v] = _mm512_fmadd_ps(wv, x[v], acc[nb][o][v]);
+      }
+  }
+#pragma GCC unroll 8
+  for (int nb = 0; nb < NB; ++nb)
+#pragma GCC unroll 8
+    for (int o = 0; o < kOb; ++o) {
+      const std::int64_t oo = o0 + nb * kOb + o;
+      if (oo >= out_channels) break;
+#pragma GCC unroll 8
+      for (int v = 0; v < VB; ++v) _mm512_storeu_ps(out + oo * tiles + t + 16 * v, acc[nb][o][v]);
+    }
+}
+
+template <int NB, int VB>
+__attribute__((target("avx512f"))) void columns512(const float* in, const float* packed, std::int64_t channels,
+                                                   std::int64_t tiles, std::int64_t t_begin, std::int64_t o0,
+                                                   std::int64_t out_channels, float* out) {
+  for (std::int64_t t = t_begin; t + 16 * VB <= tiles; t += 16 * VB)
+    block512<NB, VB>(in, packed, channels, tiles, t, o0, out_channels, out);
+}
+
+__attribute__((target("avx512f"))) void product512(const float* in, const std::vector<float>& packed,
+                                                   std::int64_t channels, std::int64_t tiles, std::int64_t out_channels,
+                                                   float* out) {
+  const std::int64_t vectors = tiles / 16, blocks = (out_channels + kOb - 1) / kOb;
+  const float* w = packed.data();
+  if (vectors >= 4) {  // one block of kOb channels × 4 vectors, then the last 1–3 vectors
+    const std::int64_t main = vectors / 4 * 4 * 16;
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      const std::int64_t o0 = b * kOb;
+      columns512<1, 4>(in, w, channels, tiles, 0, o0, out_channels, out);
+      switch (vectors % 4) {
+        case 3:
+          block512<1, 3>(in, w, channels, tiles, main, o0, out_channels, out);
+          break;
+        case 2:
+          block512<1, 2>(in, w, channels, tiles, main, o0, out_channels, out);
+          break;
+        case 1:
+          block512<1, 1>(in, w, channels, tiles, main, o0, out_channels, out);
+          break;
+        default:
+          break;
+      }
+    }
+    return;
+  }
+  // 1–3 vectors: two blocks of kOb channels at a time (a last odd block alone).
+  std::int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    if (vectors == 3) block512<2, 3>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+    if (vectors == 2) block512<2, 2>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+    if (vectors == 1) block512<2, 1>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+  }
+  if (b < blocks) {
+    if (vectors == 3) block512<1, 3>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+    if (vectors == 2) block512<1, 2>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+    if (vectors == 1) block512<1, 1>(in, w, channels, tiles, 0, b * kOb, out_channels, out);
+  }
+}
+
 }  // namespace
 
 bool winograd_conv_applies(const Conv2dGeometry& g) {
@@ -184,6 +275,10 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   std::vector<OutVector> vectors;  // every 8 tiles, in V's and M's tile layout
   for (std::int64_t t = 0; t < tl.tiles_padded(); t += kLanes) vectors.push_back({t, t, kLanes});
   const std::int64_t zero_tap = 0;
+  // 512-bit products where the CPU has AVX-512 (every tile count here is a multiple of 16 but for
+  // rows of 8 tiles with an odd number of tile rows).
+  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  const bool wide = has_avx512 && tl.tiles_padded() % 16 == 0;
   const auto plane_floats = static_cast<std::size_t>(pl.floats(g.in_channels));
   const auto v_floats = static_cast<std::size_t>(kXi * tl.xi_stride(g.in_channels));
   const auto m_floats = static_cast<std::size_t>(kXi * tl.xi_stride(g.out_channels));
@@ -191,20 +286,26 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   const std::int64_t x_stride = g.in_channels * g.height * g.width;
   const std::int64_t y_stride = g.out_channels * g.out_height() * g.out_width();
   const int team = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(g.batch, omp_get_max_threads())));
-  std::vector<float> buffers(per_thread * static_cast<std::size_t>(team));
+  // Scratch that every example overwrites before reading: allocated without zeroing.
+  std::unique_ptr<float[]> buffers(new float[per_thread * static_cast<std::size_t>(team)]);
 #pragma omp parallel num_threads(team)
   {
-    float* planes = buffers.data() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
+    float* planes = buffers.get() + per_thread * static_cast<std::size_t>(omp_get_thread_num());
     float* v = planes + plane_floats;
     float* m = v + v_floats;
 #pragma omp for schedule(static)
     for (std::int64_t n = 0; n < g.batch; ++n) {
       fill_planes(g, pl, x + n * x_stride, planes);
       transform_input(g, pl, tl, planes, v);
-      for (int xi = 0; xi < kXi; ++xi)
-        all_blocks(v + xi * tl.xi_stride(g.in_channels), u[static_cast<std::size_t>(xi)], &zero_tap, 1, g.in_channels,
-                   tl.tiles_padded(), vectors, nullptr, g.out_channels, 0, g.out_channels, tl.tiles_padded(),
-                   m + xi * tl.xi_stride(g.out_channels));
+      for (int xi = 0; xi < kXi; ++xi) {
+        const float* v_xi = v + xi * tl.xi_stride(g.in_channels);
+        float* m_xi = m + xi * tl.xi_stride(g.out_channels);
+        if (wide)
+          product512(v_xi, u[static_cast<std::size_t>(xi)], g.in_channels, tl.tiles_padded(), g.out_channels, m_xi);
+        else
+          all_blocks(v_xi, u[static_cast<std::size_t>(xi)], &zero_tap, 1, g.in_channels, tl.tiles_padded(), vectors,
+                     nullptr, g.out_channels, 0, g.out_channels, tl.tiles_padded(), m_xi);
+      }
       transform_output(g, tl, m, bias, 0, g.out_channels, y + n * y_stride);
     }
   }
