@@ -4,6 +4,7 @@
 #include <sstream>
 #include <string>
 
+#include "kernels/cpu/conv_block.h"
 #include "nn/functional.h"
 #include "reference/conv_pool.h"
 #include "runtime/autograd.h"
@@ -110,7 +111,7 @@ Tensor distinct_values(const Shape& shape, std::uint64_t seed, double spacing, d
 
 // ---- conv2d on the CPU -----------------------------------------------------------------------
 
-TEST(Conv2d, ForwardMatchesReference) {
+void expect_forward_matches_reference() {
   for (const ConvCase& cs : kConvCases) {
     for (bool with_bias : {true, false}) {
       SCOPED_TRACE(cs.str() + (with_bias ? " with bias" : " without bias"));
@@ -125,6 +126,21 @@ TEST(Conv2d, ForwardMatchesReference) {
       EXPECT_TRUE(testing::all_close(y.value(), ref, 1e-4, 1e-4));
     }
   }
+}
+
+TEST(Conv2d, ForwardMatchesReference) {
+  expect_forward_matches_reference();
+}
+
+// The same on every vector path the CPU offers (AVX-512, AVX2 and the plain im2col + sgemm).
+TEST(Conv2d, ForwardMatchesReferenceOnEveryInstructionSet) {
+  using kernels::cpu::detail::Isa;
+  for (Isa isa : {Isa::Avx2, Isa::Baseline}) {
+    SCOPED_TRACE(isa == Isa::Avx2 ? "AVX2" : "baseline");
+    kernels::cpu::detail::limit_conv_isa(isa);
+    expect_forward_matches_reference();
+  }
+  kernels::cpu::detail::limit_conv_isa(Isa::Avx512);
 }
 
 // Each output element is its own sum in a fixed order, so an example's output does not depend on

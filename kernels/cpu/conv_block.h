@@ -29,6 +29,12 @@ struct Planes {
 // rows r < pl.rows and columns j < pl.width.
 void fill_planes(const Conv2dGeometry& g, const Planes& pl, const float* x, float* out);
 
+// The vector instructions the CPU convolutions use: what the CPU has, capped by limit_isa (tests
+// run every path that way on a machine with all of them).
+enum class Isa { Baseline, Avx2, Avx512 };
+Isa conv_isa() noexcept;
+void limit_conv_isa(Isa most) noexcept;
+
 // w [O][C][taps] as [ceil(O/kOb)][C][taps][kOb], zero-padded in the last block.
 std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::int64_t in_channels, std::int64_t taps);
 
@@ -114,6 +120,100 @@ __attribute__((target("avx2,fma"))) inline void all_blocks(const float* planes, 
       block<2>(planes, wblock, tap_offset, taps, channels, channel_stride, &vectors[v], bias, o0, ob, out_plane, y_n);
     else if (nv - v == 1)
       block<1>(planes, wblock, tap_offset, taps, channels, channel_stride, &vectors[v], bias, o0, ob, out_plane, y_n);
+  }
+}
+
+// [lo | hi] and the high half moved down, through the masked forms of the intrinsics: the plain
+// ones pass an undefined vector through, which GCC 12 reports as maybe uninitialized.
+__attribute__((target("avx512f"))) inline __m512 halves(__m256 lo, __m256 hi) {
+  const __m512d low = _mm512_maskz_insertf64x4(0xFF, _mm512_setzero_pd(), _mm256_castps_pd(lo), 0);
+  return _mm512_castpd_ps(_mm512_mask_insertf64x4(low, 0xFF, low, _mm256_castps_pd(hi), 1));
+}
+__attribute__((target("avx512f"))) inline __m512 high_half(__m512 v) {
+  return _mm512_mask_shuffle_f32x4(v, 0xFFFF, v, v, 0xEE);
+}
+
+// The same register block on 512-bit vectors, for CPUs with AVX-512: each zmm holds two of the
+// 8-float output vectors (vec[2k] in its low half, vec[2k + 1] in its high half; any two, so rows
+// of 8 pair up as well as halves of one row), loaded as two 256-bit halves. VB zmm × kOb output
+// channels of accumulators. An odd vector count leaves the high half of the last zmm unused
+// (hi_valid 0: it reads the low half's input again and stores nothing).
+template <int VB>
+__attribute__((target("avx512f"))) inline void block512_pairs(const float* planes, const float* wblock,
+                                                              const std::int64_t* tap_offset, std::int64_t taps,
+                                                              std::int64_t channels, std::int64_t channel_stride,
+                                                              const OutVector* lo, const OutVector* hi,
+                                                              const float* bias, std::int64_t o0, int ob,
+                                                              std::int64_t out_plane, float* y_n) {
+  __m512 acc[kOb][VB];
+#pragma GCC unroll 8
+  for (int o = 0; o < kOb; ++o) {
+    const __m512 b = _mm512_set1_ps(bias && o < ob ? bias[o0 + o] : 0.0f);
+#pragma GCC unroll 8
+    for (int v = 0; v < VB; ++v) acc[o][v] = b;
+  }
+  const float* base_lo[VB];
+  const float* base_hi[VB];
+#pragma GCC unroll 8
+  for (int v = 0; v < VB; ++v) {
+    base_lo[v] = planes + lo[v].plane_offset;
+    base_hi[v] = planes + hi[v].plane_offset;
+  }
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const float* wc = wblock + c * taps * kOb;
+    const std::int64_t coff = c * channel_stride;
+    for (std::int64_t t = 0; t < taps; ++t) {
+      const std::int64_t off = coff + tap_offset[t];
+      __m512 xv[VB];
+#pragma GCC unroll 8
+      for (int v = 0; v < VB; ++v) xv[v] = halves(_mm256_loadu_ps(base_lo[v] + off), _mm256_loadu_ps(base_hi[v] + off));
+      const float* wt = wc + t * kOb;
+#pragma GCC unroll 8
+      for (int o = 0; o < kOb; ++o) {
+        const __m512 wv = _mm512_set1_ps(wt[o]);
+#pragma GCC unroll 8
+        for (int v = 0; v < VB; ++v) acc[o][v] = _mm512_fmadd_ps(wv, xv[v], acc[o][v]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < kOb; ++o) {
+    if (o >= ob) break;
+    float* y_o = y_n + (o0 + o) * out_plane;
+#pragma GCC unroll 8
+    for (int v = 0; v < VB; ++v) {
+      // The low half in place (lanes 0–7), the high half moved down to lanes 0–7 first.
+      const __mmask16 lo_mask = static_cast<__mmask16>((1u << lo[v].valid) - 1u);
+      const __mmask16 hi_mask = static_cast<__mmask16>((1u << hi[v].valid) - 1u);
+      _mm512_mask_storeu_ps(y_o + lo[v].out_offset, lo_mask, acc[o][v]);
+      if (hi_mask) _mm512_mask_storeu_ps(y_o + hi[v].out_offset, hi_mask, high_half(acc[o][v]));
+    }
+  }
+}
+
+// all_blocks on 512-bit vectors: the 8-float vectors in pairs, register blocks of 3 pairs.
+__attribute__((target("avx512f"))) inline void all_blocks512(const float* planes, const std::vector<float>& packed,
+                                                             const std::int64_t* tap_offset, std::int64_t taps,
+                                                             std::int64_t channels, std::int64_t channel_stride,
+                                                             const std::vector<OutVector>& lo,
+                                                             const std::vector<OutVector>& hi, const float* bias,
+                                                             std::int64_t out_channels, std::int64_t o_begin,
+                                                             std::int64_t o_end, std::int64_t out_plane, float* y_n) {
+  constexpr int kPairs = 3;
+  const auto np = static_cast<std::int64_t>(lo.size());
+  for (std::int64_t o0 = o_begin; o0 < o_end; o0 += kOb) {
+    const int ob = static_cast<int>(std::min<std::int64_t>(kOb, out_channels - o0));
+    const float* wblock = packed.data() + (o0 / kOb) * channels * taps * kOb;
+    std::int64_t v = 0;
+    for (; v + kPairs <= np; v += kPairs)
+      block512_pairs<kPairs>(planes, wblock, tap_offset, taps, channels, channel_stride, &lo[v], &hi[v], bias, o0, ob,
+                             out_plane, y_n);
+    if (np - v == 2)
+      block512_pairs<2>(planes, wblock, tap_offset, taps, channels, channel_stride, &lo[v], &hi[v], bias, o0, ob,
+                        out_plane, y_n);
+    else if (np - v == 1)
+      block512_pairs<1>(planes, wblock, tap_offset, taps, channels, channel_stride, &lo[v], &hi[v], bias, o0, ob,
+                        out_plane, y_n);
   }
 }
 

@@ -24,6 +24,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -74,6 +75,21 @@ void fill_planes(const Conv2dGeometry& g, const Planes& pl, const float* x, floa
   }
 }
 
+namespace {
+std::atomic<int> g_isa_limit{static_cast<int>(Isa::Avx512)};
+}  // namespace
+
+Isa conv_isa() noexcept {
+  static const Isa detected = __builtin_cpu_supports("avx512f")                                 ? Isa::Avx512
+                              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::Avx2
+                                                                                                : Isa::Baseline;
+  return static_cast<Isa>(std::min(static_cast<int>(detected), g_isa_limit.load(std::memory_order_relaxed)));
+}
+
+void limit_conv_isa(Isa most) noexcept {
+  g_isa_limit.store(static_cast<int>(most), std::memory_order_relaxed);
+}
+
 std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::int64_t in_channels,
                                 std::int64_t taps) {
   const std::int64_t blocks = (out_channels + kOb - 1) / kOb;
@@ -87,9 +103,8 @@ std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::
 }
 
 bool direct_conv_applies(const Conv2dGeometry& g) {
-  static const bool cpu_has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return cpu_has && g.kernel_h >= 2 && g.kernel_h <= 5 && g.kernel_w >= 2 && g.kernel_w <= 5 && g.stride >= 1 &&
-         g.stride <= 2;
+  return conv_isa() >= Isa::Avx2 && g.kernel_h >= 2 && g.kernel_h <= 5 && g.kernel_w >= 2 && g.kernel_w <= 5 &&
+         g.stride >= 1 && g.stride <= 2;
 }
 
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
@@ -107,7 +122,24 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
       vectors.push_back({oh * s * pl.width + k * kLanes, oh * ow_n + k * kLanes,
                          static_cast<int>(std::min<std::int64_t>(kLanes, ow_n - k * kLanes))});
   const std::int64_t taps = g.kernel_h * g.kernel_w, out_plane = oh_n * ow_n;
+  // With AVX-512 the vectors go in pairs, two per zmm register (an odd last one with an empty
+  // partner: valid 0, reading its own input again).
+  const bool has_avx512 = conv_isa() == Isa::Avx512;
+  std::vector<OutVector> lo, hi;
+  for (std::size_t k = 0; k < vectors.size(); k += 2) {
+    lo.push_back(vectors[k]);
+    hi.push_back(k + 1 < vectors.size() ? vectors[k + 1]
+                                        : OutVector{vectors[k].plane_offset, vectors[k].out_offset, 0});
+  }
   const std::vector<float> packed = pack_weights(w, g.out_channels, g.in_channels, taps);
+  const auto run = [&](const float* planes, std::int64_t o_begin, std::int64_t o_end, float* y_n) {
+    if (has_avx512)
+      all_blocks512(planes, packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), lo, hi, bias,
+                    g.out_channels, o_begin, o_end, out_plane, y_n);
+    else
+      all_blocks(planes, packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
+                 g.out_channels, o_begin, o_end, out_plane, y_n);
+  };
   const std::int64_t x_stride = g.in_channels * g.height * g.width, y_stride = g.out_channels * oh_n * ow_n;
   const int threads = omp_get_max_threads();
   const auto plane_floats = static_cast<std::size_t>(pl.floats(g.in_channels));
@@ -122,8 +154,7 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
 #pragma omp for schedule(static)
       for (std::int64_t n = 0; n < g.batch; ++n) {
         fill_planes(g, pl, x + n * x_stride, mine);
-        all_blocks(mine, packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
-                   g.out_channels, 0, g.out_channels, out_plane, y + n * y_stride);
+        run(mine, 0, g.out_channels, y + n * y_stride);
       }
     }
     return;
@@ -135,8 +166,7 @@ void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float*
     fill_planes(g, pl, x + n * x_stride, buffer.get());
 #pragma omp parallel for schedule(static)
     for (std::int64_t b = 0; b < blocks; ++b)
-      all_blocks(buffer.get(), packed, tap_offset.data(), taps, g.in_channels, pl.channel_stride(), vectors, bias,
-                 g.out_channels, b * kOb, std::min(g.out_channels, (b + 1) * kOb), out_plane, y + n * y_stride);
+      run(buffer.get(), b * kOb, std::min(g.out_channels, (b + 1) * kOb), y + n * y_stride);
   }
 }
 

@@ -260,10 +260,9 @@ __attribute__((target("avx512f"))) void product512(const float* in, const std::v
 }  // namespace
 
 bool winograd_conv_applies(const Conv2dGeometry& g) {
-  static const bool cpu_has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   // Below 8 channels in or out the transforms cost more than the products they save.
-  return cpu_has && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.in_channels >= 8 && g.out_channels >= 8 &&
-         g.out_height() >= 2 && g.out_width() >= 2;
+  return conv_isa() >= Isa::Avx2 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.in_channels >= 8 &&
+         g.out_channels >= 8 && g.out_height() >= 2 && g.out_width() >= 2;
 }
 
 void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {
@@ -277,8 +276,7 @@ void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const floa
   const std::int64_t zero_tap = 0;
   // 512-bit products where the CPU has AVX-512 (every tile count here is a multiple of 16 but for
   // rows of 8 tiles with an odd number of tile rows).
-  static const bool has_avx512 = __builtin_cpu_supports("avx512f");
-  const bool wide = has_avx512 && tl.tiles_padded() % 16 == 0;
+  const bool wide = conv_isa() == Isa::Avx512 && tl.tiles_padded() % 16 == 0;
   const auto plane_floats = static_cast<std::size_t>(pl.floats(g.in_channels));
   const auto v_floats = static_cast<std::size_t>(kXi * tl.xi_stride(g.in_channels));
   const auto m_floats = static_cast<std::size_t>(kXi * tl.xi_stride(g.out_channels));
