@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "attacks/rows.h"
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
@@ -42,16 +43,6 @@ namespace {
 template <class T>
 Tensor upload(const std::vector<T>& v, Device dev) {
   return Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())}).to(dev);
-}
-
-// dst[dst_rows[j]] = src[src_rows[j]] for rows of d floats, on the tensors' device.
-void copy_rows(const Tensor& src, const std::vector<std::int32_t>& src_rows, const Tensor& dst,
-               const std::vector<std::int32_t>& dst_rows, std::int64_t d) {
-  if (src_rows.empty()) return;
-  const Device dev = dst.device();
-  const Tensor d_src = upload(src_rows, dev), d_dst = upload(dst_rows, dev);
-  AEGIS_DISPATCH(dev, copy_rows(src.data<float>(), d_src.data<std::int32_t>(), dst.data<float>(),
-                                d_dst.data<std::int32_t>(), static_cast<std::int64_t>(src_rows.size()), d));
 }
 
 std::vector<std::int32_t> label_vector(const Tensor& t, std::int64_t n, const char* what) {

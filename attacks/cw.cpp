@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "attacks/rows.h"
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
@@ -36,20 +37,6 @@ using autograd::Var;
 namespace {
 
 constexpr double kNoUpperBound = 1e10;  // c above this is "no upper bound found yet" (§V)
-
-Tensor upload_rows(const std::vector<std::int32_t>& rows, Device dev) {
-  return Tensor::from_vector(rows, {static_cast<std::int64_t>(rows.size())}).to(dev);
-}
-
-// dst[dst_rows[j]] = src[src_rows[j]] for rows of d floats, on the tensors' device.
-void copy_rows(const Tensor& src, const std::vector<std::int32_t>& src_rows, const Tensor& dst,
-               const std::vector<std::int32_t>& dst_rows, std::int64_t d) {
-  if (src_rows.empty()) return;
-  const Device dev = dst.device();
-  const Tensor d_src = upload_rows(src_rows, dev), d_dst = upload_rows(dst_rows, dev);
-  AEGIS_DISPATCH(dev, copy_rows(src.data<float>(), d_src.data<std::int32_t>(), dst.data<float>(),
-                                d_dst.data<std::int32_t>(), static_cast<std::int64_t>(src_rows.size()), d));
-}
 
 // Forward passes over device rows on the model's device, and ∇ₓ of Σ_i ⟨dlogits_i, Z_i⟩.
 class Runner {

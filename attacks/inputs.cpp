@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "attacks/rows.h"
 #include "kernels/attack_step.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
@@ -70,6 +71,19 @@ double robust_accuracy(const AttackResult& result) {
   const auto s = result.success.to(Device::cpu()).to_vector<std::int32_t>();
   const double broken = static_cast<double>(std::accumulate(s.begin(), s.end(), std::int64_t{0}));
   return 1.0 - broken / static_cast<double>(s.size());
+}
+
+Tensor upload_rows(const std::vector<std::int32_t>& rows, Device dev) {
+  return Tensor::from_vector(rows, {static_cast<std::int64_t>(rows.size())}).to(dev);
+}
+
+void copy_rows(const Tensor& src, const std::vector<std::int32_t>& src_rows, const Tensor& dst,
+               const std::vector<std::int32_t>& dst_rows, std::int64_t d) {
+  if (src_rows.empty()) return;
+  const Device dev = dst.device();
+  const Tensor d_src = upload_rows(src_rows, dev), d_dst = upload_rows(dst_rows, dev);
+  AEGIS_DISPATCH(dev, copy_rows(src.data<float>(), d_src.data<std::int32_t>(), dst.data<float>(),
+                                d_dst.data<std::int32_t>(), static_cast<std::int64_t>(src_rows.size()), d));
 }
 
 }  // namespace aegis::attacks

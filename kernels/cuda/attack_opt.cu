@@ -1,24 +1,9 @@
 #include "kernels/attack_opt.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "runtime/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {
-
-constexpr int kBlock = 256;  // a multiple of 32: the block reduction assumes whole warps
-constexpr int kWarps = kBlock / 32;
-
-// Σ over the block of every thread's v, returned to every thread. Contains __syncthreads(), so
-// every thread of the block must call it; `scratch` (kWarps doubles) is free again on return.
-__device__ double block_sum(double v, double* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double total = 0.0;
-  for (int w = 0; w < kWarps; ++w) total += scratch[w];  // same order in every thread
-  __syncthreads();
-  return total;
-}
 
 __global__ void cw_start_kernel(const float* x0, double* w, double* m1, double* m2, float* x_out, double* l2_sq,
                                 long long d) {

@@ -1,35 +1,9 @@
 #include "kernels/attack_step.h"
+#include "kernels/cuda/block_reduce.cuh"
 #include "runtime/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {
-
-constexpr int kBlock = 256;  // a multiple of 32: the block reductions assume whole warps
-constexpr int kWarps = kBlock / 32;
-
-// Σ over the block of every thread's v, returned to every thread. Contains __syncthreads(), so
-// every thread of the block must call it; `scratch` (kWarps doubles) is free again on return.
-__device__ double block_sum(double v, double* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double total = 0.0;
-  for (int w = 0; w < kWarps; ++w) total += scratch[w];  // same order in every thread
-  __syncthreads();
-  return total;
-}
-
-__device__ double block_max(double v, double* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  double best = 0.0;
-  for (int w = 0; w < kWarps; ++w) best = fmax(best, scratch[w]);
-  __syncthreads();
-  return best;
-}
 
 __device__ float sign_of(float v) {
   return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
