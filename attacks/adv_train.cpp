@@ -1,17 +1,15 @@
-// The adversarial training loop (attacks/adv_train.h). It mirrors nn::train_classifier — same
-// batches, optimizer, schedule, callbacks and NaN check — and differs only in the input of each
-// step: PGD examples (attacks::pgd), an FGSM step from a random start (the fused L∞ step of
-// kernels/attack_step.h), or the free-training perturbation carried across replays.
+// Adversarial training (attacks/adv_train.h) is nn::train_classifier — same batches, optimizer,
+// schedule, callbacks and NaN check — with its hooks set: the input of each step is PGD examples
+// (attacks::pgd), an FGSM step from a random start (the fused L∞ step of
+// kernels/attack_step.h), or the free-training perturbation, which is updated after each
+// backward pass and carried across replays; the overfitting check runs after each epoch.
 #include "attacks/adv_train.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 
 #include "attacks/attacks.h"
 #include "kernels/attack_step.h"
-#include "nn/optim.h"
-#include "nn/schedule.h"
 #include "runtime/dispatch.h"
 
 namespace aegis::attacks {
@@ -19,10 +17,6 @@ namespace aegis::attacks {
 using autograd::Var;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::vector<Tensor> snapshot(const nn::Module& m) {
   std::vector<Tensor> s;
@@ -143,106 +137,49 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   const std::int64_t epochs = is_free ? (o.epochs + replays - 1) / replays : o.epochs;
   const float fgsm_alpha = adv.step_size > 0 ? adv.step_size : 1.25f * adv.eps;
 
-  model.to(o.device);
-  model.train(true);
-  model.set_requires_grad(true);
-  nn::BatchOptions bo;
-  bo.batch_size = o.batch_size;
-  bo.shuffle = true;
-  bo.seed = o.seed;
-  bo.device = o.device;
-  nn::BatchIterator batches(fit, bo, 0);
-  const std::int64_t total_steps = batches.num_batches() * epochs * replays;
-  auto optimizer = nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum);
-  auto schedule = nn::make_schedule(o.schedule, o.lr, total_steps);
-
+  nn::TrainOptions t = o;
+  t.epochs = epochs;
+  t.replays = replays;
   std::vector<float> delta;  // free: the perturbation carried across replays and minibatches
+  Tensor x_host;             // free: the current minibatch on the host
+  t.make_input = [&](const nn::Batch& batch, std::int64_t step) -> Var {
+    const std::uint64_t seed = step_seed(o.seed, step);
+    if (adv.method == "pgd") return Var(pgd_examples(model, batch.images, batch.labels, adv, seed), false);
+    if (adv.method == "fgsm-rs")
+      return Var(fgsm_rs_examples(model, batch.images, batch.labels, adv.eps, fgsm_alpha, seed), false);
+    if (step % replays == 0) {  // the first replay of a minibatch (each has `replays` steps)
+      x_host = batch.images.to(Device::cpu());
+      if (delta.size() != static_cast<std::size_t>(batch.images.numel()))
+        delta.assign(static_cast<std::size_t>(batch.images.numel()), 0.0f);
+    }
+    return Var(free_input(x_host, delta, o.device), true);
+  };
+  if (is_free) t.after_backward = [&](const Var& input) { free_update(delta, input.grad(), adv.eps); };
   std::vector<Tensor> best_weights;
   double best_accuracy = -1.0;
-  const auto t_start = std::chrono::steady_clock::now();
-  nn::StepInfo info;
-  info.total_steps = total_steps;
-  for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
-    const auto t_epoch = std::chrono::steady_clock::now();
-    batches.start_epoch(static_cast<std::uint32_t>(epoch));
-    double loss_sum = 0.0;
-    std::int64_t correct = 0, seen = 0;
-    nn::Batch batch;
-    while (batches.next(batch)) {
-      const Tensor x_host = is_free ? batch.images.to(Device::cpu()) : Tensor();
-      if (is_free && delta.size() != static_cast<std::size_t>(batch.images.numel()))
-        delta.assign(static_cast<std::size_t>(batch.images.numel()), 0.0f);
-      for (int replay = 0; replay < replays; ++replay) {
-        const std::uint64_t seed = step_seed(o.seed, result.steps);
-        Tensor input;
-        if (adv.method == "pgd") input = pgd_examples(model, batch.images, batch.labels, adv, seed);
-        else if (adv.method == "fgsm-rs")
-          input = fgsm_rs_examples(model, batch.images, batch.labels, adv.eps, fgsm_alpha, seed);
-        else input = free_input(x_host, delta, o.device);
-        const float lr = schedule->lr_at(result.steps);
-        optimizer->set_lr(lr);
-        optimizer->zero_grad();
-        Var x(input, is_free);
-        Var logits = model.forward(x);
-        Var loss = nn::F::cross_entropy(logits, batch.labels, nn::Reduction::Mean);
-        const double loss_value = loss.value().item();
-        if (!std::isfinite(loss_value))
-          AEGIS_THROW(NumericError, "adversarial training loss became " << loss_value << " at epoch " << epoch + 1
-                                                                       << ", step " << result.steps + 1
-                                                                       << " (learning rate " << lr
-                                                                       << " may be too large)");
-        autograd::backward(loss);
-        if (is_free) free_update(delta, x.grad(), adv.eps);
-        optimizer->step();
-        const std::int64_t b = batch.labels.numel();
-        loss_sum += loss_value * static_cast<double>(b);
-        correct += nn::count_correct(logits.value(), batch.labels);
-        seen += b;
-        ++result.steps;
-        if (on_step) {
-          info.epoch = epoch;
-          info.step = result.steps;
-          info.examples += b;
-          info.loss = loss_value;
-          info.lr = lr;
-          on_step(info);
-        }
-      }
-    }
-    nn::EpochResult er;
-    er.epoch = epoch + 1;
-    er.train_loss = loss_sum / static_cast<double>(seen);
-    er.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
-    er.seconds = seconds_since(t_epoch);
-    result.epochs.push_back(er);
+  t.stop_after_epoch = [&](const nn::EpochResult& er) {
     result.best_epoch = er.epoch;
-    bool stop = false;
-    if (check) {
-      const double acc = pgd10_accuracy(model, held, adv.eps, o.device, o.seed);
-      model.train(true);
-      result.check_robust_accuracy.push_back(acc);
-      if (acc > best_accuracy) {
-        best_accuracy = acc;
-        best_weights = snapshot(model);
-      } else if (best_accuracy - acc > adv.overfit_drop) {
-        stop = true;
-      }
-      std::int64_t best = 0;
-      for (std::size_t i = 0; i < result.check_robust_accuracy.size(); ++i)
-        if (result.check_robust_accuracy[i] == best_accuracy) {
-          best = static_cast<std::int64_t>(i) + 1;
-          break;
-        }
-      if (stop) {
-        restore(model, best_weights);
-        result.stopped_early = true;
-        result.best_epoch = best;
-      }
+    if (!check) return false;
+    const double acc = pgd10_accuracy(model, held, adv.eps, o.device, o.seed);
+    model.train(true);
+    result.check_robust_accuracy.push_back(acc);
+    if (acc > best_accuracy) {
+      best_accuracy = acc;
+      best_weights = snapshot(model);
+      return false;
     }
-    if (on_epoch) on_epoch(er);
-    if (stop) break;
-  }
-  result.seconds = seconds_since(t_start);
+    if (best_accuracy - acc <= adv.overfit_drop) return false;
+    restore(model, best_weights);
+    result.stopped_early = true;
+    const auto best =
+        std::find(result.check_robust_accuracy.begin(), result.check_robust_accuracy.end(), best_accuracy);
+    result.best_epoch = static_cast<std::int64_t>(best - result.check_robust_accuracy.begin()) + 1;
+    return true;
+  };
+  nn::TrainResult trained = nn::train_classifier(model, fit, t, on_step, on_epoch);
+  result.epochs = std::move(trained.epochs);
+  result.steps = trained.steps;
+  result.seconds = trained.seconds;
   return result;
 }
 

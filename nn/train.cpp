@@ -25,6 +25,7 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
   AEGIS_CHECK(std::isfinite(o.noise_sigma) && o.noise_sigma >= 0.0f,
               "noise sigma " << o.noise_sigma << " must be non-negative and finite");
+  AEGIS_CHECK(o.replays >= 1, "replays " << o.replays << " must be at least 1");
 
   model.to(o.device);
   model.train(true);
@@ -36,7 +37,7 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   bo.device = o.device;
   BatchIterator batches(train, bo, 0);
   const std::int64_t steps_per_epoch = batches.num_batches();
-  const std::int64_t total_steps = steps_per_epoch * o.epochs;
+  const std::int64_t total_steps = steps_per_epoch * o.epochs * o.replays;
   auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum);
   auto schedule = make_schedule(o.schedule, o.lr, total_steps);
 
@@ -51,38 +52,48 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
     std::int64_t correct = 0, seen = 0;
     Batch batch;
     while (batches.next(batch)) {
-      const float lr = schedule->lr_at(result.steps);
-      optimizer->set_lr(lr);
-      optimizer->zero_grad();
-      Tensor images = batch.images;
-      if (o.noise_sigma > 0.0f) {
-        Tensor noise = Tensor::empty_like(images);
-        ops::fill_normal(noise, philox::Key{o.seed, philox::kPurposeAugmentNoise, static_cast<std::uint32_t>(result.steps)},
-                         0.0f, o.noise_sigma);
-        images = ops::add(images, noise);
-      }
-      Var logits = model.forward(Var(images, false));
-      Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
-      const double loss_value = loss.value().item();
-      if (!std::isfinite(loss_value))
-        AEGIS_THROW(NumericError, "training loss became " << loss_value << " at epoch " << epoch + 1 << ", step "
-                                                          << result.steps + 1 << " (learning rate " << lr
-                                                          << " may be too large)");
-      autograd::backward(loss);
-      optimizer->step();
-      if (o.after_step) o.after_step();
-      const std::int64_t b = batch.labels.numel();
-      loss_sum += loss_value * static_cast<double>(b);
-      correct += count_correct(logits.value(), batch.labels);
-      seen += b;
-      ++result.steps;
-      if (on_step) {
-        info.epoch = epoch;
-        info.step = result.steps;
-        info.examples += b;
-        info.loss = loss_value;
-        info.lr = lr;
-        on_step(info);
+      for (int replay = 0; replay < o.replays; ++replay) {
+        const float lr = schedule->lr_at(result.steps);
+        Var input;
+        if (o.make_input) {
+          input = o.make_input(batch, result.steps);
+        } else {
+          Tensor images = batch.images;
+          if (o.noise_sigma > 0.0f) {
+            Tensor noise = Tensor::empty_like(images);
+            ops::fill_normal(
+                noise, philox::Key{o.seed, philox::kPurposeAugmentNoise, static_cast<std::uint32_t>(result.steps)},
+                0.0f, o.noise_sigma);
+            images = ops::add(images, noise);
+          }
+          input = Var(images, false);
+        }
+        optimizer->set_lr(lr);
+        optimizer->zero_grad();
+        Var logits = model.forward(input);
+        Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
+        const double loss_value = loss.value().item();
+        if (!std::isfinite(loss_value))
+          AEGIS_THROW(NumericError, "training loss became " << loss_value << " at epoch " << epoch + 1 << ", step "
+                                                            << result.steps + 1 << " (learning rate " << lr
+                                                            << " may be too large)");
+        autograd::backward(loss);
+        if (o.after_backward) o.after_backward(input);
+        optimizer->step();
+        if (o.after_step) o.after_step();
+        const std::int64_t b = batch.labels.numel();
+        loss_sum += loss_value * static_cast<double>(b);
+        correct += count_correct(logits.value(), batch.labels);
+        seen += b;
+        ++result.steps;
+        if (on_step) {
+          info.epoch = epoch;
+          info.step = result.steps;
+          info.examples += b;
+          info.loss = loss_value;
+          info.lr = lr;
+          on_step(info);
+        }
       }
     }
     EpochResult er;
@@ -91,7 +102,9 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
     er.train_accuracy = static_cast<double>(correct) / static_cast<double>(seen);
     er.seconds = seconds_since(t_epoch);
     result.epochs.push_back(er);
+    const bool stop = o.stop_after_epoch && o.stop_after_epoch(er);
     if (on_epoch) on_epoch(er);
+    if (stop) break;
   }
   result.seconds = seconds_since(t_start);
   return result;

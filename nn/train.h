@@ -13,6 +13,8 @@
 
 namespace aegis::nn {
 
+struct EpochResult;
+
 struct TrainOptions {
   std::int64_t epochs = 5;
   std::int64_t batch_size = 128;
@@ -29,6 +31,16 @@ struct TrainOptions {
   // Called after every optimizer step, before the step is reported: a projection of the weights
   // onto a constraint set (PixelDP's sensitivity bound, certify/pixeldp.h), for instance.
   std::function<void()> after_step;
+  // Hooks for loops built on this one (adversarial training, attacks/adv_train.h):
+  // the network input of optimizer step `step` (counted from 0) for a minibatch; unset: the
+  // batch's images, plus the augmentation noise above. The Var may require a gradient.
+  std::function<autograd::Var(const Batch& batch, std::int64_t step)> make_input;
+  // Called after the backward pass and before the optimizer step, with the step's input.
+  std::function<void(const autograd::Var& input)> after_backward;
+  // Optimizer steps per minibatch (free adversarial training replays each one); ≥ 1.
+  int replays = 1;
+  // Called after each epoch, before on_epoch; returning true ends training after that epoch.
+  std::function<bool(const EpochResult&)> stop_after_epoch;
 };
 
 struct StepInfo {
@@ -51,9 +63,9 @@ struct TrainResult {
   double seconds = 0.0;
 };
 
-// Trains `model` in place (moving it to options.device). Throws InvalidArgument for bad
-// options and NumericError when the loss becomes NaN/Inf (the model is left as it was after the
-// last finite step).
+// Trains `model` in place (moving it to options.device): epochs × batches × replays optimizer
+// steps. Throws InvalidArgument for bad options and NumericError when the loss becomes NaN/Inf (the model is left as it
+// was after the last finite step).
 TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& options,
                              const std::function<void(const StepInfo&)>& on_step = {},
                              const std::function<void(const EpochResult&)>& on_epoch = {});
