@@ -224,7 +224,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
 
 void add_train_options(CLI::App* cmd, TrainArgs& a) {
   add_common_options(*cmd, a.common);
-  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20")->capture_default_str();
+  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
   cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
   cmd->add_option("--epochs", a.train.epochs, "passes over the training set")->capture_default_str();
   cmd->add_option("--batch-size", a.train.batch_size, "examples per step (DP: the expected batch size)")

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "nn/layers.h"
+#include "nn/residual.h"
 
 namespace aegis::nn {
 
@@ -24,9 +25,9 @@ void check_spatial(const ModelSpec& spec, std::int64_t h, std::int64_t w, const 
 std::shared_ptr<Module> build_mlp(const ModelSpec& s, InitRng& rng) {
   const std::int64_t in = shape_numel(s.input_shape);
   const ActivationKind a = parse_activation(s.activation);
-  return std::make_shared<Sequential>(std::vector<ModulePtr>{
-      std::make_shared<Flatten>(), std::make_shared<Linear>(in, 256, rng), act(a),
-      std::make_shared<Linear>(256, s.num_classes, rng)});
+  return std::make_shared<Sequential>(std::vector<ModulePtr>{std::make_shared<Flatten>(),
+                                                             std::make_shared<Linear>(in, 256, rng), act(a),
+                                                             std::make_shared<Linear>(256, s.num_classes, rng)});
 }
 
 std::shared_ptr<Module> build_cnn_fmnist(const ModelSpec& s, InitRng& rng) {
@@ -59,6 +60,33 @@ std::shared_ptr<Module> build_lenet(const ModelSpec& s, InitRng& rng) {
       std::make_shared<Conv2d>(32, 64, 5, rng, Conv2dOptions{1, 2}), act(a),
       std::make_shared<MaxPool2d>(Pool2dOptions{2, 2, 0}), std::make_shared<Flatten>(),
       std::make_shared<Linear>(64 * h * w, 1024, rng), act(a), std::make_shared<Linear>(1024, s.num_classes, rng)});
+}
+
+// A small residual CNN without normalization or max pooling, so that bound propagation
+// (certify/bounds.h) covers every layer: conv 16@3x3 p1, act, two identity-shortcut blocks
+// x + conv(act(conv(x))) each followed by act, with a 2x2 average pooling between them, then
+// fc 100, act, fc K.
+std::shared_ptr<Module> build_cnn_res(const ModelSpec& s, InitRng& rng) {
+  const std::int64_t c = s.input_shape[0];
+  const std::int64_t h = s.input_shape[1] / 2, w = s.input_shape[2] / 2;
+  check_spatial(s, h, w, "after the 2x2 average pooling");
+  const ActivationKind a = parse_activation(s.activation);
+  const auto block = [&] {
+    return std::make_shared<Residual>(
+        std::vector<ModulePtr>{std::make_shared<Conv2d>(16, 16, 3, rng, Conv2dOptions{1, 1}), act(a),
+                               std::make_shared<Conv2d>(16, 16, 3, rng, Conv2dOptions{1, 1})});
+  };
+  std::vector<ModulePtr> layers{std::make_shared<Conv2d>(c, 16, 3, rng, Conv2dOptions{1, 1}), act(a)};
+  layers.push_back(block());
+  layers.push_back(act(a));
+  layers.push_back(std::make_shared<AvgPool2d>(Pool2dOptions{2, 2, 0}));
+  layers.push_back(block());
+  layers.push_back(act(a));
+  layers.push_back(std::make_shared<Flatten>());
+  layers.push_back(std::make_shared<Linear>(16 * h * w, 100, rng));
+  layers.push_back(act(a));
+  layers.push_back(std::make_shared<Linear>(100, s.num_classes, rng));
+  return std::make_shared<Sequential>(std::move(layers));
 }
 
 // Basic residual block: conv3x3(s) → GN → act → conv3x3 → GN, plus the shortcut, then act.
@@ -120,7 +148,8 @@ class ResNet20 : public Module {
     for (auto& layer : m_layers) h = layer->forward(h);
     // Global average pooling over whatever spatial size the input produced.
     const std::int64_t hh = h.value().size(2), ww = h.value().size(3);
-    AEGIS_CHECK_AS(ShapeError, hh == ww, "resnet20: global pooling needs a square feature map, got " << h.value().describe());
+    AEGIS_CHECK_AS(ShapeError, hh == ww,
+                   "resnet20: global pooling needs a square feature map, got " << h.value().describe());
     h = F::avg_pool2d(h, Pool2dOptions{hh, hh, 0});
     return m_linear->forward(F::flatten(h));
   }
@@ -136,7 +165,7 @@ class ResNet20 : public Module {
 }  // namespace
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names{"mlp", "cnn-fmnist", "lenet-2conv", "resnet20"};
+  static const std::vector<std::string> names{"mlp", "cnn-fmnist", "lenet-2conv", "resnet20", "cnn-res"};
   return names;
 }
 
@@ -146,9 +175,9 @@ std::string default_activation(const std::string& model_name) {
 
 std::shared_ptr<Module> build_model(const ModelSpec& spec_in) {
   ModelSpec s = spec_in;
-  AEGIS_CHECK(s.input_shape.size() == 3 && s.input_shape[0] > 0 && s.input_shape[1] > 0 && s.input_shape[2] > 0,
-              "model '" << s.name << "': input shape must be {C, H, W} with positive sizes, got "
-                        << shape_str(s.input_shape));
+  AEGIS_CHECK(
+      s.input_shape.size() == 3 && s.input_shape[0] > 0 && s.input_shape[1] > 0 && s.input_shape[2] > 0,
+      "model '" << s.name << "': input shape must be {C, H, W} with positive sizes, got " << shape_str(s.input_shape));
   AEGIS_CHECK(s.num_classes >= 2, "model '" << s.name << "': num_classes " << s.num_classes << " must be at least 2");
   if (s.activation.empty()) s.activation = default_activation(s.name);
   InitRng rng(s.seed);
@@ -156,7 +185,9 @@ std::shared_ptr<Module> build_model(const ModelSpec& spec_in) {
   if (s.name == "cnn-fmnist") return build_cnn_fmnist(s, rng);
   if (s.name == "lenet-2conv") return build_lenet(s, rng);
   if (s.name == "resnet20") return std::make_shared<ResNet20>(s, rng);
-  AEGIS_THROW(InvalidArgument, "unknown model '" << s.name << "' (expected mlp, cnn-fmnist, lenet-2conv or resnet20)");
+  if (s.name == "cnn-res") return build_cnn_res(s, rng);
+  AEGIS_THROW(InvalidArgument,
+              "unknown model '" << s.name << "' (expected mlp, cnn-fmnist, lenet-2conv, resnet20 or cnn-res)");
 }
 
 }  // namespace aegis::nn

@@ -14,6 +14,11 @@
 //                with GroupNorm(min(16, C), C) in place of BatchNorm so that per-example
 //                gradients exist (DP-SGD cannot use batch statistics); 1x1-conv shortcuts
 //                where the shape changes; global average pooling; Linear(64, K).
+//   cnn-res      a small residual CNN built only from layers bound propagation handles
+//                (certify/bounds.h): Conv 16@3x3 p1, act, Residual(Conv 16@3x3 p1, act,
+//                Conv 16@3x3 p1), act, AvgPool 2, the same residual block, act, Flatten,
+//                Linear(·, 100), act, Linear(100, K). Residual blocks are nn/residual.h
+//                ("2.body.0.weight", …).
 #pragma once
 
 #include <cstdint>
