@@ -69,23 +69,6 @@ Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, flo
   return adv;
 }
 
-// Free AT's perturbation on the host: x + δ clipped to [0, 1], and the update
-// δ ← clip[−ε,ε](δ + ε·sign g) (Shafahi et al. 2019, Alg. 1).
-Tensor free_input(const Tensor& x_host, const std::vector<float>& delta, Device dev) {
-  Tensor out = x_host.clone();
-  float* p = out.data<float>();
-  for (std::size_t i = 0; i < delta.size(); ++i) p[i] = std::clamp(p[i] + delta[i], 0.0f, 1.0f);
-  return out.to(dev);
-}
-
-void free_update(std::vector<float>& delta, const Tensor& grad, float eps) {
-  const std::vector<float> g = grad.to(Device::cpu()).to_vector<float>();
-  for (std::size_t i = 0; i < delta.size(); ++i) {
-    const float s = g[i] > 0.0f ? 1.0f : (g[i] < 0.0f ? -1.0f : 0.0f);
-    delta[i] = std::clamp(delta[i] + eps * s, -eps, eps);
-  }
-}
-
 // PGD-10 (α = ε/4, one random start) robust accuracy on `data`, in batches of 256.
 double pgd10_accuracy(nn::Module& model, const nn::Dataset& data, float eps, Device dev, std::uint64_t seed) {
   AttackOptions ao;
@@ -140,21 +123,25 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   nn::TrainOptions t = o;
   t.epochs = epochs;
   t.replays = replays;
-  std::vector<float> delta;  // free: the perturbation carried across replays and minibatches
-  Tensor x_host;             // free: the current minibatch on the host
+  Tensor delta;  // free: the perturbation carried across replays and minibatches, on the device
   t.make_input = [&](const nn::Batch& batch, std::int64_t step) -> Var {
     const std::uint64_t seed = step_seed(o.seed, step);
     if (adv.method == "pgd") return Var(pgd_examples(model, batch.images, batch.labels, adv, seed), false);
     if (adv.method == "fgsm-rs")
       return Var(fgsm_rs_examples(model, batch.images, batch.labels, adv.eps, fgsm_alpha, seed), false);
-    if (step % replays == 0) {  // the first replay of a minibatch (each has `replays` steps)
-      x_host = batch.images.to(Device::cpu());
-      if (delta.size() != static_cast<std::size_t>(batch.images.numel()))
-        delta.assign(static_cast<std::size_t>(batch.images.numel()), 0.0f);
-    }
-    return Var(free_input(x_host, delta, o.device), true);
+    // Free AT (Shafahi et al. 2019, Alg. 1): x + δ clipped to [0, 1]; δ restarts at 0 when the
+    // minibatch size changes.
+    if (!delta.defined() || delta.numel() != batch.images.numel())
+      delta = Tensor::zeros(batch.images.shape(), DType::F32, o.device);
+    Tensor input = Tensor::empty_like(batch.images);
+    AEGIS_DISPATCH(o.device,
+                   free_input(batch.images.data<float>(), delta.data<float>(), input.data<float>(), input.numel()));
+    return Var(input, true);
   };
-  if (is_free) t.after_backward = [&](const Var& input) { free_update(delta, input.grad(), adv.eps); };
+  if (is_free)  // δ ← clip[−ε,ε](δ + ε·sign ∇ₓ) after each backward pass
+    t.after_backward = [&](const Var& input) {
+      AEGIS_DISPATCH(o.device, free_update(delta.data<float>(), input.grad().data<float>(), adv.eps, delta.numel()));
+    };
   std::vector<Tensor> best_weights;
   double best_accuracy = -1.0;
   t.stop_after_epoch = [&](const nn::EpochResult& er) {

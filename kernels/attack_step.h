@@ -64,7 +64,22 @@ AEGIS_HD float round_into(double v, double lo, double hi) {
   return f;
 }
 
+// Free adversarial training (Shafahi et al. 2019, Alg. 1), elementwise over n floats: the input of
+// a replay x_adv = clip[0,1](x + δ), and after its backward pass δ ← clip[−ε,ε](δ + ε·sign g).
+AEGIS_HD float free_input_element(float x, float delta) {
+  const float v = x + delta;
+  return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+}
+AEGIS_HD float free_delta_element(float delta, float grad, float eps) {
+  const float step = grad > 0.0f ? eps : (grad < 0.0f ? -eps : 0.0f);  // ε·sign g, exact
+  const float v = delta + step;
+  return v < -eps ? -eps : (v > eps ? eps : v);
+}
+
 namespace cpu {
+// x_adv[i] = free_input_element(x[i], delta[i]); delta[i] = free_delta_element(delta[i], grad[i], ε).
+void free_input(const float* x, const float* delta, float* x_adv, std::int64_t n);
+void free_update(float* delta, const float* grad, float eps, std::int64_t n);
 // One attack iteration, in place on x (and momentum when args.momentum; otherwise momentum may
 // be null). eps and alpha are per example.
 void attack_step(const AttackStepArgs& args, float* x, const float* x0, const float* grad, float* momentum,
@@ -82,6 +97,8 @@ void perturbation_norms(AttackNorm norm, const float* x, const float* x0, float*
 
 #if AEGIS_HAS_CUDA
 namespace cuda {
+void free_input(const float* d_x, const float* d_delta, float* d_x_adv, std::int64_t n);
+void free_update(float* d_delta, const float* d_grad, float eps, std::int64_t n);
 void attack_step(const AttackStepArgs& args, float* d_x, const float* d_x0, const float* d_grad, float* d_momentum,
                  const float* d_eps, const float* d_alpha);
 void attack_random_start(AttackNorm norm, float* d_x, const float* d_x0, const float* d_eps,

@@ -2,13 +2,16 @@
 // 8x8 digits with the mlp: PGD AT buys PGD robustness over standard training, fgsm-rs and free AT
 // train finite models, the catastrophic-overfitting check restores the best epoch's weights, the
 // suite's worst case is a per-example minimum, and its masking checks catch a randomized model.
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "attacks/adv_train.h"
 #include "attacks/suite.h"
+#include "kernels/attack_step.h"
 #include "nn/functional.h"
 #include "nn/zoo.h"
+#include "runtime/dispatch.h"
 #include "runtime/ops.h"
 #include "support/testing.h"
 
@@ -67,8 +70,8 @@ TEST(AdvTrain, PgdTrainingImprovesPgdRobustAccuracy) {
   EXPECT_EQ(r.epochs.size(), 6u);
   const double acc_standard = pgd_accuracy(*standard, digits().test, eps);
   const double acc_robust = pgd_accuracy(*robust, digits().test, eps);
-  std::printf("digits mlp PGD-20 eps %.2f: standard %.3f, PGD AT %.3f; clean AT %.3f\n", eps, acc_standard,
-              acc_robust, nn::evaluate(*robust, digits().test, Device::cpu()).accuracy);
+  std::printf("digits mlp PGD-20 eps %.2f: standard %.3f, PGD AT %.3f; clean AT %.3f\n", eps, acc_standard, acc_robust,
+              nn::evaluate(*robust, digits().test, Device::cpu()).accuracy);
   // Margin: measured gap is tens of points; 0.15 leaves room for the 297-example test set.
   EXPECT_GT(acc_robust, acc_standard + 0.15);
 }
@@ -209,6 +212,40 @@ TEST(Suite, RandomizedModelTriggersMaskingWarning) {
   bool randomized = false;
   for (const std::string& w : r.warnings) randomized |= w.find("randomized model") != std::string::npos;
   EXPECT_TRUE(randomized);
+}
+
+// Free AT's two elementwise kernels against their definitions (Shafahi et al. 2019, Alg. 1),
+// including δ at ±ε, zero gradients and inputs at the box edges; the CUDA kernels give the same
+// floats.
+TEST(FreeAdversarialKernels, FollowTheirDefinitionOnBothDevices) {
+  const std::int64_t n = 1000;
+  const float eps = 0.1f;
+  std::vector<float> x = testing::random_tensor({n}, 31, 0.0f, 1.0f).to_vector<float>();
+  std::vector<float> delta = testing::random_tensor({n}, 32, -0.1f, 0.1f).to_vector<float>();
+  std::vector<float> grad = testing::random_tensor({n}, 33, -1.0f, 1.0f).to_vector<float>();
+  x[0] = 0.0f, x[1] = 1.0f, delta[2] = eps, delta[3] = -eps, grad[2] = 1.0f, grad[3] = -1.0f, grad[4] = 0.0f;
+  std::vector<float> input(n), updated = delta;
+  kernels::cpu::free_input(x.data(), delta.data(), input.data(), n);
+  kernels::cpu::free_update(updated.data(), grad.data(), eps, n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    EXPECT_EQ(input[u], std::clamp(x[u] + delta[u], 0.0f, 1.0f)) << i;
+    const float step = grad[u] > 0 ? eps : (grad[u] < 0 ? -eps : 0.0f);
+    EXPECT_EQ(updated[u], std::clamp(delta[u] + step, -eps, eps)) << i;
+    EXPECT_LE(std::fabs(updated[u]), eps) << i;
+  }
+  EXPECT_EQ(updated[2], eps);       // stays on the boundary
+  EXPECT_EQ(updated[4], delta[4]);  // no gradient, no step
+
+  AEGIS_REQUIRE_GPU();
+  const Device gpu = Device::cuda();
+  const Tensor dx = Tensor::from_vector(x, {n}).to(gpu), dd = Tensor::from_vector(delta, {n}).to(gpu);
+  const Tensor dg = Tensor::from_vector(grad, {n}).to(gpu);
+  Tensor din = Tensor::empty({n}, DType::F32, gpu);
+  AEGIS_DISPATCH(gpu, free_input(dx.data<float>(), dd.data<float>(), din.data<float>(), n));
+  AEGIS_DISPATCH(gpu, free_update(dd.data<float>(), dg.data<float>(), eps, n));
+  EXPECT_EQ(din.to(Device::cpu()).to_vector<float>(), input);
+  EXPECT_EQ(dd.to(Device::cpu()).to_vector<float>(), updated);
 }
 
 }  // namespace

@@ -121,4 +121,14 @@ void perturbation_norms(AttackNorm norm, const float* x, const float* x0, float*
   }
 }
 
+void free_input(const float* x, const float* delta, float* x_adv, std::int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (std::int64_t i = 0; i < n; ++i) x_adv[i] = free_input_element(x[i], delta[i]);
+}
+
+void free_update(float* delta, const float* grad, float eps, std::int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+  for (std::int64_t i = 0; i < n; ++i) delta[i] = free_delta_element(delta[i], grad[i], eps);
+}
+
 }  // namespace aegis::kernels::cpu

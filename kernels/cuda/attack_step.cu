@@ -135,7 +135,29 @@ __global__ void perturbation_norms_kernel(AttackNorm norm, const float* x, const
   if (threadIdx.x == 0) out[row] = static_cast<float>(acc);
 }
 
+__global__ void free_input_kernel(const float* x, const float* delta, float* x_adv, long long n) {
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x)
+    x_adv[i] = free_input_element(x[i], delta[i]);
+}
+
+__global__ void free_update_kernel(float* delta, const float* grad, float eps, long long n) {
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x)
+    delta[i] = free_delta_element(delta[i], grad[i], eps);
+}
+
 }  // namespace
+
+void free_input(const float* d_x, const float* d_delta, float* d_x_adv, std::int64_t n) {
+  if (n <= 0) return;
+  free_input_kernel<<<cuda_backend::grid_for(n, kBlock), kBlock, 0, cuda_backend::stream()>>>(d_x, d_delta, d_x_adv, n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void free_update(float* d_delta, const float* d_grad, float eps, std::int64_t n) {
+  if (n <= 0) return;
+  free_update_kernel<<<cuda_backend::grid_for(n, kBlock), kBlock, 0, cuda_backend::stream()>>>(d_delta, d_grad, eps, n);
+  CUDA_CHECK_LAUNCH();
+}
 
 void attack_step(const AttackStepArgs& a, float* d_x, const float* d_x0, const float* d_grad, float* d_momentum,
                  const float* d_eps, const float* d_alpha) {
