@@ -53,6 +53,9 @@ Tiling tiling_for(const Conv2dGeometry& g) {
 std::vector<std::vector<float>> transform_weights(const Conv2dGeometry& g, const float* w) {
   const std::int64_t oc = g.out_channels * g.in_channels;
   std::vector<float> u(static_cast<std::size_t>(kXi * oc));
+  // In parallel: for 64 × 64 channels this is 4096 small transforms, and a serial loop here
+  // would leave the other threads waiting at the next parallel region.
+#pragma omp parallel for schedule(static) if (oc >= 256)
   for (std::int64_t k = 0; k < oc; ++k) {
     const float* f = w + 9 * k;
     double gg[4][3];  // G·g
