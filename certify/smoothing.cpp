@@ -154,8 +154,7 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
       m_device.is_cuda() ? batch_rows
                          : std::clamp<std::int64_t>(kCpuChunkFloats / std::max<std::int64_t>(d, 1), 8, batch_rows);
   const auto run_batch = [&](const kernels::SmoothingBatch& batch) -> std::int64_t {
-    if (batch.rows <= chunk_rows) return run_rows(batch, batch.rows == batch_rows ? noisy : noisy.rows(0, batch.rows));
-    // Equal chunks (a batch of 100 runs as 2 × 50, not 85 + 15).
+    // Equal chunks (a batch of 100 runs as 2 × 50, not 85 + 15); one chunk on the GPU.
     const std::int64_t chunks = (batch.rows + chunk_rows - 1) / chunk_rows;
     const std::int64_t rows_each = (batch.rows + chunks - 1) / chunks;
     std::int64_t nan = 0;

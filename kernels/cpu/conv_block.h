@@ -133,11 +133,13 @@ __attribute__((target("avx512f"))) inline __m512 high_half(__m512 v) {
   return _mm512_mask_shuffle_f32x4(v, 0xFFFF, v, v, 0xEE);
 }
 
-// The same register block on 512-bit vectors, for CPUs with AVX-512: each zmm holds two of the
-// 8-float output vectors (vec[2k] in its low half, vec[2k + 1] in its high half; any two, so rows
-// of 8 pair up as well as halves of one row), loaded as two 256-bit halves. VB zmm × kOb output
-// channels of accumulators. An odd vector count leaves the high half of the last zmm unused
-// (hi_valid 0: it reads the low half's input again and stores nothing).
+// The same register block on 512-bit vectors, for CPUs with AVX-512. It stays a separate function
+// rather than one template with `block`: a shared body would have to be compiled with the
+// AVX-512 target attribute, and the compiler may then use AVX-512 instructions in the AVX2 path.
+// Each zmm holds two of the 8-float output vectors (vec[2k] in its low half, vec[2k + 1] in its
+// high half; any two, so rows of 8 pair up as well as halves of one row), loaded as two 256-bit
+// halves. VB zmm × kOb output channels of accumulators. An odd vector count leaves the high half of
+// the last zmm unused (hi_valid 0: it reads the low half's input again and stores nothing).
 template <int VB>
 __attribute__((target("avx512f"))) inline void block512_pairs(const float* planes, const float* wblock,
                                                               const std::int64_t* tap_offset, std::int64_t taps,
