@@ -30,6 +30,8 @@ const char* safetensors_dtype(DType t) {
       return "F64";
     case DType::I32:
       return "I32";
+    case DType::I64:
+      return "I64";
   }
   return "?";
 }

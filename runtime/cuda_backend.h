@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -16,10 +17,15 @@ int device_count() noexcept;  // 0 when the driver or a GPU is missing
 std::string device_description(int device);
 std::string version_string();
 
+// Memory comes from the device's default stream-ordered pool, which keeps what it has across
+// synchronizations (release threshold: UINT64_MAX, set on first use of a device).
 void* allocate(std::size_t bytes, int device);
+std::uint64_t pool_release_threshold(int device);  // what the pool keeps across a synchronization
 void release(void* ptr, int device) noexcept;
 enum class Copy { HostToDevice, DeviceToHost, DeviceToDevice };
-void copy(void* dst, const void* src, std::size_t bytes, Copy kind);  // synchronous w.r.t. host
+// Device-to-host copies wait for the stream (the bytes are there on return); host-to-device and
+// device-to-device copies are stream-ordered and return without waiting for the GPU.
+void copy(void* dst, const void* src, std::size_t bytes, Copy kind);
 void memset_zero(void* ptr, std::size_t bytes);
 void synchronize();
 
@@ -41,10 +47,15 @@ class Graph {
   bool capture(const std::function<void()>& work);
   bool ready() const { return m_exec != nullptr; }
   void launch();  // replays the captured work on this thread's stream
+  std::int64_t launches() const { return m_launches; }
+  // Why the last capture failed ("" when it did not): reported, never swallowed silently.
+  const std::string& failure() const { return m_failure; }
 
  private:
   void* m_graph = nullptr;  // cudaGraph_t
   void* m_exec = nullptr;   // cudaGraphExec_t
+  std::int64_t m_launches = 0;
+  std::string m_failure;
 };
 
 // The precision of matrix products and convolution forwards (TF32, bf16, fp16 for inference

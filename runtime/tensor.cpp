@@ -14,6 +14,7 @@ const char* dtype_name(DType t) {
     case DType::F32: return "f32";
     case DType::F64: return "f64";
     case DType::I32: return "i32";
+    case DType::I64: return "i64";
   }
   return "?";
 }
@@ -102,6 +103,7 @@ Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, Dev
 template Tensor Tensor::from_vector<float>(const std::vector<float>&, const Shape&, Device);
 template Tensor Tensor::from_vector<double>(const std::vector<double>&, const Shape&, Device);
 template Tensor Tensor::from_vector<std::int32_t>(const std::vector<std::int32_t>&, const Shape&, Device);
+template Tensor Tensor::from_vector<std::int64_t>(const std::vector<std::int64_t>&, const Shape&, Device);
 
 Tensor Tensor::from_blob(void* ptr, const Shape& shape, DType dtype, Device device,
                          std::function<void(void*)> release) {
@@ -186,6 +188,7 @@ std::vector<T> Tensor::to_vector() const {
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<std::int32_t> Tensor::to_vector<std::int32_t>() const;
+template std::vector<std::int64_t> Tensor::to_vector<std::int64_t>() const;
 
 double Tensor::item() const {
   AEGIS_CHECK_AS(ShapeError, numel() == 1, "item() needs one element, got " << describe());
@@ -193,6 +196,7 @@ double Tensor::item() const {
     case DType::F32: return to_vector<float>()[0];
     case DType::F64: return to_vector<double>()[0];
     case DType::I32: return to_vector<std::int32_t>()[0];
+    case DType::I64: return static_cast<double>(to_vector<std::int64_t>()[0]);
   }
   return 0.0;
 }
@@ -245,6 +249,11 @@ void Tensor::fill(double value) {
     case DType::I32: {
       std::int32_t* p = data<std::int32_t>();
       for (std::int64_t i = 0; i < n; ++i) p[i] = static_cast<std::int32_t>(value);
+      break;
+    }
+    case DType::I64: {
+      std::int64_t* p = data<std::int64_t>();
+      for (std::int64_t i = 0; i < n; ++i) p[i] = static_cast<std::int64_t>(value);
       break;
     }
   }

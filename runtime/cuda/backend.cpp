@@ -1,7 +1,10 @@
 // CUDA runtime services: device queries, stream-ordered memory, per-thread library handles.
 #include "runtime/cuda_backend.h"
 
+#include <cstdint>
 #include <map>
+#include <mutex>
+#include <set>
 #include <sstream>
 
 #include "runtime/cuda/check.h"
@@ -37,8 +40,35 @@ std::string version_string() {
   return os.str();
 }
 
+namespace {
+// The default pool's release threshold is 0, so each stream synchronization hands the pool's
+// free memory back to the driver and the next step allocates it again. Keep it instead (the
+// threshold is the most memory the pool holds on to across a synchronization): once per device.
+void keep_pool_memory(int device) {
+  static std::mutex mutex;
+  static std::set<int> done;
+  const std::lock_guard<std::mutex> lock(mutex);
+  if (done.count(device)) return;
+  cudaMemPool_t pool = nullptr;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t keep = UINT64_MAX;
+  CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  done.insert(device);
+}
+}  // namespace
+
+std::uint64_t pool_release_threshold(int device) {
+  keep_pool_memory(device);
+  cudaMemPool_t pool = nullptr;
+  CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t value = 0;
+  CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &value));
+  return value;
+}
+
 void* allocate(std::size_t bytes, int device) {
   CUDA_CHECK(cudaSetDevice(device));
+  keep_pool_memory(device);
   void* p = nullptr;
   CUDA_CHECK(cudaMallocAsync(&p, bytes, stream()));
   return p;
@@ -54,7 +84,18 @@ void copy(void* dst, const void* src, std::size_t bytes, Copy kind) {
                            : kind == Copy::DeviceToHost ? cudaMemcpyDeviceToHost
                                                         : cudaMemcpyDeviceToDevice;
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, stream()));
-  CUDA_CHECK(cudaStreamSynchronize(stream()));
+  // Only a copy to the host must wait for the stream. A copy from pageable host memory returns
+  // once the bytes are staged (the source may change afterwards), and device-to-device copies
+  // are ordered on the stream like any kernel: waiting there would drain the GPU's queue.
+  // Page-locked host memory (a wrapped buffer of another framework may be) is read by the DMA
+  // engine later, so a copy from it waits too.
+  bool wait = kind == Copy::DeviceToHost;
+  if (kind == Copy::HostToDevice) {
+    cudaPointerAttributes attributes{};
+    if (cudaPointerGetAttributes(&attributes, src) == cudaSuccess) wait = attributes.type == cudaMemoryTypeHost;
+    else cudaGetLastError();
+  }
+  if (wait) CUDA_CHECK(cudaStreamSynchronize(stream()));
 }
 
 void copy_to_device_async(void* d_dst, const void* h_src, std::size_t bytes) {
@@ -72,18 +113,24 @@ bool Graph::capture(const std::function<void()>& work) {
   bool ok = true;
   try {
     work();
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
     ok = false;  // an operation that cannot be captured; the work runs eagerly instead
+    m_failure = e.what();
   }
   cudaGraph_t graph = nullptr;
   const cudaError_t end = cudaStreamEndCapture(stream(), &graph);
   if (!ok || end != cudaSuccess || graph == nullptr) {
+    if (ok) m_failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();  // clear the capture's error so that later calls start clean
     return false;
   }
   cudaGraphExec_t exec = nullptr;
-  if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) {
+  // The captured work allocates and frees stream-ordered scratch; auto-free-on-launch releases
+  // any allocation the graph leaves unfreed before the next replay.
+  if (const cudaError_t inst = cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch);
+      inst != cudaSuccess) {
+    m_failure = std::string("cudaGraphInstantiateWithFlags: ") + cudaGetErrorString(inst);
     cudaGraphDestroy(graph);
     cudaGetLastError();
     return false;
@@ -96,6 +143,7 @@ bool Graph::capture(const std::function<void()>& work) {
 void Graph::launch() {
   AEGIS_CHECK(m_exec != nullptr, "launch of a CUDA graph that was not captured");
   CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(m_exec), stream()));
+  ++m_launches;
 }
 
 void memset_zero(void* ptr, std::size_t bytes) {
