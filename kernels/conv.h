@@ -60,6 +60,9 @@ void conv2d_backward_data(const Conv2dGeometry& g, const float* d_gy, const floa
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const float* d_gy, float* d_dw);
 void conv2d_backward_bias(const Conv2dGeometry& g, const float* d_gy, float* d_db);
 void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols);
+// cuDNN plans (descriptors, algorithm, workspace size) are cached per shape, precision, pass,
+// device and host thread; this is how many this thread holds (for tests and benchmarks).
+std::int64_t conv2d_cached_plans();
 }  // namespace cuda
 #endif
 

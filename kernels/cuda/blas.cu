@@ -1,3 +1,5 @@
+#include <climits>
+
 #include "kernels/blas.h"
 #include "kernels/cuda/round16.cuh"
 #include "runtime/cuda/check.h"
@@ -5,6 +7,13 @@
 
 namespace aegis::kernels::cuda {
 namespace {
+
+// cuBLAS takes 32-bit sizes and leading dimensions: a larger one is an error, not a wrapped int.
+int blas_int(std::int64_t v, const char* what) {
+  AEGIS_CHECK_AS(ShapeError, v >= 0 && v <= INT_MAX,
+                 "gemm on CUDA: " << what << " = " << v << " exceeds cuBLAS's 32-bit size range; split the product");
+  return static_cast<int>(v);
+}
 
 __global__ void add_bias_kernel(float* y, const float* bias, long long rows, long long cols) {
   const long long total = rows * cols;
@@ -48,8 +57,8 @@ void gemm_16bit(const GemmArgs& g, MathPrecision precision, const float* d_a, co
   CUBLAS_CHECK(cublasSetMathMode(
       handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
   CUBLAS_CHECK(cublasGemmEx(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                            static_cast<int>(g.n), static_cast<int>(g.m), static_cast<int>(g.k), &g.alpha, d_b16, type,
-                            ldb, d_a16, type, lda, &g.beta, d_c, CUDA_R_32F, static_cast<int>(g.n), CUBLAS_COMPUTE_32F,
+                            blas_int(g.n, "n"), blas_int(g.m, "m"), blas_int(g.k, "k"), &g.alpha, d_b16, type, ldb,
+                            d_a16, type, lda, &g.beta, d_c, CUDA_R_32F, blas_int(g.n, "n"), CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
 }
 
@@ -58,8 +67,8 @@ void gemm_16bit(const GemmArgs& g, MathPrecision precision, const float* d_a, co
 void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
   if (g.m == 0 || g.n == 0) return;
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
-  const int lda = static_cast<int>(g.trans_a ? g.m : g.k);
-  const int ldb = static_cast<int>(g.trans_b ? g.k : g.n);
+  const int lda = blas_int(g.trans_a ? g.m : g.k, "lda");
+  const int ldb = blas_int(g.trans_b ? g.k : g.n, "ldb");
   const MathPrecision precision = math_precision();
   // k = 0 leaves C = beta·C: no operand to round, the float32 call does it.
   if (is_16_bit(precision) && g.k > 0) {
@@ -71,8 +80,8 @@ void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
   CUBLAS_CHECK(
       cublasSetMathMode(handle, precision == MathPrecision::Tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   CUBLAS_CHECK(cublasSgemm(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                           static_cast<int>(g.n), static_cast<int>(g.m), static_cast<int>(g.k), &g.alpha, d_b, ldb, d_a,
-                           lda, &g.beta, d_c, static_cast<int>(g.n)));
+                           blas_int(g.n, "n"), blas_int(g.m, "m"), blas_int(g.k, "k"), &g.alpha, d_b, ldb, d_a, lda,
+                           &g.beta, d_c, blas_int(g.n, "n")));
 }
 
 void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols) {
@@ -85,6 +94,7 @@ void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t c
 void sum_rows(const float* d_x, float* d_out, std::int64_t rows, std::int64_t cols, bool accumulate) {
   if (cols == 0) return;
   const dim3 block(32, 8);
+  AEGIS_CHECK_AS(ShapeError, (cols + 31) / 32 <= INT_MAX, "sum_rows on CUDA: " << cols << " columns exceed the grid");
   const dim3 grid(static_cast<unsigned>((cols + 31) / 32));
   sum_rows_kernel<<<grid, block, 0, cuda_backend::stream()>>>(d_x, d_out, rows, cols, accumulate);
   CUDA_CHECK_LAUNCH();

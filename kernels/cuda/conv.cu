@@ -1,4 +1,6 @@
+#include <array>
 #include <climits>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -162,21 +164,76 @@ void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols) {
 
 namespace {
 
-// y = conv(x, w) by cuDNN with c's descriptors; x, w and y in c's storage type.
-void cudnn_forward(const CudnnConv& c, MathPrecision precision, const void* d_x, const void* d_w, void* d_y) {
+// A cached cuDNN plan: the descriptors of one convolution, the algorithm cuDNN's heuristic ranked
+// first for it (pick_algorithm) and that algorithm's workspace size. Building one costs five
+// descriptor set-ups and a heuristic query; a ResNet-20 training step runs about 60 convolution
+// passes over a dozen distinct shapes, so each shape's plan is built once per host thread (cuDNN
+// handles are per thread, runtime/cuda/backend.cpp) and device, and looked up afterwards.
+enum class ConvPass { Forward, BackwardData, BackwardFilter };
+
+struct ConvPlan {
+  CudnnConv desc;
+  int algo = 0;  // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t of the pass
+  std::size_t workspace_bytes = 0;
+  ConvPlan(const Conv2dGeometry& g, MathPrecision precision) : desc(g, precision) {}
+};
+
+using PlanKey = std::array<std::int64_t, 12>;
+thread_local std::map<PlanKey, std::unique_ptr<ConvPlan>> t_plans;
+
+std::unique_ptr<ConvPlan> build_plan(const Conv2dGeometry& g, MathPrecision precision, ConvPass pass) {
+  auto plan = std::make_unique<ConvPlan>(g, precision);
+  const CudnnConv& c = plan->desc;
   cudnnHandle_t handle = cuda_backend::cudnn_handle();
-  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
   int count = 0;
-  CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(),
-                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "forward", precision);
-  std::size_t bytes = 0;
-  CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(), algo.algo,
-                                                      &bytes));
-  const StreamScratch ws(bytes);
+  if (pass == ConvPass::Forward) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(),
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf));
+    const auto algo = pick_algorithm(perf, count, c.conv.get(), "forward", precision);
+    CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(handle, c.x.get(), c.w.get(), c.conv.get(), c.y.get(),
+                                                        algo.algo, &plan->workspace_bytes));
+    plan->algo = static_cast<int>(algo.algo);
+  } else if (pass == ConvPass::BackwardData) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
+                                                            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
+    const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-data", precision);
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
+                                                             algo.algo, &plan->workspace_bytes));
+    plan->algo = static_cast<int>(algo.algo);
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
+                                                              CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
+    const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-filter", precision);
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
+                                                               algo.algo, &plan->workspace_bytes));
+    plan->algo = static_cast<int>(algo.algo);
+  }
+  return plan;
+}
+
+// The plan for (geometry, precision, pass) on the current device, built on first use.
+const ConvPlan& plan_for(const Conv2dGeometry& g, MathPrecision precision, ConvPass pass) {
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  const PlanKey key{g.batch,    g.in_channels, g.height, g.width,   g.out_channels,
+                    g.kernel_h, g.kernel_w,    g.stride, g.padding, static_cast<std::int64_t>(precision),
+                    static_cast<std::int64_t>(pass), device};
+  const auto it = t_plans.find(key);
+  if (it != t_plans.end()) return *it->second;
+  return *t_plans.emplace(key, build_plan(g, precision, pass)).first->second;
+}
+
+// y = conv(x, w) by cuDNN with the cached plan; x, w and y in the plan's storage type.
+void cudnn_forward(const Conv2dGeometry& g, MathPrecision precision, const void* d_x, const void* d_w, void* d_y) {
+  const ConvPlan& p = plan_for(g, precision, ConvPass::Forward);
+  const StreamScratch ws(p.workspace_bytes);
   const float one = 1.0f, zero = 0.0f;  // float scaling factors: the compute type is float32 in every mode
-  CUDNN_CHECK(cudnnConvolutionForward(handle, &one, c.x.get(), d_x, c.w.get(), d_w, c.conv.get(), algo.algo, ws.get(),
-                                      ws.bytes(), &zero, c.y.get(), d_y));
+  CUDNN_CHECK(cudnnConvolutionForward(cuda_backend::cudnn_handle(), &one, p.desc.x.get(), d_x, p.desc.w.get(), d_w,
+                                      p.desc.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), ws.get(),
+                                      ws.bytes(), &zero, p.desc.y.get(), d_y));
 }
 
 // The 16-bit forward (runtime/math_precision.h): x and w rounded to bf16/fp16 into stream-ordered
@@ -196,7 +253,7 @@ void conv2d_forward_16bit(const Conv2dGeometry& g, MathPrecision precision, cons
   round_to_16bit(precision, d_x, d_x16, x_count, d_overflow);
   round_to_16bit(precision, d_w, d_w16, w_count, d_overflow);
   try {
-    cudnn_forward(CudnnConv(g, precision), precision, d_x16, d_w16, d_y16);
+    cudnn_forward(g, precision, d_x16, d_w16, d_y16);
   } catch (const DeviceError& e) {
     // Most likely cuDNN has no pseudo-16-bit kernel for this configuration on this GPU.
     AEGIS_THROW(DeviceError, "conv2d forward in " << math_precision_name(precision) << " on CUDA failed for "
@@ -214,32 +271,25 @@ void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w,
     conv2d_forward_16bit(g, precision, d_x, d_w, d_bias, d_y);
     return;
   }
-  const CudnnConv c(g, precision);
-  cudnn_forward(c, precision, d_x, d_w, d_y);
-  // y += bias broadcast over N, H', W'.
+  cudnn_forward(g, precision, d_x, d_w, d_y);
+  // y += bias broadcast over N, H', W' (the plan's float32 bias and output descriptors).
   const float one = 1.0f;
-  if (d_bias)
+  if (d_bias) {
+    const CudnnConv& c = plan_for(g, precision, ConvPass::Forward).desc;
     CUDNN_CHECK(cudnnAddTensor(cuda_backend::cudnn_handle(), &one, c.bias.get(), d_bias, &one, c.y.get(), d_y));
+  }
 }
 
 // The backward passes compute in full fp32 whatever this thread's MathPrecision says: the reduced
 // modes are for inference, and gradients (attacks, bounds, training) must match the CPU.
 void conv2d_backward_data(const Conv2dGeometry& g, const float* d_gy, const float* d_w, float* d_dx) {
   if (g.batch == 0) return;
-  const CudnnConv c(g, MathPrecision::Fp32);
-  cudnnHandle_t handle = cuda_backend::cudnn_handle();
-  cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-  int count = 0;
-  CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
-                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-data", MathPrecision::Fp32);
-  std::size_t bytes = 0;
-  CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(handle, c.w.get(), c.y.get(), c.conv.get(), c.x.get(),
-                                                           algo.algo, &bytes));
-  const StreamScratch ws(bytes);
+  const ConvPlan& p = plan_for(g, MathPrecision::Fp32, ConvPass::BackwardData);
+  const StreamScratch ws(p.workspace_bytes);
   const float one = 1.0f, zero = 0.0f;
-  CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &one, c.w.get(), d_w, c.y.get(), d_gy, c.conv.get(), algo.algo,
-                                           ws.get(), ws.bytes(), &zero, c.x.get(), d_dx));
+  CUDNN_CHECK(cudnnConvolutionBackwardData(cuda_backend::cudnn_handle(), &one, p.desc.w.get(), d_w, p.desc.y.get(),
+                                           d_gy, p.desc.conv.get(), static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo),
+                                           ws.get(), ws.bytes(), &zero, p.desc.x.get(), d_dx));
 }
 
 void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const float* d_gy, float* d_dw) {
@@ -248,20 +298,16 @@ void conv2d_backward_filter(const Conv2dGeometry& g, const float* d_x, const flo
                                cuda_backend::stream()));
     return;
   }
-  const CudnnConv c(g, MathPrecision::Fp32);
-  cudnnHandle_t handle = cuda_backend::cudnn_handle();
-  cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-  int count = 0;
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
-                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf));
-  const auto algo = pick_algorithm(perf, count, c.conv.get(), "backward-filter", MathPrecision::Fp32);
-  std::size_t bytes = 0;
-  CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(handle, c.x.get(), c.y.get(), c.conv.get(), c.w.get(),
-                                                             algo.algo, &bytes));
-  const StreamScratch ws(bytes);
+  const ConvPlan& p = plan_for(g, MathPrecision::Fp32, ConvPass::BackwardFilter);
+  const StreamScratch ws(p.workspace_bytes);
   const float one = 1.0f, zero = 0.0f;
-  CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &one, c.x.get(), d_x, c.y.get(), d_gy, c.conv.get(), algo.algo,
-                                             ws.get(), ws.bytes(), &zero, c.w.get(), d_dw));
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      cuda_backend::cudnn_handle(), &one, p.desc.x.get(), d_x, p.desc.y.get(), d_gy, p.desc.conv.get(),
+      static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), ws.get(), ws.bytes(), &zero, p.desc.w.get(), d_dw));
+}
+
+std::int64_t conv2d_cached_plans() {
+  return static_cast<std::int64_t>(t_plans.size());
 }
 
 void conv2d_backward_bias(const Conv2dGeometry& g, const float* d_gy, float* d_db) {
