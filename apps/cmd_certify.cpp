@@ -196,7 +196,11 @@ nlohmann::json run_certify(const CertifyArgs& a) {
       {"sweeps", sweeps},
       {"rows_written", rows_written},
       {"samples_per_second", seconds_total > 0 ? static_cast<double>(samples_total) / seconds_total : 0.0},
-      {"seconds", seconds_total}};
+      {"seconds", seconds_total},
+      // Whether the batches replayed a captured CUDA graph (never on the CPU), and why not if it failed.
+      {"cuda_graph", smoothed.stats().cuda_graph()},
+      {"cuda_graph_launches", smoothed.stats().graph_launches},
+      {"cuda_graph_failure", smoothed.stats().graph_failure}};
 }
 
 }  // namespace

@@ -77,19 +77,14 @@ int main(int argc, char** argv) {
       // The noise fill alone, over one batch.
       const std::int64_t d = shape_numel(input);
       Tensor out = Tensor::empty({batch, d}, DType::F32, device);
-      std::vector<std::int64_t> ids = {0};
-      auto d_ids = Storage::allocate(8, device);
-#if AEGIS_HAS_CUDA
-      if (device.is_cuda()) cuda_backend::copy(d_ids->data(), ids.data(), 8, cuda_backend::Copy::HostToDevice);
-#endif
-      if (!device.is_cuda()) *static_cast<std::int64_t*>(d_ids->data()) = 0;
+      const Tensor d_ids = Tensor::zeros({1}, DType::I64, device);
       kernels::SmoothingBatch b;
       b.rows = batch;
       b.samples = batch;
       b.d = d;
       b.sigma = 0.25f;
       const Tensor xd = w.x.reshape({1, d});
-      const auto* id_ptr = static_cast<const std::int64_t*>(d_ids->data());
+      const auto* id_ptr = d_ids.data<std::int64_t>();
       AEGIS_DISPATCH(device, noisy_batch(out.data<float>(), xd.data<float>(), id_ptr, b));
       bench::synchronize(device);
       const int fills = 10;
@@ -108,7 +103,10 @@ int main(int argc, char** argv) {
                           {"device", device.str()},
                           {"seconds", s},
                           {"samples_per_s", static_cast<double>(samples) / s},
-                          {"noise_fill_ns_per_element", fill_ns}};
+                          {"noise_fill_ns_per_element", fill_ns},
+                          {"cuda_graph", smoothed.stats().cuda_graph()},
+                          {"cuda_graph_launches", smoothed.stats().graph_launches},
+                          {"cuda_graph_failure", smoothed.stats().graph_failure}};
       std::cout << j.dump() << std::endl;
     }
   } catch (const std::exception& e) {

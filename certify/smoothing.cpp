@@ -18,39 +18,6 @@ namespace {
 // Input floats per forward pass on the CPU (see sample_counts): 1 MiB, 85 rows of a 3×32×32 image.
 constexpr std::int64_t kCpuChunkFloats = std::int64_t{1} << 18;
 
-// int64 buffer on a device (the Tensor type has no int64): counts and key indices.
-class Int64Buffer {
- public:
-  Int64Buffer(std::size_t n, Device device)
-      : m_n(n), m_device(device), m_storage(Storage::allocate(std::max<std::size_t>(n, 1) * 8, device)) {}
-  std::int64_t* data() const { return static_cast<std::int64_t*>(m_storage->data()); }
-  void upload(const std::vector<std::int64_t>& host) {
-    if (!m_device.is_cuda()) {
-      std::copy(host.begin(), host.end(), data());
-      return;
-    }
-#if AEGIS_HAS_CUDA
-    cuda_backend::copy(data(), host.data(), host.size() * 8, cuda_backend::Copy::HostToDevice);
-#endif
-  }
-  std::vector<std::int64_t> download() const {
-    std::vector<std::int64_t> host(m_n);
-    if (!m_device.is_cuda()) {
-      std::copy(data(), data() + m_n, host.begin());
-      return host;
-    }
-#if AEGIS_HAS_CUDA
-    cuda_backend::copy(host.data(), data(), m_n * 8, cuda_backend::Copy::DeviceToHost);
-#endif
-    return host;
-  }
-
- private:
-  std::size_t m_n;
-  Device m_device;
-  std::shared_ptr<Storage> m_storage;
-};
-
 std::uint32_t purpose_of(SamplePhase phase) {
   // Each phase its own counter space: kPurposeSmoothing + 16·phase keeps clear of the other purposes.
   return philox::kPurposeSmoothing + 16u * static_cast<std::uint32_t>(phase);
@@ -101,13 +68,9 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
 
   const std::int64_t d = shape_numel(m_input_shape);
   const Tensor xd = x.to(m_device);
-  std::vector<std::int64_t> host_ids(ids.begin(), ids.end());
-  Int64Buffer d_ids(static_cast<std::size_t>(m), m_device);
-  d_ids.upload(host_ids);
-  Int64Buffer d_counts(static_cast<std::size_t>(m * k), m_device);
-  d_counts.upload(std::vector<std::int64_t>(static_cast<std::size_t>(m * k), 0));
-  Int64Buffer d_nan(1, m_device);
-  d_nan.upload({0});
+  const Tensor d_ids = Tensor::from_vector(std::vector<std::int64_t>(ids.begin(), ids.end()), {m}).to(m_device);
+  Tensor d_counts = Tensor::zeros({m * k}, DType::I64, m_device);
+  Tensor d_nan = Tensor::zeros({1}, DType::I64, m_device);
 
   const std::int64_t total = m * num;
   const std::int64_t batch_rows = std::min(options.batch, total);
@@ -125,25 +88,18 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   // 16-bit modes count the values that leave the 16-bit range into d_overflow, on the device (so
   // the captured graph holds the counting too); a nonzero count is an error below.
   const bool count_overflow = is_16_bit(options.precision);
-  Int64Buffer d_overflow(1, m_device);
-  if (count_overflow) d_overflow.upload({0});
-  MathPrecisionScope math(options.precision, count_overflow ? d_overflow.data() : nullptr);
+  Tensor d_overflow = Tensor::zeros({1}, DType::I64, m_device);
+  MathPrecisionScope math(options.precision, count_overflow ? d_overflow.data<std::int64_t>() : nullptr);
   nn::FrozenScope frozen(m_base);
-  // One batch: noise in place, forward without a tape, argmax counts. Returns the NaN rows it saw
-  // (the CPU; on the GPU they accumulate in d_nan).
-  const auto run_rows = [&](const kernels::SmoothingBatch& batch, Tensor rows) -> std::int64_t {
-    AEGIS_DISPATCH(m_device, noisy_batch(rows.data<float>(), xd.data<float>(), d_ids.data(), batch));
+  // One batch: noise in place, forward without a tape, argmax counts; NaN rows accumulate in d_nan.
+  const auto run_rows = [&](const kernels::SmoothingBatch& batch, Tensor rows) {
+    AEGIS_DISPATCH(m_device, noisy_batch(rows.data<float>(), xd.data<float>(), d_ids.data<std::int64_t>(), batch));
     const Tensor logits = m_base.forward(autograd::Var(rows)).value();
     AEGIS_CHECK_AS(ShapeError, logits.dim() == 2 && logits.size(0) == batch.rows && logits.size(1) == k,
                    "smoothing: the model returned " << logits.describe() << " for " << batch.rows
                                                     << " inputs, expected [" << batch.rows << ", " << k << "] logits");
-    if (m_device.is_cuda()) {
-#if AEGIS_HAS_CUDA
-      kernels::cuda::count_argmax(d_counts.data(), logits.data<float>(), batch, k, d_nan.data());
-#endif
-      return 0;
-    }
-    return kernels::cpu::count_argmax(d_counts.data(), logits.data<float>(), batch, k);
+    AEGIS_DISPATCH(m_device, count_argmax(d_counts.data<std::int64_t>(), logits.data<float>(), batch, k,
+                                          d_nan.data<std::int64_t>()));
   };
   // On the CPU a batch runs as consecutive chunks of about kCpuChunkFloats input floats, so that
   // a chunk's activations stay in the caches through the whole network instead of streaming
@@ -153,28 +109,26 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   const std::int64_t chunk_rows =
       m_device.is_cuda() ? batch_rows
                          : std::clamp<std::int64_t>(kCpuChunkFloats / std::max<std::int64_t>(d, 1), 8, batch_rows);
-  const auto run_batch = [&](const kernels::SmoothingBatch& batch) -> std::int64_t {
+  const auto run_batch = [&](const kernels::SmoothingBatch& batch) {
     // Equal chunks (a batch of 100 runs as 2 × 50, not 85 + 15); one chunk on the GPU.
     const std::int64_t chunks = (batch.rows + chunk_rows - 1) / chunk_rows;
     const std::int64_t rows_each = (batch.rows + chunks - 1) / chunks;
-    std::int64_t nan = 0;
     for (std::int64_t off = 0; off < batch.rows; off += rows_each) {
       kernels::SmoothingBatch part = batch;
       part.row_start = batch.row_start + off;
       part.rows = std::min(rows_each, batch.rows - off);
-      nan += run_rows(part, noisy.rows(off, off + part.rows));
+      run_rows(part, noisy.rows(off, off + part.rows));
     }
-    return nan;
   };
 #if AEGIS_HAS_CUDA
   // On the GPU the full batches after the first replay one captured CUDA graph of run_batch (the
-  // first runs eagerly: it creates the library handles and warms the allocator). The graph reads
-  // the batch's first copy number from a device scalar set before each replay.
+  // first runs eagerly: it creates the library handles, builds the cuDNN plans and warms the
+  // allocator). The graph reads the batch's first copy number from a device scalar, and its last
+  // node advances that scalar by one batch, so replays need nothing from the host.
   cuda_backend::Graph graph;
   bool try_graph = m_device.is_cuda() && options.cuda_graphs && total / batch_rows >= 3;
-  Int64Buffer d_row_start(1, m_device);
+  Tensor d_row_start = Tensor::zeros({1}, DType::I64, m_device);
 #endif
-  std::int64_t nan_rows = 0;
   for (std::int64_t start = 0; start < total; start += batch_rows) {
     b.row_start = start;
     b.rows = std::min(batch_rows, total - start);
@@ -183,21 +137,29 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
     if (try_graph && start > 0 && b.rows == batch_rows) {
       if (!graph.ready()) {
         kernels::SmoothingBatch captured = b;
-        captured.row_start_device = d_row_start.data();
-        try_graph = graph.capture([&] { run_batch(captured); });
+        captured.row_start_device = d_row_start.data<std::int64_t>();
+        try_graph = graph.capture([&] {
+          run_batch(captured);
+          AEGIS_DISPATCH(m_device, advance_row_start(d_row_start.data<std::int64_t>(), batch_rows));
+        });
+        if (try_graph) d_row_start.copy_from(Tensor::from_vector(std::vector<std::int64_t>{start}, {1}));
+        else m_stats.graph_failure = graph.failure();
       }
       if (graph.ready()) {
-        cuda_backend::copy_to_device_async(d_row_start.data(), &start, sizeof start);
         graph.launch();
         replayed = true;
+        ++m_stats.graph_launches;
       }
     }
 #endif
-    if (!replayed) nan_rows += run_batch(b);
+    if (!replayed) {
+      run_batch(b);
+      ++m_stats.eager_batches;
+    }
     if (on_batch) on_batch(b.rows);
   }
-  if (m_device.is_cuda()) nan_rows = d_nan.download()[0];
-  const std::int64_t overflowed = count_overflow ? d_overflow.download()[0] : 0;
+  const std::int64_t nan_rows = d_nan.to_vector<std::int64_t>()[0];
+  const std::int64_t overflowed = count_overflow ? d_overflow.to_vector<std::int64_t>()[0] : 0;
   AEGIS_CHECK_AS(NumericError, overflowed == 0,
                  "smoothing: " << overflowed << " values of the " << math_precision_name(options.precision)
                                << " forward pass left " << math_precision_name(options.precision)
@@ -205,7 +167,7 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
                                   "outputs; bf16 (float32's range) or fp32 avoids this");
   AEGIS_CHECK_AS(NumericError, nan_rows == 0,
                  "smoothing: the model produced NaN logits for " << nan_rows << " of " << total << " noisy inputs");
-  return d_counts.download();
+  return d_counts.to_vector<std::int64_t>();
 }
 
 std::vector<Certificate> SmoothedClassifier::certify(const Tensor& x, const std::vector<std::uint64_t>& ids,

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "nn/module.h"
@@ -68,6 +69,16 @@ struct Prediction {
   std::int64_t count_a = 0, count_b = 0;
 };
 
+// How the batches of a SmoothedClassifier ran, summed over its calls: replays of the captured
+// CUDA graph, batches launched eagerly (every batch on the CPU; on the GPU the first, the last
+// partial one, and all of them when capture failed), and why capture failed, if it did.
+struct SamplingStats {
+  std::int64_t graph_launches = 0;
+  std::int64_t eager_batches = 0;
+  std::string graph_failure;
+  bool cuda_graph() const { return graph_launches > 0; }
+};
+
 // Called after every forward batch with the number of noisy rows it held (for progress).
 using SampleCallback = std::function<void(std::int64_t rows)>;
 
@@ -92,12 +103,14 @@ class SmoothedClassifier {
 
   std::int64_t num_classes() const { return m_num_classes; }
   const Shape& input_shape() const { return m_input_shape; }
+  const SamplingStats& stats() const { return m_stats; }
 
  private:
   nn::Module& m_base;
   Shape m_input_shape;
   std::int64_t m_num_classes;
   Device m_device;
+  SamplingStats m_stats;
 };
 
 // Validates options (InvalidArgument naming the bad value).

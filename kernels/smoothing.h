@@ -139,23 +139,29 @@ struct SmoothingBatch {
   std::uint64_t seed = 0;
   std::uint32_t purpose = philox::kPurposeSmoothing;
   float sigma = 0.0f;
-  // CUDA only: when set, the kernels read the first copy number from this device scalar instead of
-  // row_start, so that a captured CUDA graph can replay the same launches for every batch.
+  // When set, the kernels read the first copy number from this scalar (on the batch's device)
+  // instead of row_start, so that a captured CUDA graph can replay the same launches for every batch.
   const std::int64_t* row_start_device = nullptr;
 };
 
+// The same signatures on both devices; pointers are on the batch's device. nan_rows (one int64)
+// accumulates the rows whose logits held a NaN (not counted as votes), so that the batch loop
+// never synchronizes on the GPU. advance_row_start adds `delta` to the scalar that
+// SmoothingBatch::row_start_device points at: the last node of a captured batch, so that each
+// replay of a CUDA graph moves on to the next batch without a copy from the host.
 namespace cpu {
 void noisy_batch(float* out, const float* x, const std::int64_t* ids, const SmoothingBatch& batch);
-// Returns the number of rows whose logits held a NaN (those rows are not counted).
-std::int64_t count_argmax(std::int64_t* counts, const float* logits, const SmoothingBatch& batch, std::int64_t k);
+void count_argmax(std::int64_t* counts, const float* logits, const SmoothingBatch& batch, std::int64_t k,
+                  std::int64_t* nan_rows);
+void advance_row_start(std::int64_t* row_start, std::int64_t delta);
 }  // namespace cpu
+
 #if AEGIS_HAS_CUDA
 namespace cuda {
-// Device pointers throughout; d_nan_rows (one int64) accumulates the NaN-row count on the device so
-// that the batch loop never synchronizes.
 void noisy_batch(float* d_out, const float* d_x, const std::int64_t* d_ids, const SmoothingBatch& batch);
 void count_argmax(std::int64_t* d_counts, const float* d_logits, const SmoothingBatch& batch, std::int64_t k,
                   std::int64_t* d_nan_rows);
+void advance_row_start(std::int64_t* d_row_start, std::int64_t delta);
 }  // namespace cuda
 #endif
 

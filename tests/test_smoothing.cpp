@@ -185,8 +185,20 @@ TEST(SmoothingCounts, InfiniteLogitsVoteAsIeeeOrdersThem) {
   b.samples = 6;
   b.d = 1;
   std::vector<std::int64_t> counts(3, 0);
-  EXPECT_EQ(kernels::cpu::count_argmax(counts.data(), logits.data(), b, 3), 1);  // the NaN row
+  std::int64_t nan_rows = 4;  // accumulates: 4 from before, plus this batch's one NaN row
+  kernels::cpu::count_argmax(counts.data(), logits.data(), b, 3, &nan_rows);
+  EXPECT_EQ(nan_rows, 5);
   EXPECT_EQ(counts, (std::vector<std::int64_t>{2, 3, 0}));
+  // The first copy number from a scalar (a replayed batch) instead of row_start: rows 0–5 of copy
+  // numbers 6–11 belong to slot 1 when each input has 6 copies.
+  const std::int64_t first_copy = 6;
+  b.row_start_device = &first_copy;
+  std::vector<std::int64_t> two_slots(6, 0);
+  kernels::cpu::count_argmax(two_slots.data(), logits.data(), b, 3, &nan_rows);
+  EXPECT_EQ(two_slots, (std::vector<std::int64_t>{0, 0, 0, 2, 3, 0}));
+  std::int64_t scalar = 6;
+  kernels::cpu::advance_row_start(&scalar, 128);
+  EXPECT_EQ(scalar, 134);
 }
 
 // ---- the smoothed linear classifier --------------------------------------------------------------
@@ -382,7 +394,7 @@ TEST(SmoothingLinear, RejectsBadArguments) {
 // ---- Gaussian augmentation (Cohen et al. 2019, §4) ----------------------------------------------
 
 TEST(SmoothingTraining, NoiseAugmentationIsReproducible) {
-  const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
+  const nn::DatasetSplit split = nn::load_dataset("digits", testing::source_dir() + "/data");
   auto train = [&](float sigma) {
     nn::ModelSpec spec{"mlp", {1, 8, 8}, 10, "", 1};
     auto model = nn::build_model(spec);

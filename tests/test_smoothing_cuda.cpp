@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "certify/smoothing.h"
+#include "kernels/conv.h"
 #include "kernels/smoothing.h"
 #include "nn/layers.h"
 #include "nn/zoo.h"
@@ -77,9 +78,20 @@ TEST(SmoothingCuda, GraphReplayGivesTheSameCountsAsEagerLaunches) {
   o.batch = 128;  // 3·1000 rows: 23 full batches (22 replays) and a partial one
   o.cuda_graphs = false;
   const auto eager = smoothed.sample_counts(images, {7, 8, 9}, 1000, certify::SamplePhase::Estimation, o);
+  EXPECT_EQ(smoothed.stats().graph_launches, 0);
   o.cuda_graphs = true;
   const auto replayed = smoothed.sample_counts(images, {7, 8, 9}, 1000, certify::SamplePhase::Estimation, o);
   EXPECT_EQ(eager, replayed);  // the same kernels on the same data, only launched differently
+  // The graph must really have been used: 24 batches, the first and the partial last run eagerly.
+  EXPECT_EQ(smoothed.stats().graph_failure, "");
+  EXPECT_EQ(smoothed.stats().graph_launches, 22);
+#if AEGIS_HAS_CUDA
+  // The cuDNN plans were built once per shape, not once per batch.
+  const std::int64_t plans = kernels::cuda::conv2d_cached_plans();
+  smoothed.sample_counts(images, {7, 8, 9}, 1000, certify::SamplePhase::Estimation, o);
+  EXPECT_EQ(kernels::cuda::conv2d_cached_plans(), plans);
+  EXPECT_EQ(smoothed.stats().graph_launches, 44);
+#endif
 }
 
 TEST(SmoothingCuda, ReducedPrecisionCountsAgreeWithFloat32) {

@@ -32,9 +32,10 @@ void noisy_row(float* dst, const float* src, const philox::Key& key, std::uint64
 }  // namespace
 
 void noisy_batch(float* out, const float* x, const std::int64_t* ids, const SmoothingBatch& b) {
+  const std::int64_t row_start = b.row_start_device ? *b.row_start_device : b.row_start;
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < b.rows; ++r) {
-    const std::int64_t g = b.row_start + r;
+    const std::int64_t g = row_start + r;
     const std::int64_t slot = g / b.samples, sample = g - slot * b.samples;
     const philox::Key key{b.seed, b.purpose, static_cast<std::uint32_t>(ids[slot])};
     noisy_row(out + r * b.d, x + slot * b.d, key, static_cast<std::uint64_t>(sample) * static_cast<std::uint64_t>(b.d),
@@ -42,10 +43,11 @@ void noisy_batch(float* out, const float* x, const std::int64_t* ids, const Smoo
   }
 }
 
-std::int64_t count_argmax(std::int64_t* counts, const float* logits, const SmoothingBatch& b, std::int64_t k) {
-  std::int64_t nan_rows = 0;
+void count_argmax(std::int64_t* counts, const float* logits, const SmoothingBatch& b, std::int64_t k,
+                  std::int64_t* nan_rows) {
+  const std::int64_t row_start = b.row_start_device ? *b.row_start_device : b.row_start;
   for (std::int64_t r = 0; r < b.rows; ++r) {
-    const std::int64_t slot = (b.row_start + r) / b.samples;
+    const std::int64_t slot = (row_start + r) / b.samples;
     const float* z = logits + r * k;
     std::int64_t best = 0;
     bool nan = std::isnan(z[0]);
@@ -54,11 +56,14 @@ std::int64_t count_argmax(std::int64_t* counts, const float* logits, const Smoot
       if (z[c] > z[best]) best = c;
     }
     if (nan)
-      ++nan_rows;
+      ++*nan_rows;
     else
       ++counts[slot * k + best];
   }
-  return nan_rows;
+}
+
+void advance_row_start(std::int64_t* row_start, std::int64_t delta) {
+  *row_start += delta;
 }
 
 }  // namespace aegis::kernels::cpu

@@ -50,6 +50,10 @@ __global__ void count_argmax_kernel(long long* counts, const float* logits, Smoo
   }
 }
 
+__global__ void advance_row_start_kernel(long long* row_start, long long delta) {
+  *row_start += delta;
+}
+
 }  // namespace
 
 void noisy_batch(float* d_out, const float* d_x, const std::int64_t* d_ids, const SmoothingBatch& batch) {
@@ -67,6 +71,11 @@ void count_argmax(std::int64_t* d_counts, const float* d_logits, const Smoothing
   constexpr int kBlock = 256;
   count_argmax_kernel<<<cuda_backend::grid_for(batch.rows, kBlock), kBlock, 0, cuda_backend::stream()>>>(
       reinterpret_cast<long long*>(d_counts), d_logits, batch, k, reinterpret_cast<long long*>(d_nan_rows));
+  CUDA_CHECK_LAUNCH();
+}
+
+void advance_row_start(std::int64_t* d_row_start, std::int64_t delta) {
+  advance_row_start_kernel<<<1, 1, 0, cuda_backend::stream()>>>(reinterpret_cast<long long*>(d_row_start), delta);
   CUDA_CHECK_LAUNCH();
 }
 
