@@ -1,6 +1,8 @@
 // Elementwise ops over flat float32 buffers of n elements: fills, sums, scaling, the pointwise
 // activations and their derivatives, and a NaN/Inf count. CUDA: one thread per element in a
 // grid-stride loop; the non-finite count reduces per block, then one atomic per block.
+// count_nonfinite_into adds the count to a counter on the buffer's own device and does not
+// synchronize, so that many buffers are checked with one copy back (the optimizer's step).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,7 @@ void activation_forward(Activation f, const float* x, float* y, std::int64_t n);
 // Sigmoid y(1-y).
 void activation_backward(Activation f, const float* y, const float* dy, float* dx, std::int64_t n);
 std::int64_t count_nonfinite(const float* x, std::int64_t n);
+void count_nonfinite_into(const float* x, std::int64_t n, std::int64_t* counter);  // *counter += count
 }  // namespace cpu
 
 #if AEGIS_HAS_CUDA
@@ -33,6 +36,7 @@ void scale(float alpha, float* d_x, std::int64_t n);
 void activation_forward(Activation f, const float* d_x, float* d_y, std::int64_t n);
 void activation_backward(Activation f, const float* d_y, const float* d_dy, float* d_dx, std::int64_t n);
 std::int64_t count_nonfinite(const float* d_x, std::int64_t n);
+void count_nonfinite_into(const float* d_x, std::int64_t n, std::int64_t* d_counter);  // no host sync
 }  // namespace cuda
 #endif
 

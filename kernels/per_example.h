@@ -68,6 +68,11 @@ void conv2d_sq_norms(const Conv2dGeometry& g, bool ghost, const float* x, const 
 // mask null meaning all ones.
 void clip_factors(const float* sq_norms, const float* mask, std::int64_t n, float max_norm, float* norms,
                   float* factors);
+// The step's bookkeeping without copying N norms back: over the rows whose mask is not 0 (all rows
+// when mask is null), summary[0] += #non-finite norms, summary[1] += #norms > max_norm (clipped),
+// summary[2] += #norms ≤ max_norm (unclipped); over all rows, summary[3] += #mask entries outside
+// [0, 1] (NaN included). summary is int64 [4] on the norms' device.
+void clip_summary(const float* norms, const float* mask, std::int64_t n, float max_norm, std::int64_t* summary);
 }  // namespace cpu
 
 #if AEGIS_HAS_CUDA
@@ -84,6 +89,7 @@ void conv2d_sq_norms(const Conv2dGeometry& g, bool ghost, const float* d_x, cons
                      float* d_per_example_dw, void* d_workspace, std::size_t workspace_bytes);
 void clip_factors(const float* d_sq_norms, const float* d_mask, std::int64_t n, float max_norm, float* d_norms,
                   float* d_factors);
+void clip_summary(const float* d_norms, const float* d_mask, std::int64_t n, float max_norm, std::int64_t* d_summary);
 }  // namespace cuda
 #endif
 

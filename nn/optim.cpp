@@ -3,6 +3,7 @@
 // dispatched to the parameter's device (kernels/optim.h).
 #include "nn/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <unordered_set>
@@ -59,6 +60,10 @@ void Optimizer::zero_grad() {
 
 void Optimizer::step() {
   // Validate everything first, so that a bad gradient anywhere leaves every parameter as it was.
+  // The non-finite counts of all gradients on one device come back with one copy (one host
+  // synchronization per step on a GPU, not one per parameter).
+  std::vector<std::size_t> checked;
+  std::vector<const Tensor*> grads;
   for (std::size_t i = 0; i < m_params.size(); ++i) {
     const autograd::Var& p = m_params[i];
     if (!p.has_grad()) continue;
@@ -69,11 +74,24 @@ void Optimizer::step() {
     check_dtype(grad, DType::F32, label.c_str());
     check_shape(grad, value.shape(), label.c_str());
     check_same_device(value, grad, label.c_str());
-    const std::int64_t bad = ops::count_nonfinite(grad);
-    if (bad)
-      AEGIS_THROW(NumericError, label << " contains " << bad << " NaN/Inf value(s) out of " << grad.numel()
-                                      << "; no parameter was updated");
+    checked.push_back(i);
+    grads.push_back(&grad);
   }
+  // Parameters may live on several devices: one batch of counts per device, in order.
+  std::vector<std::int64_t> bad(grads.size(), 0);
+  for (std::size_t first = 0; first < grads.size();) {
+    std::size_t last = first;
+    std::vector<const Tensor*> same;
+    while (last < grads.size() && grads[last]->device() == grads[first]->device()) same.push_back(grads[last++]);
+    const std::vector<std::int64_t> counts = ops::count_nonfinite_each(same);
+    std::copy(counts.begin(), counts.end(), bad.begin() + static_cast<std::ptrdiff_t>(first));
+    first = last;
+  }
+  for (std::size_t j = 0; j < grads.size(); ++j)
+    if (bad[j])
+      AEGIS_THROW(NumericError, param_label(checked[j], m_params[checked[j]].value())
+                                    << " contains " << bad[j] << " NaN/Inf value(s) out of " << grads[j]->numel()
+                                    << "; no parameter was updated");
   for (std::size_t i = 0; i < m_params.size(); ++i) {
     autograd::Var& p = m_params[i];
     if (!p.has_grad()) continue;

@@ -210,10 +210,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
           const bool padded = b.size < b.labels.numel();
           const ClipStats st = clip_and_accumulate(model, clip, padded ? &b.mask : nullptr);
           clipped += st.clipped;
-          if (adaptive) {
-            const auto norms = st.per_example_norms.to_vector<float>();
-            for (std::int64_t i = 0; i < b.size; ++i) unclipped += norms[static_cast<std::size_t>(i)] <= clip.max_grad_norm;
-          }
+          if (adaptive) unclipped += st.unclipped;
           const double chunk_loss = total.value().item();
           if (!std::isfinite(chunk_loss))
             AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << result.steps + 1

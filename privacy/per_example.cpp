@@ -317,7 +317,6 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
                                                    << "per-example capture, so it cannot be clipped");
 
   const float* mask = nullptr;
-  std::vector<float> h_mask;
   if (example_mask) {
     check_shape(*example_mask, {n}, "clip_and_accumulate example_mask");
     check_dtype(*example_mask, DType::F32, "clip_and_accumulate example_mask");
@@ -325,11 +324,7 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
                    "clip_and_accumulate: example_mask is on " << example_mask->device().str() << ", the captures on "
                                                               << dev.str());
     mask = example_mask->data<float>();
-    h_mask = example_mask->to_vector<float>();
-    for (float m : h_mask)
-      AEGIS_CHECK(m >= 0.0f && m <= 1.0f, "clip_and_accumulate: example_mask entries must lie in [0, 1], got " << m);
   }
-  const auto active = [&](std::int64_t i) { return h_mask.empty() || h_mask[static_cast<std::size_t>(i)] != 0.0f; };
 
   std::vector<float> bounds;  // C_l per layer
   if (opt.per_layer) {
@@ -362,45 +357,67 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
     }
   }
 
-  const auto check_norms = [&](const std::vector<float>& norms, const char* what) {
-    std::int64_t bad = 0;
-    for (std::int64_t i = 0; i < n; ++i) bad += active(i) && !std::isfinite(norms[static_cast<std::size_t>(i)]);
-    if (bad) AEGIS_THROW(NumericError, "clip_and_accumulate: " << bad << " example(s) have a NaN or Inf " << what);
-  };
   const auto clip = [&](const Tensor& sq, float bound, Tensor& norms, Tensor& factors) {
     norms = Tensor::empty({n}, DType::F32, dev);
     factors = Tensor::empty({n}, DType::F32, dev);
     AEGIS_DISPATCH(dev, clip_factors(sq.data<float>(), mask, n, bound, norms.data<float>(), factors.data<float>()));
   };
+  // The bookkeeping of every clipping bound (kernels/per_example.h: non-finite, clipped and
+  // unclipped norms, bad mask entries) lands in one int64 tensor on the device and comes back
+  // with one copy: one host synchronization per call, however many layers. Every factor is formed
+  // and checked before any gradient changes.
+  const std::size_t bounds_used = opt.per_layer ? layers.size() : 1;
+  Tensor summary = Tensor::zeros({static_cast<std::int64_t>(bounds_used), 4}, DType::I64, dev);
+  const auto summarize = [&](std::size_t slot, const Tensor& norms, float bound) {
+    AEGIS_DISPATCH(dev, clip_summary(norms.data<float>(), mask, n, bound, summary.data<std::int64_t>() + 4 * slot));
+  };
+  const auto check_summary = [&](const std::vector<std::int64_t>& h, const char* what) {
+    for (std::size_t slot = 0; slot < bounds_used; ++slot) {
+      AEGIS_CHECK(h[4 * slot + 3] == 0, "clip_and_accumulate: " << h[4 * slot + 3]
+                                                                << " example_mask entries lie outside [0, 1]");
+      if (h[4 * slot])
+        AEGIS_THROW(NumericError, "clip_and_accumulate: " << h[4 * slot] << " example(s) have a NaN or Inf " << what);
+    }
+  };
 
   Tensor unused_factors;
   if (!opt.per_layer) {
     clip(total, opt.max_grad_norm, stats.per_example_norms, stats.clip_factors);
-    const std::vector<float> norms = stats.per_example_norms.to_vector<float>();
-    check_norms(norms, "gradient norm");
-    for (std::int64_t i = 0; i < n; ++i)
-      stats.clipped += active(i) && norms[static_cast<std::size_t>(i)] > opt.max_grad_norm;
+    summarize(0, stats.per_example_norms, opt.max_grad_norm);
+    const std::vector<std::int64_t> h = summary.to_vector<std::int64_t>();
+    check_summary(h, "gradient norm");
+    stats.clipped = h[1];
+    stats.unclipped = h[2];
     for (const LayerGrads& r : grads)
       if (r.layer) accumulate_clipped_sum(r, stats.clip_factors);
     return stats;
   }
 
-  // Per layer: every factor is formed and checked before any gradient changes.
+  // Per layer: an example counts as clipped when some layer clipped it, so the per-layer norms
+  // come back once, stacked, beside the summary.
   clip(total, 1.0f, stats.per_example_norms, unused_factors);  // only for the overall norms
-  std::vector<char> any_clipped(static_cast<std::size_t>(n), 0);
+  Tensor stacked = Tensor::empty({static_cast<std::int64_t>(layers.size()), n}, DType::F32, dev);
   for (std::size_t l = 0; l < layers.size(); ++l) {
     Tensor norms, factors;
     clip(layer_sq[l].defined() ? layer_sq[l] : Tensor::zeros({n}, DType::F32, dev), bounds[l], norms, factors);
-    const std::vector<float> h = norms.to_vector<float>();
-    check_norms(h, "per-layer gradient norm");
-    for (std::int64_t i = 0; i < n; ++i)
-      any_clipped[static_cast<std::size_t>(i)] |= active(i) && h[static_cast<std::size_t>(i)] > bounds[l];
+    summarize(l, norms, bounds[l]);
+    stacked.rows(static_cast<std::int64_t>(l), static_cast<std::int64_t>(l) + 1).reshape({n}).copy_from(norms);
     stats.per_layer_norms.push_back(std::move(norms));
     stats.per_layer_factors.push_back(std::move(factors));
   }
+  check_summary(summary.to_vector<std::int64_t>(), "per-layer gradient norm");
+  const std::vector<float> h_norms = stacked.to_vector<float>();
+  const std::vector<float> h_mask = mask ? example_mask->to_vector<float>() : std::vector<float>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (mask && h_mask[static_cast<std::size_t>(i)] == 0.0f) continue;
+    bool any = false;
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      any = any || h_norms[l * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)] > bounds[l];
+    stats.clipped += any;
+    stats.unclipped += !any;
+  }
   for (std::size_t l = 0; l < layers.size(); ++l)
     if (grads[l].layer) accumulate_clipped_sum(grads[l], stats.per_layer_factors[l]);
-  for (char c : any_clipped) stats.clipped += c;
   return stats;
 }
 

@@ -73,8 +73,10 @@ struct ClipStats {
   Tensor clip_factors;                    // f32 [N] (flat clipping): c_i, 0 for masked-out rows
   std::vector<Tensor> per_layer_norms;    // per_layer only: f32 [N] per layer, before clipping
   std::vector<Tensor> per_layer_factors;  // per_layer only: f32 [N] per layer
-  // Unmasked examples that were clipped: norm > C (flat), or some layer norm > C_l (per layer).
+  // Unmasked examples that were clipped: norm > C (flat), or some layer norm > C_l (per layer),
+  // and the unmasked examples that were not (adaptive clipping counts these).
   std::int64_t clipped = 0;
+  std::int64_t unclipped = 0;
 };
 
 // Turns capture on (with parameter gradients skipped) or off in every layer of the model, and

@@ -43,6 +43,21 @@ std::int64_t count_nonfinite(const Tensor& x) {
   return AEGIS_DISPATCH(x.device(), count_nonfinite(x.data<float>(), x.numel()));
 }
 
+std::vector<std::int64_t> count_nonfinite_each(const std::vector<const Tensor*>& xs) {
+  if (xs.empty()) return {};
+  const Device dev = xs.front()->device();
+  Tensor counts = Tensor::zeros({static_cast<std::int64_t>(xs.size())}, DType::I64, dev);
+  std::int64_t* d_counts = counts.data<std::int64_t>();
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    const Tensor& x = *xs[i];
+    check_dtype(x, DType::F32, "count_nonfinite_each");
+    AEGIS_CHECK_AS(ShapeError, x.device() == dev,
+                   "count_nonfinite_each: " << x.describe() << " is not on " << dev.str());
+    AEGIS_DISPATCH(dev, count_nonfinite_into(x.data<float>(), x.numel(), d_counts + i));
+  }
+  return counts.to_vector<std::int64_t>();
+}
+
 void check_finite(const Tensor& x, const char* what) {
   const std::int64_t bad = count_nonfinite(x);
   if (bad) AEGIS_THROW(NumericError, what << " contains " << bad << " NaN/Inf value(s) out of " << x.numel());

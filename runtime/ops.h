@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "runtime/philox.h"
 #include "runtime/tensor.h"
@@ -14,6 +15,9 @@ void axpy(float alpha, const Tensor& x, Tensor& y);        // y += alpha x
 void scale_inplace(Tensor& x, float alpha);                // x *= alpha
 Tensor add(const Tensor& a, const Tensor& b);              // a + b, same shapes
 std::int64_t count_nonfinite(const Tensor& x);
+// The non-finite count of each tensor (all f32, all on one device), with one copy back to the host
+// in all: the counts accumulate in an int64 tensor on the device.
+std::vector<std::int64_t> count_nonfinite_each(const std::vector<const Tensor*>& xs);
 // Throws NumericError "<what> contains N NaN/Inf values" when x is not all finite.
 void check_finite(const Tensor& x, const char* what);
 // C = op(A)·op(B) for 2-d float tensors.

@@ -70,4 +70,8 @@ std::int64_t count_nonfinite(const float* x, std::int64_t n) {
   return bad;
 }
 
+void count_nonfinite_into(const float* x, std::int64_t n, std::int64_t* counter) {
+  *counter += count_nonfinite(x, n);
+}
+
 }  // namespace aegis::kernels::cpu

@@ -176,5 +176,16 @@ void clip_factors(const float* sq_norms, const float* mask, std::int64_t n, floa
   }
 }
 
+void clip_summary(const float* norms, const float* mask, std::int64_t n, float max_norm, std::int64_t* summary) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (mask && !(mask[i] >= 0.0f && mask[i] <= 1.0f)) ++summary[3];
+    if (mask && mask[i] == 0.0f) continue;
+    const float v = norms[i];
+    if (!std::isfinite(v)) ++summary[0];
+    if (v > max_norm) ++summary[1];
+    if (v <= max_norm) ++summary[2];
+  }
+}
+
 }  // namespace cpu
 }  // namespace aegis::kernels

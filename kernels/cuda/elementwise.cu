@@ -102,5 +102,13 @@ std::int64_t count_nonfinite(const float* d_x, std::int64_t n) {
   CUDA_CHECK(cudaStreamSynchronize(cuda_backend::stream()));
   return static_cast<std::int64_t>(h_count);
 }
+void count_nonfinite_into(const float* d_x, std::int64_t n, std::int64_t* d_counter) {
+  if (n <= 0) return;
+  // A two's-complement int64 and an unsigned 64-bit integer add alike (counts stay below 2^63).
+  static_assert(sizeof(std::int64_t) == sizeof(unsigned long long), "64-bit counter");
+  count_nonfinite_kernel<<<grid(n), kBlock, 0, cuda_backend::stream()>>>(
+      d_x, n, reinterpret_cast<unsigned long long*>(d_counter));
+  CUDA_CHECK_LAUNCH();
+}
 
 }  // namespace aegis::kernels::cuda

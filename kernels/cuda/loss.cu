@@ -42,7 +42,7 @@ __global__ void cross_entropy_forward_kernel(const float* logits, const int* lab
   row_max_and_sum(z, k, lane, m, sum);
   if (lane == 0) {
     const int y = labels[row];
-    // Labels were validated on the host; a stray one gives NaN instead of an out-of-bounds read.
+    // A label outside [0, k) gives NaN instead of an out-of-bounds read (nn/functional/loss.cpp).
     const float zy = (y >= 0 && y < k) ? z[y] : NAN;
     // (m − z_y) first: adding m to the log-sum would round at the spacing of floats near m.
     losses[row] = logf(sum) + (m - zy);
@@ -77,9 +77,12 @@ __global__ void cross_entropy_backward_kernel(const float* logits, const int* la
   const float inv_sum = 1.0f / sum;
   const float g = scale * (per_row_grad ? grad[row] : grad[0]);
   const int y = labels[row];
+  // A label outside [0, k) (not checked on the host for device labels) makes the row's gradient
+  // NaN, as its loss is, so that no update or attack step silently uses it.
+  const bool valid = y >= 0 && y < k;
   for (long long j = lane; j < k; j += 32) {
     const float p = expf(z[j] - m) * inv_sum;
-    dlogits[row * k + j] = (p - (j == y ? 1.0f : 0.0f)) * g;
+    dlogits[row * k + j] = valid ? (p - (j == y ? 1.0f : 0.0f)) * g : NAN;
   }
 }
 

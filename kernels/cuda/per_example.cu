@@ -98,6 +98,25 @@ __global__ void clip_factors_kernel(const float* sq_norms, const float* mask, lo
   }
 }
 
+// One thread per row (grid-stride); each thread adds its nonzero counts with one atomic each. n is
+// a batch (hundreds of rows), so contention is negligible next to the launch.
+__global__ void clip_summary_kernel(const float* norms, const float* mask, long long n, float max_norm,
+                                    unsigned long long* summary) {
+  unsigned long long nonfinite = 0, clipped = 0, unclipped = 0, bad_mask = 0;
+  for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < n; i += 1LL * gridDim.x * blockDim.x) {
+    if (mask && !(mask[i] >= 0.0f && mask[i] <= 1.0f)) ++bad_mask;
+    if (mask && mask[i] == 0.0f) continue;
+    const float v = norms[i];
+    nonfinite += isfinite(v) ? 0 : 1;
+    clipped += v > max_norm ? 1 : 0;
+    unclipped += v <= max_norm ? 1 : 0;
+  }
+  if (nonfinite) atomicAdd(summary, nonfinite);
+  if (clipped) atomicAdd(summary + 1, clipped);
+  if (unclipped) atomicAdd(summary + 2, unclipped);
+  if (bad_mask) atomicAdd(summary + 3, bad_mask);
+}
+
 int as_int(long long v, const char* what) {
   AEGIS_CHECK_AS(ShapeError, v >= 0 && v <= INT_MAX,
                  "per-example norms on CUDA: " << what << " " << v << " exceeds cuBLAS's int range");
@@ -226,6 +245,13 @@ void clip_factors(const float* d_sq_norms, const float* d_mask, std::int64_t n, 
   if (n == 0) return;
   clip_factors_kernel<<<cuda_backend::grid_for(n, kBlock), kBlock, 0, cuda_backend::stream()>>>(
       d_sq_norms, d_mask, n, max_norm, d_norms, d_factors);
+  CUDA_CHECK_LAUNCH();
+}
+
+void clip_summary(const float* d_norms, const float* d_mask, std::int64_t n, float max_norm, std::int64_t* d_summary) {
+  if (n <= 0) return;
+  clip_summary_kernel<<<cuda_backend::grid_for(n, kBlock), kBlock, 0, cuda_backend::stream()>>>(
+      d_norms, d_mask, n, max_norm, reinterpret_cast<unsigned long long*>(d_summary));
   CUDA_CHECK_LAUNCH();
 }
 

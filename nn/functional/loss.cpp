@@ -1,9 +1,13 @@
 // Softmax cross-entropy (fused, numerically stable) and the accuracy helpers argmax and
 // count_correct. Backward recomputes the softmax from the logits: dz_i = (softmax(z_i) −
 // onehot(y_i))·g_i, with g_i = g/N for Mean, g for Sum and g_i for None — nothing but the
-// logits and labels is saved. Labels are range-checked on the host before any kernel runs (a
-// copy of N int32 values when they live on the GPU). count_correct does not range-check: a
-// label outside [0, K) simply never equals an argmax and counts as wrong.
+// logits and labels is saved. Labels on the CPU are range-checked before any kernel runs. Labels
+// on the GPU are not copied back for that (it would synchronize every attack iteration and
+// training step): the CUDA kernels check each label themselves and give a NaN loss and gradient
+// for a row whose label is outside [0, K), which the optimizer's and the attacks' non-finite
+// checks then refuse; the entry points that take labels from users (datasets, attacks) validate
+// them once on the host. count_correct does not range-check: a label outside [0, K) simply never
+// equals an argmax and counts as wrong.
 #include "kernels/loss.h"
 
 #include <limits>
@@ -46,7 +50,7 @@ Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction) 
   check_labels(labels, zv, n, "cross_entropy labels");
   AEGIS_CHECK(reduction != Reduction::Mean || n > 0,
               "cross_entropy: the mean over an empty batch is undefined (logits " << zv.describe() << ")");
-  check_label_range(labels, k, "cross_entropy");
+  if (!labels.is_cuda()) check_label_range(labels, k, "cross_entropy");
 
   const Device dev = zv.device();
   const float scale = reduction == Reduction::Mean ? 1.0f / static_cast<float>(n) : 1.0f;
