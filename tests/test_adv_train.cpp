@@ -21,7 +21,7 @@ namespace {
 using attacks::AdvTrainOptions;
 
 const nn::DatasetSplit& digits() {
-  static const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
+  static const nn::DatasetSplit split = nn::load_dataset("digits", testing::source_dir() + "/data");
   return split;
 }
 

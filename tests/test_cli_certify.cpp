@@ -116,7 +116,7 @@ TEST(CliCertify, SigkilledSweepResumesToTheUninterruptedRows) {
   const std::vector<std::string> expected = rows_without_time(whole);
   ASSERT_EQ(expected.size(), 151u);
 
-  std::vector<std::string> args = {AEGIS_CLI_PATH};
+  std::vector<std::string> args = {testing::cli_path()};
   std::istringstream words(certify_args(killed, flags, sampling));
   for (std::string w; words >> w;) args.push_back(w);
   std::vector<char*> argv;

@@ -277,7 +277,7 @@ TEST(Cifar10, MalformedBatchesNameTheFile) {
 }
 
 std::string source_data_dir() {
-  return std::string(AEGIS_SOURCE_DIR) + "/data";
+  return testing::source_dir() + "/data";
 }
 
 TEST(Digits, BundledFileLoadsWithTheDocumentedSplit) {

@@ -22,7 +22,7 @@ using certify::PixelDpNorm;
 using nn::Var;
 
 const nn::DatasetSplit& digits() {
-  static const nn::DatasetSplit split = nn::load_digits(std::string(AEGIS_SOURCE_DIR) + "/data");
+  static const nn::DatasetSplit split = nn::load_digits(testing::source_dir() + "/data");
   return split;
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstdio>
 #include <cmath>
 #include <filesystem>
@@ -132,11 +133,21 @@ std::string make_temp_dir(const std::string& prefix) {
   return made.paths.back();
 }
 
+std::string source_dir() {
+  const char* env = std::getenv("AEGIS_SOURCE_DIR");
+  return env && *env ? std::string(env) : std::string(AEGIS_SOURCE_DIR);
+}
+
+std::string cli_path() {
+  const char* env = std::getenv("AEGIS_CLI");
+  return env && *env ? std::string(env) : std::string(AEGIS_CLI_PATH);
+}
+
 CliRun run_cli(const std::string& args) {
   static int calls = 0;
   const auto err_path = std::filesystem::temp_directory_path() /
                         ("aegis_cli_" + std::to_string(getpid()) + "_" + std::to_string(calls++) + ".stderr");
-  const std::string cmd = std::string(AEGIS_CLI_PATH) + " " + args + " 2>" + err_path.string();
+  const std::string cmd = cli_path() + " " + args + " 2>" + err_path.string();
   CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -160,7 +171,7 @@ void write_file(const std::string& path, const std::vector<unsigned char>& bytes
 const TrainedDigits& trained_digits_mlp() {
   static const TrainedDigits trained = [] {
     TrainedDigits out;
-    const nn::DatasetSplit split = nn::load_dataset("digits", AEGIS_SOURCE_DIR "/data");
+    const nn::DatasetSplit split = nn::load_dataset("digits", source_dir() + "/data");
     out.model = nn::build_model({"mlp", {1, 8, 8}, 10, "", 3});
     nn::TrainOptions opt;
     opt.epochs = 8;

@@ -42,6 +42,12 @@ autograd::Var weighted_sum(const autograd::Var& y, std::uint64_t seed);
 
 bool gpu_available();
 
+// Where the tests find the source tree (bundled data) and the aegis binary: the environment
+// variables AEGIS_SOURCE_DIR and AEGIS_CLI when set (a packed build run on another machine,
+// tools/gpu_check.sh), otherwise the paths this build was configured with.
+std::string source_dir();
+std::string cli_path();
+
 // A fresh directory under the test temp dir whose name starts with `prefix`; every directory
 // made this way is removed when the test program exits.
 std::string make_temp_dir(const std::string& prefix);
