@@ -90,8 +90,10 @@ AEGIS_HD double open_unit(std::uint32_t hi, std::uint32_t lo) {
 
 // Standard normal for element `index`, by the Box-Muller transform on two 53-bit uniforms
 // (Box & Muller 1958: z0 = sqrt(-2 ln u1) cos(2π u2), z1 = sqrt(-2 ln u1) sin(2π u2)). Two
-// elements share one Philox call; the transform runs in double so the CPU and GPU results agree
-// after rounding to float (the libraries' log/sin/cos differ by at most an ulp of double).
+// elements share one Philox call; the transform runs in double, and the CPU and GPU results agree
+// after rounding to float except in rare elements, which differ by one float ulp: CUDA's double
+// log/sin/cos are within 1–2 ulp of correctly rounded, glibc's within 1, so the two doubles can
+// straddle a float rounding boundary. (The smoothing noise, kernels/smoothing.h, is bit-identical.)
 AEGIS_HD double normal_double(const Key& key, std::uint64_t index) {
   const U32x4 r = block(key, index >> 1);
   const double u1 = open_unit(r.v[0], r.v[1]);

@@ -12,7 +12,7 @@ job=${1:-demo}
 case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core)
+          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -30,6 +30,12 @@ jobs=${JOBS:-$(nproc)}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA="${AEGIS_CUDA:-AUTO}" \
       -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" >/dev/null
 cmake --build "$build" -j "$jobs"
+
+# The test command also packs the prepared GPU check (tools/gpu_check.sh) when the CUDA backend
+# is built, so that a ctest case rehearses it over the pack exactly as a GPU machine would run it.
+if [ "$job" = test ] && grep -q 'define AEGIS_HAS_CUDA 1' "$build/generated/runtime/config.h" 2>/dev/null; then
+  JOBS=$jobs bash tools/gpu_check.sh pack
+fi
 
 case "$job" in
   demo) exec "$build/aegis" demo ;;
