@@ -1,9 +1,14 @@
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "nn/functional.h"
 #include "kernels/elementwise.h"
 #include "runtime/dispatch.h"
 #include "runtime/autograd.h"
+#include "runtime/config.h"
+#include "runtime/cuda_backend.h"
 #include "runtime/ops.h"
 #include "runtime/philox.h"
 #include "support/testing.h"
@@ -91,6 +96,29 @@ TEST(Tensor, ShapesViewsAndCopies) {
   EXPECT_THROW(t.rows(1, 3), ShapeError);
   EXPECT_THROW(t.data<double>(), ShapeError);
   EXPECT_THROW(Tensor::from_vector<float>({1, 2}, {3}), ShapeError);
+}
+
+TEST(Tensor, Int64HoldsCountsBeyond32Bits) {
+  const std::vector<std::int64_t> v = {-3, 0, std::int64_t{1} << 40};
+  Tensor t = Tensor::from_vector(v, {3});
+  EXPECT_EQ(t.dtype(), DType::I64);
+  EXPECT_EQ(t.nbytes(), 24u);
+  EXPECT_EQ(t.describe(), "i64[3] on cpu");
+  EXPECT_EQ(t.to_vector<std::int64_t>(), v);
+  EXPECT_EQ(t.rows(2, 3).item(), 1099511627776.0);
+  t.fill(5.0);
+  EXPECT_EQ(t.to_vector<std::int64_t>(), (std::vector<std::int64_t>{5, 5, 5}));
+  EXPECT_EQ(Tensor::zeros({2}, DType::I64).to_vector<std::int64_t>(), (std::vector<std::int64_t>{0, 0}));
+}
+
+TEST(Ops, CountNonfiniteEachCountsEveryTensor) {
+  const Tensor a = Tensor::from_vector<float>({1.0f, NAN, INFINITY}, {3});
+  const Tensor b = testing::random_tensor({1001}, 5);
+  const Tensor c = Tensor::from_vector<float>({-INFINITY}, {1});
+  EXPECT_EQ(ops::count_nonfinite_each({&a, &b, &c}), (std::vector<std::int64_t>{2, 0, 1}));
+  EXPECT_TRUE(ops::count_nonfinite_each({}).empty());
+  const Tensor labels = Tensor::from_vector<std::int32_t>({1}, {1});
+  EXPECT_THROW(ops::count_nonfinite_each({&a, &labels}), ShapeError);
 }
 
 TEST(Tensor, WrapsForeignMemoryWithoutCopy) {
@@ -245,6 +273,9 @@ TEST(RuntimeCuda, ElementwiseBlasAndLinearMatchCpu) {
   EXPECT_TRUE(testing::all_close(ops::matmul(b.to(gpu), b.to(gpu), true, false), ops::matmul(b, b, true, false), 1e-5, 1e-5));
   Tensor nan = Tensor::from_vector<float>({1.0f, NAN, INFINITY, 2.0f, -INFINITY}, {5});
   EXPECT_EQ(ops::count_nonfinite(nan.to(gpu)), 3);
+  // Many tensors, one copy back: the counts land in an int64 tensor on the device.
+  const Tensor big = testing::random_tensor({100003}, 38).to(gpu), nan_gpu = nan.to(gpu);
+  EXPECT_EQ(ops::count_nonfinite_each({&nan_gpu, &big, &nan_gpu}), (std::vector<std::int64_t>{3, 0, 3}));
 
   // A linear layer's forward and all three gradients.
   auto run = [](Device d) {
@@ -257,6 +288,22 @@ TEST(RuntimeCuda, ElementwiseBlasAndLinearMatchCpu) {
   };
   const auto c = run(Device::cpu()), g = run(gpu);
   for (std::size_t i = 0; i < c.size(); ++i) EXPECT_TRUE(testing::all_close(g[i], c[i], 1e-5, 1e-5)) << "output " << i;
+}
+
+TEST(RuntimeCuda, PoolKeepsItsMemoryAndUploadsNeedNoSynchronization) {
+  AEGIS_REQUIRE_GPU();
+#if AEGIS_HAS_CUDA
+  const Tensor warm = Tensor::zeros({1024}, DType::F32, Device::cuda());  // first allocation on the device
+  EXPECT_EQ(cuda_backend::pool_release_threshold(0), UINT64_MAX);
+#endif
+  // A host buffer changed right after its upload returns: the device holds the old bytes.
+  std::vector<float> host(4097, 1.5f);
+  Tensor on_gpu = Tensor::from_vector(host, {4097}).to(Device::cuda());
+  std::fill(host.begin(), host.end(), -7.0f);
+  for (float v : on_gpu.to_vector<float>()) ASSERT_EQ(v, 1.5f);
+  // Int64 tensors round-trip through the device.
+  const std::vector<std::int64_t> counts = {0, -1, std::int64_t{1} << 40, 7};
+  EXPECT_EQ(Tensor::from_vector(counts, {4}).to(Device::cuda()).to_vector<std::int64_t>(), counts);
 }
 
 }  // namespace
