@@ -190,6 +190,10 @@ fallback_build() {
     -DAEGIS_CBLAS_INCLUDE="$p/include/openblas" -DAEGIS_SODIUM_LIBRARY="$stage/lib/libsodium.so.23"
     -DAEGIS_SODIUM_INCLUDE="$p/include" -DAEGIS_CUDNN_INCLUDE="$cudnn_inc" -DZLIB_INCLUDE_DIR="$p/include")
   [ -n "$cudnn_lib" ] && flags+=(-DAEGIS_CUDNN_LIBRARY="$cudnn_lib")
+  # A machine without zlib's development package still has its runtime library.
+  local zlib_lib
+  zlib_lib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')
+  [ -n "$zlib_lib" ] && [ ! -e /usr/lib/x86_64-linux-gnu/libz.so ] && flags+=(-DZLIB_LIBRARY="$zlib_lib")
   cmake -S "$root" -B "$b" "${flags[@]}" >"$work/fallback-build.log" 2>&1 &&
     cmake --build "$b" -j "${JOBS:-$(nproc)}" >>"$work/fallback-build.log" 2>&1 || {
     log "fallback build failed; the end of its log:"
