@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for aegis, builds it, and runs one job:
-#   tools/bootstrap.sh demo    install what is missing, build, run `aegis demo`
+#   tools/bootstrap.sh demo    install what is missing, build the aegis tool, run `aegis demo`
 #   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest)
 #   tools/bootstrap.sh build   install what is missing and build only
 # Environment: BUILD_DIR (default build), AEGIS_CUDA (AUTO|ON|OFF, default AUTO),
@@ -29,7 +29,13 @@ build=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA="${AEGIS_CUDA:-AUTO}" \
       -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" >/dev/null
-cmake --build "$build" -j "$jobs"
+# The demo needs only the command-line tool (and the library under it); tests and benchmarks are
+# built by the test and build jobs.
+if [ "$job" = demo ]; then
+  cmake --build "$build" -j "$jobs" --target aegis_cli
+else
+  cmake --build "$build" -j "$jobs"
+fi
 
 # The test command also packs the prepared GPU check (tools/gpu_check.sh) when the CUDA backend
 # is built, so that a ctest case rehearses it over the pack exactly as a GPU machine would run it.
