@@ -9,6 +9,7 @@
 #include "nn/schedule.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
+#include "runtime/checked_math.h"
 
 namespace aegis::privacy {
 
@@ -81,8 +82,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
                                   const std::function<void(const DpEpochResult&)>& on_epoch) {
   const std::int64_t n = train.size();
   AEGIS_CHECK(n > 0, "training set '" << train.name << "' is empty");
-  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
-  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
+  nn::check_train_options(o);
   check_delta(dp.delta);
   AEGIS_CHECK(std::isfinite(dp.max_grad_norm) && dp.max_grad_norm > 0.0,
               "max grad norm " << dp.max_grad_norm << " must be positive and finite");
@@ -103,13 +103,14 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   }
   AEGIS_CHECK(dp.accountant == "rdp" || dp.accountant == "prv",
               "accountant '" << dp.accountant << "' is unknown (expected rdp or prv)");
-  double q = dp.sampling_rate;
-  if (q == 0.0) {
-    AEGIS_CHECK(o.batch_size >= 1 && o.batch_size <= n,
-                "batch size " << o.batch_size << " must be in [1, " << n << "] (the dataset size)");
+  double q = 0.0;
+  if (dp.sampling_rate) {
+    q = *dp.sampling_rate;
+    AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
+  } else {
+    AEGIS_CHECK(o.batch_size <= n, "batch size " << o.batch_size << " must be in [1, " << n << "] (the dataset size)");
     q = static_cast<double>(o.batch_size) / static_cast<double>(n);
   }
-  AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
   if (previous && !previous->phases.empty()) {
     AEGIS_CHECK(previous->delta == dp.delta,
                 "resuming a ledger with delta " << previous->delta << " under a different delta " << dp.delta);
@@ -118,7 +119,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
                                                                  << dp.max_grad_norm);
   }
   const std::int64_t steps_per_epoch = dp_steps_per_epoch(q);
-  const std::int64_t total_steps = steps_per_epoch * o.epochs;
+  const std::int64_t total_steps = checked_mul(steps_per_epoch, o.epochs, "DP-SGD steps per epoch × epochs");
 
   std::vector<SgmPhase> phases = previous ? previous->phases : std::vector<SgmPhase>{};
   double sigma = dp.noise_multiplier;

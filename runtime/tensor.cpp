@@ -1,5 +1,6 @@
 #include "runtime/tensor.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -27,8 +28,17 @@ std::string shape_str(const Shape& s) {
 }
 
 std::int64_t shape_numel(const Shape& s) {
+  // Shapes also come from files and users: a negative size or a product beyond int64 (which
+  // would wrap, undefined behaviour) is an error, checked before anything is allocated. A zero
+  // anywhere makes the product 0, but every size must still be valid on its own.
+  for (auto d : s) AEGIS_CHECK_AS(ShapeError, d >= 0, "shape " << shape_str(s) << " has a negative size");
   std::int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s)
+    if (d != 0 && n != 0)
+      AEGIS_CHECK_AS(ShapeError, !__builtin_mul_overflow(n, d, &n),
+                     "shape " << shape_str(s) << " has more elements than 2^63 - 1");
+  for (auto d : s)
+    if (d == 0) return 0;
   return n;
 }
 
@@ -75,7 +85,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.m_shape = shape;
   t.m_dtype = dtype;
-  t.m_storage = Storage::allocate(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  const auto numel = static_cast<std::size_t>(shape_numel(shape));
+  AEGIS_CHECK_AS(ShapeError, numel <= SIZE_MAX / dtype_size(dtype),
+                 "shape " << shape_str(shape) << " needs more bytes than an address space holds");
+  t.m_storage = Storage::allocate(numel * dtype_size(dtype), device);
   return t;
 }
 

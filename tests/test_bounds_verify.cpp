@@ -149,11 +149,11 @@ TEST(VerifyCli, ReportsBothMethodsAndRejectsBadInput) {
   EXPECT_EQ(l2.out.find("ibp"), std::string::npos) << l2.out;
 
   for (const auto& [args, fragment] :
-       std::vector<std::pair<std::string, std::string>>{{"--eps -1", "--eps -1"},
-                                                        {"--eps nan", "--eps nan"},
+       std::vector<std::pair<std::string, std::string>>{{"--eps -1", "--eps: -1 is not in [0, inf)"},
+                                                        {"--eps nan", "--eps: nan is not a finite number"},
                                                         {"--eps 0.1 --norm l1", "--norm 'l1'"},
                                                         {"--eps 0.1 --method exact", "--method 'exact'"},
-                                                        {"--eps 0.1 --batch 0", "--batch 0"}}) {
+                                                        {"--eps 0.1 --batch 0", "--batch: 0 is not in [1, "}}) {
     const testing::CliRun bad = testing::run_cli(base + args);
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_NE(bad.err.find(fragment), std::string::npos) << args << ": " << bad.err;
