@@ -86,6 +86,13 @@ Runner add_verify(CLI::App& app) {
       j["clean_accuracy"] = r.clean_accuracy;
       j["verified_accuracy_" + name] = r.verified_accuracy;
       j["seconds_" + name] = r.seconds;
+      if (!r.non_finite_parameters.empty() && !j.contains("non_finite_parameters")) {
+        j["non_finite_parameters"] = r.non_finite_parameters;
+        std::string names;
+        for (const std::string& p : r.non_finite_parameters) names += (names.empty() ? "" : ", ") + p;
+        std::cerr << "aegis: warning: " << a->model << " has parameters holding NaN or Inf: " << names
+                  << "; no example is verified\n";
+      }
     }
     j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (a->common.json) {

@@ -105,8 +105,11 @@ std::vector<PixelDpCertificate> certify_pixeldp(PixelDpNet& net, const PixelDpMe
                                options.draws, options.confidence, options.bound);
     c.prediction = c.scores.prediction;
     double upper_other = 0.0;
-    for (std::int64_t j = 0; j < k; ++j)
-      if (j != c.prediction) upper_other = std::max(upper_other, c.scores.upper[static_cast<std::size_t>(j)]);
+    for (std::int64_t j = 0; j < k; ++j) {
+      // Not std::max, which drops a NaN: max_robust_epsilon must see it and refuse it.
+      const double u = c.scores.upper[static_cast<std::size_t>(j)];
+      if (j != c.prediction && !(u <= upper_other)) upper_other = u;
+    }
     c.epsilon = max_robust_epsilon(c.scores.lower[static_cast<std::size_t>(c.prediction)], upper_other,
                                    mechanism.effective_delta(), mechanism.max_epsilon());
     c.robustness_size = c.epsilon > 0.0 ? mechanism.size_at(c.epsilon) : 0.0;
