@@ -126,6 +126,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   for (std::size_t k = 0; k < settings.size(); ++k) {
     settings[k].model_fingerprint = fingerprint;
     settings[k].device = device.str();
+    settings[k].num_classes = loaded.spec.num_classes;
     certify::SweepFile file(paths[k], settings[k],
                             a.resume  ? certify::OpenMode::Resume
                             : a.force ? certify::OpenMode::Overwrite

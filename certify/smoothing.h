@@ -100,6 +100,9 @@ class SmoothedClassifier {
   Device m_device;
 };
 
+// The largest σ whose float32 noise σ·z stays finite (|z| < 7, FLT_MAX / 7 ≈ 4.9e37).
+constexpr double kMaxSmoothingSigma = 1e37;
+
 // Validates options (InvalidArgument naming the bad value).
 void check_smoothing_options(const SmoothingOptions& options);
 

@@ -2,6 +2,7 @@
 #include "nn/serialize.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,24 +47,22 @@ bool parse_dtype(const std::string& s, DType& out) {
   return true;
 }
 
+// The whole of a regular file, read up to the size stat reports: a device or a pipe (/dev/zero)
+// has no size to trust and could be read forever, so it is refused before any byte is read.
 std::vector<unsigned char> read_whole_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) AEGIS_THROW(IoError, path << ": cannot open: " << std::strerror(errno));
-  std::vector<unsigned char> bytes;
-  constexpr std::size_t kChunk = std::size_t{1} << 20;
-  bool failed = false;
-  for (;;) {
-    const std::size_t old = bytes.size();
-    bytes.resize(old + kChunk);
-    const std::size_t got = std::fread(bytes.data() + old, 1, kChunk, f);
-    bytes.resize(old + got);
-    if (got < kChunk) {
-      failed = std::ferror(f) != 0;
-      break;
-    }
+  struct stat st {};
+  if (::fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(f);
+    AEGIS_THROW(IoError, path << ": not a regular file");
   }
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(st.st_size));
+  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
+  const bool failed = std::ferror(f) != 0;
   std::fclose(f);
   if (failed) AEGIS_THROW(IoError, path << ": read error");
+  bytes.resize(got);  // the file shrank while being read: the checks below see what is there
   return bytes;
 }
 
@@ -113,11 +112,15 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, const std
   // numel saturates at data_size + 1 so that absurd shapes cannot overflow the size check below.
   std::uint64_t numel = 1;
   bool has_zero = false;
+  std::int64_t nonzero_product = 1;  // every size but the zeros: must fit in int64 like any shape
   for (const nlohmann::json& d : shape) {
     const std::uint64_t dim = as_offset(d, path, name, "shape");
     if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       AEGIS_THROW(IoError, path << ": tensor '" << name << "': dimension " << dim << " is too large");
     e.shape.push_back(static_cast<std::int64_t>(dim));
+    if (dim != 0 && __builtin_mul_overflow(nonzero_product, static_cast<std::int64_t>(dim), &nonzero_product))
+      AEGIS_THROW(IoError, path << ": tensor '" << name << "': shape " << shape.dump()
+                                << " has more elements than 2^63 - 1");
     if (dim == 0)
       has_zero = true;
     else if (numel > data_size / dim)

@@ -157,7 +157,13 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.expected_batch_size = expected_batch;
   noise.seed = o.seed;
   noise.secure = dp.secure;
-  noise.first_step = static_cast<std::uint32_t>(previous ? previous->steps() : 0);
+  // Noise and sampling are keyed by the global step in a 32-bit Philox counter word: a step that
+  // does not fit would wrap and reuse an earlier step's noise and sample, so refuse such a run.
+  const std::int64_t steps_before = previous ? previous->steps() : 0;
+  AEGIS_CHECK(steps_before >= 0 && total_steps <= std::int64_t{UINT32_MAX} - steps_before,
+              "DP-SGD: " << steps_before << " earlier steps + " << total_steps
+                         << " new ones exceed the 2^32 − 1 steps whose noise and sampling keys are distinct");
+  noise.first_step = static_cast<std::uint32_t>(steps_before);
   std::unique_ptr<DpOptimizer> optimizer =
       make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping

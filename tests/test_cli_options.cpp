@@ -223,5 +223,14 @@ TEST(CliOptions, ValuesAtTheEdgesAreAccepted) {
   }
 }
 
+// A device given as a file is refused at once, not read until memory runs out.
+TEST(CliOptions, DevicesAreRefusedAsInputFiles) {
+  for (const std::string args : {"eval --model /dev/zero --data digits --quiet", "analyze /dev/zero"}) {
+    const CliRun r = run_cli(args);
+    EXPECT_TRUE(follows_error_contract(r)) << args;
+    EXPECT_NE(r.err.find("/dev/zero: not a regular file"), std::string::npos) << args << "\n" << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace aegis

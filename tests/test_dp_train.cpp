@@ -176,6 +176,7 @@ TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   expect_bad(with([](auto& d) { d.delta = 1.0; }));
   expect_bad(with([](auto& d) { d.sampling_rate = 1.5; }));
   expect_bad(with([](auto& d) { d.sampling_rate = -0.1; }));
+  expect_bad(with([](auto& d) { d.sampling_rate = 0.0; }));  // unset means batch / N; 0 is an error
   expect_bad(with([](auto& d) { d.max_grad_norm = 0.0; }));
   expect_bad(with([](auto& d) { d.clipping = "adaptive-ish"; }));
   expect_bad(with([](auto& d) { d.accountant = "moments"; }));
@@ -186,6 +187,25 @@ TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   nn::TrainOptions big = small_options();
   big.batch_size = 65;  // more than the dataset: q would exceed 1
   expect_bad(ok, big);
+}
+
+// Noise and sampling are keyed by a 32-bit step: a resumed ledger whose steps would run past
+// 2^32 − 1 must be refused, not wrap onto earlier steps' noise.
+TEST(DpTrain, StepsBeyondTheKeySpaceAreRefused) {
+  const nn::Dataset data = toy_dataset(64, 8);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 1.0;
+  dp.delta = 1e-3;
+  privacy::PrivacyLedger previous;
+  previous.phases = {{1.0, 0.5, std::int64_t{UINT32_MAX} - 1}};
+  previous.delta = dp.delta;
+  previous.max_grad_norm = dp.max_grad_norm;
+  previous.accountant = "rdp";
+  previous.clipping = "flat";
+  testing::expect_error<InvalidArgument>(
+      [&] { privacy::train_dp_classifier(*model, data, small_options(), dp, &previous); }, "4294967294 earlier steps",
+      "2^32");
 }
 
 }  // namespace

@@ -9,10 +9,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/model_file.h"
 #include "nn/serialize.h"
+#include "nn/zoo.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -145,7 +148,15 @@ TEST(Safetensors, CorruptFilesAreRejectedNamingFileAndTensor) {
        "tensor 't': F32 [3] needs 12 bytes"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})",
                          four_floats),
-       "tensor 't': F32 [4294967296, 4294967296, 16] needs more than"},
+       "tensor 't': shape [4294967296,4294967296,16] has more elements than 2^63 - 1"},
+      {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4294967296,1024,16],"data_offsets":[0,16]}})",
+                         four_floats),
+       "tensor 't': F32 [4294967296, 1024, 16] needs more than"},
+      // A zero makes the product 0, but the other sizes still may not overflow a shape.
+      {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[9223372036854775807,2,0],"data_offsets":[0,0]},)"
+                         R"("u":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+                         four_floats),
+       "tensor 't': shape [9223372036854775807,2,0] has more elements than 2^63 - 1"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", four_floats),
        "tensor 't': shape entry -4"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[16,0]}})", four_floats),
@@ -281,6 +292,38 @@ TEST(ModelFile, CudaParametersSaveAndLoadOnTheirDevice) {
   nn::load_model(path, *loaded);
   for (const auto& [name, v] : loaded->named_parameters()) EXPECT_TRUE(v.value().is_cuda()) << name;
   EXPECT_EQ(parameter_values(*loaded), values);
+}
+
+// Reads are bounded by the file's own size: a device such as /dev/zero is refused up front
+// instead of being read until memory runs out.
+TEST(Safetensors, NonRegularFilesAreRefused) {
+  expect_error<IoError>([] { nn::load_safetensors("/dev/zero"); }, "/dev/zero", "not a regular file");
+  expect_error<IoError>([] { nn::load_classifier("/dev/zero"); }, "/dev/zero", "not a regular file");
+}
+
+// A classifier's metadata decides what is built before the weights are compared: sizes that
+// overflow, or an input far larger than the file's weights could serve, are refused before any
+// allocation for them.
+TEST(ModelFile, MetadataSizesAreCheckedBeforeTheModelIsBuilt) {
+  const std::string dir = make_temp_dir();
+  const std::string good = dir + "/good.safetensors", bad = dir + "/bad.safetensors";
+  const nn::ModelSpec spec{"mlp", {1, 8, 8}, 10, "", 1};
+  nn::save_classifier(good, *nn::build_model(spec), spec);
+  const nn::SafetensorsFile file = nn::load_safetensors(good);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : file.order) tensors.emplace_back(name, file.tensors.at(name));
+  for (const auto& [key, value, fragment] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"aegis.input_shape", "1,4294967296,4294967296", "product fits in 64 bits"},
+           {"aegis.input_shape", "1,0,8", "sizes ≥ 1"},
+           {"aegis.input_shape", "1,1000,1000", "far larger than the file's"},
+           {"aegis.num_classes", "4294967296", "is not in [2, "}}) {
+    SCOPED_TRACE(value);
+    std::map<std::string, std::string> metadata = file.metadata;
+    metadata[key] = value;
+    nn::save_safetensors(bad, tensors, metadata);
+    expect_error<IoError>([&] { nn::load_classifier(bad); }, bad, fragment);
+  }
+  EXPECT_EQ(nn::load_classifier(good).spec.input_shape, (Shape{1, 8, 8}));
 }
 
 }  // namespace
