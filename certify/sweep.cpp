@@ -269,7 +269,18 @@ SweepFile::~SweepFile() {
 
 void SweepFile::append(const SweepRow& row) {
   AEGIS_CHECK(!contains(row.idx), "idx " << row.idx << " is already in " << m_path);
-  write_all(m_fd, format_row(row), m_path);
+  // A failed write (a full disk) may have written part of the row: cut the file back to its last
+  // whole row before reporting, so that it stays a valid sweep without a torn line.
+  const off_t end = ::lseek(m_fd, 0, SEEK_END);
+  AEGIS_CHECK_AS(IoError, end >= 0, m_path << ": cannot find the end of the file: " << std::strerror(errno));
+  try {
+    write_all(m_fd, format_row(row), m_path);
+  } catch (const IoError&) {
+    if (::ftruncate(m_fd, end) != 0) {
+      // The torn row stays; resuming cuts a partial last line anyway.
+    }
+    throw;
+  }
   sync_fd(m_fd, m_path);
   m_rows.push_back(row);
   m_done.insert(row.idx);

@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "certify/sweep.h"
+#include "runtime/atomic_file.h"
 #include "runtime/error.h"
 
 namespace aegis::certify {
@@ -129,17 +130,8 @@ void write_settings(const std::string& tsv_path, const SweepSettings& s) {
                          {"precision", math_precision_name(s.precision)},
                          {"batch", s.batch},
                          {"device", s.device}};
-  const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
   const std::string text = j.dump(2) + "\n";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  AEGIS_CHECK_AS(IoError, f != nullptr, tmp << ": cannot create: " << std::strerror(errno));
-  const bool written =
-      std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fdatasync(fileno(f)) == 0;
-  const int saved_errno = errno;
-  std::fclose(f);
-  AEGIS_CHECK_AS(IoError, written, tmp << ": write failed: " << std::strerror(saved_errno));
-  AEGIS_CHECK_AS(IoError, std::rename(tmp.c_str(), path.c_str()) == 0,
-                 path << ": cannot replace with " << tmp << ": " << std::strerror(errno));
+  write_file_atomically(settings_path(tsv_path), [&](int fd) { return write_fully(fd, text.data(), text.size()); });
 }
 
 SweepSettings read_settings(const std::string& tsv_path) {

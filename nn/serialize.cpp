@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "runtime/atomic_file.h"
+
 namespace aegis::nn {
 namespace {
 
@@ -64,21 +66,6 @@ std::vector<unsigned char> read_whole_file(const std::string& path) {
   if (failed) AEGIS_THROW(IoError, path << ": read error");
   bytes.resize(got);  // the file shrank while being read: the checks below see what is there
   return bytes;
-}
-
-// Writes all of `bytes` to fd, retrying short writes; false on error (errno set).
-bool write_all(int fd, const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
 }
 
 std::uint64_t as_offset(const nlohmann::json& v, const std::string& path, const std::string& name, const char* what) {
@@ -183,27 +170,12 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   for (int i = 0; i < 8; ++i)
     length[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) AEGIS_THROW(IoError, path << ": cannot create " << tmp << ": " << std::strerror(errno));
-  bool ok = write_all(fd, length, sizeof(length)) && write_all(fd, text.data(), text.size());
-  for (std::size_t i = 0; ok && i < host.size(); ++i)
-    if (host[i].nbytes() > 0) ok = write_all(fd, host[i].raw_data(), host[i].nbytes());
-  ok = ok && ::fsync(fd) == 0;
-  int write_errno = ok ? 0 : errno;
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    write_errno = errno;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    AEGIS_THROW(IoError, path << ": writing " << tmp << " failed: " << std::strerror(write_errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(tmp.c_str());
-    AEGIS_THROW(IoError, path << ": cannot rename " << tmp << " into place: " << std::strerror(rename_errno));
-  }
+  write_file_atomically(path, [&](int fd) {
+    bool ok = write_fully(fd, length, sizeof(length)) && write_fully(fd, text.data(), text.size());
+    for (std::size_t i = 0; ok && i < host.size(); ++i)
+      if (host[i].nbytes() > 0) ok = write_fully(fd, host[i].raw_data(), host[i].nbytes());
+    return ok;
+  });
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

@@ -1,6 +1,9 @@
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -38,6 +42,18 @@ bool exists(const std::string& path) {
   return ::access(path.c_str(), F_OK) == 0;
 }
 
+std::string dir_of(const std::string& path) {
+  return std::filesystem::path(path).parent_path().string();
+}
+
+// Temporary files of atomic writes (<name>.tmp.XXXXXX) left in `dir`.
+int temporaries(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    n += e.path().filename().string().find(".tmp") != std::string::npos;
+  return n;
+}
+
 void put_le(Bytes& b, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
 }
@@ -63,7 +79,7 @@ TEST(Safetensors, RoundTripsEveryDtypeWithMetadata) {
   const Tensor empty = Tensor::empty({0, 4}, DType::F32);
   const std::map<std::string, std::string> meta{{"epsilon", "1.25"}, {"note", "ünïcode ✓"}, {"empty", ""}};
   nn::save_safetensors(path, {{"w", f32}, {"d", f64}, {"i", i32}, {"s", scalar}, {"e", empty}}, meta);
-  EXPECT_FALSE(exists(path + ".tmp"));
+  EXPECT_EQ(temporaries(dir_of(path)), 0);
 
   const nn::SafetensorsFile file = nn::load_safetensors(path);
   EXPECT_EQ(file.metadata, meta);
@@ -254,7 +270,7 @@ TEST(ModelFile, WritesAreAtomic) {
   write_file(path, Bytes(100000, 0xab));
   auto model = mlp(4, 3, 2, 1);
   nn::save_model(path, *model);
-  EXPECT_FALSE(exists(path + ".tmp"));
+  EXPECT_EQ(temporaries(dir_of(path)), 0);
   auto copy = mlp(4, 3, 2, 9);
   nn::load_model(path, *copy);
   EXPECT_EQ(parameter_values(*copy), parameter_values(*model));
@@ -265,7 +281,7 @@ TEST(ModelFile, WritesAreAtomic) {
   ASSERT_EQ(::mkdir(blocked.c_str(), 0755), 0);
   write_file(blocked + "/keep", Bytes{1});
   expect_error<IoError>([&] { nn::save_model(blocked, *model); }, blocked, "cannot rename");
-  EXPECT_FALSE(exists(blocked + ".tmp"));
+  EXPECT_EQ(temporaries(dir), 0);
   expect_error<IoError>([&] { nn::save_model(dir + "/no/such/dir/m.safetensors", *model); },
                         dir + "/no/such/dir/m.safetensors", "cannot create");
 }
@@ -324,6 +340,66 @@ TEST(ModelFile, MetadataSizesAreCheckedBeforeTheModelIsBuilt) {
     expect_error<IoError>([&] { nn::load_classifier(bad); }, bad, fragment);
   }
   EXPECT_EQ(nn::load_classifier(good).spec.input_shape, (Shape{1, 8, 8}));
+}
+
+// Two writers saving to one path at the same time (two runs with the same --out) each use their
+// own temporary file: both saves succeed and the result is one of the two models, whole.
+TEST(ModelFile, ConcurrentWritersToOnePathNeverShareATemporary) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/shared.safetensors";
+  auto a = mlp(16, 32, 4, 1), b = mlp(16, 32, 4, 2);
+  std::atomic<int> failures{0};
+  auto save_many = [&](const nn::Module& m) {
+    for (int i = 0; i < 25; ++i) try {
+        nn::save_model(path, m);
+      } catch (const std::exception&) {
+        ++failures;
+      }
+  };
+  std::thread ta(save_many, std::cref(*a)), tb(save_many, std::cref(*b));
+  ta.join();
+  tb.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto copy = mlp(16, 32, 4, 9);
+  nn::load_model(path, *copy);
+  const auto v = parameter_values(*copy);
+  EXPECT_TRUE(v == parameter_values(*a) || v == parameter_values(*b));
+  EXPECT_EQ(temporaries(dir), 0);
+}
+
+// Keeps a file-size limit for the scope of a test, with SIGXFSZ ignored so that the write past
+// the limit fails with EFBIG, like a write on a full disk fails with ENOSPC.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &m_saved);
+    m_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = m_saved;
+    lim.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &m_saved);
+    std::signal(SIGXFSZ, m_handler);
+  }
+
+ private:
+  rlimit m_saved{};
+  void (*m_handler)(int) = nullptr;
+};
+
+TEST(ModelFile, AShortWriteLeavesNoHalfFileAndNoTemporary) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/m.safetensors";
+  auto small = mlp(2, 2, 2, 1), big = mlp(64, 256, 10, 2);
+  nn::save_model(path, *small);
+  const Bytes before = read_file(path);
+  {
+    const FileSizeLimit limit(before.size() + 4096);  // far below the big model's 70 kB
+    expect_error<IoError>([&] { nn::save_model(path, *big); }, path, "failed");
+  }
+  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(temporaries(dir), 0);
 }
 
 }  // namespace
