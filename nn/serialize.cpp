@@ -179,7 +179,10 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  const std::vector<unsigned char> bytes = read_whole_file(path);
+  return parse_safetensors(read_whole_file(path), path);
+}
+
+SafetensorsFile parse_safetensors(const std::vector<unsigned char>& bytes, const std::string& path) {
   if (bytes.size() < 8)
     AEGIS_THROW(IoError,
                 path << ": " << bytes.size() << " bytes is too short for a safetensors file (8-byte header length)");

@@ -36,6 +36,9 @@ struct SafetensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
+// The same for a file's bytes already in memory; `path` only names the file in errors (the fuzz
+// harness, fuzz/fuzz_safetensors.cpp, feeds it arbitrary bytes).
+SafetensorsFile parse_safetensors(const std::vector<unsigned char>& bytes, const std::string& path);
 
 // Saves every parameter of `module` under its state_dict name.
 void save_model(const std::string& path, const Module& module, const std::map<std::string, std::string>& metadata = {});
