@@ -157,13 +157,14 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.expected_batch_size = expected_batch;
   noise.seed = o.seed;
   noise.secure = dp.secure;
-  // Noise and sampling are keyed by the global step in a 32-bit Philox counter word: a step that
-  // does not fit would wrap and reuse an earlier step's noise and sample, so refuse such a run.
+  // Noise and sampling are keyed by the full 64-bit global step (philox::step_key); a step beyond
+  // what the key holds would reuse an earlier step's noise and sample, so refuse such a run.
   const std::int64_t steps_before = previous ? previous->steps() : 0;
-  AEGIS_CHECK(steps_before >= 0 && total_steps <= std::int64_t{UINT32_MAX} - steps_before,
-              "DP-SGD: " << steps_before << " earlier steps + " << total_steps
-                         << " new ones exceed the 2^32 − 1 steps whose noise and sampling keys are distinct");
-  noise.first_step = static_cast<std::uint32_t>(steps_before);
+  constexpr auto kMaxStep = static_cast<std::int64_t>(philox::kMaxKeyedStep);
+  AEGIS_CHECK(steps_before >= 0 && steps_before <= kMaxStep && total_steps <= kMaxStep - steps_before,
+              "DP-SGD: " << steps_before << " earlier steps + " << total_steps << " new ones exceed the " << kMaxStep
+                         << " steps whose noise and sampling keys are distinct");
+  noise.first_step = static_cast<std::uint64_t>(steps_before);
   std::unique_ptr<DpOptimizer> optimizer =
       make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
@@ -194,7 +195,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const float lr = schedule->lr_at(result.steps);
       optimizer->set_lr(lr);
       optimizer->zero_grad();
-      const auto global_step = static_cast<std::uint32_t>(noise.first_step + result.steps);
+      const std::uint64_t global_step = noise.first_step + static_cast<std::uint64_t>(result.steps);
       const std::vector<std::int64_t> sample =
           shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
       double step_loss = 0.0;
@@ -235,7 +236,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
         // The count's noise: this step's key at the first index past every gradient element
         // (the gradient draws use indices 0 … P−1; Box–Muller's two outputs of one block are
         // independent, so sharing a block with index P−1 is harmless).
-        const philox::Key key{o.seed, philox::kPurposeDpNoise, global_step};
+        const philox::Key key = philox::step_key(o.seed, philox::kPurposeDpNoise, global_step);
         const double z = philox::normal_double(key, static_cast<std::uint64_t>(model.num_parameters()));
         const double fraction = (static_cast<double>(unclipped) + count_sigma * z) / expected_batch;
         clip_norm *= std::exp(-dp.clip_lr * (fraction - dp.target_quantile));
