@@ -30,16 +30,18 @@ std::string shape_str(const Shape& s) {
 std::int64_t shape_numel(const Shape& s) {
   // Shapes also come from files and users: a negative size or a product beyond int64 (which
   // would wrap, undefined behaviour) is an error, checked before anything is allocated. A zero
-  // anywhere makes the product 0, but every size must still be valid on its own.
-  for (auto d : s) AEGIS_CHECK_AS(ShapeError, d >= 0, "shape " << shape_str(s) << " has a negative size");
+  // makes the product 0, but the other sizes must still multiply within int64.
   std::int64_t n = 1;
-  for (auto d : s)
-    if (d != 0 && n != 0)
+  bool has_zero = false;
+  for (auto d : s) {
+    AEGIS_CHECK_AS(ShapeError, d >= 0, "shape " << shape_str(s) << " has a negative size");
+    if (d == 0)
+      has_zero = true;
+    else
       AEGIS_CHECK_AS(ShapeError, !__builtin_mul_overflow(n, d, &n),
                      "shape " << shape_str(s) << " has more elements than 2^63 - 1");
-  for (auto d : s)
-    if (d == 0) return 0;
-  return n;
+  }
+  return has_zero ? 0 : n;
 }
 
 // ---- Storage -------------------------------------------------------------------------------
