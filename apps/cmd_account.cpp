@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "options.h"
 #include "privacy/accountant.h"
 #include "runtime/error.h"
 
@@ -48,13 +49,18 @@ Runner add_account(CLI::App& app) {
   auto a = std::make_shared<AccountArgs>();
   auto* cmd = app.add_subcommand("account", "privacy spent by DP-SGD (epsilon), or the noise for a target epsilon");
   cmd->add_option("--sampling-rate", a->sampling_rate, "probability q that an example is in a batch, in (0, 1]")
-      ->required();
+      ->required()
+      ->check(unit_open_closed());
   a->noise_option = cmd->add_option("--noise-multiplier", a->noise_multiplier,
-                                    "noise standard deviation / clipping norm (sigma); or give --target-epsilon");
+                                    "noise standard deviation / clipping norm (sigma); or give --target-epsilon")
+                        ->check(positive());
   a->target_option = cmd->add_option("--target-epsilon", a->target_epsilon,
-                                     "print the smallest noise multiplier whose epsilon is at most this");
-  cmd->add_option("--steps", a->steps, "number of DP-SGD steps")->required();
-  cmd->add_option("--delta", a->delta, "target delta, in (0, 1)")->required();
+                                     "print the smallest noise multiplier whose epsilon is at most this")
+                         ->check(positive());
+  cmd->add_option("--steps", a->steps, "number of DP-SGD steps (0 gives epsilon 0)")
+      ->required()
+      ->check(integer_in(0, kMaxDpSteps));
+  cmd->add_option("--delta", a->delta, "target delta, in (0, 1)")->required()->check(open_unit());
   cmd->add_option("--accountant", a->accountant, "rdp | prv")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object with the results on stdout");
   return [a]() {

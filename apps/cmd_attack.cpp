@@ -12,6 +12,8 @@
 
 #include "attacks/attacks.h"
 #include "attacks/suite.h"
+#include "options.h"
+#include "runtime/checked_math.h"
 #include "nn/functional.h"
 #include "nn/model_file.h"
 #include "nn/serialize.h"
@@ -74,7 +76,7 @@ nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const n
   so.restarts = a.restarts;
   so.seed = a.seed;
   so.batch_size = a.batch;
-  const std::int64_t total = (test.size() + a.batch - 1) / a.batch * static_cast<std::int64_t>(so.attacks.size());
+  const std::int64_t total = ceil_div(test.size(), a.batch) * static_cast<std::int64_t>(so.attacks.size());
   Progress bar("suite", total, "attack-batches", !a.common.quiet);
   const attacks::SuiteResult r = attacks::run_suite(
       model, test, device, so, [&](std::int64_t done, std::int64_t) { bar.update(done); });
@@ -177,14 +179,25 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--model", a->model, "model file written by `aegis train`")->required();
   cmd->add_option("--data", a->data, "dataset spec, as for train")->capture_default_str();
   cmd->add_option("--attack", a->attack, "fgsm | bim | pgd-linf | pgd-l2 | mifgsm | cw-l2 | apgd-ce | apgd-dlr | suite")->required();
-  cmd->add_option("--eps", a->eps, "perturbation radius in the attack's norm (inputs are in [0, 1])")->required();
-  cmd->add_option("--steps", a->steps, "iterations of iterative attacks")->capture_default_str();
-  cmd->add_option("--step-size", a->step_size, "step size (default: the attack's own, from eps and steps)");
-  cmd->add_option("--restarts", a->restarts, "PGD random restarts")->capture_default_str();
+  cmd->add_option("--eps", a->eps, "perturbation radius in the attack's norm (inputs are in [0, 1])")
+      ->required()
+      ->check(non_negative(FLT_MAX));
+  cmd->add_option("--steps", a->steps, "iterations of iterative attacks")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
+  cmd->add_option("--step-size", a->step_size, "step size (default: the attack's own, from eps and steps)")
+      ->check(positive(FLT_MAX));
+  cmd->add_option("--restarts", a->restarts, "PGD random restarts")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
   cmd->add_flag("--targeted", a->targeted, "targeted attack with target (label + 1) mod K");
-  cmd->add_option("--max", a->max, "attack only the first N test examples (0: all)")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "seed of random starts")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "examples per attack batch")->capture_default_str();
+  cmd->add_option("--max", a->max, "attack only the first N test examples (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  cmd->add_option("--seed", a->seed, "seed of random starts")->capture_default_str()->check(seed_value());
+  cmd->add_option("--batch", a->batch, "examples per attack batch")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
   cmd->add_option("--save-adv", a->save_adv, "write the adversarial examples and labels here (safetensors)");
   add_common_options(*cmd, a->common);
   return [a]() {

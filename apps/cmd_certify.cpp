@@ -21,6 +21,7 @@
 #include "nn/model_file.h"
 #include "runtime/math_precision.h"
 #include "commands.h"
+#include "options.h"
 #include "progress.h"
 
 namespace aegis::app {
@@ -125,6 +126,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   for (std::size_t k = 0; k < settings.size(); ++k) {
     settings[k].model_fingerprint = fingerprint;
     settings[k].device = device.str();
+    settings[k].num_classes = loaded.spec.num_classes;
     certify::SweepFile file(paths[k], settings[k],
                             a.resume  ? certify::OpenMode::Resume
                             : a.force ? certify::OpenMode::Overwrite
@@ -213,16 +215,31 @@ Runner add_certify(CLI::App& app) {
   cmd->add_option("--data", a->data, "dataset spec, as for train (its test split is certified)")->capture_default_str();
   cmd->add_option("--sigma", a->sigmas, "noise level(s) σ, comma-separated; several: one file per σ")
       ->required()
-      ->delimiter(',');
-  cmd->add_option("--n0", a->n0, "selection samples per input")->capture_default_str();
-  cmd->add_option("--n", a->n, "estimation samples per input")->capture_default_str();
-  cmd->add_option("--alpha", a->alpha, "failure probability of each certificate")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "noisy inputs per forward pass")->capture_default_str();
-  cmd->add_option("--skip", a->skip, "certify every K-th test example (idx ≡ 0 mod K)")->capture_default_str();
-  cmd->add_option("--max", a->max, "only test examples with idx < M (0: all)")->capture_default_str();
+      ->delimiter(',')
+      ->check(positive());
+  cmd->add_option("--n0", a->n0, "selection samples per input")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxSamples));
+  cmd->add_option("--n", a->n, "estimation samples per input")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxSamples));
+  cmd->add_option("--alpha", a->alpha, "failure probability of each certificate")
+      ->capture_default_str()
+      ->check(open_unit());
+  cmd->add_option("--batch", a->batch, "noisy inputs per forward pass")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
+  cmd->add_option("--skip", a->skip, "certify every K-th test example (idx ≡ 0 mod K)")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  cmd->add_option("--max", a->max, "only test examples with idx < M (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
   cmd->add_option("--shard", a->shard, "i/k: this process takes the i-th of k interleaved parts (0-based)")
       ->capture_default_str();
-  cmd->add_option("--seed", a->seed, "noise seed; the same seed gives the same rows")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "noise seed; the same seed gives the same rows")
+      ->capture_default_str()
+      ->check(seed_value());
   cmd->add_option("--out", a->out, "TSV file (with several σ: _sigma<σ> before the extension)")->required();
   cmd->add_flag("--resume", a->resume, "continue an interrupted sweep in --out (same settings required)");
   cmd->add_flag("--force", a->force, "overwrite an existing --out");
@@ -261,8 +278,10 @@ Runner add_analyze(CLI::App& app) {
   auto* cmd = app.add_subcommand("analyze", "certified accuracy at radii, ACR and abstention of certify TSV files");
   cmd->add_option("files", a->files, "TSV files written by `aegis certify` (shards are merged)")->required();
   cmd->add_option("--radii", a->radii, "radii, comma-separated (default 0, 0.25, ... up to the largest)")
-      ->delimiter(',');
-  CLI::Option* sigma = cmd->add_option("--sigma", a->sigma, "σ of every file (default: each file's .json settings)");
+      ->delimiter(',')
+      ->check(non_negative());
+  CLI::Option* sigma = cmd->add_option("--sigma", a->sigma, "σ of every file (default: each file's .json settings)")
+                            ->check(positive());
   cmd->add_option("--plot", a->plot, "draw certified accuracy against radius into this PNG (needs gnuplot)");
   cmd->add_flag("--json", a->json, "print one JSON object with the results on stdout");
   return [a, sigma]() {

@@ -21,7 +21,9 @@
 #include "attacks/attacks.h"
 #include "certify/pixeldp.h"
 #include "commands.h"
+#include "options.h"
 #include "progress.h"
+#include "runtime/checked_math.h"
 
 namespace aegis::app {
 
@@ -112,7 +114,8 @@ int run_train(const PixelDpTrainArgs& a) {
   opt.train = a.train;
   opt.train.device = device;
   opt.power_iterations = a.power_iterations;
-  const std::int64_t steps_per_epoch = (train.size() + opt.train.batch_size - 1) / opt.train.batch_size;
+  nn::check_train_options(opt.train);
+  const std::int64_t steps_per_epoch = ceil_div(train.size(), opt.train.batch_size);
   std::unique_ptr<Progress> bar;
   const nn::TrainResult tr = certify::train_pixeldp(
       *net, train, opt,
@@ -350,21 +353,29 @@ Runner add_pixeldp(CLI::App& app) {
   train->add_option("--model", t->model, "zoo model: mlp | cnn-fmnist | lenet-2conv")->capture_default_str();
   train->add_option("--activation", t->activation, "relu | tanh | sigmoid")->capture_default_str();
   train->add_option("--position", t->position, "noise layer: 0 input, 1/2 after the first/second layer")
-      ->capture_default_str();
-  train->add_option("--L", t->L, "construction attack bound L")->capture_default_str();
-  train->add_option("--eps", t->eps, "epsilon (≤ 1 for l2)")->capture_default_str();
-  train->add_option("--delta", t->delta, "delta (l2 only)")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(0, 2));
+  train->add_option("--L", t->L, "construction attack bound L")->capture_default_str()->check(positive());
+  train->add_option("--eps", t->eps, "epsilon (≤ 1 for l2)")->capture_default_str()->check(positive());
+  train->add_option("--delta", t->delta, "delta (l2 only)")->capture_default_str()->check(open_unit());
   train->add_option("--norm", t->norm, "attack norm: l2 (Gaussian noise) | l1 (Laplace noise)")->capture_default_str();
-  train->add_option("--epochs", t->train.epochs)->capture_default_str();
-  train->add_option("--batch-size", t->train.batch_size)->capture_default_str();
-  train->add_option("--lr", t->train.lr)->capture_default_str();
+  train->add_option("--epochs", t->train.epochs)->capture_default_str()->check(integer_in(1, kMaxEpochs));
+  train->add_option("--batch-size", t->train.batch_size)->capture_default_str()->check(integer_in(1, kMaxBatch));
+  train->add_option("--lr", t->train.lr)->capture_default_str()->check(positive(FLT_MAX));
   train->add_option("--optimizer", t->train.optimizer, "sgd | adam | adamw")->capture_default_str();
-  train->add_option("--momentum", t->train.momentum, "sgd only")->capture_default_str();
+  train->add_option("--momentum", t->train.momentum, "sgd only")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, true));
   train->add_option("--schedule", t->train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
-  train->add_option("--seed", t->train.seed, "initialization, data order and training noise")->capture_default_str();
+  train->add_option("--seed", t->train.seed, "initialization, data order and training noise")
+      ->capture_default_str()
+      ->check(seed_value());
   train->add_option("--power-iterations", t->power_iterations, "power-iteration steps per training step (l2)")
-      ->capture_default_str();
-  train->add_option("--max-train", t->max_train, "train on the first N examples only (0: all)")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
+  train->add_option("--max-train", t->max_train, "train on the first N examples only (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
   train->add_option("--out", t->out, "model file to write")->capture_default_str();
   add_common_options(*train, t->common);
 
@@ -373,23 +384,42 @@ Runner add_pixeldp(CLI::App& app) {
       cmd->add_subcommand("certify", "accuracy, certified accuracy and accuracy under attack of a PixelDP model");
   cert->add_option("--model", c->model, "model file written by `aegis pixeldp train`")->required();
   cert->add_option("--data", c->data, "dataset spec, as for train")->capture_default_str();
-  cert->add_option("--draws", c->draws, "noise draws per input (n)")->capture_default_str();
-  cert->add_option("--confidence", c->confidence, "confidence eta of the bounds")->capture_default_str();
+  cert->add_option("--draws", c->draws, "noise draws per input (n)")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxSamples));
+  cert->add_option("--confidence", c->confidence, "confidence eta of the bounds")
+      ->capture_default_str()
+      ->check(open_unit());
   cert->add_option("--bound", c->bound, "hoeffding | bernstein")->capture_default_str();
   cert->add_option("--thresholds", c->thresholds, "comma-separated robustness sizes T")->capture_default_str();
-  cert->add_option("--max", c->max, "first N test examples (0: all)")->capture_default_str();
-  cert->add_option("--batch", c->batch, "noisy rows per forward pass")->capture_default_str();
-  cert->add_option("--seed", c->seed, "seed of the certification noise")->capture_default_str();
+  cert->add_option("--max", c->max, "first N test examples (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  cert->add_option("--batch", c->batch, "noisy rows per forward pass")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
+  cert->add_option("--seed", c->seed, "seed of the certification noise")->capture_default_str()->check(seed_value());
   cert->add_option("--attack", c->attack, "none | cw-l2")->capture_default_str();
-  cert->add_option("--attack-max", c->attack_max, "attack the first N of the examples")->capture_default_str();
-  cert->add_option("--attack-batch", c->attack_batch, "examples per attack batch")->capture_default_str();
+  cert->add_option("--attack-max", c->attack_max, "attack the first N of the examples")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  cert->add_option("--attack-batch", c->attack_batch, "examples per attack batch")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
   cert->add_option("--attack-draws", c->attack_draws, "noise draws per attack step (expected scores)")
-      ->capture_default_str();
-  cert->add_option("--cw-steps", c->cw_steps, "Adam steps per binary-search step")->capture_default_str();
-  cert->add_option("--cw-search-steps", c->cw_search_steps, "binary-search steps over c")->capture_default_str();
-  cert->add_option("--cw-const", c->cw_const, "initial c")->capture_default_str();
-  cert->add_option("--cw-lr", c->cw_lr, "Adam step size")->capture_default_str();
-  cert->add_option("--cw-confidence", c->cw_confidence, "margin kappa in log expected scores")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, 10000));  // the attack holds attack-batch × draws noisy inputs at once
+  cert->add_option("--cw-steps", c->cw_steps, "Adam steps per binary-search step")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
+  cert->add_option("--cw-search-steps", c->cw_search_steps, "binary-search steps over c")
+      ->capture_default_str()
+      ->check(integer_in(1, 1000));
+  cert->add_option("--cw-const", c->cw_const, "initial c")->capture_default_str()->check(positive(FLT_MAX));
+  cert->add_option("--cw-lr", c->cw_lr, "Adam step size")->capture_default_str()->check(positive(FLT_MAX));
+  cert->add_option("--cw-confidence", c->cw_confidence, "margin kappa in log expected scores")
+      ->capture_default_str()
+      ->check(non_negative(FLT_MAX));
   add_common_options(*cert, c->common);
 
   return [train, cert, t, c]() {

@@ -11,6 +11,7 @@
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
 #include "nn/model_file.h"
+#include "options.h"
 #include "progress.h"
 #include "train_run.h"
 
@@ -153,8 +154,12 @@ Runner add_demo(CLI::App& app) {
                                          "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy and "
                                          "certified accuracy");
   add_common_options(*cmd, a->common);
-  cmd->add_option("--epochs", a->train.epochs, "standard training epochs")->capture_default_str();
-  cmd->add_option("--dp-epochs", *dp_epochs, "DP-SGD training epochs")->capture_default_str();
+  cmd->add_option("--epochs", a->train.epochs, "standard training epochs")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxEpochs));
+  cmd->add_option("--dp-epochs", *dp_epochs, "DP-SGD training epochs")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxEpochs));
   cmd->add_option("--out", a->out, "where to write the standard model")->capture_default_str();
   cmd->add_option("--dp-out", *dp_out, "where to write the private model")->capture_default_str();
   cmd->add_option("--smooth-out", *smooth_out, "where to write the noise-trained model that is certified")

@@ -12,6 +12,7 @@
 #include "certify/bounds.h"
 #include "commands.h"
 #include "nn/model_file.h"
+#include "options.h"
 #include "progress.h"
 
 namespace aegis::app {
@@ -32,13 +33,19 @@ Runner add_verify(CLI::App& app) {
   auto* cmd = app.add_subcommand("verify", "verified accuracy of a saved model by deterministic bound propagation");
   cmd->add_option("--model", a->model, "model file written by `aegis train`")->required();
   cmd->add_option("--data", a->data, "dataset spec, as for train")->capture_default_str();
-  cmd->add_option("--eps", a->eps, "radius of the ball in the norm (inputs are in [0, 1])")->required();
+  cmd->add_option("--eps", a->eps, "radius of the ball in the norm (inputs are in [0, 1])")
+      ->required()
+      ->check(non_negative());
   cmd->add_option("--norm", a->norm, "linf | l2")->capture_default_str();
   cmd->add_option("--method", a->method, "ibp | crown | both")->capture_default_str();
   cmd->add_option("--relu", a->relu, "CROWN's ReLU lower line: adaptive (CROWN) | wong-kolter (slope u/(u-l))")
       ->capture_default_str();
-  cmd->add_option("--max", a->max, "verify only the first N test examples (0: all)")->capture_default_str();
-  cmd->add_option("--batch", a->batch, "examples per bound computation")->capture_default_str();
+  cmd->add_option("--max", a->max, "verify only the first N test examples (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  cmd->add_option("--batch", a->batch, "examples per bound computation")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
   add_common_options(*cmd, a->common);
   return [a]() {
     AEGIS_CHECK(std::isfinite(a->eps) && a->eps >= 0.0, "--eps " << a->eps << " must be ≥ 0 and finite");
@@ -79,6 +86,13 @@ Runner add_verify(CLI::App& app) {
       j["clean_accuracy"] = r.clean_accuracy;
       j["verified_accuracy_" + name] = r.verified_accuracy;
       j["seconds_" + name] = r.seconds;
+      if (!r.non_finite_parameters.empty() && !j.contains("non_finite_parameters")) {
+        j["non_finite_parameters"] = r.non_finite_parameters;
+        std::string names;
+        for (const std::string& p : r.non_finite_parameters) names += (names.empty() ? "" : ", ") + p;
+        std::cerr << "aegis: warning: " << a->model << " has parameters holding NaN or Inf: " << names
+                  << "; no example is verified\n";
+      }
     }
     j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (a->common.json) {

@@ -1,9 +1,21 @@
 // aegis — command-line front end. `aegis --help` lists the commands.
 #include <iostream>
 #include <map>
+#include <new>
+#include <string>
 
 #include "commands.h"
 #include "runtime/error.h"
+
+namespace {
+// CLI11 messages may span lines (a list of unexpected arguments); the contract is one line.
+std::string one_line(std::string text) {
+  for (char& c : text)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"aegis " AEGIS_VERSION " — private and robust deep learning (DP-SGD, attacks, certification)"};
@@ -27,13 +39,21 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end parsing with a "success" whose exit code is 0: CLI11 prints them.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    // Every other parse error follows the error contract: one line, exit status 1.
+    std::cerr << "aegis: error: " << one_line(e.what()) << "\n";
+    return 1;
   }
   try {
     for (auto& [cmd, run] : runners)
       if (cmd->parsed()) return run();
   } catch (const aegis::Error& e) {
     std::cerr << "aegis: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // Sizes are bounded where they enter, but a request can still exceed this machine's memory.
+    std::cerr << "aegis: error: out of memory (try a smaller --batch or fewer examples)\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "aegis: internal error: " << e.what() << "\n";

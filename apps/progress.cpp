@@ -16,12 +16,14 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-Progress::Progress(std::string label, std::int64_t total, std::string unit, bool enabled)
+Progress::Progress(std::string label, std::int64_t total, std::string unit, bool enabled,
+                   std::chrono::steady_clock::duration log_interval)
     : m_label(std::move(label)),
       m_unit(std::move(unit)),
       m_total(total),
       m_enabled(enabled),
       m_tty(isatty(fileno(stderr)) != 0),
+      m_log_interval(log_interval),
       m_start(std::chrono::steady_clock::now()),
       m_last_draw(m_start) {}
 
@@ -35,10 +37,14 @@ void Progress::update(std::int64_t done, const std::string& extra) {
   if (m_tty) {
     if (now - m_last_draw < std::chrono::milliseconds(100) && done < m_total) return;
   } else {
-    // One line per tenth of the work; the start and the end are left to finish().
-    const int decile = m_total > 0 ? static_cast<int>(10 * done / m_total) : 0;
-    if (decile == m_last_decile || decile == 0 || decile >= 10) return;
-    m_last_decile = decile;
+    // One line per tenth of the work, and one whenever log_interval has passed without a line;
+    // the start and the end are left to finish().
+    const int decile =
+        m_total > 0 && done > 0 ? static_cast<int>(10.0 * static_cast<double>(done) / static_cast<double>(m_total)) : 0;
+    const bool new_decile = decile != m_last_decile && decile > 0 && decile < 10;
+    const bool overdue = now - m_last_draw >= m_log_interval && done < m_total;
+    if (!new_decile && !overdue) return;
+    if (new_decile) m_last_decile = decile;
   }
   m_last_draw = now;
   draw(done, extra, false);

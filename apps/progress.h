@@ -1,6 +1,7 @@
 // A progress line on stderr with rate and ETA. On a terminal it redraws one line in place at
-// most ten times a second; otherwise it prints a plain line at every tenth of the work, so logs
-// stay readable. Disabled entirely by --quiet.
+// most ten times a second; otherwise it prints a plain line at every tenth of the work, and at
+// least once every `log_interval` (60 s) while work goes on, so that a log of a slow run shows
+// it is alive. Disabled entirely by --quiet.
 #pragma once
 
 #include <chrono>
@@ -11,7 +12,8 @@ namespace aegis::app {
 
 class Progress {
  public:
-  Progress(std::string label, std::int64_t total, std::string unit, bool enabled);
+  Progress(std::string label, std::int64_t total, std::string unit, bool enabled,
+           std::chrono::steady_clock::duration log_interval = std::chrono::seconds(60));
   ~Progress();
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -26,6 +28,7 @@ class Progress {
   std::int64_t m_total;
   bool m_enabled, m_tty, m_finished = false;
   int m_last_decile = -1;
+  std::chrono::steady_clock::duration m_log_interval;
   std::chrono::steady_clock::time_point m_start, m_last_draw;
 };
 

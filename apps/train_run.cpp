@@ -6,6 +6,8 @@
 #include <iostream>
 
 #include "nn/model_file.h"
+#include "runtime/checked_math.h"
+#include "options.h"
 #include "progress.h"
 
 namespace aegis::app {
@@ -49,7 +51,7 @@ class EpochBars {
 };
 
 void train_standard(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt, Trained& t) {
-  const std::int64_t steps_per_epoch = (train.size() + opt.batch_size - 1) / opt.batch_size;
+  const std::int64_t steps_per_epoch = ceil_div(train.size(), opt.batch_size);
   EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
   const nn::TrainResult tr = nn::train_classifier(
       *t.model, train, opt, [&](const nn::StepInfo& s) { bars.step(s.epoch, s.step, s.loss); },
@@ -67,11 +69,12 @@ void train_standard(const TrainArgs& a, const nn::Dataset& train, const nn::Trai
 void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt, Trained& t) {
   attacks::AdvTrainOptions adv = a.adv_options;
   adv.method = a.adv;
-  const std::int64_t epochs = adv.method == "free" ? (opt.epochs + adv.replays - 1) / adv.replays : opt.epochs;
+  AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
+  const std::int64_t epochs = adv.method == "free" ? ceil_div(opt.epochs, adv.replays) : opt.epochs;
   const std::int64_t replays = adv.method == "free" ? adv.replays : 1;
   const std::int64_t held_out =
       adv.method == "fgsm-rs" && adv.check_overfitting ? std::min<std::int64_t>(512, train.size() / 10) : 0;
-  const std::int64_t steps_per_epoch = (train.size() - held_out + opt.batch_size - 1) / opt.batch_size * replays;
+  const std::int64_t steps_per_epoch = ceil_div(train.size() - held_out, opt.batch_size) * replays;
   EpochBars bars(epochs, steps_per_epoch, !a.common.quiet);
   std::size_t epochs_done = 0;
   const attacks::AdvTrainResult r = attacks::train_adversarial(
@@ -113,7 +116,7 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   if (dp.sampling == "shuffle" && !a.common.quiet)
     std::cerr << "aegis: warning: --sampling shuffle: the reported epsilon assumes Poisson sampling and is not a "
                  "proven guarantee for shuffled fixed-size batches\n";
-  const double q = dp.sampling_rate > 0 ? dp.sampling_rate : static_cast<double>(opt.batch_size) / n;
+  const double q = dp.sampling_rate ? *dp.sampling_rate : static_cast<double>(opt.batch_size) / n;
   const std::int64_t steps_per_epoch = privacy::dp_steps_per_epoch(q);
   EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
   double eps_so_far = previous ? previous->epsilon : 0.0;
@@ -163,6 +166,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   const Device device = resolve_device(a.common);
   nn::TrainOptions opt = a.train;
   opt.device = device;
+  nn::check_train_options(opt);  // before the progress bars divide by the batch size
   Trained t;
   privacy::PrivacyLedger previous;
   const Shape& s = split.train.images.shape();
@@ -226,45 +230,72 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   add_common_options(*cmd, a.common);
   cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
   cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
-  cmd->add_option("--epochs", a.train.epochs, "passes over the training set")->capture_default_str();
+  cmd->add_option("--epochs", a.train.epochs, "passes over the training set")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxEpochs));
   cmd->add_option("--batch-size", a.train.batch_size, "examples per step (DP: the expected batch size)")
-      ->capture_default_str();
-  cmd->add_option("--lr", a.train.lr, "learning rate (peak rate for onecycle)")->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
+  cmd->add_option("--lr", a.train.lr, "learning rate (peak rate for onecycle)")
+      ->capture_default_str()
+      ->check(positive(FLT_MAX));
   cmd->add_option("--optimizer", a.train.optimizer, "sgd | adam | adamw")->capture_default_str();
-  cmd->add_option("--momentum", a.train.momentum, "sgd momentum (heavy ball)")->capture_default_str();
+  cmd->add_option("--momentum", a.train.momentum, "sgd momentum (heavy ball)")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, true));
   cmd->add_option("--schedule", a.train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
   cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(seed_value());
   cmd->add_option("--noise-sigma", a.train.noise_sigma,
                   "train on x + N(0, sigma^2) in [0, 1] pixel space (Gaussian augmentation for randomized smoothing)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(non_negative(FLT_MAX));
   cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
   cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)");
-  cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])");
-  cmd->add_option("--adv-steps", a.adv_options.steps, "adversarial training: PGD steps")->capture_default_str();
+  cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])")
+      ->check(positive(FLT_MAX));
+  cmd->add_option("--adv-steps", a.adv_options.steps, "adversarial training: PGD steps")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
   cmd->add_option("--adv-overfit-drop", a.adv_options.overfit_drop,
                   "fgsm-rs: stop and restore the best epoch when held-out PGD-10 accuracy falls more than this "
                   "fraction below the best")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(unit_closed());
   cmd->add_option("--adv-replays", a.adv_options.replays, "free adversarial training: minibatch replays m")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxIterations));
 }
 
 void add_dp_options(CLI::App* cmd, TrainArgs& a) {
   auto& d = a.dp_options;
   cmd->add_flag("--dp", a.dp, "train with DP-SGD (Poisson sampling, per-example clipping, Gaussian noise)");
-  auto* sigma = cmd->add_option("--noise-multiplier", d.noise_multiplier, "DP: noise std / clipping norm (sigma)");
-  auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon");
+  auto* sigma = cmd->add_option("--noise-multiplier", d.noise_multiplier, "DP: noise std / clipping norm (sigma)")
+                    ->check(positive());
+  auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon")
+                  ->check(positive());
   sigma->excludes(eps);
-  cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")->capture_default_str();
-  cmd->add_option("--max-grad-norm", d.max_grad_norm, "DP: per-example clipping norm C")->capture_default_str();
-  cmd->add_option("--sampling-rate", d.sampling_rate, "DP: Poisson sampling rate q (default batch-size / N)");
+  cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")
+      ->capture_default_str()
+      ->check(open_unit());
+  cmd->add_option("--max-grad-norm", d.max_grad_norm, "DP: per-example clipping norm C")
+      ->capture_default_str()
+      ->check(positive());
+  cmd->add_option_function<double>(
+         "--sampling-rate", [&d](const double& q) { d.sampling_rate = q; },
+         "DP: Poisson sampling rate q (default batch-size / N)")
+      ->check(unit_open_closed());
   cmd->add_option("--clipping", d.clipping, "DP: flat | per-layer | adaptive")->capture_default_str();
   cmd->add_option("--target-quantile", d.target_quantile, "DP adaptive clipping: quantile of norms to track")
-      ->capture_default_str();
-  cmd->add_option("--clip-lr", d.clip_lr, "DP adaptive clipping: geometric learning rate of C")->capture_default_str();
+      ->capture_default_str()
+      ->check(open_unit());
+  cmd->add_option("--clip-lr", d.clip_lr, "DP adaptive clipping: geometric learning rate of C")
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--count-noise", d.count_noise, "DP adaptive clipping: noise std of the unclipped count "
-                                                  "(default expected batch / 20)");
+                                                  "(default expected batch / 20)")
+      ->check(positive());
   cmd->add_option("--accountant", d.accountant, "DP: rdp | prv")->capture_default_str();
   cmd->add_flag("--secure", d.secure, "DP: OS-seeded cryptographic sampling and noise");
   cmd->add_option("--sampling", d.sampling, "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by "

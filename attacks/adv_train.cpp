@@ -10,6 +10,7 @@
 
 #include "attacks/attacks.h"
 #include "kernels/attack_step.h"
+#include "runtime/checked_math.h"
 #include "runtime/dispatch.h"
 
 namespace aegis::attacks {
@@ -100,9 +101,7 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
   AEGIS_CHECK(adv.overfit_drop >= 0.0f && adv.overfit_drop <= 1.0f,
               "overfitting-check threshold " << adv.overfit_drop << " must lie in [0, 1]");
-  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
-  AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
-  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
+  nn::check_train_options(o);
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
 
   AdvTrainResult result;
@@ -117,7 +116,7 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
     held = nn::take(train, train.size() - result.held_out, result.held_out);
   }
   const int replays = is_free ? adv.replays : 1;
-  const std::int64_t epochs = is_free ? (o.epochs + replays - 1) / replays : o.epochs;
+  const std::int64_t epochs = is_free ? ceil_div(o.epochs, replays) : o.epochs;
   const float fgsm_alpha = adv.step_size > 0 ? adv.step_size : 1.25f * adv.eps;
 
   nn::TrainOptions t = o;

@@ -195,7 +195,9 @@ class Attack {
     if (succeeded) succeeded->assign(static_cast<std::size_t>(m), 0);
     for (std::size_t j = 0; j < static_cast<std::size_t>(m); ++j) {
       const std::size_t i = static_cast<std::size_t>(r.ids[j]);
-      const bool success = m_options.targeted ? pred[j] == r.goal[j] : pred[j] != r.goal[j];
+      // A prediction from NaN or Inf logits (their loss is not finite) is no success: argmax
+      // over NaN picks an arbitrary class.
+      const bool success = std::isfinite(loss[j]) && (m_options.targeted ? pred[j] == r.goal[j] : pred[j] != r.goal[j]);
       const double objective = m_sign * loss[j];
       if (succeeded) (*succeeded)[j] = success;
       // Best by (success, objective): a success beats any failure; among equals the higher

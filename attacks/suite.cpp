@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "nn/functional.h"
+#include "runtime/checked_math.h"
 
 namespace aegis::attacks {
 
@@ -159,7 +160,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   ao.steps = o.steps;
   ao.seed = o.seed;
   std::int64_t clean_correct = 0, done = 0;
-  const std::int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  const std::int64_t batches = ceil_div(n, o.batch_size);
   const std::int64_t total = batches * static_cast<std::int64_t>(o.attacks.size());
   for (std::int64_t b = 0; b < n; b += o.batch_size) {
     const std::int64_t e = std::min(n, b + o.batch_size);

@@ -95,11 +95,29 @@ SweepCurve summarize(const Group& g, const std::vector<double>& radii) {
   return c;
 }
 
-// A gnuplot single-quoted string: a quote inside is written twice.
+// A gnuplot single-quoted string: a quote inside is written twice. A newline (or any control
+// character) would end the command inside the string, and whatever follows would run as gnuplot
+// commands (`system("...")`), so the strings given here are our own: fixed names in our
+// temporary directory, and titles passed through plot_title first.
 std::string gp_quote(const std::string& s) {
   std::string out = "'";
-  for (char ch : s) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+  for (char ch : s) {
+    const auto byte = static_cast<unsigned char>(ch);
+    AEGIS_CHECK(byte >= 0x20 && byte != 0x7f, "gnuplot string with a control character: " << s);
+    out += ch == '\'' ? std::string("''") : std::string(1, ch);
+  }
   return out + "'";
+}
+
+// A curve title built from a file name, which the user chose: printable ASCII stays, every other
+// byte (control characters, bytes of UTF-8 or of no encoding) becomes '?'.
+std::string plot_title(const std::string& label) {
+  std::string out;
+  for (char ch : label) {
+    const auto byte = static_cast<unsigned char>(ch);
+    out += byte >= 0x20 && byte < 0x7f ? ch : '?';
+  }
+  return out;
 }
 
 std::string find_on_path(const std::string& program) {
@@ -251,7 +269,10 @@ void plot_certified_accuracy(const Analysis& a, const std::string& png_path) {
   for (const SweepCurve& c : a.curves) x_max = std::max(x_max, c.max_radius);
   x_max = x_max > 0 ? x_max * 1.05 : 1.0;
   const TempDir dir;
-  const std::string data = dir.path + "/curves.dat", script = dir.path + "/plot.gp", log = dir.path + "/gnuplot.log";
+  // gnuplot sees only names inside our temporary directory; the image is copied to png_path
+  // afterwards, so the user's path never enters the script.
+  const std::string data = dir.path + "/curves.dat", script = dir.path + "/plot.gp", log = dir.path + "/gnuplot.log",
+                    image = dir.path + "/plot.png";
   {
     // One block per curve (blocks separated by two blank lines, gnuplot's `index`), the step
     // function sampled finely enough that every step is visible at the plot's resolution.
@@ -269,13 +290,13 @@ void plot_certified_accuracy(const Analysis& a, const std::string& png_path) {
   {
     std::ofstream gp(script);
     gp << "set terminal pngcairo size 960,640 noenhanced font 'sans,11'\n"
-       << "set output " << gp_quote(png_path) << "\n"
+       << "set output " << gp_quote(image) << "\n"
        << "set xlabel 'L2 radius'\nset ylabel 'certified accuracy'\n"
        << "set xrange [0:" << x_max << "]\nset yrange [0:1]\nset grid\nset key top right\n"
        << "plot ";
     for (std::size_t i = 0; i < a.curves.size(); ++i) {
       const SweepCurve& c = a.curves[i];
-      const std::string title = std::isnan(c.sigma) ? c.label : "σ = " + c.label;
+      const std::string title = std::isnan(c.sigma) ? plot_title(c.label) : "σ = " + plot_title(c.label);
       gp << (i ? ", \\\n     " : "") << gp_quote(data) << " index " << i << " using 1:2 with lines lw 2 title "
          << gp_quote(title);
     }
@@ -288,8 +309,10 @@ void plot_certified_accuracy(const Analysis& a, const std::string& png_path) {
   AEGIS_CHECK_AS(IoError, status == 0,
                  "gnuplot failed (status " << status << ") drawing " << png_path << ": " << message);
   std::error_code ec;
-  AEGIS_CHECK_AS(IoError, std::filesystem::file_size(png_path, ec) > 0 && !ec,
-                 "gnuplot wrote no image to " << png_path << ": " << message);
+  AEGIS_CHECK_AS(IoError, std::filesystem::file_size(image, ec) > 0 && !ec,
+                 "gnuplot wrote no image for " << png_path << ": " << message);
+  std::filesystem::copy_file(image, png_path, std::filesystem::copy_options::overwrite_existing, ec);
+  AEGIS_CHECK_AS(IoError, !ec, png_path << ": cannot write the plot: " << ec.message());
 }
 
 }  // namespace aegis::certify

@@ -277,6 +277,9 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
   const std::vector<std::int32_t> y = checked_labels(labels, n, k);
   std::vector<std::int32_t> verified(static_cast<std::size_t>(n), 0);
   std::int64_t correct = 0, proven = 0;
+  VerifyResult r;
+  r.non_finite_parameters = nn::non_finite_parameters(model);
+  const bool sound_weights = r.non_finite_parameters.empty();
   for (std::int64_t b = 0; b < n; b += batch_size) {
     const std::int64_t e = std::min(n, b + batch_size);
     const Tensor xb = x.rows(b, e).to(dev);
@@ -288,15 +291,20 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
       const std::size_t si = static_cast<std::size_t>(i);
       if (pred[si] != yb[si]) continue;
       ++correct;
-      const float worst = *std::min_element(m.begin() + i * k, m.begin() + (i + 1) * k);
-      if (worst > 0.0f) {
+      // Every margin bound must be a finite number above 0 (c = y holds +∞). Written so that NaN,
+      // for which every comparison is false, leaves the example unverified.
+      bool all_positive = sound_weights;
+      for (std::int64_t c = 0; c < k && all_positive; ++c) {
+        const float v = m[static_cast<std::size_t>(i * k + c)];
+        all_positive = c == yb[si] ? !std::isnan(v) : (std::isfinite(v) && v > 0.0f);
+      }
+      if (all_positive) {
         ++proven;
         verified[static_cast<std::size_t>(b + i)] = 1;
       }
     }
     if (on_batch) on_batch(e, n);
   }
-  VerifyResult r;
   r.total = n;
   r.clean_accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
   r.verified_accuracy = n > 0 ? static_cast<double>(proven) / static_cast<double>(n) : 0.0;

@@ -49,6 +49,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "nn/data/dataset.h"
 #include "nn/module.h"
@@ -96,6 +97,9 @@ struct VerifyResult {
   std::int64_t total = 0;
   Tensor verified;  // i32 [total] on the CPU: 1 where the example is correct and verified
   double seconds = 0.0;
+  // Parameters holding NaN or Inf (nn::non_finite_parameters). When there are any, no example is
+  // verified: bounds computed from them mean nothing.
+  std::vector<std::string> non_finite_parameters;
 };
 
 // Verified accuracy of `model` on (x, labels), in batches of batch_size rows; on_batch(done,

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "certify/pixeldp.h"
+#include "runtime/checked_math.h"
 #include "runtime/ops.h"
 
 namespace aegis::certify {
@@ -40,7 +41,7 @@ ScoreSums sample_scores(PixelDpNet& net, const Tensor& x, std::uint64_t first_id
   AEGIS_CHECK(phase < NoiseLayer::kFixedStepBase, "phase " << phase << " must be below " << NoiseLayer::kFixedStepBase);
   check_images(x, net.input_shape(), "PixelDP input x");
   nn::FrozenScope frozen(net);
-  const std::int64_t m = x.size(0), d = x.numel() / m, total = m * draws;
+  const std::int64_t m = x.size(0), d = x.numel() / m, total = checked_mul(m, draws, "inputs × noise draws");
   const std::vector<float> host = x.to(Device::cpu()).to_vector<float>();
   ScoreSums out;
   out.draws = draws;
@@ -104,8 +105,11 @@ std::vector<PixelDpCertificate> certify_pixeldp(PixelDpNet& net, const PixelDpMe
                                options.draws, options.confidence, options.bound);
     c.prediction = c.scores.prediction;
     double upper_other = 0.0;
-    for (std::int64_t j = 0; j < k; ++j)
-      if (j != c.prediction) upper_other = std::max(upper_other, c.scores.upper[static_cast<std::size_t>(j)]);
+    for (std::int64_t j = 0; j < k; ++j) {
+      // Not std::max, which drops a NaN: max_robust_epsilon must see it and refuse it.
+      const double u = c.scores.upper[static_cast<std::size_t>(j)];
+      if (j != c.prediction && !(u <= upper_other)) upper_other = u;
+    }
     c.epsilon = max_robust_epsilon(c.scores.lower[static_cast<std::size_t>(c.prediction)], upper_other,
                                    mechanism.effective_delta(), mechanism.max_epsilon());
     c.robustness_size = c.epsilon > 0.0 ? mechanism.size_at(c.epsilon) : 0.0;
@@ -122,6 +126,7 @@ Var repeat_rows(const Var& x, std::int64_t draws) {
   const std::int64_t m = xv.size(0), d = xv.numel() / m;
   const Device device = xv.device();
   const std::vector<float> host = xv.to(Device::cpu()).to_vector<float>();
+  checked_mul(checked_mul(m, draws, "inputs × noise draws"), d, "inputs × noise draws × input size");
   std::vector<float> out(static_cast<std::size_t>(m * draws * d));
   for (std::int64_t r = 0; r < m * draws; ++r)
     std::memcpy(out.data() + r * d, host.data() + r / draws * d, static_cast<std::size_t>(d) * sizeof(float));

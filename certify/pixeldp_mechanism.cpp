@@ -222,7 +222,8 @@ double robustness_size(const ScoreEstimate& e, const PixelDpMechanism& m) {
               "robustness_size: prediction " << e.prediction << " is not a class of " << k);
   double upper_other = 0.0;
   for (std::size_t c = 0; c < k; ++c)
-    if (c != static_cast<std::size_t>(e.prediction)) upper_other = std::max(upper_other, e.upper[c]);
+    if (c != static_cast<std::size_t>(e.prediction) && !(e.upper[c] <= upper_other))
+      upper_other = e.upper[c];  // not std::max, which drops a NaN that max_robust_epsilon must refuse
   const double eps = max_robust_epsilon(e.lower[static_cast<std::size_t>(e.prediction)], upper_other,
                                         m.effective_delta(), m.max_epsilon());
   return eps > 0.0 ? m.size_at(eps) : 0.0;

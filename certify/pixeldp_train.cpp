@@ -27,6 +27,7 @@ nn::TrainResult train_pixeldp(PixelDpNet& net, const nn::Dataset& train, const P
                               const std::function<void(const nn::StepInfo&)>& on_step,
                               const std::function<void(const nn::EpochResult&)>& on_epoch) {
   const nn::TrainOptions& o = options.train;
+  nn::check_train_options(o);
   AEGIS_CHECK(options.power_iterations >= 1,
               "power iterations per step " << options.power_iterations << " must be at least 1");
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");

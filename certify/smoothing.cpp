@@ -28,6 +28,10 @@ std::uint32_t purpose_of(SamplePhase phase) {
 void check_smoothing_options(const SmoothingOptions& o) {
   AEGIS_CHECK(std::isfinite(o.sigma) && o.sigma > 0.0,
               "smoothing: sigma=" << o.sigma << " must be positive and finite");
+  // The noise is σ·z in float32 with |z| < 7 (a Box–Muller draw from 32-bit uniforms); beyond
+  // this bound σ·z overflows to ±inf and every count, and so every radius, would be meaningless.
+  AEGIS_CHECK(o.sigma <= kMaxSmoothingSigma,
+              "smoothing: sigma=" << o.sigma << " exceeds " << kMaxSmoothingSigma << ": the float32 noise would overflow");
   AEGIS_CHECK(o.n0 >= 1, "smoothing: n0=" << o.n0 << " must be at least 1");
   AEGIS_CHECK(o.n >= 1, "smoothing: n=" << o.n << " must be at least 1");
   AEGIS_CHECK(o.alpha > 0.0 && o.alpha < 1.0, "smoothing: alpha=" << o.alpha << " must lie in (0, 1)");
@@ -190,6 +194,7 @@ std::vector<Certificate> SmoothedClassifier::certify(const Tensor& x, const std:
     if (c.p_lower < 0.5) continue;  // abstain
     c.prediction = top;
     c.radius = options.sigma * normal_quantile(c.p_lower);  // Thm 1 with p̄B = 1 − p̲A
+    AEGIS_CHECK_AS(NumericError, std::isfinite(c.radius), "smoothing: radius " << c.radius << " is not finite");
   }
   return out;
 }

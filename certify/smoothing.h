@@ -113,6 +113,9 @@ class SmoothedClassifier {
   SamplingStats m_stats;
 };
 
+// The largest σ whose float32 noise σ·z stays finite (|z| < 7, FLT_MAX / 7 ≈ 4.9e37).
+constexpr double kMaxSmoothingSigma = 1e37;
+
 // Validates options (InvalidArgument naming the bad value).
 void check_smoothing_options(const SmoothingOptions& options);
 

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "certify/stats.h"
 #include "runtime/error.h"
 
 namespace aegis::certify {
@@ -143,6 +144,9 @@ SweepRow parse_row(const std::string& line, const std::string& where) {
 SweepTsv read_sweep_tsv(const std::string& path, bool drop_partial_tail) {
   std::ifstream in(path, std::ios::binary);
   AEGIS_CHECK_AS(IoError, in.good(), path << ": cannot open: " << std::strerror(errno));
+  // A device or a pipe (/dev/zero) would be read without end: sweeps are regular files.
+  struct stat st {};
+  AEGIS_CHECK_AS(IoError, ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode), path << ": not a regular file");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   AEGIS_CHECK_AS(IoError, !in.bad(), path << ": read failed");
   SweepTsv out;
@@ -231,7 +235,19 @@ void SweepFile::resume_existing(const SweepSettings& settings) {
     if (tsv.header_only_prefix) write_all(m_fd, std::string(kSweepHeader) + "\n", m_path);
     sync_fd(m_fd, m_path);
   }
+  // Earlier rows must be rows these settings can produce: a prediction among the model's classes
+  // and a radius no larger than the largest certifiable one, σ·Φ⁻¹ of the Clopper–Pearson bound
+  // with all n votes for the top class (Cohen et al. 2019, Thm 1 and Alg. 2). Rows hold radii
+  // rounded to 6 significant digits, hence the relative slack.
+  const double max_radius = stored.sigma * normal_quantile(clopper_pearson_lower(stored.n, stored.n, stored.alpha));
   for (const SweepRow& row : tsv.rows) {
+    AEGIS_CHECK_AS(IoError, settings.num_classes <= 0 || row.predict < settings.num_classes,
+                   m_path << ": idx " << row.idx << " predicts class " << row.predict << " but the model has "
+                          << settings.num_classes << " classes");
+    AEGIS_CHECK_AS(IoError, row.radius <= max_radius * (1.0 + 1e-5),
+                   m_path << ": idx " << row.idx << " has radius " << row.radius << ", above the largest that σ "
+                          << stored.sigma << ", n " << stored.n << " and α " << stored.alpha << " certify ("
+                          << max_radius << ")");
     AEGIS_CHECK_AS(IoError, m_done.insert(row.idx).second, m_path << ": idx " << row.idx << " appears twice");
     m_rows.push_back(row);
   }
@@ -253,7 +269,18 @@ SweepFile::~SweepFile() {
 
 void SweepFile::append(const SweepRow& row) {
   AEGIS_CHECK(!contains(row.idx), "idx " << row.idx << " is already in " << m_path);
-  write_all(m_fd, format_row(row), m_path);
+  // A failed write (a full disk) may have written part of the row: cut the file back to its last
+  // whole row before reporting, so that it stays a valid sweep without a torn line.
+  const off_t end = ::lseek(m_fd, 0, SEEK_END);
+  AEGIS_CHECK_AS(IoError, end >= 0, m_path << ": cannot find the end of the file: " << std::strerror(errno));
+  try {
+    write_all(m_fd, format_row(row), m_path);
+  } catch (const IoError&) {
+    if (::ftruncate(m_fd, end) != 0) {
+      // The torn row stays; resuming cuts a partial last line anyway.
+    }
+    throw;
+  }
   sync_fd(m_fd, m_path);
   m_rows.push_back(row);
   m_done.insert(row.idx);

@@ -95,6 +95,9 @@ struct SweepSettings {
   // pass rounds differently, so a near-tie can come out differently than in one uninterrupted run.
   std::int64_t batch = 0;
   std::string device;
+  // The model's number of classes, when the caller knows it (0: unknown). Not stored in the
+  // sidecar; resuming checks that every earlier row predicts one of these classes.
+  std::int64_t num_classes = 0;
 };
 
 // σ > 0 finite, n0 ≥ 1, n ≥ 1, α ∈ (0, 1), skip ≥ 1, max ≥ 0, a valid shard: InvalidArgument

@@ -15,13 +15,18 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <type_traits>
 
 #include "certify/sweep.h"
+#include "runtime/atomic_file.h"
 #include "runtime/error.h"
 
 namespace aegis::certify {
 
 namespace {
+
+// A settings sidecar is a few hundred bytes; anything past this is not one.
+constexpr off_t kMaxSettingsBytes = 1 << 20;
 
 bool parse_int(const std::string& text, std::int64_t& out) {
   const char* end = text.data() + text.size();
@@ -32,10 +37,21 @@ bool parse_int(const std::string& text, std::int64_t& out) {
 template <class T>
 T json_field(const nlohmann::json& j, const char* key, const std::string& where) {
   AEGIS_CHECK_AS(IoError, j.contains(key), where << ": missing setting '" << key << "'");
+  const nlohmann::json& v = j.at(key);
+  // nlohmann converts between number kinds silently (1.5 → 1, −1 → 2^64 − 1): counts must be
+  // written as integers, seeds as unsigned ones.
+  bool fits = true;
+  if constexpr (std::is_same_v<T, std::uint64_t>)
+    fits = v.is_number_unsigned();
+  else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    fits = v.is_number_integer();
+  else if constexpr (std::is_floating_point_v<T>)
+    fits = v.is_number();
+  AEGIS_CHECK_AS(IoError, fits, where << ": setting '" << key << "' has the wrong type (" << v.dump() << ")");
   try {
-    return j.at(key).get<T>();
+    return v.get<T>();
   } catch (const nlohmann::json::exception&) {
-    AEGIS_THROW(IoError, where << ": setting '" << key << "' has the wrong type (" << j.at(key).dump() << ")");
+    AEGIS_THROW(IoError, where << ": setting '" << key << "' has the wrong type (" << v.dump() << ")");
   }
 }
 
@@ -77,6 +93,8 @@ std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, std::int64_t 
 
 void check_sweep_settings(const SweepSettings& s) {
   AEGIS_CHECK(std::isfinite(s.sigma) && s.sigma > 0, "sigma " << s.sigma << " must be > 0 and finite");
+  AEGIS_CHECK(s.sigma <= kMaxSmoothingSigma,
+              "sigma " << s.sigma << " exceeds " << kMaxSmoothingSigma << ": the float32 noise would overflow");
   AEGIS_CHECK(s.n0 >= 1, "n0 " << s.n0 << " must be ≥ 1");
   AEGIS_CHECK(s.n >= 1, "n " << s.n << " must be ≥ 1");
   AEGIS_CHECK(s.alpha > 0 && s.alpha < 1, "alpha " << s.alpha << " must be in (0, 1)");
@@ -112,27 +130,21 @@ void write_settings(const std::string& tsv_path, const SweepSettings& s) {
                          {"precision", math_precision_name(s.precision)},
                          {"batch", s.batch},
                          {"device", s.device}};
-  const std::string path = settings_path(tsv_path), tmp = path + ".tmp";
   const std::string text = j.dump(2) + "\n";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  AEGIS_CHECK_AS(IoError, f != nullptr, tmp << ": cannot create: " << std::strerror(errno));
-  const bool written =
-      std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 && ::fdatasync(fileno(f)) == 0;
-  const int saved_errno = errno;
-  std::fclose(f);
-  AEGIS_CHECK_AS(IoError, written, tmp << ": write failed: " << std::strerror(saved_errno));
-  AEGIS_CHECK_AS(IoError, std::rename(tmp.c_str(), path.c_str()) == 0,
-                 path << ": cannot replace with " << tmp << ": " << std::strerror(errno));
+  write_file_atomically(settings_path(tsv_path), [&](int fd) { return write_fully(fd, text.data(), text.size()); });
 }
 
 SweepSettings read_settings(const std::string& tsv_path) {
   const std::string path = settings_path(tsv_path);
   std::ifstream in(path, std::ios::binary);
   AEGIS_CHECK_AS(IoError, in.good(), path << ": cannot open the sweep's settings file: " << std::strerror(errno));
+  struct stat st {};
+  AEGIS_CHECK_AS(IoError, ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= kMaxSettingsBytes,
+                 path << ": not a regular file of at most " << kMaxSettingsBytes << " bytes");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   AEGIS_CHECK_AS(IoError, !j.is_discarded() && j.is_object(), path << ": not a JSON object");
-  AEGIS_CHECK_AS(IoError, j.value("format", std::string()) == "aegis-certify-sweep",
+  AEGIS_CHECK_AS(IoError, json_field_or<std::string>(j, "format", "", path) == "aegis-certify-sweep",
                  path << ": not an aegis certification settings file (\"format\" is not \"aegis-certify-sweep\")");
   SweepSettings s;
   s.sigma = json_field<double>(j, "sigma", path);
@@ -158,8 +170,8 @@ SweepSettings read_settings(const std::string& tsv_path) {
   } else {
     s.precision = json_field_or(j, "tensor_cores", false, path) ? MathPrecision::Tf32 : MathPrecision::Fp32;
   }
-  s.batch = j.value("batch", std::int64_t{0});
-  s.device = j.value("device", std::string());
+  s.batch = json_field_or<std::int64_t>(j, "batch", 0, path);
+  s.device = json_field_or<std::string>(j, "device", "", path);
   try {
     s.shard = parse_shard(shard);
     check_sweep_settings(s);

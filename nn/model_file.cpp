@@ -7,6 +7,9 @@
 namespace aegis::nn {
 
 namespace {
+constexpr std::int64_t kMaxInputPerWeight = 16;
+constexpr std::int64_t kMaxClasses = std::int64_t{1} << 20;
+
 std::string shape_csv(const Shape& s) {
   std::ostringstream os;
   for (std::size_t i = 0; i < s.size(); ++i) os << (i ? "," : "") << s[i];
@@ -52,9 +55,30 @@ LoadedClassifier load_classifier(const std::string& path) {
   out.spec.name = require(file.metadata, "aegis.model", path);
   out.spec.activation = require(file.metadata, "aegis.activation", path);
   out.spec.num_classes = parse_int(require(file.metadata, "aegis.num_classes", path), "aegis.num_classes", path);
-  std::stringstream ss(require(file.metadata, "aegis.input_shape", path));
+  const std::string& input_text = require(file.metadata, "aegis.input_shape", path);
+  std::stringstream ss(input_text);
   for (std::string item; std::getline(ss, item, ',');)
     out.spec.input_shape.push_back(parse_int(item, "aegis.input_shape", path));
+  // The model is built from these numbers before its weights are compared with the file's, so
+  // they are checked first: sizes ≥ 1 whose product fits in int64, classes ≥ 2, and an input no
+  // larger than kMaxInputPerWeight times all the file's weights together. Every classifier has
+  // at least about as many weights as input elements (an mlp's first layer alone has 256 per
+  // input element); a file claiming a far larger input is malformed, and building the model for
+  // the claim (`1,1000,1000` in a file of a few bytes) would allocate gigabytes first.
+  std::int64_t input_numel = 1;
+  for (std::int64_t d : out.spec.input_shape)
+    if (d < 1 || __builtin_mul_overflow(input_numel, d, &input_numel))
+      AEGIS_THROW(IoError, path << ": metadata 'aegis.input_shape' = '" << input_text
+                                << "' is not a list of sizes ≥ 1 whose product fits in 64 bits");
+  if (out.spec.num_classes < 2 || out.spec.num_classes > kMaxClasses)
+    AEGIS_THROW(IoError, path << ": metadata 'aegis.num_classes' = " << out.spec.num_classes << " is not in [2, "
+                              << kMaxClasses << "]");
+  std::int64_t weights = 0;
+  for (const auto& [name, tensor] : file.tensors) weights += tensor.numel();
+  if (input_numel / kMaxInputPerWeight > weights)
+    AEGIS_THROW(IoError, path << ": metadata 'aegis.input_shape' = '" << input_text << "' (" << input_numel
+                              << " elements) is far larger than the file's " << weights
+                              << " weights can serve; the file is malformed");
   try {
     out.model = build_model(out.spec);
   } catch (const InvalidArgument& e) {

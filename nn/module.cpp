@@ -1,5 +1,7 @@
 #include "nn/module.h"
 
+#include <cmath>
+
 namespace aegis::nn {
 
 Var Module::register_parameter(const std::string& name, Tensor value) {
@@ -100,6 +102,24 @@ Var Sequential::forward(const Var& x) {
   Var h = x;
   for (const auto& [name, child] : children()) h = child->forward(h);
   return h;
+}
+
+std::vector<std::string> non_finite_parameters(const Module& model) {
+  std::vector<std::string> out;
+  for (const auto& [name, v] : model.named_parameters()) {
+    const Tensor host = v.value().to(Device::cpu());
+    if (host.dtype() == DType::I32) continue;
+    const std::vector<double> values = host.dtype() == DType::F64 ? host.to_vector<double>() : [&] {
+      const std::vector<float> f = host.to_vector<float>();
+      return std::vector<double>(f.begin(), f.end());
+    }();
+    std::int64_t bad = 0;
+    for (double x : values) bad += !std::isfinite(x);
+    if (bad > 0)
+      out.push_back("'" + name + "' (" + std::to_string(bad) + " of " + std::to_string(values.size()) +
+                    " values NaN or Inf)");
+  }
+  return out;
 }
 
 }  // namespace aegis::nn

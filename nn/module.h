@@ -100,4 +100,9 @@ class Sequential : public Module {
   std::size_t size() const { return children().size(); }
 };
 
+// The parameters of `model` that hold NaN or ±Inf, each as "name (c of n values)"; empty when
+// every value is finite. Bound propagation and certification report these instead of results
+// computed from them: NaN compares false, so a test such as "bound > 0" must never see one.
+std::vector<std::string> non_finite_parameters(const Module& model);
+
 }  // namespace aegis::nn

@@ -2,6 +2,7 @@
 #include "nn/serialize.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
+
+#include "runtime/atomic_file.h"
 
 namespace aegis::nn {
 namespace {
@@ -48,40 +51,23 @@ bool parse_dtype(const std::string& s, DType& out) {
   return true;
 }
 
+// The whole of a regular file, read up to the size stat reports: a device or a pipe (/dev/zero)
+// has no size to trust and could be read forever, so it is refused before any byte is read.
 std::vector<unsigned char> read_whole_file(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) AEGIS_THROW(IoError, path << ": cannot open: " << std::strerror(errno));
-  std::vector<unsigned char> bytes;
-  constexpr std::size_t kChunk = std::size_t{1} << 20;
-  bool failed = false;
-  for (;;) {
-    const std::size_t old = bytes.size();
-    bytes.resize(old + kChunk);
-    const std::size_t got = std::fread(bytes.data() + old, 1, kChunk, f);
-    bytes.resize(old + got);
-    if (got < kChunk) {
-      failed = std::ferror(f) != 0;
-      break;
-    }
+  struct stat st {};
+  if (::fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    std::fclose(f);
+    AEGIS_THROW(IoError, path << ": not a regular file");
   }
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(st.st_size));
+  const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
+  const bool failed = std::ferror(f) != 0;
   std::fclose(f);
   if (failed) AEGIS_THROW(IoError, path << ": read error");
+  bytes.resize(got);  // the file shrank while being read: the checks below see what is there
   return bytes;
-}
-
-// Writes all of `bytes` to fd, retrying short writes; false on error (errno set).
-bool write_all(int fd, const void* data, std::size_t size) {
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
 }
 
 std::uint64_t as_offset(const nlohmann::json& v, const std::string& path, const std::string& name, const char* what) {
@@ -115,11 +101,15 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, const std
   // numel saturates at data_size + 1 so that absurd shapes cannot overflow the size check below.
   std::uint64_t numel = 1;
   bool has_zero = false;
+  std::int64_t nonzero_product = 1;  // every size but the zeros: must fit in int64 like any shape
   for (const nlohmann::json& d : shape) {
     const std::uint64_t dim = as_offset(d, path, name, "shape");
     if (dim > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       AEGIS_THROW(IoError, path << ": tensor '" << name << "': dimension " << dim << " is too large");
     e.shape.push_back(static_cast<std::int64_t>(dim));
+    if (dim != 0 && __builtin_mul_overflow(nonzero_product, static_cast<std::int64_t>(dim), &nonzero_product))
+      AEGIS_THROW(IoError, path << ": tensor '" << name << "': shape " << shape.dump()
+                                << " has more elements than 2^63 - 1");
     if (dim == 0)
       has_zero = true;
     else if (numel > data_size / dim)
@@ -182,31 +172,19 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   for (int i = 0; i < 8; ++i)
     length[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) AEGIS_THROW(IoError, path << ": cannot create " << tmp << ": " << std::strerror(errno));
-  bool ok = write_all(fd, length, sizeof(length)) && write_all(fd, text.data(), text.size());
-  for (std::size_t i = 0; ok && i < host.size(); ++i)
-    if (host[i].nbytes() > 0) ok = write_all(fd, host[i].raw_data(), host[i].nbytes());
-  ok = ok && ::fsync(fd) == 0;
-  int write_errno = ok ? 0 : errno;
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    write_errno = errno;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    AEGIS_THROW(IoError, path << ": writing " << tmp << " failed: " << std::strerror(write_errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(tmp.c_str());
-    AEGIS_THROW(IoError, path << ": cannot rename " << tmp << " into place: " << std::strerror(rename_errno));
-  }
+  write_file_atomically(path, [&](int fd) {
+    bool ok = write_fully(fd, length, sizeof(length)) && write_fully(fd, text.data(), text.size());
+    for (std::size_t i = 0; ok && i < host.size(); ++i)
+      if (host[i].nbytes() > 0) ok = write_fully(fd, host[i].raw_data(), host[i].nbytes());
+    return ok;
+  });
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  const std::vector<unsigned char> bytes = read_whole_file(path);
+  return parse_safetensors(read_whole_file(path), path);
+}
+
+SafetensorsFile parse_safetensors(const std::vector<unsigned char>& bytes, const std::string& path) {
   if (bytes.size() < 8)
     AEGIS_THROW(IoError,
                 path << ": " << bytes.size() << " bytes is too short for a safetensors file (8-byte header length)");

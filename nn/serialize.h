@@ -4,8 +4,8 @@
 // "__metadata__" object of string → string, then the tensors' raw little-endian bytes, with
 // offsets relative to the start of that data section. Writers here emit tensors in the order
 // given (a Module's state_dict order), pad the header with spaces to a multiple of 8 bytes, and
-// replace the target atomically (write `<path>.tmp`, then rename), so an interrupted save never
-// leaves a half-written model. Readers validate everything before building a tensor, and accept
+// replace the target atomically (runtime/atomic_file.h: a unique temporary file per writer, then
+// rename), so an interrupted save never leaves a half-written model. Readers validate everything before building a tensor, and accept
 // exactly what the reference reader accepts for these dtypes: the header must fit in the file and
 // parse as a JSON object, every tensor's byte range must match shape × dtype size, and the
 // ranges must tile the data section without overlaps or gaps. Tensor names follow PyTorch's
@@ -36,6 +36,9 @@ struct SafetensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
+// The same for a file's bytes already in memory; `path` only names the file in errors (the fuzz
+// harness, fuzz/fuzz_safetensors.cpp, feeds it arbitrary bytes).
+SafetensorsFile parse_safetensors(const std::vector<unsigned char>& bytes, const std::string& path);
 
 // Saves every parameter of `module` under its state_dict name.
 void save_model(const std::string& path, const Module& module, const std::map<std::string, std::string>& metadata = {});

@@ -5,6 +5,7 @@
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "runtime/checked_math.h"
 #include "runtime/ops.h"
 
 namespace aegis::nn {
@@ -16,16 +17,28 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& o,
-                             const std::function<void(const StepInfo&)>& on_step,
-                             const std::function<void(const EpochResult&)>& on_epoch) {
+void check_train_options(const TrainOptions& o) {
   AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
   AEGIS_CHECK(o.batch_size >= 1, "batch size " << o.batch_size << " must be at least 1");
   AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
-  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+  AEGIS_CHECK(std::isfinite(o.momentum) && o.momentum >= 0.0f && o.momentum < 1.0f,
+              "momentum " << o.momentum << " must be in [0, 1)");
   AEGIS_CHECK(std::isfinite(o.noise_sigma) && o.noise_sigma >= 0.0f,
               "noise sigma " << o.noise_sigma << " must be non-negative and finite");
   AEGIS_CHECK(o.replays >= 1, "replays " << o.replays << " must be at least 1");
+}
+
+std::int64_t total_train_steps(std::int64_t examples, const TrainOptions& o) {
+  check_train_options(o);
+  const std::int64_t per_epoch = checked_mul(ceil_div(examples, o.batch_size), o.replays, "steps per epoch × replays");
+  return checked_mul(per_epoch, o.epochs, "steps per epoch × epochs");
+}
+
+TrainResult train_classifier(Module& model, const Dataset& train, const TrainOptions& o,
+                             const std::function<void(const StepInfo&)>& on_step,
+                             const std::function<void(const EpochResult&)>& on_epoch) {
+  check_train_options(o);
+  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
 
   model.to(o.device);
   model.train(true);
@@ -37,7 +50,8 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   bo.device = o.device;
   BatchIterator batches(train, bo, 0);
   const std::int64_t steps_per_epoch = batches.num_batches();
-  const std::int64_t total_steps = steps_per_epoch * o.epochs * o.replays;
+  const std::int64_t total_steps = checked_mul(checked_mul(steps_per_epoch, o.replays, "steps per epoch × replays"),
+                                               o.epochs, "steps per epoch × epochs");
   auto optimizer = make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum);
   auto schedule = make_schedule(o.schedule, o.lr, total_steps);
 

@@ -63,6 +63,15 @@ struct TrainResult {
   double seconds = 0.0;
 };
 
+// Throws InvalidArgument naming the first option out of range: epochs, batch size and replays
+// must be ≥ 1, the learning rate positive and finite, the noise σ ≥ 0 and finite, momentum in
+// [0, 1). Every loop built on train_classifier checks its options with it before deriving counts
+// (steps per epoch, ...) from them.
+void check_train_options(const TrainOptions& options);
+// ⌈examples / batch_size⌉ × epochs × replays optimizer steps, or InvalidArgument when the product
+// does not fit in 64 bits.
+std::int64_t total_train_steps(std::int64_t examples, const TrainOptions& options);
+
 // Trains `model` in place (moving it to options.device): epochs × batches × replays optimizer
 // steps. Throws InvalidArgument for bad options and NumericError when the loss becomes NaN/Inf (the model is left as it
 // was after the last finite step).

@@ -9,6 +9,7 @@
 #include "nn/schedule.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
+#include "runtime/checked_math.h"
 
 namespace aegis::privacy {
 
@@ -81,8 +82,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
                                   const std::function<void(const DpEpochResult&)>& on_epoch) {
   const std::int64_t n = train.size();
   AEGIS_CHECK(n > 0, "training set '" << train.name << "' is empty");
-  AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");
-  AEGIS_CHECK(std::isfinite(o.lr) && o.lr > 0.0f, "learning rate " << o.lr << " must be positive and finite");
+  nn::check_train_options(o);
   check_delta(dp.delta);
   AEGIS_CHECK(std::isfinite(dp.max_grad_norm) && dp.max_grad_norm > 0.0,
               "max grad norm " << dp.max_grad_norm << " must be positive and finite");
@@ -103,13 +103,14 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   }
   AEGIS_CHECK(dp.accountant == "rdp" || dp.accountant == "prv",
               "accountant '" << dp.accountant << "' is unknown (expected rdp or prv)");
-  double q = dp.sampling_rate;
-  if (q == 0.0) {
-    AEGIS_CHECK(o.batch_size >= 1 && o.batch_size <= n,
-                "batch size " << o.batch_size << " must be in [1, " << n << "] (the dataset size)");
+  double q = 0.0;
+  if (dp.sampling_rate) {
+    q = *dp.sampling_rate;
+    AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
+  } else {
+    AEGIS_CHECK(o.batch_size <= n, "batch size " << o.batch_size << " must be in [1, " << n << "] (the dataset size)");
     q = static_cast<double>(o.batch_size) / static_cast<double>(n);
   }
-  AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
   if (previous && !previous->phases.empty()) {
     AEGIS_CHECK(previous->delta == dp.delta,
                 "resuming a ledger with delta " << previous->delta << " under a different delta " << dp.delta);
@@ -118,7 +119,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
                                                                  << dp.max_grad_norm);
   }
   const std::int64_t steps_per_epoch = dp_steps_per_epoch(q);
-  const std::int64_t total_steps = steps_per_epoch * o.epochs;
+  const std::int64_t total_steps = checked_mul(steps_per_epoch, o.epochs, "DP-SGD steps per epoch × epochs");
 
   std::vector<SgmPhase> phases = previous ? previous->phases : std::vector<SgmPhase>{};
   double sigma = dp.noise_multiplier;
@@ -156,7 +157,14 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.expected_batch_size = expected_batch;
   noise.seed = o.seed;
   noise.secure = dp.secure;
-  noise.first_step = static_cast<std::uint32_t>(previous ? previous->steps() : 0);
+  // Noise and sampling are keyed by the full 64-bit global step (philox::step_key); a step beyond
+  // what the key holds would reuse an earlier step's noise and sample, so refuse such a run.
+  const std::int64_t steps_before = previous ? previous->steps() : 0;
+  constexpr auto kMaxStep = static_cast<std::int64_t>(philox::kMaxKeyedStep);
+  AEGIS_CHECK(steps_before >= 0 && steps_before <= kMaxStep && total_steps <= kMaxStep - steps_before,
+              "DP-SGD: " << steps_before << " earlier steps + " << total_steps << " new ones exceed the " << kMaxStep
+                         << " steps whose noise and sampling keys are distinct");
+  noise.first_step = static_cast<std::uint64_t>(steps_before);
   std::unique_ptr<DpOptimizer> optimizer =
       make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
@@ -187,7 +195,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const float lr = schedule->lr_at(result.steps);
       optimizer->set_lr(lr);
       optimizer->zero_grad();
-      const auto global_step = static_cast<std::uint32_t>(noise.first_step + result.steps);
+      const std::uint64_t global_step = noise.first_step + static_cast<std::uint64_t>(result.steps);
       const std::vector<std::int64_t> sample =
           shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
       double step_loss = 0.0;
@@ -225,7 +233,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
         // The count's noise: this step's key at the first index past every gradient element
         // (the gradient draws use indices 0 … P−1; Box–Muller's two outputs of one block are
         // independent, so sharing a block with index P−1 is harmless).
-        const philox::Key key{o.seed, philox::kPurposeDpNoise, global_step};
+        const philox::Key key = philox::step_key(o.seed, philox::kPurposeDpNoise, global_step);
         const double z = philox::normal_double(key, static_cast<std::uint64_t>(model.num_parameters()));
         const double fraction = (static_cast<double>(unclipped) + count_sigma * z) / expected_batch;
         clip_norm *= std::exp(-dp.clip_lr * (fraction - dp.target_quantile));

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,7 @@ struct DpTrainOptions {
   double target_epsilon = 0.0;    // used when noise_multiplier is 0
   double delta = 1e-5;
   double max_grad_norm = 1.0;     // C
-  double sampling_rate = 0.0;     // q; 0 means batch_size / N
+  std::optional<double> sampling_rate;  // q in (0, 1]; unset: batch_size / N
   std::string clipping = "flat";  // flat | per-layer | adaptive
   // Adaptive clipping (Andrew, Thakkar, McMahan, Ramaswamy 2021, "Differentially private learning
   // with adaptive clipping", Alg. 1 with the geometric update): after each step

@@ -58,13 +58,14 @@ float noise_stddev_f32(const DpNoiseOptions& o) {
   return f;
 }
 
-Tensor noisy_gradient(const Tensor& clipped_sum, const DpNoiseOptions& options, std::uint32_t step,
+Tensor noisy_gradient(const Tensor& clipped_sum, const DpNoiseOptions& options, std::uint64_t step,
                       std::uint64_t offset) {
   validate(options);
   AEGIS_CHECK(!options.secure, "noisy_gradient draws Philox noise; use secure_noisy_gradient in secure mode");
   check_dtype(clipped_sum, DType::F32, "clipped gradient sum");
   kernels::DpNoise d;
-  d.key = philox::Key{options.seed, philox::kPurposeDpNoise, step};
+  AEGIS_CHECK(step <= philox::kMaxKeyedStep, "noisy_gradient: step " << step << " exceeds " << philox::kMaxKeyedStep);
+  d.key = philox::step_key(options.seed, philox::kPurposeDpNoise, step);
   d.offset = offset;
   d.noise_std = noise_stddev_f32(options);
   d.expected_batch_size = static_cast<float>(options.expected_batch_size);
@@ -166,7 +167,7 @@ void DpOptimizer::set_canary(std::vector<Tensor> canary) {
 }
 
 void DpOptimizer::step() {
-  AEGIS_CHECK_AS(Error, m_noise_step != std::numeric_limits<std::uint32_t>::max(),
+  AEGIS_CHECK_AS(Error, m_noise_step < philox::kMaxKeyedStep,
                  "DP noise step counter exhausted at " << m_noise_step << "; a further step would reuse noise");
   // The canary belongs to this step whatever happens to it.
   std::vector<Tensor> canary = std::move(m_canary);
@@ -247,7 +248,7 @@ kernels::AdamUpdate adam_update_for(const nn::AdamOptions& o, float lr, std::int
 
 void DpOptimizer::update_philox(std::size_t index, Tensor& value, const Tensor& grad, const float* canary) {
   kernels::DpNoise d;
-  d.key = philox::Key{m_noise.seed, philox::kPurposeDpNoise, m_noise_step};
+  d.key = philox::step_key(m_noise.seed, philox::kPurposeDpNoise, m_noise_step);
   d.offset = m_offsets[index];
   d.noise_std = m_noise_std;
   d.expected_batch_size = m_expected_batch;

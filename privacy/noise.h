@@ -52,7 +52,7 @@ struct DpNoiseOptions {
   double expected_batch_size = 0.0;  // q·N > 0 (sampling rate × dataset size); divided by as a float
   std::uint64_t seed = 0;            // Philox seed; ignored when secure
   bool secure = false;               // OS-seeded cryptographic noise, grid mechanism, host only
-  std::uint32_t first_step = 0;      // noise step of the first step() (resume: steps already taken)
+  std::uint64_t first_step = 0;      // noise step of the first step() (resume: steps already taken)
 };
 
 // Throws InvalidArgument naming the first bad field.
@@ -66,7 +66,7 @@ float noise_stddev_f32(const DpNoiseOptions& options);
 // on clipped_sum's device, f32 of the same shape. Equal, element for element, to what
 // DpOptimizer feeds its optimizer for a parameter with that offset at that step.
 // options.secure must be false.
-Tensor noisy_gradient(const Tensor& clipped_sum, const DpNoiseOptions& options, std::uint32_t step,
+Tensor noisy_gradient(const Tensor& clipped_sum, const DpNoiseOptions& options, std::uint64_t step,
                       std::uint64_t offset = 0);
 
 // The secure-mode noisy gradient alone: float(γ·(round(s/γ) + k)) / (q·N) with the grid
@@ -102,7 +102,7 @@ class DpOptimizer : public nn::Optimizer {
 
   const DpNoiseOptions& noise_options() const { return m_noise; }
   // The Philox key step (or the secure stream's step) the next step() will use.
-  std::uint32_t noise_step() const { return m_noise_step; }
+  std::uint64_t noise_step() const { return m_noise_step; }
   // First element index of parameter `index` in each step's draw.
   std::uint64_t noise_offset(std::size_t index) const { return m_offsets.at(index); }
   // The float σ·C the Philox kernels use (noise_stddev_f32).
@@ -131,7 +131,7 @@ class DpOptimizer : public nn::Optimizer {
   DpNoiseOptions m_noise;
   float m_noise_std = 0.0f;
   float m_expected_batch = 1.0f;
-  std::uint32_t m_noise_step = 0;
+  std::uint64_t m_noise_step = 0;
   std::vector<std::uint64_t> m_offsets;
   std::int64_t m_total_elements = 0;
   std::vector<Tensor> m_momentum_buf;

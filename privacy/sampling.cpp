@@ -20,7 +20,7 @@ void check_sampling(std::int64_t n, double q) {
 
 }  // namespace
 
-std::vector<std::int64_t> poisson_sample(std::int64_t n, double q, std::uint64_t seed, std::uint32_t step) {
+std::vector<std::int64_t> poisson_sample(std::int64_t n, double q, std::uint64_t seed, std::uint64_t step) {
   check_sampling(n, q);
   std::vector<std::int64_t> out;
   out.reserve(static_cast<std::size_t>(std::ceil(q * static_cast<double>(n))));
@@ -30,7 +30,8 @@ std::vector<std::int64_t> poisson_sample(std::int64_t n, double q, std::uint64_t
   }
   // q < 1 ⇒ q·2^64 < 2^64: the conversion floors an exact double (scaling by 2^64 is exact).
   const auto threshold = static_cast<std::uint64_t>(std::ldexp(q, 64));
-  const philox::Key key{seed, philox::kPurposeSampling, step};
+  AEGIS_CHECK(step <= philox::kMaxKeyedStep, "poisson_sample: step " << step << " exceeds " << philox::kMaxKeyedStep);
+  const philox::Key key = philox::step_key(seed, philox::kPurposeSampling, step);
   for (std::int64_t i = 0; i < n; ++i) {
     const philox::U32x4 r = philox::block(key, static_cast<std::uint64_t>(i));
     const std::uint64_t u = (static_cast<std::uint64_t>(r.v[1]) << 32) | r.v[0];
@@ -55,7 +56,7 @@ PoissonSampler::PoissonSampler(std::int64_t n, double q, std::uint64_t seed, boo
   if (secure) m_key = SecureKey::from_os();
 }
 
-std::vector<std::int64_t> PoissonSampler::sample(std::uint32_t step) const {
+std::vector<std::int64_t> PoissonSampler::sample(std::uint64_t step) const {
   return m_key ? poisson_sample_secure(m_n, m_q, *m_key, step) : poisson_sample(m_n, m_q, m_seed, step);
 }
 

@@ -42,7 +42,7 @@ namespace aegis::privacy {
 
 // The sorted indices of the examples in step `step`'s Poisson sample of {0, …, n − 1}; possibly
 // empty. n ≥ 0 and q ∈ (0, 1], else InvalidArgument naming the value.
-std::vector<std::int64_t> poisson_sample(std::int64_t n, double q, std::uint64_t seed, std::uint32_t step);
+std::vector<std::int64_t> poisson_sample(std::int64_t n, double q, std::uint64_t seed, std::uint64_t step);
 // The same with OS-keyed cryptographic randomness and exact Bernoulli(q) decisions.
 std::vector<std::int64_t> poisson_sample_secure(std::int64_t n, double q, const SecureKey& key, std::uint64_t step);
 
@@ -51,7 +51,7 @@ std::vector<std::int64_t> poisson_sample_secure(std::int64_t n, double q, const 
 class PoissonSampler {
  public:
   PoissonSampler(std::int64_t n, double q, std::uint64_t seed, bool secure = false);
-  std::vector<std::int64_t> sample(std::uint32_t step) const;
+  std::vector<std::int64_t> sample(std::uint64_t step) const;
   std::int64_t dataset_size() const { return m_n; }
   double sampling_rate() const { return m_q; }
   double expected_batch_size() const { return m_q * static_cast<double>(m_n); }

@@ -65,6 +65,15 @@ struct Key {
   std::uint32_t step = 0;
 };
 
+// The key of a 64-bit step (DP-SGD's global step): the low 32 bits fill the step word and the high
+// bits go above the purpose in the purpose word. The purposes keyed this way (DP noise, sampling)
+// are below 256 and no purpose shares their low byte, so keys never collide, and a step below 2^32
+// keeps exactly the key {seed, purpose, step} it always had. Steps must not exceed kMaxKeyedStep.
+constexpr std::uint64_t kMaxKeyedStep = (std::uint64_t{1} << 56) - 1;
+AEGIS_HD Key step_key(std::uint64_t seed, std::uint32_t purpose, std::uint64_t step) {
+  return Key{seed, purpose | (static_cast<std::uint32_t>(step >> 32) << 8), static_cast<std::uint32_t>(step)};
+}
+
 AEGIS_HD U32x4 block(const Key& key, std::uint64_t block_index) {
   return philox4x32_10(U32x4{{static_cast<std::uint32_t>(block_index), static_cast<std::uint32_t>(block_index >> 32),
                               key.step, key.purpose}},

@@ -1,5 +1,6 @@
 #include "runtime/tensor.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -28,9 +29,20 @@ std::string shape_str(const Shape& s) {
 }
 
 std::int64_t shape_numel(const Shape& s) {
+  // Shapes also come from files and users: a negative size or a product beyond int64 (which
+  // would wrap, undefined behaviour) is an error, checked before anything is allocated. A zero
+  // makes the product 0, but the other sizes must still multiply within int64.
   std::int64_t n = 1;
-  for (auto d : s) n *= d;
-  return n;
+  bool has_zero = false;
+  for (auto d : s) {
+    AEGIS_CHECK_AS(ShapeError, d >= 0, "shape " << shape_str(s) << " has a negative size");
+    if (d == 0)
+      has_zero = true;
+    else
+      AEGIS_CHECK_AS(ShapeError, !__builtin_mul_overflow(n, d, &n),
+                     "shape " << shape_str(s) << " has more elements than 2^63 - 1");
+  }
+  return has_zero ? 0 : n;
 }
 
 // ---- Storage -------------------------------------------------------------------------------
@@ -76,7 +88,10 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   Tensor t;
   t.m_shape = shape;
   t.m_dtype = dtype;
-  t.m_storage = Storage::allocate(static_cast<std::size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  const auto numel = static_cast<std::size_t>(shape_numel(shape));
+  AEGIS_CHECK_AS(ShapeError, numel <= SIZE_MAX / dtype_size(dtype),
+                 "shape " << shape_str(shape) << " needs more bytes than an address space holds");
+  t.m_storage = Storage::allocate(numel * dtype_size(dtype), device);
   return t;
 }
 

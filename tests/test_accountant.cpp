@@ -344,12 +344,13 @@ TEST(AccountCli, BadInputGivesClearErrors) {
   };
   const std::string ok = " --sampling-rate 0.01 --steps 100 --delta 1e-5";
   const Case cases[] = {
-      {"account --sampling-rate 0.01 --steps 100 --delta 1.5 --noise-multiplier 1", "delta 1.5 must be in (0, 1)"},
-      {"account --sampling-rate 1.5 --steps 100 --delta 1e-5 --noise-multiplier 1", "sampling rate 1.5"},
-      {"account --sampling-rate 0.01 --steps -5 --delta 1e-5 --noise-multiplier 1", "steps -5"},
-      {"account" + ok + " --noise-multiplier 0", "noise multiplier 0"},
-      {"account" + ok + " --noise-multiplier -2 --accountant prv", "noise multiplier -2"},
-      {"account" + ok + " --target-epsilon -1", "target epsilon -1"},
+      {"account --sampling-rate 0.01 --steps 100 --delta 1.5 --noise-multiplier 1", "--delta: 1.5 is not in (0, 1)"},
+      {"account --sampling-rate 1.5 --steps 100 --delta 1e-5 --noise-multiplier 1",
+       "--sampling-rate: 1.5 is not in (0, 1]"},
+      {"account --sampling-rate 0.01 --steps -5 --delta 1e-5 --noise-multiplier 1", "--steps: -5 is not in [0, "},
+      {"account" + ok + " --noise-multiplier 0", "--noise-multiplier: 0 is not in (0, inf)"},
+      {"account" + ok + " --noise-multiplier -2 --accountant prv", "--noise-multiplier: -2 is not in (0, inf)"},
+      {"account" + ok + " --target-epsilon -1", "--target-epsilon: -1 is not in (0, inf)"},
       {"account" + ok, "exactly one of --noise-multiplier"},
       {"account" + ok + " --noise-multiplier 1 --target-epsilon 2", "exactly one of --noise-multiplier"},
       {"account" + ok + " --noise-multiplier 1 --accountant moments", "unknown accountant 'moments'"},

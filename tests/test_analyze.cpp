@@ -208,5 +208,41 @@ TEST(Analyze, PlotIsDrawnByGnuplot) {
   EXPECT_GT(std::filesystem::file_size(png), 2000u);
 }
 
+// File names are the user's: newlines, quotes, backslashes, ';' or bytes of no encoding in a
+// sweep's name or in the image's path must not end a string in the gnuplot script and run
+// `system(...)`.
+TEST(Analyze, HostileNamesNeverRunGnuplotCommands) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot (gnuplot-nox) is not installed";
+  const std::string dir = make_temp_dir("analyze_hostile");
+  const std::string pwned = dir + "/pwned";
+  const std::vector<std::string> names = {
+      "a'\nsystem(\"touch pwned\")\n#.tsv",
+      "b\"; system(\"touch pwned\"); \".tsv",
+      "c\\'\nsystem('touch pwned')\n'.tsv",
+      "d\xff\xfe\x01;`touch pwned`.tsv",
+  };
+  std::vector<std::string> files;
+  for (const std::string& name : names) {
+    files.push_back(dir + "/" + name);
+    write_text(files.back(), kHandMade);
+  }
+  const Analysis a = analyze_sweeps(files, {});
+  ASSERT_EQ(a.curves.size(), names.size());
+  // The image's directory holds the same kind of text, slashes included.
+  const std::string png_dir = dir + "/p'\n system(\"touch " + pwned + "\") \"\n#";
+  std::filesystem::create_directories(png_dir);
+  const std::string png = png_dir + "/out'\n.png";
+  // gnuplot's relative `touch pwned` would land in its working directory: make it `dir`.
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir);
+  plot_certified_accuracy(a, png);
+  std::filesystem::current_path(cwd);
+  EXPECT_FALSE(std::filesystem::exists(pwned)) << "a name ran a gnuplot command";
+  std::ifstream in(png, std::ios::binary);
+  std::string magic(8, '\0');
+  in.read(magic.data(), 8);
+  EXPECT_EQ(magic, "\x89PNG\r\n\x1a\n");
+}
+
 }  // namespace
 }  // namespace aegis::certify

@@ -12,6 +12,7 @@
 #include "attacks/attacks.h"
 #include "certify/bounds.h"
 #include "nn/data/dataset.h"
+#include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/model_file.h"
 #include "nn/residual.h"
@@ -149,11 +150,11 @@ TEST(VerifyCli, ReportsBothMethodsAndRejectsBadInput) {
   EXPECT_EQ(l2.out.find("ibp"), std::string::npos) << l2.out;
 
   for (const auto& [args, fragment] :
-       std::vector<std::pair<std::string, std::string>>{{"--eps -1", "--eps -1"},
-                                                        {"--eps nan", "--eps nan"},
+       std::vector<std::pair<std::string, std::string>>{{"--eps -1", "--eps: -1 is not in [0, inf)"},
+                                                        {"--eps nan", "--eps: nan is not a finite number"},
                                                         {"--eps 0.1 --norm l1", "--norm 'l1'"},
                                                         {"--eps 0.1 --method exact", "--method 'exact'"},
-                                                        {"--eps 0.1 --batch 0", "--batch 0"}}) {
+                                                        {"--eps 0.1 --batch 0", "--batch: 0 is not in [1, "}}) {
     const testing::CliRun bad = testing::run_cli(base + args);
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_NE(bad.err.find(fragment), std::string::npos) << args << ": " << bad.err;
@@ -239,6 +240,59 @@ TEST(BoundsErrors, ResidualModuleAddsItsBodyAndNamesParameters) {
   const Tensor x = testing::random_tensor({4, 3}, 3);
   const std::vector<float> y = forward(net, x), h = forward(*body, x), xv = x.to_vector<float>();
   for (std::size_t i = 0; i < y.size(); ++i) EXPECT_FLOAT_EQ(y[i], xv[i] + h[i]);
+}
+
+// A NaN weight must never yield "verified": NaN compares false, so a check written as
+// "smallest margin bound > 0" can skip it. The labels are the model's own predictions, so at
+// ε = 0 (exact bounds) every example verifies while the weights are finite.
+TEST(VerifyNaN, ANonFiniteWeightVerifiesNothingAndIsNamed) {
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 10, "", 7});
+  const Tensor x = testing::random_tensor({12, 1, 4, 4}, 11, 0.0f, 1.0f);
+  const Tensor labels = nn::argmax(model->forward(autograd::Var(x, false)).value());
+  for (const BoundMethod method : {BoundMethod::Interval, BoundMethod::Linear}) {
+    const BoundOptions o{"linf", 0.0, method};
+    ASSERT_DOUBLE_EQ(certify::verify(*model, x, labels, o, 5).verified_accuracy, 1.0);
+  }
+  // One NaN in the last layer's row for class 3: only the margins against class 3 become NaN.
+  std::string last_weight;
+  for (auto& [name, v] : model->named_parameters())
+    if (v.value().dim() == 2) last_weight = name;
+  for (auto& [name, v] : model->named_parameters())
+    if (name == last_weight) v.value().data<float>()[3 * v.value().size(1)] = NAN;
+  const Tensor m = certify::margin_lower_bounds(*model, x, labels, {"linf", 0.0, BoundMethod::Interval});
+  EXPECT_TRUE(std::isnan(m.to_vector<float>()[3]) || labels.to_vector<std::int32_t>()[0] == 3)
+      << "NaN reaches the bounds";
+  for (const BoundMethod method : {BoundMethod::Interval, BoundMethod::Linear}) {
+    const certify::VerifyResult r = certify::verify(*model, x, labels, {"linf", 0.0, method}, 5);
+    EXPECT_EQ(r.verified_accuracy, 0.0);
+    EXPECT_EQ(r.verified.to_vector<std::int32_t>(), std::vector<std::int32_t>(12, 0));
+    ASSERT_EQ(r.non_finite_parameters.size(), 1u);
+    EXPECT_NE(r.non_finite_parameters[0].find("'" + last_weight + "'"), std::string::npos)
+        << r.non_finite_parameters[0];
+  }
+}
+
+TEST(VerifyNaN, TheCommandWarnsAndVerifiesNothing) {
+  const std::string dir = testing::make_temp_dir("aegis_verify_nan");
+  const std::string model = dir + "/nan.safetensors";
+  ASSERT_EQ(testing::run_cli("train --data digits --model mlp --epochs 1 --device cpu --quiet --out " + model).status,
+            0);
+  nn::LoadedClassifier loaded = nn::load_classifier(model);
+  std::string poisoned;
+  for (auto& [name, v] : loaded.model->named_parameters())
+    if (v.value().dim() == 2) {
+      poisoned = name;
+      v.value().data<float>()[5] = NAN;
+    }
+  nn::save_classifier(model, *loaded.model, loaded.spec, loaded.metadata);
+  const testing::CliRun r =
+      testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0 --max 30 --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["verified_accuracy_ibp"].get<double>(), 0.0);
+  EXPECT_EQ(j["verified_accuracy_crown"].get<double>(), 0.0);
+  EXPECT_NE(r.err.find("aegis: warning:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("'" + poisoned + "'"), std::string::npos) << r.err;
 }
 
 }  // namespace

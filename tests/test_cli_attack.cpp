@@ -113,8 +113,9 @@ TEST(CliAttack, BadInputGivesClearErrors) {
   std::ofstream(not_a_model, std::ios::binary) << "definitely not safetensors";
   const std::string out = temp_path("aegis_cli_attack_never.safetensors");
   const Case cases[] = {
-      {"attack --model " + m + " --data digits --attack pgd-linf --eps -0.1 --quiet", "eps -0.1"},
-      {"attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --steps 0 --quiet", "steps 0"},
+      {"attack --model " + m + " --data digits --attack pgd-linf --eps -0.1 --quiet", "--eps: -0.1 is not in [0, "},
+      {"attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --steps 0 --quiet",
+       "--steps: 0 is not in [1, "},
       {"attack --model " + m + " --data digits --attack sideways --eps 0.1 --quiet", "unknown attack 'sideways'"},
       {"attack --model " + not_a_model + " --data digits --attack fgsm --eps 0.1 --quiet", not_a_model},
       {"train --data digits --model mlp --adv pgd --eps 0.1 --dp --noise-multiplier 1 --quiet --out " + out,

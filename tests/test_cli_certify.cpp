@@ -206,16 +206,16 @@ TEST(CliCertify, BadInputGivesClearErrors) {
   const std::vector<Case> cases = {
       {certify_args(fresh, "--sigma 0.25 --shard 3/3"), "shard '3/3'"},
       {certify_args(fresh, "--sigma 0.25 --shard 1"), "shard '1'"},
-      {certify_args(fresh, "--sigma 0"), "sigma 0 must be > 0"},
-      {certify_args(fresh, "--sigma 0.25,-1"), "sigma -1 must be > 0"},
-      {certify_args(fresh, "--sigma 0.25", "--n0 20 --n 0"), "n 0 must be ≥ 1"},
-      {certify_args(fresh, "--sigma 0.25", "--n0 0 --n 200"), "n0 0 must be ≥ 1"},
-      {certify_args(fresh, "--sigma 0.25 --alpha 0"), "alpha 0 must be in (0, 1)"},
-      {certify_args(fresh, "--sigma 0.25 --alpha 1.5"), "alpha 1.5 must be in (0, 1)"},
-      {certify_args(fresh, "--sigma 0.25 --skip 0"), "skip 0"},
+      {certify_args(fresh, "--sigma 0"), "--sigma: 0 is not in (0, inf)"},
+      {certify_args(fresh, "--sigma 0.25,-1"), "--sigma: -1 is not in (0, inf)"},
+      {certify_args(fresh, "--sigma 0.25", "--n0 20 --n 0"), "--n: 0 is not in [1, "},
+      {certify_args(fresh, "--sigma 0.25", "--n0 0 --n 200"), "--n0: 0 is not in [1, "},
+      {certify_args(fresh, "--sigma 0.25 --alpha 0"), "--alpha: 0 is not in (0, 1)"},
+      {certify_args(fresh, "--sigma 0.25 --alpha 1.5"), "--alpha: 1.5 is not in (0, 1)"},
+      {certify_args(fresh, "--sigma 0.25 --skip 0"), "--skip: 0 is not in [1, "},
       {certify_args(fresh, "--sigma 0.25,0.25"), "twice"},
-      {certify_args(fresh, "--sigma 0.25 --batch 0"), "--batch 0"},
-      {certify_args(fresh, "--sigma 0.25 --max -1"), "max -1"},
+      {certify_args(fresh, "--sigma 0.25 --batch 0"), "--batch: 0 is not in [1, "},
+      {certify_args(fresh, "--sigma 0.25 --max -1"), "--max: -1 is not in [0, "},
       {certify_args(fresh, "--sigma 0.25 --tensor-cores"), "--tensor-cores needs a CUDA device"},
       {certify_args(fresh, "--sigma 0.25 --precision tf32"), "--precision tf32 needs a CUDA device"},
       {certify_args(fresh, "--sigma 0.25 --precision bf16"),
@@ -232,8 +232,8 @@ TEST(CliCertify, BadInputGivesClearErrors) {
       {certify_args(out, "--sigma 0.25 --max 8 --resume --force"), "--force"},
       {certify_args(out, "--sigma 0.25 --max 8"), "--resume"},
       {"analyze " + dir() + "/nothing.tsv", "nothing.tsv: cannot open"},
-      {"analyze " + out + " --radii 0,-1", "radius -1"},
-      {"analyze " + out + " --sigma -2", "sigma -2"},
+      {"analyze " + out + " --radii 0,-1", "--radii: -1 is not in [0, inf)"},
+      {"analyze " + out + " --sigma -2", "--sigma: -2 is not in (0, inf)"},
   };
   for (const Case& c : cases) {
     const CliRun r = run_cli(c.args);
@@ -245,6 +245,55 @@ TEST(CliCertify, BadInputGivesClearErrors) {
   const CliRun r = run_cli("analyze " + out);
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find(out + ":10: correct 'maybe'"), std::string::npos) << r.err;
+}
+
+// A settings sidecar edited by hand with a value of the wrong JSON type is a clear error naming
+// the file and the key, for --resume and for analyze alike, never an internal error.
+TEST(CliCertify, SidecarWithAWrongTypeNamesTheFileAndKey) {
+  const std::string out = dir() + "/typed.tsv";
+  ASSERT_EQ(run_cli(certify_args(out, "--sigma 0.25 --max 4 --quiet")).status, 0);
+  const nlohmann::json good = nlohmann::json::parse(read_text(out + ".json"));
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, nlohmann::json>>{{"batch", "x"},
+                                                                                    {"device", 3},
+                                                                                    {"format", 1},
+                                                                                    {"n", 1.5},
+                                                                                    {"seed", -1},
+                                                                                    {"sigma", "0.25"},
+                                                                                    {"shard", nullptr}}) {
+    nlohmann::json j = good;
+    j[key] = bad;
+    std::ofstream(out + ".json", std::ios::binary) << j.dump(2);
+    for (const std::string& args : {certify_args(out, "--sigma 0.25 --max 4 --quiet --resume"), "analyze " + out}) {
+      const CliRun r = run_cli(args);
+      EXPECT_EQ(r.status, 1) << key << ": " << args << "\n" << r.err;
+      EXPECT_EQ(r.err.rfind("aegis: error: ", 0), 0u) << r.err;
+      EXPECT_NE(r.err.find(out + ".json"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("'" + key + "'"), std::string::npos) << key << ": " << r.err;
+    }
+  }
+}
+
+// Soundness at the edges: a σ whose noise overflows float32 is refused, and resumed rows must be
+// rows these settings can produce (a class of the model, a radius no larger than σ·Φ⁻¹ of the
+// bound with all n votes).
+TEST(CliCertify, OverflowingSigmaAndImpossibleResumedRowsAreRefused) {
+  const std::string fresh = dir() + "/huge_sigma.tsv";
+  const CliRun huge = run_cli(certify_args(fresh, "--sigma 1e308 --max 4 --quiet"));
+  EXPECT_EQ(huge.status, 1) << huge.err;
+  EXPECT_NE(huge.err.find("sigma 1e+308 exceeds"), std::string::npos) << huge.err;
+  const std::string out = dir() + "/forged.tsv";
+  ASSERT_EQ(run_cli(certify_args(out, "--sigma 0.25 --max 4 --quiet")).status, 0);
+  const std::string rows = read_text(out);
+  const std::string header = rows.substr(0, rows.find('\n') + 1);
+  for (const auto& [row, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"0\t7\t7\t1e+308\t1\t0:00:01\n", "above the largest"},
+           {"0\t7\t7\t0.6\t1\t0:00:01\n", "above the largest"},  // 0.25·Φ⁻¹(0.001^(1/200)) ≈ 0.46
+           {"0\t7\t99\t0.1\t0\t0:00:01\n", "predicts class 99 but the model has 10 classes"}}) {
+    std::ofstream(out, std::ios::binary | std::ios::trunc) << header << row;
+    const CliRun r = run_cli(certify_args(out, "--sigma 0.25 --max 4 --quiet --resume"));
+    EXPECT_EQ(r.status, 1) << row << r.err;
+    EXPECT_NE(r.err.find(needle), std::string::npos) << row << r.err;
+  }
 }
 
 }  // namespace

@@ -142,7 +142,7 @@ TEST(Idx, MalformedFilesNameTheFileAndTheProblem) {
   write_file(img, Bytes{0x00, 0x00});
   expect_error<IoError>(load, img, "truncated");
 
-  // Absurd dimensions must be reported as truncation, not overflow into a small product.
+  // Absurd dimensions are refused from the header alone, never overflowed into a small product.
   Bytes huge;
   put_be32(huge, 0x00000803);
   put_be32(huge, 0xffffffffu);
@@ -150,6 +150,15 @@ TEST(Idx, MalformedFilesNameTheFileAndTheProblem) {
   put_be32(huge, 0xffffffffu);
   huge.push_back(1);
   write_file(img, huge);
+  expect_error<IoError>(load, img, "declares more than");
+  // Dimensions within the bound but beyond the data are truncation.
+  Bytes short_data;
+  put_be32(short_data, 0x00000803);
+  put_be32(short_data, 1000);
+  put_be32(short_data, 1000);
+  put_be32(short_data, 1000);
+  short_data.push_back(1);
+  write_file(img, short_data);
   expect_error<IoError>(load, img, "truncated");
 
   Bytes wrong_magic = idx_images(4, 3, 3);
@@ -185,6 +194,27 @@ TEST(Idx, MalformedFilesNameTheFileAndTheProblem) {
   write_file(img, gz);
   write_file(lbl, idx_labels(50));
   expect_error<IoError>(load, img, "gzip");
+}
+
+// A gzip file inflating far past what its header declares (a "bomb") is read no further than
+// the header's promise, and a header that declares an absurd size is refused before any data is
+// read; devices are not read at all.
+TEST(Idx, ReadsStopAtWhatTheHeaderDeclares) {
+  const std::string dir = make_temp_dir();
+  const std::string img = dir + "/img.gz", lbl = dir + "/lbl";
+  write_file(lbl, idx_labels(2));
+  Bytes bomb = idx_images(2, 2, 2);
+  bomb.resize(bomb.size() + (std::size_t{64} << 20), 0);  // 64 MiB of zeros: about 64 kB compressed
+  write_gzip(img, bomb);
+  auto load = [&] { nn::load_idx(img, lbl, "bomb"); };
+  // 16 header bytes + 8 declared + 4096 of slack for naming a few stray bytes.
+  expect_error<IoError>(load, img, "holds more than the 4120 bytes expected");
+  Bytes huge;
+  put_be32(huge, 0x00000803);
+  for (int d = 0; d < 3; ++d) put_be32(huge, 0xffffffffu);
+  write_gzip(img, huge);
+  expect_error<IoError>(load, img, "declares more than");
+  expect_error<IoError>([&] { nn::load_idx("/dev/zero", lbl, "zero"); }, "/dev/zero", "not a regular file");
 }
 
 TEST(Idx, MnistDirectoryFindsRawAndGzipFiles) {

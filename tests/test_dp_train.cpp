@@ -7,6 +7,8 @@
 #include "nn/model_file.h"
 #include "nn/zoo.h"
 #include "privacy/dp_train.h"
+#include "privacy/sampling.h"
+#include "runtime/philox.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -176,6 +178,7 @@ TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   expect_bad(with([](auto& d) { d.delta = 1.0; }));
   expect_bad(with([](auto& d) { d.sampling_rate = 1.5; }));
   expect_bad(with([](auto& d) { d.sampling_rate = -0.1; }));
+  expect_bad(with([](auto& d) { d.sampling_rate = 0.0; }));  // unset means batch / N; 0 is an error
   expect_bad(with([](auto& d) { d.max_grad_norm = 0.0; }));
   expect_bad(with([](auto& d) { d.clipping = "adaptive-ish"; }));
   expect_bad(with([](auto& d) { d.accountant = "moments"; }));
@@ -186,6 +189,39 @@ TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
   nn::TrainOptions big = small_options();
   big.batch_size = 65;  // more than the dataset: q would exceed 1
   expect_bad(ok, big);
+}
+
+// Noise and sampling are keyed by the full 64-bit step: steps past 2^32 get keys of their own
+// (no wrap onto step − 2^32), steps below keep the keys they always had, and a ledger whose steps
+// would run past what a key holds is refused.
+TEST(DpTrain, StepsAreKeyedWithAllTheirBits) {
+  const std::uint64_t seed = 11, wrapped = (std::uint64_t{1} << 32) + 7;
+  const philox::Key low = philox::step_key(seed, philox::kPurposeDpNoise, 7);
+  EXPECT_EQ(low.purpose, philox::kPurposeDpNoise);
+  EXPECT_EQ(low.step, 7u);
+  const philox::Key high = philox::step_key(seed, philox::kPurposeDpNoise, wrapped);
+  EXPECT_EQ(high.step, 7u);
+  EXPECT_NE(high.purpose, low.purpose);
+  EXPECT_NE(philox::normal_double(high, 0), philox::normal_double(low, 0));
+  EXPECT_NE(privacy::poisson_sample(1000, 0.5, seed, wrapped), privacy::poisson_sample(1000, 0.5, seed, 7));
+  EXPECT_EQ(privacy::poisson_sample(1000, 0.5, seed, 7), privacy::poisson_sample(1000, 0.5, seed, std::uint32_t{7}));
+}
+
+TEST(DpTrain, StepsBeyondTheKeySpaceAreRefused) {
+  const nn::Dataset data = toy_dataset(64, 8);
+  auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
+  privacy::DpTrainOptions dp;
+  dp.noise_multiplier = 1.0;
+  dp.delta = 1e-3;
+  privacy::PrivacyLedger previous;
+  previous.phases = {{1.0, 0.5, static_cast<std::int64_t>(philox::kMaxKeyedStep) - 1}};
+  previous.delta = dp.delta;
+  previous.max_grad_norm = dp.max_grad_norm;
+  previous.accountant = "rdp";
+  previous.clipping = "flat";
+  testing::expect_error<InvalidArgument>(
+      [&] { privacy::train_dp_classifier(*model, data, small_options(), dp, &previous); },
+      std::to_string(philox::kMaxKeyedStep - 1) + " earlier steps", "keys are distinct");
 }
 
 }  // namespace

@@ -314,12 +314,13 @@ TEST(PixelDpCli, BadArguments) {
   const std::string dir = testing::make_temp_dir("pixeldp_cli_bad");
   const std::string base =
       "pixeldp train --data digits --model mlp --epochs 1 --device cpu --out " + dir + "/x.safetensors ";
-  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{{"--position 3", "position 3"},
-                                                                                       {"--eps 0", "epsilon 0"},
-                                                                                       {"--eps 2", "at most 1"},
-                                                                                       {"--delta 1.5", "delta 1.5"},
-                                                                                       {"--L -1", "bound L -1"},
-                                                                                       {"--norm linf", "'linf'"}}) {
+  for (const auto& [args, fragment] :
+       std::vector<std::pair<std::string, std::string>>{{"--position 3", "--position: 3 is not in [0, 2]"},
+                                                        {"--eps 0", "--eps: 0 is not in (0, inf)"},
+                                                        {"--eps 2", "at most 1"},
+                                                        {"--delta 1.5", "--delta: 1.5 is not in (0, 1)"},
+                                                        {"--L -1", "--L: -1 is not in (0, inf)"},
+                                                        {"--norm linf", "'linf'"}}) {
     const testing::CliRun r = testing::run_cli(base + args);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_NE(r.err.find(fragment), std::string::npos) << args << ": " << r.err;

@@ -1,6 +1,9 @@
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -9,10 +12,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "nn/layers.h"
+#include "nn/model_file.h"
 #include "nn/serialize.h"
+#include "nn/zoo.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -33,6 +40,18 @@ Bytes read_file(const std::string& path) {
 
 bool exists(const std::string& path) {
   return ::access(path.c_str(), F_OK) == 0;
+}
+
+std::string dir_of(const std::string& path) {
+  return std::filesystem::path(path).parent_path().string();
+}
+
+// Temporary files of atomic writes (<name>.tmp.XXXXXX) left in `dir`.
+int temporaries(const std::string& dir) {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    n += e.path().filename().string().find(".tmp") != std::string::npos;
+  return n;
 }
 
 void put_le(Bytes& b, std::uint64_t v, int bytes) {
@@ -60,7 +79,7 @@ TEST(Safetensors, RoundTripsEveryDtypeWithMetadata) {
   const Tensor empty = Tensor::empty({0, 4}, DType::F32);
   const std::map<std::string, std::string> meta{{"epsilon", "1.25"}, {"note", "ünïcode ✓"}, {"empty", ""}};
   nn::save_safetensors(path, {{"w", f32}, {"d", f64}, {"i", i32}, {"s", scalar}, {"e", empty}}, meta);
-  EXPECT_FALSE(exists(path + ".tmp"));
+  EXPECT_EQ(temporaries(dir_of(path)), 0);
 
   const nn::SafetensorsFile file = nn::load_safetensors(path);
   EXPECT_EQ(file.metadata, meta);
@@ -145,7 +164,15 @@ TEST(Safetensors, CorruptFilesAreRejectedNamingFileAndTensor) {
        "tensor 't': F32 [3] needs 12 bytes"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})",
                          four_floats),
-       "tensor 't': F32 [4294967296, 4294967296, 16] needs more than"},
+       "tensor 't': shape [4294967296,4294967296,16] has more elements than 2^63 - 1"},
+      {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4294967296,1024,16],"data_offsets":[0,16]}})",
+                         four_floats),
+       "tensor 't': F32 [4294967296, 1024, 16] needs more than"},
+      // A zero makes the product 0, but the other sizes still may not overflow a shape.
+      {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[9223372036854775807,2,0],"data_offsets":[0,0]},)"
+                         R"("u":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+                         four_floats),
+       "tensor 't': shape [9223372036854775807,2,0] has more elements than 2^63 - 1"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", four_floats),
        "tensor 't': shape entry -4"},
       {safetensors_bytes(R"({"t":{"dtype":"F32","shape":[4],"data_offsets":[16,0]}})", four_floats),
@@ -243,7 +270,7 @@ TEST(ModelFile, WritesAreAtomic) {
   write_file(path, Bytes(100000, 0xab));
   auto model = mlp(4, 3, 2, 1);
   nn::save_model(path, *model);
-  EXPECT_FALSE(exists(path + ".tmp"));
+  EXPECT_EQ(temporaries(dir_of(path)), 0);
   auto copy = mlp(4, 3, 2, 9);
   nn::load_model(path, *copy);
   EXPECT_EQ(parameter_values(*copy), parameter_values(*model));
@@ -254,7 +281,7 @@ TEST(ModelFile, WritesAreAtomic) {
   ASSERT_EQ(::mkdir(blocked.c_str(), 0755), 0);
   write_file(blocked + "/keep", Bytes{1});
   expect_error<IoError>([&] { nn::save_model(blocked, *model); }, blocked, "cannot rename");
-  EXPECT_FALSE(exists(blocked + ".tmp"));
+  EXPECT_EQ(temporaries(dir), 0);
   expect_error<IoError>([&] { nn::save_model(dir + "/no/such/dir/m.safetensors", *model); },
                         dir + "/no/such/dir/m.safetensors", "cannot create");
 }
@@ -281,6 +308,98 @@ TEST(ModelFile, CudaParametersSaveAndLoadOnTheirDevice) {
   nn::load_model(path, *loaded);
   for (const auto& [name, v] : loaded->named_parameters()) EXPECT_TRUE(v.value().is_cuda()) << name;
   EXPECT_EQ(parameter_values(*loaded), values);
+}
+
+// Reads are bounded by the file's own size: a device such as /dev/zero is refused up front
+// instead of being read until memory runs out.
+TEST(Safetensors, NonRegularFilesAreRefused) {
+  expect_error<IoError>([] { nn::load_safetensors("/dev/zero"); }, "/dev/zero", "not a regular file");
+  expect_error<IoError>([] { nn::load_classifier("/dev/zero"); }, "/dev/zero", "not a regular file");
+}
+
+// A classifier's metadata decides what is built before the weights are compared: sizes that
+// overflow, or an input far larger than the file's weights could serve, are refused before any
+// allocation for them.
+TEST(ModelFile, MetadataSizesAreCheckedBeforeTheModelIsBuilt) {
+  const std::string dir = make_temp_dir();
+  const std::string good = dir + "/good.safetensors", bad = dir + "/bad.safetensors";
+  const nn::ModelSpec spec{"mlp", {1, 8, 8}, 10, "", 1};
+  nn::save_classifier(good, *nn::build_model(spec), spec);
+  const nn::SafetensorsFile file = nn::load_safetensors(good);
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const std::string& name : file.order) tensors.emplace_back(name, file.tensors.at(name));
+  for (const auto& [key, value, fragment] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"aegis.input_shape", "1,4294967296,4294967296", "product fits in 64 bits"},
+           {"aegis.input_shape", "1,0,8", "sizes ≥ 1"},
+           {"aegis.input_shape", "1,1000,1000", "far larger than the file's"},
+           {"aegis.num_classes", "4294967296", "is not in [2, "}}) {
+    SCOPED_TRACE(value);
+    std::map<std::string, std::string> metadata = file.metadata;
+    metadata[key] = value;
+    nn::save_safetensors(bad, tensors, metadata);
+    expect_error<IoError>([&] { nn::load_classifier(bad); }, bad, fragment);
+  }
+  EXPECT_EQ(nn::load_classifier(good).spec.input_shape, (Shape{1, 8, 8}));
+}
+
+// Two writers saving to one path at the same time (two runs with the same --out) each use their
+// own temporary file: both saves succeed and the result is one of the two models, whole.
+TEST(ModelFile, ConcurrentWritersToOnePathNeverShareATemporary) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/shared.safetensors";
+  auto a = mlp(16, 32, 4, 1), b = mlp(16, 32, 4, 2);
+  std::atomic<int> failures{0};
+  auto save_many = [&](const nn::Module& m) {
+    for (int i = 0; i < 25; ++i) try {
+        nn::save_model(path, m);
+      } catch (const std::exception&) {
+        ++failures;
+      }
+  };
+  std::thread ta(save_many, std::cref(*a)), tb(save_many, std::cref(*b));
+  ta.join();
+  tb.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto copy = mlp(16, 32, 4, 9);
+  nn::load_model(path, *copy);
+  const auto v = parameter_values(*copy);
+  EXPECT_TRUE(v == parameter_values(*a) || v == parameter_values(*b));
+  EXPECT_EQ(temporaries(dir), 0);
+}
+
+// Keeps a file-size limit for the scope of a test, with SIGXFSZ ignored so that the write past
+// the limit fails with EFBIG, like a write on a full disk fails with ENOSPC.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    ::getrlimit(RLIMIT_FSIZE, &m_saved);
+    m_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = m_saved;
+    lim.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &m_saved);
+    std::signal(SIGXFSZ, m_handler);
+  }
+
+ private:
+  rlimit m_saved{};
+  void (*m_handler)(int) = nullptr;
+};
+
+TEST(ModelFile, AShortWriteLeavesNoHalfFileAndNoTemporary) {
+  const std::string dir = make_temp_dir();
+  const std::string path = dir + "/m.safetensors";
+  auto small = mlp(2, 2, 2, 1), big = mlp(64, 256, 10, 2);
+  nn::save_model(path, *small);
+  const Bytes before = read_file(path);
+  {
+    const FileSizeLimit limit(before.size() + 4096);  // far below the big model's 70 kB
+    expect_error<IoError>([&] { nn::save_model(path, *big); }, path, "failed");
+  }
+  EXPECT_EQ(read_file(path), before);
+  EXPECT_EQ(temporaries(dir), 0);
 }
 
 }  // namespace

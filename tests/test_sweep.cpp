@@ -1,10 +1,13 @@
 // Certification sweep files (certify/sweep.h) with a deterministic fake certifier: the TSV row
 // format and its parser, input selection (--skip, --max, --shard), the settings sidecar, and
 // resuming after a cut-off last line or an interrupted run with no lost and no repeated rows.
+#include <sys/resource.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -391,6 +394,28 @@ TEST(SweepFile, InterruptedRunKeepsFinishedChunksAndResumes) {
   EXPECT_EQ(s.inputs, 45);
   EXPECT_EQ(s.correct, correct);
   EXPECT_EQ(s.abstained, abstained);
+}
+
+// A row cut short by a full disk is cut off again before the error is reported: the file stays a
+// valid sweep whose rows are all whole.
+TEST(SweepFile, AShortWriteLeavesNoTornRow) {
+  const std::string path = make_temp_dir("sweep_full") + "/full.tsv";
+  SweepFile file(path, small_settings(), OpenMode::Create);
+  file.append(sweep_row(0, 1, fake_certificate(0)));
+  const auto before = std::filesystem::file_size(path);
+  {
+    rlimit saved{};
+    ::getrlimit(RLIMIT_FSIZE, &saved);
+    const auto handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit lim = saved;
+    lim.rlim_cur = before + 5;  // room for part of the next row only
+    ::setrlimit(RLIMIT_FSIZE, &lim);
+    expect_error<IoError>([&] { file.append(sweep_row(1, 2, fake_certificate(1))); }, path, "write failed");
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, handler);
+  }
+  EXPECT_EQ(std::filesystem::file_size(path), before);
+  EXPECT_EQ(read_sweep_tsv(path, false).rows.size(), 1u);
 }
 
 }  // namespace

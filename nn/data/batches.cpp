@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "nn/data/dataset.h"
+#include "runtime/checked_math.h"
 #include "runtime/philox.h"
 
 namespace aegis::nn {
@@ -57,7 +58,7 @@ void BatchIterator::start_epoch(std::uint32_t epoch) {
 
 std::int64_t BatchIterator::num_batches() const {
   const std::int64_t n = m_dataset.size(), b = m_options.batch_size;
-  return m_options.drop_last ? n / b : (n + b - 1) / b;
+  return m_options.drop_last ? n / b : ceil_div(n, b);
 }
 
 bool BatchIterator::next(Batch& out) {

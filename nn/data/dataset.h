@@ -125,8 +125,13 @@ std::vector<std::int64_t> shuffled_order(std::int64_t n, std::uint64_t seed, std
 
 namespace detail {
 // The whole content of `path`, gunzipped when it starts with the gzip magic bytes. Throws IoError
-// naming the file when it cannot be opened or its gzip stream is corrupt or truncated.
-std::vector<unsigned char> read_file_bytes(const std::string& path);
+// naming the file when it is not a regular file, cannot be opened, its gzip stream is corrupt or
+// truncated, or its content goes on past `limit` bytes (reading stops there: a gzip bomb is not
+// inflated further).
+constexpr std::uint64_t kMaxDataFileBytes = std::uint64_t{1} << 32;
+std::vector<unsigned char> read_file_bytes(const std::string& path, std::uint64_t limit = kMaxDataFileBytes);
+// The first `count` bytes of the content (fewer when it is shorter), for reading a header first.
+std::vector<unsigned char> read_file_head(const std::string& path, std::size_t count);
 bool file_exists(const std::string& path);
 bool directory_exists(const std::string& path);
 }  // namespace detail

@@ -18,6 +18,10 @@ std::uint32_t read_be32(const unsigned char* p) {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
 }
 
+// IDX files of MNIST-like datasets hold tens of megabytes; 4 GiB is far beyond any of them.
+constexpr std::uint64_t kMaxIdxPayloadBytes = std::uint64_t{1} << 32;
+constexpr std::uint64_t kIdxSlackBytes = 4096;
+
 std::string hex32(std::uint32_t v) {
   std::ostringstream s;
   s << "0x" << std::hex << std::setw(8) << std::setfill('0') << v;
@@ -67,12 +71,33 @@ IdxHeader parse_idx_header(const std::vector<unsigned char>& bytes, const std::s
   return header;
 }
 
+// Reads the header first and then no more of the file than it declares (plus a little, so that
+// parse_idx_header can still name a few unexpected trailing bytes): a gzip file whose content
+// inflates far past its header's promise stops inflating there. The declared size itself must be
+// sane, at most kMaxIdxPayloadBytes.
+std::vector<unsigned char> read_idx_file(const std::string& path, std::uint32_t expected_magic) {
+  const std::size_t ndims = expected_magic & 0xff;
+  const std::size_t header_bytes = 4 + 4 * ndims;
+  const std::vector<unsigned char> head = detail::read_file_head(path, header_bytes);
+  if (head.size() < header_bytes || read_be32(head.data()) != expected_magic)
+    return detail::read_file_bytes(path, header_bytes + kIdxSlackBytes);  // parse_idx_header says what is wrong
+  std::uint64_t payload = 1;
+  for (std::size_t d = 0; d < ndims; ++d) {
+    const std::uint64_t dim = read_be32(head.data() + 4 + 4 * d);
+    if (dim != 0 && payload > kMaxIdxPayloadBytes / dim)
+      AEGIS_THROW(IoError, path << ": the IDX header declares more than " << kMaxIdxPayloadBytes
+                                << " bytes of data (dimension " << d << " is " << dim << ")");
+    payload *= dim;
+  }
+  return detail::read_file_bytes(path, header_bytes + payload + kIdxSlackBytes);
+}
+
 }  // namespace
 
 Dataset load_idx(const std::string& images_path, const std::string& labels_path, const std::string& name) {
-  const std::vector<unsigned char> image_bytes = detail::read_file_bytes(images_path);
+  const std::vector<unsigned char> image_bytes = read_idx_file(images_path, kImagesMagic);
   const IdxHeader ih = parse_idx_header(image_bytes, images_path, kImagesMagic, "images");
-  const std::vector<unsigned char> label_bytes = detail::read_file_bytes(labels_path);
+  const std::vector<unsigned char> label_bytes = read_idx_file(labels_path, kLabelsMagic);
   const IdxHeader lh = parse_idx_header(label_bytes, labels_path, kLabelsMagic, "labels");
 
   const auto n = static_cast<std::int64_t>(ih.dims[0]);
