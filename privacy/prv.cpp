@@ -48,17 +48,21 @@ constexpr std::int64_t kMaxGridPoints = std::int64_t{1} << 25;
 constexpr std::int64_t kMaxSpectralCells = std::int64_t{1} << 40;
 constexpr std::int64_t kSpectralFrom = std::int64_t{1} << 18;
 
+// The cell whose centre is nearest y; callers keep |y/h| far below 2^63.
 std::int64_t cell_of(double y, double h) {
-  return static_cast<std::int64_t>(std::floor(y / h + 0.5));
+  const double cell = std::floor(y / h + 0.5);
+  AEGIS_CHECK_AS(NumericError, std::fabs(cell) < 4e18, "PRV value " << y << " is out of reach of a grid of mesh " << h);
+  return static_cast<std::int64_t>(cell);
 }
 
 DiscretePrv discretize(const SubsampledGaussianPrv& prv, double lo, double hi, double h) {
+  AEGIS_CHECK_AS(NumericError, (hi - lo) / h <= static_cast<double>(2 * kMaxGridPoints),
+                 "PRV of sampling rate " << prv.sampling_rate() << ", noise multiplier " << prv.noise_multiplier()
+                                         << " spans [" << lo << ", " << hi << "], too many cells of mesh " << h
+                                         << "; raise eps_error");
   DiscretePrv d;
   d.first = cell_of(lo, h);
   const std::int64_t cells = cell_of(hi, h) - d.first + 1;
-  AEGIS_CHECK_AS(NumericError, cells <= 2 * kMaxGridPoints,
-                 "PRV of sampling rate " << prv.sampling_rate() << ", noise multiplier " << prv.noise_multiplier()
-                                         << " spans " << cells << " cells of mesh " << h << "; raise eps_error");
   d.mass.resize(static_cast<std::size_t>(cells));
   const double bottom = (static_cast<double>(d.first) - 0.5) * h;
   long double total = 0.0L, discrete_mean = 0.0L;
@@ -147,35 +151,39 @@ ComposedPrv compose(const std::vector<DiscretePrv>& parts, const std::vector<std
 }
 
 // ε of the discrete PRV at δ: on [v_{m−1}, v_m), δ(ε) = Σ_{i≥m} p_i (1 − e^(ε − v_i)) = D1 − e^ε·D2,
-// decreasing in ε, so scan down from the top and invert on the interval that brackets δ.
+// decreasing in ε, so scan down from the top and invert on the interval that brackets δ. D2 is
+// kept relative to e^(−v_m) (W = e^(v_m)·D2 = p_m + e^(−h)·W_(m+1)), so that no exponential
+// overflows however large ε is.
 double epsilon_at(const ComposedPrv& prv, double delta) {
-  long double d1 = 0.0L, d2 = 0.0L;
+  const long double decay = std::exp(-prv.h);
+  long double d1 = 0.0L, w = 0.0L;
   for (std::size_t m = prv.pmf.size(); m-- > 0;) {
     d1 += prv.pmf[m];
-    d2 += static_cast<long double>(prv.pmf[m] * std::exp(-prv.value(m)));
-    if (m > 0 && d1 - static_cast<long double>(std::exp(prv.value(m - 1))) * d2 < delta) continue;
+    w = prv.pmf[m] + decay * w;
+    if (m > 0 && d1 - w * decay < delta) continue;
     AEGIS_CHECK_AS(NumericError, m + 1 < prv.pmf.size(), "PRV epsilon lies at the top of the grid; domain too small");
     if (d1 <= delta) return -std::numeric_limits<double>::infinity();
-    return static_cast<double>(std::log((d1 - delta) / d2));
+    return prv.value(m) + static_cast<double>(std::log((d1 - delta) / w));
   }
   return -std::numeric_limits<double>::infinity();
 }
 
 // The same search on a spectral PRV: δ̃ at the left end of cell m's interval is
-// tail_mass(m) − e^(v_(m−1))·tail_weighted(m), non-increasing in m, so bisect for the last m where it
-// is ≥ δ. `noise` grows to the error bound of the sums used.
+// mass(m) − e^(−h)·weighted(m), non-increasing in m, so bisect for the last m where it is ≥ δ.
+// `noise` grows to the error bound of the sums used.
 double epsilon_at(const detail::SpectralPrv& prv, double delta, double& noise) {
   double mass, weighted, error;
+  const double decay = std::exp(-prv.h);
   auto value = [&](std::int64_t m) { return static_cast<double>(prv.first + m) * prv.h + prv.shift; };
   auto delta_left = [&](std::int64_t m) {
     detail::spectral_tail(prv, m, mass, weighted, error);
-    return mass - std::exp(value(m - 1)) * weighted;
+    return mass - decay * weighted;
   };
   std::int64_t lo = 1, hi = prv.n - 1;  // invariant: δ̃ at lo's left end ≥ δ, at hi's < δ
   if (delta_left(lo) < delta) {
     detail::spectral_tail(prv, 0, mass, weighted, error);
     noise = std::max(noise, error);
-    return mass <= delta ? -std::numeric_limits<double>::infinity() : std::log((mass - delta) / weighted);
+    return mass <= delta ? -std::numeric_limits<double>::infinity() : value(0) + std::log((mass - delta) / weighted);
   }
   AEGIS_CHECK_AS(NumericError, delta_left(hi) < delta, "PRV epsilon lies at the top of the grid; domain too small");
   while (hi - lo > 1) {
@@ -184,7 +192,7 @@ double epsilon_at(const detail::SpectralPrv& prv, double delta, double& noise) {
   }
   detail::spectral_tail(prv, lo, mass, weighted, error);
   noise = std::max(noise, error);
-  return std::log((mass - delta) / weighted);
+  return value(lo) + std::log((mass - delta) / weighted);
 }
 
 }  // namespace
@@ -240,10 +248,11 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   // What lies beyond [inner_lower, inner_upper] (half the padding) is checked below: more than
   // δ_error there means the window is wrong and mass has wrapped around the circle.
   const double inner_lower = lower - pad / 2, inner_upper = upper + pad / 2;
-  const std::int64_t first = cell_of(lower - pad - shift, h), last = cell_of(upper + pad - shift, h);
-  AEGIS_CHECK_AS(NumericError, last - first < kMaxSpectralCells,
+  const double window_cells = (upper - lower + 2.0 * pad) / h;
+  AEGIS_CHECK_AS(NumericError, window_cells < static_cast<double>(kMaxSpectralCells),
                  "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
-                                      << last - first + 1 << " points; raise eps_error or use the rdp accountant");
+                                      << window_cells << " points; raise eps_error or use the rdp accountant");
+  const std::int64_t first = cell_of(lower - pad - shift, h), last = cell_of(upper + pad - shift, h);
   // Long compositions: a few hundred Fourier coefficients describe the composed pmf exactly
   // (prv_spectral.cpp). Short ones, or spectra that decay slowly: FFTs on a power-of-two circle.
   const auto cells = last - first + 1;

@@ -137,7 +137,7 @@ void spectral_tail(const SpectralPrv& prv, std::int64_t m, double& mass, double&
   const std::int64_t a = prv.first + m, count = prv.n - m, n = prv.n;
   const double h = prv.h, inv_n = 1.0 / static_cast<double>(n);
   // Σ_{J=a}^{a+count−1} e^(iθJ) = e^(iθa)·(1 − e^(iθ·count))/(1 − e^(iθ)), and the same with
-  // e^(−hJ) folded in; both scaled by e^(v_a) = e^(a·h + shift) for the weighted sum.
+  // e^(−h(J − a)) folded in for the weighted sum (relative to e^(−v_a), so nothing overflows).
   long double mass_sum = static_cast<double>(count), weighted_sum = 0.0L;
   const double geometric0 = std::expm1(-h * static_cast<double>(count)) / std::expm1(-h);
   weighted_sum = geometric0;
@@ -153,8 +153,7 @@ void spectral_tail(const SpectralPrv& prv, std::int64_t m, double& mass, double&
     error_sum += 2.0 * prv.error[k] * (std::abs(plain) + std::abs(damped));
   }
   mass = static_cast<double>(mass_sum) * inv_n;
-  const double v_a = static_cast<double>(a) * h + prv.shift;
-  weighted = static_cast<double>(weighted_sum) * inv_n * std::exp(-v_a);
+  weighted = static_cast<double>(weighted_sum) * inv_n;
   error = error_sum * inv_n + 4.0 * kEps * std::fabs(mass);
 }
 

@@ -127,16 +127,6 @@ double SubsampledGaussianPrv::partial_mean(double a, double b) const {
   return expectation(a, b, [](double y) { return y; });
 }
 
-void SubsampledGaussianPrv::mean_variance(double& mean, double& variance) const {
-  if (m_q == 1.0) {  // Y = (2X − 1)/(2σ²) with X ∼ N(1, σ²): N(1/(2σ²), 1/σ²)
-    mean = 0.5 / (m_sigma * m_sigma);
-    variance = 1.0 / (m_sigma * m_sigma);
-    return;
-  }
-  mean = expectation(-kInf, kInf, [](double y) { return y; });
-  variance = std::max(0.0, expectation(-kInf, kInf, [&](double y) { return (y - mean) * (y - mean); }));
-}
-
 double SubsampledGaussianPrv::log_mgf_negative(double lambda) const {
   if (m_q == 1.0) return lambda * (lambda - 1.0) / (2.0 * m_sigma * m_sigma);  // Y ∼ N(μ, 2μ), μ = 1/(2σ²)
   // e^(−λY) ≤ (1−q)^(−λ): log it out so that the integrand stays in range.

@@ -32,8 +32,6 @@ class SubsampledGaussianPrv {
   void cdf_sf(double y, double& cdf, double& sf) const;
   // E[Y · 1{a < Y ≤ b}].
   double partial_mean(double a, double b) const;
-  // E[Y] and Var[Y].
-  void mean_variance(double& mean, double& variance) const;
   // log E[e^(−λY)] for λ > 0 (the cumulant generating function at −λ), +∞ where it overflows.
   double log_mgf_negative(double lambda) const;
 
@@ -85,8 +83,8 @@ struct SpectralPrv {
 bool compose_spectral(const std::vector<DiscretePrv>& parts, const std::vector<std::int64_t>& steps, double h,
                       std::int64_t first, std::int64_t n, std::int64_t max_coefficients, SpectralPrv& out);
 
-// Σ_{J ≥ first + m} p_J (mass) and Σ_{J ≥ first + m} p_J·e^(−v_J) (weighted), with `error` bounding
-// the error of the mass; weighted is only for values v ≥ −700.
+// With a = first + m: Σ_{J ≥ a} p_J (mass) and Σ_{J ≥ a} p_J·e^(−(v_J − v_a)) (weighted), with
+// `error` bounding the error of mass − e^(−h)·weighted.
 void spectral_tail(const SpectralPrv& prv, std::int64_t m, double& mass, double& weighted, double& error);
 
 // prv_epsilon with the composition method forced (tests): automatic chooses the spectral path for
