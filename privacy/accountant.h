@@ -11,8 +11,9 @@
 //        Canonne, Kamath, Steinke 2020, minimized over a grid of orders. A guarantee; often loose.
 //   prv  Numerical composition of privacy loss random variables (Gopi, Lee, Wutschitz 2021):
 //        the loss distribution of one step is truncated, discretized on a uniform grid and
-//        self-convolved by FFT. Returns an estimate and bounds that hold by the paper's error
-//        analysis; the bound `epsilon_upper` is the guarantee. Tighter than rdp.
+//        composed by FFT, or for long runs through the Fourier coefficients of the composition.
+//        Returns an estimate and bounds that hold by the paper's error analysis; the bound
+//        `epsilon_upper` is the guarantee. Tighter than rdp.
 //
 // Every function validates its arguments and throws aegis::InvalidArgument naming the bad value;
 // aegis::NumericError when a computation cannot reach the requested accuracy.
@@ -74,12 +75,14 @@ EpsilonResult rdp_epsilon(const std::vector<SgmPhase>& phases, double delta,
 // ---- prv (privacy/prv.cpp) -------------------------------------------------------------------
 
 // eps_error > 0 and delta_error ∈ [0, δ/2] are the accuracy parameters of Gopi et al. 2021 (§5);
-// delta_error = 0 means δ/1000. The bounds satisfy epsilon_upper − epsilon_lower ≈ 2·eps_error.
-// The grid covers the composed loss distribution (its width W grows like √T: about 15 standard
-// deviations of the composed loss) at mesh eps_error/sqrt(T·log(12/delta_error)/2), so it has
-// ~W·sqrt(T·log(12/delta_error)/2)/eps_error points, rounded up to a power of two, at ~40 bytes
-// each; NumericError when that exceeds 2^25 points (raise eps_error or use rdp), or when δ is
-// below the rounding noise of the composed distribution (~T·1e-16).
+// delta_error = 0 means δ/1000. The bounds satisfy epsilon_upper − epsilon_lower ≈ 2·eps_error,
+// widened by a bound on the rounding error of T-fold composition (~T·1e-16 of δ̃).
+// The grid covers the composed loss distribution (about 15 of its standard deviations, which grow
+// like √T) at mesh eps_error/sqrt(T·log(12/delta_error)/2), so it has ~T/eps_error points. Up to
+// 2^18 of them are composed by FFT (~40 bytes a point). Longer runs are composed from the few
+// hundred Fourier coefficients that describe the composed distribution, without forming the grid.
+// NumericError when neither works within 2^25 points (raise eps_error or use rdp), or when δ is
+// below the rounding noise of the composition.
 EpsilonResult prv_epsilon(const std::vector<SgmPhase>& phases, double delta, double eps_error = 0.01,
                           double delta_error = 0.0);
 

@@ -17,8 +17,11 @@
 // from a Chernoff lower bound to a Chernoff upper bound on Y, each with tail mass δ_error/8
 // (prv_step.h), padded by ε_error for the rounding of the grid. Every step's PRV is laid on the
 // circle modulo its length, which commutes with convolution, so the composed pmf read back on that
-// window is exact up to the mass outside it. The T-fold convolution is one forward FFT per phase,
-// each coefficient raised to the power T by repeated squaring, and one inverse FFT.
+// window is exact up to the mass outside it. For short compositions the T-fold convolution is one
+// forward FFT per phase, each coefficient raised to the power T by repeated squaring, and one
+// inverse FFT. For long ones (circles of 2^18 cells and more) the composed pmf is so smooth that a
+// few hundred Fourier coefficients describe it; prv_spectral.cpp computes only those and never
+// forms the grid.
 #include <algorithm>
 #include <cmath>
 #include <complex>
@@ -36,11 +39,10 @@ namespace {
 
 using detail::DiscretePrv;
 using detail::Fft;
+using detail::PrvMethod;
 using detail::PrvPhase;
 using detail::SubsampledGaussianPrv;
 using cplx = std::complex<double>;
-
-using detail::PrvMethod;
 
 // On the FFT path each grid point costs ~40 bytes (spectra, twiddles, pmf): 2^25 points is
 // ~1.3 GB. The spectral path stores no grid; its circle only has to fit the cell arithmetic.
@@ -59,7 +61,7 @@ DiscretePrv discretize(const SubsampledGaussianPrv& prv, double lo, double hi, d
   AEGIS_CHECK_AS(NumericError, (hi - lo) / h <= static_cast<double>(2 * kMaxGridPoints),
                  "PRV of sampling rate " << prv.sampling_rate() << ", noise multiplier " << prv.noise_multiplier()
                                          << " spans [" << lo << ", " << hi << "], too many cells of mesh " << h
-                                         << "; raise eps_error");
+                                         << "; raise eps_error (account --eps-error)");
   DiscretePrv d;
   d.first = cell_of(lo, h);
   const std::int64_t cells = cell_of(hi, h) - d.first + 1;
@@ -251,7 +253,7 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   const double window_cells = (upper - lower + 2.0 * pad) / h;
   AEGIS_CHECK_AS(NumericError, window_cells < static_cast<double>(kMaxSpectralCells),
                  "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
-                                      << window_cells << " points; raise eps_error or use the rdp accountant");
+                                      << window_cells << " points; raise eps_error (account --eps-error) or use the rdp accountant");
   const std::int64_t first = cell_of(lower - pad - shift, h), last = cell_of(upper + pad - shift, h);
   // Long compositions: a few hundred Fourier coefficients describe the composed pmf exactly
   // (prv_spectral.cpp). Short ones, or spectra that decay slowly: FFTs on a power-of-two circle.
@@ -286,7 +288,7 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
     AEGIS_CHECK_AS(NumericError, cells <= kMaxGridPoints,
                    "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
                                         << cells << " points (at most " << kMaxGridPoints
-                                        << "); raise eps_error or use the rdp accountant");
+                                        << "); raise eps_error (account --eps-error) or use the rdp accountant");
     std::size_t n = 2;
     while (static_cast<std::int64_t>(n) < cells) n <<= 1;
     composed = compose(parts, steps, h, first, n);
