@@ -122,7 +122,8 @@ int run_account(const AccountArgs& a) {
     for (const std::string& text : a.phases) {
       phases.push_back(parse_phase(text));
       privacy::check_phases({phases.back()});
-      AEGIS_CHECK(phases.back().steps <= std::numeric_limits<std::int64_t>::max() - total, "--phase steps add up beyond 2^63 - 1");
+      AEGIS_CHECK(phases.back().steps <= std::numeric_limits<std::int64_t>::max() - total,
+                  "--phase steps add up beyond 2^63 - 1");
       total += phases.back().steps;
       j["phases"].push_back({{"sampling_rate", phases.back().sampling_rate},
                              {"noise_multiplier", phases.back().noise_multiplier},
@@ -133,8 +134,9 @@ int run_account(const AccountArgs& a) {
     AEGIS_CHECK(has_noise != has_target,
                 "give exactly one of --noise-multiplier (to compute epsilon) and --target-epsilon (to calibrate the "
                 "noise multiplier), or the whole run as --phase q,sigma,T");
-    AEGIS_CHECK(has_rate != has_epochs, "give either --sampling-rate and --steps, or --epochs, --batch-size and "
-                                        "--dataset-size");
+    AEGIS_CHECK(has_rate != has_epochs,
+                "give either --sampling-rate and --steps, or --epochs, --batch-size and "
+                "--dataset-size");
     double q = 0.0;
     std::int64_t steps = 0;
     if (has_rate) {

@@ -237,8 +237,8 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   for (std::size_t p = 0; p < active.size(); ++p) {
     const std::vector<PrvPhase> one{{active[p].prv, 1.0}};
     const double tail = delta_error / (8.0 * t);
-    parts.push_back(discretize(active[p].prv, detail::lower_tail_bound(one, tail),
-                               detail::upper_tail_bound(one, tail), h));
+    parts.push_back(
+        discretize(active[p].prv, detail::lower_tail_bound(one, tail), detail::upper_tail_bound(one, tail), h));
     shift += static_cast<double>(steps[p]) * parts.back().shift;
     per_step_cells += static_cast<std::int64_t>(parts.back().mass.size());
   }
@@ -253,7 +253,8 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   const double window_cells = (upper - lower + 2.0 * pad) / h;
   AEGIS_CHECK_AS(NumericError, window_cells < static_cast<double>(kMaxSpectralCells),
                  "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
-                                      << window_cells << " points; raise eps_error (account --eps-error) or use the rdp accountant");
+                                      << window_cells
+                                      << " points; raise eps_error (account --eps-error) or use the rdp accountant");
   const std::int64_t first = cell_of(lower - pad - shift, h), last = cell_of(upper + pad - shift, h);
   // Long compositions: a few hundred Fourier coefficients describe the composed pmf exactly
   // (prv_spectral.cpp). Short ones, or spectra that decay slowly: FFTs on a power-of-two circle.
@@ -271,8 +272,7 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   if (use_spectral) {
     // Mass outside [inner_lower, inner_upper]: 1 minus the difference of two tail sums.
     const auto cell_at_or_above = [&](double v) {
-      return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil((v - spectral.shift) / h)) - first, 0,
-                                      cells);
+      return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil((v - spectral.shift) / h)) - first, 0, cells);
     };
     double mass_lo, mass_hi, unused, error_lo, error_hi;
     detail::spectral_tail(spectral, cell_at_or_above(inner_lower), mass_lo, unused, error_lo);
