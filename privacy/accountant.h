@@ -11,8 +11,9 @@
 //        Canonne, Kamath, Steinke 2020, minimized over a grid of orders. A guarantee; often loose.
 //   prv  Numerical composition of privacy loss random variables (Gopi, Lee, Wutschitz 2021):
 //        the loss distribution of one step is truncated, discretized on a uniform grid and
-//        self-convolved by FFT. Returns an estimate and bounds that hold by the paper's error
-//        analysis; the bound `epsilon_upper` is the guarantee. Tighter than rdp.
+//        composed by FFT, or for long runs through the Fourier coefficients of the composition.
+//        Returns an estimate and bounds that hold by the paper's error analysis; the bound
+//        `epsilon_upper` is the guarantee. Tighter than rdp.
 //
 // Every function validates its arguments and throws aegis::InvalidArgument naming the bad value;
 // aegis::NumericError when a computation cannot reach the requested accuracy.
@@ -43,6 +44,9 @@ struct EpsilonResult {
   double delta = 0.0;
   // rdp: the order α at which the conversion is tightest (0 when no step was taken). prv: 0.
   double best_order = 0.0;
+  // prv: the accuracy parameters used (delta_error after its default is applied). rdp: 0.
+  double eps_error = 0.0;
+  double delta_error = 0.0;
   std::string accountant;  // "rdp" or "prv"
 };
 
@@ -71,24 +75,34 @@ EpsilonResult rdp_epsilon(const std::vector<SgmPhase>& phases, double delta,
 // ---- prv (privacy/prv.cpp) -------------------------------------------------------------------
 
 // eps_error > 0 and delta_error ∈ [0, δ/2] are the accuracy parameters of Gopi et al. 2021 (§5);
-// delta_error = 0 means δ/1000. The bounds satisfy epsilon_upper − epsilon_lower ≈ 2·eps_error.
-// The grid has ~2L·sqrt(T·log(12/delta_error)/2)/eps_error points (L ≈ 5–50, the RDP ε at
-// δ/4000, plus 3), rounded up to a power of two, at ~40 bytes each; NumericError when that exceeds
-// 2^23 points (very many steps: raise eps_error or use rdp), or when δ is below the rounding noise
-// of the composed distribution (~T·1e-16).
+// delta_error = 0 means δ/1000. The bounds satisfy epsilon_upper − epsilon_lower ≈ 2·eps_error,
+// widened by a bound on the rounding error of T-fold composition (~T·1e-16 of δ̃).
+// The grid covers the composed loss distribution (about 15 of its standard deviations, which grow
+// like √T) at mesh eps_error/sqrt(T·log(12/delta_error)/2), so it has ~T/eps_error points. Up to
+// 2^18 of them are composed by FFT (~40 bytes a point). Longer runs are composed from the few
+// hundred Fourier coefficients that describe the composed distribution, without forming the grid.
+// NumericError when neither works within 2^25 points (raise eps_error or use rdp), or when δ is
+// below the rounding noise of the composition.
 EpsilonResult prv_epsilon(const std::vector<SgmPhase>& phases, double delta, double eps_error = 0.01,
                           double delta_error = 0.0);
 
+// The accuracy parameters of prv_epsilon, for the functions below that choose an accountant by name.
+struct PrvAccuracy {
+  double eps_error = 0.01;
+  double delta_error = 0.0;  // 0: δ/1000
+};
+
 // ---- both (privacy/calibrate.cpp) ------------------------------------------------------------
 
-// accountant: "rdp" or "prv" (with the default accuracy of prv_epsilon).
-EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta);
+// accountant: "rdp" or "prv" (with the given accuracy; rdp ignores it).
+EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta,
+                              const PrvAccuracy& accuracy = {});
 
 // The smallest noise multiplier σ (to relative precision rel_tol) whose reported ε is at most
 // target_epsilon for `steps` steps at sampling rate q: compute_epsilon(accountant,
 // {{σ, q, steps}}, δ).epsilon ≤ target_epsilon always holds for the returned σ (bisection keeps
 // the upper end on the safe side). steps must be ≥ 1.
 double calibrate_noise_multiplier(const std::string& accountant, double target_epsilon, double q, std::int64_t steps,
-                                  double delta, double rel_tol = 1e-3);
+                                  double delta, double rel_tol = 1e-3, const PrvAccuracy& accuracy = {});
 
 }  // namespace aegis::privacy

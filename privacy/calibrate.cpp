@@ -56,13 +56,15 @@ double bisect_sigma(const std::function<double(double)>& epsilon_of, double targ
 
 }  // namespace
 
-EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta) {
+EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta,
+                              const PrvAccuracy& accuracy) {
   check_accountant(accountant);
-  return accountant == "rdp" ? rdp_epsilon(phases, delta) : prv_epsilon(phases, delta);
+  return accountant == "rdp" ? rdp_epsilon(phases, delta)
+                             : prv_epsilon(phases, delta, accuracy.eps_error, accuracy.delta_error);
 }
 
 double calibrate_noise_multiplier(const std::string& accountant, double target_epsilon, double q, std::int64_t steps,
-                                  double delta, double rel_tol) {
+                                  double delta, double rel_tol, const PrvAccuracy& accuracy) {
   check_accountant(accountant);
   AEGIS_CHECK(std::isfinite(target_epsilon) && target_epsilon > 0.0,
               "target epsilon " << target_epsilon << " must be positive and finite");
@@ -72,7 +74,7 @@ double calibrate_noise_multiplier(const std::string& accountant, double target_e
   AEGIS_CHECK(rel_tol > 0.0 && rel_tol < 0.5, "relative tolerance " << rel_tol << " must be in (0, 0.5)");
 
   auto epsilon_with = [&](const std::string& name) {
-    return [&, name](double sigma) { return compute_epsilon(name, {{sigma, q, steps}}, delta).epsilon; };
+    return [&, name](double sigma) { return compute_epsilon(name, {{sigma, q, steps}}, delta, accuracy).epsilon; };
   };
   // RDP is cheap: bracket from σ = 1 by doubling.
   const double sigma_rdp = bisect_sigma(epsilon_with("rdp"), target_epsilon, 1.0, 2.0, rel_tol);

@@ -1,289 +1,210 @@
 // The PRV accountant: numerical composition of privacy loss random variables (Gopi, Lee,
 // Wutschitz 2021, "Numerical Composition of Differential Privacy", NeurIPS; arXiv:2106.02848).
+// The PRV of one step is in privacy/prv_step.h. For a composition, δ(ε) = E[(1 − e^(ε−Y))₊] with
+// Y the sum of the per-step PRVs (Gopi et al., §3), whose density is the convolution of theirs.
 //
-// One step of the Poisson-subsampled Gaussian mechanism (sensitivity 1 after scaling by the
-// clipping norm) is dominated by the pair P = (1−q)·N(0,σ²) + q·N(1,σ²) and Q = N(0,σ²). Its
-// privacy loss random variable (PRV) is Y = log(P(X)/Q(X)) with X ∼ P (the paper's Prop. B.1 and
-// B.4; the direction Opacus and the authors' reference implementation use):
-//   Y = log(1 − q + q·exp((2X − 1)/(2σ²))),   support (log(1−q), ∞).
-// The loss is increasing in X, so the CDF is that of X at x(y) = σ²·log((e^y − 1 + q)/q) + 1/2:
-//   F(y) = q·Φ((x(y) − 1)/σ) + (1−q)·Φ(x(y)/σ).
-// For a composition, δ(ε) = E[(1 − e^(ε−Y))₊] with Y the sum of the per-step PRVs (Gopi et al.,
-// §3), whose density is the convolution of theirs.
-//
-// The paper's algorithm: truncate each PRV to [−L, L], discretize it on a grid of mesh h (each
-// cell's mass at its centre, then the grid shifted so that the discrete mean equals the
-// truncated continuous mean), and convolve by FFT. Its error analysis (§5) gives the accuracy: with
+// The paper's algorithm (§5, Alg. 1): truncate each PRV, discretize it on a grid of mesh h (each
+// cell's mass at its centre, then the grid shifted so that the discrete mean equals the truncated
+// continuous mean), and convolve by FFT on a circle. Its error analysis gives the accuracy: with
 //   h = ε_error / sqrt(T/2 · log(12/δ_error))   (T = total number of steps)
-// and L large enough that the truncated tails carry less than δ_error (Remark 5.6, bounded via
-// RDP; constants as in the authors' reference implementation), the discrete δ̃ satisfies
+// and tails beyond the grid carrying less than δ_error (Remark 5.6), the discrete δ̃ satisfies
 //   δ(ε + ε_error) − δ_error ≤ δ̃(ε) ≤ δ(ε − ε_error) + δ_error,
 // so ε̃(δ + δ_error) − ε_error ≤ ε(δ) ≤ ε̃(δ − δ_error) + ε_error.
+//
+// The circle: the composed PRV has mean T·E[Y₁] and a spread that grows like √T, so a grid
+// symmetric about 0 out to its largest value (the paper's [−L, L]) wastes most of its points
+// below the mean once T is large. Here the circle is only as long as the composed distribution:
+// from a Chernoff lower bound to a Chernoff upper bound on Y, each with tail mass δ_error/8
+// (prv_step.h), padded by ε_error for the rounding of the grid. Every step's PRV is laid on the
+// circle modulo its length, which commutes with convolution, so the composed pmf read back on that
+// window is exact up to the mass outside it. For short compositions the T-fold convolution is one
+// forward FFT per phase, each coefficient raised to the power T by repeated squaring, and one
+// inverse FFT. For long ones (circles of 2^18 cells and more) the composed pmf is so smooth that a
+// few hundred Fourier coefficients describe it; prv_spectral.cpp computes only those and never
+// forms the grid.
+#include <algorithm>
 #include <cmath>
 #include <complex>
 #include <cstdint>
+#include <functional>
 #include <limits>
 
 #include "privacy/accountant.h"
+#include "privacy/prv_step.h"
 #include "runtime/error.h"
 
 namespace aegis::privacy {
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
-constexpr std::int64_t kMaxGridPoints = std::int64_t{1} << 23;
+using detail::DiscretePrv;
+using detail::Fft;
+using detail::PrvMethod;
+using detail::PrvPhase;
+using detail::SubsampledGaussianPrv;
 using cplx = std::complex<double>;
 
-// Φ(z) and 1 − Φ(z), each accurate in its own small tail.
-double normal_cdf(double z) {
-  return 0.5 * std::erfc(-z / std::sqrt(2.0));
+// On the FFT path each grid point costs ~40 bytes (spectra, twiddles, pmf): 2^25 points is
+// ~1.3 GB. The spectral path stores no grid; its circle only has to fit the cell arithmetic.
+constexpr std::int64_t kMaxGridPoints = std::int64_t{1} << 25;
+constexpr std::int64_t kMaxSpectralCells = std::int64_t{1} << 40;
+constexpr std::int64_t kSpectralFrom = std::int64_t{1} << 18;
+
+// The cell whose centre is nearest y; callers keep |y/h| far below 2^63.
+std::int64_t cell_of(double y, double h) {
+  const double cell = std::floor(y / h + 0.5);
+  AEGIS_CHECK_AS(NumericError, std::fabs(cell) < 4e18, "PRV value " << y << " is out of reach of a grid of mesh " << h);
+  return static_cast<std::int64_t>(cell);
 }
-double normal_sf(double z) {
-  return 0.5 * std::erfc(z / std::sqrt(2.0));
+
+DiscretePrv discretize(const SubsampledGaussianPrv& prv, double lo, double hi, double h) {
+  AEGIS_CHECK_AS(NumericError, (hi - lo) / h <= static_cast<double>(2 * kMaxGridPoints),
+                 "PRV of sampling rate " << prv.sampling_rate() << ", noise multiplier " << prv.noise_multiplier()
+                                         << " spans [" << lo << ", " << hi << "], too many cells of mesh " << h
+                                         << "; raise eps_error (account --eps-error)");
+  DiscretePrv d;
+  d.first = cell_of(lo, h);
+  const std::int64_t cells = cell_of(hi, h) - d.first + 1;
+  d.mass.resize(static_cast<std::size_t>(cells));
+  const double bottom = (static_cast<double>(d.first) - 0.5) * h;
+  long double total = 0.0L, discrete_mean = 0.0L;
+  double cdf_lo, sf_lo, cdf_hi, sf_hi;
+  prv.cdf_sf(bottom, cdf_lo, sf_lo);
+  for (std::int64_t i = 0; i < cells; ++i) {
+    prv.cdf_sf(bottom + static_cast<double>(i + 1) * h, cdf_hi, sf_hi);
+    // A difference of the smaller of F and 1 − F keeps each cell's mass accurate in both tails.
+    const double m = cdf_hi <= 0.5 ? cdf_hi - cdf_lo : sf_lo - sf_hi;
+    cdf_lo = cdf_hi;
+    sf_lo = sf_hi;
+    d.mass[static_cast<std::size_t>(i)] = m;
+    total += m;
+    discrete_mean += static_cast<long double>(m) * (static_cast<double>(d.first + i) * h);
+  }
+  AEGIS_CHECK_AS(NumericError, total > 0.5L,
+                 "PRV of sampling rate " << prv.sampling_rate() << ", noise multiplier " << prv.noise_multiplier()
+                                         << " has only " << static_cast<double>(total) << " of its mass on the grid");
+  // The paper's mean correction: shift the cells so that their mean equals the mean of the
+  // truncated continuous PRV (the error analysis of §5 relies on it).
+  const double top = bottom + static_cast<double>(cells) * h;
+  const double continuous_mean = prv.partial_mean(bottom, top) / static_cast<double>(total);
+  d.shift = continuous_mean - static_cast<double>(discrete_mean / total);
+  AEGIS_CHECK_AS(
+      NumericError, std::fabs(d.shift) < h / 2,
+      "PRV mean correction " << d.shift << " exceeds half the mesh " << h << "; the PRV is too narrow for this grid");
+  const double inv_total = 1.0 / static_cast<double>(total);
+  for (double& m : d.mass) m *= inv_total;
+  return d;
 }
 
-// Gauss–Legendre nodes and weights on [−1, 1] (Abramowitz & Stegun 25.4.29): the roots of P_n by
-// Newton's method from cos(π(i + 3/4)/(n + 1/2)), and w_i = 2/((1 − x_i²)·P_n'(x_i)²).
-struct GaussLegendre {
-  static constexpr int n = 10;
-  double node[n], weight[n];
-  GaussLegendre() {
-    for (int i = 0; i < n; ++i) {
-      double x = std::cos(kPi * (i + 0.75) / (n + 0.5));
-      double dp = 1.0;
-      for (int iter = 0; iter < 100; ++iter) {
-        double p0 = 1.0, p1 = x;  // P_0, P_1, then the three-term recurrence up to P_n
-        for (int k = 2; k <= n; ++k) {
-          const double pk = ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k;
-          p0 = p1;
-          p1 = pk;
-        }
-        dp = n * (x * p1 - p0) / (x * x - 1.0);
-        const double dx = p1 / dp;
-        x -= dx;
-        if (std::fabs(dx) < 1e-16) break;
-      }
-      node[i] = x;
-      weight[i] = 2.0 / ((1.0 - x * x) * dp * dp);
-    }
+// z^e by repeated squaring; once a square drops below 1e-280 the rest of the power is 0 in double.
+cplx power(cplx z, std::int64_t e) {
+  auto mul = [](cplx a, cplx b) {  // written out: operator* checks for NaN/Inf on every call
+    return cplx(a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real());
+  };
+  cplx result(1.0, 0.0);
+  for (;;) {
+    if (e & 1) result = mul(result, z);
+    e >>= 1;
+    if (e == 0) return result;
+    z = mul(z, z);
+    if (std::norm(z) < 1e-280) return cplx(0.0, 0.0);
   }
-};
+}
 
-// The PRV of one step of the Poisson-subsampled Gaussian mechanism (see the file comment).
-class SubsampledGaussianPrv {
- public:
-  SubsampledGaussianPrv(double q, double sigma) : m_q(q), m_sigma(sigma) {}
-
-  // Y > log(1−q) almost surely; −∞ for q = 1 (the plain Gaussian PRV is itself Gaussian).
-  double support_min() const { return m_q < 1.0 ? std::log1p(-m_q) : -std::numeric_limits<double>::infinity(); }
-  // The output x at which the loss equals y (y > support_min()).
-  double output_at(double y) const {
-    const double z = m_q < 1.0 ? std::log(std::expm1(y) + m_q) - std::log(m_q) : y;
-    return m_sigma * m_sigma * z + 0.5;
-  }
-  // The loss at output x, without overflow where e^u is huge.
-  double loss_at(double x) const {
-    const double u = (2.0 * x - 1.0) / (2.0 * m_sigma * m_sigma);
-    if (m_q == 1.0) return u;
-    if (u > 30.0) return std::log(m_q) + u + std::log1p((1.0 - m_q) * std::exp(-u) / m_q);
-    return std::log1p(m_q * std::expm1(u));
-  }
-  // Density of X under P.
-  double output_density(double x) const {
-    const double a = x / m_sigma, b = (x - 1.0) / m_sigma;
-    return (m_q * std::exp(-0.5 * b * b) + (1.0 - m_q) * std::exp(-0.5 * a * a)) / (m_sigma * std::sqrt(2.0 * kPi));
-  }
-  // F(y) and 1 − F(y); the one computed directly is the smaller (≲ 0.6), the other is 1 minus it.
-  void cdf_sf(double y, double& cdf, double& sf) const {
-    if (y <= support_min()) {
-      cdf = 0.0;
-      sf = 1.0;
-      return;
-    }
-    const double x = output_at(y);
-    if (x <= 0.5) {
-      cdf = m_q * normal_cdf((x - 1.0) / m_sigma) + (1.0 - m_q) * normal_cdf(x / m_sigma);
-      sf = 1.0 - cdf;
-    } else {
-      sf = m_q * normal_sf((x - 1.0) / m_sigma) + (1.0 - m_q) * normal_sf(x / m_sigma);
-      cdf = 1.0 - sf;
-    }
-  }
-  // E[Y · 1{a < Y ≤ b}], integrated over the output x ∈ (x(a), x(b)] with composite Gauss–Legendre.
-  // Beyond 40σ from both mixture centres the density is below e^(−800) and is dropped. Panels are
-  // narrow against both the Gaussian scale σ and the width σ² of the loss's bend near x = z0.
-  double partial_mean(double a, double b) const {
-    static const GaussLegendre gl;
-    double lo = -40.0 * m_sigma, hi = 1.0 + 40.0 * m_sigma;
-    if (a > support_min()) lo = std::max(lo, output_at(a));
-    hi = std::min(hi, output_at(b));
-    if (!(hi > lo)) return 0.0;
-    const double width = std::min(m_sigma, m_sigma * m_sigma) / 4.0;
-    const auto panels = static_cast<std::int64_t>(std::min(200000.0, std::ceil((hi - lo) / width)));
-    const double step = (hi - lo) / static_cast<double>(panels);
-    long double total = 0.0L;
-    for (std::int64_t p = 0; p < panels; ++p) {
-      const double mid = lo + (static_cast<double>(p) + 0.5) * step;
-      double panel = 0.0;
-      for (int i = 0; i < GaussLegendre::n; ++i) {
-        const double x = mid + 0.5 * step * gl.node[i];
-        panel += gl.weight[i] * loss_at(x) * output_density(x);
-      }
-      total += 0.5 * step * panel;
-    }
-    return static_cast<double>(total);
-  }
-
- private:
-  double m_q, m_sigma;
-};
-
-// Radix-2 FFT of size N = 2^k, X_j = Σ_n x_n·e^(−2πi·jn/N), in two halves that never reorder
-// the data: the forward transform is decimation in frequency (natural order in, bit-reversed
-// order out) and the inverse is decimation in time (bit-reversed in, natural out), the exact
-// transpose of the forward one. Composition only multiplies spectra elementwise, which does not
-// care about the order, so no bit-reversal pass is needed. Both recurse depth-first: once a
-// sub-transform fits in cache, all its stages run there.
-class Fft {
- public:
-  explicit Fft(std::size_t n) : m_n(n), m_twiddle(n / 2) {
-    // w_k = e^(−2πik/N) from cos/sin of each angle (no recurrence, so errors stay O(ε·log N)),
-    // the second quarter by the exact rotation w_(k+N/4) = −i·w_k.
-    const std::size_t quarter = std::max<std::size_t>(n / 4, 1);
-    for (std::size_t k = 0; k < quarter && k < n / 2; ++k) {
-      const double angle = 2.0 * kPi * static_cast<double>(k) / static_cast<double>(n);
-      m_twiddle[k] = cplx(std::cos(angle), -std::sin(angle));
-      if (k + quarter < n / 2) m_twiddle[k + quarter] = cplx(m_twiddle[k].imag(), -m_twiddle[k].real());
-    }
-  }
-  // Natural order in, bit-reversed order out.
-  void forward(cplx* a) const { dif(a, m_n); }
-  // Bit-reversed order in, natural order out, times N (unnormalized).
-  void inverse(cplx* a) const { dit(a, m_n); }
-
- private:
-  // Products written out: std::complex's operator* checks for NaN/Inf on every call.
-  static cplx mul(cplx w, cplx v) {
-    return cplx(w.real() * v.real() - w.imag() * v.imag(), w.real() * v.imag() + w.imag() * v.real());
-  }
-  void dif(cplx* a, std::size_t n) const {
-    if (n < 2) return;
-    const std::size_t half = n / 2, stride = m_n / n;
-    for (std::size_t j = 0; j < half; ++j) {
-      const cplx u = a[j], v = a[j + half];
-      a[j] = u + v;
-      a[j + half] = mul(m_twiddle[j * stride], u - v);
-    }
-    dif(a, half);
-    dif(a + half, half);
-  }
-  void dit(cplx* a, std::size_t n) const {
-    if (n < 2) return;
-    const std::size_t half = n / 2, stride = m_n / n;
-    dit(a, half);
-    dit(a + half, half);
-    for (std::size_t j = 0; j < half; ++j) {
-      const cplx u = a[j], v = mul(std::conj(m_twiddle[j * stride]), a[j + half]);
-      a[j] = u + v;
-      a[j + half] = u - v;
-    }
-  }
-  std::size_t m_n;
-  std::vector<cplx> m_twiddle;
-};
-
-// The composed PRV on the grid v_m = (m − N/2)·h + shift, m = 0..N−1.
+// The composed PRV on the window of cells J = first, …, first + n − 1, at the values J·h + shift.
 struct ComposedPrv {
   std::vector<double> pmf;
+  std::int64_t first = 0;
   double h = 0.0, shift = 0.0;
-  double value(std::size_t m) const {
-    return (static_cast<double>(m) - static_cast<double>(pmf.size() / 2)) * h + shift;
-  }
+  double value(std::size_t m) const { return static_cast<double>(first + static_cast<std::int64_t>(m)) * h + shift; }
 };
 
-// Gopi et al.'s algorithm: discretize every phase's PRV on one grid of n points, mesh h,
-// and compose all of them with one inverse FFT of Π_j FFT(p_j)^(T_j).
-ComposedPrv compose(const std::vector<SgmPhase>& phases, double h, std::size_t n) {
-  const double half = static_cast<double>(n / 2);
-  const double top_edge = (half - 0.5) * h;  // the grid's cells span [−(N/2 + 1/2)h, (N/2 − 1/2)h]
-  const double bottom_edge = -(half + 0.5) * h;
-  // Memory: ~40 bytes per grid point (twiddles, spectrum, and log|Π z^T| and arg Π z^T).
-  std::vector<double> log_magnitude(n, 0.0), phase(n, 0.0);
-  std::vector<cplx> spectrum(n);
+// Π_j FFT(p_j)^(T_j) on a circle of n = 2^k points, then one inverse FFT, read back on the window.
+ComposedPrv compose(const std::vector<DiscretePrv>& parts, const std::vector<std::int64_t>& steps, double h,
+                    std::int64_t first, std::size_t n) {
+  const auto modulo = [n](std::int64_t j) {
+    const auto r = j % static_cast<std::int64_t>(n);
+    return static_cast<std::size_t>(r < 0 ? r + static_cast<std::int64_t>(n) : r);
+  };
   const Fft fft(n);
-  double total_shift = 0.0;
-  std::int64_t total_steps = 0;
-  for (const SgmPhase& p : phases) {
-    const SubsampledGaussianPrv prv(p.sampling_rate, p.noise_multiplier);
-    long double mass = 0.0L, discrete_mean = 0.0L;
-    double cdf_lo, sf_lo, cdf_hi, sf_hi;
-    prv.cdf_sf(bottom_edge, cdf_lo, sf_lo);
-    for (std::size_t i = 0; i < n; ++i) {
-      prv.cdf_sf(bottom_edge + static_cast<double>(i + 1) * h, cdf_hi, sf_hi);
-      // A difference of the smaller of F and 1 − F keeps each cell's mass accurate in both tails.
-      const double m = cdf_hi <= 0.5 ? cdf_hi - cdf_lo : sf_lo - sf_hi;
-      cdf_lo = cdf_hi;
-      sf_lo = sf_hi;
-      spectrum[i] = cplx(m, 0.0);
-      mass += m;
-      discrete_mean += static_cast<long double>(m) * ((static_cast<double>(i) - half) * h);
-    }
-    AEGIS_CHECK_AS(NumericError, mass > 0.5L,
-                   "PRV of sampling rate " << p.sampling_rate << ", noise multiplier " << p.noise_multiplier
-                                           << " has only " << static_cast<double>(mass) << " of its mass on the grid");
-    // The paper's mean correction: shift this PRV's grid so that its discrete mean equals the
-    // mean of the truncated continuous PRV (the error analysis of §5 relies on it).
-    const double continuous_mean = prv.partial_mean(bottom_edge, top_edge) / static_cast<double>(mass);
-    const double shift = continuous_mean - static_cast<double>(discrete_mean / mass);
-    AEGIS_CHECK_AS(
-        NumericError, std::fabs(shift) < h / 2,
-        "PRV mean correction " << shift << " exceeds half the mesh " << h << "; the PRV is too narrow for this grid");
-    total_shift += static_cast<double>(p.steps) * shift;
-    total_steps += p.steps;
-    const double inv_mass = 1.0 / static_cast<double>(mass);
-    for (auto& c : spectrum) c *= inv_mass;
-    fft.forward(spectrum.data());
-    // FFT(p)^T in polar form: |z|^T = e^(T·log|z|), arg z^T = T·arg z.
-    const auto steps = static_cast<double>(p.steps);
-    for (std::size_t k = 0; k < n; ++k) {
-      const double r = std::abs(spectrum[k]);
-      log_magnitude[k] += r > 0.0 ? steps * std::log(r) : -std::numeric_limits<double>::infinity();
-      phase[k] += steps * std::arg(spectrum[k]);
-    }
-  }
-  for (std::size_t k = 0; k < n; ++k) spectrum[k] = std::polar(std::exp(log_magnitude[k]), phase[k]);
-  fft.inverse(spectrum.data());
-  // Index i on the grid means the value (i − N/2)·h, so circular index c of the T-fold sum means
-  // (c − T·N/2)·h modulo N·h; the representative in [−N/2, N/2)·h sits at index c + (T−1)·N/2 mod N.
+  std::vector<cplx> product, spectrum(n);
   ComposedPrv out;
   out.h = h;
-  out.shift = total_shift;
-  out.pmf = std::move(log_magnitude);  // no longer needed: reuse its memory
-  const std::size_t offset = (total_steps % 2 == 0) ? n / 2 : 0;
+  out.first = first;
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    std::fill(spectrum.begin(), spectrum.end(), cplx(0.0, 0.0));
+    for (std::size_t i = 0; i < parts[p].mass.size(); ++i)
+      spectrum[modulo(parts[p].first + static_cast<std::int64_t>(i))] += parts[p].mass[i];
+    fft.forward(spectrum.data());
+    for (cplx& z : spectrum) z = power(z, steps[p]);
+    if (p == 0)
+      product.swap(spectrum);
+    else
+      for (std::size_t k = 0; k < n; ++k) product[k] *= spectrum[k];
+    if (p + 1 < parts.size() && spectrum.size() != n) spectrum.assign(n, cplx(0.0, 0.0));
+    out.shift += static_cast<double>(steps[p]) * parts[p].shift;
+  }
+  spectrum = std::vector<cplx>();
+  fft.inverse(product.data());
+  out.pmf.resize(n);
   const double inv_n = 1.0 / static_cast<double>(n);
-  for (std::size_t c = 0; c < n; ++c) out.pmf[(c + offset) % n] = spectrum[c].real() * inv_n;
+  for (std::size_t m = 0; m < n; ++m) out.pmf[m] = product[modulo(first + static_cast<std::int64_t>(m))].real() * inv_n;
   return out;
 }
 
 // ε of the discrete PRV at δ: on [v_{m−1}, v_m), δ(ε) = Σ_{i≥m} p_i (1 − e^(ε − v_i)) = D1 − e^ε·D2,
-// decreasing in ε, so scan down from the top and invert on the interval that brackets δ.
+// decreasing in ε, so scan down from the top and invert on the interval that brackets δ. D2 is
+// kept relative to e^(−v_m) (W = e^(v_m)·D2 = p_m + e^(−h)·W_(m+1)), so that no exponential
+// overflows however large ε is.
 double epsilon_at(const ComposedPrv& prv, double delta) {
-  long double d1 = 0.0L, d2 = 0.0L;
+  const long double decay = std::exp(-prv.h);
+  long double d1 = 0.0L, w = 0.0L;
   for (std::size_t m = prv.pmf.size(); m-- > 0;) {
     d1 += prv.pmf[m];
-    d2 += static_cast<long double>(prv.pmf[m] * std::exp(-prv.value(m)));
-    if (m > 0 && d1 - static_cast<long double>(std::exp(prv.value(m - 1))) * d2 < delta) continue;
+    w = prv.pmf[m] + decay * w;
+    if (m > 0 && d1 - w * decay < delta) continue;
     AEGIS_CHECK_AS(NumericError, m + 1 < prv.pmf.size(), "PRV epsilon lies at the top of the grid; domain too small");
     if (d1 <= delta) return -std::numeric_limits<double>::infinity();
-    return static_cast<double>(std::log((d1 - delta) / d2));
+    return prv.value(m) + static_cast<double>(std::log((d1 - delta) / w));
   }
   return -std::numeric_limits<double>::infinity();
+}
+
+// The same search on a spectral PRV: δ̃ at the left end of cell m's interval is
+// mass(m) − e^(−h)·weighted(m), non-increasing in m, so bisect for the last m where it is ≥ δ.
+// `noise` grows to the error bound of the sums used.
+double epsilon_at(const detail::SpectralPrv& prv, double delta, double& noise) {
+  double mass, weighted, error;
+  const double decay = std::exp(-prv.h);
+  auto value = [&](std::int64_t m) { return static_cast<double>(prv.first + m) * prv.h + prv.shift; };
+  auto delta_left = [&](std::int64_t m) {
+    detail::spectral_tail(prv, m, mass, weighted, error);
+    return mass - decay * weighted;
+  };
+  std::int64_t lo = 1, hi = prv.n - 1;  // invariant: δ̃ at lo's left end ≥ δ, at hi's < δ
+  if (delta_left(lo) < delta) {
+    detail::spectral_tail(prv, 0, mass, weighted, error);
+    noise = std::max(noise, error);
+    return mass <= delta ? -std::numeric_limits<double>::infinity() : value(0) + std::log((mass - delta) / weighted);
+  }
+  AEGIS_CHECK_AS(NumericError, delta_left(hi) < delta, "PRV epsilon lies at the top of the grid; domain too small");
+  while (hi - lo > 1) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    (delta_left(mid) >= delta ? lo : hi) = mid;
+  }
+  detail::spectral_tail(prv, lo, mass, weighted, error);
+  noise = std::max(noise, error);
+  return value(lo) + std::log((mass - delta) / weighted);
 }
 
 }  // namespace
 
 EpsilonResult prv_epsilon(const std::vector<SgmPhase>& phases, double delta, double eps_error, double delta_error) {
+  return detail::prv_epsilon_by(phases, delta, eps_error, delta_error, PrvMethod::automatic);
+}
+
+EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double delta, double eps_error,
+                                     double delta_error, PrvMethod method) {
   check_phases(phases);
   check_delta(delta);
   AEGIS_CHECK(std::isfinite(eps_error) && eps_error > 0.0, "eps_error " << eps_error << " must be positive and finite");
@@ -293,57 +214,111 @@ EpsilonResult prv_epsilon(const std::vector<SgmPhase>& phases, double delta, dou
   EpsilonResult r;
   r.delta = delta;
   r.accountant = "prv";
-  std::vector<SgmPhase> active;
+  r.eps_error = eps_error;
+  r.delta_error = delta_error;
+  std::vector<PrvPhase> active;
+  std::vector<std::int64_t> steps;
   std::int64_t total_steps = 0;
   for (const SgmPhase& p : phases)
     if (p.steps > 0) {
-      active.push_back(p);
+      active.push_back({SubsampledGaussianPrv(p.sampling_rate, p.noise_multiplier), static_cast<double>(p.steps)});
+      steps.push_back(p.steps);
       total_steps += p.steps;
     }
   if (active.empty()) return r;  // no step taken: ε = 0
+  const auto t = static_cast<double>(total_steps);
+  const double h = eps_error / std::sqrt(t / 2.0 * std::log(12.0 / delta_error));
 
-  // Remark 5.6: L bounds the tails of the composed PRV (RDP ε at δ_error/4) and of every single
-  // step (RDP ε at δ_error/(8T)); the margin of 3 is the authors' reference implementation's.
-  double domain = rdp_epsilon(active, delta_error / 4.0).epsilon;
-  for (const SgmPhase& p : active)
-    domain = std::max(domain, rdp_epsilon({{p.noise_multiplier, p.sampling_rate, 1}},
-                                          delta_error / (8.0 * static_cast<double>(total_steps)))
-                                  .epsilon);
-  domain = std::max(domain, eps_error) + 3.0;
-  const double h = eps_error / std::sqrt(static_cast<double>(total_steps) / 2.0 * std::log(12.0 / delta_error));
-  const double needed = 2.0 * (std::ceil(domain / h) + 1.0);
-  AEGIS_CHECK_AS(NumericError, needed <= static_cast<double>(kMaxGridPoints),
-                 "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
-                                      << needed << " points (at most " << kMaxGridPoints
-                                      << "); raise eps_error or use the rdp accountant");
-  std::size_t n = 2;
-  while (static_cast<double>(n) < needed) n <<= 1;
-
-  const ComposedPrv composed = compose(active, h, n);
-  // Rounding in the FFT and in |z|^T leaves smooth, low-frequency noise in the composed pmf,
-  // growing ~T·1e-16 (measured: 1e-13 at T = 10^3, 1e-10 at T = 10^6), and tail sums such as δ̃
-  // inherit it. The true pmf is non-negative, so twice its negative mass estimates that noise;
-  // it widens the bounds like δ_error does, and when it reaches δ/10, δ is not resolvable.
-  double negative_mass = 0.0, outside = 0.0;
-  for (std::size_t m = 0; m < n; ++m) {
-    if (composed.pmf[m] < 0.0) negative_mass -= composed.pmf[m];
-    if (std::fabs(composed.value(m) - composed.shift) > domain) outside += composed.pmf[m];
+  // Each step is truncated where its tails hold δ_error/(8T) (Remark 5.6), so all truncations
+  // together drop at most δ_error/4.
+  std::vector<DiscretePrv> parts;
+  double shift = 0.0;
+  std::int64_t per_step_cells = 0;
+  for (std::size_t p = 0; p < active.size(); ++p) {
+    const std::vector<PrvPhase> one{{active[p].prv, 1.0}};
+    const double tail = delta_error / (8.0 * t);
+    parts.push_back(
+        discretize(active[p].prv, detail::lower_tail_bound(one, tail), detail::upper_tail_bound(one, tail), h));
+    shift += static_cast<double>(steps[p]) * parts.back().shift;
+    per_step_cells += static_cast<std::int64_t>(parts.back().mass.size());
   }
-  const double noise = 2.0 * negative_mass;
+  // The window: the composed PRV lies in [lower, upper] but for δ_error/4; the rounding to the grid
+  // moves it by at most ε_error but for a further δ_error-sized event (§5), hence the padding.
+  const double lower = detail::lower_tail_bound(active, delta_error / 8.0);
+  const double upper = detail::upper_tail_bound(active, delta_error / 8.0);
+  const double pad = eps_error + 2.0 * h;
+  // What lies beyond [inner_lower, inner_upper] (half the padding) is checked below: more than
+  // δ_error there means the window is wrong and mass has wrapped around the circle.
+  const double inner_lower = lower - pad / 2, inner_upper = upper + pad / 2;
+  const double window_cells = (upper - lower + 2.0 * pad) / h;
+  AEGIS_CHECK_AS(NumericError, window_cells < static_cast<double>(kMaxSpectralCells),
+                 "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
+                                      << window_cells
+                                      << " points; raise eps_error (account --eps-error) or use the rdp accountant");
+  const std::int64_t first = cell_of(lower - pad - shift, h), last = cell_of(upper + pad - shift, h);
+  // Long compositions: a few hundred Fourier coefficients describe the composed pmf exactly
+  // (prv_spectral.cpp). Short ones, or spectra that decay slowly: FFTs on a power-of-two circle.
+  const auto cells = last - first + 1;
+  detail::SpectralPrv spectral;
+  const std::int64_t max_coefficients =
+      std::max<std::int64_t>(64, static_cast<std::int64_t>(4e8 / static_cast<double>(per_step_cells)));
+  const bool use_spectral = method != PrvMethod::fft && (method == PrvMethod::spectral || cells >= kSpectralFrom) &&
+                            detail::compose_spectral(parts, steps, h, first, cells, max_coefficients, spectral);
+  AEGIS_CHECK_AS(NumericError, use_spectral || method != PrvMethod::spectral,
+                 "PRV spectrum of " << total_steps << " steps needs more than " << max_coefficients << " coefficients");
+  double noise = 0.0, outside = 0.0;
+  std::function<double(double)> epsilon_of;
+  ComposedPrv composed;
+  if (use_spectral) {
+    // Mass outside [inner_lower, inner_upper]: 1 minus the difference of two tail sums.
+    const auto cell_at_or_above = [&](double v) {
+      return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil((v - spectral.shift) / h)) - first, 0, cells);
+    };
+    double mass_lo, mass_hi, unused, error_lo, error_hi;
+    detail::spectral_tail(spectral, cell_at_or_above(inner_lower), mass_lo, unused, error_lo);
+    detail::spectral_tail(spectral, cell_at_or_above(inner_upper), mass_hi, unused, error_hi);
+    outside = 1.0 - (mass_lo - mass_hi);
+    noise = error_lo + error_hi;
+    epsilon_of = [&](double d) { return epsilon_at(spectral, d, noise); };
+    // The bounds below are evaluated first only to size the noise, then again with it.
+    epsilon_of(delta - delta_error);
+    epsilon_of(delta + delta_error);
+    epsilon_of(delta);
+  } else {
+    AEGIS_CHECK_AS(NumericError, cells <= kMaxGridPoints,
+                   "PRV accounting of " << total_steps << " steps at eps_error " << eps_error << " needs a grid of "
+                                        << cells << " points (at most " << kMaxGridPoints
+                                        << "); raise eps_error (account --eps-error) or use the rdp accountant");
+    std::size_t n = 2;
+    while (static_cast<std::int64_t>(n) < cells) n <<= 1;
+    composed = compose(parts, steps, h, first, n);
+    // Rounding in the FFT and in z^T leaves smooth, low-frequency noise in the composed pmf,
+    // growing ~T·1e-16, and tail sums such as δ̃ inherit it. The true pmf is non-negative, so twice
+    // its negative mass estimates that noise.
+    double negative_mass = 0.0;
+    for (std::size_t m = 0; m < n; ++m) {
+      if (composed.pmf[m] < 0.0) negative_mass -= composed.pmf[m];
+      if (composed.value(m) < inner_lower || composed.value(m) > inner_upper) outside += composed.pmf[m];
+    }
+    noise = 2.0 * negative_mass;
+    epsilon_of = [&](double d) { return epsilon_at(composed, d); };
+  }
+  // The noise widens the bounds like δ_error does; when it reaches δ/10, δ is not resolvable.
   AEGIS_CHECK_AS(NumericError, noise < delta / 10.0,
                  "delta " << delta << " is below what PRV accounting of " << total_steps
                           << " steps resolves in double precision (rounding noise " << noise
                           << "); use a larger delta or the rdp accountant");
-  // The tails beyond ±L carry less than δ_error/4 by the choice of L; more there means mass
-  // wrapped around the circular convolution and the bounds below would not hold.
+  // The window's tails carry at most δ_error/4 by the Chernoff bounds (and rounding to the grid
+  // moves little mass by more than pad/2); more there means mass wrapped around the circle and
+  // the bounds below would not hold.
   AEGIS_CHECK_AS(NumericError, outside <= delta_error + noise,
-                 "PRV composition left " << outside << " of its mass beyond the domain ±" << domain
-                                         << " (more than delta_error " << delta_error << ")");
+                 "PRV composition left " << outside << " of its mass outside [" << inner_lower << ", " << inner_upper
+                                         << "] (more than delta_error " << delta_error << ")");
   // §5: the true ε(δ) lies within [ε̃(δ + δ_error) − ε_error, ε̃(δ − δ_error) + ε_error].
   const double slack = delta_error + noise;
-  r.epsilon_estimate = std::max(0.0, epsilon_at(composed, delta));
-  r.epsilon_upper = std::max(0.0, epsilon_at(composed, delta - slack) + eps_error);
-  r.epsilon_lower = std::max(0.0, epsilon_at(composed, delta + slack) - eps_error);
+  r.epsilon_estimate = std::max(0.0, epsilon_of(delta));
+  r.epsilon_upper = std::max(0.0, epsilon_of(delta - slack) + eps_error);
+  r.epsilon_lower = std::max(0.0, epsilon_of(delta + slack) - eps_error);
   r.epsilon = r.epsilon_upper;
   return r;
 }
