@@ -146,7 +146,7 @@ TEST(AccountCliPrv, PhasesComposeAsInTheLibrary) {
 
 TEST(AccountCliPrv, AccuracyOptionsReachTheJson) {
   const auto j = run_json(
-      "account --sampling-rate 0.01 --noise-multiplier 1 --steps 1e5 --delta 1e-8 --accountant prv "
+      "account --sampling-rate 0.01 --noise-multiplier 1 --steps 100000 --delta 1e-8 --accountant prv "
       "--eps-error 0.05 --delta-error 1e-10 --json");
   const EpsilonResult lib = privacy::prv_epsilon({{1.0, 0.01, 100000}}, 1e-8, 0.05, 1e-10);
   EXPECT_EQ(j["epsilon"].get<double>(), lib.epsilon);
