@@ -206,6 +206,26 @@ class Builder {
       for (std::size_t i = 0; i < map.size(); ++i) map[i] = b[i / static_cast<std::size_t>(oh * ow)];
       n.bias_map = device_tensor(map, {static_cast<std::int64_t>(map.size()), 1}, m_graph.device);
     }
+    if (geo.stride == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
+      // convᵀ as a convolution (bounds_linear.cpp): W'[c, o, a, b] = W[o, c, k−1−a, k−1−b].
+      const std::vector<float> wh = host_floats(n.weight);
+      const std::int64_t kk = geo.kernel_h, o_n = geo.out_channels, c_n = geo.in_channels;
+      std::vector<float> flipped(wh.size());
+      for (std::int64_t o = 0; o < o_n; ++o)
+        for (std::int64_t c = 0; c < c_n; ++c)
+          for (std::int64_t a = 0; a < kk; ++a)
+            for (std::int64_t b = 0; b < kk; ++b)
+              flipped[static_cast<std::size_t>(((c * o_n + o) * kk + a) * kk + b)] =
+                  wh[static_cast<std::size_t>(((o * c_n + c) * kk + (kk - 1 - a)) * kk + (kk - 1 - b))];
+      n.adjoint_weight = device_tensor(flipped, {c_n, o_n, kk, kk}, m_graph.device);
+      kernels::Conv2dGeometry adj = geo;
+      adj.in_channels = o_n;
+      adj.height = oh;
+      adj.width = ow;
+      adj.out_channels = c_n;
+      adj.padding = kk - 1 - geo.padding;
+      n.adjoint_geometry = adj;
+    }
     n.reads_input = is_input(in);
     if (n.reads_input) {
       // Output element (o, h, w) is the dot product of W[o] with the in-bounds part of its
