@@ -71,7 +71,7 @@ struct BoundOptions {
 };
 
 // Λ elements one backward pass may hold per layer before its rows are split into chunks.
-constexpr std::int64_t kMaxLambdaElements = std::int64_t{1} << 24;
+constexpr std::int64_t kMaxLambdaElements = std::int64_t{1} << 20;
 
 struct OutputBounds {
   Tensor lower, upper;  // f32 [N, K] on the CPU

@@ -69,8 +69,10 @@ InputSet make_input_set(const Tensor& x0, const BoundOptions& options);
 
 // Enclosing lines of an activation on its pre-activation box, per (example, neuron) [N·size]:
 // lower_slope·z + lower_icpt ≤ f(z) ≤ upper_slope·z + upper_icpt for z in [l, u].
+// with_icpt[e]: the neurons of example e with a nonzero intercept (for ReLU the unstable ones).
 struct Lines {
   std::vector<float> lower_slope, lower_icpt, upper_slope, upper_icpt;
+  std::vector<std::vector<std::int64_t>> with_icpt;
 };
 Lines relax(kernels::Activation f, const Box& pre, ReluRelaxation relu);
 // Whether neuron j of some example is not decided by its box (it needs its own linear bound):

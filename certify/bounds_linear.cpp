@@ -98,14 +98,39 @@ void accumulate(Pass& p, int j, Slot v) {
   ops::add_inplace(slot.t, v.t);
 }
 
-// Λ·column (one value per row), added to the rows' constants.
-void add_column(Pass& p, const Slot& s, const Tensor& column) {
-  const std::vector<float> c = host_floats(column);
+// Λ·b for a per-row bias b [size] (one value per row), added to the rows' constants: a matrix
+// product on a GPU, one pass over Λ on the CPU (a gemm with one column would pack all of Λ first).
+constexpr std::int64_t kBlock = 256;
+
+void add_bias(Pass& p, const Slot& s, const Tensor& lam, const Tensor& b) {
   std::vector<double>& bound = s.shared ? p.shared_bound : p.bound;
-  for (std::size_t r = 0; r < bound.size(); ++r) bound[r] += c[r];
+  const std::int64_t rows = lam.size(0), size = rows > 0 ? lam.numel() / rows : 0;
+  if (!lam.device().is_cpu()) {
+    const std::vector<float> c = host_floats(ops::matmul(lam.reshape({rows, size}), b.reshape({size, 1})));
+    for (std::size_t r = 0; r < bound.size(); ++r) bound[r] += c[r];
+    return;
+  }
+  const float* pl = lam.data<float>();
+  const float* pb = b.data<float>();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = pl + r * size;
+    double c = 0.0;
+    for (std::int64_t j0 = 0; j0 < size; j0 += kBlock) {  // float partial sums of kBlock terms
+      float part = 0.0f;
+      const std::int64_t j1 = std::min(size, j0 + kBlock);
+#pragma omp simd reduction(+ : part)
+      for (std::int64_t j = j0; j < j1; ++j) part += row[j] * pb[j];
+      c += part;
+    }
+    bound[static_cast<std::size_t>(r)] += c;
+  }
 }
 
-// Λ ← Λ⁺∘lo_slope + Λ⁻∘up_slope in place, constants += Λ⁺·lo_icpt + Λ⁻·up_icpt.
+// Λ ← Λ⁺∘lo_slope + Λ⁻∘up_slope in place, constants += Λ⁺·lo_icpt + Λ⁻·up_icpt. The slopes
+// are a vectorizable pass over the row; the constants visit only the neurons of the row's example
+// with a nonzero intercept (for ReLU, the unstable ones: both lines of a stable neuron pass
+// through 0).
 Tensor through_lines(Pass& p, Tensor lam, const Lines& ln) {
   Tensor h = lam.to(Device::cpu());
   const std::int64_t rows = h.size(0), size = rows > 0 ? h.numel() / rows : 0, specs = p.specs;
@@ -113,18 +138,20 @@ Tensor through_lines(Pass& p, Tensor lam, const Lines& ln) {
   double* bound = p.bound.data();
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
-    const std::size_t base = static_cast<std::size_t>((r / specs) * size);
+    const std::int64_t e = r / specs;
+    const std::size_t base = static_cast<std::size_t>(e * size);
     const float* lo_s = ln.lower_slope.data() + base;
     const float* lo_c = ln.lower_icpt.data() + base;
     const float* up_s = ln.upper_slope.data() + base;
     const float* up_c = ln.upper_icpt.data() + base;
     float* row = pl + r * size;
     double c = 0.0;
+    for (const std::int64_t j : ln.with_icpt[static_cast<std::size_t>(e)])
+      c += static_cast<double>(row[j]) * (row[j] >= 0.0f ? lo_c[j] : up_c[j]);
+#pragma omp simd
     for (std::int64_t j = 0; j < size; ++j) {
-      const float v = row[j];
-      const bool pos = v >= 0.0f;
-      row[j] = v * (pos ? lo_s[j] : up_s[j]);
-      c += static_cast<double>(v) * (pos ? lo_c[j] : up_c[j]);
+      const float v = row[j], lo = lo_s[j], up = up_s[j];  // both loaded: a select, not a branch
+      row[j] = v * (v >= 0.0f ? lo : up);
     }
     bound[r] += c;
   }
@@ -199,12 +226,12 @@ std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, con
     switch (nd.kind) {
       case NodeKind::Linear: {
         const Tensor l2 = l.t.reshape({r, nd.size});
-        if (nd.bias.defined()) add_column(p, l, ops::matmul(l2, nd.bias.reshape({nd.size, 1})));
+        if (nd.bias.defined()) add_bias(p, l, l2, nd.bias);
         accumulate(p, a, {ops::matmul(l2, nd.weight), l.shared});
         break;
       }
       case NodeKind::Conv2d:
-        if (nd.bias_map.defined()) add_column(p, l, ops::matmul(l.t.reshape({r, nd.size}), nd.bias_map));
+        if (nd.bias_map.defined()) add_bias(p, l, l.t, nd.bias_map);
         accumulate(p, a, {conv_adjoint(nd, in_shape, l.t), l.shared});
         break;
       case NodeKind::Activation: {
