@@ -71,6 +71,8 @@ kernels::Activation activation_of(const nn::Module& m) {
   AEGIS_THROW(InvalidArgument, "bound propagation does not support activation " << k);
 }
 
+constexpr std::int64_t kMaxDenseConvElements = std::int64_t{1} << 18;
+
 class Builder {
  public:
   explicit Builder(Device device) { m_graph.device = device; }
@@ -111,6 +113,13 @@ class Builder {
       const Tensor probe = m.forward(autograd::Var(Tensor::zeros(probe_shape, DType::F32, m_graph.device))).value();
       Node n = make(NodeKind::AvgPool, {in}, Shape(probe.shape().begin() + 1, probe.shape().end()), m, path);
       n.module = &m;
+      const nn::Pool2dOptions& po = static_cast<nn::AvgPool2d&>(m).options();
+      n.pool.channels = shape_of(in)[0];
+      n.pool.height = shape_of(in)[1];
+      n.pool.width = shape_of(in)[2];
+      n.pool.kernel = po.kernel;
+      n.pool.stride = po.stride;
+      n.pool.padding = po.padding;
       return push(std::move(n));
     }
     check_supported(m);  // names the unsupported module inside m
@@ -225,6 +234,23 @@ class Builder {
       adj.out_channels = c_n;
       adj.padding = kk - 1 - geo.padding;
       n.adjoint_geometry = adj;
+    }
+    {
+      // A convolution with few input channels (typically the one reading the image) has an
+      // adjoint with few output channels, which the Winograd kernels do not take; on small
+      // planes its dense matrix through the BLAS is faster although it multiplies H·W/k² times
+      // as much (cnn-res's first layer on 8×8 digits: 27 → 22 ms per example in bench_verify).
+      const std::int64_t in_size = shape_numel(s), out_size = geo.out_channels * oh * ow;
+      if (geo.in_channels < 8 && in_size * out_size <= kMaxDenseConvElements) {
+        std::vector<float> eye(static_cast<std::size_t>(in_size * in_size), 0.0f);
+        for (std::int64_t i = 0; i < in_size; ++i) eye[static_cast<std::size_t>(i * in_size + i)] = 1.0f;
+        kernels::Conv2dGeometry basis = geo;
+        basis.batch = in_size;
+        std::vector<float> cols(static_cast<std::size_t>(in_size * out_size));
+        const std::vector<float> wh = host_floats(n.weight);
+        kernels::cpu::conv2d_forward(basis, eye.data(), wh.data(), nullptr, cols.data());
+        n.dense_transposed = device_tensor(cols, {in_size, out_size}, m_graph.device);
+      }
     }
     n.reads_input = is_input(in);
     if (n.reads_input) {

@@ -16,6 +16,7 @@
 #include "certify/bounds.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "kernels/pool.h"
 
 namespace aegis::certify::detail {
 
@@ -35,10 +36,14 @@ struct Node {
   // weight [C, O, k, k] = W transposed and flipped, padding k − 1 − p (bounds_linear.cpp).
   Tensor adjoint_weight;
   kernels::Conv2dGeometry adjoint_geometry;
+  // Conv2d on small planes: the convolution as a dense matrix, [C·H·W, O·H'·W'] (row i = the
+  // outputs of input element i), when that is small enough to beat the kernels (bounds_graph.cpp).
+  Tensor dense_transposed;
   std::vector<float> row_norm;       // affine node reading the input: ‖W_i‖₂ per output element
   bool reads_input = false;          // affine node whose input is node 0 (through reshapes)
   kernels::Activation activation = kernels::Activation::ReLU;
-  nn::Module* module = nullptr;  // AvgPool: the layer, run for its forward map and its adjoint
+  nn::Module* module = nullptr;  // AvgPool: the layer, run for its forward map
+  kernels::Pool2dGeometry pool;  // AvgPool: its geometry (`batch` set per call), for the adjoint
 };
 
 struct Graph {

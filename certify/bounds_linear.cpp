@@ -7,7 +7,7 @@
 //   activation z = f(a), lines lo(a) ≤ f(a) ≤ up(a):
 //                              Λ_a += Λ⁺∘lo_slope + Λ⁻∘up_slope, c += Λ⁺·lo_icpt + Λ⁻·up_icpt;
 //   reshape:                   Λ_a += Λ (reshaped);
-//   average pooling:           Λ_a += poolᵀ(Λ) (its adjoint, through the autograd tape);
+//   average pooling:           Λ_a += poolᵀ(Λ) (its adjoint, the pooling kernels' backward);
 //   add z = a + b:             Λ_a += Λ, Λ_b += Λ;
 // nodes are visited in decreasing index, so every Λ_i is complete (all its consumers have larger
 // indices) before it moves on. At the input, min over B of Λ_0·x + c is concretized per example:
@@ -182,6 +182,8 @@ void concretize(Pass& p, const Tensor& lam) {
 Tensor conv_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
   const std::int64_t rows = lam.size(0);
   const Device dev = lam.device();
+  if (nd.dense_transposed.defined())
+    return ops::matmul(lam.reshape({rows, nd.size}), nd.dense_transposed, false, true).reshape(batched(rows, in_shape));
   Tensor dx = Tensor::empty(batched(rows, in_shape), DType::F32, dev);
   if (nd.adjoint_weight.defined()) {
     kernels::Conv2dGeometry geo = nd.adjoint_geometry;
@@ -197,10 +199,11 @@ Tensor conv_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
 }
 
 Tensor pool_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
-  autograd::Var z(Tensor::zeros(batched(lam.size(0), in_shape), DType::F32, lam.device()), true);
-  const autograd::Var y = nd.module->forward(z);
-  autograd::backward(y, lam.reshape(y.shape()));
-  return z.grad();
+  kernels::Pool2dGeometry geo = nd.pool;
+  geo.batch = lam.size(0);
+  Tensor dx = Tensor::empty(batched(geo.batch, in_shape), DType::F32, lam.device());
+  AEGIS_DISPATCH(lam.device(), avg_pool2d_backward(geo, lam.data<float>(), dx.data<float>()));
+  return dx;
 }
 
 }  // namespace
