@@ -301,6 +301,7 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
   const std::int64_t k = g.output().size;
   const std::vector<std::int32_t> y = checked_labels(labels, n, k);
   std::vector<std::int32_t> verified(static_cast<std::size_t>(n), 0);
+  std::vector<float> margin_lower(static_cast<std::size_t>(n), kInf);
   std::int64_t correct = 0, proven = 0;
   for (std::int64_t b = 0; b < n; b += batch_size) {
     const std::int64_t e = std::min(n, b + batch_size);
@@ -311,9 +312,10 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
     const std::vector<float> m = margins(g, xb, yb, options).to_vector<float>();
     for (std::int64_t i = 0; i < e - b; ++i) {
       const std::size_t si = static_cast<std::size_t>(i);
+      const float worst = *std::min_element(m.begin() + i * k, m.begin() + (i + 1) * k);
+      margin_lower[static_cast<std::size_t>(b + i)] = worst;
       if (pred[si] != yb[si]) continue;
       ++correct;
-      const float worst = *std::min_element(m.begin() + i * k, m.begin() + (i + 1) * k);
       if (worst > 0.0f) {
         ++proven;
         verified[static_cast<std::size_t>(b + i)] = 1;
@@ -326,6 +328,7 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
   r.clean_accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
   r.verified_accuracy = n > 0 ? static_cast<double>(proven) / static_cast<double>(n) : 0.0;
   r.verified = Tensor::from_vector(verified, {n});
+  r.margin_lower = Tensor::from_vector(margin_lower, {n});
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

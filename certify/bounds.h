@@ -94,7 +94,8 @@ struct VerifyResult {
   double clean_accuracy = 0.0;     // fraction predicted correctly at x
   double verified_accuracy = 0.0;  // fraction correct and verified at ε
   std::int64_t total = 0;
-  Tensor verified;  // i32 [total] on the CPU: 1 where the example is correct and verified
+  Tensor verified;      // i32 [total] on the CPU: 1 where the example is correct and verified
+  Tensor margin_lower;  // f32 [total] on the CPU: min over c ≠ y of the bound on z_y − z_c (+∞: K = 1)
   double seconds = 0.0;
 };
 
