@@ -107,7 +107,8 @@ void neuron_bounds(const Graph& g, int k, const std::vector<std::int64_t>& neuro
   for (std::int64_t s0 = 0; s0 < m; s0 += chunk) {
     const std::int64_t c = std::min(chunk, m - s0);
     std::vector<float> lam(static_cast<std::size_t>(c * size), 0.0f);
-    for (std::int64_t t = 0; t < c; ++t) lam[static_cast<std::size_t>(t * size + neurons[static_cast<std::size_t>(s0 + t)])] = 1.0f;
+    for (std::int64_t t = 0; t < c; ++t)
+      lam[static_cast<std::size_t>(t * size + neurons[static_cast<std::size_t>(s0 + t)])] = 1.0f;
     detail::BackwardRows rows{detail::device_tensor(lam, {c, size}, g.device), 0, true, true};
     const std::vector<double> r = detail::backward_lower(g, k, std::move(rows), lines, in);
     for (std::int64_t e = 0; e < in.n; ++e)

@@ -188,8 +188,8 @@ Tensor conv_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
   if (nd.adjoint_weight.defined()) {
     kernels::Conv2dGeometry geo = nd.adjoint_geometry;
     geo.batch = rows;
-    AEGIS_DISPATCH(dev, conv2d_forward(geo, lam.data<float>(), nd.adjoint_weight.data<float>(), nullptr,
-                                       dx.data<float>()));
+    AEGIS_DISPATCH(dev,
+                   conv2d_forward(geo, lam.data<float>(), nd.adjoint_weight.data<float>(), nullptr, dx.data<float>()));
   } else {
     kernels::Conv2dGeometry geo = nd.geometry;
     geo.batch = rows;

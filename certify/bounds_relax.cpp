@@ -102,7 +102,8 @@ Lines relax(kernels::Activation f, const Box& pre, ReluRelaxation relu) {
   for (std::int64_t e = 0; e < n; ++e)
     for (std::int64_t j = 0; j < size; ++j) {
       const std::size_t k = static_cast<std::size_t>(e * size + j);
-      if (out.lower_icpt[k] != 0.0f || out.upper_icpt[k] != 0.0f) out.with_icpt[static_cast<std::size_t>(e)].push_back(j);
+      if (out.lower_icpt[k] != 0.0f || out.upper_icpt[k] != 0.0f)
+        out.with_icpt[static_cast<std::size_t>(e)].push_back(j);
     }
   return out;
 }
