@@ -21,9 +21,12 @@
 // are expanded to one row per (example, spec) at the first activation. A stride-1 convolution's
 // adjoint is itself a convolution — convᵀ(Λ)[c, u, v] = Σ W[o, c, k−1−a, k−1−b]·Λ[o, u − P + a,
 // v − P + b] with P = k − 1 − p — and runs through the forward kernels (Winograd or direct on
-// the CPU), which beat the im2col/col2im backward-data path on these many-row batches. The
+// the CPU), which beat the im2col/col2im backward-data path on these many-row batches; a
+// convolution with few input channels on a small plane uses its dense matrix instead (Node::
+// dense_transposed, one BLAS product), other strides the backward-data kernel. The
 // elementwise line and concretization steps run on the host (a copy when the device is a GPU),
-// in place on the pass's own Λ, one row per OpenMP iteration, with the constants in double.
+// in place on the pass's own Λ, one row per OpenMP iteration, the constants summed in double
+// (bias products in float blocks of 256 terms).
 #include <algorithm>
 #include <cmath>
 
