@@ -241,7 +241,8 @@ class Builder {
       // planes its dense matrix through the BLAS is faster although it multiplies H·W/k² times
       // as much (cnn-res's first layer on 8×8 digits: 27 → 22 ms per example in bench_verify).
       const std::int64_t in_size = shape_numel(s), out_size = geo.out_channels * oh * ow;
-      if (geo.in_channels < 8 && in_size * out_size <= kMaxDenseConvElements) {
+      // (The identity batch that forms it is in_size² elements: bounded too.)
+      if (geo.in_channels < 8 && in_size * std::max(in_size, out_size) <= kMaxDenseConvElements) {
         std::vector<float> eye(static_cast<std::size_t>(in_size * in_size), 0.0f);
         for (std::int64_t i = 0; i < in_size; ++i) eye[static_cast<std::size_t>(i * in_size + i)] = 1.0f;
         kernels::Conv2dGeometry basis = geo;
