@@ -1,15 +1,18 @@
-// aegis verify: verified accuracy of a saved model on the first N test examples of a dataset at
-// radius ε, by interval bound propagation and/or the CROWN-style linear bound
-// (certify/bounds.h), beside its clean accuracy.
+// aegis verify: verified accuracy of a saved model on test examples of a dataset (chosen by
+// --skip, --max and --shard as in `aegis certify`) at radius ε, by interval bound propagation
+// and/or the CROWN-style linear bound (certify/bounds.h), beside its clean accuracy; optionally a
+// per-example TSV (certify/verify_run.h).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "certify/bounds.h"
+#include "certify/verify_run.h"
 #include "commands.h"
 #include "nn/model_file.h"
 #include "options.h"
@@ -21,9 +24,10 @@ namespace {
 
 struct VerifyArgs {
   CommonOptions common;
-  std::string model, data = "fashion-mnist", norm = "linf", method = "both", relu = "adaptive";
+  std::string model, data = "fashion-mnist", norm = "linf", method = "both", relu = "adaptive", shard = "0/1";
+  std::string per_example;
   double eps = -1.0;
-  std::int64_t max = 0, batch = 256;
+  std::int64_t max = 0, skip = 1, batch = 256;
 };
 
 }  // namespace
@@ -40,9 +44,16 @@ Runner add_verify(CLI::App& app) {
   cmd->add_option("--method", a->method, "ibp | crown | both")->capture_default_str();
   cmd->add_option("--relu", a->relu, "CROWN's ReLU lower line: adaptive (CROWN) | wong-kolter (slope u/(u-l))")
       ->capture_default_str();
-  cmd->add_option("--max", a->max, "verify only the first N test examples (0: all)")
+  cmd->add_option("--max", a->max, "verify only test examples with index < N (0: all)")
       ->capture_default_str()
       ->check(integer_in(0, kMaxExamples));
+  cmd->add_option("--skip", a->skip, "verify every N-th test example (index ≡ 0 mod N), as certify")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  cmd->add_option("--shard", a->shard, "i/k: of the selected examples, verify those at positions ≡ i (mod k)")
+      ->capture_default_str();
+  cmd->add_option("--per-example", a->per_example,
+                  "write a TSV: idx, label, verified, margin_lower and one margin column per method");
   cmd->add_option("--batch", a->batch, "examples per bound computation")
       ->capture_default_str()
       ->check(integer_in(1, kMaxBatch));
@@ -55,34 +66,51 @@ Runner add_verify(CLI::App& app) {
     AEGIS_CHECK(a->relu == "adaptive" || a->relu == "wong-kolter",
                 "--relu '" << a->relu << "' must be adaptive or wong-kolter");
     AEGIS_CHECK(a->max >= 0, "--max " << a->max << " must be ≥ 0");
+    AEGIS_CHECK(a->skip >= 1, "--skip " << a->skip << " must be at least 1");
     AEGIS_CHECK(a->batch >= 1, "--batch " << a->batch << " must be at least 1");
+    certify::VerifyRunOptions o;
+    o.methods.clear();
+    if (a->method != "crown") o.methods.push_back(certify::BoundMethod::Interval);
+    if (a->method != "ibp") o.methods.push_back(certify::BoundMethod::Linear);
+    o.bound.norm = a->norm;
+    o.bound.eps = a->eps;
+    o.bound.relu = a->relu == "wong-kolter" ? certify::ReluRelaxation::WongKolter : certify::ReluRelaxation::Adaptive;
+    o.batch_size = a->batch;
+    o.skip = a->skip;
+    o.max = a->max;
+    o.shard = certify::parse_shard(a->shard);
+    o.per_example_path = a->per_example;
     const Device device = resolve_device(a->common);
     nn::LoadedClassifier loaded = nn::load_classifier(a->model);
     certify::check_supported(*loaded.model);
     const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
     check_data_fits(split.test, loaded.spec, a->model, a->data);
-    const nn::Dataset test = first_examples(split.test, a->max);
     loaded.model->to(device);
 
-    std::vector<certify::BoundMethod> methods;
-    if (a->method != "crown") methods.push_back(certify::BoundMethod::Interval);
-    if (a->method != "ibp") methods.push_back(certify::BoundMethod::Linear);
     const auto t0 = std::chrono::steady_clock::now();
+    std::unique_ptr<Progress> bar;  // of the method running now
+    std::size_t bar_method = o.methods.size();
+    const certify::VerifyRun run =
+        certify::run_verify(*loaded.model, split.test, o, [&](std::size_t m, std::int64_t done, std::int64_t total) {
+          if (m != bar_method) {
+            if (bar) bar->finish();
+            bar = std::make_unique<Progress>(std::string("verify ") + certify::bound_method_name(o.methods[m]), total,
+                                             "examples", !a->common.quiet);
+            bar_method = m;
+          }
+          bar->update(done);
+        });
+    if (bar) bar->finish();
+    const std::int64_t examples = static_cast<std::int64_t>(run.indices.size());
     nlohmann::json j{{"command", "verify"},   {"model_file", a->model}, {"model", loaded.spec.name},
                      {"dataset", a->data},    {"eps", a->eps},          {"norm", a->norm},
-                     {"method", a->method},   {"relu", a->relu},        {"examples", test.size()},
+                     {"method", a->method},   {"relu", a->relu},        {"examples", examples},
+                     {"skip", a->skip},       {"max", a->max},          {"shard", a->shard},
                      {"device", device.str()}};
-    for (const certify::BoundMethod m : methods) {
-      certify::BoundOptions o;
-      o.norm = a->norm;
-      o.eps = a->eps;
-      o.method = m;
-      o.relu = a->relu == "wong-kolter" ? certify::ReluRelaxation::WongKolter : certify::ReluRelaxation::Adaptive;
-      const std::string name = certify::bound_method_name(m);
-      Progress bar("verify " + name, test.size(), "examples", !a->common.quiet);
-      const certify::VerifyResult r =
-          certify::verify(*loaded.model, test, o, a->batch, [&](std::int64_t done, std::int64_t) { bar.update(done); });
-      bar.finish();
+    if (!a->per_example.empty()) j["per_example"] = a->per_example;
+    for (std::size_t m = 0; m < o.methods.size(); ++m) {
+      const std::string name = certify::bound_method_name(o.methods[m]);
+      const certify::VerifyResult& r = run.results[m];
       j["clean_accuracy"] = r.clean_accuracy;
       j["verified_accuracy_" + name] = r.verified_accuracy;
       j["seconds_" + name] = r.seconds;
@@ -100,12 +128,13 @@ Runner add_verify(CLI::App& app) {
       return 0;
     }
     std::printf("verify %s on %s, %s eps %g (%lld examples): clean accuracy %.4f\n", a->model.c_str(), a->data.c_str(),
-                a->norm.c_str(), a->eps, static_cast<long long>(test.size()), j["clean_accuracy"].get<double>());
-    for (const certify::BoundMethod m : methods) {
+                a->norm.c_str(), a->eps, static_cast<long long>(examples), j["clean_accuracy"].get<double>());
+    for (const certify::BoundMethod m : o.methods) {
       const std::string name = certify::bound_method_name(m);
       std::printf("  %-5s verified accuracy %.4f (%.2f s)\n", name.c_str(),
                   j["verified_accuracy_" + name].get<double>(), j["seconds_" + name].get<double>());
     }
+    if (!a->per_example.empty()) std::printf("per-example results: %s\n", a->per_example.c_str());
     return 0;
   };
 }

@@ -64,14 +64,19 @@ Graph graph_for(nn::Module& model, const Tensor& x, Device dev) {
   return detail::build_graph(model, Shape(x.shape().begin() + 1, x.shape().end()), dev);
 }
 
+std::int64_t widest_node(const Graph& g, int k) {
+  std::int64_t widest = 1;
+  for (int i = 0; i <= k; ++i) widest = std::max(widest, g.nodes[static_cast<std::size_t>(i)].size);
+  return widest;
+}
+
 // Lower bounds of spec(e, s)·z_k for every example e and spec s < specs, in (e, s) order. The
 // specs are split into chunks so that no layer's Λ exceeds kMaxLambdaElements.
 template <class Fill>
 std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const Fill& fill,
                                const std::vector<Lines>& lines, const InputSet& in) {
-  std::int64_t widest = 1;
-  for (int i = 0; i <= k; ++i) widest = std::max(widest, g.nodes[static_cast<std::size_t>(i)].size);
-  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(specs, kMaxLambdaElements / (in.n * widest)));
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, std::min(specs, kMaxLambdaElements / (in.n * widest_node(g, k))));
   const std::int64_t size = g.nodes[static_cast<std::size_t>(k)].size;
   std::vector<double> out(static_cast<std::size_t>(in.n * specs));
   for (std::int64_t s0 = 0; s0 < specs; s0 += chunk) {
@@ -79,8 +84,8 @@ std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const 
     std::vector<float> lam(static_cast<std::size_t>(in.n * c * size), 0.0f);
     for (std::int64_t e = 0; e < in.n; ++e)
       for (std::int64_t t = 0; t < c; ++t) fill(e, s0 + t, lam.data() + (e * c + t) * size);
-    const std::vector<double> r =
-        detail::backward_lower(g, k, detail::device_tensor(lam, {in.n * c, size}, g.device), c, lines, in);
+    detail::BackwardRows rows{detail::device_tensor(lam, {in.n * c, size}, g.device), c};
+    const std::vector<double> r = detail::backward_lower(g, k, std::move(rows), lines, in);
     for (std::int64_t e = 0; e < in.n; ++e)
       for (std::int64_t t = 0; t < c; ++t)
         out[static_cast<std::size_t>(e * specs + s0 + t)] = r[static_cast<std::size_t>(e * c + t)];
@@ -88,25 +93,46 @@ std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const 
   return out;
 }
 
-// Linear bounds of the undecided neurons of node p (rows +e_j give lower, −e_j upper bounds),
-// intersected into its box.
+// Linear lower and upper bounds of neurons j of node k for every example, [N·m] each in (e, j)
+// order: the rows +e_j (lower) and −e_j (upper, negated), passed as shared, mirrored rows so that
+// the layers above the first activation see each neuron once per batch; chunked as spec_lower.
+void neuron_bounds(const Graph& g, int k, const std::vector<std::int64_t>& neurons, const std::vector<Lines>& lines,
+                   const InputSet& in, std::vector<double>& lower, std::vector<double>& upper) {
+  const std::int64_t m = static_cast<std::int64_t>(neurons.size());
+  const std::int64_t chunk =
+      std::max<std::int64_t>(1, std::min(m, kMaxLambdaElements / (2 * in.n * widest_node(g, k))));
+  const std::int64_t size = g.nodes[static_cast<std::size_t>(k)].size;
+  lower.assign(static_cast<std::size_t>(in.n * m), 0.0);
+  upper.assign(lower.size(), 0.0);
+  for (std::int64_t s0 = 0; s0 < m; s0 += chunk) {
+    const std::int64_t c = std::min(chunk, m - s0);
+    std::vector<float> lam(static_cast<std::size_t>(c * size), 0.0f);
+    for (std::int64_t t = 0; t < c; ++t)
+      lam[static_cast<std::size_t>(t * size + neurons[static_cast<std::size_t>(s0 + t)])] = 1.0f;
+    detail::BackwardRows rows{detail::device_tensor(lam, {c, size}, g.device), 0, true, true};
+    const std::vector<double> r = detail::backward_lower(g, k, std::move(rows), lines, in);
+    for (std::int64_t e = 0; e < in.n; ++e)
+      for (std::int64_t t = 0; t < c; ++t) {
+        lower[static_cast<std::size_t>(e * m + s0 + t)] = r[static_cast<std::size_t>(e * 2 * c + t)];
+        upper[static_cast<std::size_t>(e * m + s0 + t)] = -r[static_cast<std::size_t>(e * 2 * c + c + t)];
+      }
+  }
+}
+
+// Linear bounds of the undecided neurons of node p, intersected into its box.
 void tighten_node(const Graph& g, int p, const std::vector<std::int64_t>& neurons, const std::vector<Lines>& lines,
                   const InputSet& in, Box& box) {
   if (neurons.empty()) return;
   const std::int64_t m = static_cast<std::int64_t>(neurons.size());
   const std::int64_t size = g.nodes[static_cast<std::size_t>(p)].size;
-  const std::vector<double> r = spec_lower(
-      g, p, 2 * m,
-      [&](std::int64_t, std::int64_t s, float* row) {
-        row[neurons[static_cast<std::size_t>(s % m)]] = s < m ? 1.0f : -1.0f;
-      },
-      lines, in);
+  std::vector<double> rl, ru;
+  neuron_bounds(g, p, neurons, lines, in, rl, ru);
   std::vector<float> lo(static_cast<std::size_t>(in.n * size), -kInf), hi(lo.size(), kInf);
   for (std::int64_t e = 0; e < in.n; ++e)
     for (std::int64_t s = 0; s < m; ++s) {
       const std::size_t at = static_cast<std::size_t>(e * size + neurons[static_cast<std::size_t>(s)]);
-      lo[at] = static_cast<float>(r[static_cast<std::size_t>(e * 2 * m + s)]);
-      hi[at] = static_cast<float>(-r[static_cast<std::size_t>(e * 2 * m + m + s)]);
+      lo[at] = static_cast<float>(rl[static_cast<std::size_t>(e * m + s)]);
+      hi[at] = static_cast<float>(ru[static_cast<std::size_t>(e * m + s)]);
     }
   detail::intersect(box, lo, hi);
 }
@@ -237,15 +263,15 @@ OutputBounds output_bounds(nn::Module& model, const Tensor& x, const BoundOption
   const Propagation p = propagate(g, in, options);
   Box out = p.boxes.back();
   if (options.method == BoundMethod::Linear) {
-    const std::vector<double> r = spec_lower(
-        g, static_cast<int>(g.nodes.size()) - 1, 2 * k,
-        [&](std::int64_t, std::int64_t s, float* row) { row[s % k] = s < k ? 1.0f : -1.0f; }, p.lines, in);
+    std::vector<std::int64_t> all(static_cast<std::size_t>(k));
+    for (std::int64_t c = 0; c < k; ++c) all[static_cast<std::size_t>(c)] = c;
+    std::vector<double> rl, ru;
+    neuron_bounds(g, static_cast<int>(g.nodes.size()) - 1, all, p.lines, in, rl, ru);
     std::vector<float> lo(static_cast<std::size_t>(n * k)), hi(lo.size());
-    for (std::int64_t e = 0; e < n; ++e)
-      for (std::int64_t c = 0; c < k; ++c) {
-        lo[static_cast<std::size_t>(e * k + c)] = static_cast<float>(r[static_cast<std::size_t>(e * 2 * k + c)]);
-        hi[static_cast<std::size_t>(e * k + c)] = static_cast<float>(-r[static_cast<std::size_t>(e * 2 * k + k + c)]);
-      }
+    for (std::size_t i = 0; i < lo.size(); ++i) {
+      lo[i] = static_cast<float>(rl[i]);
+      hi[i] = static_cast<float>(ru[i]);
+    }
     detail::intersect(out, lo, hi);
   }
   return {out.lower.reshape({n, k}).to(Device::cpu()), out.upper.reshape({n, k}).to(Device::cpu())};
@@ -276,6 +302,7 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
   const std::int64_t k = g.output().size;
   const std::vector<std::int32_t> y = checked_labels(labels, n, k);
   std::vector<std::int32_t> verified(static_cast<std::size_t>(n), 0);
+  std::vector<float> margin_lower(static_cast<std::size_t>(n), kInf);
   std::int64_t correct = 0, proven = 0;
   VerifyResult r;
   r.non_finite_parameters = nn::non_finite_parameters(model);
@@ -289,6 +316,8 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
     const std::vector<float> m = margins(g, xb, yb, options).to_vector<float>();
     for (std::int64_t i = 0; i < e - b; ++i) {
       const std::size_t si = static_cast<std::size_t>(i);
+      const float worst = *std::min_element(m.begin() + i * k, m.begin() + (i + 1) * k);
+      margin_lower[static_cast<std::size_t>(b + i)] = worst;
       if (pred[si] != yb[si]) continue;
       ++correct;
       // Every margin bound must be a finite number above 0 (c = y holds +∞). Written so that NaN,
@@ -309,6 +338,7 @@ VerifyResult verify(nn::Module& model, const Tensor& x, const Tensor& labels, co
   r.clean_accuracy = n > 0 ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
   r.verified_accuracy = n > 0 ? static_cast<double>(proven) / static_cast<double>(n) : 0.0;
   r.verified = Tensor::from_vector(verified, {n});
+  r.margin_lower = Tensor::from_vector(margin_lower, {n});
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -72,7 +72,7 @@ struct BoundOptions {
 };
 
 // Λ elements one backward pass may hold per layer before its rows are split into chunks.
-constexpr std::int64_t kMaxLambdaElements = std::int64_t{1} << 24;
+constexpr std::int64_t kMaxLambdaElements = std::int64_t{1} << 20;
 
 struct OutputBounds {
   Tensor lower, upper;  // f32 [N, K] on the CPU
@@ -95,7 +95,8 @@ struct VerifyResult {
   double clean_accuracy = 0.0;     // fraction predicted correctly at x
   double verified_accuracy = 0.0;  // fraction correct and verified at ε
   std::int64_t total = 0;
-  Tensor verified;  // i32 [total] on the CPU: 1 where the example is correct and verified
+  Tensor verified;      // i32 [total] on the CPU: 1 where the example is correct and verified
+  Tensor margin_lower;  // f32 [total] on the CPU: min over c ≠ y of the bound on z_y − z_c (+∞: K = 1)
   double seconds = 0.0;
   // Parameters holding NaN or Inf (nn::non_finite_parameters). When there are any, no example is
   // verified: bounds computed from them mean nothing.

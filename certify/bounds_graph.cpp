@@ -71,6 +71,8 @@ kernels::Activation activation_of(const nn::Module& m) {
   AEGIS_THROW(InvalidArgument, "bound propagation does not support activation " << k);
 }
 
+constexpr std::int64_t kMaxDenseConvElements = std::int64_t{1} << 18;
+
 class Builder {
  public:
   explicit Builder(Device device) { m_graph.device = device; }
@@ -111,6 +113,13 @@ class Builder {
       const Tensor probe = m.forward(autograd::Var(Tensor::zeros(probe_shape, DType::F32, m_graph.device))).value();
       Node n = make(NodeKind::AvgPool, {in}, Shape(probe.shape().begin() + 1, probe.shape().end()), m, path);
       n.module = &m;
+      const nn::Pool2dOptions& po = static_cast<nn::AvgPool2d&>(m).options();
+      n.pool.channels = shape_of(in)[0];
+      n.pool.height = shape_of(in)[1];
+      n.pool.width = shape_of(in)[2];
+      n.pool.kernel = po.kernel;
+      n.pool.stride = po.stride;
+      n.pool.padding = po.padding;
       return push(std::move(n));
     }
     check_supported(m);  // names the unsupported module inside m
@@ -205,6 +214,44 @@ class Builder {
       std::vector<float> map(static_cast<std::size_t>(geo.out_channels * oh * ow));
       for (std::size_t i = 0; i < map.size(); ++i) map[i] = b[i / static_cast<std::size_t>(oh * ow)];
       n.bias_map = device_tensor(map, {static_cast<std::int64_t>(map.size()), 1}, m_graph.device);
+    }
+    if (geo.stride == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
+      // convᵀ as a convolution (bounds_linear.cpp): W'[c, o, a, b] = W[o, c, k−1−a, k−1−b].
+      const std::vector<float> wh = host_floats(n.weight);
+      const std::int64_t kk = geo.kernel_h, o_n = geo.out_channels, c_n = geo.in_channels;
+      std::vector<float> flipped(wh.size());
+      for (std::int64_t o = 0; o < o_n; ++o)
+        for (std::int64_t c = 0; c < c_n; ++c)
+          for (std::int64_t a = 0; a < kk; ++a)
+            for (std::int64_t b = 0; b < kk; ++b)
+              flipped[static_cast<std::size_t>(((c * o_n + o) * kk + a) * kk + b)] =
+                  wh[static_cast<std::size_t>(((o * c_n + c) * kk + (kk - 1 - a)) * kk + (kk - 1 - b))];
+      n.adjoint_weight = device_tensor(flipped, {c_n, o_n, kk, kk}, m_graph.device);
+      kernels::Conv2dGeometry adj = geo;
+      adj.in_channels = o_n;
+      adj.height = oh;
+      adj.width = ow;
+      adj.out_channels = c_n;
+      adj.padding = kk - 1 - geo.padding;
+      n.adjoint_geometry = adj;
+    }
+    {
+      // A convolution with few input channels (typically the one reading the image) has an
+      // adjoint with few output channels, which the Winograd kernels do not take; on small
+      // planes its dense matrix through the BLAS is faster although it multiplies H·W/k² times
+      // as much (cnn-res's first layer on 8×8 digits: 27 → 22 ms per example in bench_verify).
+      const std::int64_t in_size = shape_numel(s), out_size = geo.out_channels * oh * ow;
+      // (The identity batch that forms it is in_size² elements: bounded too.)
+      if (geo.in_channels < 8 && in_size * std::max(in_size, out_size) <= kMaxDenseConvElements) {
+        std::vector<float> eye(static_cast<std::size_t>(in_size * in_size), 0.0f);
+        for (std::int64_t i = 0; i < in_size; ++i) eye[static_cast<std::size_t>(i * in_size + i)] = 1.0f;
+        kernels::Conv2dGeometry basis = geo;
+        basis.batch = in_size;
+        std::vector<float> cols(static_cast<std::size_t>(in_size * out_size));
+        const std::vector<float> wh = host_floats(n.weight);
+        kernels::cpu::conv2d_forward(basis, eye.data(), wh.data(), nullptr, cols.data());
+        n.dense_transposed = device_tensor(cols, {in_size, out_size}, m_graph.device);
+      }
     }
     n.reads_input = is_input(in);
     if (n.reads_input) {

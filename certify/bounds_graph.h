@@ -16,6 +16,7 @@
 #include "certify/bounds.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
+#include "kernels/pool.h"
 
 namespace aegis::certify::detail {
 
@@ -31,10 +32,18 @@ struct Node {
   Tensor weight, abs_weight, bias;
   Tensor bias_map;                   // Conv2d with a bias: [O·H'·W', 1], b[o] at each output
   kernels::Conv2dGeometry geometry;  // Conv2d; `batch` is set per call
+  // Conv2d with stride 1, a square kernel and p ≤ k − 1: its adjoint as a forward convolution,
+  // weight [C, O, k, k] = W transposed and flipped, padding k − 1 − p (bounds_linear.cpp).
+  Tensor adjoint_weight;
+  kernels::Conv2dGeometry adjoint_geometry;
+  // Conv2d on small planes: the convolution as a dense matrix, [C·H·W, O·H'·W'] (row i = the
+  // outputs of input element i), when that is small enough to beat the kernels (bounds_graph.cpp).
+  Tensor dense_transposed;
   std::vector<float> row_norm;       // affine node reading the input: ‖W_i‖₂ per output element
   bool reads_input = false;          // affine node whose input is node 0 (through reshapes)
   kernels::Activation activation = kernels::Activation::ReLU;
-  nn::Module* module = nullptr;  // AvgPool: the layer, run for its forward map and its adjoint
+  nn::Module* module = nullptr;  // AvgPool: the layer, run for its forward map
+  kernels::Pool2dGeometry pool;  // AvgPool: its geometry (`batch` set per call), for the adjoint
 };
 
 struct Graph {
@@ -65,8 +74,10 @@ InputSet make_input_set(const Tensor& x0, const BoundOptions& options);
 
 // Enclosing lines of an activation on its pre-activation box, per (example, neuron) [N·size]:
 // lower_slope·z + lower_icpt ≤ f(z) ≤ upper_slope·z + upper_icpt for z in [l, u].
+// with_icpt[e]: the neurons of example e with a nonzero intercept (for ReLU the unstable ones).
 struct Lines {
   std::vector<float> lower_slope, lower_icpt, upper_slope, upper_icpt;
+  std::vector<std::vector<std::int64_t>> with_icpt;
 };
 Lines relax(kernels::Activation f, const Box& pre, ReluRelaxation relu);
 // Whether neuron j of some example is not decided by its box (it needs its own linear bound):
@@ -77,11 +88,22 @@ std::vector<std::int64_t> undecided_neurons(kernels::Activation f, const Box& pr
 // reading the input is intersected with its exact ball bound.
 Box interval_step(const Graph& g, int i, const std::vector<Box>& boxes, const InputSet& input);
 
-// Lower bounds of Λ·z_k + 0 over the input set, row by row (CROWN backward pass, Zhang et al.
-// 2018 Thm 3.2): lambda [R, *shape_k] on the device, S rows per example, `lines` of every
-// activation node below k.
-std::vector<double> backward_lower(const Graph& g, int k, const Tensor& lambda, std::int64_t specs,
-                                   const std::vector<Lines>& lines, const InputSet& input);
+// The rows a backward pass starts from at node k, on the device. Per example (shared = false):
+// lambda [N·S, *shape_k], S = specs rows per example. Shared by every example (shared = true):
+// lambda [R, *shape_k], and each example's rows are those R rows (S = R) or, when mirrored, those
+// rows followed by their negations (S = 2R) — so that ±e_j cost one row until the first
+// activation. The pass consumes lambda (it may work in place).
+struct BackwardRows {
+  Tensor lambda;
+  std::int64_t specs = 0;  // per example only
+  bool shared = false, mirrored = false;
+};
+
+// Lower bounds of Λ·z_k + 0 over the input set for every example's S rows, [N·S] in (example,
+// row) order (CROWN backward pass, Zhang et al. 2018 Thm 3.2), `lines` of every activation node
+// below k.
+std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, const std::vector<Lines>& lines,
+                                   const InputSet& input);
 
 // Host helpers: a copy of t on the CPU as floats; a device tensor from host floats.
 std::vector<float> host_floats(const Tensor& t);

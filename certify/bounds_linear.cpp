@@ -3,19 +3,30 @@
 // keeps, per row, Λ_i at every node i and a constant c, with Λ_k·z_k ≥ Σ Λ_i·z_i + c, and walks
 // the nodes from k down to the input:
 //   Linear  z = Wa + b:        Λ_a += ΛW,        c += Λb;
-//   Conv2d  z = conv(a) + b:   Λ_a += convᵀ(Λ) (the convolution's backward-data map), c += Λb;
+//   Conv2d  z = conv(a) + b:   Λ_a += convᵀ(Λ) (the convolution's adjoint), c += Λb;
 //   activation z = f(a), lines lo(a) ≤ f(a) ≤ up(a):
 //                              Λ_a += Λ⁺∘lo_slope + Λ⁻∘up_slope, c += Λ⁺·lo_icpt + Λ⁻·up_icpt;
 //   reshape:                   Λ_a += Λ (reshaped);
-//   average pooling:           Λ_a += poolᵀ(Λ) (its adjoint, through the autograd tape);
+//   average pooling:           Λ_a += poolᵀ(Λ) (its adjoint, the pooling kernels' backward);
 //   add z = a + b:             Λ_a += Λ, Λ_b += Λ;
 // nodes are visited in decreasing index, so every Λ_i is complete (all its consumers have larger
 // indices) before it moves on. At the input, min over B of Λ_0·x + c is concretized per example:
 //   "linf": Σ_j (Λ_j ≥ 0 ? Λ_j lo_j : Λ_j hi_j) over B's box [lo, hi], which is exactly B;
 //   "l2":   the larger of that box value and Λ_0·x0 − ε‖Λ_0‖₂ (Hölder: the ball's minimum),
 //           both lower bounds because B lies in the box and in the ball.
-// Matrix products run on the model's device; the elementwise line and concretization steps run
-// on the host (a copy when the device is a GPU), one row per OpenMP iteration, in double.
+// All rows of a pass move together, as matrix products over [rows, layer size] (BLAS for Linear,
+// the convolution kernels for Conv2d). Above the first activation Λ does not depend on the
+// example, so rows shared by every example (BackwardRows::shared) cross those layers once for the
+// whole batch, and a mirrored pair ±e_j as one row (negation is exact in floating point); they
+// are expanded to one row per (example, spec) at the first activation. A stride-1 convolution's
+// adjoint is itself a convolution — convᵀ(Λ)[c, u, v] = Σ W[o, c, k−1−a, k−1−b]·Λ[o, u − P + a,
+// v − P + b] with P = k − 1 − p — and runs through the forward kernels (Winograd or direct on
+// the CPU), which beat the im2col/col2im backward-data path on these many-row batches; a
+// convolution with few input channels on a small plane uses its dense matrix instead (Node::
+// dense_transposed, one BLAS product), other strides the backward-data kernel. The
+// elementwise line and concretization steps run on the host (a copy when the device is a GPU),
+// in place on the pass's own Λ, one row per OpenMP iteration, the constants summed in double
+// (bias products in float blocks of 256 terms).
 #include <algorithm>
 #include <cmath>
 
@@ -33,47 +44,129 @@ Shape batched(std::int64_t n, const Shape& shape) {
   return s;
 }
 
-void accumulate(std::vector<Tensor>& lam, const Graph& g, int j, const Tensor& t) {
-  const Tensor v = t.reshape(batched(t.size(0), g.nodes[static_cast<std::size_t>(j)].shape));
-  Tensor& slot = lam[static_cast<std::size_t>(j)];
-  slot = slot.defined() ? ops::add(slot, v) : v;  // never in place: a Λ may be shared by two inputs
+// A node's Λ during a pass: one row per (example, spec), or (shared) the pass's shared rows.
+struct Slot {
+  Tensor t;
+  bool shared = false;
+};
+
+struct Pass {
+  const Graph& g;
+  const InputSet& in;
+  std::int64_t specs = 0;        // rows per example once expanded
+  std::int64_t shared_rows = 0;  // rows while shared
+  bool mirrored = false;
+  std::vector<double> bound;         // [N·specs]
+  std::vector<double> shared_bound;  // [shared_rows]
+  std::vector<Slot> lam;
+};
+
+// Shared rows [R, ...] → one row per (example, spec) [N·S, ...]: each example's rows are the R
+// rows, followed by their negations when mirrored.
+Tensor expand(const Pass& p, const Tensor& t) {
+  const Tensor h = t.to(Device::cpu());
+  const std::int64_t r = h.size(0), size = r > 0 ? h.numel() / r : 0;
+  Shape s = h.shape();
+  s[0] = p.in.n * p.specs;
+  Tensor out = Tensor::empty(s);
+  const float* src = h.data<float>();
+  float* dst = out.data<float>();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t e = 0; e < p.in.n; ++e) {
+    float* base = dst + e * p.specs * size;
+    std::copy(src, src + r * size, base);
+    if (p.mirrored)
+      for (std::int64_t i = 0; i < r * size; ++i) base[r * size + i] = -src[i];
+  }
+  return out.to(t.device());
 }
 
-void add_column(std::vector<double>& bound, const Tensor& column) {
-  const std::vector<float> c = host_floats(column);
-  for (std::size_t r = 0; r < bound.size(); ++r) bound[r] += c[r];
+Slot expanded(const Pass& p, Slot s) {
+  if (s.shared) s = {expand(p, s.t), false};
+  return s;
 }
 
-Tensor through_lines(const Tensor& lam, std::int64_t specs, const Lines& ln, std::vector<double>& bound) {
-  const Tensor h = lam.to(Device::cpu());
-  Tensor out = Tensor::empty(h.shape());
-  const std::int64_t rows = h.size(0), size = rows > 0 ? h.numel() / rows : 0;
-  const float* pl = h.data<float>();
-  float* po = out.data<float>();
+// Λ_j += v, consuming v; every slot owns its storage, so the sum is formed in place.
+void accumulate(Pass& p, int j, Slot v) {
+  v.t = v.t.reshape(batched(v.t.size(0), p.g.nodes[static_cast<std::size_t>(j)].shape));
+  Slot& slot = p.lam[static_cast<std::size_t>(j)];
+  if (!slot.t.defined()) {
+    slot = std::move(v);
+    return;
+  }
+  if (slot.shared != v.shared) {
+    slot = expanded(p, std::move(slot));
+    v = expanded(p, std::move(v));
+  }
+  ops::add_inplace(slot.t, v.t);
+}
+
+// Λ·b for a per-row bias b [size] (one value per row), added to the rows' constants: a matrix
+// product on a GPU, one pass over Λ on the CPU (a gemm with one column would pack all of Λ first).
+constexpr std::int64_t kBlock = 256;
+
+void add_bias(Pass& p, const Slot& s, const Tensor& lam, const Tensor& b) {
+  std::vector<double>& bound = s.shared ? p.shared_bound : p.bound;
+  const std::int64_t rows = lam.size(0), size = rows > 0 ? lam.numel() / rows : 0;
+  if (!lam.device().is_cpu()) {
+    const std::vector<float> c = host_floats(ops::matmul(lam.reshape({rows, size}), b.reshape({size, 1})));
+    for (std::size_t r = 0; r < bound.size(); ++r) bound[r] += c[r];
+    return;
+  }
+  const float* pl = lam.data<float>();
+  const float* pb = b.data<float>();
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t base = (r / specs) * size;
+    const float* row = pl + r * size;
     double c = 0.0;
-    for (std::int64_t j = 0; j < size; ++j) {
-      const float v = pl[r * size + j];
-      const std::size_t k = static_cast<std::size_t>(base + j);
-      if (v >= 0.0f) {
-        po[r * size + j] = v * ln.lower_slope[k];
-        c += static_cast<double>(v) * ln.lower_icpt[k];
-      } else {
-        po[r * size + j] = v * ln.upper_slope[k];
-        c += static_cast<double>(v) * ln.upper_icpt[k];
-      }
+    for (std::int64_t j0 = 0; j0 < size; j0 += kBlock) {  // float partial sums of kBlock terms
+      float part = 0.0f;
+      const std::int64_t j1 = std::min(size, j0 + kBlock);
+#pragma omp simd reduction(+ : part)
+      for (std::int64_t j = j0; j < j1; ++j) part += row[j] * pb[j];
+      c += part;
     }
     bound[static_cast<std::size_t>(r)] += c;
   }
-  return out.to(lam.device());
 }
 
-void concretize(const Tensor& lam, std::int64_t specs, const InputSet& in, std::vector<double>& bound) {
+// Λ ← Λ⁺∘lo_slope + Λ⁻∘up_slope in place, constants += Λ⁺·lo_icpt + Λ⁻·up_icpt. The slopes
+// are a vectorizable pass over the row; the constants visit only the neurons of the row's example
+// with a nonzero intercept (for ReLU, the unstable ones: both lines of a stable neuron pass
+// through 0).
+Tensor through_lines(Pass& p, Tensor lam, const Lines& ln) {
+  Tensor h = lam.to(Device::cpu());
+  const std::int64_t rows = h.size(0), size = rows > 0 ? h.numel() / rows : 0, specs = p.specs;
+  float* pl = h.data<float>();
+  double* bound = p.bound.data();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t e = r / specs;
+    const std::size_t base = static_cast<std::size_t>(e * size);
+    const float* lo_s = ln.lower_slope.data() + base;
+    const float* lo_c = ln.lower_icpt.data() + base;
+    const float* up_s = ln.upper_slope.data() + base;
+    const float* up_c = ln.upper_icpt.data() + base;
+    float* row = pl + r * size;
+    double c = 0.0;
+    for (const std::int64_t j : ln.with_icpt[static_cast<std::size_t>(e)])
+      c += static_cast<double>(row[j]) * (row[j] >= 0.0f ? lo_c[j] : up_c[j]);
+#pragma omp simd
+    for (std::int64_t j = 0; j < size; ++j) {
+      const float v = row[j], lo = lo_s[j], up = up_s[j];  // both loaded: a select, not a branch
+      row[j] = v * (v >= 0.0f ? lo : up);
+    }
+    bound[r] += c;
+  }
+  return h.to(lam.device());
+}
+
+void concretize(Pass& p, const Tensor& lam) {
   const Tensor h = lam.to(Device::cpu());
-  const std::int64_t rows = h.size(0), d = in.d;
+  const std::int64_t rows = h.size(0), d = p.in.d, specs = p.specs;
+  const InputSet& in = p.in;
   const float* pl = h.data<float>();
+  double* bound = p.bound.data();
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::size_t base = static_cast<std::size_t>((r / specs) * d);
@@ -85,68 +178,97 @@ void concretize(const Tensor& lam, std::int64_t specs, const InputSet& in, std::
       dot += v * in.x0_host[k];
       sq += v * v;
     }
-    bound[static_cast<std::size_t>(r)] += in.l2 ? std::max(box, dot - in.eps * std::sqrt(sq)) : box;
+    bound[r] += in.l2 ? std::max(box, dot - in.eps * std::sqrt(sq)) : box;
   }
 }
 
+Tensor conv_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
+  const std::int64_t rows = lam.size(0);
+  const Device dev = lam.device();
+  if (nd.dense_transposed.defined())
+    return ops::matmul(lam.reshape({rows, nd.size}), nd.dense_transposed, false, true).reshape(batched(rows, in_shape));
+  Tensor dx = Tensor::empty(batched(rows, in_shape), DType::F32, dev);
+  if (nd.adjoint_weight.defined()) {
+    kernels::Conv2dGeometry geo = nd.adjoint_geometry;
+    geo.batch = rows;
+    AEGIS_DISPATCH(dev,
+                   conv2d_forward(geo, lam.data<float>(), nd.adjoint_weight.data<float>(), nullptr, dx.data<float>()));
+  } else {
+    kernels::Conv2dGeometry geo = nd.geometry;
+    geo.batch = rows;
+    AEGIS_DISPATCH(dev, conv2d_backward_data(geo, lam.data<float>(), nd.weight.data<float>(), dx.data<float>()));
+  }
+  return dx;
+}
+
 Tensor pool_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
-  autograd::Var z(Tensor::zeros(batched(lam.size(0), in_shape), DType::F32, lam.device()), true);
-  const autograd::Var y = nd.module->forward(z);
-  autograd::backward(y, lam.reshape(y.shape()));
-  return z.grad();
+  kernels::Pool2dGeometry geo = nd.pool;
+  geo.batch = lam.size(0);
+  Tensor dx = Tensor::empty(batched(geo.batch, in_shape), DType::F32, lam.device());
+  AEGIS_DISPATCH(lam.device(), avg_pool2d_backward(geo, lam.data<float>(), dx.data<float>()));
+  return dx;
 }
 
 }  // namespace
 
-std::vector<double> backward_lower(const Graph& g, int k, const Tensor& lambda, std::int64_t specs,
-                                   const std::vector<Lines>& lines, const InputSet& input) {
-  const std::int64_t rows = lambda.size(0);
-  const Device dev = lambda.device();
-  std::vector<double> bound(static_cast<std::size_t>(rows), 0.0);
-  std::vector<Tensor> lam(static_cast<std::size_t>(k) + 1);
-  accumulate(lam, g, k, lambda);
+std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, const std::vector<Lines>& lines,
+                                   const InputSet& input) {
+  Pass p{g, input, 0, 0, false, {}, {}, {}};
+  p.mirrored = rows.shared && rows.mirrored;
+  p.shared_rows = rows.shared ? rows.lambda.size(0) : 0;
+  p.specs = rows.shared ? p.shared_rows * (p.mirrored ? 2 : 1) : rows.specs;
+  p.bound.assign(static_cast<std::size_t>(input.n * p.specs), 0.0);
+  p.shared_bound.assign(static_cast<std::size_t>(p.shared_rows), 0.0);
+  p.lam.resize(static_cast<std::size_t>(k) + 1);
+  accumulate(p, k, {std::move(rows.lambda), rows.shared});
   for (int i = k; i >= 1; --i) {
-    const Tensor l = lam[static_cast<std::size_t>(i)];
-    if (!l.defined()) continue;
-    lam[static_cast<std::size_t>(i)] = Tensor();
+    Slot l = std::move(p.lam[static_cast<std::size_t>(i)]);
+    p.lam[static_cast<std::size_t>(i)] = Slot{};
+    if (!l.t.defined()) continue;
     const Node& nd = g.nodes[static_cast<std::size_t>(i)];
     const int a = nd.inputs[0];
     const Shape& in_shape = g.nodes[static_cast<std::size_t>(a)].shape;
+    const std::int64_t r = l.t.size(0);
     switch (nd.kind) {
       case NodeKind::Linear: {
-        const Tensor l2 = l.reshape({rows, nd.size});
-        if (nd.bias.defined()) add_column(bound, ops::matmul(l2, nd.bias.reshape({nd.size, 1})));
-        accumulate(lam, g, a, ops::matmul(l2, nd.weight));
+        const Tensor l2 = l.t.reshape({r, nd.size});
+        if (nd.bias.defined()) add_bias(p, l, l2, nd.bias);
+        accumulate(p, a, {ops::matmul(l2, nd.weight), l.shared});
         break;
       }
-      case NodeKind::Conv2d: {
-        if (nd.bias_map.defined()) add_column(bound, ops::matmul(l.reshape({rows, nd.size}), nd.bias_map));
-        kernels::Conv2dGeometry geo = nd.geometry;
-        geo.batch = rows;
-        Tensor dx = Tensor::empty(batched(rows, in_shape), DType::F32, dev);
-        AEGIS_DISPATCH(dev, conv2d_backward_data(geo, l.data<float>(), nd.weight.data<float>(), dx.data<float>()));
-        accumulate(lam, g, a, dx);
+      case NodeKind::Conv2d:
+        if (nd.bias_map.defined()) add_bias(p, l, l.t, nd.bias_map);
+        accumulate(p, a, {conv_adjoint(nd, in_shape, l.t), l.shared});
+        break;
+      case NodeKind::Activation: {
+        l = expanded(p, std::move(l));
+        accumulate(p, a, {through_lines(p, std::move(l.t), lines[static_cast<std::size_t>(i)]), false});
         break;
       }
-      case NodeKind::Activation:
-        accumulate(lam, g, a, through_lines(l, specs, lines[static_cast<std::size_t>(i)], bound));
-        break;
       case NodeKind::Reshape:
-        accumulate(lam, g, a, l);
-        break;
-      case NodeKind::AvgPool:
-        accumulate(lam, g, a, pool_adjoint(nd, in_shape, l));
-        break;
-      case NodeKind::Add:
-        accumulate(lam, g, a, l);
-        accumulate(lam, g, nd.inputs[1], l);
+        accumulate(p, a, std::move(l));
         break;
       case NodeKind::Input:
         break;
+      case NodeKind::AvgPool:
+        accumulate(p, a, {pool_adjoint(nd, in_shape, l.t), l.shared});
+        break;
+      case NodeKind::Add:
+        accumulate(p, nd.inputs[1], {l.t.clone(), l.shared});
+        accumulate(p, a, std::move(l));
+        break;
     }
   }
-  if (lam[0].defined()) concretize(lam[0], specs, input, bound);
-  return bound;
+  Slot& x = p.lam[0];
+  if (x.t.defined()) concretize(p, expanded(p, std::move(x)).t);
+  // The shared rows' constants, copied to every example's rows (negated for the mirror rows).
+  for (std::int64_t e = 0; e < input.n; ++e)
+    for (std::int64_t s = 0; s < p.shared_rows; ++s) {
+      const double c = p.shared_bound[static_cast<std::size_t>(s)];
+      p.bound[static_cast<std::size_t>(e * p.specs + s)] += c;
+      if (p.mirrored) p.bound[static_cast<std::size_t>(e * p.specs + p.shared_rows + s)] -= c;
+    }
+  return p.bound;
 }
 
 }  // namespace aegis::certify::detail

@@ -97,6 +97,14 @@ Lines relax(kernels::Activation f, const Box& pre, ReluRelaxation relu) {
     out.upper_slope[i] = static_cast<float>(up.slope);
     out.upper_icpt[i] = static_cast<float>(up.icpt);
   }
+  const std::int64_t n = pre.lower.size(0), size = n > 0 ? pre.lower.numel() / n : 0;
+  out.with_icpt.resize(static_cast<std::size_t>(n));
+  for (std::int64_t e = 0; e < n; ++e)
+    for (std::int64_t j = 0; j < size; ++j) {
+      const std::size_t k = static_cast<std::size_t>(e * size + j);
+      if (out.lower_icpt[k] != 0.0f || out.upper_icpt[k] != 0.0f)
+        out.with_icpt[static_cast<std::size_t>(e)].push_back(j);
+    }
   return out;
 }
 
