@@ -1,4 +1,5 @@
 // aegis train / aegis eval / aegis demo: supervised training of the zoo's classifiers.
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -146,10 +147,10 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
 
 Runner add_demo(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
-  a->out = "aegis-demo.safetensors";
   auto dp_epochs = std::make_shared<std::int64_t>(10);
-  auto dp_out = std::make_shared<std::string>("aegis-demo-dp.safetensors");
-  auto smooth_out = std::make_shared<std::string>("aegis-demo-smooth.safetensors");
+  auto out_dir = std::make_shared<std::string>("aegis-demo");
+  auto dp_out = std::make_shared<std::string>();
+  auto smooth_out = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("demo", "train on the default dataset (Fashion-MNIST), standard and with DP-SGD, "
                                          "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy and "
                                          "certified accuracy");
@@ -160,11 +161,23 @@ Runner add_demo(CLI::App& app) {
   cmd->add_option("--dp-epochs", *dp_epochs, "DP-SGD training epochs")
       ->capture_default_str()
       ->check(integer_in(1, kMaxEpochs));
-  cmd->add_option("--out", a->out, "where to write the standard model")->capture_default_str();
-  cmd->add_option("--dp-out", *dp_out, "where to write the private model")->capture_default_str();
-  cmd->add_option("--smooth-out", *smooth_out, "where to write the noise-trained model that is certified")
-      ->capture_default_str();
-  return [a, dp_epochs, dp_out, smooth_out]() {
+  cmd->add_option("--out-dir", *out_dir, "folder for the three model files (made if missing)")->capture_default_str();
+  cmd->add_option("--out", a->out, "where to write the standard model (default OUT_DIR/standard.safetensors)");
+  cmd->add_option("--dp-out", *dp_out, "where to write the private model (default OUT_DIR/dp.safetensors)");
+  cmd->add_option("--smooth-out", *smooth_out,
+                  "where to write the noise-trained model that is certified (default OUT_DIR/smooth.safetensors)");
+  return [a, dp_epochs, out_dir, dp_out, smooth_out]() {
+    AEGIS_CHECK(!out_dir->empty(), "--out-dir must not be empty");
+    const auto in_dir = [&](const std::string& given, const char* name) {
+      if (!given.empty()) return given;
+      std::error_code ec;
+      std::filesystem::create_directories(*out_dir, ec);
+      AEGIS_CHECK_AS(IoError, !ec, *out_dir << ": cannot create the output folder: " << ec.message());
+      return (std::filesystem::path(*out_dir) / name).string();
+    };
+    a->out = in_dir(a->out, "standard.safetensors");
+    *dp_out = in_dir(*dp_out, "dp.safetensors");
+    *smooth_out = in_dir(*smooth_out, "smooth.safetensors");
     nn::DatasetSplit split;
     std::string label = "fashion-mnist";
     // DP-SGD settings of the Fashion-MNIST result in the README (86.3% at ε = 2.93 after 40

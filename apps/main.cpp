@@ -20,6 +20,15 @@ std::string one_line(std::string text) {
 int main(int argc, char** argv) {
   CLI::App app{"aegis " AEGIS_VERSION " — private and robust deep learning (DP-SGD, attacks, certification)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "aegis " AEGIS_VERSION);
+  // Options of the tool itself, accepted before or after the command (fallthrough).
+  bool verbose = false;
+  app.add_flag("--verbose", verbose, "error messages also name the source location that raised them");
+  // Commands with progress output have their own --quiet (apps/common.cpp); the rest (account,
+  // analyze, info) print no progress, and accept it here so that one flag works everywhere.
+  bool quiet = false;
+  app.add_flag("--quiet", quiet, "no progress output on stderr");
+  app.fallthrough();
   std::map<CLI::App*, aegis::app::Runner> runners;
   auto reg = [&](aegis::app::Runner (*add)(CLI::App&)) {
     const std::size_t before = app.get_subcommands({}).size();
@@ -49,7 +58,8 @@ int main(int argc, char** argv) {
     for (auto& [cmd, run] : runners)
       if (cmd->parsed()) return run();
   } catch (const aegis::Error& e) {
-    std::cerr << "aegis: error: " << e.what() << "\n";
+    // A user's bad input gets the message; the source location is for --verbose (and bug reports).
+    std::cerr << "aegis: error: " << (verbose ? std::string(e.what()) : e.message()) << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
     // Sizes are bounded where they enter, but a request can still exceed this machine's memory.

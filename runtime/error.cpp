@@ -2,10 +2,11 @@
 
 #include <cstring>
 
-namespace aegis::detail {
+namespace aegis {
 
-std::string with_location(const std::string& message, const char* file, int line) {
-  // Report the path relative to the source tree: "runtime/tensor.cpp:42", not an absolute path.
+namespace detail {
+std::string source_location(const char* file, int line) {
+  // The path relative to the source tree: "runtime/tensor.cpp:42", not an absolute path.
   const char* shown = file;
   for (const char* root : {"/runtime/", "/kernels/", "/nn/", "/privacy/", "/attacks/", "/certify/", "/apps/"}) {
     if (const char* hit = std::strstr(file, root)) {
@@ -13,7 +14,13 @@ std::string with_location(const std::string& message, const char* file, int line
       break;
     }
   }
-  return message + " [" + shown + ":" + std::to_string(line) + "]";
+  return std::string(shown) + ":" + std::to_string(line);
 }
+}  // namespace detail
 
-}  // namespace aegis::detail
+Error::Error(const std::string& message, const char* file, int line)
+    : std::runtime_error(message + " [" + detail::source_location(file, line) + "]"),
+      m_message(message),
+      m_location(detail::source_location(file, line)) {}
+
+}  // namespace aegis

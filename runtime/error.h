@@ -1,5 +1,5 @@
 // Errors thrown by aegis. Library code never prints-and-exits: it throws one of these with a
-// message that names the argument and its bad value, followed by the file:line that threw.
+// message that names the argument and its bad value, and the file:line that threw.
 #pragma once
 
 #include <sstream>
@@ -8,9 +8,19 @@
 
 namespace aegis {
 
+// what() is the message followed by " [file:line]" when the error carries a location (every
+// AEGIS_THROW does); message() and location() give the two parts, so that a front end can show a
+// user the message alone and keep the location for --verbose or a bug report.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(message), m_message(message) {}
+  Error(const std::string& message, const char* file, int line);
+  const std::string& message() const noexcept { return m_message; }
+  const std::string& location() const noexcept { return m_location; }
+
+ private:
+  std::string m_message;
+  std::string m_location;  // "runtime/tensor.cpp:42", or empty
 };
 // A caller passed a value outside its documented range (σ ≤ 0, a negative batch size, ...).
 class InvalidArgument : public Error {
@@ -39,7 +49,7 @@ class NumericError : public Error {
 };
 
 namespace detail {
-std::string with_location(const std::string& message, const char* file, int line);
+std::string source_location(const char* file, int line);  // "runtime/tensor.cpp:42"
 }  // namespace detail
 
 }  // namespace aegis
@@ -48,7 +58,7 @@ std::string with_location(const std::string& message, const char* file, int line
   do {                                                                              \
     std::ostringstream aegis_msg_;                                                  \
     aegis_msg_ << stream_expr;                                                      \
-    throw ErrorType(::aegis::detail::with_location(aegis_msg_.str(), __FILE__, __LINE__)); \
+    throw ErrorType(aegis_msg_.str(), __FILE__, __LINE__);                           \
   } while (0)
 
 // AEGIS_CHECK(cond, "batch size " << b << " must be positive") throws InvalidArgument.

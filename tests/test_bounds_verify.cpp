@@ -104,7 +104,9 @@ TEST(Verify, BoundedByCleanAccuracyShrinkingWithEpsAndSound) {
 }
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / name).string();
+  // One folder per test program, removed at exit: two runs at once never share a path.
+  static const std::string dir = testing::make_temp_dir("aegis_tests");
+  return (std::filesystem::path(dir) / name).string();
 }
 
 // A residual network from the zoo, trained and verified through the command line.

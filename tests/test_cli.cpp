@@ -9,6 +9,7 @@
 #include <fstream>
 #include <string>
 
+#include "runtime/config.h"
 #include "runtime/device.h"
 #include "support/testing.h"
 
@@ -24,7 +25,9 @@ constexpr const char* kDpFashionMnistCommand =
     "--batch-size 2048 --epochs 40 --optimizer sgd --lr 30 --schedule constant --accountant prv";
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / name).string();
+  // One folder per test program, removed at exit: two runs at once never share a path.
+  static const std::string dir = testing::make_temp_dir("aegis_tests");
+  return (std::filesystem::path(dir) / name).string();
 }
 
 TEST(Cli, InfoReportsBackendsAsJson) {
@@ -151,10 +154,9 @@ TEST(Cli, DpTrainingReportsEpsilonAndWritesTheLedger) {
 }
 
 TEST(Cli, DemoTrainsAttacksTrainsPrivatelyAndCertifies) {
-  const std::string out = temp_path("aegis_cli_demo.safetensors"), dp_out = temp_path("aegis_cli_demo_dp.safetensors");
-  const std::string smooth_out = temp_path("aegis_cli_demo_smooth.safetensors");
-  const CliRun r = run_cli("demo --epochs 1 --dp-epochs 1 --device cpu --json --quiet --out " + out + " --dp-out " +
-                           dp_out + " --smooth-out " + smooth_out);
+  // The three models go to --out-dir (made when missing) under fixed names.
+  const std::string dir = temp_path("demo_out") + "/nested";
+  const CliRun r = run_cli("demo --epochs 1 --dp-epochs 1 --device cpu --json --quiet --out-dir " + dir);
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["standard"]["test_accuracy"].get<double>(), 0.5);
@@ -165,12 +167,28 @@ TEST(Cli, DemoTrainsAttacksTrainsPrivatelyAndCertifies) {
   EXPECT_GT(c["certified_accuracy"]["0.00"].get<double>(), 0.3);
   EXPECT_LE(c["certified_accuracy"]["0.50"].get<double>(), c["certified_accuracy"]["0.25"].get<double>());
   EXPECT_GT(c["average_certified_radius"].get<double>(), 0.0);
-  EXPECT_TRUE(std::filesystem::exists(smooth_out));
-  std::filesystem::remove(smooth_out);
-  EXPECT_TRUE(std::filesystem::exists(out));
-  EXPECT_TRUE(std::filesystem::exists(dp_out));
-  std::filesystem::remove(out);
-  std::filesystem::remove(dp_out);
+  for (const char* name : {"standard.safetensors", "dp.safetensors", "smooth.safetensors"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + name)) << name;
+}
+
+TEST(Cli, VersionQuietAndVerboseWorkForEveryCommand) {
+  const CliRun v = run_cli("--version");
+  EXPECT_EQ(v.status, 0) << v.err;
+  EXPECT_EQ(v.out, "aegis " AEGIS_VERSION "\n");
+  // --quiet is accepted by every command, also those that print no progress.
+  const CliRun a = run_cli("account --sampling-rate 0.01 --noise-multiplier 1 --steps 10 --delta 1e-5 --quiet");
+  EXPECT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(run_cli("info --quiet").status, 0);
+  // A user's bad input gets the message alone; --verbose adds the source location that raised it.
+  const std::string absent = temp_path("absent.safetensors");
+  const CliRun plain = run_cli("eval --model " + absent + " --data digits --quiet");
+  EXPECT_EQ(plain.status, 1);
+  EXPECT_EQ(plain.err.find(".cpp:"), std::string::npos) << plain.err;
+  EXPECT_NE(plain.err.find(absent), std::string::npos) << plain.err;
+  const CliRun verbose = run_cli("eval --model " + absent + " --data digits --quiet --verbose");
+  EXPECT_EQ(verbose.status, 1);
+  EXPECT_NE(verbose.err.find(".cpp:"), std::string::npos) << verbose.err;
+  EXPECT_EQ(run_cli("--verbose eval --model " + absent + " --data digits --quiet").err, verbose.err);
 }
 
 // The acceptance bar of the training loop: cnn-fmnist on Fashion-MNIST reaches 88% test accuracy

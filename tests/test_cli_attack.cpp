@@ -18,7 +18,11 @@ namespace {
 using testing::CliRun;
 using testing::run_cli;
 
-std::string temp_path(const std::string& name) { return (std::filesystem::temp_directory_path() / name).string(); }
+// One folder per test program, removed at exit: two runs at once never share a path.
+std::string temp_path(const std::string& name) {
+  static const std::string dir = testing::make_temp_dir("aegis_tests");
+  return (std::filesystem::path(dir) / name).string();
+}
 
 // One standard digits mlp shared by the tests of this file.
 const std::string& trained_model() {

@@ -63,7 +63,7 @@ TEST(DpTrain, ReportsTheAccountantsEpsilonAndLearns) {
 }
 
 TEST(DpTrain, LedgerTravelsWithTheModelAndResumeComposes) {
-  const std::string path = (std::filesystem::temp_directory_path() / "aegis_dp_ledger.safetensors").string();
+  const std::string path = testing::make_temp_dir("aegis_dp_ledger") + "/ledger.safetensors";
   const nn::Dataset data = toy_dataset(256, 4);
   nn::ModelSpec spec{"mlp", {1, 4, 4}, 2, "", 5};
   auto model = nn::build_model(spec);

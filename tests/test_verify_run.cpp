@@ -154,7 +154,7 @@ TEST(VerifyCli, SkipShardAndPerExampleFile) {
   EXPECT_EQ(files_in(dir).size(), 2u);  // the model and the TSV, no temporary file
 
   for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
-           {"--shard 2/2", "shard '2/2'"}, {"--shard x", "shard 'x'"}, {"--skip 0", "--skip 0"}}) {
+           {"--shard 2/2", "shard '2/2'"}, {"--shard x", "shard 'x'"}, {"--skip 0", "--skip: 0 is not in"}}) {
     const testing::CliRun bad = testing::run_cli(base + args);
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_NE(bad.err.find(fragment), std::string::npos) << args << ": " << bad.err;

@@ -155,7 +155,7 @@ TEST(Train, RejectsBadOptionsAndDivergence) {
 }
 
 TEST(ModelFile, RoundTripKeepsSpecAndOutputs) {
-  const std::string path = (std::filesystem::temp_directory_path() / "aegis_zoo_roundtrip.safetensors").string();
+  const std::string path = testing::make_temp_dir("aegis_zoo_roundtrip") + "/model.safetensors";
   nn::ModelSpec spec{"cnn-fmnist", {1, 28, 28}, 10, "relu", 21};
   auto model = nn::build_model(spec);
   nn::save_classifier(path, *model, spec, {{"aegis.dataset", "unit-test"}});
