@@ -12,7 +12,7 @@ job=${1:-demo}
 case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils)
+          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
