@@ -109,5 +109,8 @@ Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction =
 Tensor argmax(const Tensor& logits);
 // Number of rows whose argmax equals the label.
 std::int64_t count_correct(const Tensor& logits, const Tensor& labels);
+// The same count as an int32 [1] tensor on the logits' device, without waiting for it: a training
+// step reads it together with its loss, at one synchronization.
+Tensor count_correct_on_device(const Tensor& logits, const Tensor& labels);
 
 }  // namespace aegis::nn

@@ -86,18 +86,22 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
         optimizer->zero_grad();
         Var logits = model.forward(input);
         Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
+        const Tensor step_correct = count_correct_on_device(logits.value(), batch.labels);
+        autograd::backward(loss);
+        // The loss is read once the backward pass is queued, so that on a GPU the step waits for
+        // the device once here (and for the optimizer's finite check) instead of between the
+        // forward and the backward pass. A non-finite loss still stops before any update.
         const double loss_value = loss.value().item();
         if (!std::isfinite(loss_value))
           AEGIS_THROW(NumericError, "training loss became " << loss_value << " at epoch " << epoch + 1 << ", step "
                                                             << result.steps + 1 << " (learning rate " << lr
                                                             << " may be too large)");
-        autograd::backward(loss);
         if (o.after_backward) o.after_backward(input);
         optimizer->step();
         if (o.after_step) o.after_step();
         const std::int64_t b = batch.labels.numel();
         loss_sum += loss_value * static_cast<double>(b);
-        correct += count_correct(logits.value(), batch.labels);
+        correct += static_cast<std::int64_t>(step_correct.item());
         seen += b;
         ++result.steps;
         if (on_step) {

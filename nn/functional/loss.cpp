@@ -81,7 +81,7 @@ Tensor argmax(const Tensor& logits) {
   return out;
 }
 
-std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+Tensor count_correct_on_device(const Tensor& logits, const Tensor& labels) {
   check_logits(logits, "count_correct logits");
   const std::int64_t n = logits.size(0), k = logits.size(1);
   check_labels(labels, logits, n, "count_correct labels");
@@ -90,7 +90,11 @@ std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   Tensor count = Tensor::empty({1}, DType::I32, logits.device());
   AEGIS_DISPATCH(logits.device(),
                  count_correct(logits.data<float>(), labels.data<std::int32_t>(), count.data<std::int32_t>(), n, k));
-  return static_cast<std::int64_t>(count.item());
+  return count;
+}
+
+std::int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  return static_cast<std::int64_t>(count_correct_on_device(logits, labels).item());
 }
 
 }  // namespace aegis::nn
