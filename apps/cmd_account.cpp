@@ -12,7 +12,7 @@
 #include "options.h"
 #include "privacy/accountant.h"
 #include "privacy/dp_train.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::app {
 

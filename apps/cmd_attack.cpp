@@ -13,7 +13,7 @@
 #include "attacks/attacks.h"
 #include "attacks/suite.h"
 #include "options.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "nn/functional.h"
 #include "nn/model_file.h"
 #include "nn/serialize.h"

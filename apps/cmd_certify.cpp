@@ -19,7 +19,7 @@
 #include "certify/sweep.h"
 #include "nn/data/dataset.h"
 #include "nn/model_file.h"
-#include "runtime/math_precision.h"
+#include "core/math_precision.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"

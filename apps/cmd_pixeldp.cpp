@@ -23,7 +23,7 @@
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 
 namespace aegis::app {
 

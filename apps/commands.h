@@ -9,7 +9,7 @@
 
 #include "nn/data/dataset.h"
 #include "nn/zoo.h"
-#include "runtime/device.h"
+#include "core/device.h"
 
 namespace aegis::app {
 

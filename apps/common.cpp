@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "commands.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::app {
 

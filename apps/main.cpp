@@ -5,7 +5,7 @@
 #include <string>
 
 #include "commands.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace {
 // CLI11 messages may span lines (a list of unexpected arguments); the contract is one line.

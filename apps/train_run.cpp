@@ -6,7 +6,7 @@
 #include <iostream>
 
 #include "nn/model_file.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "options.h"
 #include "progress.h"
 

@@ -10,7 +10,7 @@
 
 #include "attacks/attacks.h"
 #include "kernels/attack_step.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "runtime/dispatch.h"
 
 namespace aegis::attacks {

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "nn/functional.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 
 namespace aegis::attacks {
 

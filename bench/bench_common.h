@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "nn/zoo.h"
-#include "runtime/cuda_backend.h"
+#include "core/cuda_backend.h"
 #include "runtime/ops.h"
 
 namespace aegis::bench {

@@ -18,7 +18,7 @@
 #include <set>
 #include <sstream>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 extern char** environ;
 

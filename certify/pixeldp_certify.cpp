@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "certify/pixeldp.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "runtime/ops.h"
 
 namespace aegis::certify {

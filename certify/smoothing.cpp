@@ -6,8 +6,8 @@
 
 #include "certify/stats.h"
 #include "kernels/smoothing.h"
-#include "runtime/config.h"
-#include "runtime/cuda_backend.h"
+#include "core/config.h"
+#include "core/cuda_backend.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "nn/module.h"
-#include "runtime/math_precision.h"
+#include "core/math_precision.h"
 #include "runtime/tensor.h"
 
 namespace aegis::certify {
@@ -42,7 +42,7 @@ struct SmoothingOptions {
   std::int64_t batch = 1000;   // noisy rows per forward pass; ≥ 1
   std::uint64_t seed = 0;
   // The precision of the forward pass's matrix products and convolutions
-  // (runtime/math_precision.h); anything but Fp32 needs a CUDA device (DeviceError elsewhere).
+  // (core/math_precision.h); anything but Fp32 needs a CUDA device (DeviceError elsewhere).
   // Tf32: TF32 tensor cores (fp32 range, 10-bit mantissa, fp32 accumulation). Bf16 / Fp16: the
   // operands of every matrix product and convolution are rounded to 16 bits, products are summed
   // in float32, activations between layers stay float32. The counts are then those of a slightly

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::certify {
 

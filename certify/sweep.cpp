@@ -17,7 +17,7 @@
 #include <unordered_map>
 
 #include "certify/stats.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::certify {
 

@@ -18,8 +18,8 @@
 #include <type_traits>
 
 #include "certify/sweep.h"
-#include "runtime/atomic_file.h"
-#include "runtime/error.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
 
 namespace aegis::certify {
 

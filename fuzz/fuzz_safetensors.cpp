@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "nn/serialize.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::vector<unsigned char> bytes(data, data + size);

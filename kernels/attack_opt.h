@@ -27,8 +27,8 @@
 #include <cstdint>
 
 #include "kernels/attack_step.h"
-#include "runtime/config.h"
-#include "runtime/philox.h"
+#include "core/config.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 

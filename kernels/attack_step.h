@@ -29,8 +29,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "runtime/config.h"
-#include "runtime/philox.h"
+#include "core/config.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 

@@ -4,7 +4,7 @@
 //   sum_rows:  out[cols] (+)= Σ_r X[r, cols]
 // CPU: OpenBLAS sgemm. CUDA: cuBLAS sgemm (row-major handled by computing Cᵀ = op(B)ᵀ op(A)ᵀ),
 // and one-thread-per-column reductions for the bias.
-// The CUDA gemm follows this thread's MathPrecision (runtime/math_precision.h): Tf32 lets cuBLAS
+// The CUDA gemm follows this thread's MathPrecision (core/math_precision.h): Tf32 lets cuBLAS
 // use TF32 tensor cores; Bf16/Fp16 round op(A) and op(B) to that 16-bit type in stream-ordered
 // scratch and multiply them with cublasGemmEx, float32 accumulation and float32 C. A gemm cannot
 // tell a forward from a backward product, so the mode applies to every gemm issued in its scope:
@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <string>
 
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis::kernels {
 

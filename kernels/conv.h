@@ -21,7 +21,7 @@
 // cudnnGetConvolution*Algorithm_v7 heuristics, preferring deterministic full-fp32 (FMA, no TF32)
 // ones, so GPU results are reproducible and match the CPU to fp32 rounding; each call's
 // workspace comes from the stream-ordered pool (cudaMallocAsync) and goes back after the call.
-// The CUDA forward follows this thread's MathPrecision (runtime/math_precision.h): Tf32 lets cuDNN
+// The CUDA forward follows this thread's MathPrecision (core/math_precision.h): Tf32 lets cuDNN
 // use TF32 tensor cores; Bf16/Fp16 round x and w to that 16-bit type, run cuDNN's pseudo-16-bit
 // configuration (16-bit data, float32 compute type, 16-bit output) and widen the output to float32
 // before adding the bias in float32. The backward passes ignore the setting and always compute
@@ -30,7 +30,7 @@
 
 #include <cstdint>
 
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis::kernels {
 

@@ -11,7 +11,7 @@
 // every parameter its own range [offset, offset + n) of element indices and every training step
 // its own `step`, so no two elements of one step and no two steps share a draw. Element i is a pure
 // function of (key, offset + i), so the CPU and the CUDA kernel draw the same z up to the double
-// transcendental functions' rounding (runtime/philox.h: a rare element differs by one float ulp
+// transcendental functions' rounding (core/philox.h: a rare element differs by one float ulp
 // after rounding). The noise term is
 // float(σC · z) with the product in double — the same value kernels::cpu::fill_normal(…, 0, σC)
 // produces — so "fill noise, add, divide, plain optimizer" reproduces the fused result exactly.
@@ -23,8 +23,8 @@
 #include <cstdint>
 
 #include "kernels/optim.h"
-#include "runtime/config.h"
-#include "runtime/philox.h"
+#include "core/config.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 

@@ -14,7 +14,7 @@
 
 #include <cstdint>
 
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis::kernels {
 

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis::kernels {
 

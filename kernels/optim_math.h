@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "kernels/optim.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 

@@ -33,7 +33,7 @@
 #include <cstdint>
 
 #include "kernels/conv.h"
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis::kernels {
 

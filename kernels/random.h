@@ -1,12 +1,12 @@
-// Random fills from the Philox generator (runtime/philox.h): element i of the output is a pure
+// Random fills from the Philox generator (core/philox.h): element i of the output is a pure
 // function of (key, offset + i), so CPU and CUDA fill identical values and any slice of a large
 // draw can be regenerated alone. CUDA: one thread per element, grid-stride loop.
 #pragma once
 
 #include <cstdint>
 
-#include "runtime/config.h"
-#include "runtime/philox.h"
+#include "core/config.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 namespace cpu {

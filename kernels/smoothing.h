@@ -11,7 +11,7 @@
 //                 NaN logit is not counted but reported, and the caller throws: a NaN must not
 //                 silently become a vote for some class.
 //
-// The normal draws: element e uses Philox block e/2 (runtime/philox.h), whose 32-bit words give
+// The normal draws: element e uses Philox block e/2 (core/philox.h), whose 32-bit words give
 // u1 ∈ (0, 1] from 48 bits and u2 ∈ [0, 1) from 24 bits; the Box-Muller pair (Box & Muller 1958)
 // r·cos 2πu2, r·sin 2πu2 with r = √(−2 ln u1) serves elements 2i and 2i+1. With 48 bits for u1
 // the largest |z| is √(98 ln 2) ≈ 8.2, so the tail beyond it that the draw cannot produce has
@@ -28,8 +28,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "runtime/config.h"
-#include "runtime/philox.h"
+#include "core/config.h"
+#include "core/philox.h"
 
 namespace aegis::kernels {
 

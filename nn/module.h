@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "nn/functional.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 
 namespace aegis::nn {
 

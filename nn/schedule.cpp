@@ -6,7 +6,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::nn {
 

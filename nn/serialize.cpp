@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "runtime/atomic_file.h"
+#include "core/atomic_file.h"
 
 namespace aegis::nn {
 namespace {

@@ -4,7 +4,7 @@
 // "__metadata__" object of string → string, then the tensors' raw little-endian bytes, with
 // offsets relative to the start of that data section. Writers here emit tensors in the order
 // given (a Module's state_dict order), pad the header with spaces to a multiple of 8 bytes, and
-// replace the target atomically (runtime/atomic_file.h: a unique temporary file per writer, then
+// replace the target atomically (core/atomic_file.h: a unique temporary file per writer, then
 // rename), so an interrupted save never leaves a half-written model. Readers validate everything before building a tensor, and accept
 // exactly what the reference reader accepts for these dtypes: the header must fit in the file and
 // parse as a JSON object, every tensor's byte range must match shape × dtype size, and the

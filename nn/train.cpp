@@ -5,7 +5,7 @@
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "runtime/ops.h"
 
 namespace aegis::nn {

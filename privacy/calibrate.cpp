@@ -3,7 +3,7 @@
 #include <functional>
 
 #include "privacy/accountant.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::privacy {
 

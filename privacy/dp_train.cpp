@@ -9,7 +9,7 @@
 #include "nn/schedule.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 
 namespace aegis::privacy {
 

@@ -12,7 +12,7 @@
 #include "kernels/optim_math.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 
 namespace aegis::privacy {
 

@@ -31,7 +31,7 @@
 
 #include "privacy/accountant.h"
 #include "privacy/prv_step.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::privacy {
 

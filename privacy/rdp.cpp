@@ -12,7 +12,7 @@
 #include <limits>
 
 #include "privacy/accountant.h"
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::privacy {
 

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "runtime/error.h"
-#include "runtime/philox.h"
+#include "core/error.h"
+#include "core/philox.h"
 
 namespace aegis::privacy {
 

@@ -35,7 +35,7 @@
 
 #include "nn/data/dataset.h"
 #include "privacy/secure_rng.h"
-#include "runtime/device.h"
+#include "core/device.h"
 #include "runtime/tensor.h"
 
 namespace aegis::privacy {

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <limits>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis::privacy {
 

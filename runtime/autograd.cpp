@@ -1,6 +1,6 @@
 #include "runtime/autograd.h"
 
-#include "runtime/math_precision.h"
+#include "core/math_precision.h"
 
 #include <unordered_set>
 

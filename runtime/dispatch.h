@@ -3,8 +3,8 @@
 // code above the kernels never needs an #if.
 #pragma once
 
-#include "runtime/config.h"
-#include "runtime/device.h"
+#include "core/config.h"
+#include "core/device.h"
 
 #if AEGIS_HAS_CUDA
 #define AEGIS_DISPATCH(device, call) \

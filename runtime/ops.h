@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/philox.h"
+#include "core/philox.h"
 #include "runtime/tensor.h"
 
 namespace aegis::ops {

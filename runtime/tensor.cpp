@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "kernels/elementwise.h"
-#include "runtime/cuda_backend.h"
+#include "core/cuda_backend.h"
 
 namespace aegis {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/device.h"
-#include "runtime/dtype.h"
-#include "runtime/error.h"
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
 
 namespace aegis {
 

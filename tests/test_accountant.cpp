@@ -11,7 +11,7 @@
 #include <string>
 
 #include "privacy/accountant.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "support/testing.h"
 
 namespace aegis {

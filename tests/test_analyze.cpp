@@ -8,7 +8,7 @@
 #include <string>
 
 #include "certify/analyze.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "support/testing.h"
 
 namespace aegis::certify {

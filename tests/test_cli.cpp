@@ -9,8 +9,8 @@
 #include <fstream>
 #include <string>
 
-#include "runtime/config.h"
-#include "runtime/device.h"
+#include "core/config.h"
+#include "core/device.h"
 #include "support/testing.h"
 
 namespace aegis {

@@ -13,7 +13,7 @@
 #include "privacy/noise.h"
 #include "privacy/secure_rng.h"
 #include "runtime/ops.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 #include "support/testing.h"
 
 namespace aegis {

@@ -8,7 +8,7 @@
 #include "nn/zoo.h"
 #include "privacy/dp_train.h"
 #include "privacy/sampling.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 #include "support/testing.h"
 
 namespace aegis {

@@ -1,4 +1,4 @@
-// The forward-precision setting (runtime/math_precision.h): names, scopes, the CPU backend's
+// The forward-precision setting (core/math_precision.h): names, scopes, the CPU backend's
 // indifference to it, and on a GPU the bf16/fp16 gemm and convolution forward against a double
 // reference of the same rounded operands and against float32, the overflow count, the backward
 // convolution's full fp32, and capture of the 16-bit paths in a CUDA graph.
@@ -15,9 +15,9 @@
 #include "kernels/conv.h"
 #include "nn/functional.h"
 #include "reference/conv_pool.h"
-#include "runtime/config.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/math_precision.h"
+#include "core/config.h"
+#include "core/cuda_backend.h"
+#include "core/math_precision.h"
 #include "support/testing.h"
 
 namespace aegis {

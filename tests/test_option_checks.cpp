@@ -10,7 +10,7 @@
 #include "nn/train.h"
 #include "nn/zoo.h"
 #include "privacy/dp_train.h"
-#include "runtime/checked_math.h"
+#include "core/checked_math.h"
 #include "support/testing.h"
 
 namespace aegis {

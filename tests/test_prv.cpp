@@ -9,7 +9,7 @@
 #include "privacy/accountant.h"
 #include "privacy/dp_train.h"
 #include "privacy/prv_step.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "support/testing.h"
 
 namespace aegis {

@@ -7,10 +7,10 @@
 #include "kernels/elementwise.h"
 #include "runtime/dispatch.h"
 #include "runtime/autograd.h"
-#include "runtime/config.h"
-#include "runtime/cuda_backend.h"
+#include "core/config.h"
+#include "core/cuda_backend.h"
 #include "runtime/ops.h"
-#include "runtime/philox.h"
+#include "core/philox.h"
 #include "support/testing.h"
 
 namespace aegis {

@@ -11,9 +11,9 @@
 #include "kernels/smoothing.h"
 #include "nn/layers.h"
 #include "nn/zoo.h"
-#include "runtime/config.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/math_precision.h"
+#include "core/config.h"
+#include "core/cuda_backend.h"
+#include "core/math_precision.h"
 #include "support/testing.h"
 
 namespace aegis {

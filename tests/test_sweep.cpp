@@ -14,7 +14,7 @@
 #include <string>
 
 #include "certify/sweep.h"
-#include "runtime/error.h"
+#include "core/error.h"
 #include "support/testing.h"
 
 namespace aegis::certify {

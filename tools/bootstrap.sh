@@ -39,7 +39,7 @@ fi
 
 # The test command also packs the prepared GPU check (tools/gpu_check.sh) when the CUDA backend
 # is built, so that a ctest case rehearses it over the pack exactly as a GPU machine would run it.
-if [ "$job" = test ] && grep -q 'define AEGIS_HAS_CUDA 1' "$build/generated/runtime/config.h" 2>/dev/null; then
+if [ "$job" = test ] && grep -q 'define AEGIS_HAS_CUDA 1' "$build/generated/core/config.h" 2>/dev/null; then
   JOBS=$jobs bash tools/gpu_check.sh pack
 fi
 

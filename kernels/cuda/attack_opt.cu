@@ -1,6 +1,6 @@
 #include "kernels/attack_opt.h"
 #include "kernels/cuda/block_reduce.cuh"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {

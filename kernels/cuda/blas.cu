@@ -2,8 +2,8 @@
 
 #include "kernels/blas.h"
 #include "kernels/cuda/round16.cuh"
-#include "runtime/cuda/check.h"
-#include "runtime/cuda_backend.h"
+#include "core/cuda/check.h"
+#include "core/cuda_backend.h"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -38,7 +38,7 @@ __global__ void sum_rows_kernel(const float* x, float* out, long long rows, long
   }
 }
 
-// op(A)·op(B) with both operands rounded to bf16 or fp16 first (runtime/math_precision.h): A and B
+// op(A)·op(B) with both operands rounded to bf16 or fp16 first (core/math_precision.h): A and B
 // are rounded element for element, in their own layouts, into one stream-ordered scratch block
 // (no host synchronization, so it stays capturable in a CUDA graph), and cublasGemmEx multiplies
 // them with float32 accumulation (CUBLAS_COMPUTE_32F) into the float32 C, alpha and beta float.

@@ -8,8 +8,8 @@
 
 #include "kernels/conv.h"
 #include "kernels/cuda/round16.cuh"
-#include "runtime/cuda/check.h"
-#include "runtime/cuda_backend.h"
+#include "core/cuda/check.h"
+#include "core/cuda_backend.h"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -168,7 +168,7 @@ namespace {
 // first for it (pick_algorithm) and that algorithm's workspace size. Building one costs five
 // descriptor set-ups and a heuristic query; a ResNet-20 training step runs about 60 convolution
 // passes over a dozen distinct shapes, so each shape's plan is built once per host thread (cuDNN
-// handles are per thread, runtime/cuda/backend.cpp) and device, and looked up afterwards.
+// handles are per thread, core/cuda/backend.cpp) and device, and looked up afterwards.
 enum class ConvPass { Forward, BackwardData, BackwardFilter };
 
 struct ConvPlan {
@@ -236,7 +236,7 @@ void cudnn_forward(const Conv2dGeometry& g, MathPrecision precision, const void*
                                       ws.bytes(), &zero, p.desc.y.get(), d_y));
 }
 
-// The 16-bit forward (runtime/math_precision.h): x and w rounded to bf16/fp16 into stream-ordered
+// The 16-bit forward (core/math_precision.h): x and w rounded to bf16/fp16 into stream-ordered
 // scratch, cuDNN's pseudo-16-bit convolution (16-bit data, float32 accumulation, 16-bit output),
 // the output widened back to float32 with the bias added in float32. No host synchronization, so
 // it stays capturable in a CUDA graph.

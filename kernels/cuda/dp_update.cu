@@ -4,7 +4,7 @@
 // CPU backend's whatever the launch shape.
 #include "kernels/dp_update.h"
 #include "kernels/optim_math.h"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {

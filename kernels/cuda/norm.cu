@@ -1,13 +1,15 @@
 #include <algorithm>
 #include <climits>
 
-#include "kernels/cuda/round16.cuh"
+#include "core/cuda/stream_scratch.h"
 #include "kernels/norm.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/cuda/check.h"
+#include "core/cuda_backend.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {
+
+using cuda_backend::StreamScratch;
 
 constexpr int kBlock = 256;  // a multiple of 32: block_sum relies on whole warps
 

@@ -4,7 +4,7 @@
 // kernel so that it touches no state buffer.
 #include "kernels/optim.h"
 #include "kernels/optim_math.h"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {

@@ -1,7 +1,7 @@
 #include <climits>
 
 #include "kernels/per_example.h"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {

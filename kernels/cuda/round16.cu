@@ -2,7 +2,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/round16.cuh"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -52,14 +52,6 @@ void check_16_bit(MathPrecision precision, const char* what) {
 }
 
 }  // namespace
-
-StreamScratch::StreamScratch(std::size_t bytes) : m_bytes(bytes) {
-  if (bytes > 0) CUDA_CHECK(cudaMallocAsync(&m_ptr, bytes, cuda_backend::stream()));
-}
-
-StreamScratch::~StreamScratch() {
-  if (m_ptr) cudaFreeAsync(m_ptr, cuda_backend::stream());
-}
 
 std::size_t packed_16bit_bytes(std::int64_t n) {
   return (static_cast<std::size_t>(n) * 2 + 255) / 256 * 256;

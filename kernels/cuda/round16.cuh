@@ -1,5 +1,5 @@
 // Internal to the CUDA backend: the 16-bit operand storage of the bf16/fp16 forward modes
-// (runtime/math_precision.h), shared by the gemm (blas.cu) and the convolution forward (conv.cu).
+// (core/math_precision.h), shared by the gemm (blas.cu) and the convolution forward (conv.cu).
 //   round_to_16bit:   float32 → bf16 or fp16, round to nearest even (__float2bfloat16_rn,
 //                     __float2half_rn); values beyond the type's range become ±inf.
 //   widen_from_16bit: bf16 or fp16 → float32 (exact), optionally adding a bias per channel of an
@@ -9,30 +9,17 @@
 // (round: a finite float that became ±inf; widen: |v| ≥ the largest finite 16-bit value, which
 // also catches a library that saturates instead of producing inf) and adds its count with one
 // atomicAdd, so a correct run pays one predicated add per element and no atomics.
-// StreamScratch: bytes from the stream-ordered pool (cudaMallocAsync), released in stream order
-// (cudaFreeAsync) after the work that used them, so a caller stays capturable in a CUDA graph.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "runtime/math_precision.h"
+#include "core/cuda/stream_scratch.h"
+#include "core/math_precision.h"
 
 namespace aegis::kernels::cuda {
 
-class StreamScratch {
- public:
-  explicit StreamScratch(std::size_t bytes);
-  ~StreamScratch();
-  StreamScratch(const StreamScratch&) = delete;
-  StreamScratch& operator=(const StreamScratch&) = delete;
-  void* get() const { return m_ptr; }
-  std::size_t bytes() const { return m_bytes; }
-
- private:
-  void* m_ptr = nullptr;
-  std::size_t m_bytes;
-};
+using cuda_backend::StreamScratch;  // core/cuda/stream_scratch.h
 
 // Bytes of n 16-bit values rounded up to 256, so that arrays packed one after another into one
 // scratch block each start as aligned as the block (tensor-core kernels want ≥ 16-byte alignment).

@@ -1,5 +1,5 @@
 #include "kernels/smoothing.h"
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::kernels::cuda {
 namespace {

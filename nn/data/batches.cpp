@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "nn/data/dataset.h"
-#include "runtime/checked_math.h"
-#include "runtime/philox.h"
+#include "core/checked_math.h"
+#include "core/philox.h"
 
 namespace aegis::nn {
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/device.h"
+#include "core/device.h"
 #include "runtime/tensor.h"
 
 namespace aegis::nn {

@@ -1,7 +1,7 @@
-#include "runtime/device.h"
+#include "core/device.h"
 
-#include "runtime/cuda_backend.h"
-#include "runtime/error.h"
+#include "core/cuda_backend.h"
+#include "core/error.h"
 
 namespace aegis {
 

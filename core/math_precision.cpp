@@ -1,6 +1,6 @@
-#include "runtime/math_precision.h"
+#include "core/math_precision.h"
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis {
 

@@ -1,5 +1,5 @@
 // Internal: the CUDA runtime services aegis needs, declared without CUDA headers so that
-// public headers stay CUDA-free. Defined in runtime/cuda/backend.cpp, compiled only when
+// public headers stay CUDA-free. Defined in core/cuda/backend.cpp, compiled only when
 // AEGIS_HAS_CUDA. Memory comes from the stream-ordered allocator (cudaMallocAsync pools) and
 // all work is issued on the per-thread default stream.
 #pragma once
@@ -9,7 +9,7 @@
 #include <functional>
 #include <string>
 
-#include "runtime/math_precision.h"
+#include "core/math_precision.h"
 
 namespace aegis::cuda_backend {
 
@@ -59,6 +59,6 @@ class Graph {
 };
 
 // The precision of matrix products and convolution forwards (TF32, bf16, fp16 for inference
-// paths) is a thread-local setting shared with the CPU build: runtime/math_precision.h.
+// paths) is a thread-local setting shared with the CPU build: core/math_precision.h.
 
 }  // namespace aegis::cuda_backend

@@ -1,4 +1,4 @@
-#include "runtime/atomic_file.h"
+#include "core/atomic_file.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis {
 

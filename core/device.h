@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "runtime/config.h"
+#include "core/config.h"
 
 namespace aegis {
 

@@ -1,5 +1,5 @@
 // CUDA runtime services: device queries, stream-ordered memory, per-thread library handles.
-#include "runtime/cuda_backend.h"
+#include "core/cuda_backend.h"
 
 #include <cstdint>
 #include <map>
@@ -7,7 +7,7 @@
 #include <set>
 #include <sstream>
 
-#include "runtime/cuda/check.h"
+#include "core/cuda/check.h"
 
 namespace aegis::cuda_backend {
 

@@ -6,7 +6,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 #define CUDA_CHECK(call)                                                                  \
   do {                                                                                    \

@@ -1,4 +1,4 @@
-#include "runtime/error.h"
+#include "core/error.h"
 
 #include <cstring>
 
@@ -8,7 +8,7 @@ namespace detail {
 std::string source_location(const char* file, int line) {
   // The path relative to the source tree: "runtime/tensor.cpp:42", not an absolute path.
   const char* shown = file;
-  for (const char* root : {"/runtime/", "/kernels/", "/nn/", "/privacy/", "/attacks/", "/certify/", "/apps/"}) {
+  for (const char* root : {"/core/", "/runtime/", "/kernels/", "/nn/", "/privacy/", "/attacks/", "/certify/", "/apps/"}) {
     if (const char* hit = std::strstr(file, root)) {
       shown = hit + 1;
       break;

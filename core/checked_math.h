@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "runtime/error.h"
+#include "core/error.h"
 
 namespace aegis {
 
