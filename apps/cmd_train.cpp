@@ -147,6 +147,7 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
 
 Runner add_demo(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
+  a->out.clear();  // not train's model.safetensors: empty means OUT_DIR/standard.safetensors
   auto dp_epochs = std::make_shared<std::int64_t>(10);
   auto out_dir = std::make_shared<std::string>("aegis-demo");
   auto dp_out = std::make_shared<std::string>();
