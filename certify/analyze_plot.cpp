@@ -135,7 +135,7 @@ PlotText plot_text(const Analysis& a) {
       f[3] = "n = " + std::to_string(c.settings->n);
       f[4] = "α = " + format_g(c.settings->alpha);
     }
-    f[2] = std::to_string(c.rows.size()) + " inputs";
+    f[2] = std::to_string(c.rows.size()) + (c.rows.size() == 1 ? " input" : " inputs");
     fields.push_back(std::move(f));
   }
   PlotText t;
@@ -196,6 +196,14 @@ void plot_certified_accuracy(const Analysis& a, const std::string& path, const P
     AEGIS_CHECK_AS(IoError, out.good(), data << ": write failed");
   }
   const PlotText text = plot_text(a);
+  // Long legend entries (settings that differ between curves) go below the axes, where they
+  // cover no curve; short ones sit in the empty top right corner (certified accuracy falls).
+  std::size_t longest = 0;
+  for (const std::string& t : text.curve_titles)
+    longest = std::max<std::size_t>(longest, std::count_if(t.begin(), t.end(), [](char ch) {
+                                      return (static_cast<unsigned char>(ch) & 0xc0) != 0x80;  // UTF-8 characters
+                                    }));
+  const bool long_titles = longest > 32;
   {
     std::ofstream gp(script);
     gp << "set terminal " << terminal.name << " " << terminal.settings << " noenhanced\n"
@@ -204,7 +212,12 @@ void plot_certified_accuracy(const Analysis& a, const std::string& path, const P
     gp << "set xlabel 'L2 radius'\nset ylabel 'certified accuracy'\n"
        << "set xrange [0:" << x_max
        << "]\nset yrange [0:1]\nset border 3\nset tics nomirror\nset grid lc rgb '#b8b8b8'\n"
-       << "set key top right opaque box lc rgb '#d0d0d0'\nplot ";
+       << "set key ";
+    if (long_titles)  // one entry a line, under the axis label, in a margin made for them
+      gp << "below vertical maxcols 1 Left reverse nobox\nset bmargin "
+         << 5 + a.curves.size() + (options.envelope ? 1 : 0) << "\nplot ";
+    else
+      gp << "top right opaque box lc rgb '#d0d0d0'\nplot ";
     // The envelope first, wide and half transparent, so the curve that makes it up at each
     // radius shows through on top.
     const std::size_t colours = sizeof kColours / sizeof kColours[0];
