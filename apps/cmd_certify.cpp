@@ -305,7 +305,7 @@ Runner add_analyze(CLI::App& app) {
   cmd->add_option("--plot", a->plot,
                   "draw certified accuracy against radius into this .pdf, .svg or .png file (needs gnuplot)");
   cmd->add_flag("--envelope", a->envelope,
-                "add the best over σ at each radius: a table row, a JSON key and a bold curve in the plot");
+                "add the best over σ at each radius: a table row, a JSON key and a wide grey curve in the plot");
   cmd->add_flag("--json", a->json, "print one JSON object with the results on stdout");
   return [a, sigma]() {
     if (!a->plot.empty()) certify::plot_format(a->plot);  // a wrong extension fails before any work

@@ -9,8 +9,9 @@
 // index are shards of one sweep and are merged by idx (an idx in two files with different results
 // is an error); files without a sidecar form a curve each unless --sigma names their σ, in which
 // case those of the same σ merge. A curve is labelled by its σ.
-// The envelope (best over σ, as Cohen et al. 2019 draw it in Fig. 1 and Table 1) is, at each
-// radius, the largest certified accuracy of any curve: max_c (1/N_c) Σ_i 1[ŷ_i = y_i ∧ R_i ≥ r].
+// The envelope (the best over σ, as results are reported when σ may be chosen per radius, e.g. by
+// Cohen et al. 2019) is, at each radius, the largest certified accuracy of any curve:
+// max_c (1/N_c) Σ_i 1[ŷ_i = y_i ∧ R_i ≥ r].
 // The plot (certified accuracy against radius, one curve per σ, optionally the envelope) is
 // drawn by gnuplot (Debian package gnuplot-nox) run as a child process on a generated script and
 // data file, as PDF, SVG or PNG.
