@@ -176,6 +176,25 @@ TEST(AnalyzePlot, PlotFormatFollowsTheExtension) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/out.eps"));
 }
 
+// A gnuplot built without the format's terminal: the error names the terminal and the formats
+// that gnuplot-nox draws, not only gnuplot's own message.
+TEST(AnalyzePlot, AMissingTerminalIsNamed) {
+  const std::string dir = make_temp_dir("analyze_no_terminal");
+  write_text(dir + "/gnuplot",
+             "#!/bin/sh\necho 'line 1: unknown or ambiguous terminal type; type just \"set terminal\" for a list' >&2\n"
+             "exit 1\n");
+  std::filesystem::permissions(dir + "/gnuplot", std::filesystem::perms::owner_all);
+  write_text(dir + "/a.tsv", kHandMade);
+  const Analysis a = analyze_sweeps({dir + "/a.tsv"}, {});
+  const char* path_env = std::getenv("PATH");
+  const std::string saved = path_env ? path_env : "";
+  setenv("PATH", dir.c_str(), 1);
+  expect_error<IoError>([&] { plot_certified_accuracy(a, dir + "/out.pdf"); }, dir + "/out.pdf",
+                        "has no pdfcairo terminal (gnuplot-nox has pdfcairo, svg and pngcairo");
+  setenv("PATH", saved.c_str(), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/out.pdf"));
+}
+
 std::string head_of(const std::string& path, std::size_t bytes) {
   std::ifstream in(path, std::ios::binary);
   std::string head(bytes, '\0');
