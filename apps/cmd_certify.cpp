@@ -31,7 +31,7 @@ namespace {
 struct CertifyArgs {
   CommonOptions common;
   std::string model, data = "fashion-mnist", out, shard = "0/1", precision = "fp32";
-  std::vector<double> sigmas;
+  std::vector<double> sigmas, radii;
   std::int64_t n0 = 100, n = 100000, batch = 1000, skip = 1, max = 0;
   double alpha = 0.001;
   std::uint64_t seed = 0;
@@ -121,6 +121,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   const float* images = test.images.data<float>();
 
   nlohmann::json sweeps = nlohmann::json::array();
+  std::vector<certify::SweepRows> finished;
   std::int64_t rows_written = 0, samples_total = 0;
   double seconds_total = 0.0;
   for (std::size_t k = 0; k < settings.size(); ++k) {
@@ -178,6 +179,19 @@ nlohmann::json run_certify(const CertifyArgs& a) {
     rows_written += r.written;
     samples_total += samples;
     seconds_total += r.seconds;
+    finished.push_back({paths[k], settings[k], file.rows()});
+  }
+  // The table `aegis analyze` prints for these files, from the rows in memory.
+  certify::AnalyzeOptions analyze_options;
+  analyze_options.radii = a.radii;
+  const certify::Analysis analysis = certify::analyze_rows(finished, analyze_options);
+  for (std::size_t k = 0; k < settings.size(); ++k) {
+    const auto curve = std::find_if(analysis.curves.begin(), analysis.curves.end(),
+                                    [&](const certify::SweepCurve& c) { return c.files.front() == paths[k]; });
+    sweeps[k]["certified_accuracy"] = curve->certified_accuracy;
+    sweeps[k]["acr"] = curve->acr;
+    sweeps[k]["clean_accuracy"] = curve->clean_accuracy;
+    sweeps[k]["max_radius"] = curve->max_radius;
   }
   return nlohmann::json{
       {"command", "certify"},
@@ -195,6 +209,7 @@ nlohmann::json run_certify(const CertifyArgs& a) {
       {"skip", a.skip},
       {"max", a.max},
       {"shard", a.shard},
+      {"radii", analysis.radii},
       {"sweeps", sweeps},
       {"rows_written", rows_written},
       {"samples_per_second", seconds_total > 0 ? static_cast<double>(samples_total) / seconds_total : 0.0},
@@ -248,6 +263,10 @@ Runner add_certify(CLI::App& app) {
                   "convolution operands rounded to 16 bits, float32 accumulation); recorded in the settings")
       ->capture_default_str();
   cmd->add_flag("--tensor-cores", a->tensor_cores, "the same as --precision tf32");
+  cmd->add_option("--radii", a->radii,
+                  "radii of the certified-accuracy summary, comma-separated (default as for analyze)")
+      ->delimiter(',')
+      ->check(non_negative());
   add_common_options(*cmd, a->common);
   return [a]() {
     nlohmann::json j = run_certify(*a);
@@ -257,11 +276,12 @@ Runner add_certify(CLI::App& app) {
     }
     for (const auto& sw : j["sweeps"])
       std::printf(
-          "sigma %g: %lld rows in %s (%lld resumed, %lld written), certified accuracy at r=0 %.4f, "
+          "sigma %g: %lld rows in %s (%lld resumed, %lld written), certified accuracy at r=0 %.4f, ACR %.3f, "
           "abstained %.4f, %.0f samples/s, %.1f s\n",
           sw["sigma"].get<double>(), sw["inputs"].get<long long>(), sw["file"].get<std::string>().c_str(),
           sw["resumed"].get<long long>(), sw["written"].get<long long>(), sw["certified_accuracy_r0"].get<double>(),
-          sw["abstention_rate"].get<double>(), sw["samples_per_second"].get<double>(), sw["seconds"].get<double>());
+          sw["acr"].get<double>(), sw["abstention_rate"].get<double>(), sw["samples_per_second"].get<double>(),
+          sw["seconds"].get<double>());
     return 0;
   };
 }
@@ -272,7 +292,7 @@ Runner add_analyze(CLI::App& app) {
     std::vector<double> radii;
     double sigma = 0.0;
     std::string plot;
-    bool json = false;
+    bool json = false, envelope = false;
   };
   auto a = std::make_shared<AnalyzeArgs>();
   auto* cmd = app.add_subcommand("analyze", "certified accuracy at radii, ACR and abstention of certify TSV files");
@@ -282,14 +302,19 @@ Runner add_analyze(CLI::App& app) {
       ->check(non_negative());
   CLI::Option* sigma = cmd->add_option("--sigma", a->sigma, "σ of every file (default: each file's .json settings)")
                             ->check(positive());
-  cmd->add_option("--plot", a->plot, "draw certified accuracy against radius into this PNG (needs gnuplot)");
+  cmd->add_option("--plot", a->plot,
+                  "draw certified accuracy against radius into this .pdf, .svg or .png file (needs gnuplot)");
+  cmd->add_flag("--envelope", a->envelope,
+                "add the best over σ at each radius: a table row, a JSON key and a wide grey curve in the plot");
   cmd->add_flag("--json", a->json, "print one JSON object with the results on stdout");
   return [a, sigma]() {
+    if (!a->plot.empty()) certify::plot_format(a->plot);  // a wrong extension fails before any work
     certify::AnalyzeOptions o;
     o.radii = a->radii;
     if (sigma->count() > 0) o.sigma = a->sigma;
+    o.envelope = a->envelope;
     const certify::Analysis r = certify::analyze_sweeps(a->files, o);
-    if (!a->plot.empty()) certify::plot_certified_accuracy(r, a->plot);
+    if (!a->plot.empty()) certify::plot_certified_accuracy(r, a->plot, {a->envelope});
     for (const std::string& w : r.warnings) std::cerr << "aegis: warning: " << w << "\n";
     if (!a->json) {
       std::cout << certify::markdown_table(r);
@@ -308,6 +333,7 @@ Runner add_analyze(CLI::App& app) {
                         {"clean_accuracy", c.clean_accuracy},
                         {"max_radius", c.max_radius}});
     nlohmann::json j{{"command", "analyze"}, {"radii", r.radii}, {"curves", curves}, {"warnings", r.warnings}};
+    if (a->envelope) j["envelope"] = r.envelope;
     if (!a->plot.empty()) j["plot"] = a->plot;
     std::cout << j.dump() << std::endl;
     return 0;

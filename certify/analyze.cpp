@@ -1,26 +1,15 @@
 #include "certify/analyze.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "core/error.h"
-
-extern char** environ;
 
 namespace aegis::certify {
 
@@ -76,12 +65,18 @@ void merge_file(Group& g, const std::string& path, const std::vector<SweepRow>& 
   }
 }
 
-SweepCurve summarize(const Group& g, const std::vector<double>& radii) {
+SweepCurve curve_of(const Group& g) {
   SweepCurve c;
   c.sigma = g.sigma;
   c.files = g.files;
+  if (g.has_settings) c.settings = g.settings;
   for (const auto& entry : g.rows) c.rows.push_back(entry.second.first);
+  return c;
+}
+
+void summarize(SweepCurve& c, const std::vector<double>& radii) {
   std::int64_t correct = 0, abstained = 0;
+  c.max_radius = 0.0;
   for (const SweepRow& r : c.rows) {
     correct += r.correct;
     abstained += r.predict < 0;
@@ -91,75 +86,97 @@ SweepCurve summarize(const Group& g, const std::vector<double>& radii) {
   c.clean_accuracy = static_cast<double>(correct) / n;
   c.abstention_rate = static_cast<double>(abstained) / n;
   c.acr = average_certified_radius(c.rows);
+  c.certified_accuracy.clear();
   for (double r : radii) c.certified_accuracy.push_back(certified_accuracy(c.rows, r));
-  return c;
 }
 
-// A gnuplot single-quoted string: a quote inside is written twice. A newline (or any control
-// character) would end the command inside the string, and whatever follows would run as gnuplot
-// commands (`system("...")`), so the strings given here are our own: fixed names in our
-// temporary directory, and titles passed through plot_title first.
-std::string gp_quote(const std::string& s) {
-  std::string out = "'";
-  for (char ch : s) {
-    const auto byte = static_cast<unsigned char>(ch);
-    AEGIS_CHECK(byte >= 0x20 && byte != 0x7f, "gnuplot string with a control character: " << s);
-    out += ch == '\'' ? std::string("''") : std::string(1, ch);
-  }
-  return out + "'";
+void check_options(const AnalyzeOptions& options) {
+  if (options.sigma)
+    AEGIS_CHECK(std::isfinite(*options.sigma) && *options.sigma > 0,
+                "sigma " << *options.sigma << " must be > 0 and finite");
+  for (double r : options.radii) AEGIS_CHECK(std::isfinite(r) && r >= 0, "radius " << r << " must be ≥ 0 and finite");
 }
 
-// A curve title built from a file name, which the user chose: printable ASCII stays, every other
-// byte (control characters, bytes of UTF-8 or of no encoding) becomes '?'.
-std::string plot_title(const std::string& label) {
-  std::string out;
-  for (char ch : label) {
-    const auto byte = static_cast<unsigned char>(ch);
-    out += byte >= 0x20 && byte < 0x7f ? ch : '?';
-  }
-  return out;
+std::vector<std::int64_t> input_ids(const SweepCurve& c) {
+  std::vector<std::int64_t> ids;
+  for (const SweepRow& r : c.rows) ids.push_back(r.idx);
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
-std::string find_on_path(const std::string& program) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    const std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + program;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+// The radii, each curve's numbers at them, the order by σ, the labels and the envelope.
+void finish(Analysis& a, const AnalyzeOptions& options) {
+  double max_radius = 0.0;
+  for (const SweepCurve& c : a.curves)
+    for (const SweepRow& r : c.rows)
+      if (r.correct) max_radius = std::max(max_radius, r.radius);
+  a.radii = options.radii.empty() ? default_radii(max_radius) : options.radii;
+  std::sort(a.radii.begin(), a.radii.end());
+  a.radii.erase(std::unique(a.radii.begin(), a.radii.end()), a.radii.end());
+  for (SweepCurve& c : a.curves) summarize(c, a.radii);
+  std::stable_sort(a.curves.begin(), a.curves.end(), [](const SweepCurve& x, const SweepCurve& y) {
+    if (std::isnan(x.sigma) || std::isnan(y.sigma)) return !std::isnan(x.sigma) && std::isnan(y.sigma);
+    return x.sigma < y.sigma;
+  });
+  for (SweepCurve& c : a.curves) {
+    const bool repeated =
+        std::count_if(a.curves.begin(), a.curves.end(), [&](const SweepCurve& o) { return o.sigma == c.sigma; }) > 1;
+    c.label = std::isnan(c.sigma) ? base_name(c.files.front())
+              : repeated          ? format_g(c.sigma) + " (" + base_name(c.files.front()) + ")"
+                                  : format_g(c.sigma);
   }
-  return "";
+  if (!options.envelope || a.curves.empty()) return;
+  a.envelope.assign(a.radii.size(), 0.0);
+  for (const SweepCurve& c : a.curves)
+    for (std::size_t i = 0; i < a.radii.size(); ++i) a.envelope[i] = std::max(a.envelope[i], c.certified_accuracy[i]);
+  const std::vector<std::int64_t> first = input_ids(a.curves.front());
+  for (const SweepCurve& c : a.curves)
+    if (input_ids(c) != first) {
+      a.warnings.push_back("the envelope takes the best of curves certified on different inputs (" +
+                           a.curves.front().label + ": " + std::to_string(first.size()) + ", " + c.label + ": " +
+                           std::to_string(c.rows.size()) + "); it is then no certified accuracy of one test set");
+      break;
+    }
 }
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "aegis_plot_XXXXXX").string();
-    AEGIS_CHECK_AS(IoError, ::mkdtemp(templ.data()) != nullptr,
-                   templ << ": cannot create a temporary directory: " << std::strerror(errno));
-    path = templ;
+// Steps of max_c A_c(r) over the curves (for one curve, its own): A_c drops only at radii of
+// correct rows, so the max does too, and it is evaluated just there, at r and right after r.
+std::vector<CurvePoint> steps_of(const std::vector<const SweepCurve*>& curves) {
+  struct Sorted {
+    std::vector<double> radii;  // of the correct rows, ascending
+    double inputs = 1.0;
+  };
+  std::vector<Sorted> sorted;
+  std::vector<double> drops;
+  for (const SweepCurve* c : curves) {
+    Sorted s;
+    for (const SweepRow& r : c->rows)
+      if (r.correct) s.radii.push_back(r.radius);
+    std::sort(s.radii.begin(), s.radii.end());
+    s.inputs = c->rows.empty() ? 1.0 : static_cast<double>(c->rows.size());
+    drops.insert(drops.end(), s.radii.begin(), s.radii.end());
+    sorted.push_back(std::move(s));
   }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path, ignored);
+  std::sort(drops.begin(), drops.end());
+  drops.erase(std::unique(drops.begin(), drops.end()), drops.end());
+  // Certified at r: radius ≥ r (lower_bound); right after r: radius > r (upper_bound).
+  const auto best = [&](double r, bool after) {
+    double v = 0.0;
+    for (const Sorted& s : sorted) {
+      const auto it = after ? std::upper_bound(s.radii.begin(), s.radii.end(), r)
+                            : std::lower_bound(s.radii.begin(), s.radii.end(), r);
+      v = std::max(v, static_cast<double>(s.radii.end() - it) / s.inputs);
+    }
+    return v;
+  };
+  std::vector<CurvePoint> points{{0.0, best(0.0, false)}};
+  for (double r : drops) {
+    const double at = best(r, false), past = best(r, true);
+    if (past >= at) continue;
+    if (points.back().radius != r || points.back().accuracy != at) points.push_back({r, at});
+    points.push_back({r, past});
   }
-};
-
-// Runs `program script`, with stdout and stderr into `log`; returns the exit status (-1: signal).
-int run_program(const std::string& program, const std::string& script, const std::string& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> argv = {const_cast<char*>(program.c_str()), const_cast<char*>(script.c_str()), nullptr};
-  pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  AEGIS_CHECK_AS(IoError, rc == 0, "cannot start " << program << ": " << std::strerror(rc));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    AEGIS_CHECK_AS(IoError, errno == EINTR, "waiting for " << program << ": " << std::strerror(errno));
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return points;
 }
 
 }  // namespace
@@ -190,10 +207,7 @@ std::vector<double> default_radii(double max_radius) {
 
 Analysis analyze_sweeps(const std::vector<std::string>& paths, const AnalyzeOptions& options) {
   AEGIS_CHECK(!paths.empty(), "no sweep files given");
-  if (options.sigma)
-    AEGIS_CHECK(std::isfinite(*options.sigma) && *options.sigma > 0,
-                "sigma " << *options.sigma << " must be > 0 and finite");
-  for (double r : options.radii) AEGIS_CHECK(std::isfinite(r) && r >= 0, "radius " << r << " must be ≥ 0 and finite");
+  check_options(options);
   Analysis a;
   std::vector<Group> groups;
   for (const std::string& path : paths) {
@@ -208,15 +222,8 @@ Analysis analyze_sweeps(const std::vector<std::string>& paths, const AnalyzeOpti
     merge_file(group_for(groups, has, s, sigma), path, tsv.rows);
     if (tsv.rows.empty()) a.warnings.push_back(path + " holds no rows");
   }
-  double max_radius = 0.0;
-  for (const Group& g : groups)
-    for (const auto& entry : g.rows)
-      if (entry.second.first.correct) max_radius = std::max(max_radius, entry.second.first.radius);
-  a.radii = options.radii.empty() ? default_radii(max_radius) : options.radii;
-  std::sort(a.radii.begin(), a.radii.end());
-  a.radii.erase(std::unique(a.radii.begin(), a.radii.end()), a.radii.end());
   for (const Group& g : groups) {
-    a.curves.push_back(summarize(g, a.radii));
+    a.curves.push_back(curve_of(g));
     if (g.has_settings && static_cast<std::int64_t>(g.shards.size()) < g.settings.shard.count) {
       std::string have;
       for (std::int64_t i : g.shards) have += (have.empty() ? "" : ", ") + std::to_string(i);
@@ -224,18 +231,36 @@ Analysis analyze_sweeps(const std::vector<std::string>& paths, const AnalyzeOpti
                            std::to_string(g.settings.shard.count) + " given; the numbers cover part of the sweep");
     }
   }
-  std::stable_sort(a.curves.begin(), a.curves.end(), [](const SweepCurve& x, const SweepCurve& y) {
-    if (std::isnan(x.sigma) || std::isnan(y.sigma)) return !std::isnan(x.sigma) && std::isnan(y.sigma);
-    return x.sigma < y.sigma;
-  });
-  for (SweepCurve& c : a.curves) {
-    const bool repeated =
-        std::count_if(a.curves.begin(), a.curves.end(), [&](const SweepCurve& o) { return o.sigma == c.sigma; }) > 1;
-    c.label = std::isnan(c.sigma) ? base_name(c.files.front())
-              : repeated          ? format_g(c.sigma) + " (" + base_name(c.files.front()) + ")"
-                                  : format_g(c.sigma);
-  }
+  finish(a, options);
   return a;
+}
+
+Analysis analyze_rows(const std::vector<SweepRows>& sweeps, const AnalyzeOptions& options) {
+  AEGIS_CHECK(!sweeps.empty(), "no sweeps given");
+  check_options(options);
+  Analysis a;
+  for (const SweepRows& s : sweeps) {
+    SweepCurve c;
+    c.sigma = options.sigma ? *options.sigma : s.settings.sigma;
+    c.files = {s.file};
+    c.settings = s.settings;
+    c.settings->sigma = c.sigma;
+    c.rows = s.rows;
+    std::sort(c.rows.begin(), c.rows.end(), [](const SweepRow& x, const SweepRow& y) { return x.idx < y.idx; });
+    a.curves.push_back(std::move(c));
+  }
+  finish(a, options);
+  return a;
+}
+
+std::vector<CurvePoint> accuracy_steps(const SweepCurve& curve) {
+  return steps_of({&curve});
+}
+
+std::vector<CurvePoint> envelope_steps(const std::vector<SweepCurve>& curves) {
+  std::vector<const SweepCurve*> all;
+  for (const SweepCurve& c : curves) all.push_back(&c);
+  return steps_of(all);
 }
 
 std::string markdown_table(const Analysis& a) {
@@ -257,62 +282,14 @@ std::string markdown_table(const Analysis& a) {
     std::snprintf(buf, sizeof buf, " %.3f |\n", c.abstention_rate);
     t << buf;
   }
+  if (a.envelope.empty()) return t.str();
+  t << "| best |  |";
+  for (double v : a.envelope) {
+    std::snprintf(buf, sizeof buf, " %.3f |", v);
+    t << buf;
+  }
+  t << "  |  |\n";
   return t.str();
-}
-
-void plot_certified_accuracy(const Analysis& a, const std::string& png_path) {
-  AEGIS_CHECK(!a.curves.empty(), "nothing to plot");
-  const std::string gnuplot = find_on_path("gnuplot");
-  AEGIS_CHECK_AS(IoError, !gnuplot.empty(),
-                 "cannot draw " << png_path << ": gnuplot is not on PATH (install the Debian package gnuplot-nox)");
-  double x_max = a.radii.empty() ? 0.0 : a.radii.back();
-  for (const SweepCurve& c : a.curves) x_max = std::max(x_max, c.max_radius);
-  x_max = x_max > 0 ? x_max * 1.05 : 1.0;
-  const TempDir dir;
-  // gnuplot sees only names inside our temporary directory; the image is copied to png_path
-  // afterwards, so the user's path never enters the script.
-  const std::string data = dir.path + "/curves.dat", script = dir.path + "/plot.gp", log = dir.path + "/gnuplot.log",
-                    image = dir.path + "/plot.png";
-  {
-    // One block per curve (blocks separated by two blank lines, gnuplot's `index`), the step
-    // function sampled finely enough that every step is visible at the plot's resolution.
-    std::ofstream out(data);
-    constexpr int kSamples = 1000;
-    for (const SweepCurve& c : a.curves) {
-      for (int k = 0; k <= kSamples; ++k) {
-        const double r = x_max * k / kSamples;
-        out << r << " " << certified_accuracy(c.rows, r) << "\n";
-      }
-      out << "\n\n";
-    }
-    AEGIS_CHECK_AS(IoError, out.good(), data << ": write failed");
-  }
-  {
-    std::ofstream gp(script);
-    gp << "set terminal pngcairo size 960,640 noenhanced font 'sans,11'\n"
-       << "set output " << gp_quote(image) << "\n"
-       << "set xlabel 'L2 radius'\nset ylabel 'certified accuracy'\n"
-       << "set xrange [0:" << x_max << "]\nset yrange [0:1]\nset grid\nset key top right\n"
-       << "plot ";
-    for (std::size_t i = 0; i < a.curves.size(); ++i) {
-      const SweepCurve& c = a.curves[i];
-      const std::string title = std::isnan(c.sigma) ? plot_title(c.label) : "σ = " + plot_title(c.label);
-      gp << (i ? ", \\\n     " : "") << gp_quote(data) << " index " << i << " using 1:2 with lines lw 2 title "
-         << gp_quote(title);
-    }
-    gp << "\n";
-    AEGIS_CHECK_AS(IoError, gp.good(), script << ": write failed");
-  }
-  const int status = run_program(gnuplot, script, log);
-  std::ifstream log_in(log);
-  const std::string message((std::istreambuf_iterator<char>(log_in)), std::istreambuf_iterator<char>());
-  AEGIS_CHECK_AS(IoError, status == 0,
-                 "gnuplot failed (status " << status << ") drawing " << png_path << ": " << message);
-  std::error_code ec;
-  AEGIS_CHECK_AS(IoError, std::filesystem::file_size(image, ec) > 0 && !ec,
-                 "gnuplot wrote no image for " << png_path << ": " << message);
-  std::filesystem::copy_file(image, png_path, std::filesystem::copy_options::overwrite_existing, ec);
-  AEGIS_CHECK_AS(IoError, !ec, png_path << ": cannot write the plot: " << ec.message());
 }
 
 }  // namespace aegis::certify

@@ -273,8 +273,9 @@ void SweepFile::append(const SweepRow& row) {
   // whole row before reporting, so that it stays a valid sweep without a torn line.
   const off_t end = ::lseek(m_fd, 0, SEEK_END);
   AEGIS_CHECK_AS(IoError, end >= 0, m_path << ": cannot find the end of the file: " << std::strerror(errno));
+  const std::string line = format_row(row);
   try {
-    write_all(m_fd, format_row(row), m_path);
+    write_all(m_fd, line, m_path);
   } catch (const IoError&) {
     if (::ftruncate(m_fd, end) != 0) {
       // The torn row stays; resuming cuts a partial last line anyway.
@@ -282,7 +283,9 @@ void SweepFile::append(const SweepRow& row) {
     throw;
   }
   sync_fd(m_fd, m_path);
-  m_rows.push_back(row);
+  // Kept as the file holds it (radius to 6 digits), as resumed rows are, so numbers computed
+  // from rows() equal those `aegis analyze` computes from the file.
+  m_rows.push_back(parse_row(line.substr(0, line.size() - 1), m_path));
   m_done.insert(row.idx);
 }
 

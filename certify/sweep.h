@@ -139,7 +139,8 @@ class SweepFile {
   void append(const SweepRow& row);
 
   const std::string& path() const { return m_path; }
-  const std::vector<SweepRow>& rows() const { return m_rows; }  // found on resume + appended
+  // Found on resume + appended, as the file holds them (radius to 6 significant digits).
+  const std::vector<SweepRow>& rows() const { return m_rows; }
   std::int64_t resumed_rows() const { return m_resumed; }
   // After a resume with another batch size or device than the file was started with: says so
   // (rows may then differ from an uninterrupted run's in rare near-ties); empty otherwise.

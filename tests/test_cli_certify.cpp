@@ -1,7 +1,8 @@
 // End-to-end tests of `aegis certify` and `aegis analyze` on a small digits mlp: Cohen-format rows
 // and the settings sidecar, a SIGKILLed sweep that resumes to exactly the rows of an
-// uninterrupted one, shards that analyze to the unsharded result, several σ, and exit status 1
-// with a message for bad input.
+// uninterrupted one, shards that analyze to the unsharded result, several σ, certify's JSON
+// summary equal to analyze's, plots in each format with the envelope, and exit status 1 with a
+// message for bad input.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -194,6 +196,83 @@ TEST(CliCertify, SeveralSigmasWriteOneFileEachAndPlot) {
   if (have_gnuplot) {
     EXPECT_GT(std::filesystem::file_size(png), 2000u);
   }
+}
+
+std::string head_of(const std::string& path, std::size_t bytes) {
+  return read_text(path).substr(0, bytes);
+}
+
+// certify --json carries the table `analyze --json` prints for the same files: the same radii,
+// certified accuracy at each, ACR and clean accuracy per σ, for fresh and for resumed rows.
+TEST(CliCertify, JsonSummaryIsTheAnalyzeTable) {
+  const std::string tmp = testing::make_temp_dir("cli_certify_json");
+  const std::string out = tmp + "/s.tsv", f25 = tmp + "/s_sigma0.25.tsv", f50 = tmp + "/s_sigma0.5.tsv";
+  for (const std::string& radii : {std::string(), std::string(" --radii 0.5,0,1")}) {
+    const std::string resume = radii.empty() ? "" : " --resume";
+    const auto j = run_json(certify_args(out, "--sigma 0.25,0.5 --max 30 --quiet" + resume + radii));
+    const auto a = run_json("analyze " + f50 + " " + f25 + radii);
+    ASSERT_EQ(j["sweeps"].size(), 2u);
+    ASSERT_EQ(a["curves"].size(), 2u);
+    EXPECT_EQ(j["radii"], a["radii"]);
+    if (!radii.empty()) {
+      EXPECT_EQ(j["radii"], nlohmann::json::parse("[0.0, 0.5, 1.0]"));
+    }
+    EXPECT_GE(j["radii"].size(), 2u);
+    for (std::size_t k = 0; k < 2; ++k) {
+      const auto& sw = j["sweeps"][k];
+      const auto& c = a["curves"][k];
+      EXPECT_EQ(sw["sigma"], c["sigma"]);
+      EXPECT_EQ(sw["resumed"], radii.empty() ? 0 : 30);
+      EXPECT_EQ(sw["certified_accuracy"], c["certified_accuracy"]);
+      EXPECT_DOUBLE_EQ(sw["acr"].get<double>(), c["acr"].get<double>());
+      EXPECT_DOUBLE_EQ(sw["clean_accuracy"].get<double>(), c["clean_accuracy"].get<double>());
+      EXPECT_DOUBLE_EQ(sw["max_radius"].get<double>(), c["max_radius"].get<double>());
+      EXPECT_DOUBLE_EQ(sw["certified_accuracy"][0].get<double>(), sw["certified_accuracy_r0"].get<double>());
+      EXPECT_GT(sw["acr"].get<double>(), 0.0);
+    }
+    // The keys that were there before stay.
+    EXPECT_EQ(j["cuda_graph"], false);  // never on the CPU
+    EXPECT_EQ(j["cuda_graph_launches"], 0);
+    EXPECT_TRUE(j["cuda_graph_failure"].is_string());
+  }
+  const CliRun text = run_cli(certify_args(out, "--sigma 0.25,0.5 --max 30 --quiet --resume"));
+  EXPECT_EQ(text.status, 0) << text.err;
+  EXPECT_NE(text.out.find(", ACR "), std::string::npos) << text.out;
+  const CliRun bad = run_cli(certify_args(tmp + "/r.tsv", "--sigma 0.25 --max 4 --radii 0,-1"));
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--radii: -1 is not in [0, inf)"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp + "/r.tsv"));
+}
+
+// analyze --envelope: the best over σ at each radius in the JSON and the table; --plot draws PDF,
+// SVG or PNG by the extension, and refuses any other before doing anything.
+TEST(CliCertify, AnalyzeEnvelopeAndPlotFormats) {
+  const std::string tmp = testing::make_temp_dir("cli_certify_plot");
+  ASSERT_EQ(run_cli(certify_args(tmp + "/e.tsv", "--sigma 0.12,0.5 --max 30 --quiet")).status, 0);
+  const std::string files = " " + tmp + "/e_sigma0.12.tsv " + tmp + "/e_sigma0.5.tsv";
+  const auto a = run_json("analyze" + files + " --envelope");
+  ASSERT_EQ(a["curves"].size(), 2u);
+  ASSERT_EQ(a["envelope"].size(), a["radii"].size());
+  for (std::size_t i = 0; i < a["radii"].size(); ++i)
+    EXPECT_EQ(a["envelope"][i], std::max(a["curves"][0]["certified_accuracy"][i].get<double>(),
+                                         a["curves"][1]["certified_accuracy"][i].get<double>()))
+        << i;
+  EXPECT_FALSE(run_json("analyze" + files).contains("envelope"));
+  const CliRun table = run_cli("analyze" + files + " --envelope");
+  EXPECT_NE(table.out.find("\n| best |"), std::string::npos) << table.out;
+  const CliRun jpg = run_cli("analyze" + files + " --plot " + tmp + "/p.jpg");
+  EXPECT_EQ(jpg.status, 1);
+  EXPECT_EQ(jpg.err.rfind("aegis: error: ", 0), 0u) << jpg.err;
+  EXPECT_NE(jpg.err.find("must be .pdf, .svg or .png, not '.jpg'"), std::string::npos) << jpg.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp + "/p.jpg"));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) GTEST_SKIP() << "gnuplot (gnuplot-nox) is not installed";
+  for (const std::string name : {"p.pdf", "p.svg", "p.png"}) {
+    const CliRun r = run_cli("analyze" + files + " --envelope --plot " + tmp + "/" + name);
+    EXPECT_EQ(r.status, 0) << r.err;
+  }
+  EXPECT_EQ(head_of(tmp + "/p.pdf", 5), "%PDF-");
+  EXPECT_NE(head_of(tmp + "/p.svg", 4096).find("<svg"), std::string::npos);
+  EXPECT_EQ(head_of(tmp + "/p.png", 8), "\x89PNG\r\n\x1a\n");
 }
 
 TEST(CliCertify, BadInputGivesClearErrors) {

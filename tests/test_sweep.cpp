@@ -396,6 +396,28 @@ TEST(SweepFile, InterruptedRunKeepsFinishedChunksAndResumes) {
   EXPECT_EQ(s.abstained, abstained);
 }
 
+// The rows a file hands back after appending are the rows in the file (radius to 6 digits), so
+// summaries of rows() equal those of the file read again.
+TEST(SweepFile, RowsInMemoryAreTheRowsInTheFile) {
+  const std::string path = make_temp_dir("sweep_rows") + "/rows.tsv";
+  SweepFile file(path, small_settings(), OpenMode::Create);
+  SweepRow row;
+  row.idx = 0;
+  row.label = 1;
+  row.predict = 1;
+  row.radius = 0.123456789;
+  row.correct = true;
+  row.seconds = 1.25;
+  file.append(row);
+  ASSERT_EQ(file.rows().size(), 1u);
+  EXPECT_EQ(file.rows()[0].radius, 0.123457);
+  EXPECT_TRUE(same_result(file.rows()[0], row));
+  const SweepTsv back = read_sweep_tsv(path, false);
+  ASSERT_EQ(back.rows.size(), 1u);
+  EXPECT_EQ(back.rows[0].radius, file.rows()[0].radius);
+  EXPECT_EQ(back.rows[0].seconds, file.rows()[0].seconds);
+}
+
 // A row cut short by a full disk is cut off again before the error is reported: the file stays a
 // valid sweep whose rows are all whole.
 TEST(SweepFile, AShortWriteLeavesNoTornRow) {
