@@ -131,7 +131,7 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   // node advances that scalar by one batch, so replays need nothing from the host.
   cuda_backend::Graph graph;
   bool try_graph = m_device.is_cuda() && options.cuda_graphs && total / batch_rows >= 3;
-  Tensor d_row_start = Tensor::zeros({1}, DType::I64, m_device);
+  Tensor d_row_start;  // the replayed batch's first copy number, made when a graph is captured
 #endif
   for (std::int64_t start = 0; start < total; start += batch_rows) {
     b.row_start = start;
@@ -140,6 +140,7 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
 #if AEGIS_HAS_CUDA
     if (try_graph && start > 0 && b.rows == batch_rows) {
       if (!graph.ready()) {
+        d_row_start = Tensor::empty({1}, DType::I64, m_device);
         kernels::SmoothingBatch captured = b;
         captured.row_start_device = d_row_start.data<std::int64_t>();
         try_graph = graph.capture([&] {

@@ -357,8 +357,9 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
     }
   }
 
+  // norms may come in as a view to write into (a row of the stacked per-layer norms below).
   const auto clip = [&](const Tensor& sq, float bound, Tensor& norms, Tensor& factors) {
-    norms = Tensor::empty({n}, DType::F32, dev);
+    if (!norms.defined()) norms = Tensor::empty({n}, DType::F32, dev);
     factors = Tensor::empty({n}, DType::F32, dev);
     AEGIS_DISPATCH(dev, clip_factors(sq.data<float>(), mask, n, bound, norms.data<float>(), factors.data<float>()));
   };
@@ -398,10 +399,10 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
   clip(total, 1.0f, stats.per_example_norms, unused_factors);  // only for the overall norms
   Tensor stacked = Tensor::empty({static_cast<std::int64_t>(layers.size()), n}, DType::F32, dev);
   for (std::size_t l = 0; l < layers.size(); ++l) {
-    Tensor norms, factors;
+    Tensor norms = stacked.rows(static_cast<std::int64_t>(l), static_cast<std::int64_t>(l) + 1).reshape({n});
+    Tensor factors;
     clip(layer_sq[l].defined() ? layer_sq[l] : Tensor::zeros({n}, DType::F32, dev), bounds[l], norms, factors);
     summarize(l, norms, bounds[l]);
-    stacked.rows(static_cast<std::int64_t>(l), static_cast<std::int64_t>(l) + 1).reshape({n}).copy_from(norms);
     stats.per_layer_norms.push_back(std::move(norms));
     stats.per_layer_factors.push_back(std::move(factors));
   }

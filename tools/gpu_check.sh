@@ -262,9 +262,6 @@ run() {
     echo "cuDNN: built against ${built:-?}, loaded ${loaded:-?}" | tee -a "$work/env.txt"
   fi
 
-  local device_flag=cuda
-  [ "$dry_run" = 1 ] && device_flag=cpu
-
   # 1. Every CUDA-vs-CPU test: the GPU tests are named *Cuda* or *Gpu* (tests/support/testing.h).
   local t name
   for t in "$bin_dir"/test_*; do

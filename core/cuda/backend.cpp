@@ -3,7 +3,6 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -44,16 +43,16 @@ namespace {
 // The default pool's release threshold is 0, so each stream synchronization hands the pool's
 // free memory back to the driver and the next step allocates it again. Keep it instead (the
 // threshold is the most memory the pool holds on to across a synchronization): once per device.
+// Every allocation passes here, so the common case is a lookup in this thread's set of devices
+// already seen, with no lock; setting the attribute again from another thread is harmless.
 void keep_pool_memory(int device) {
-  static std::mutex mutex;
-  static std::set<int> done;
-  const std::lock_guard<std::mutex> lock(mutex);
-  if (done.count(device)) return;
+  thread_local std::set<int> seen;
+  if (seen.count(device)) return;
   cudaMemPool_t pool = nullptr;
   CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
   std::uint64_t keep = UINT64_MAX;
   CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-  done.insert(device);
+  seen.insert(device);
 }
 }  // namespace
 

@@ -226,14 +226,17 @@ const ConvPlan& plan_for(const Conv2dGeometry& g, MathPrecision precision, ConvP
   return *t_plans.emplace(key, build_plan(g, precision, pass)).first->second;
 }
 
-// y = conv(x, w) by cuDNN with the cached plan; x, w and y in the plan's storage type.
-void cudnn_forward(const Conv2dGeometry& g, MathPrecision precision, const void* d_x, const void* d_w, void* d_y) {
+// y = conv(x, w) by cuDNN with the cached plan; x, w and y in the plan's storage type. Returns the
+// plan, whose descriptors the caller may reuse (the bias add).
+const ConvPlan& cudnn_forward(const Conv2dGeometry& g, MathPrecision precision, const void* d_x, const void* d_w,
+                              void* d_y) {
   const ConvPlan& p = plan_for(g, precision, ConvPass::Forward);
   const StreamScratch ws(p.workspace_bytes);
   const float one = 1.0f, zero = 0.0f;  // float scaling factors: the compute type is float32 in every mode
   CUDNN_CHECK(cudnnConvolutionForward(cuda_backend::cudnn_handle(), &one, p.desc.x.get(), d_x, p.desc.w.get(), d_w,
                                       p.desc.conv.get(), static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), ws.get(),
                                       ws.bytes(), &zero, p.desc.y.get(), d_y));
+  return p;
 }
 
 // The 16-bit forward (core/math_precision.h): x and w rounded to bf16/fp16 into stream-ordered
@@ -271,13 +274,11 @@ void conv2d_forward(const Conv2dGeometry& g, const float* d_x, const float* d_w,
     conv2d_forward_16bit(g, precision, d_x, d_w, d_bias, d_y);
     return;
   }
-  cudnn_forward(g, precision, d_x, d_w, d_y);
+  const CudnnConv& c = cudnn_forward(g, precision, d_x, d_w, d_y).desc;
   // y += bias broadcast over N, H', W' (the plan's float32 bias and output descriptors).
   const float one = 1.0f;
-  if (d_bias) {
-    const CudnnConv& c = plan_for(g, precision, ConvPass::Forward).desc;
+  if (d_bias)
     CUDNN_CHECK(cudnnAddTensor(cuda_backend::cudnn_handle(), &one, c.bias.get(), d_bias, &one, c.y.get(), d_y));
-  }
 }
 
 // The backward passes compute in full fp32 whatever this thread's MathPrecision says: the reduced
