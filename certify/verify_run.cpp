@@ -2,7 +2,6 @@
 // and the per-example file.
 #include "certify/verify_run.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+
+#include "core/atomic_file.h"
 
 namespace aegis::certify {
 
@@ -80,35 +81,7 @@ void write_per_example(const std::string& path, const VerifyRun& run, const std:
     for (std::size_t m = 0; m < run.results.size(); ++m) text += "\t" + number(margins[m][i]);
     text += "\n";
   }
-  const std::string dir = directory_of(path);
-  std::string tmp = dir + "/.aegis-verify-XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  AEGIS_CHECK_AS(
-      IoError, fd >= 0,
-      path << ": cannot create the per-example file's temporary file in " << dir << ": " << std::strerror(errno));
-  std::size_t done = 0;
-  bool ok = true;
-  while (ok && done < text.size()) {
-    const ssize_t w = ::write(fd, text.data() + done, text.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) done += static_cast<std::size_t>(w);
-  }
-  ok = ok && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
-  int saved = ok ? 0 : errno;
-  if (::close(fd) != 0 && ok) {
-    ok = false;
-    saved = errno;
-  }
-  if (ok && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ok = false;
-    saved = errno;
-  }
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    AEGIS_THROW(IoError,
-                path << ": writing the per-example file (through " << tmp << ") failed: " << std::strerror(saved));
-  }
+  write_file_atomically(path, [&](int fd) { return write_fully(fd, text.data(), text.size()); });
 }
 
 VerifyRun run_verify(nn::Module& model, const nn::Dataset& test, const VerifyRunOptions& options,
