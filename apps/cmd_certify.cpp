@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "certify/analyze.h"
+#include "certify/certify_run.h"
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
 #include "nn/data/dataset.h"
@@ -38,27 +39,6 @@ struct CertifyArgs {
   bool resume = false, force = false, tensor_cores = false;
 };
 
-bool nonempty_file(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
-}
-
-// Rows the sweep will certify in this run: whole chunks that still miss a row (run_sweep
-// certifies such a chunk again whole).
-std::int64_t inputs_to_certify(const certify::SweepFile& file, const std::vector<certify::SweepInput>& inputs,
-                               std::int64_t chunk) {
-  std::int64_t count = 0;
-  for (std::size_t b = 0; b < inputs.size(); b += static_cast<std::size_t>(chunk)) {
-    const std::size_t e = std::min(inputs.size(), b + static_cast<std::size_t>(chunk));
-    for (std::size_t i = b; i < e; ++i)
-      if (!file.contains(inputs[i].idx)) {
-        count += static_cast<std::int64_t>(e - b);
-        break;
-      }
-  }
-  return count;
-}
-
 // --precision, with --tensor-cores as another spelling of --precision tf32.
 MathPrecision certify_precision(const CertifyArgs& a) {
   const MathPrecision precision = parse_math_precision(a.precision);
@@ -68,130 +48,51 @@ MathPrecision certify_precision(const CertifyArgs& a) {
 }
 
 nlohmann::json run_certify(const CertifyArgs& a) {
-  AEGIS_CHECK(!a.sigmas.empty(), "--sigma needs at least one value");
-  for (std::size_t i = 0; i < a.sigmas.size(); ++i)
-    for (std::size_t j = 0; j < i; ++j)
-      AEGIS_CHECK(a.sigmas[i] != a.sigmas[j], "--sigma lists " << a.sigmas[i] << " twice");
   AEGIS_CHECK(!(a.resume && a.force), "--resume continues a sweep and --force starts it over: pass one of them");
-  AEGIS_CHECK(a.batch >= 1, "--batch " << a.batch << " must be ≥ 1");
-  const MathPrecision precision = certify_precision(a);
-  certify::SweepSettings base;
-  base.n0 = a.n0;
-  base.n = a.n;
-  base.alpha = a.alpha;
-  base.seed = a.seed;
-  base.model = a.model;
-  base.data = a.data;
-  base.skip = a.skip;
-  base.max = a.max;
-  base.shard = certify::parse_shard(a.shard);
-  base.precision = precision;
-  base.batch = a.batch;
-  std::vector<certify::SweepSettings> settings;
-  std::vector<std::string> paths;
-  for (double sigma : a.sigmas) {
-    settings.push_back(base);
-    settings.back().sigma = sigma;
-    certify::check_sweep_settings(settings.back());
-    paths.push_back(a.sigmas.size() == 1 ? a.out : certify::sigma_out_path(a.out, sigma));
-    AEGIS_CHECK(std::count(paths.begin(), paths.end(), paths.back()) == 1,
-                "--sigma values " << sigma << " and another one print alike: both would write " << paths.back());
-    AEGIS_CHECK(a.resume || a.force || !nonempty_file(paths.back()),
-                paths.back() << " already exists and is not empty: pass --resume to continue that sweep or --force "
-                                "to overwrite it");
-  }
+  certify::CertifyRunOptions o;
+  o.sigmas = a.sigmas;
+  o.smoothing.n0 = a.n0;
+  o.smoothing.n = a.n;
+  o.smoothing.alpha = a.alpha;
+  o.smoothing.batch = a.batch;
+  o.smoothing.seed = a.seed;
+  o.smoothing.precision = certify_precision(a);
+  o.inputs = {a.skip, a.max, certify::parse_shard(a.shard)};
+  o.out = a.out;
+  o.mode = a.resume ? certify::OpenMode::Resume : a.force ? certify::OpenMode::Overwrite : certify::OpenMode::Create;
+  o.radii = a.radii;
+  o.model_file = a.model;
+  o.data = a.data;
   const Device device = resolve_device(a.common);
-  AEGIS_CHECK_AS(DeviceError, precision == MathPrecision::Fp32 || device.is_cuda(),
+  AEGIS_CHECK_AS(DeviceError, o.smoothing.precision == MathPrecision::Fp32 || device.is_cuda(),
                  (a.tensor_cores ? std::string("--tensor-cores") : "--precision " + a.precision)
                      << " needs a CUDA device; this run is on " << device.str());
   nn::LoadedClassifier loaded = nn::load_classifier(a.model);
-  const std::string fingerprint = certify::file_fingerprint(a.model);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  const nn::Dataset& test = split.test;
-  check_data_fits(test, loaded.spec, a.model, a.data);
+  check_data_fits(split.test, loaded.spec, a.model, a.data);
   loaded.model->to(device);
   certify::SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
-
-  const std::vector<std::int32_t> labels = test.labels.to_vector<std::int32_t>();
-  std::vector<certify::SweepInput> inputs;
-  for (std::int64_t idx : certify::select_inputs(test.size(), a.skip, a.max, base.shard))
-    inputs.push_back({idx, labels[static_cast<std::size_t>(idx)]});
-  const std::int64_t chunk = certify::chunk_size(a.batch, a.n0, a.n);
-  const std::int64_t d = shape_numel(loaded.spec.input_shape);
-  const float* images = test.images.data<float>();
+  CliProgress progress(!a.common.quiet);
+  const certify::CertifyRun r = certify::run_certify(smoothed, split.test, o, &progress);
 
   nlohmann::json sweeps = nlohmann::json::array();
-  std::vector<certify::SweepRows> finished;
-  std::int64_t rows_written = 0, samples_total = 0;
-  double seconds_total = 0.0;
-  for (std::size_t k = 0; k < settings.size(); ++k) {
-    settings[k].model_fingerprint = fingerprint;
-    settings[k].device = device.str();
-    settings[k].num_classes = loaded.spec.num_classes;
-    certify::SweepFile file(paths[k], settings[k],
-                            a.resume  ? certify::OpenMode::Resume
-                            : a.force ? certify::OpenMode::Overwrite
-                                      : certify::OpenMode::Create);
-    if (!file.resume_warning().empty()) std::cerr << "aegis: warning: " << file.resume_warning() << "\n";
-    certify::SmoothingOptions opts;
-    opts.sigma = settings[k].sigma;
-    opts.n0 = a.n0;
-    opts.n = a.n;
-    opts.alpha = a.alpha;
-    opts.batch = a.batch;
-    opts.seed = a.seed;
-    opts.precision = precision;
-    certify::check_smoothing_options(opts);
-    char label[64];
-    std::snprintf(label, sizeof label, "certify sigma %g", opts.sigma);
-    Progress bar(label, inputs_to_certify(file, inputs, chunk) * (a.n0 + a.n), "samples", !a.common.quiet);
-    std::int64_t samples = 0;
-    std::string rows_text = "inputs " + std::to_string(file.rows().size()) + "/" + std::to_string(inputs.size());
-    const certify::ChunkCertifier certifier = [&](const std::vector<std::int64_t>& idx) {
-      const auto m = static_cast<std::int64_t>(idx.size());
-      Shape shape = loaded.spec.input_shape;
-      shape.insert(shape.begin(), m);
-      Tensor x = Tensor::empty(shape);
-      for (std::int64_t i = 0; i < m; ++i)
-        std::memcpy(x.data<float>() + i * d, images + idx[static_cast<std::size_t>(i)] * d,
-                    static_cast<std::size_t>(d) * sizeof(float));
-      const std::vector<std::uint64_t> ids(idx.begin(), idx.end());
-      return smoothed.certify(x, ids, opts, [&](std::int64_t rows) {
-        samples += rows;
-        bar.update(samples, rows_text);
-      });
-    };
-    const certify::SweepSummary r = certify::run_sweep(file, inputs, chunk, certifier, [&](std::int64_t done) {
-      rows_text = "inputs " + std::to_string(done) + "/" + std::to_string(inputs.size());
-    });
-    bar.finish(rows_text);
-    const double row_count = r.inputs > 0 ? static_cast<double>(r.inputs) : 1.0;
-    sweeps.push_back({{"sigma", opts.sigma},
-                      {"file", paths[k]},
-                      {"inputs", r.inputs},
-                      {"resumed", r.resumed},
-                      {"written", r.written},
-                      {"certified_accuracy_r0", static_cast<double>(r.correct) / row_count},
-                      {"abstention_rate", static_cast<double>(r.abstained) / row_count},
-                      {"samples", samples},
-                      {"samples_per_second", r.seconds > 0 ? static_cast<double>(samples) / r.seconds : 0.0},
-                      {"seconds", r.seconds}});
-    rows_written += r.written;
-    samples_total += samples;
-    seconds_total += r.seconds;
-    finished.push_back({paths[k], settings[k], file.rows()});
-  }
-  // The table `aegis analyze` prints for these files, from the rows in memory.
-  certify::AnalyzeOptions analyze_options;
-  analyze_options.radii = a.radii;
-  const certify::Analysis analysis = certify::analyze_rows(finished, analyze_options);
-  for (std::size_t k = 0; k < settings.size(); ++k) {
-    const auto curve = std::find_if(analysis.curves.begin(), analysis.curves.end(),
-                                    [&](const certify::SweepCurve& c) { return c.files.front() == paths[k]; });
-    sweeps[k]["certified_accuracy"] = curve->certified_accuracy;
-    sweeps[k]["acr"] = curve->acr;
-    sweeps[k]["clean_accuracy"] = curve->clean_accuracy;
-    sweeps[k]["max_radius"] = curve->max_radius;
+  for (const certify::SigmaSweep& sw : r.sweeps) {
+    const certify::SweepSummary& s = sw.summary;
+    const double rows = s.inputs > 0 ? static_cast<double>(s.inputs) : 1.0;
+    sweeps.push_back({{"sigma", sw.sigma},
+                      {"file", sw.file},
+                      {"inputs", s.inputs},
+                      {"resumed", s.resumed},
+                      {"written", s.written},
+                      {"certified_accuracy_r0", static_cast<double>(s.correct) / rows},
+                      {"abstention_rate", static_cast<double>(s.abstained) / rows},
+                      {"samples", sw.samples},
+                      {"samples_per_second", s.seconds > 0 ? static_cast<double>(sw.samples) / s.seconds : 0.0},
+                      {"seconds", s.seconds},
+                      {"certified_accuracy", sw.curve.certified_accuracy},
+                      {"acr", sw.curve.acr},
+                      {"clean_accuracy", sw.curve.clean_accuracy},
+                      {"max_radius", sw.curve.max_radius}});
   }
   return nlohmann::json{
       {"command", "certify"},
@@ -204,20 +105,20 @@ nlohmann::json run_certify(const CertifyArgs& a) {
       {"alpha", a.alpha},
       {"seed", a.seed},
       {"batch", a.batch},
-      {"precision", math_precision_name(precision)},
-      {"chunk", chunk},
+      {"precision", math_precision_name(o.smoothing.precision)},
+      {"chunk", r.chunk},
       {"skip", a.skip},
       {"max", a.max},
       {"shard", a.shard},
-      {"radii", analysis.radii},
+      {"radii", r.radii},
       {"sweeps", sweeps},
-      {"rows_written", rows_written},
-      {"samples_per_second", seconds_total > 0 ? static_cast<double>(samples_total) / seconds_total : 0.0},
-      {"seconds", seconds_total},
+      {"rows_written", r.rows_written},
+      {"samples_per_second", r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0},
+      {"seconds", r.seconds},
       // Whether the batches replayed a captured CUDA graph (never on the CPU), and why not if it failed.
-      {"cuda_graph", smoothed.stats().cuda_graph()},
-      {"cuda_graph_launches", smoothed.stats().graph_launches},
-      {"cuda_graph_failure", smoothed.stats().graph_failure}};
+      {"cuda_graph", r.sampling.cuda_graph()},
+      {"cuda_graph_launches", r.sampling.graph_launches},
+      {"cuda_graph_failure", r.sampling.graph_failure}};
 }
 
 }  // namespace

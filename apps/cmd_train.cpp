@@ -9,6 +9,7 @@
 
 #include "attacks/attacks.h"
 #include "certify/analyze.h"
+#include "certify/certify_run.h"
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
 #include "nn/model_file.h"
@@ -106,25 +107,25 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
   const Device device = resolve_device(a.common);
   nn::LoadedClassifier loaded = nn::load_classifier(model_file);
   loaded.model->to(device);
-  const nn::Dataset sub = first_examples(test, count);
-  const std::int64_t n = sub.size();
+  const std::int64_t n = std::min(count, test.size());
   certify::SmoothingOptions o;
   o.sigma = sigma;
   o.n0 = 100;
   o.n = 1000;
   o.alpha = 0.001;
   o.batch = 1000;
-  std::vector<std::uint64_t> ids(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) ids[static_cast<std::size_t>(i)] = static_cast<std::uint64_t>(i);
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) idx[static_cast<std::size_t>(i)] = i;
   certify::SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
   Progress bar("certify", n * (o.n0 + o.n), "samples", !a.common.quiet);
   std::int64_t done = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto certs = smoothed.certify(sub.images, ids, o, [&](std::int64_t rows) { bar.update(done += rows); });
+  const auto certs =
+      certify::certify_examples(smoothed, test, idx, o, [&](std::int64_t rows) { bar.update(done += rows); });
   bar.finish();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   // The same numbers `aegis analyze` reports for a sweep's rows.
-  const std::int32_t* y = sub.labels.data<std::int32_t>();
+  const std::int32_t* y = test.labels.data<std::int32_t>();
   std::vector<certify::SweepRow> rows(certs.size());
   std::int64_t abstained = 0;
   for (std::size_t i = 0; i < certs.size(); ++i) {

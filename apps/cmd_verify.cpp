@@ -76,9 +76,7 @@ Runner add_verify(CLI::App& app) {
     o.bound.eps = a->eps;
     o.bound.relu = a->relu == "wong-kolter" ? certify::ReluRelaxation::WongKolter : certify::ReluRelaxation::Adaptive;
     o.batch_size = a->batch;
-    o.skip = a->skip;
-    o.max = a->max;
-    o.shard = certify::parse_shard(a->shard);
+    o.inputs = {a->skip, a->max, certify::parse_shard(a->shard)};
     o.per_example_path = a->per_example;
     const Device device = resolve_device(a->common);
     nn::LoadedClassifier loaded = nn::load_classifier(a->model);

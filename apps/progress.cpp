@@ -76,4 +76,22 @@ void Progress::draw(std::int64_t done, const std::string& extra, bool final) {
   std::fflush(stderr);
 }
 
+void CliProgress::begin(const std::string& label, std::int64_t total, const std::string& unit) {
+  if (m_bar) m_bar->finish();
+  m_bar = std::make_unique<Progress>(label, total, unit, m_enabled);
+}
+
+void CliProgress::update(std::int64_t done, const std::string& extra) {
+  if (m_bar) m_bar->update(done, extra);
+}
+
+void CliProgress::end(const std::string& extra) {
+  if (m_bar) m_bar->finish(extra);
+  m_bar.reset();
+}
+
+void CliProgress::warning(const std::string& message) {
+  std::fprintf(stderr, "aegis: warning: %s\n", message.c_str());
+}
+
 }  // namespace aegis::app

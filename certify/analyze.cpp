@@ -51,7 +51,7 @@ Group& group_for(std::vector<Group>& groups, bool has, const SweepSettings& s, d
 
 void merge_file(Group& g, const std::string& path, const std::vector<SweepRow>& rows) {
   g.files.push_back(path);
-  if (g.has_settings) g.shards.insert(read_settings(path).shard.index);
+  if (g.has_settings) g.shards.insert(read_settings(path).inputs.shard.index);
   for (const SweepRow& r : rows) {
     const auto it = g.rows.find(r.idx);
     if (it == g.rows.end()) {
@@ -214,21 +214,21 @@ Analysis analyze_sweeps(const std::vector<std::string>& paths, const AnalyzeOpti
     const SweepTsv tsv = read_sweep_tsv(path, false);
     const bool has = has_settings(path);
     SweepSettings s = has ? read_settings(path) : SweepSettings{};
-    const double sigma = options.sigma ? *options.sigma : has ? s.sigma : std::numeric_limits<double>::quiet_NaN();
-    if (has && options.sigma && s.sigma != *options.sigma)
-      a.warnings.push_back(path + " records sigma " + format_g(s.sigma) + "; --sigma " + format_g(sigma) +
+    const double sigma = options.sigma ? *options.sigma : has ? s.smoothing.sigma : std::numeric_limits<double>::quiet_NaN();
+    if (has && options.sigma && s.smoothing.sigma != *options.sigma)
+      a.warnings.push_back(path + " records sigma " + format_g(s.smoothing.sigma) + "; --sigma " + format_g(sigma) +
                            " overrides it");
-    s.sigma = sigma;
+    s.smoothing.sigma = sigma;
     merge_file(group_for(groups, has, s, sigma), path, tsv.rows);
     if (tsv.rows.empty()) a.warnings.push_back(path + " holds no rows");
   }
   for (const Group& g : groups) {
     a.curves.push_back(curve_of(g));
-    if (g.has_settings && static_cast<std::int64_t>(g.shards.size()) < g.settings.shard.count) {
+    if (g.has_settings && static_cast<std::int64_t>(g.shards.size()) < g.settings.inputs.shard.count) {
       std::string have;
       for (std::int64_t i : g.shards) have += (have.empty() ? "" : ", ") + std::to_string(i);
       a.warnings.push_back("sigma " + format_g(g.sigma) + ": only shard(s) " + have + " of " +
-                           std::to_string(g.settings.shard.count) + " given; the numbers cover part of the sweep");
+                           std::to_string(g.settings.inputs.shard.count) + " given; the numbers cover part of the sweep");
     }
   }
   finish(a, options);
@@ -241,10 +241,10 @@ Analysis analyze_rows(const std::vector<SweepRows>& sweeps, const AnalyzeOptions
   Analysis a;
   for (const SweepRows& s : sweeps) {
     SweepCurve c;
-    c.sigma = options.sigma ? *options.sigma : s.settings.sigma;
+    c.sigma = options.sigma ? *options.sigma : s.settings.smoothing.sigma;
     c.files = {s.file};
     c.settings = s.settings;
-    c.settings->sigma = c.sigma;
+    c.settings->smoothing.sigma = c.sigma;
     c.rows = s.rows;
     std::sort(c.rows.begin(), c.rows.end(), [](const SweepRow& x, const SweepRow& y) { return x.idx < y.idx; });
     a.curves.push_back(std::move(c));

@@ -132,8 +132,8 @@ PlotText plot_text(const Analysis& a) {
     if (c.settings) {
       f[0] = "model " + printable(std::filesystem::path(c.settings->model).filename().string());
       f[1] = printable(c.settings->data.substr(0, c.settings->data.find(':')));  // the name, not its directory
-      f[3] = "n = " + std::to_string(c.settings->n);
-      f[4] = "α = " + format_g(c.settings->alpha);
+      f[3] = "n = " + std::to_string(c.settings->smoothing.n);
+      f[4] = "α = " + format_g(c.settings->smoothing.alpha);
     }
     f[2] = std::to_string(c.rows.size()) + (c.rows.size() == 1 ? " input" : " inputs");
     fields.push_back(std::move(f));

@@ -104,6 +104,7 @@ class SmoothedClassifier {
   std::int64_t num_classes() const { return m_num_classes; }
   const Shape& input_shape() const { return m_input_shape; }
   const SamplingStats& stats() const { return m_stats; }
+  Device device() const { return m_device; }
 
  private:
   nn::Module& m_base;

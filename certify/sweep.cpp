@@ -219,8 +219,8 @@ void SweepFile::resume_existing(const SweepSettings& settings) {
                                              << " in " << settings_path(m_path)
                                              << "); pass the same settings or start a new file");
   std::ostringstream how;
-  if (stored.batch > 0 && settings.batch > 0 && stored.batch != settings.batch)
-    how << "batch " << settings.batch << " (started with " << stored.batch << ")";
+  if (stored.smoothing.batch > 0 && settings.smoothing.batch > 0 && stored.smoothing.batch != settings.smoothing.batch)
+    how << "batch " << settings.smoothing.batch << " (started with " << stored.smoothing.batch << ")";
   if (!stored.device.empty() && !settings.device.empty() && stored.device != settings.device)
     how << (how.tellp() > 0 ? ", " : "") << "device " << settings.device << " (started on " << stored.device << ")";
   if (how.tellp() > 0)
@@ -239,14 +239,15 @@ void SweepFile::resume_existing(const SweepSettings& settings) {
   // and a radius no larger than the largest certifiable one, σ·Φ⁻¹ of the Clopper–Pearson bound
   // with all n votes for the top class (Cohen et al. 2019, Thm 1 and Alg. 2). Rows hold radii
   // rounded to 6 significant digits, hence the relative slack.
-  const double max_radius = stored.sigma * normal_quantile(clopper_pearson_lower(stored.n, stored.n, stored.alpha));
+  const SmoothingOptions& o = stored.smoothing;
+  const double max_radius = o.sigma * normal_quantile(clopper_pearson_lower(o.n, o.n, o.alpha));
   for (const SweepRow& row : tsv.rows) {
     AEGIS_CHECK_AS(IoError, settings.num_classes <= 0 || row.predict < settings.num_classes,
                    m_path << ": idx " << row.idx << " predicts class " << row.predict << " but the model has "
                           << settings.num_classes << " classes");
     AEGIS_CHECK_AS(IoError, row.radius <= max_radius * (1.0 + 1e-5),
                    m_path << ": idx " << row.idx << " has radius " << row.radius << ", above the largest that σ "
-                          << stored.sigma << ", n " << stored.n << " and α " << stored.alpha << " certify ("
+                          << o.sigma << ", n " << o.n << " and α " << o.alpha << " certify ("
                           << max_radius << ")");
     AEGIS_CHECK_AS(IoError, m_done.insert(row.idx).second, m_path << ": idx " << row.idx << " appears twice");
     m_rows.push_back(row);

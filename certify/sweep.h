@@ -69,39 +69,41 @@ struct Shard {
 // "i/k" with 0 ≤ i < k; InvalidArgument naming the text otherwise.
 Shard parse_shard(const std::string& text);
 
-// The test-set indices a sweep certifies: idx < max (max 0: all) with idx ≡ 0 (mod skip) (the
-// --skip of Cohen's script), then of those the ones at positions ≡ shard.index (mod shard.count).
+// Which test examples a run takes (`aegis certify` and `aegis verify`: --skip, --max, --shard):
+// idx < max (max 0: all) with idx ≡ 0 (mod skip) (the --skip of Cohen's script), then of those
+// the ones at positions ≡ shard.index (mod shard.count).
+struct InputSelection {
+  std::int64_t skip = 1;  // ≥ 1
+  std::int64_t max = 0;   // ≥ 0 (0: all)
+  Shard shard;            // 0 ≤ index < count
+};
+// InvalidArgument naming the bad value.
+void check_input_selection(const InputSelection& selection);
+std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, const InputSelection& selection);
 std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, std::int64_t skip, std::int64_t max,
                                         const Shard& shard);
 
 // ---- settings sidecar ------------------------------------------------------------------------
 struct SweepSettings {
-  double sigma = 0.25;
-  std::int64_t n0 = 100;
-  std::int64_t n = 100000;
-  double alpha = 0.001;
-  std::uint64_t seed = 0;
+  // CERTIFY's σ, n0, n, α, seed and forward precision, and the batch size the rows were computed
+  // with. The batch is not part of the settings a resume must match: a different batch size (or
+  // device) gives equally valid certificates, but the forward pass rounds differently, so a near-
+  // tie can come out differently than in one uninterrupted run. A sidecar written before the
+  // batch was recorded reads as batch 0 (unknown). "precision" in the sidecar; files written
+  // before it existed hold "tensor_cores": true (read as Tf32) or nothing (Fp32).
+  SmoothingOptions smoothing;
   std::string model;              // as given (informational)
   std::string model_fingerprint;  // file_fingerprint(model); what resuming compares
   std::string data;               // dataset spec
-  std::int64_t skip = 1;
-  std::int64_t max = 0;
-  Shard shard;
-  // The forward pass's precision (SmoothingOptions::precision), "precision" in the sidecar; files
-  // written before it existed hold "tensor_cores": true (read as Tf32) or nothing (Fp32).
-  MathPrecision precision = MathPrecision::Fp32;
-  // How the rows were computed (0 and "" when unknown). Not part of the settings a resume must
-  // match: a different batch size or device gives equally valid certificates, but the forward
-  // pass rounds differently, so a near-tie can come out differently than in one uninterrupted run.
-  std::int64_t batch = 0;
-  std::string device;
+  InputSelection inputs;
+  std::string device;  // how the rows were computed ("" when unknown); not compared on resume
   // The model's number of classes, when the caller knows it (0: unknown). Not stored in the
   // sidecar; resuming checks that every earlier row predicts one of these classes.
   std::int64_t num_classes = 0;
 };
 
-// σ > 0 finite, n0 ≥ 1, n ≥ 1, α ∈ (0, 1), skip ≥ 1, max ≥ 0, a valid shard: InvalidArgument
-// naming the bad value otherwise.
+// The smoothing options (check_smoothing_options; batch 0 is accepted as "not recorded") and
+// the input selection: InvalidArgument naming the bad value otherwise.
 void check_sweep_settings(const SweepSettings& s);
 std::string settings_path(const std::string& tsv_path);  // tsv_path + ".json"
 // Written to a temporary file and renamed into place, so a kill leaves the old or the new one.

@@ -74,34 +74,37 @@ Shard parse_shard(const std::string& text) {
   return s;
 }
 
-std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, std::int64_t skip, std::int64_t max,
-                                        const Shard& shard) {
-  AEGIS_CHECK(dataset_size >= 0, "dataset size " << dataset_size << " must be ≥ 0");
-  AEGIS_CHECK(skip >= 1, "skip " << skip << " must be ≥ 1");
-  AEGIS_CHECK(max >= 0, "max " << max << " must be ≥ 0 (0: all)");
+void check_input_selection(const InputSelection& selection) {
+  AEGIS_CHECK(selection.skip >= 1, "skip " << selection.skip << " must be ≥ 1");
+  AEGIS_CHECK(selection.max >= 0, "max " << selection.max << " must be ≥ 0 (0: all)");
+  const Shard& shard = selection.shard;
   AEGIS_CHECK(shard.count >= 1 && shard.index >= 0 && shard.index < shard.count,
               "shard " << shard.index << "/" << shard.count << " must have 0 ≤ i < k");
-  const std::int64_t end = max > 0 ? std::min(max, dataset_size) : dataset_size;
+}
+
+std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, const InputSelection& selection) {
+  AEGIS_CHECK(dataset_size >= 0, "dataset size " << dataset_size << " must be ≥ 0");
+  check_input_selection(selection);
+  const std::int64_t end = selection.max > 0 ? std::min(selection.max, dataset_size) : dataset_size;
   std::vector<std::int64_t> idx;
   std::int64_t position = 0;
-  for (std::int64_t i = 0; i < end; i += skip, ++position)
-    if (position % shard.count == shard.index) idx.push_back(i);
+  for (std::int64_t i = 0; i < end; i += selection.skip, ++position)
+    if (position % selection.shard.count == selection.shard.index) idx.push_back(i);
   return idx;
+}
+
+std::vector<std::int64_t> select_inputs(std::int64_t dataset_size, std::int64_t skip, std::int64_t max,
+                                        const Shard& shard) {
+  return select_inputs(dataset_size, InputSelection{skip, max, shard});
 }
 
 // ---- settings sidecar ------------------------------------------------------------------------
 
 void check_sweep_settings(const SweepSettings& s) {
-  AEGIS_CHECK(std::isfinite(s.sigma) && s.sigma > 0, "sigma " << s.sigma << " must be > 0 and finite");
-  AEGIS_CHECK(s.sigma <= kMaxSmoothingSigma,
-              "sigma " << s.sigma << " exceeds " << kMaxSmoothingSigma << ": the float32 noise would overflow");
-  AEGIS_CHECK(s.n0 >= 1, "n0 " << s.n0 << " must be ≥ 1");
-  AEGIS_CHECK(s.n >= 1, "n " << s.n << " must be ≥ 1");
-  AEGIS_CHECK(s.alpha > 0 && s.alpha < 1, "alpha " << s.alpha << " must be in (0, 1)");
-  AEGIS_CHECK(s.skip >= 1, "skip " << s.skip << " must be ≥ 1");
-  AEGIS_CHECK(s.max >= 0, "max " << s.max << " must be ≥ 0 (0: all)");
-  AEGIS_CHECK(s.shard.count >= 1 && s.shard.index >= 0 && s.shard.index < s.shard.count,
-              "shard " << s.shard.index << "/" << s.shard.count << " must have 0 ≤ i < k");
+  SmoothingOptions smoothing = s.smoothing;
+  if (smoothing.batch == 0) smoothing.batch = 1;  // not recorded by sidecars older than the batch
+  check_smoothing_options(smoothing);
+  check_input_selection(s.inputs);
 }
 
 std::string settings_path(const std::string& tsv_path) {
@@ -116,19 +119,19 @@ bool has_settings(const std::string& tsv_path) {
 void write_settings(const std::string& tsv_path, const SweepSettings& s) {
   const nlohmann::json j{{"format", "aegis-certify-sweep"},
                          {"version", 1},
-                         {"sigma", s.sigma},
-                         {"n0", s.n0},
-                         {"n", s.n},
-                         {"alpha", s.alpha},
-                         {"seed", s.seed},
+                         {"sigma", s.smoothing.sigma},
+                         {"n0", s.smoothing.n0},
+                         {"n", s.smoothing.n},
+                         {"alpha", s.smoothing.alpha},
+                         {"seed", s.smoothing.seed},
                          {"model", s.model},
                          {"model_fingerprint", s.model_fingerprint},
                          {"data", s.data},
-                         {"skip", s.skip},
-                         {"max", s.max},
-                         {"shard", std::to_string(s.shard.index) + "/" + std::to_string(s.shard.count)},
-                         {"precision", math_precision_name(s.precision)},
-                         {"batch", s.batch},
+                         {"skip", s.inputs.skip},
+                         {"max", s.inputs.max},
+                         {"shard", std::to_string(s.inputs.shard.index) + "/" + std::to_string(s.inputs.shard.count)},
+                         {"precision", math_precision_name(s.smoothing.precision)},
+                         {"batch", s.smoothing.batch},
                          {"device", s.device}};
   const std::string text = j.dump(2) + "\n";
   write_file_atomically(settings_path(tsv_path), [&](int fd) { return write_fully(fd, text.data(), text.size()); });
@@ -147,33 +150,33 @@ SweepSettings read_settings(const std::string& tsv_path) {
   AEGIS_CHECK_AS(IoError, json_field_or<std::string>(j, "format", "", path) == "aegis-certify-sweep",
                  path << ": not an aegis certification settings file (\"format\" is not \"aegis-certify-sweep\")");
   SweepSettings s;
-  s.sigma = json_field<double>(j, "sigma", path);
-  s.n0 = json_field<std::int64_t>(j, "n0", path);
-  s.n = json_field<std::int64_t>(j, "n", path);
-  s.alpha = json_field<double>(j, "alpha", path);
-  s.seed = json_field<std::uint64_t>(j, "seed", path);
+  s.smoothing.sigma = json_field<double>(j, "sigma", path);
+  s.smoothing.n0 = json_field<std::int64_t>(j, "n0", path);
+  s.smoothing.n = json_field<std::int64_t>(j, "n", path);
+  s.smoothing.alpha = json_field<double>(j, "alpha", path);
+  s.smoothing.seed = json_field<std::uint64_t>(j, "seed", path);
   s.model = json_field<std::string>(j, "model", path);
   s.model_fingerprint = json_field<std::string>(j, "model_fingerprint", path);
   s.data = json_field<std::string>(j, "data", path);
-  s.skip = json_field<std::int64_t>(j, "skip", path);
-  s.max = json_field<std::int64_t>(j, "max", path);
+  s.inputs.skip = json_field<std::int64_t>(j, "skip", path);
+  s.inputs.max = json_field<std::int64_t>(j, "max", path);
   const std::string shard = json_field<std::string>(j, "shard", path);
   // "precision" since bf16/fp16 exist; older files say "tensor_cores": true for TF32 sweeps and
   // nothing for fp32 ones.
   if (j.contains("precision")) {
     const std::string precision = json_field<std::string>(j, "precision", path);
     try {
-      s.precision = parse_math_precision(precision);
+      s.smoothing.precision = parse_math_precision(precision);
     } catch (const InvalidArgument& e) {
       AEGIS_THROW(IoError, path << ": setting 'precision': " << e.what());
     }
   } else {
-    s.precision = json_field_or(j, "tensor_cores", false, path) ? MathPrecision::Tf32 : MathPrecision::Fp32;
+    s.smoothing.precision = json_field_or(j, "tensor_cores", false, path) ? MathPrecision::Tf32 : MathPrecision::Fp32;
   }
-  s.batch = json_field_or<std::int64_t>(j, "batch", 0, path);
+  s.smoothing.batch = json_field_or<std::int64_t>(j, "batch", 0, path);
   s.device = json_field_or<std::string>(j, "device", "", path);
   try {
-    s.shard = parse_shard(shard);
+    s.inputs.shard = parse_shard(shard);
     check_sweep_settings(s);
   } catch (const InvalidArgument& e) {
     AEGIS_THROW(IoError, path << ": " << e.what());
@@ -182,30 +185,32 @@ SweepSettings read_settings(const std::string& tsv_path) {
 }
 
 std::string settings_difference(const SweepSettings& a, const SweepSettings& b, bool ignore_shard_index) {
+  const SmoothingOptions &x = a.smoothing, &y = b.smoothing;
+  const InputSelection &p = a.inputs, &q = b.inputs;
   std::ostringstream d;
   d << std::setprecision(17);
-  if (a.sigma != b.sigma)
-    d << "sigma " << a.sigma << " vs " << b.sigma;
-  else if (a.n0 != b.n0)
-    d << "n0 " << a.n0 << " vs " << b.n0;
-  else if (a.n != b.n)
-    d << "n " << a.n << " vs " << b.n;
-  else if (a.alpha != b.alpha)
-    d << "alpha " << a.alpha << " vs " << b.alpha;
-  else if (a.seed != b.seed)
-    d << "seed " << a.seed << " vs " << b.seed;
+  if (x.sigma != y.sigma)
+    d << "sigma " << x.sigma << " vs " << y.sigma;
+  else if (x.n0 != y.n0)
+    d << "n0 " << x.n0 << " vs " << y.n0;
+  else if (x.n != y.n)
+    d << "n " << x.n << " vs " << y.n;
+  else if (x.alpha != y.alpha)
+    d << "alpha " << x.alpha << " vs " << y.alpha;
+  else if (x.seed != y.seed)
+    d << "seed " << x.seed << " vs " << y.seed;
   else if (a.model_fingerprint != b.model_fingerprint)
     d << "model " << a.model << " (" << a.model_fingerprint << ") vs " << b.model << " (" << b.model_fingerprint << ")";
   else if (a.data != b.data)
     d << "data '" << a.data << "' vs '" << b.data << "'";
-  else if (a.skip != b.skip)
-    d << "skip " << a.skip << " vs " << b.skip;
-  else if (a.max != b.max)
-    d << "max " << a.max << " vs " << b.max;
-  else if (a.precision != b.precision)
-    d << "precision " << math_precision_name(a.precision) << " vs " << math_precision_name(b.precision);
-  else if (a.shard.count != b.shard.count || (!ignore_shard_index && a.shard.index != b.shard.index))
-    d << "shard " << a.shard.index << "/" << a.shard.count << " vs " << b.shard.index << "/" << b.shard.count;
+  else if (p.skip != q.skip)
+    d << "skip " << p.skip << " vs " << q.skip;
+  else if (p.max != q.max)
+    d << "max " << p.max << " vs " << q.max;
+  else if (x.precision != y.precision)
+    d << "precision " << math_precision_name(x.precision) << " vs " << math_precision_name(y.precision);
+  else if (p.shard.count != q.shard.count || (!ignore_shard_index && p.shard.index != q.shard.index))
+    d << "shard " << p.shard.index << "/" << p.shard.count << " vs " << q.shard.index << "/" << q.shard.count;
   return d.str();
 }
 

@@ -100,7 +100,7 @@ VerifyRun run_verify(nn::Module& model, const nn::Dataset& test, const VerifyRun
         options.per_example_path << ": cannot write the per-example file in " << dir << ": " << std::strerror(errno));
   }
   VerifyRun run;
-  run.indices = select_inputs(test.size(), options.skip, options.max, options.shard);
+  run.indices = select_inputs(test.size(), options.inputs);
   const nn::Dataset chosen = gather(test, run.indices);
   run.labels = chosen.labels.to_vector<std::int32_t>();
   for (std::size_t m = 0; m < options.methods.size(); ++m) {

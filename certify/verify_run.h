@@ -25,8 +25,7 @@ struct VerifyRunOptions {
   std::vector<BoundMethod> methods{BoundMethod::Interval, BoundMethod::Linear};  // at least one, no repeats
   BoundOptions bound;  // norm, eps and ReLU relaxation; `method` is set per entry of `methods`
   std::int64_t batch_size = 256;
-  std::int64_t skip = 1, max = 0;  // as select_inputs: idx < max (0: all), idx ≡ 0 (mod skip)
-  Shard shard;
+  InputSelection inputs;  // which test examples (select_inputs)
   std::string per_example_path;  // "" writes no per-example file
 };
 

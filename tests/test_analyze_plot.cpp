@@ -141,7 +141,7 @@ TEST(AnalyzePlot, PlotTextCarriesTheSettings) {
   // A setting that differs moves into the legend; the model is named by its file, the data
   // by its kind without the directory; bytes other than printable ASCII become '?'.
   SweepSettings other = settings_for(1.0);
-  other.n = 1000;
+  other.smoothing.n = 1000;
   other.model = "/models/n\xc3\xa9w\n.safetensors";
   other.data = "fashion-mnist:/data/fm";
   const std::string s100 = dir + "/s100.tsv";

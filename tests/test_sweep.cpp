@@ -45,15 +45,15 @@ std::vector<std::string> rows_without_time(const std::string& path) {
 
 SweepSettings small_settings() {
   SweepSettings s;
-  s.sigma = 0.25;
-  s.n0 = 20;
-  s.n = 200;
-  s.alpha = 0.001;
-  s.seed = 7;
+  s.smoothing.sigma = 0.25;
+  s.smoothing.n0 = 20;
+  s.smoothing.n = 200;
+  s.smoothing.alpha = 0.001;
+  s.smoothing.seed = 7;
   s.model = "m.safetensors";
   s.model_fingerprint = "fnv1a64:0000000000000001";
   s.data = "digits";
-  s.batch = 1000;
+  s.smoothing.batch = 1000;
   s.device = "cpu";
   return s;
 }
@@ -190,23 +190,23 @@ TEST(SweepSettings, BadValuesAreRejected) {
     change(s);
     expect_error<InvalidArgument>([&] { check_sweep_settings(s); }, name, "must");
   };
-  expect_bad([](SweepSettings& s) { s.sigma = 0; }, "sigma 0");
-  expect_bad([](SweepSettings& s) { s.sigma = -0.5; }, "sigma -0.5");
-  expect_bad([](SweepSettings& s) { s.sigma = std::nan(""); }, "sigma nan");
-  expect_bad([](SweepSettings& s) { s.n = 0; }, "n 0");
-  expect_bad([](SweepSettings& s) { s.n0 = 0; }, "n0 0");
-  expect_bad([](SweepSettings& s) { s.alpha = 0; }, "alpha 0");
-  expect_bad([](SweepSettings& s) { s.alpha = 1; }, "alpha 1");
-  expect_bad([](SweepSettings& s) { s.alpha = std::nan(""); }, "alpha nan");
-  expect_bad([](SweepSettings& s) { s.skip = 0; }, "skip 0");
-  expect_bad([](SweepSettings& s) { s.shard = {2, 2}; }, "shard 2/2");
+  expect_bad([](SweepSettings& s) { s.smoothing.sigma = 0; }, "sigma=0");
+  expect_bad([](SweepSettings& s) { s.smoothing.sigma = -0.5; }, "sigma=-0.5");
+  expect_bad([](SweepSettings& s) { s.smoothing.sigma = std::nan(""); }, "sigma=nan");
+  expect_bad([](SweepSettings& s) { s.smoothing.n = 0; }, "n=0");
+  expect_bad([](SweepSettings& s) { s.smoothing.n0 = 0; }, "n0=0");
+  expect_bad([](SweepSettings& s) { s.smoothing.alpha = 0; }, "alpha=0");
+  expect_bad([](SweepSettings& s) { s.smoothing.alpha = 1; }, "alpha=1");
+  expect_bad([](SweepSettings& s) { s.smoothing.alpha = std::nan(""); }, "alpha=nan");
+  expect_bad([](SweepSettings& s) { s.inputs.skip = 0; }, "skip 0");
+  expect_bad([](SweepSettings& s) { s.inputs.shard = {2, 2}; }, "shard 2/2");
 }
 
 TEST(SweepSettings, SidecarRoundTripsAndComparesByFingerprint) {
   const std::string dir = make_temp_dir("sweep_settings");
   SweepSettings s = small_settings();
-  s.seed = 18446744073709551615ULL;  // the full uint64 range survives JSON
-  s.shard = {2, 5};
+  s.smoothing.seed = 18446744073709551615ULL;  // the full uint64 range survives JSON
+  s.inputs.shard = {2, 5};
   write_settings(dir + "/a.tsv", s);
   const SweepSettings back = read_settings(dir + "/a.tsv");
   EXPECT_EQ(settings_difference(s, back, false), "");
@@ -217,7 +217,7 @@ TEST(SweepSettings, SidecarRoundTripsAndComparesByFingerprint) {
   moved.model_fingerprint = "fnv1a64:0000000000000002";
   EXPECT_NE(settings_difference(s, moved, false).find("model"), std::string::npos);
   SweepSettings other_shard = s;
-  other_shard.shard.index = 0;
+  other_shard.inputs.shard.index = 0;
   EXPECT_EQ(settings_difference(s, other_shard, true), "");
   EXPECT_NE(settings_difference(s, other_shard, false).find("shard 2/5 vs 0/5"), std::string::npos);
   write_text(settings_path(dir + "/b.tsv"), "{\"format\": \"aegis-certify-sweep\", \"sigma\": \"x\"}");
@@ -240,29 +240,29 @@ TEST(SweepSettings, PrecisionIsRecordedAndComparedAndOldSidecarsReadAsBefore) {
   const std::string dir = make_temp_dir("sweep_precision");
   for (MathPrecision p : {MathPrecision::Fp32, MathPrecision::Tf32, MathPrecision::Bf16, MathPrecision::Fp16}) {
     SweepSettings s = small_settings();
-    s.precision = p;
+    s.smoothing.precision = p;
     write_settings(dir + "/p.tsv", s);
     const nlohmann::json j = nlohmann::json::parse(read_text(settings_path(dir + "/p.tsv")));
     EXPECT_EQ(j.at("precision"), math_precision_name(p));
     EXPECT_FALSE(j.contains("tensor_cores"));
     const SweepSettings back = read_settings(dir + "/p.tsv");
-    EXPECT_EQ(back.precision, p);
+    EXPECT_EQ(back.smoothing.precision, p);
     EXPECT_EQ(settings_difference(s, back, false), "");
   }
   SweepSettings bf16 = small_settings();
-  bf16.precision = MathPrecision::Bf16;
+  bf16.smoothing.precision = MathPrecision::Bf16;
   EXPECT_EQ(settings_difference(bf16, small_settings(), false), "precision bf16 vs fp32");
   // Sidecars from before "precision": no field (fp32 sweeps) or "tensor_cores" (TF32 when true).
   nlohmann::json old = nlohmann::json::parse(read_text(settings_path(dir + "/p.tsv")));
   old.erase("precision");
   write_text(settings_path(dir + "/old.tsv"), old.dump(2));
-  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Fp32);
+  EXPECT_EQ(read_settings(dir + "/old.tsv").smoothing.precision, MathPrecision::Fp32);
   old["tensor_cores"] = false;
   write_text(settings_path(dir + "/old.tsv"), old.dump(2));
-  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Fp32);
+  EXPECT_EQ(read_settings(dir + "/old.tsv").smoothing.precision, MathPrecision::Fp32);
   old["tensor_cores"] = true;
   write_text(settings_path(dir + "/old.tsv"), old.dump(2));
-  EXPECT_EQ(read_settings(dir + "/old.tsv").precision, MathPrecision::Tf32);
+  EXPECT_EQ(read_settings(dir + "/old.tsv").smoothing.precision, MathPrecision::Tf32);
   old["tensor_cores"] = "yes";
   write_text(settings_path(dir + "/old.tsv"), old.dump(2));
   expect_error<IoError>([&] { read_settings(dir + "/old.tsv"); }, "old.tsv.json", "tensor_cores");
@@ -285,14 +285,14 @@ TEST(SweepFile, RefusesToOverwriteAndChecksSettingsOnResume) {
   const std::string path = full_sweep(dir + "/s.tsv", inputs_for(select_inputs(30, 1, 0, {})), 4);
   expect_error<InvalidArgument>([&] { SweepFile f(path, small_settings(), OpenMode::Create); }, path, "--resume");
   SweepSettings other = small_settings();
-  other.sigma = 0.5;
+  other.smoothing.sigma = 0.5;
   expect_error<InvalidArgument>([&] { SweepFile f(path, other, OpenMode::Resume); }, path, "sigma 0.5 vs 0.25");
   other = small_settings();
-  other.n = 100;
+  other.smoothing.n = 100;
   expect_error<InvalidArgument>([&] { SweepFile f(path, other, OpenMode::Resume); }, path, "n 100 vs 200");
   // Another batch size or device is allowed, with a warning that names both.
   other = small_settings();
-  other.batch = 250;
+  other.smoothing.batch = 250;
   other.device = "cuda:0";
   {
     SweepFile f(path, small_settings(), OpenMode::Resume);

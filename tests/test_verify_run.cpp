@@ -49,12 +49,12 @@ TEST(VerifyRun, SelectsLikeCertifyAndWritesOneRowPerExample) {
   const auto& t = testing::trained_digits_mlp();
   const std::string dir = testing::make_temp_dir("aegis_verify_run");
   certify::VerifyRunOptions o = options(0.03);
-  o.skip = 3;
-  o.max = 40;
-  o.shard = certify::parse_shard("1/2");
+  o.inputs.skip = 3;
+  o.inputs.max = 40;
+  o.inputs.shard = certify::parse_shard("1/2");
   o.per_example_path = dir + "/rows.tsv";
   const certify::VerifyRun run = certify::run_verify(*t.model, t.test, o);
-  EXPECT_EQ(run.indices, certify::select_inputs(t.test.size(), 3, 40, o.shard));
+  EXPECT_EQ(run.indices, certify::select_inputs(t.test.size(), 3, 40, o.inputs.shard));
   EXPECT_EQ(run.indices, (std::vector<std::int64_t>{3, 9, 15, 21, 27, 33, 39}));
   ASSERT_EQ(run.results.size(), 2u);
   const std::vector<std::string> lines = read_lines(o.per_example_path);
@@ -90,8 +90,8 @@ TEST(VerifyRun, ShardsPartitionTheRunAndTheFileIsReplacedWhole) {
   const auto& t = testing::trained_digits_mlp();
   const std::string dir = testing::make_temp_dir("aegis_verify_shards");
   certify::VerifyRunOptions o = options(0.01);
-  o.skip = 2;
-  o.max = 30;
+  o.inputs.skip = 2;
+  o.inputs.max = 30;
   o.per_example_path = dir + "/all.tsv";
   // A longer file at the path first: the run must replace it, not write over its beginning.
   {
@@ -103,7 +103,7 @@ TEST(VerifyRun, ShardsPartitionTheRunAndTheFileIsReplacedWhole) {
   ASSERT_EQ(all.size(), 16u);  // header + idx 0, 2, …, 28
   std::vector<std::string> merged;
   for (int i = 0; i < 3; ++i) {
-    o.shard = certify::parse_shard(std::to_string(i) + "/3");
+    o.inputs.shard = certify::parse_shard(std::to_string(i) + "/3");
     o.per_example_path = dir + "/shard" + std::to_string(i) + ".tsv";
     certify::run_verify(*t.model, t.test, o);
     const std::vector<std::string> part = read_lines(o.per_example_path);
@@ -119,9 +119,9 @@ TEST(VerifyRun, ShardsPartitionTheRunAndTheFileIsReplacedWhole) {
   o.per_example_path = dir + "/missing/rows.tsv";
   testing::expect_error<IoError>([&] { certify::run_verify(*t.model, t.test, o); }, "missing/rows.tsv", "per-example");
   o.per_example_path.clear();
-  o.skip = 0;
+  o.inputs.skip = 0;
   testing::expect_error<InvalidArgument>([&] { certify::run_verify(*t.model, t.test, o); }, "skip 0", "≥ 1");
-  o.skip = 1;
+  o.inputs.skip = 1;
   o.methods = {BoundMethod::Linear, BoundMethod::Linear};
   testing::expect_error<InvalidArgument>([&] { certify::run_verify(*t.model, t.test, o); }, "crown", "twice");
 }

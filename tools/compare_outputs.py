@@ -5,7 +5,7 @@
     tools/compare_outputs.py diff DIR_BEFORE DIR_AFTER
 
 `run` executes train/eval/attack/certify/analyze/verify/account/pixeldp on the bundled digits
-set with fixed seeds on the CPU (one OpenMP thread, so that reductions run in one order) and
+set, and a shortened demo on Fashion-MNIST, with fixed seeds on the CPU (one OpenMP thread, so that reductions run in one order) and
 keeps, for each command, its --json output and the files it wrote (model files, adversarial
 examples, sweep TSVs and their settings, per-example verification rows). `diff` compares two such
 directories: JSON outputs key by key after dropping wall-clock fields, TSVs after dropping their
@@ -70,6 +70,8 @@ COMMANDS += [
     ("pixeldp_certify", "pixeldp certify --model {d}/pixeldp.safetensors --data digits --draws 50 --max 40 "
                         "--seed 18 --attack cw-l2 --attack-max 10 --attack-batch 5 --attack-draws 3 --cw-steps 5 "
                         "--cw-search-steps 2"),
+    # The demo on Fashion-MNIST, shortened: standard, DP-SGD and noise training, PGD, CERTIFY.
+    ("demo", "demo --epochs 1 --dp-epochs 1 --out-dir {d}/demo"),
 ]
 
 # JSON keys whose values are wall-clock measurements (compared by presence, not value).
@@ -114,7 +116,10 @@ def tsv_without_time(path):
 
 
 def diff(before, after):
-    names = sorted(set(os.listdir(before)) | set(os.listdir(after)))
+    def files(root):
+        return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+    names = sorted(files(before) | files(after))
     differences = 0
     for name in names:
         a, b = os.path.join(before, name), os.path.join(after, name)

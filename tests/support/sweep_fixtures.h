@@ -29,13 +29,13 @@ inline const char* const kHandMade =
 
 inline SweepSettings settings_for(double sigma, Shard shard = {}) {
   SweepSettings s;
-  s.sigma = sigma;
-  s.n0 = 10;
-  s.n = 100;
+  s.smoothing.sigma = sigma;
+  s.smoothing.n0 = 10;
+  s.smoothing.n = 100;
   s.model = "m";
   s.model_fingerprint = "fnv1a64:00000000000000aa";
   s.data = "digits";
-  s.shard = shard;
+  s.inputs.shard = shard;
   return s;
 }
 

@@ -1,0 +1,67 @@
+// One run of `aegis certify`: CERTIFY (Cohen et al. 2019, Alg. 2) of the test examples a
+// selection chooses (--skip, --max, --shard), at one or several σ, each σ its own resumable
+// sweep file (certify/sweep.h), then the summary `aegis analyze` prints for those files. The run
+// gathers the selected images from the dataset itself; the caller hands it the smoothed
+// classifier and the dataset, and receives one result struct.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "certify/analyze.h"
+#include "certify/smoothing.h"
+#include "certify/sweep.h"
+#include "core/progress.h"
+#include "nn/data/dataset.h"
+
+namespace aegis::certify {
+
+struct CertifyRunOptions {
+  std::vector<double> sigmas;  // at least one, no value twice; each in turn replaces smoothing.sigma
+  SmoothingOptions smoothing;  // n0, n, α, batch, seed, precision (sigma: see sigmas)
+  InputSelection inputs;
+  std::string out;  // the TSV; with several σ, sigma_out_path(out, σ) for each
+  OpenMode mode = OpenMode::Create;
+  std::vector<double> radii;  // of the summary (AnalyzeOptions::radii; empty: analyze's default)
+  // Recorded in each sweep's settings sidecar: the model file (its path, and the fingerprint of
+  // its bytes that resuming compares) and the dataset spec.
+  std::string model_file;
+  std::string data;
+};
+
+// One σ's sweep: what run_sweep did, the samples drawn, and the file's summary row (the curve
+// `aegis analyze` computes for it).
+struct SigmaSweep {
+  double sigma = 0.0;
+  std::string file;
+  SweepSummary summary;
+  std::int64_t samples = 0;  // noisy forward passes this run
+  SweepCurve curve;
+};
+
+struct CertifyRun {
+  std::vector<SigmaSweep> sweeps;  // in the order of options.sigmas
+  std::vector<double> radii;       // of every curve's certified_accuracy
+  std::int64_t chunk = 0;          // inputs per CERTIFY call (chunk_size)
+  std::int64_t rows_written = 0;
+  std::int64_t samples = 0;
+  double seconds = 0.0;
+  SamplingStats sampling;  // CUDA graph replays (never on the CPU), and why capture failed
+};
+
+// Checks the options (InvalidArgument naming the bad value: σ listed twice, two σ whose file
+// names print alike, a non-empty --out without Resume or Overwrite, precision other than fp32
+// off the GPU), opens every sweep file, certifies what they miss, and summarizes. `test` is the
+// dataset whose examples are certified; it must fit the classifier's input shape. Progress:
+// one phase per σ, in samples; a resumed file's warning goes to progress->warning.
+CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, const CertifyRunOptions& options,
+                       ProgressSink* progress = nullptr);
+
+// CERTIFY of the examples of `data` at test-set indices `idx` (key indices = idx), in one call of
+// smoothed.certify (the demo's evaluation; a sweep calls it once per chunk).
+std::vector<Certificate> certify_examples(SmoothedClassifier& smoothed, const nn::Dataset& data,
+                                          const std::vector<std::int64_t>& idx, const SmoothingOptions& options,
+                                          const SampleCallback& on_batch = {});
+
+}  // namespace aegis::certify
