@@ -11,6 +11,7 @@
 #include <iostream>
 
 #include "attacks/attacks.h"
+#include "attacks/evaluate.h"
 #include "attacks/suite.h"
 #include "options.h"
 #include "core/checked_math.h"
@@ -34,39 +35,27 @@ struct AttackArgs {
   std::uint64_t seed = 0;
 };
 
-const char* const kAttacks[] = {"fgsm", "bim", "pgd-linf", "pgd-l2", "mifgsm", "cw-l2", "apgd-ce", "apgd-dlr", "suite"};
+// The names --attack takes: an attack method and its norm (pgd-linf, pgd-l2), or the suite.
+struct CliAttack {
+  const char* name;
+  attacks::AttackMethod method;
+  Norm norm;
+};
+constexpr CliAttack kAttacks[] = {{"fgsm", attacks::AttackMethod::Fgsm, Norm::Linf},
+                                  {"bim", attacks::AttackMethod::Bim, Norm::Linf},
+                                  {"pgd-linf", attacks::AttackMethod::Pgd, Norm::Linf},
+                                  {"pgd-l2", attacks::AttackMethod::Pgd, Norm::L2},
+                                  {"mifgsm", attacks::AttackMethod::Mifgsm, Norm::Linf},
+                                  {"cw-l2", attacks::AttackMethod::CwL2, Norm::L2},
+                                  {"apgd-ce", attacks::AttackMethod::ApgdCe, Norm::Linf},
+                                  {"apgd-dlr", attacks::AttackMethod::ApgdDlr, Norm::Linf}};
 
-// C&W (Carlini & Wagner 2017) and APGD (Croce & Hein 2020) have their own option sets; --eps is
-// APGD's L∞ radius, and C&W (minimal-norm, unbounded) ignores it: its success counts any
-// perturbation size, which the reported norms then describe.
-attacks::AttackResult run_named(const std::string& attack, const std::string& name, nn::Module& model, const Tensor& x,
-                                const Tensor& y, const attacks::AttackOptions& ao) {
-  if (attack == "cw-l2") {
-    attacks::CwOptions co;
-    co.steps = ao.steps;
-    co.targeted = ao.targeted;
-    co.targets = ao.targets;
-    return attacks::cw_l2(model, x, y, co);
-  }
-  if (attack.rfind("apgd", 0) == 0) {
-    attacks::ApgdOptions po;
-    po.loss = attack == "apgd-dlr" ? "dlr" : "ce";
-    po.eps = attacks::broadcast_per_example(ao.eps, x.size(0), "eps");
-    po.steps = ao.steps;
-    po.restarts = ao.restarts;
-    po.targeted = ao.targeted;
-    po.targets = ao.targets;
-    po.seed = ao.seed;
-    return attacks::apgd(model, x, y, po);
-  }
-  return attacks::run_attack(name, model, x, y, ao);
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+const CliAttack& cli_attack(const std::string& name) {
+  for (const CliAttack& c : kAttacks)
+    if (name == c.name) return c;
+  AEGIS_THROW(InvalidArgument, "unknown attack '" << name
+                                                  << "' (one of fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, apgd-ce, "
+                                                     "apgd-dlr, suite)");
 }
 
 nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const nn::Dataset& test, Device device) {
@@ -76,11 +65,8 @@ nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const n
   so.restarts = a.restarts;
   so.seed = a.seed;
   so.batch_size = a.batch;
-  const std::int64_t total = ceil_div(test.size(), a.batch) * static_cast<std::int64_t>(so.attacks.size());
-  Progress bar("suite", total, "attack-batches", !a.common.quiet);
-  const attacks::SuiteResult r = attacks::run_suite(
-      model, test, device, so, [&](std::int64_t done, std::int64_t) { bar.update(done); });
-  bar.finish();
+  CliProgress progress(!a.common.quiet);
+  const attacks::SuiteResult r = attacks::run_suite(model, test, device, so, &progress);
   nlohmann::json per = nlohmann::json::object();
   for (const auto& [name, acc] : r.per_attack) per[name] = acc;
   const double broken_correct = r.clean_accuracy - r.robust_accuracy;
@@ -99,76 +85,30 @@ nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const n
 
 nlohmann::json run_one(const AttackArgs& a, nn::Module& model, const nn::Dataset& test, Device device,
                        std::int64_t num_classes) {
-  const std::string name = a.attack.rfind("pgd", 0) == 0 ? "pgd" : a.attack;
-  attacks::AttackOptions ao;
-  ao.norm = a.attack == "pgd-l2" || a.attack == "cw-l2" ? "l2" : "linf";
-  ao.eps = Tensor::full({1}, a.eps);
-  if (a.step_size > 0) ao.step_size = Tensor::full({1}, a.step_size);
-  ao.steps = a.steps;
-  ao.restarts = name == "pgd" || name.rfind("apgd", 0) == 0 ? a.restarts : 1;
-  ao.seed = a.seed;
-  ao.targeted = a.targeted;
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::int64_t n = test.size();
-  const Shape& shape = test.images.shape();
-  Tensor adversarial = a.save_adv.empty() ? Tensor() : Tensor::empty(shape);
-  const std::int64_t d = n > 0 ? test.images.numel() / n : 0;
-  std::int64_t clean_correct = 0, robust_correct = 0, successes = 0;
-  std::vector<double> norms;
-  Progress bar("attack " + a.attack, n, "examples", !a.common.quiet);
-  for (std::int64_t b = 0; b < n; b += a.batch) {
-    const std::int64_t e = std::min(n, b + a.batch);
-    const Tensor x = test.images.rows(b, e).clone().to(device);
-    const Tensor y = test.labels.rows(b, e).clone();
-    if (a.targeted) {
-      std::vector<std::int32_t> t = y.to_vector<std::int32_t>();
-      for (std::int32_t& v : t) v = static_cast<std::int32_t>((v + 1) % num_classes);
-      ao.targets = Tensor::from_vector(t, {e - b});
-    }
-    const attacks::AttackResult r = run_named(a.attack, name, model, x, y.to(device), ao);
-    std::vector<std::int32_t> clean_pred, adv_pred;
-    {
-      model.train(false);
-      clean_pred = nn::argmax(model.forward(autograd::Var(x, false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
-      adv_pred = nn::argmax(model.forward(autograd::Var(r.adversarial, false)).value())
-                     .to(Device::cpu())
-                     .to_vector<std::int32_t>();
-    }
-    const std::vector<std::int32_t> label = y.to_vector<std::int32_t>();
-    const std::vector<std::int32_t> success = r.success.to_vector<std::int32_t>();
-    const std::vector<float> norm = r.perturbation_norm.to_vector<float>();
-    for (std::int64_t i = 0; i < e - b; ++i) {
-      const auto k = static_cast<std::size_t>(i);
-      robust_correct += adv_pred[k] == label[k];
-      if (clean_pred[k] != label[k]) continue;
-      ++clean_correct;
-      if (success[k]) {
-        ++successes;
-        norms.push_back(norm[k]);
-      }
-    }
-    if (adversarial.defined())
-      std::memcpy(adversarial.data<float>() + b * d, r.adversarial.to(Device::cpu()).data<float>(),
-                  static_cast<std::size_t>((e - b) * d) * sizeof(float));
-    bar.update(e);
-  }
-  bar.finish();
-  if (adversarial.defined())
-    nn::save_safetensors(a.save_adv, {{"adversarial", adversarial}, {"labels", test.labels.clone()}},
+  const CliAttack& c = cli_attack(a.attack);
+  attacks::EvaluationOptions o;
+  o.method = c.method;
+  o.attack.norm = c.norm;
+  o.attack.eps = Tensor::full({1}, a.eps);
+  if (a.step_size > 0) o.attack.step_size = Tensor::full({1}, a.step_size);
+  o.attack.steps = a.steps;
+  o.attack.restarts = a.restarts;
+  o.attack.seed = a.seed;
+  o.attack.targeted = a.targeted;
+  o.batch_size = a.batch;
+  o.keep_adversarial = !a.save_adv.empty();
+  CliProgress progress(!a.common.quiet);
+  const attacks::Evaluation r = attacks::evaluate(model, test, device, num_classes, o, &progress);
+  if (!a.save_adv.empty())
+    nn::save_safetensors(a.save_adv, {{"adversarial", r.adversarial}, {"labels", test.labels.clone()}},
                          {{"aegis.attack", a.attack}, {"aegis.eps", std::to_string(a.eps)}});
-  double mean = 0.0;
-  for (double v : norms) mean += v;
-  if (!norms.empty()) mean /= static_cast<double>(norms.size());
-  const double total = n > 0 ? static_cast<double>(n) : 1.0;
-  return nlohmann::json{
-      {"clean_accuracy", static_cast<double>(clean_correct) / total},
-      {"robust_accuracy", static_cast<double>(robust_correct) / total},
-      {"attack_success_rate",
-       clean_correct > 0 ? static_cast<double>(successes) / static_cast<double>(clean_correct) : 0.0},
-      {"mean_perturbation_norm", mean},
-      {"median_perturbation_norm", median(norms)},
-      {"norm", ao.norm},
-      {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}};
+  return nlohmann::json{{"clean_accuracy", r.clean_accuracy},
+                        {"robust_accuracy", r.robust_accuracy},
+                        {"attack_success_rate", r.attack_success_rate},
+                        {"mean_perturbation_norm", r.mean_perturbation_norm},
+                        {"median_perturbation_norm", r.median_perturbation_norm},
+                        {"norm", norm_name(c.norm)},
+                        {"seconds", r.seconds}};
 }
 
 }  // namespace
@@ -201,14 +141,7 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--save-adv", a->save_adv, "write the adversarial examples and labels here (safetensors)");
   add_common_options(*cmd, a->common);
   return [a]() {
-    AEGIS_CHECK(std::find(std::begin(kAttacks), std::end(kAttacks), a->attack) != std::end(kAttacks),
-                "unknown attack '" << a->attack << "' (one of fgsm, bim, pgd-linf, pgd-l2, mifgsm, cw-l2, apgd-ce, apgd-dlr, suite)");
-    AEGIS_CHECK(std::isfinite(a->eps) && a->eps >= 0.0f, "eps " << a->eps << " must be ≥ 0 and finite");
-    AEGIS_CHECK(a->steps >= 1, "steps " << a->steps << " must be at least 1");
-    AEGIS_CHECK(std::isfinite(a->step_size) && a->step_size >= 0.0f, "step size " << a->step_size << " must be > 0");
-    AEGIS_CHECK(a->restarts >= 1, "restarts " << a->restarts << " must be at least 1");
-    AEGIS_CHECK(a->max >= 0, "--max " << a->max << " must be ≥ 0");
-    AEGIS_CHECK(a->batch >= 1, "batch " << a->batch << " must be at least 1");
+    if (a->attack != "suite") cli_attack(a->attack);  // an unknown name fails before any work
     AEGIS_CHECK(!(a->targeted && a->attack == "suite"), "--targeted does not apply to the suite");
     AEGIS_CHECK(a->save_adv.empty() || a->attack != "suite", "--save-adv needs a single attack, not the suite");
     const Device device = resolve_device(a->common);

@@ -200,7 +200,7 @@ nlohmann::json run_cw(const PixelDpCertifyArgs& a, const std::shared_ptr<certify
   // no-progress abort is off: a sampled loss need not fall every steps/10 iterations.
   certify::ExpectedScoresModel target(net, a.attack_draws, true, 2);
   attacks::CwOptions cw;
-  cw.steps = a.cw_steps;
+  cw.attack.steps = a.cw_steps;
   cw.binary_search_steps = a.cw_search_steps;
   cw.initial_const = a.cw_const;
   cw.lr = a.cw_lr;

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "attacks/attacks.h"
+#include "attacks/evaluate.h"
 #include "certify/analyze.h"
 #include "certify/certify_run.h"
 #include "certify/smoothing.h"
@@ -87,17 +88,15 @@ nlohmann::json pgd_evaluation(const TrainArgs& a, const nn::Dataset& test, const
   nn::LoadedClassifier loaded = nn::load_classifier(model_file);
   loaded.model->to(device);
   const nn::Dataset sub = first_examples(test, 1000);
-  const Tensor x = sub.images.to(device), y = sub.labels.to(device);
-  const std::int64_t n = sub.size();
-  attacks::AttackOptions opt;
-  opt.eps = attacks::broadcast_per_example(0.1f, n);
-  opt.step_size = attacks::broadcast_per_example(0.025f, n);
-  opt.steps = 20;
-  const double clean = static_cast<double>(nn::count_correct(loaded.model->forward(nn::Var(x, false)).value(), y)) /
-                       static_cast<double>(n);
-  const attacks::AttackResult r = attacks::pgd(*loaded.model, x, y, opt);
-  return {{"attack", "pgd-linf"}, {"eps", 0.1}, {"steps", 20}, {"examples", n},
-          {"clean_accuracy", clean}, {"robust_accuracy", attacks::robust_accuracy(r)}};
+  attacks::EvaluationOptions o;
+  o.method = attacks::AttackMethod::Pgd;
+  o.attack.eps = Tensor::full({1}, 0.1f);
+  o.attack.step_size = Tensor::full({1}, 0.025f);
+  o.attack.steps = 20;
+  o.batch_size = sub.size();
+  const attacks::Evaluation r = attacks::evaluate(*loaded.model, sub, device, loaded.spec.num_classes, o);
+  return {{"attack", "pgd-linf"}, {"eps", 0.1}, {"steps", 20}, {"examples", r.examples},
+          {"clean_accuracy", r.clean_accuracy}, {"robust_accuracy", r.robust_accuracy}};
 }
 
 // The demo's certification step: CERTIFY (Cohen et al. 2019, Alg. 2) of a model trained with

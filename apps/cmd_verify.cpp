@@ -40,10 +40,13 @@ Runner add_verify(CLI::App& app) {
   cmd->add_option("--eps", a->eps, "radius of the ball in the norm (inputs are in [0, 1])")
       ->required()
       ->check(non_negative());
-  cmd->add_option("--norm", a->norm, "linf | l2")->capture_default_str();
-  cmd->add_option("--method", a->method, "ibp | crown | both")->capture_default_str();
+  cmd->add_option("--norm", a->norm, "linf | l2")->capture_default_str()->check(one_of({"linf", "l2"}));
+  cmd->add_option("--method", a->method, "ibp | crown | both")
+      ->capture_default_str()
+      ->check(one_of({"ibp", "crown", "both"}));
   cmd->add_option("--relu", a->relu, "CROWN's ReLU lower line: adaptive (CROWN) | wong-kolter (slope u/(u-l))")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(one_of({"adaptive", "wong-kolter"}));
   cmd->add_option("--max", a->max, "verify only test examples with index < N (0: all)")
       ->capture_default_str()
       ->check(integer_in(0, kMaxExamples));
@@ -59,20 +62,11 @@ Runner add_verify(CLI::App& app) {
       ->check(integer_in(1, kMaxBatch));
   add_common_options(*cmd, a->common);
   return [a]() {
-    AEGIS_CHECK(std::isfinite(a->eps) && a->eps >= 0.0, "--eps " << a->eps << " must be ≥ 0 and finite");
-    AEGIS_CHECK(a->norm == "linf" || a->norm == "l2", "--norm '" << a->norm << "' must be linf or l2");
-    AEGIS_CHECK(a->method == "ibp" || a->method == "crown" || a->method == "both",
-                "--method '" << a->method << "' must be ibp, crown or both");
-    AEGIS_CHECK(a->relu == "adaptive" || a->relu == "wong-kolter",
-                "--relu '" << a->relu << "' must be adaptive or wong-kolter");
-    AEGIS_CHECK(a->max >= 0, "--max " << a->max << " must be ≥ 0");
-    AEGIS_CHECK(a->skip >= 1, "--skip " << a->skip << " must be at least 1");
-    AEGIS_CHECK(a->batch >= 1, "--batch " << a->batch << " must be at least 1");
     certify::VerifyRunOptions o;
     o.methods.clear();
     if (a->method != "crown") o.methods.push_back(certify::BoundMethod::Interval);
     if (a->method != "ibp") o.methods.push_back(certify::BoundMethod::Linear);
-    o.bound.norm = a->norm;
+    o.bound.norm = parse_norm(a->norm);
     o.bound.eps = a->eps;
     o.bound.relu = a->relu == "wong-kolter" ? certify::ReluRelaxation::WongKolter : certify::ReluRelaxation::Adaptive;
     o.batch_size = a->batch;

@@ -92,4 +92,16 @@ CLI::Validator unit_closed() {
   return real_in(0.0, 1.0, false, false);
 }
 
+CLI::Validator one_of(std::vector<std::string> names) {
+  std::string list;
+  for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+  return CLI::Validator(
+      [names, list](std::string& text) -> std::string {
+        for (const std::string& n : names)
+          if (text == n) return {};
+        return in_quotes(text) + " is not one of " + list;
+      },
+      "one of " + list);
+}
+
 }  // namespace aegis::app

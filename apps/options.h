@@ -9,6 +9,8 @@
 #include <CLI/CLI.hpp>
 #include <cfloat>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace aegis::app {
 
@@ -34,5 +36,7 @@ CLI::Validator non_negative(double max = DBL_MAX);
 CLI::Validator open_unit();
 CLI::Validator unit_open_closed();
 CLI::Validator unit_closed();
+// A mode: exactly one of `names` (the library parses the name into its enum once, after parsing).
+CLI::Validator one_of(std::vector<std::string> names);
 
 }  // namespace aegis::app

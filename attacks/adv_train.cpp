@@ -53,7 +53,7 @@ Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, flo
                         std::uint64_t seed) {
   const std::int64_t n = x.size(0), d = x.numel() / n;
   const Device dev = x.device();
-  Tensor adv = random_start(x, Tensor::full({1}, eps), "linf", seed);
+  Tensor adv = random_start(x, Tensor::full({1}, eps), Norm::Linf, seed);
   Tensor grad;
   {
     nn::FrozenScope frozen(model);  // the attack pass needs only ∂loss/∂x

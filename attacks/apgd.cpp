@@ -114,14 +114,13 @@ std::vector<int> apgd_checkpoints(int n_iter) {
   return w;
 }
 
-AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt) {
+AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& options) {
+  const AttackOptions& opt = options.attack;
   check_attack_input(x, "apgd input x");
-  AEGIS_CHECK(opt.norm == "linf" || opt.norm == "l2", "apgd: norm '" << opt.norm << "' is not one of linf, l2");
-  AEGIS_CHECK(opt.loss == "ce" || opt.loss == "dlr", "apgd: loss '" << opt.loss << "' is not one of ce, dlr");
   AEGIS_CHECK(opt.steps >= 1, "apgd: steps " << opt.steps << " must be at least 1");
   AEGIS_CHECK(opt.restarts >= 1, "apgd: restarts " << opt.restarts << " must be at least 1");
-  AEGIS_CHECK(std::isfinite(opt.rho) && opt.rho >= 0.0f && opt.rho <= 1.0f,
-              "apgd: rho " << opt.rho << " must be in [0, 1]");
+  AEGIS_CHECK(std::isfinite(options.rho) && options.rho >= 0.0f && options.rho <= 1.0f,
+              "apgd: rho " << options.rho << " must be in [0, 1]");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
                  "apgd: " << n << " examples exceed the int32 example ids; split the batch");
@@ -138,8 +137,8 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   for (const Var& p : model.parameters())
     AEGIS_CHECK_AS(DeviceError, p.device() == dev,
                    "apgd: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
-  const auto norm = opt.norm == "linf" ? kernels::AttackNorm::Linf : kernels::AttackNorm::L2;
-  const bool dlr = opt.loss == "dlr";
+  const Norm norm = opt.norm;
+  const bool dlr = options.loss == ApgdLoss::Dlr;
 
   nn::FrozenScope frozen(model);
   const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
@@ -283,7 +282,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
           int increases = 0;
           for (int i = w_prev; i < w_j; ++i)
             increases += history[r][static_cast<std::size_t>(i + 1)] > history[r][static_cast<std::size_t>(i)];
-          const bool condition1 = increases < opt.rho * (w_j - w_prev);
+          const bool condition1 = increases < options.rho * (w_j - w_prev);
           const bool condition2 = eta_ref[r] == eta[r] && f_max_ref[r] == f_max[r];
           eta_ref[r] = eta[r];
           f_max_ref[r] = f_max[r];

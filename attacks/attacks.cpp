@@ -69,8 +69,7 @@ class Attack {
  public:
   Attack(nn::Module& model, const Tensor& x, const Tensor& labels, const AttackOptions& o, const Method& method)
       : m_model(model), m_options(o), m_method(method), m_x(x) {
-    AEGIS_CHECK(o.norm == "linf" || o.norm == "l2", method.name << ": norm '" << o.norm << "' is not one of linf, l2");
-    m_norm = o.norm == "linf" ? AttackNorm::Linf : AttackNorm::L2;
+    m_norm = o.norm;
     AEGIS_CHECK(method.steps >= 1, method.name << ": steps " << method.steps << " must be at least 1");
     AEGIS_CHECK(method.restarts >= 1, method.name << ": restarts " << method.restarts << " must be at least 1");
     AEGIS_CHECK(method.restarts == 1 || method.random_start,

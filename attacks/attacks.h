@@ -24,14 +24,24 @@
 #include <cstdint>
 #include <string>
 
+#include "core/norm.h"
 #include "nn/module.h"
 #include "runtime/tensor.h"
 
 namespace aegis::attacks {
 
+// The gradient and optimization attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2",
+// "apgd-ce", "apgd-dlr"); the norm is an option of its own (AttackOptions::norm).
+enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr };
+const char* attack_method_name(AttackMethod method) noexcept;
+// The inverse of attack_method_name; InvalidArgument naming the text and the names otherwise.
+AttackMethod parse_attack_method(const std::string& name);
+// PGD and APGD run random restarts; the others are deterministic.
+bool has_restarts(AttackMethod method) noexcept;
+
 struct AttackOptions {
-  std::string norm = "linf";  // "linf" | "l2" (FGSM with "l2" is the fast gradient method)
-  Tensor eps;                 // f32, 1 value or [N], ≥ 0; required
+  Norm norm = Norm::Linf;  // FGSM with L2 is the fast gradient method
+  Tensor eps;              // f32, 1 value or [N], ≥ 0; required
   // f32, 1 value or [N], > 0. Undefined: FGSM ε; BIM and MI-FGSM ε/steps (α = ε/T, Dong et al.
   // 2018, Alg. 1); PGD 2.5·ε/steps (a path of 2.5ε: room to cross the ball from a random
   // start and then move along its boundary — a common heuristic, not from Madry et al.).
@@ -76,7 +86,7 @@ Tensor broadcast_per_example(const Tensor& per_example, std::int64_t n, const ch
 // The random start PGD uses for (seed, restart): clip[0,1](x + δ), δ uniform in the ε-ball of
 // `norm` around each example (ε: 1 value or [N]), drawn with example i keyed as position i.
 // Same shape and device as x.
-Tensor random_start(const Tensor& x, const Tensor& eps, const std::string& norm, std::uint64_t seed,
+Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed,
                     std::uint32_t restart = 0);
 
 // Checks what every attack requires of x: f32 [N, ...] (ShapeError), finite (NumericError) and
@@ -102,29 +112,33 @@ double robust_accuracy(const AttackResult& result);
 
 namespace aegis::attacks {
 
+// C&W reads of `attack`: steps (Adam iterations per binary-search step, default 100), targeted
+// and targets; its norm must be L2 (the default here). It is a minimal-norm attack: eps, the
+// step size, restarts, the random start, momentum, seed and early_stop do not apply.
 struct CwOptions {
+  CwOptions() {
+    attack.norm = Norm::L2;
+    attack.steps = 100;
+  }
+  AttackOptions attack;
   float confidence = 0.0f;  // κ
-  int steps = 100;          // Adam iterations per binary-search step
   int binary_search_steps = 9;
   float initial_const = 1e-3f;  // c₀
   float lr = 1e-2f;             // Adam step size on w
-  bool targeted = false;
-  Tensor targets;  // i32 [N] when targeted
   bool abort_early = true;
 };
 // Carlini & Wagner 2017 L2 attack. Returns the best (smallest-L2) successful adversarial per
 // example; success=0 rows keep the clean input.
 AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, const CwOptions& opt);
 
+enum class ApgdLoss { Ce, Dlr };  // cross-entropy; the difference of logits ratio (Croce & Hein 2020, Eq. 6)
+
+// APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets
+// and seed; the step size follows its own schedule, and it always starts at a random point.
 struct ApgdOptions {
-  std::string norm = "linf";  // "linf" | "l2"
-  std::string loss = "ce";    // "ce" | "dlr"
-  Tensor eps;                 // f32 [N] (use broadcast_per_example)
-  int steps = 100;
-  int restarts = 1;
-  bool targeted = false;
-  Tensor targets;  // i32 [N] when targeted
-  std::uint64_t seed = 0;
+  ApgdOptions() { attack.steps = 100; }
+  AttackOptions attack;
+  ApgdLoss loss = ApgdLoss::Ce;
   float rho = 0.75f;
 };
 // Croce & Hein 2020 APGD (Auto-PGD) with its step-size schedule and checkpoints.

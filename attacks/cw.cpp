@@ -115,8 +115,10 @@ void check_ranges(const std::vector<std::int32_t>& v, std::int64_t k, const char
 }  // namespace
 
 AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, const CwOptions& opt) {
+  const AttackOptions& attack = opt.attack;
   check_attack_input(x, "cw_l2 input x");
-  AEGIS_CHECK(opt.steps >= 1, "cw_l2: steps " << opt.steps << " must be at least 1");
+  AEGIS_CHECK(attack.norm == Norm::L2, "cw_l2: the attack's norm is " << norm_name(attack.norm) << ", not l2");
+  AEGIS_CHECK(attack.steps >= 1, "cw_l2: steps " << attack.steps << " must be at least 1");
   AEGIS_CHECK(opt.binary_search_steps >= 1,
               "cw_l2: binary_search_steps " << opt.binary_search_steps << " must be at least 1");
   AEGIS_CHECK(std::isfinite(opt.confidence) && opt.confidence >= 0.0f,
@@ -128,8 +130,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
   AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
                  "cw_l2: " << n << " examples exceed the int32 row indices; split the batch");
   const std::vector<std::int32_t> y = label_vector(labels, n, "labels");
-  if (opt.targeted) AEGIS_CHECK(opt.targets.defined(), "cw_l2: a targeted attack needs options.targets (i32 [N])");
-  const std::vector<std::int32_t> goal = opt.targeted ? label_vector(opt.targets, n, "targets") : y;
+  if (attack.targeted) AEGIS_CHECK(attack.targets.defined(), "cw_l2: a targeted attack needs options.targets (i32 [N])");
+  const std::vector<std::int32_t> goal = attack.targeted ? label_vector(attack.targets, n, "targets") : y;
   const Device dev = x.device();
   for (const Var& p : model.parameters())
     AEGIS_CHECK_AS(DeviceError, p.device() == dev,
@@ -166,23 +168,23 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
     std::vector<double> previous(un, std::numeric_limits<double>::infinity());
     std::vector<std::int32_t> active(un);
     std::iota(active.begin(), active.end(), 0);
-    const int abort_period = std::max(1, opt.steps / 10);
-    for (int it = 0; it <= opt.steps && !active.empty(); ++it) {
-      const bool last = it == opt.steps;  // the final iterate is evaluated, not stepped
+    const int abort_period = std::max(1, attack.steps / 10);
+    for (int it = 0; it <= attack.steps && !active.empty(); ++it) {
+      const bool last = it == attack.steps;  // the final iterate is evaluated, not stepped
       const std::int64_t m = static_cast<std::int64_t>(active.size());
       const std::vector<float> z = runner.logits(batch, m, !last);
       const std::vector<double> l2sq = l2_sq.to(Device::cpu()).to_vector<double>();
       const std::int64_t k = runner.classes();
       if (!ranges_checked) {
         check_ranges(y, k, "labels");
-        if (opt.targeted) check_ranges(goal, k, "targets");
+        if (attack.targeted) check_ranges(goal, k, "targets");
         ranges_checked = true;
       }
       std::vector<float> dlogits(static_cast<std::size_t>(m * k), 0.0f);
       std::vector<std::int32_t> improved_rows, improved_examples, next, next_rows;
       for (std::size_t r = 0; r < active.size(); ++r) {
         const auto i = static_cast<std::size_t>(active[r]);
-        const Margin mg = margin(&z[r * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
+        const Margin mg = margin(&z[r * static_cast<std::size_t>(k)], k, goal[i], attack.targeted, kappa);
         if (mg.adversarial) {
           found[i] = 1;
           if (l2sq[r] < best_l2[i] * best_l2[i]) {
@@ -252,11 +254,11 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
     const std::int64_t k = runner.classes();
     if (!ranges_checked) {
       check_ranges(y, k, "labels");
-      if (opt.targeted) check_ranges(goal, k, "targets");
+      if (attack.targeted) check_ranges(goal, k, "targets");
     }
     std::vector<std::int32_t> reverted;
     for (std::size_t i = 0; i < un; ++i) {
-      const Margin mg = margin(&z[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa);
+      const Margin mg = margin(&z[i * static_cast<std::size_t>(k)], k, goal[i], attack.targeted, kappa);
       if (best_l2[i] < std::numeric_limits<double>::infinity() && !mg.adversarial) {
         reverted.push_back(static_cast<std::int32_t>(i));
         best_l2[i] = std::numeric_limits<double>::infinity();
@@ -273,7 +275,7 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
       for (std::size_t i = 0; i < un; ++i)
         if (!success[i])
           final_loss[i] =
-              static_cast<float>(margin(&zc[i * static_cast<std::size_t>(k)], k, goal[i], opt.targeted, kappa).f);
+              static_cast<float>(margin(&zc[i * static_cast<std::size_t>(k)], k, goal[i], attack.targeted, kappa).f);
     }
   }
   result.adversarial = best.reshape(x.shape());

@@ -42,9 +42,7 @@ void check_attack_input(const Tensor& x, const char* what) {
                                         << ", outside the box [0, 1] that attacks clip to (scale inputs to [0, 1])");
 }
 
-Tensor random_start(const Tensor& x, const Tensor& eps, const std::string& norm, std::uint64_t seed,
-                    std::uint32_t restart) {
-  AEGIS_CHECK(norm == "linf" || norm == "l2", "random_start: norm '" << norm << "' is not one of linf, l2");
+Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed, std::uint32_t restart) {
   check_attack_input(x, "random_start x");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   const Tensor eps_host = broadcast_per_example(eps, n, "random_start eps");
@@ -60,8 +58,7 @@ Tensor random_start(const Tensor& x, const Tensor& eps, const std::string& norm,
   const Tensor d_eps = eps_host.to(dev);
   Tensor out = Tensor::empty_like(x);
   const philox::Key key{seed, philox::kPurposeAttackStart, restart};
-  const auto kind = norm == "linf" ? kernels::AttackNorm::Linf : kernels::AttackNorm::L2;
-  AEGIS_DISPATCH(dev, attack_random_start(kind, out.data<float>(), x.data<float>(), d_eps.data<float>(),
+  AEGIS_DISPATCH(dev, attack_random_start(norm, out.data<float>(), x.data<float>(), d_eps.data<float>(),
                                           d_ids.data<std::int32_t>(), n, d, key));
   return out;
 }

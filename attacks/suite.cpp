@@ -96,56 +96,17 @@ void check_eps_monotone(nn::Module& model, const Tensor& x, const Tensor& y, con
 
 }  // namespace
 
-AttackResult run_attack(const std::string& name, nn::Module& model, const Tensor& x, const Tensor& labels,
-                        const AttackOptions& options) {
-  if (name == "fgsm") return fgsm(model, x, labels, options);
-  if (name == "bim") return bim(model, x, labels, options);
-  if (name == "pgd") return pgd(model, x, labels, options);
-  if (name == "mifgsm") return mifgsm(model, x, labels, options);
-  if (name == "apgd-ce" || name == "apgd-dlr") {
-    ApgdOptions ao;
-    ao.norm = options.norm;
-    ao.loss = name == "apgd-ce" ? "ce" : "dlr";
-    ao.eps = options.eps;
-    ao.steps = options.steps;
-    ao.restarts = options.restarts;
-    ao.seed = options.seed;
-    ao.targeted = options.targeted;
-    ao.targets = options.targets;
-    return apgd(model, x, labels, ao);
-  }
-  if (name == "cw-l2") {
-    AEGIS_CHECK(options.norm == "l2", "cw-l2 is an L2 attack; the suite runs it with norm l2 only");
-    CwOptions co;
-    co.steps = std::max(options.steps, 100);
-    co.targeted = options.targeted;
-    co.targets = options.targets;
-    AttackResult r = cw_l2(model, x, labels, co);
-    // A minimal-norm attack breaks an example at radius ε only if its perturbation fits in the ball.
-    const std::vector<float> eps = broadcast_per_example(options.eps, x.size(0), "eps").to_vector<float>();
-    const std::vector<float> norm = r.perturbation_norm.to_vector<float>();
-    std::int32_t* ok = r.success.data<std::int32_t>();
-    for (std::size_t i = 0; i < eps.size(); ++i)
-      if (norm[i] > eps[i]) ok[i] = 0;
-    return r;
-  }
-  AEGIS_THROW(InvalidArgument, "unknown attack '" << name << "' (one of " << suite_attack_names() << ")");
-}
-
-std::string suite_attack_names() {
-  return "fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr, cw-l2";
-}
-
 SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& o,
-                      const std::function<void(std::int64_t, std::int64_t)>& on_progress) {
+                      ProgressSink* progress) {
+  ProgressSink silent;
+  ProgressSink& report = progress ? *progress : silent;
   AEGIS_CHECK(!o.attacks.empty(), "the attack suite needs at least one attack");
   AEGIS_CHECK(std::isfinite(o.eps) && o.eps >= 0.0f, "suite eps " << o.eps << " must be ≥ 0 and finite");
   AEGIS_CHECK(o.steps >= 1, "suite steps " << o.steps << " must be at least 1");
   AEGIS_CHECK(o.batch_size >= 1, "suite batch size " << o.batch_size << " must be at least 1");
-  for (const std::string& a : o.attacks)
-    AEGIS_CHECK(a == "fgsm" || a == "bim" || a == "pgd" || a == "mifgsm" || a == "apgd-ce" || a == "apgd-dlr" ||
-                    (a == "cw-l2" && o.norm == "l2"),
-                "unknown attack '" << a << "' for norm " << o.norm << " (one of " << suite_attack_names() << ")");
+  for (AttackMethod a : o.attacks)
+    AEGIS_CHECK(a != AttackMethod::CwL2 || o.norm == Norm::L2,
+                "cw-l2 is an L2 attack; the suite runs it with norm l2 only, not " << norm_name(o.norm));
   const auto t0 = std::chrono::steady_clock::now();
   model.to(device);
   SuiteResult r;
@@ -162,6 +123,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   std::int64_t clean_correct = 0, done = 0;
   const std::int64_t batches = ceil_div(n, o.batch_size);
   const std::int64_t total = batches * static_cast<std::int64_t>(o.attacks.size());
+  report.begin("suite", total, "attack-batches");
   for (std::int64_t b = 0; b < n; b += o.batch_size) {
     const std::int64_t e = std::min(n, b + o.batch_size);
     const Tensor x = data.images.rows(b, e).clone().to(device);
@@ -172,8 +134,8 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     }
     for (std::size_t a = 0; a < o.attacks.size(); ++a) {
       AttackOptions this_ao = ao;
-      const bool restartable = o.attacks[a] == "pgd" || o.attacks[a].rfind("apgd", 0) == 0;
-      this_ao.restarts = restartable ? o.restarts : 1;
+      this_ao.restarts = has_restarts(o.attacks[a]) ? o.restarts : 1;
+      if (o.attacks[a] == AttackMethod::CwL2) this_ao.steps = std::max(o.steps, 100);
       const std::vector<std::int32_t> success =
           run_attack(o.attacks[a], model, x, y, this_ao).success.to_vector<std::int32_t>();
       for (std::int64_t i = 0; i < e - b; ++i)
@@ -181,7 +143,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
           robust_by_attack[a][static_cast<std::size_t>(b + i)] = 0;
           r.robust[static_cast<std::size_t>(b + i)] = 0;
         }
-      if (on_progress) on_progress(++done, total);
+      report.update(++done, "");
     }
   }
   r.clean_accuracy = n > 0 ? static_cast<double>(clean_correct) / static_cast<double>(n) : 1.0;
@@ -189,9 +151,9 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   double fgsm_acc = -1.0, pgd_acc = -1.0;
   for (std::size_t a = 0; a < o.attacks.size(); ++a) {
     const double acc = fraction_robust(robust_by_attack[a]);
-    r.per_attack.emplace_back(o.attacks[a], acc);
-    if (o.attacks[a] == "fgsm") fgsm_acc = acc;
-    if (o.attacks[a] == "pgd") pgd_acc = acc;
+    r.per_attack.emplace_back(attack_method_name(o.attacks[a]), acc);
+    if (o.attacks[a] == AttackMethod::Fgsm) fgsm_acc = acc;
+    if (o.attacks[a] == AttackMethod::Pgd) pgd_acc = acc;
   }
   if (fgsm_acc >= 0.0 && pgd_acc >= 0.0 && fgsm_acc < pgd_acc)
     r.warnings.push_back("gradient masking? FGSM (one step) is stronger than PGD: robust accuracy " +
@@ -204,6 +166,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     check_eps_monotone(model, data.images.rows(0, sample).clone().to(device),
                        data.labels.rows(0, sample).clone().to(device), o, r);
   }
+  report.end("");
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -21,16 +21,16 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "attacks/evaluate.h"
+#include "core/progress.h"
 #include "nn/data/dataset.h"
 
 namespace aegis::attacks {
 
-// "fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr, cw-l2", for messages.
-std::string suite_attack_names();
-
 struct SuiteOptions {
-  std::vector<std::string> attacks = {"fgsm", "bim", "pgd", "mifgsm", "apgd-ce", "apgd-dlr"};
-  std::string norm = "linf";
+  std::vector<AttackMethod> attacks = {AttackMethod::Fgsm,   AttackMethod::Bim,    AttackMethod::Pgd,
+                                       AttackMethod::Mifgsm, AttackMethod::ApgdCe, AttackMethod::ApgdDlr};
+  Norm norm = Norm::Linf;  // C&W (cw-l2) needs L2; it runs with at least 100 steps
   float eps = 0.0f;  // ≥ 0
   int steps = 20;    // iterative attacks
   int restarts = 1;  // PGD
@@ -49,13 +49,9 @@ struct SuiteResult {
   double seconds = 0.0;
 };
 
-// One attack by name on a batch (x on the model's device); InvalidArgument for an unknown name.
-AttackResult run_attack(const std::string& name, nn::Module& model, const Tensor& x, const Tensor& labels,
-                        const AttackOptions& options);
-
 // Runs every attack of `options.attacks` on `data` (images on the CPU; moved to `device` batch
-// by batch). on_progress(done, total) counts attack-batches.
+// by batch). Progress: one phase in attack-batches.
 SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& options,
-                      const std::function<void(std::int64_t, std::int64_t)>& on_progress = {});
+                      ProgressSink* progress = nullptr);
 
 }  // namespace aegis::attacks

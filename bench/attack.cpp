@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
               << std::endl;
 
     attacks::CwOptions cw;
-    cw.steps = 100;
+    cw.attack.steps = 100;
     cw.binary_search_steps = 1;
     cw.abort_early = false;
     const double cw_ms = median_ms(std::max(1, repeats / 2), [&] {

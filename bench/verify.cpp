@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
       const bench::Workload w = workload(name, batch, size, device);
       for (const certify::BoundMethod method : {certify::BoundMethod::Interval, certify::BoundMethod::Linear}) {
         certify::BoundOptions o;
-        o.norm = norm;
+        o.norm = parse_norm(norm);
         o.eps = eps;
         o.method = method;
         o.relu = relu == "wong-kolter" ? certify::ReluRelaxation::WongKolter : certify::ReluRelaxation::Adaptive;

@@ -38,7 +38,6 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 void check_options(const BoundOptions& o) {
-  AEGIS_CHECK(o.norm == "linf" || o.norm == "l2", "bound norm '" << o.norm << "' must be linf or l2");
   AEGIS_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, "bound eps " << o.eps << " must be ≥ 0 and finite");
 }
 

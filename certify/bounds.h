@@ -51,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "core/norm.h"
 #include "nn/data/dataset.h"
 #include "nn/module.h"
 #include "runtime/tensor.h"
@@ -65,7 +66,7 @@ BoundMethod parse_bound_method(const std::string& name);
 const char* bound_method_name(BoundMethod method);  // "ibp" | "crown"
 
 struct BoundOptions {
-  std::string norm = "linf";  // "linf" | "l2"
+  Norm norm = Norm::Linf;
   double eps = 0.0;           // ball radius in [0, 1] pixel units; ≥ 0 and finite
   BoundMethod method = BoundMethod::Linear;
   ReluRelaxation relu = ReluRelaxation::Adaptive;  // Linear only

@@ -294,7 +294,7 @@ Graph build_graph(nn::Module& model, const Shape& example_shape, Device device) 
 
 InputSet make_input_set(const Tensor& x0, const BoundOptions& options) {
   InputSet s;
-  s.l2 = options.norm == "l2";
+  s.l2 = options.norm == Norm::L2;
   s.eps = options.eps;
   s.n = x0.size(0);
   s.d = s.n > 0 ? x0.numel() / s.n : 0;

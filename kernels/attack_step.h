@@ -30,11 +30,13 @@
 #include <cstdint>
 
 #include "core/config.h"
+#include "core/norm.h"
 #include "core/philox.h"
 
 namespace aegis::kernels {
 
-enum class AttackNorm { Linf, L2 };
+// The ball of an attack step: aegis::Norm (Linf or L2).
+using AttackNorm = ::aegis::Norm;
 
 struct AttackStepArgs {
   AttackNorm norm = AttackNorm::Linf;

@@ -207,7 +207,7 @@ TEST(Suite, RandomizedModelTriggersMaskingWarning) {
   attacks::SuiteOptions o;
   o.eps = 0.05f;
   o.steps = 5;
-  o.attacks = {"fgsm", "pgd"};
+  o.attacks = {attacks::AttackMethod::Fgsm, attacks::AttackMethod::Pgd};
   const attacks::SuiteResult r = attacks::run_suite(noisy, nn::take(digits().test, 0, 100), Device::cpu(), o);
   bool randomized = false;
   for (const std::string& w : r.warnings) randomized |= w.find("randomized model") != std::string::npos;

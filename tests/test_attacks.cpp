@@ -64,7 +64,7 @@ void expect_invariants(nn::Module& model, const Tensor& x, const Tensor& labels,
   ASSERT_EQ(r.adversarial.shape(), x.shape());
   ASSERT_EQ(r.success.shape(), (Shape{n}));
   const std::vector<float> eps = attacks::broadcast_per_example(o.eps, n).to_vector<float>();
-  const std::vector<double> dist = norms_of(r.adversarial, x, o.norm);
+  const std::vector<double> dist = norms_of(r.adversarial, x, norm_name(o.norm));
   const std::vector<float> reported = r.perturbation_norm.to_vector<float>();
   for (std::int64_t i = 0; i < n; ++i) {
     // The kernels keep ‖x_adv − x‖ ≤ ε for the float values themselves; 1e-6 is the brief's bound.
@@ -270,7 +270,7 @@ TEST(AttackOracle, LinearModelBreaksExactlyAboveTheMinimalDistance) {
           SCOPED_TRACE(std::string(attack.name) + " " + norm + (targeted ? " targeted" : "") + " at " +
                        std::to_string(factor) + "× the minimal distance");
           AttackOptions o;
-          o.norm = norm;
+          o.norm = parse_norm(norm);
           o.eps = scaled(dist, factor);  // per-example ε
           o.steps = 20;
           o.restarts = std::string(attack.name) == "pgd" ? 2 : 1;
@@ -350,7 +350,7 @@ TEST(RandomStart, L2IsUniformInTheBall) {
   for (std::int64_t d : {1, 3, 50}) {
     SCOPED_TRACE("d " + std::to_string(d));
     const Tensor x = Tensor::full({n, d}, 0.5);
-    const Tensor start = attacks::random_start(x, Tensor::full({1}, eps), "l2", 11 + static_cast<std::uint64_t>(d), 0);
+    const Tensor start = attacks::random_start(x, Tensor::full({1}, eps), Norm::L2, 11 + static_cast<std::uint64_t>(d), 0);
     const std::vector<double> r = norms_of(start, x, "l2");
     std::vector<double> t;
     for (double v : r) {
@@ -370,15 +370,15 @@ TEST(RandomStart, L2IsUniformInTheBall) {
   }
   // A different restart draws a different start.
   const Tensor x = Tensor::full({4, 5}, 0.5);
-  EXPECT_NE(floats(attacks::random_start(x, Tensor::full({1}, eps), "l2", 11, 0)),
-            floats(attacks::random_start(x, Tensor::full({1}, eps), "l2", 11, 1)));
+  EXPECT_NE(floats(attacks::random_start(x, Tensor::full({1}, eps), Norm::L2, 11, 0)),
+            floats(attacks::random_start(x, Tensor::full({1}, eps), Norm::L2, 11, 1)));
 }
 
 TEST(RandomStart, LinfIsUniformInTheBoxAndPerExample) {
   const std::int64_t n = 2000, d = 5;
   const Tensor x = Tensor::full({n, d}, 0.5);
   const Tensor eps = testing::random_tensor({n}, 12, 0.05f, 0.4f);  // per-example ε
-  const Tensor start = attacks::random_start(x, eps, "linf", 13, 2);
+  const Tensor start = attacks::random_start(x, eps, Norm::Linf, 13, 2);
   const std::vector<float> s = floats(start), e = floats(eps);
   std::vector<double> u;
   for (std::int64_t i = 0; i < n; ++i)
@@ -389,7 +389,7 @@ TEST(RandomStart, LinfIsUniformInTheBoxAndPerExample) {
     }
   EXPECT_LE(ks_distance(u, [](double v) { return (v + 1.0) / 2.0; }), ks_bound(u.size()));
   // Near the box the start is clipped to [0, 1].
-  const Tensor edge = attacks::random_start(Tensor::full({8, 3}, 1.0), Tensor::full({1}, 0.5f), "linf", 14);
+  const Tensor edge = attacks::random_start(Tensor::full({8, 3}, 1.0), Tensor::full({1}, 0.5f), Norm::Linf, 14);
   for (float v : floats(edge)) EXPECT_TRUE(v >= 0.5f && v <= 1.0f) << v;
 }
 
@@ -494,7 +494,7 @@ TEST(AttackBookkeeping, MomentumResultOfAnExampleDoesNotDependOnTheBatch) {
   const nn::Dataset part = nn::take(dg.test, 0, n);
   for (const std::string norm : {"linf", "l2"}) {
     AttackOptions o = digits_options(norm == "linf" ? 0.06f : 0.5f, 10, 1);
-    o.norm = norm;
+    o.norm = parse_norm(norm);
     o.momentum = 0.9f;
     const AttackResult batch = attacks::mifgsm(model, part.images, part.labels, o);
     expect_invariants(model, part.images, part.labels, o, batch);
@@ -539,9 +539,10 @@ TEST(AttackArguments, BadInputsThrowAndTheModelIsRestored) {
   o = good();
   o.step_size = Tensor::full({1}, 0.0);
   EXPECT_THROW(attacks::pgd(*model, p.x, p.labels, o), InvalidArgument);
-  o = good();
-  o.norm = "l1";
-  EXPECT_THROW(attacks::fgsm(*model, p.x, p.labels, o), InvalidArgument);
+  // Norms are an enum; their names are parsed once, at the edge.
+  EXPECT_THROW(parse_norm("l1"), InvalidArgument);
+  EXPECT_EQ(parse_norm("l2"), Norm::L2);
+  EXPECT_STREQ(norm_name(parse_norm("linf")), "linf");
   o = good();
   o.random_start = false;
   o.restarts = 3;
@@ -575,7 +576,8 @@ TEST(AttackArguments, BadInputsThrowAndTheModelIsRestored) {
   for (const nn::Var& v : model->parameters()) EXPECT_TRUE(v.requires_grad());
   EXPECT_TRUE(model->training());
   EXPECT_THROW(attacks::broadcast_per_example(Tensor::full({2, 3}, 0.1), 6, "eps"), ShapeError);
-  EXPECT_THROW(attacks::random_start(p.x, Tensor::full({1}, 0.1), "l3", 0), InvalidArgument);
+  EXPECT_THROW(attacks::parse_attack_method("pgd-l3"), InvalidArgument);
+  EXPECT_EQ(attacks::parse_attack_method("apgd-dlr"), attacks::AttackMethod::ApgdDlr);
 }
 
 TEST(AttackArguments, InputGradientsOnlyAndEmptyBatch) {
@@ -616,8 +618,8 @@ TEST(AttackCuda, RandomStartsMatchCpu) {
   const Tensor x = testing::random_tensor({37, 1, 28, 28}, 41, 0.0f, 1.0f);
   const Tensor eps = testing::random_tensor({37}, 42, 0.0f, 0.5f);
   for (const std::string norm : {"linf", "l2"}) {
-    const Tensor cpu = attacks::random_start(x, eps, norm, 43, 1);
-    const Tensor gpu = attacks::random_start(x.to(Device::cuda()), eps, norm, 43, 1);
+    const Tensor cpu = attacks::random_start(x, eps, parse_norm(norm), 43, 1);
+    const Tensor gpu = attacks::random_start(x.to(Device::cuda()), eps, parse_norm(norm), 43, 1);
     EXPECT_TRUE(gpu.is_cuda());
     // Same Philox keys; CUDA's double log/sin/cos/pow differ from glibc's by an ulp of double,
     // which survives rounding to float at most as one float ulp (6e-8 below 1).
@@ -633,7 +635,7 @@ TEST(AttackCuda, PgdMatchesCpuOnTheLinearModel) {
   gpu_model->to(Device::cuda());
   for (const std::string norm : {"linf", "l2"}) {
     AttackOptions o;
-    o.norm = norm;
+    o.norm = parse_norm(norm);
     o.eps = scaled(norm == "linf" ? p.dist_linf : p.dist_l2, 1.05);
     o.steps = 20;
     o.restarts = 2;

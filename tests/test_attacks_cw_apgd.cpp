@@ -160,7 +160,7 @@ void expect_cw_minimal(float offset) {
   // The distances here go down to 0.007 in d = 24; the first Adam steps move every coordinate by
   // about lr/2, i.e. 0.024 in L2 at the default lr = 1e-2, which overshoots them and leaves the
   // hinge oscillating far above 1%. lr = 1e-3 with 1000 steps resolves 1% of the smallest one.
-  o.steps = 1000;
+  o.attack.steps = 1000;
   o.lr = 1e-3f;
   const AttackResult r = attacks::cw_l2(*p.model, p.x, p.labels, o);
   expect_invariants(*p.model, p.x, p.labels, Tensor(), "l2", false, Tensor(), r);
@@ -188,11 +188,11 @@ TEST(CwL2, TargetedReachesTheTargetOfAThreeClassModel) {
   std::vector<std::int32_t> t;
   for (std::int32_t y : p.labels.to_vector<std::int32_t>()) t.push_back((y + 1) % 3);
   CwOptions o;
-  o.targeted = true;
-  o.targets = Tensor::from_vector(t, {p.x.size(0)});
+  o.attack.targeted = true;
+  o.attack.targets = Tensor::from_vector(t, {p.x.size(0)});
   o.confidence = 0.1f;
   const AttackResult r = attacks::cw_l2(*p.model, p.x, p.labels, o);
-  expect_invariants(*p.model, p.x, p.labels, Tensor(), "l2", true, o.targets, r);
+  expect_invariants(*p.model, p.x, p.labels, Tensor(), "l2", true, o.attack.targets, r);
   EXPECT_EQ(predictions(*p.model, r.adversarial), t);
   // κ = 0.1: the target logit leads every other by at least κ (float logits: 1e-5).
   const std::vector<float> z = floats(p.model->forward(nn::Var(r.adversarial, false)).value());
@@ -206,7 +206,7 @@ TEST(CwL2, TargetedReachesTheTargetOfAThreeClassModel) {
 TEST(CwL2, ResultOfAnExampleDoesNotDependOnTheBatch) {
   Problem p = problem(2, 20, 0.0f, 321);
   CwOptions o;
-  o.steps = 50;
+  o.attack.steps = 50;
   o.binary_search_steps = 4;
   const AttackResult batch = attacks::cw_l2(*p.model, p.x, p.labels, o);
   const std::vector<float> all = floats(batch.adversarial);
@@ -237,12 +237,12 @@ void expect_apgd_oracle(std::int64_t k, const std::string& loss) {
     const std::vector<double>& dist = norm == "linf" ? p.dist_linf : p.dist_l2;
     for (double factor : {1.05, 0.95}) {
       ApgdOptions o;
-      o.norm = norm;
-      o.loss = loss;
-      o.eps = scaled(dist, factor);
-      o.seed = 7;
+      o.attack.norm = parse_norm(norm);
+      o.loss = loss == std::string("dlr") ? attacks::ApgdLoss::Dlr : attacks::ApgdLoss::Ce;
+      o.attack.eps = scaled(dist, factor);
+      o.attack.seed = 7;
       const AttackResult r = attacks::apgd(*p.model, p.x, p.labels, o);
-      expect_invariants(*p.model, p.x, p.labels, o.eps, norm, false, Tensor(), r);
+      expect_invariants(*p.model, p.x, p.labels, o.attack.eps, norm, false, Tensor(), r);
       for (std::int32_t s : r.success.to_vector<std::int32_t>())
         EXPECT_EQ(s, factor > 1.0 ? 1 : 0) << loss << " " << norm << " ×" << factor;
     }
@@ -263,22 +263,22 @@ TEST(Apgd, CeOnThreeClassesAndTargeted) {
   std::vector<std::int32_t> t;
   for (std::int32_t y : p.labels.to_vector<std::int32_t>()) t.push_back((y + 2) % 3);
   ApgdOptions o;
-  o.eps = attacks::broadcast_per_example(0.3f, 10);  // large: every target is reachable in L∞
-  o.targeted = true;
-  o.targets = Tensor::from_vector(t, {10});
+  o.attack.eps = attacks::broadcast_per_example(0.3f, 10);  // large: every target is reachable in L∞
+  o.attack.targeted = true;
+  o.attack.targets = Tensor::from_vector(t, {10});
   const AttackResult r = attacks::apgd(*p.model, p.x, p.labels, o);
-  expect_invariants(*p.model, p.x, p.labels, o.eps, "linf", true, o.targets, r);
+  expect_invariants(*p.model, p.x, p.labels, o.attack.eps, "linf", true, o.attack.targets, r);
   EXPECT_EQ(predictions(*p.model, r.adversarial), t);
 }
 
 TEST(Apgd, RestartsOnlyRerunUnbrokenExamples) {
   Problem p = problem(2, 8, 0.0f, 351);
   ApgdOptions o;
-  o.eps = scaled(p.dist_linf, 0.95);  // nothing breaks: every restart runs every example
-  o.steps = 10;
-  o.restarts = 3;
+  o.attack.eps = scaled(p.dist_linf, 0.95);  // nothing breaks: every restart runs every example
+  o.attack.steps = 10;
+  o.attack.restarts = 3;
   EXPECT_EQ(attacks::apgd(*p.model, p.x, p.labels, o).gradient_evaluations, 3 * 10 * 8);
-  o.eps = attacks::broadcast_per_example(0.5f, 8);  // all break in the first run
+  o.attack.eps = attacks::broadcast_per_example(0.5f, 8);  // all break in the first run
   const AttackResult r = attacks::apgd(*p.model, p.x, p.labels, o);
   EXPECT_EQ(attacks::robust_accuracy(r), 0.0);
   EXPECT_LE(r.gradient_evaluations, 10 * 8);
@@ -290,7 +290,7 @@ TEST(CwApgdArguments, BadInputsThrow) {
   Problem p = problem(2, 4, 0.0f, 361);
   nn::Module& model = *p.model;
   CwOptions c;
-  c.steps = 0;
+  c.attack.steps = 0;
   EXPECT_THROW(attacks::cw_l2(model, p.x, p.labels, c), InvalidArgument);
   c = CwOptions();
   c.binary_search_steps = 0;
@@ -302,11 +302,11 @@ TEST(CwApgdArguments, BadInputsThrow) {
   c.confidence = -0.5f;
   EXPECT_THROW(attacks::cw_l2(model, p.x, p.labels, c), InvalidArgument);
   c = CwOptions();
-  c.targeted = true;  // no targets
+  c.attack.targeted = true;  // no targets
   EXPECT_THROW(attacks::cw_l2(model, p.x, p.labels, c), InvalidArgument);
-  c.targets = Tensor::from_vector<std::int32_t>({0, 1, 5, 0}, {4});  // class 5 of 2
+  c.attack.targets = Tensor::from_vector<std::int32_t>({0, 1, 5, 0}, {4});  // class 5 of 2
   EXPECT_THROW(attacks::cw_l2(model, p.x, p.labels, c), InvalidArgument);
-  c.targets = Tensor::from_vector<std::int32_t>({0, 1}, {2});
+  c.attack.targets = Tensor::from_vector<std::int32_t>({0, 1}, {2});
   EXPECT_THROW(attacks::cw_l2(model, p.x, p.labels, c), ShapeError);
   std::vector<float> outside = floats(p.x);
   outside[3] = 1.5f;
@@ -317,36 +317,33 @@ TEST(CwApgdArguments, BadInputsThrow) {
 
   const auto good = [] {
     ApgdOptions o;
-    o.eps = attacks::broadcast_per_example(0.1f, 4);
+    o.attack.eps = attacks::broadcast_per_example(0.1f, 4);
     return o;
   };
   EXPECT_NO_THROW(attacks::apgd(model, p.x, p.labels, good()));
   ApgdOptions o = good();
-  o.eps = Tensor::full({1}, -0.1);
+  o.attack.eps = Tensor::full({1}, -0.1);
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   o = good();
-  o.eps = Tensor();
+  o.attack.eps = Tensor();
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   o = good();
-  o.steps = 0;
+  o.attack.steps = 0;
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   o = good();
-  o.restarts = 0;
+  o.attack.restarts = 0;
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   o = good();
-  o.norm = "l1";
+  o.rho = 1.5f;
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   o = good();
-  o.loss = "hinge";
-  EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
-  o = good();
-  o.loss = "dlr";  // DLR needs at least 3 classes; the model has 2
+  o.loss = attacks::ApgdLoss::Dlr;  // DLR needs at least 3 classes; the model has 2
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), ShapeError);
   o = good();
-  o.targeted = true;
-  o.targets = Tensor::from_vector<std::int32_t>({1, 1, 1, 7}, {4});
+  o.attack.targeted = true;
+  o.attack.targets = Tensor::from_vector<std::int32_t>({1, 1, 1, 7}, {4});
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
-  o.targets = Tensor();
+  o.attack.targets = Tensor();
   EXPECT_THROW(attacks::apgd(model, p.x, p.labels, o), InvalidArgument);
   EXPECT_THROW(attacks::apgd(model, p.x.reshape({4 * 24}), p.labels, good()), ShapeError);
   // The model is back in its own mode with its parameters trainable after a throw.
@@ -370,7 +367,7 @@ TEST(CwApgdCuda, CwL2MatchesCpu) {
   AEGIS_REQUIRE_GPU();
   const DevicePair p = device_pair(12, 371);
   CwOptions o;  // the oracle's settings (expect_cw_minimal)
-  o.steps = 1000;
+  o.attack.steps = 1000;
   o.lr = 1e-3f;
   const AttackResult cpu = attacks::cw_l2(*p.cpu.model, p.cpu.x, p.cpu.labels, o);
   const AttackResult gpu = attacks::cw_l2(*p.gpu.model, p.gpu.x.to(Device::cuda()), p.gpu.labels, o);
@@ -394,14 +391,14 @@ TEST(CwApgdCuda, ApgdMatchesCpu) {
   const DevicePair p = device_pair(16, 381);
   for (const std::string norm : {"linf", "l2"}) {
     ApgdOptions o;
-    o.norm = norm;
+    o.attack.norm = parse_norm(norm);
     // Half the examples break (1.05× their minimal distance), half cannot (0.95×).
     std::vector<double> dist = norm == "linf" ? p.cpu.dist_linf : p.cpu.dist_l2;
     for (std::size_t i = 0; i < dist.size(); ++i) dist[i] *= i % 2 ? 1.05 : 0.95;
-    o.eps = scaled(dist, 1.0);
-    o.steps = 30;
-    o.restarts = 2;
-    o.seed = 5;
+    o.attack.eps = scaled(dist, 1.0);
+    o.attack.steps = 30;
+    o.attack.restarts = 2;
+    o.attack.seed = 5;
     const AttackResult cpu = attacks::apgd(*p.cpu.model, p.cpu.x, p.cpu.labels, o);
     const AttackResult gpu = attacks::apgd(*p.gpu.model, p.gpu.x.to(Device::cuda()), p.gpu.labels, o);
     EXPECT_TRUE(gpu.adversarial.is_cuda());

@@ -205,7 +205,7 @@ TEST(Bounds, ContainRandomPointsAndGradientSearches) {
       for (const double eps : {0.02, 0.15, 0.5}) {
         const std::string tag = net.name + " " + norm + " eps " + std::to_string(eps);
         SCOPED_TRACE(tag);
-        BoundOptions o{norm, eps, BoundMethod::Interval};
+        BoundOptions o{parse_norm(norm), eps, BoundMethod::Interval};
         const Bounds ibp = bounds_of(*net.model, x, y, o);
         o.method = BoundMethod::Linear;
         const Bounds crown = bounds_of(*net.model, x, y, o);
@@ -258,7 +258,7 @@ TEST(Bounds, LinearBoundIsStrictlyTighter) {
     const Tensor y = Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2, 0}, {4});
     // ReLU networks at a radius where many neurons are undecided; the tanh/sigmoid network at a
     // small one, where its lines are close to the function and boxes still grow layer by layer.
-    BoundOptions o{"linf", net.name == "tanh-sigmoid-mlp" ? 0.02 : 0.1, BoundMethod::Interval};
+    BoundOptions o{Norm::Linf, net.name == "tanh-sigmoid-mlp" ? 0.02 : 0.1, BoundMethod::Interval};
     const Bounds ibp = bounds_of(*net.model, x, y, o);
     o.method = BoundMethod::Linear;
     const Bounds crown = bounds_of(*net.model, x, y, o);
@@ -276,7 +276,7 @@ TEST(Bounds, ZeroRadiusGivesTheNetworkValue) {
     const std::vector<std::int32_t> labels{0, 1, 2, 0, 1};
     for (const BoundMethod m : {BoundMethod::Interval, BoundMethod::Linear})
       for (const std::string norm : {"linf", "l2"}) {
-        const Bounds b = bounds_of(*net.model, x, Tensor::from_vector(labels, {5}), BoundOptions{norm, 0.0, m});
+        const Bounds b = bounds_of(*net.model, x, Tensor::from_vector(labels, {5}), BoundOptions{parse_norm(norm), 0.0, m});
         for (std::size_t i = 0; i < z.size(); ++i) {
           EXPECT_NEAR(b.lo[i], z[i], slack(z[i])) << i;
           EXPECT_NEAR(b.hi[i], z[i], slack(z[i])) << i;
@@ -301,7 +301,7 @@ TEST(Bounds, CudaMatchesCpu) {
     const Tensor x = testing::random_tensor(batched(3, cpu[i].input), 8, 0.0f, 1.0f);
     const Tensor y = Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2}, {3});
     for (const std::string norm : {"linf", "l2"}) {
-      const BoundOptions o{norm, 0.1, BoundMethod::Linear};
+      const BoundOptions o{parse_norm(norm), 0.1, BoundMethod::Linear};
       const Bounds a = bounds_of(*cpu[i].model, x, y, o), b = bounds_of(*gpu[i].model, x, y, o);
       // cuBLAS/cuDNN and OpenBLAS sum in different orders: float rounding of values ≤ ~10.
       EXPECT_TRUE(testing::all_close(std::vector<double>(b.lo.begin(), b.lo.end()),

@@ -95,7 +95,7 @@ TEST(BoundsConvPaths, EqualTheDenseNetworkAndContainSampledPoints) {
   for (std::size_t i = 0; i < value.size(); ++i) ASSERT_NEAR(value[i], dense_value[i], slack(value[i]));
   for (const std::string norm : {"linf", "l2"})
     for (const BoundMethod method : {BoundMethod::Interval, BoundMethod::Linear}) {
-      const certify::BoundOptions o{norm, norm == "linf" ? 0.02 : 0.1, method};
+      const certify::BoundOptions o{parse_norm(norm), norm == "linf" ? 0.02 : 0.1, method};
       SCOPED_TRACE(norm + " " + certify::bound_method_name(method));
       const certify::OutputBounds a = certify::output_bounds(*p.conv, x, o), b = certify::output_bounds(*p.dense, x, o);
       const std::vector<float> al = a.lower.to_vector<float>(), au = a.upper.to_vector<float>();

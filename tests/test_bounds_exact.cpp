@@ -80,24 +80,24 @@ TEST(BoundsExact, HandComputedTwoLayerNetwork) {
   const double tol = 1e-6;  // a few float operations on numbers of size ≤ 4
   // IBP: y1 = h1 − h2 ∈ [0 − 1.5, 2 − 0], y2 = −y1 ∈ [−2, 1.5]; margin y1 − y2 = 2h1 − 2h2
   // folded into the last layer: ≥ 0 − 3; margin y2 − y1 ≥ −4 + 0.
-  Bounds b = bounds_of(*net, x, y0, {"linf", 0.5, BoundMethod::Interval});
+  Bounds b = bounds_of(*net, x, y0, {Norm::Linf, 0.5, BoundMethod::Interval});
   EXPECT_TRUE(testing::all_close(std::vector<double>(b.lo.begin(), b.lo.end()), {-1.5, -2.0}, 0, tol));
   EXPECT_TRUE(testing::all_close(std::vector<double>(b.hi.begin(), b.hi.end()), {2.0, 1.5}, 0, tol));
   EXPECT_NEAR(b.margin[1], -3.0, tol);
-  EXPECT_NEAR(certify::margin_lower_bounds(*net, x, y1, {"linf", 0.5, BoundMethod::Interval}).to_vector<float>()[0],
+  EXPECT_NEAR(certify::margin_lower_bounds(*net, x, y1, {Norm::Linf, 0.5, BoundMethod::Interval}).to_vector<float>()[0],
               -4.0, tol);
   // CROWN, adaptive (u = 1.5 ≥ −l = 0.5, so the lower line is z2):
   //   y1 ≥ z1 − (0.75 z2 + 0.375) = 0.25 x1 + 1.75 x2 − 0.75 ≥ −0.75;
   //   −y1 ≥ −z1 + z2 = −2 x2 + 0.5 ≥ −1.5, so y1 ≤ 1.5 (the true maximum, at x = (1, 1));
   //   y1 − y2 = 2 y1 ≥ −1.5;  y2 − y1 = −2 y1 ≥ −3.
-  b = bounds_of(*net, x, y0, {"linf", 0.5, BoundMethod::Linear});
+  b = bounds_of(*net, x, y0, {Norm::Linf, 0.5, BoundMethod::Linear});
   EXPECT_TRUE(testing::all_close(std::vector<double>(b.lo.begin(), b.lo.end()), {-0.75, -1.5}, 0, tol));
   EXPECT_TRUE(testing::all_close(std::vector<double>(b.hi.begin(), b.hi.end()), {1.5, 0.75}, 0, tol));
   EXPECT_NEAR(b.margin[1], -1.5, tol);
-  EXPECT_NEAR(certify::margin_lower_bounds(*net, x, y1, {"linf", 0.5, BoundMethod::Linear}).to_vector<float>()[0], -3.0,
+  EXPECT_NEAR(certify::margin_lower_bounds(*net, x, y1, {Norm::Linf, 0.5, BoundMethod::Linear}).to_vector<float>()[0], -3.0,
               tol);
   // Wong & Kolter's lower line 0.75 z2: −y1 ≥ −z1 + 0.75 z2 = −0.25 x1 − 1.75 x2 + 0.375 ≥ −1.625.
-  b = bounds_of(*net, x, y1, {"linf", 0.5, BoundMethod::Linear, certify::ReluRelaxation::WongKolter});
+  b = bounds_of(*net, x, y1, {Norm::Linf, 0.5, BoundMethod::Linear, certify::ReluRelaxation::WongKolter});
   EXPECT_NEAR(b.hi[0], 1.625, tol);
   EXPECT_NEAR(b.lo[0], -0.75, tol);
   EXPECT_NEAR(b.margin[0], -3.25, tol);
@@ -105,7 +105,7 @@ TEST(BoundsExact, HandComputedTwoLayerNetwork) {
   // the box bounds; so h1 ∈ [1 − √0.5, 1 + √0.5], h2 ∈ [0, 0.5 + √0.5] and IBP gives
   // y1 ∈ [1 − √0.5 − (0.5 + √0.5), 1 + √0.5].
   const double r = std::sqrt(0.5);
-  b = bounds_of(*net, x, y0, {"l2", 0.5, BoundMethod::Interval});
+  b = bounds_of(*net, x, y0, {Norm::L2, 0.5, BoundMethod::Interval});
   EXPECT_NEAR(b.lo[0], 0.5 - 2 * r, tol);
   EXPECT_NEAR(b.hi[0], 1 + r, tol);
   // CROWN with l = 0.5 − √0.5, u = 0.5 + √0.5: chord slope s = u/(u − l), intercept −s·l;
@@ -113,7 +113,7 @@ TEST(BoundsExact, HandComputedTwoLayerNetwork) {
   //   ε‖(1 − s, 1 + s)‖₂ (larger than the box minimum at x = 0);  −y1 ≥ −2 x2 + 0.5 ≥ −1.5.
   const double l = 0.5 - r, u = 0.5 + r, s = u / (u - l);
   const double at_x0 = 0.5 * (1 - s) + 0.5 * (1 + s) - 0.5 * s + s * l;
-  b = bounds_of(*net, x, y0, {"l2", 0.5, BoundMethod::Linear});
+  b = bounds_of(*net, x, y0, {Norm::L2, 0.5, BoundMethod::Linear});
   EXPECT_NEAR(b.lo[0], at_x0 - 0.5 * std::hypot(1 - s, 1 + s), tol);
   EXPECT_NEAR(b.hi[0], 1.5, tol);
 }
@@ -129,10 +129,10 @@ TEST(BoundsExact, HandComputedIntermediateBoundsDecideANeuron) {
                                             fixed_linear(1, 2, {1, -1}, {0, 0})});
   const Tensor x = Tensor::from_vector(std::vector<float>{0.5f, 0.5f}, {1, 2});
   const double tol = 1e-6;  // a few float operations on numbers of size ≤ 4
-  certify::OutputBounds b = certify::output_bounds(net, x, {"linf", 0.5, BoundMethod::Interval});
+  certify::OutputBounds b = certify::output_bounds(net, x, {Norm::Linf, 0.5, BoundMethod::Interval});
   EXPECT_TRUE(testing::all_close(b.lower, {0.0, -3.5}, 0, tol));
   EXPECT_TRUE(testing::all_close(b.upper, {3.5, 0.0}, 0, tol));
-  b = certify::output_bounds(net, x, {"linf", 0.5, BoundMethod::Linear});
+  b = certify::output_bounds(net, x, {Norm::Linf, 0.5, BoundMethod::Linear});
   EXPECT_TRUE(testing::all_close(b.lower, {0.5, -2.5}, 0, tol));
   EXPECT_TRUE(testing::all_close(b.upper, {2.5, -0.5}, 0, tol));
 }
@@ -186,7 +186,7 @@ TEST(BoundsExact, ExactOnASingleAffineLayer) {
       const std::vector<float> zl = forward(*net.model, Tensor::from_vector(lo_at, xr.shape()));
       for (const BoundMethod m : {BoundMethod::Interval, BoundMethod::Linear}) {
         SCOPED_TRACE(net.name + " " + norm + (m == BoundMethod::Linear ? " crown" : " ibp"));
-        const certify::OutputBounds b = certify::output_bounds(*net.model, x, {norm, eps, m});
+        const certify::OutputBounds b = certify::output_bounds(*net.model, x, {parse_norm(norm), eps, m});
         const std::vector<float> lo = b.lower.to_vector<float>(), hi = b.upper.to_vector<float>();
         for (std::int64_t j = 0; j < k; ++j)
           for (std::int64_t e = 0; e < n; ++e) {

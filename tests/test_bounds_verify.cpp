@@ -59,8 +59,8 @@ TEST(Verify, BoundedByCleanAccuracyShrinkingWithEpsAndSound) {
     double previous_ibp = 1.0, previous_crown = 1.0;
     for (const double eps : radii) {
       SCOPED_TRACE(norm + " eps " + std::to_string(eps));
-      const certify::VerifyResult ibp = certify::verify(*t.model, t.test, {norm, eps, BoundMethod::Interval}, 100);
-      const certify::VerifyResult crown = certify::verify(*t.model, t.test, {norm, eps, BoundMethod::Linear}, 64);
+      const certify::VerifyResult ibp = certify::verify(*t.model, t.test, {parse_norm(norm), eps, BoundMethod::Interval}, 100);
+      const certify::VerifyResult crown = certify::verify(*t.model, t.test, {parse_norm(norm), eps, BoundMethod::Linear}, 64);
       // Measured (clean 0.919): linf 0.003/0.01/0.03/0.1 → IBP 0.90/0.83/0.60/0.00, CROWN
       // 0.92/0.90/0.79/0.17; l2 0.02/0.1/0.3/1 → IBP 0.89/0.73/0.05/0, CROWN 0.91/0.83/0.59/0.
       if (eps == radii[2]) {
@@ -91,7 +91,7 @@ TEST(Verify, BoundedByCleanAccuracyShrinkingWithEpsAndSound) {
       if (eps == 0) continue;
       // No verified example is broken by PGD at the same radius.
       attacks::AttackOptions ao;
-      ao.norm = norm;
+      ao.norm = parse_norm(norm);
       ao.eps = attacks::broadcast_per_example(static_cast<float>(eps), 1);
       ao.steps = 20;
       ao.restarts = 2;
@@ -154,8 +154,8 @@ TEST(VerifyCli, ReportsBothMethodsAndRejectsBadInput) {
   for (const auto& [args, fragment] :
        std::vector<std::pair<std::string, std::string>>{{"--eps -1", "--eps: -1 is not in [0, inf)"},
                                                         {"--eps nan", "--eps: nan is not a finite number"},
-                                                        {"--eps 0.1 --norm l1", "--norm 'l1'"},
-                                                        {"--eps 0.1 --method exact", "--method 'exact'"},
+                                                        {"--eps 0.1 --norm l1", "--norm: 'l1' is not one of linf, l2"},
+                                                        {"--eps 0.1 --method exact", "--method: 'exact' is not one of ibp, crown, both"},
                                                         {"--eps 0.1 --batch 0", "--batch: 0 is not in [1, "}}) {
     const testing::CliRun bad = testing::run_cli(base + args);
     EXPECT_EQ(bad.status, 1) << args;
@@ -179,7 +179,7 @@ TEST(BoundsErrors, RejectUnsupportedLayersAndBadInput) {
   nn::InitRng rng(1);
   const Tensor x = testing::random_tensor({2, 1, 6, 6}, 2, 0.0f, 1.0f);
   const Tensor y = Tensor::from_vector(std::vector<std::int32_t>{0, 1}, {2});
-  const BoundOptions o{"linf", 0.1, BoundMethod::Linear};
+  const BoundOptions o{Norm::Linf, 0.1, BoundMethod::Linear};
   nn::Sequential pooled(std::vector<ModulePtr>{
       std::make_shared<nn::Conv2d>(1, 2, 3, rng), act(), std::make_shared<nn::MaxPool2d>(nn::Pool2dOptions{2, 2, 0}),
       std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(8, 3, rng)});
@@ -201,19 +201,15 @@ TEST(BoundsErrors, RejectUnsupportedLayersAndBadInput) {
       "layer '1'", "expects 36 input features");
   testing::expect_error<InvalidArgument>(
       [&] {
-        certify::output_bounds(mlp, x, {"linf", -0.1, BoundMethod::Linear});
+        certify::output_bounds(mlp, x, {Norm::Linf, -0.1, BoundMethod::Linear});
       },
       "eps -0.1", "≥ 0");
   testing::expect_error<InvalidArgument>(
       [&] {
-        certify::output_bounds(mlp, x, {"linf", NAN, BoundMethod::Linear});
+        certify::output_bounds(mlp, x, {Norm::Linf, NAN, BoundMethod::Linear});
       },
       "eps nan", "finite");
-  testing::expect_error<InvalidArgument>(
-      [&] {
-        certify::output_bounds(mlp, x, {"l1", 0.1, BoundMethod::Linear});
-      },
-      "'l1'", "linf or l2");
+  testing::expect_error<InvalidArgument>([&] { parse_norm("l1"); }, "'l1'", "linf, l2");
   testing::expect_error<InvalidArgument>(
       [&] {
         certify::output_bounds(mlp, testing::random_tensor({2, 1, 6, 6}, 3, 0.5f, 1.5f), o);
@@ -252,7 +248,7 @@ TEST(VerifyNaN, ANonFiniteWeightVerifiesNothingAndIsNamed) {
   const Tensor x = testing::random_tensor({12, 1, 4, 4}, 11, 0.0f, 1.0f);
   const Tensor labels = nn::argmax(model->forward(autograd::Var(x, false)).value());
   for (const BoundMethod method : {BoundMethod::Interval, BoundMethod::Linear}) {
-    const BoundOptions o{"linf", 0.0, method};
+    const BoundOptions o{Norm::Linf, 0.0, method};
     ASSERT_DOUBLE_EQ(certify::verify(*model, x, labels, o, 5).verified_accuracy, 1.0);
   }
   // One NaN in the last layer's row for class 3: only the margins against class 3 become NaN.
@@ -261,11 +257,11 @@ TEST(VerifyNaN, ANonFiniteWeightVerifiesNothingAndIsNamed) {
     if (v.value().dim() == 2) last_weight = name;
   for (auto& [name, v] : model->named_parameters())
     if (name == last_weight) v.value().data<float>()[3 * v.value().size(1)] = NAN;
-  const Tensor m = certify::margin_lower_bounds(*model, x, labels, {"linf", 0.0, BoundMethod::Interval});
+  const Tensor m = certify::margin_lower_bounds(*model, x, labels, {Norm::Linf, 0.0, BoundMethod::Interval});
   EXPECT_TRUE(std::isnan(m.to_vector<float>()[3]) || labels.to_vector<std::int32_t>()[0] == 3)
       << "NaN reaches the bounds";
   for (const BoundMethod method : {BoundMethod::Interval, BoundMethod::Linear}) {
-    const certify::VerifyResult r = certify::verify(*model, x, labels, {"linf", 0.0, method}, 5);
+    const certify::VerifyResult r = certify::verify(*model, x, labels, {Norm::Linf, 0.0, method}, 5);
     EXPECT_EQ(r.verified_accuracy, 0.0);
     EXPECT_EQ(r.verified.to_vector<std::int32_t>(), std::vector<std::int32_t>(12, 0));
     ASSERT_EQ(r.non_finite_parameters.size(), 1u);

@@ -100,7 +100,7 @@ TEST(OptionChecks, SuiteWithAHugeBatchRunsAsOneBatch) {
   so.eps = 0.05f;
   so.steps = 2;
   so.batch_size = kHuge;
-  so.attacks = {"fgsm"};
+  so.attacks = {attacks::AttackMethod::Fgsm};
   so.sanity_checks = false;
   auto model = toy_model();
   const attacks::SuiteResult r = attacks::run_suite(*model, data, Device::cpu(), so);

@@ -74,7 +74,7 @@ TEST(VerifyRun, SelectsLikeCertifyAndWritesOneRowPerExample) {
     EXPECT_GE(crown, ibp);  // CROWN's margins are intersected with IBP's
     // The same example alone through certify::verify gives the same verdict and margin.
     const nn::Dataset one = nn::take(t.test, idx, 1);
-    const certify::VerifyResult direct = certify::verify(*t.model, one, {"linf", 0.03, BoundMethod::Linear}, 1);
+    const certify::VerifyResult direct = certify::verify(*t.model, one, {Norm::Linf, 0.03, BoundMethod::Linear}, 1);
     EXPECT_EQ(f[2], direct.verified.to_vector<std::int32_t>()[0] ? "1" : "0");
     EXPECT_FLOAT_EQ(static_cast<float>(crown), direct.margin_lower.to_vector<float>()[0]);
     if (f[2] == "1") {

@@ -1,0 +1,52 @@
+// Robustness evaluation with one attack: run it on every example of a dataset, batch by batch on
+// the model's device, and report clean and robust accuracy, the attack success rate among the
+// examples the model classifies correctly, and the size of the successful perturbations. The
+// `aegis attack` command, the demo's PGD evaluation and the Python package call this; the suite
+// of several attacks is attacks/suite.h.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attacks/attacks.h"
+#include "core/progress.h"
+#include "nn/data/dataset.h"
+
+namespace aegis::attacks {
+
+// One attack by method on a batch (x on the model's device), with `options` (CwOptions and
+// ApgdOptions take it as their `attack`). C&W is minimal-norm: when run here at radius ε it
+// breaks an example only if its perturbation fits in the ε-ball, unless `cw_unbounded`.
+AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x, const Tensor& labels,
+                        const AttackOptions& options, bool cw_unbounded = false);
+
+struct EvaluationOptions {
+  AttackMethod method = AttackMethod::Pgd;
+  // norm, eps, step size, steps, restarts (PGD and APGD only; 1 for the others), seed, targeted.
+  // With targeted, the target of an example of label y is (y + 1) mod K, K the model's classes
+  // (the targets field is filled batch by batch).
+  AttackOptions attack;
+  std::int64_t batch_size = 256;  // examples per attack batch, ≥ 1
+  bool keep_adversarial = false;  // fill Evaluation::adversarial (all examples, on the CPU)
+};
+
+struct Evaluation {
+  std::int64_t examples = 0;
+  double clean_accuracy = 0.0;
+  double robust_accuracy = 0.0;       // the prediction on the kept iterate is the true label
+  double attack_success_rate = 0.0;   // successes among the correctly classified examples
+  double mean_perturbation_norm = 0.0;    // over those successes, in the attack's norm
+  double median_perturbation_norm = 0.0;  // (C&W: L2)
+  std::vector<std::int32_t> robust;  // per example: 1 when the kept iterate is classified correctly
+  Tensor adversarial;                // with keep_adversarial: the data's shape, f32 on the CPU
+  double seconds = 0.0;
+};
+
+// Runs options.method on every example of `data` (images on the CPU, moved to `device` batch by
+// batch; the model must already live there). `num_classes` sets the targets of a targeted attack.
+// Progress: one phase in examples.
+Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, std::int64_t num_classes,
+                    const EvaluationOptions& options, ProgressSink* progress = nullptr);
+
+}  // namespace aegis::attacks
