@@ -195,6 +195,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
     t.spec = loaded.spec;
     check_resumable_ledger(a, privacy::verify_ledger(loaded.metadata, *loaded.model));
     previous = privacy::PrivacyLedger::from_metadata(loaded.metadata, a.resume);
+    AEGIS_CHECK_AS(IoError, !previous.phases.empty(), a.resume << ": the privacy ledger has no phases");
     AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
                 a.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");
   } else {

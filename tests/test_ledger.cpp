@@ -265,6 +265,14 @@ TEST(LedgerCli, ResumeFromALedgerWithoutDigestNeedsTrust) {
   EXPECT_EQ(nlohmann::json::parse(trusted.out)["total_steps"], 20);
   EXPECT_EQ(status_of(out), LedgerStatus::Verified);
 
+  // Trust does not stretch to a ledger without phases: there is nothing to compose.
+  edit_file(model, [](nn::SafetensorsFile& f) { f.metadata.erase("aegis.dp.phases"); });
+  const std::string never = temp_path("cli_old_never_written.safetensors");
+  const CliRun empty = run_cli(resume_command(model, never) + " --trust-unverified-ledger");
+  EXPECT_EQ(empty.status, 1);
+  EXPECT_EQ(empty.err, "aegis: error: " + model + ": the privacy ledger has no phases\n");
+  EXPECT_FALSE(std::filesystem::exists(never));
+
   const CliRun stray = run_cli(std::string(kDpTrain) + " --trust-unverified-ledger --out " + out);
   EXPECT_EQ(stray.status, 1);
   EXPECT_EQ(stray.err, "aegis: error: --trust-unverified-ledger needs --resume\n");
