@@ -14,6 +14,7 @@
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
 #include "nn/model_file.h"
+#include "privacy/ledger_digest.h"
 #include "options.h"
 #include "progress.h"
 #include "train_run.h"
@@ -69,14 +70,21 @@ Runner add_eval(CLI::App& app) {
     const nn::EvalResult ev =
         nn::evaluate(*loaded.model, split.test, device, 1000, [&](std::int64_t done, std::int64_t) { bar.update(done); });
     bar.finish();
+    // After evaluate(), which may have moved the model to the device: the digest reads host copies.
+    const privacy::LedgerCheck ledger = privacy::verify_ledger(loaded.metadata, *loaded.model);
     nlohmann::json j{{"command", "eval"},        {"model_file", a->model},     {"model", loaded.spec.name},
                      {"dataset", a->data},       {"device", device.str()},     {"test_accuracy", ev.accuracy},
                      {"test_loss", ev.loss},     {"correct", ev.correct},      {"total", ev.total},
-                     {"seconds", ev.seconds}};
-    if (a->common.json) std::cout << j.dump() << std::endl;
-    else
+                     {"seconds", ev.seconds},
+                     {"ledger_status", privacy::ledger_status_name(ledger.status)},
+                     {"ledger_detail", ledger.detail}};
+    if (a->common.json) {
+      std::cout << j.dump() << std::endl;
+    } else {
       std::printf("%s on %s: test accuracy %.4f (%lld/%lld), loss %.4f\n", a->model.c_str(), a->data.c_str(),
                   ev.accuracy, static_cast<long long>(ev.correct), static_cast<long long>(ev.total), ev.loss);
+      std::printf("privacy ledger: %s\n", ledger.detail.c_str());
+    }
     return 0;
   };
 }

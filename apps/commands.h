@@ -37,6 +37,7 @@ nn::Dataset first_examples(const nn::Dataset& data, std::int64_t max);
 Runner add_info(CLI::App& app);
 Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
+Runner add_report(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_account(CLI::App& app);
 Runner add_attack(CLI::App& app);

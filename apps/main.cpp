@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   bool verbose = false;
   app.add_flag("--verbose", verbose, "error messages also name the source location that raised them");
   // Commands with progress output have their own --quiet (apps/common.cpp); the rest (account,
-  // analyze, info) print no progress, and accept it here so that one flag works everywhere.
+  // analyze, info, report) print no progress, and accept it here so that one flag works everywhere.
   bool quiet = false;
   app.add_flag("--quiet", quiet, "no progress output on stderr");
   app.fallthrough();
@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_info);
   reg(aegis::app::add_train);
   reg(aegis::app::add_eval);
+  reg(aegis::app::add_report);
   reg(aegis::app::add_demo);
   reg(aegis::app::add_account);
   reg(aegis::app::add_attack);

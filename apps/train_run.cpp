@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "nn/model_file.h"
+#include "privacy/ledger_digest.h"
 #include "core/checked_math.h"
 #include "options.h"
 #include "progress.h"
@@ -134,7 +135,7 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
                       e.epsilon);
         bars.finish(text);
       });
-  t.metadata = r.ledger.to_metadata();
+  t.metadata = privacy::sealed_ledger_metadata(r.ledger, *t.model);
   t.summary["steps"] = r.steps;
   t.summary["train_loss"] = r.epochs.back().train_loss;
   t.summary["train_accuracy"] = r.epochs.back().train_accuracy;
@@ -148,6 +149,22 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   t.summary["clipping"] = r.ledger.clipping;
   t.summary["sampling"] = r.ledger.sampling;
   t.summary["total_steps"] = r.ledger.steps();
+}
+
+// A resumed run composes the file's ledger into the new one and seals the result, so the ledger
+// must be the one the DP run wrote for these weights (privacy/ledger_digest.h). A file without a
+// digest (written before aegis stored them) cannot be checked: resuming it needs
+// --trust-unverified-ledger, because the new file's digest would vouch for the old ledger.
+void check_resumable_ledger(const TrainArgs& a, const privacy::LedgerCheck& check) {
+  using privacy::LedgerStatus;
+  AEGIS_CHECK(check.status != LedgerStatus::None, a.resume << " carries no privacy ledger: it was not trained with --dp");
+  AEGIS_CHECK_AS(IoError, check.status != LedgerStatus::Mismatch, a.resume << ": " << check.detail);
+  if (check.status == LedgerStatus::Verified) return;
+  AEGIS_CHECK_AS(IoError, a.trust_unverified_ledger,
+                 a.resume << ": " << check.detail << "; pass --trust-unverified-ledger to resume from it anyway");
+  if (!a.common.quiet)
+    std::cerr << "aegis: warning: " << a.resume << ": " << check.detail
+              << "; resuming on trust (--trust-unverified-ledger)\n";
 }
 
 }  // namespace
@@ -170,13 +187,15 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   Trained t;
   privacy::PrivacyLedger previous;
   const Shape& s = split.train.images.shape();
+  AEGIS_CHECK(!a.trust_unverified_ledger || !a.resume.empty(), "--trust-unverified-ledger needs --resume");
   if (!a.resume.empty()) {
     AEGIS_CHECK(a.dp, "--resume continues a DP run: add --dp");
     nn::LoadedClassifier loaded = nn::load_classifier(a.resume);
     t.model = loaded.model;
     t.spec = loaded.spec;
+    check_resumable_ledger(a, privacy::verify_ledger(loaded.metadata, *loaded.model));
     previous = privacy::PrivacyLedger::from_metadata(loaded.metadata, a.resume);
-    AEGIS_CHECK(!previous.phases.empty(), a.resume << " carries no privacy ledger: it was not trained with --dp");
+    AEGIS_CHECK_AS(IoError, !previous.phases.empty(), a.resume << ": the privacy ledger has no phases");
     AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
                 a.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");
   } else {
@@ -301,6 +320,8 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--sampling", d.sampling, "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by "
                                             "the accountants' guarantee)")->capture_default_str();
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
+  cmd->add_flag("--trust-unverified-ledger", a.trust_unverified_ledger,
+                "DP: --resume from a file whose ledger has no digest to check (older aegis) instead of refusing");
 }
 
 void print_result(const nlohmann::json& j, bool json) {

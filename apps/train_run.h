@@ -25,6 +25,7 @@ struct TrainArgs {
   bool dp = false;
   privacy::DpTrainOptions dp_options;
   std::string resume;  // a DP model file whose weights and ledger the run continues
+  bool trust_unverified_ledger = false;  // resume from a ledger without a digest (older files)
   // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none.
   std::string adv;
   attacks::AdvTrainOptions adv_options;
