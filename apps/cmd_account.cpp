@@ -108,6 +108,7 @@ int run_account(const AccountArgs& a) {
   const bool has_rate = !a.sampling_rate.empty() || !a.steps.empty();
   const bool has_epochs = !a.epochs.empty() || !a.batch_size.empty() || !a.dataset_size.empty();
   AEGIS_CHECK(!a.delta.empty(), "--delta is required");
+  const privacy::Accountant accountant = privacy::parse_accountant(a.accountant);
   nlohmann::json j{{"command", "account"}, {"accountant", a.accountant}, {"delta", parse_real("--delta", a.delta)}};
   const double delta = j["delta"].get<double>();
   privacy::PrvAccuracy accuracy;
@@ -152,7 +153,7 @@ int run_account(const AccountArgs& a) {
     double sigma = has_noise ? parse_real("--noise-multiplier", a.noise_multiplier) : 0.0;
     if (has_target) {
       const double target = parse_real("--target-epsilon", a.target_epsilon);
-      sigma = privacy::calibrate_noise_multiplier(a.accountant, target, q, steps, delta, 1e-3, accuracy);
+      sigma = privacy::calibrate_noise_multiplier(accountant, target, q, steps, delta, 1e-3, accuracy);
       j["target_epsilon"] = target;
     }
     phases.push_back({sigma, q, steps});
@@ -160,9 +161,9 @@ int run_account(const AccountArgs& a) {
     j["steps"] = steps;
     j["noise_multiplier"] = sigma;
   }
-  const privacy::EpsilonResult r = privacy::compute_epsilon(a.accountant, phases, delta, accuracy);
+  const privacy::EpsilonResult r = privacy::compute_epsilon(accountant, phases, delta, accuracy);
   j["epsilon"] = r.epsilon;
-  if (r.accountant == "prv") {
+  if (r.accountant == privacy::Accountant::Prv) {
     j["epsilon_estimate"] = r.epsilon_estimate;
     j["epsilon_lower"] = r.epsilon_lower;
     j["epsilon_upper"] = r.epsilon_upper;
@@ -206,7 +207,7 @@ Runner add_account(CLI::App& app) {
       ->expected(1)
       ->take_all();
   cmd->add_option("--delta", a->delta, "target delta, in (0, 1)")->check(open_unit());
-  cmd->add_option("--accountant", a->accountant, "rdp | prv")->capture_default_str();
+  cmd->add_option("--accountant", a->accountant, "rdp | prv")->capture_default_str()->check(one_of({"rdp", "prv"}));
   cmd->add_option("--eps-error", a->eps_error, "prv: the accuracy eps_error (default 0.01)");
   cmd->add_option("--delta-error", a->delta_error, "prv: the accuracy delta_error (default delta/1000)");
   cmd->add_flag("--json", a->json, "print one JSON object with the results on stdout");

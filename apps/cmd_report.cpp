@@ -17,10 +17,10 @@ nlohmann::json ledger_json(const privacy::PrivacyLedger& l) {
         {{"noise_multiplier", p.noise_multiplier}, {"sampling_rate", p.sampling_rate}, {"steps", p.steps}});
   return {{"epsilon", l.epsilon},
           {"delta", l.delta},
-          {"accountant", l.accountant},
-          {"clipping", l.clipping},
+          {"accountant", privacy::accountant_name(l.accountant)},
+          {"clipping", privacy::clipping_name(l.clipping)},
           {"max_grad_norm", l.max_grad_norm},
-          {"sampling", l.sampling},
+          {"sampling", privacy::sampling_name(l.sampling)},
           {"secure", l.secure},
           {"steps", l.steps()},
           {"phases", phases}};
@@ -40,10 +40,10 @@ void print_text(const privacy::ModelReport& r) {
   }
   if (r.ledger) {
     const privacy::PrivacyLedger& l = *r.ledger;
-    std::printf("privacy       epsilon %.6g at delta %g (%s accountant)%s\n", l.epsilon, l.delta, l.accountant.c_str(),
+    std::printf("privacy       epsilon %.6g at delta %g (%s accountant)%s\n", l.epsilon, l.delta, privacy::accountant_name(l.accountant),
                 r.ledger_check.status == privacy::LedgerStatus::Verified ? "" : " -- NOT verified, see below");
     std::printf("              clipping %s, max grad norm %g, sampling %s%s, %lld steps in %zu phase(s)\n",
-                l.clipping.c_str(), l.max_grad_norm, l.sampling.c_str(), l.secure ? ", secure" : "",
+                privacy::clipping_name(l.clipping), l.max_grad_norm, privacy::sampling_name(l.sampling), l.secure ? ", secure" : "",
                 static_cast<long long>(l.steps()), l.phases.size());
     for (std::size_t i = 0; i < l.phases.size(); ++i)
       std::printf("              phase %zu: noise multiplier %g, sampling rate %g, %lld steps\n", i + 1,

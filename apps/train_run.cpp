@@ -114,15 +114,14 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   if (dp.delta >= 1.0 / n && !a.common.quiet)
     std::cerr << "aegis: warning: delta " << dp.delta << " is not below 1/N = " << 1.0 / n
               << "; such a delta permits releasing an example outright\n";
-  if (dp.sampling == "shuffle" && !a.common.quiet)
+  if (dp.sampling == privacy::Sampling::Shuffle && !a.common.quiet)
     std::cerr << "aegis: warning: --sampling shuffle: the reported epsilon assumes Poisson sampling and is not a "
                  "proven guarantee for shuffled fixed-size batches\n";
-  const double q = dp.sampling_rate ? *dp.sampling_rate : static_cast<double>(opt.batch_size) / n;
-  const std::int64_t steps_per_epoch = privacy::dp_steps_per_epoch(q);
-  EpochBars bars(opt.epochs, steps_per_epoch, !a.common.quiet);
+  const privacy::DpPlan plan = privacy::plan_dp(train.size(), opt, dp, previous);
+  EpochBars bars(opt.epochs, plan.steps_per_epoch, !a.common.quiet);
   double eps_so_far = previous ? previous->epsilon : 0.0;
   const privacy::DpTrainResult r = privacy::train_dp_classifier(
-      *t.model, train, opt, dp, previous,
+      *t.model, train, opt, dp, plan, previous,
       [&](const privacy::DpStepInfo& s) {
         char extra[64];
         std::snprintf(extra, sizeof extra, "  eps %.3f", eps_so_far);
@@ -145,9 +144,9 @@ void train_private(const TrainArgs& a, const nn::Dataset& train, const nn::Train
   t.summary["noise_multiplier"] = r.noise_multiplier;
   t.summary["sampling_rate"] = r.sampling_rate;
   t.summary["max_grad_norm"] = r.ledger.max_grad_norm;
-  t.summary["accountant"] = r.ledger.accountant;
-  t.summary["clipping"] = r.ledger.clipping;
-  t.summary["sampling"] = r.ledger.sampling;
+  t.summary["accountant"] = privacy::accountant_name(r.ledger.accountant);
+  t.summary["clipping"] = privacy::clipping_name(r.ledger.clipping);
+  t.summary["sampling"] = privacy::sampling_name(r.ledger.sampling);
   t.summary["total_steps"] = r.ledger.steps();
 }
 
@@ -290,7 +289,7 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
 void add_dp_options(CLI::App* cmd, TrainArgs& a) {
   auto& d = a.dp_options;
   cmd->add_flag("--dp", a.dp, "train with DP-SGD (Poisson sampling, per-example clipping, Gaussian noise)");
-  auto* sigma = cmd->add_option("--noise-multiplier", d.noise_multiplier, "DP: noise std / clipping norm (sigma)")
+  auto* sigma = cmd->add_option("--noise-multiplier", d.noise.noise_multiplier, "DP: noise std / clipping norm (sigma)")
                     ->check(positive());
   auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon")
                   ->check(positive());
@@ -298,27 +297,37 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")
       ->capture_default_str()
       ->check(open_unit());
-  cmd->add_option("--max-grad-norm", d.max_grad_norm, "DP: per-example clipping norm C")
+  cmd->add_option("--max-grad-norm", d.noise.max_grad_norm, "DP: per-example clipping norm C")
       ->capture_default_str()
       ->check(positive());
   cmd->add_option_function<double>(
          "--sampling-rate", [&d](const double& q) { d.sampling_rate = q; },
          "DP: Poisson sampling rate q (default batch-size / N)")
       ->check(unit_open_closed());
-  cmd->add_option("--clipping", d.clipping, "DP: flat | per-layer | adaptive")->capture_default_str();
-  cmd->add_option("--target-quantile", d.target_quantile, "DP adaptive clipping: quantile of norms to track")
+  cmd->add_option_function<std::string>(
+         "--clipping", [&d](const std::string& v) { d.clipping = privacy::parse_clipping(v); },
+         "DP: flat | per-layer | adaptive")
+      ->default_str("flat")
+      ->check(one_of({"flat", "per-layer", "adaptive"}));
+  cmd->add_option("--target-quantile", d.adaptive.target_quantile, "DP adaptive clipping: quantile of norms to track")
       ->capture_default_str()
       ->check(open_unit());
-  cmd->add_option("--clip-lr", d.clip_lr, "DP adaptive clipping: geometric learning rate of C")
+  cmd->add_option("--clip-lr", d.adaptive.clip_lr, "DP adaptive clipping: geometric learning rate of C")
       ->capture_default_str()
       ->check(positive());
-  cmd->add_option("--count-noise", d.count_noise, "DP adaptive clipping: noise std of the unclipped count "
+  cmd->add_option("--count-noise", d.adaptive.count_noise, "DP adaptive clipping: noise std of the unclipped count "
                                                   "(default expected batch / 20)")
       ->check(positive());
-  cmd->add_option("--accountant", d.accountant, "DP: rdp | prv")->capture_default_str();
-  cmd->add_flag("--secure", d.secure, "DP: OS-seeded cryptographic sampling and noise");
-  cmd->add_option("--sampling", d.sampling, "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by "
-                                            "the accountants' guarantee)")->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--accountant", [&d](const std::string& v) { d.accountant = privacy::parse_accountant(v); }, "DP: rdp | prv")
+      ->default_str("rdp")
+      ->check(one_of({"rdp", "prv"}));
+  cmd->add_flag("--secure", d.noise.secure, "DP: OS-seeded cryptographic sampling and noise");
+  cmd->add_option_function<std::string>(
+         "--sampling", [&d](const std::string& v) { d.sampling = privacy::parse_sampling(v); },
+         "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by the accountants' guarantee)")
+      ->default_str("poisson")
+      ->check(one_of({"poisson", "shuffle"}));
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
   cmd->add_flag("--trust-unverified-ledger", a.trust_unverified_ledger,
                 "DP: --resume from a file whose ledger has no digest to check (older aegis) instead of refusing");

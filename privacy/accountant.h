@@ -32,6 +32,13 @@ struct SgmPhase {
   std::int64_t steps = 0;
 };
 
+// Which accountant composes the phases: Rényi DP (privacy/rdp.cpp) or the PRV accountant
+// (privacy/prv.cpp). Parsed from its name once, at the edge.
+enum class Accountant { Rdp, Prv };
+const char* accountant_name(Accountant accountant) noexcept;  // "rdp", "prv"
+// The inverse of accountant_name; InvalidArgument naming the text otherwise.
+Accountant parse_accountant(const std::string& name);
+
 struct EpsilonResult {
   // The ε to report: a guarantee. rdp: its bound. prv: epsilon_upper.
   double epsilon = 0.0;
@@ -47,7 +54,7 @@ struct EpsilonResult {
   // prv: the accuracy parameters used (delta_error after its default is applied). rdp: 0.
   double eps_error = 0.0;
   double delta_error = 0.0;
-  std::string accountant;  // "rdp" or "prv"
+  Accountant accountant = Accountant::Rdp;
 };
 
 // Throw InvalidArgument unless σ > 0 and finite, q ∈ (0, 1] and steps ≥ 0 for every phase,
@@ -94,15 +101,15 @@ struct PrvAccuracy {
 
 // ---- both (privacy/calibrate.cpp) ------------------------------------------------------------
 
-// accountant: "rdp" or "prv" (with the given accuracy; rdp ignores it).
-EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta,
+// With the given accuracy for prv; rdp ignores it.
+EpsilonResult compute_epsilon(Accountant accountant, const std::vector<SgmPhase>& phases, double delta,
                               const PrvAccuracy& accuracy = {});
 
 // The smallest noise multiplier σ (to relative precision rel_tol) whose reported ε is at most
 // target_epsilon for `steps` steps at sampling rate q: compute_epsilon(accountant,
 // {{σ, q, steps}}, δ).epsilon ≤ target_epsilon always holds for the returned σ (bisection keeps
 // the upper end on the safe side). steps must be ≥ 1.
-double calibrate_noise_multiplier(const std::string& accountant, double target_epsilon, double q, std::int64_t steps,
+double calibrate_noise_multiplier(Accountant accountant, double target_epsilon, double q, std::int64_t steps,
                                   double delta, double rel_tol = 1e-3, const PrvAccuracy& accuracy = {});
 
 }  // namespace aegis::privacy

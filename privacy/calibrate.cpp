@@ -9,11 +9,6 @@ namespace aegis::privacy {
 
 namespace {
 
-void check_accountant(const std::string& accountant) {
-  AEGIS_CHECK(accountant == "rdp" || accountant == "prv",
-              "unknown accountant '" << accountant << "' (expected rdp or prv)");
-}
-
 // Noise multipliers searched for a target: below 1e-3 every accountant reports ε in the
 // thousands, above 1e7 the ε of any realistic run is ~0.
 constexpr double kMinSigma = 1e-3;
@@ -56,16 +51,24 @@ double bisect_sigma(const std::function<double(double)>& epsilon_of, double targ
 
 }  // namespace
 
-EpsilonResult compute_epsilon(const std::string& accountant, const std::vector<SgmPhase>& phases, double delta,
-                              const PrvAccuracy& accuracy) {
-  check_accountant(accountant);
-  return accountant == "rdp" ? rdp_epsilon(phases, delta)
-                             : prv_epsilon(phases, delta, accuracy.eps_error, accuracy.delta_error);
+const char* accountant_name(Accountant accountant) noexcept {
+  return accountant == Accountant::Rdp ? "rdp" : "prv";
 }
 
-double calibrate_noise_multiplier(const std::string& accountant, double target_epsilon, double q, std::int64_t steps,
+Accountant parse_accountant(const std::string& name) {
+  for (Accountant a : {Accountant::Rdp, Accountant::Prv})
+    if (name == accountant_name(a)) return a;
+  AEGIS_THROW(InvalidArgument, "unknown accountant '" << name << "' (expected rdp or prv)");
+}
+
+EpsilonResult compute_epsilon(Accountant accountant, const std::vector<SgmPhase>& phases, double delta,
+                              const PrvAccuracy& accuracy) {
+  return accountant == Accountant::Rdp ? rdp_epsilon(phases, delta)
+                                       : prv_epsilon(phases, delta, accuracy.eps_error, accuracy.delta_error);
+}
+
+double calibrate_noise_multiplier(Accountant accountant, double target_epsilon, double q, std::int64_t steps,
                                   double delta, double rel_tol, const PrvAccuracy& accuracy) {
-  check_accountant(accountant);
   AEGIS_CHECK(std::isfinite(target_epsilon) && target_epsilon > 0.0,
               "target epsilon " << target_epsilon << " must be positive and finite");
   check_phases({{1.0, q, steps}});
@@ -73,14 +76,14 @@ double calibrate_noise_multiplier(const std::string& accountant, double target_e
   check_delta(delta);
   AEGIS_CHECK(rel_tol > 0.0 && rel_tol < 0.5, "relative tolerance " << rel_tol << " must be in (0, 0.5)");
 
-  auto epsilon_with = [&](const std::string& name) {
-    return [&, name](double sigma) { return compute_epsilon(name, {{sigma, q, steps}}, delta, accuracy).epsilon; };
+  auto epsilon_with = [&](Accountant a) {
+    return [&, a](double sigma) { return compute_epsilon(a, {{sigma, q, steps}}, delta, accuracy).epsilon; };
   };
   // RDP is cheap: bracket from σ = 1 by doubling.
-  const double sigma_rdp = bisect_sigma(epsilon_with("rdp"), target_epsilon, 1.0, 2.0, rel_tol);
-  if (accountant == "rdp") return sigma_rdp;
+  const double sigma_rdp = bisect_sigma(epsilon_with(Accountant::Rdp), target_epsilon, 1.0, 2.0, rel_tol);
+  if (accountant == Accountant::Rdp) return sigma_rdp;
   // PRV is tighter, so its σ is usually a little below the RDP one: start there, step by 1.25.
-  return bisect_sigma(epsilon_with("prv"), target_epsilon, sigma_rdp, 1.25, rel_tol);
+  return bisect_sigma(epsilon_with(Accountant::Prv), target_epsilon, sigma_rdp, 1.25, rel_tol);
 }
 
 }  // namespace aegis::privacy

@@ -13,6 +13,31 @@
 
 namespace aegis::privacy {
 
+const char* clipping_name(Clipping clipping) noexcept {
+  switch (clipping) {
+    case Clipping::Flat: return "flat";
+    case Clipping::PerLayer: return "per-layer";
+    case Clipping::Adaptive: return "adaptive";
+  }
+  return "?";
+}
+
+Clipping parse_clipping(const std::string& name) {
+  for (Clipping c : {Clipping::Flat, Clipping::PerLayer, Clipping::Adaptive})
+    if (name == clipping_name(c)) return c;
+  AEGIS_THROW(InvalidArgument, "clipping '" << name << "' is not supported (expected flat, per-layer or adaptive)");
+}
+
+const char* sampling_name(Sampling sampling) noexcept {
+  return sampling == Sampling::Poisson ? "poisson" : "shuffle";
+}
+
+Sampling parse_sampling(const std::string& name) {
+  for (Sampling m : {Sampling::Poisson, Sampling::Shuffle})
+    if (name == sampling_name(m)) return m;
+  AEGIS_THROW(InvalidArgument, "sampling '" << name << "' is unknown (expected poisson or shuffle)");
+}
+
 std::int64_t PrivacyLedger::steps() const {
   std::int64_t t = 0;
   for (const SgmPhase& p : phases) t += p.steps;
@@ -29,10 +54,10 @@ std::map<std::string, std::string> PrivacyLedger::to_metadata() const {
   m["aegis.dp.max_grad_norm"] = num(max_grad_norm);
   m["aegis.dp.delta"] = num(delta);
   m["aegis.dp.epsilon"] = num(epsilon);
-  m["aegis.dp.accountant"] = accountant;
-  m["aegis.dp.clipping"] = clipping;
+  m["aegis.dp.accountant"] = accountant_name(accountant);
+  m["aegis.dp.clipping"] = clipping_name(clipping);
   m["aegis.dp.secure"] = secure ? "true" : "false";
-  m["aegis.dp.sampling"] = sampling;
+  m["aegis.dp.sampling"] = sampling_name(sampling);
   m["aegis.dp.steps"] = std::to_string(steps());
   if (!phases.empty()) {
     m["aegis.dp.noise_multiplier"] = num(phases.back().noise_multiplier);
@@ -52,10 +77,10 @@ PrivacyLedger PrivacyLedger::from_metadata(const std::map<std::string, std::stri
     l.max_grad_norm = std::stod(meta.at("aegis.dp.max_grad_norm"));
     l.delta = std::stod(meta.at("aegis.dp.delta"));
     l.epsilon = std::stod(meta.at("aegis.dp.epsilon"));
-    l.accountant = meta.at("aegis.dp.accountant");
-    l.clipping = meta.at("aegis.dp.clipping");
+    l.accountant = parse_accountant(meta.at("aegis.dp.accountant"));
+    l.clipping = parse_clipping(meta.at("aegis.dp.clipping"));
     l.secure = meta.at("aegis.dp.secure") == "true";
-    if (auto sm = meta.find("aegis.dp.sampling"); sm != meta.end()) l.sampling = sm->second;
+    if (auto sm = meta.find("aegis.dp.sampling"); sm != meta.end()) l.sampling = parse_sampling(sm->second);
     check_phases(l.phases);
   } catch (const std::exception& e) {
     AEGIS_THROW(IoError, source << ": malformed privacy ledger in the metadata (" << e.what() << ")");
@@ -76,34 +101,26 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
-                                  const DpTrainOptions& dp, const PrivacyLedger* previous,
-                                  const std::function<void(const DpStepInfo&)>& on_step,
-                                  const std::function<void(const DpEpochResult&)>& on_epoch) {
-  const std::int64_t n = train.size();
-  AEGIS_CHECK(n > 0, "training set '" << train.name << "' is empty");
+DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& dp, const PrivacyLedger* previous) {
+  AEGIS_CHECK(n > 0, "the training set is empty");
   nn::check_train_options(o);
   check_delta(dp.delta);
-  AEGIS_CHECK(std::isfinite(dp.max_grad_norm) && dp.max_grad_norm > 0.0,
-              "max grad norm " << dp.max_grad_norm << " must be positive and finite");
-  AEGIS_CHECK(dp.clipping == "flat" || dp.clipping == "per-layer" || dp.clipping == "adaptive",
-              "clipping '" << dp.clipping << "' is not supported (expected flat, per-layer or adaptive)");
-  const bool adaptive = dp.clipping == "adaptive";
-  AEGIS_CHECK(dp.sampling == "poisson" || dp.sampling == "shuffle",
-              "sampling '" << dp.sampling << "' is unknown (expected poisson or shuffle)");
-  const bool shuffle = dp.sampling == "shuffle";
-  AEGIS_CHECK(!(shuffle && dp.secure), "secure mode samples with Poisson sampling only");
+  const double max_grad_norm = dp.noise.max_grad_norm;
+  AEGIS_CHECK(std::isfinite(max_grad_norm) && max_grad_norm > 0.0,
+              "max grad norm " << max_grad_norm << " must be positive and finite");
+  const bool adaptive = dp.clipping == Clipping::Adaptive;
+  AEGIS_CHECK(!(dp.sampling == Sampling::Shuffle && dp.noise.secure), "secure mode samples with Poisson sampling only");
   if (adaptive) {
-    AEGIS_CHECK(dp.target_quantile > 0.0 && dp.target_quantile < 1.0,
-                "target quantile " << dp.target_quantile << " must be in (0, 1)");
-    AEGIS_CHECK(std::isfinite(dp.clip_lr) && dp.clip_lr > 0.0, "clip learning rate " << dp.clip_lr << " must be positive");
-    AEGIS_CHECK(dp.count_noise >= 0.0 && std::isfinite(dp.count_noise),
-                "count noise " << dp.count_noise << " must be non-negative (0: expected batch size / 20)");
-    AEGIS_CHECK(!dp.secure, "adaptive clipping is not available in secure mode");
+    const AdaptiveClipOptions& a = dp.adaptive;
+    AEGIS_CHECK(a.target_quantile > 0.0 && a.target_quantile < 1.0,
+                "target quantile " << a.target_quantile << " must be in (0, 1)");
+    AEGIS_CHECK(std::isfinite(a.clip_lr) && a.clip_lr > 0.0, "clip learning rate " << a.clip_lr << " must be positive");
+    AEGIS_CHECK(a.count_noise >= 0.0 && std::isfinite(a.count_noise),
+                "count noise " << a.count_noise << " must be non-negative (0: expected batch size / 20)");
+    AEGIS_CHECK(!dp.noise.secure, "adaptive clipping is not available in secure mode");
   }
-  AEGIS_CHECK(dp.accountant == "rdp" || dp.accountant == "prv",
-              "accountant '" << dp.accountant << "' is unknown (expected rdp or prv)");
-  double q = 0.0;
+  DpPlan plan;
+  double& q = plan.sampling_rate;
   if (dp.sampling_rate) {
     q = *dp.sampling_rate;
     AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
@@ -114,74 +131,158 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   if (previous && !previous->phases.empty()) {
     AEGIS_CHECK(previous->delta == dp.delta,
                 "resuming a ledger with delta " << previous->delta << " under a different delta " << dp.delta);
-    AEGIS_CHECK(previous->max_grad_norm == dp.max_grad_norm, "resuming a ledger with max grad norm "
-                                                                 << previous->max_grad_norm << " under a different one, "
-                                                                 << dp.max_grad_norm);
+    AEGIS_CHECK(previous->max_grad_norm == max_grad_norm, "resuming a ledger with max grad norm "
+                                                              << previous->max_grad_norm << " under a different one, "
+                                                              << max_grad_norm);
   }
-  const std::int64_t steps_per_epoch = dp_steps_per_epoch(q);
-  const std::int64_t total_steps = checked_mul(steps_per_epoch, o.epochs, "DP-SGD steps per epoch × epochs");
-
-  std::vector<SgmPhase> phases = previous ? previous->phases : std::vector<SgmPhase>{};
-  double sigma = dp.noise_multiplier;
+  plan.steps_per_epoch = dp_steps_per_epoch(q);
+  plan.steps = checked_mul(plan.steps_per_epoch, o.epochs, "DP-SGD steps per epoch × epochs");
+  double sigma = dp.noise.noise_multiplier;
   if (sigma == 0.0) {
     AEGIS_CHECK(std::isfinite(dp.target_epsilon) && dp.target_epsilon > 0.0,
                 "target epsilon " << dp.target_epsilon << " must be positive (or give a noise multiplier)");
-    AEGIS_CHECK(phases.empty(), "calibrating to a target epsilon while resuming is not supported: give "
-                                "--noise-multiplier for the new phase");
-    sigma = calibrate_noise_multiplier(dp.accountant, dp.target_epsilon, q, total_steps, dp.delta);
+    AEGIS_CHECK(!previous || previous->phases.empty(), "calibrating to a target epsilon while resuming is not "
+                                                       "supported: give --noise-multiplier for the new phase");
+    sigma = calibrate_noise_multiplier(dp.accountant, dp.target_epsilon, q, plan.steps, dp.delta);
   }
   AEGIS_CHECK(std::isfinite(sigma) && sigma > 0.0, "noise multiplier " << sigma << " must be positive and finite");
-  const double expected_batch = q * static_cast<double>(n);
+  plan.noise_multiplier = sigma;
+  plan.expected_batch_size = q * static_cast<double>(n);
   // Adaptive clipping splits σ between the gradient sum (σ_Δ) and the unclipped count (σ_b).
-  const double count_sigma = dp.count_noise > 0.0 ? dp.count_noise : expected_batch / 20.0;
-  double gradient_sigma = sigma;
+  plan.count_noise = dp.adaptive.count_noise > 0.0 ? dp.adaptive.count_noise : plan.expected_batch_size / 20.0;
+  plan.gradient_noise_multiplier = sigma;
   if (adaptive) {
+    const double count_sigma = plan.count_noise;
     AEGIS_CHECK(2.0 * count_sigma > sigma, "adaptive clipping needs count noise σ_b = "
                                                << count_sigma << " above σ/2 = " << sigma / 2
                                                << " (raise --count-noise or the batch size)");
-    gradient_sigma = 1.0 / std::sqrt(1.0 / (sigma * sigma) - 1.0 / (4.0 * count_sigma * count_sigma));
+    plan.gradient_noise_multiplier = 1.0 / std::sqrt(1.0 / (sigma * sigma) - 1.0 / (4.0 * count_sigma * count_sigma));
   }
+  // Noise and sampling are keyed by the full 64-bit global step (philox::step_key); a step beyond
+  // what the key holds would reuse an earlier step's noise and sample, so refuse such a run.
+  plan.steps_before = previous ? previous->steps() : 0;
+  constexpr auto kMaxStep = static_cast<std::int64_t>(philox::kMaxKeyedStep);
+  AEGIS_CHECK(plan.steps_before >= 0 && plan.steps_before <= kMaxStep && plan.steps <= kMaxStep - plan.steps_before,
+              "DP-SGD: " << plan.steps_before << " earlier steps + " << plan.steps << " new ones exceed the "
+                         << kMaxStep << " steps whose noise and sampling keys are distinct");
+  return plan;
+}
+
+namespace {
+
+// What one step did, summed over the chunks of its sample.
+struct StepOutcome {
+  double loss = 0.0;  // summed over the sample
+  std::int64_t clipped = 0, unclipped = 0, correct = 0;
+};
+
+// Forward, one backward pass of the summed loss, per-example clipping into the parameters'
+// gradients, chunk by chunk (on the GPU at a fixed capacity, padding rows masked out).
+StepOutcome clip_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
+                        std::int64_t chunk_cap, const ClipOptions& clip, Device device, std::int64_t step,
+                        float lr) {
+  StepOutcome out;
+  if (sample.empty()) return out;
+  for (const auto& chunk : split_into_chunks(sample, chunk_cap)) {
+    MaskedBatch b = gather_masked(train, chunk, chunk_cap, device);
+    nn::Var logits = model.forward(nn::Var(b.images, false));
+    // The summed loss makes row i of every captured output gradient example i's own.
+    nn::Var loss = nn::F::cross_entropy(logits, b.labels, nn::Reduction::None);
+    nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, b.labels.numel()}), nn::Var(b.mask.reshape({1, -1}), false),
+                                  nn::Var());
+    autograd::backward(total);
+    const bool padded = b.size < b.labels.numel();
+    const ClipStats st = clip_and_accumulate(model, clip, padded ? &b.mask : nullptr);
+    out.clipped += st.clipped;
+    out.unclipped += st.unclipped;
+    const double chunk_loss = total.value().item();
+    if (!std::isfinite(chunk_loss))
+      AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << step + 1 << " (learning rate "
+                                                        << lr << " may be too large)");
+    out.loss += chunk_loss;
+    // Padding rows (mask 0) sit after the b.size real ones: count the real rows only.
+    out.correct += nn::count_correct(logits.value().rows(0, b.size), b.labels.rows(0, b.size));
+  }
+  return out;
+}
+
+// The ledger of a finished run: the earlier phases and this one.
+PrivacyLedger ledger_after(const DpTrainOptions& dp, const PrivacyLedger* previous, const SgmPhase& phase,
+                           double epsilon) {
+  PrivacyLedger l;
+  l.phases = previous ? previous->phases : std::vector<SgmPhase>{};
+  l.phases.push_back(phase);
+  l.max_grad_norm = dp.noise.max_grad_norm;
+  l.delta = dp.delta;
+  l.accountant = dp.accountant;
+  l.clipping = dp.clipping;
+  l.sampling = dp.sampling == Sampling::Shuffle || (previous && previous->sampling == Sampling::Shuffle)
+                   ? Sampling::Shuffle
+                   : Sampling::Poisson;
+  l.secure = dp.noise.secure && (!previous || previous->phases.empty() || previous->secure);
+  l.epsilon = epsilon;
+  return l;
+}
+
+}  // namespace
+
+DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
+                                  const DpTrainOptions& dp, const PrivacyLedger* previous,
+                                  const std::function<void(const DpStepInfo&)>& on_step,
+                                  const std::function<void(const DpEpochResult&)>& on_epoch) {
+  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+  return train_dp_classifier(model, train, o, dp, plan_dp(train.size(), o, dp, previous), previous, on_step, on_epoch);
+}
+
+DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
+                                  const DpTrainOptions& dp, const DpPlan& plan, const PrivacyLedger* previous,
+                                  const std::function<void(const DpStepInfo&)>& on_step,
+                                  const std::function<void(const DpEpochResult&)>& on_epoch) {
+  const std::int64_t n = train.size();
+  AEGIS_CHECK(n > 0, "training set '" << train.name << "' is empty");
+  AEGIS_CHECK(plan.steps_per_epoch >= 1 && plan.steps == plan.steps_per_epoch * o.epochs &&
+                  plan.steps_before == (previous ? previous->steps() : 0),
+              "DP-SGD: the plan was made for other options (plan_dp with the same arguments)");
+  const bool adaptive = dp.clipping == Clipping::Adaptive;
+  const bool shuffle = dp.sampling == Sampling::Shuffle;
+  const double q = plan.sampling_rate;
 
   model.to(o.device);
   model.train(true);
   model.set_requires_grad(true);
   enable_per_example_capture(model, true);
-  ClipOptions clip;
-  clip.max_grad_norm = static_cast<float>(dp.max_grad_norm);
-  clip.method = dp.norm_method;
-  clip.per_layer = dp.clipping == "per-layer";
+  ClipOptions clip = dp.clip;
+  clip.max_grad_norm = static_cast<float>(dp.noise.max_grad_norm);
+  clip.per_layer = dp.clipping == Clipping::PerLayer;
 
-  DpNoiseOptions noise;
-  noise.noise_multiplier = gradient_sigma;
-  noise.max_grad_norm = dp.max_grad_norm;
-  noise.expected_batch_size = expected_batch;
+  DpNoiseOptions noise = dp.noise;
+  noise.noise_multiplier = plan.gradient_noise_multiplier;
+  noise.expected_batch_size = plan.expected_batch_size;
   noise.seed = o.seed;
-  noise.secure = dp.secure;
-  // Noise and sampling are keyed by the full 64-bit global step (philox::step_key); a step beyond
-  // what the key holds would reuse an earlier step's noise and sample, so refuse such a run.
-  const std::int64_t steps_before = previous ? previous->steps() : 0;
-  constexpr auto kMaxStep = static_cast<std::int64_t>(philox::kMaxKeyedStep);
-  AEGIS_CHECK(steps_before >= 0 && steps_before <= kMaxStep && total_steps <= kMaxStep - steps_before,
-              "DP-SGD: " << steps_before << " earlier steps + " << total_steps << " new ones exceed the " << kMaxStep
-                         << " steps whose noise and sampling keys are distinct");
-  noise.first_step = static_cast<std::uint64_t>(steps_before);
+  noise.first_step = static_cast<std::uint64_t>(plan.steps_before);
   std::unique_ptr<DpOptimizer> optimizer =
       make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
   // (gradient and count noise together), else what the optimizer really adds.
-  const double accounted_sigma = adaptive ? sigma : optimizer->effective_noise_multiplier();
-  double clip_norm = dp.max_grad_norm;
-  auto schedule = nn::make_schedule(o.schedule, o.lr, total_steps);
+  const double accounted_sigma = adaptive ? plan.noise_multiplier : optimizer->effective_noise_multiplier();
+  double clip_norm = dp.noise.max_grad_norm;
+  auto schedule = nn::make_schedule(o.schedule, o.lr, plan.steps);
   // Sampling continues the step counter of the ledger too: a resumed run draws fresh batches.
-  const PoissonSampler sampler(n, q, o.seed, dp.secure);
+  const PoissonSampler sampler(n, q, o.seed, dp.noise.secure);
   const std::int64_t capacity = sampler.capacity();
+  // On the CPU a batch is exactly the sample; on the GPU shapes stay fixed at `capacity`
+  // (padding rows have mask 0 and contribute nothing). A sample larger than the capacity is
+  // processed in chunks whose clipped sums add up before the one noisy update.
+  const auto chunk_capacity = [&](std::size_t sample_size) {
+    return o.device.is_cuda() ? capacity : std::max<std::int64_t>(1, static_cast<std::int64_t>(sample_size));
+  };
 
   DpTrainResult result;
-  result.noise_multiplier = sigma;
+  result.noise_multiplier = plan.noise_multiplier;
   result.sampling_rate = q;
   const auto t_start = std::chrono::steady_clock::now();
   DpStepInfo info;
-  info.total_steps = total_steps;
+  info.total_steps = plan.steps;
   for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     const auto t_epoch = std::chrono::steady_clock::now();
     double loss_sum = 0.0;
@@ -189,45 +290,19 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     std::vector<std::vector<std::int64_t>> epoch_batches;
     if (shuffle) {
       const auto batch = std::max<std::int64_t>(1, std::llround(q * static_cast<double>(n)));
-      epoch_batches = shuffled_batches(n, batch, o.seed, static_cast<std::uint32_t>(epoch + (previous ? previous->steps() : 0)));
+      epoch_batches = shuffled_batches(n, batch, o.seed, static_cast<std::uint32_t>(epoch + plan.steps_before));
     }
-    for (std::int64_t s = 0; s < steps_per_epoch; ++s) {
+    for (std::int64_t s = 0; s < plan.steps_per_epoch; ++s) {
       const float lr = schedule->lr_at(result.steps);
       optimizer->set_lr(lr);
       optimizer->zero_grad();
       const std::uint64_t global_step = noise.first_step + static_cast<std::uint64_t>(result.steps);
       const std::vector<std::int64_t> sample =
           shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
-      double step_loss = 0.0;
-      std::int64_t clipped = 0, unclipped = 0;
       clip.max_grad_norm = static_cast<float>(clip_norm);
-      // On the CPU a batch is exactly the sample; on the GPU shapes stay fixed at `capacity`
-      // (padding rows have mask 0 and contribute nothing). A sample larger than the capacity is
-      // processed in chunks whose clipped sums add up before the one noisy update.
-      const std::int64_t chunk_cap =
-          o.device.is_cuda() ? capacity : std::max<std::int64_t>(1, static_cast<std::int64_t>(sample.size()));
-      if (!sample.empty()) {
-        for (const auto& chunk : split_into_chunks(sample, chunk_cap)) {
-          MaskedBatch b = gather_masked(train, chunk, chunk_cap, o.device);
-          nn::Var logits = model.forward(nn::Var(b.images, false));
-          // The summed loss makes row i of every captured output gradient example i's own.
-          nn::Var loss = nn::F::cross_entropy(logits, b.labels, nn::Reduction::None);
-          nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, b.labels.numel()}), nn::Var(b.mask.reshape({1, -1}), false),
-                                        nn::Var());
-          autograd::backward(total);
-          const bool padded = b.size < b.labels.numel();
-          const ClipStats st = clip_and_accumulate(model, clip, padded ? &b.mask : nullptr);
-          clipped += st.clipped;
-          if (adaptive) unclipped += st.unclipped;
-          const double chunk_loss = total.value().item();
-          if (!std::isfinite(chunk_loss))
-            AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << result.steps + 1
-                                                              << " (learning rate " << lr << " may be too large)");
-          step_loss += chunk_loss;
-          // Padding rows (mask 0) sit after the b.size real ones: count the real rows only.
-          correct += nn::count_correct(logits.value().rows(0, b.size), b.labels.rows(0, b.size));
-        }
-      }
+      const StepOutcome step =
+          clip_sample(model, train, sample, chunk_capacity(sample.size()), clip, o.device, result.steps, lr);
+      correct += step.correct;
       optimizer->step();
       if (adaptive) {
         // The count's noise: this step's key at the first index past every gradient element
@@ -235,26 +310,26 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
         // independent, so sharing a block with index P−1 is harmless).
         const philox::Key key = philox::step_key(o.seed, philox::kPurposeDpNoise, global_step);
         const double z = philox::normal_double(key, static_cast<std::uint64_t>(model.num_parameters()));
-        const double fraction = (static_cast<double>(unclipped) + count_sigma * z) / expected_batch;
-        clip_norm *= std::exp(-dp.clip_lr * (fraction - dp.target_quantile));
-        optimizer->set_noise(gradient_sigma, clip_norm);
+        const double fraction = (static_cast<double>(step.unclipped) + plan.count_noise * z) / plan.expected_batch_size;
+        clip_norm *= std::exp(-dp.adaptive.clip_lr * (fraction - dp.adaptive.target_quantile));
+        optimizer->set_noise(plan.gradient_noise_multiplier, clip_norm);
       }
       const auto bsize = static_cast<std::int64_t>(sample.size());
-      loss_sum += step_loss;
+      loss_sum += step.loss;
       seen += bsize;
       ++result.steps;
       if (on_step) {
         info.epoch = epoch;
         info.step = result.steps;
         info.batch_size = bsize;
-        info.clipped = clipped;
+        info.clipped = step.clipped;
         info.max_grad_norm = clip.max_grad_norm;
-        info.loss = bsize ? step_loss / static_cast<double>(bsize) : 0.0;
+        info.loss = bsize ? step.loss / static_cast<double>(bsize) : 0.0;
         info.lr = lr;
         on_step(info);
       }
     }
-    std::vector<SgmPhase> so_far = phases;
+    std::vector<SgmPhase> so_far = previous ? previous->phases : std::vector<SgmPhase>{};
     so_far.push_back({accounted_sigma, q, result.steps});
     DpEpochResult er;
     er.epoch = epoch + 1;
@@ -266,15 +341,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     if (on_epoch) on_epoch(er);
   }
   enable_per_example_capture(model, false);
-  phases.push_back({accounted_sigma, q, result.steps});
-  result.ledger.phases = phases;
-  result.ledger.max_grad_norm = dp.max_grad_norm;
-  result.ledger.delta = dp.delta;
-  result.ledger.accountant = dp.accountant;
-  result.ledger.clipping = dp.clipping;
-  result.ledger.sampling = shuffle || (previous && previous->sampling == "shuffle") ? "shuffle" : "poisson";
-  result.ledger.secure = dp.secure && (!previous || previous->phases.empty() || previous->secure);
-  result.ledger.epsilon = result.epochs.back().epsilon;
+  result.ledger = ledger_after(dp, previous, {accounted_sigma, q, result.steps}, result.epochs.back().epsilon);
   result.seconds = seconds_since(t_start);
   return result;
 }

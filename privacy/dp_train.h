@@ -19,33 +19,71 @@
 #include "nn/module.h"
 #include "nn/train.h"
 #include "privacy/accountant.h"
+#include "privacy/noise.h"
 #include "privacy/per_example.h"
 
 namespace aegis::privacy {
 
-struct DpTrainOptions {
-  double noise_multiplier = 0.0;  // σ; 0 means: calibrate it to target_epsilon
-  double target_epsilon = 0.0;    // used when noise_multiplier is 0
-  double delta = 1e-5;
-  double max_grad_norm = 1.0;     // C
-  std::optional<double> sampling_rate;  // q in (0, 1]; unset: batch_size / N
-  std::string clipping = "flat";  // flat | per-layer | adaptive
-  // Adaptive clipping (Andrew, Thakkar, McMahan, Ramaswamy 2021, "Differentially private learning
-  // with adaptive clipping", Alg. 1 with the geometric update): after each step
-  //   b̃ = (Σ_i 1[‖g_i‖ ≤ C] + N(0, σ_b²)) / (qN),   C ← C·exp(−η·(b̃ − γ)),
-  // starting from max_grad_norm. The count is released with noise σ_b, so the gradient noise
-  // multiplier becomes σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2) (their Thm 1: the pair is then one Gaussian
-  // mechanism of multiplier σ, which is what the accountant composes). Needs 2σ_b > σ.
+// How per-example gradients are bounded: one norm C over all layers (flat), one C_l per layer
+// (per-layer), or a C that follows a quantile of the gradient norms (adaptive).
+enum class Clipping { Flat, PerLayer, Adaptive };
+const char* clipping_name(Clipping clipping) noexcept;  // "flat", "per-layer", "adaptive"
+Clipping parse_clipping(const std::string& name);        // InvalidArgument naming the text otherwise
+// How batches are drawn: Poisson sampling (what the accountants assume) or fixed-size batches of
+// a shuffled order, each example once per epoch. The ε reported for Shuffle is the Poisson
+// accountant's number, which is NOT a proven guarantee for shuffled batches; the ledger records
+// the sampling used.
+enum class Sampling { Poisson, Shuffle };
+const char* sampling_name(Sampling sampling) noexcept;  // "poisson", "shuffle"
+Sampling parse_sampling(const std::string& name);
+
+// Adaptive clipping (Andrew, Thakkar, McMahan, Ramaswamy 2021, "Differentially private learning
+// with adaptive clipping", Alg. 1 with the geometric update): after each step
+//   b̃ = (Σ_i 1[‖g_i‖ ≤ C] + N(0, σ_b²)) / (qN),   C ← C·exp(−η·(b̃ − γ)),
+// starting from the noise options' max_grad_norm. The count is released with noise σ_b, so the
+// gradient noise multiplier becomes σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2) (their Thm 1: the pair is then
+// one Gaussian mechanism of multiplier σ, which is what the accountant composes). Needs 2σ_b > σ.
+struct AdaptiveClipOptions {
   double target_quantile = 0.5;  // γ
   double clip_lr = 0.2;          // η
   double count_noise = 0.0;      // σ_b; 0 means qN/20 (the paper's recommendation)
-  std::string accountant = "rdp";  // rdp | prv
-  NormMethod norm_method = NormMethod::Auto;
-  bool secure = false;            // OS-seeded cryptographic sampling and noise (CPU noise)
-  // "poisson" (what the accountants assume) or "shuffle": fixed-size batches of a shuffled order,
-  // each example once per epoch. The ε reported for "shuffle" is the Poisson accountant's number,
-  // which is NOT a proven guarantee for shuffled batches; the ledger records the sampling used.
-  std::string sampling = "poisson";
+};
+
+struct DpTrainOptions {
+  // σ (noise_multiplier; 0 means: calibrate it to target_epsilon), C (max_grad_norm, the
+  // starting C under adaptive clipping) and secure (OS-seeded cryptographic sampling and noise).
+  // The trainer fills in the rest (expected batch size, seed, first step) from the plan.
+  DpNoiseOptions noise = default_noise();
+  // The norm method, and the per-layer norms of per-layer clipping (empty: C/√L each). The
+  // trainer sets max_grad_norm (from noise.max_grad_norm, moving under adaptive clipping) and
+  // per_layer (from `clipping`).
+  ClipOptions clip;
+  Clipping clipping = Clipping::Flat;
+  AdaptiveClipOptions adaptive;  // with Clipping::Adaptive
+  double target_epsilon = 0.0;   // used when noise.noise_multiplier is 0
+  double delta = 1e-5;
+  std::optional<double> sampling_rate;  // q in (0, 1]; unset: batch_size / N
+  Accountant accountant = Accountant::Rdp;
+  Sampling sampling = Sampling::Poisson;
+
+  static DpNoiseOptions default_noise() {
+    DpNoiseOptions n;
+    n.max_grad_norm = 1.0;
+    return n;
+  }
+};
+
+// What a run will do, decided before its first step: q, the steps, σ (calibrated when asked
+// for) and how adaptive clipping splits it. train_dp_classifier follows it; a front end shows it.
+struct DpPlan {
+  double sampling_rate = 0.0;           // q
+  std::int64_t steps_per_epoch = 0;     // round(1/q)
+  std::int64_t steps = 0;               // this run's: epochs × steps_per_epoch
+  std::int64_t steps_before = 0;        // the resumed ledger's
+  double noise_multiplier = 0.0;        // σ, the mechanism's (given or calibrated)
+  double gradient_noise_multiplier = 0.0;  // σ_Δ added to the gradient sum (σ unless adaptive)
+  double count_noise = 0.0;             // σ_b of the unclipped count (adaptive only)
+  double expected_batch_size = 0.0;     // q·N
 };
 
 // What a model trained with DP carries: the phases that were composed, and the resulting ε.
@@ -54,9 +92,9 @@ struct PrivacyLedger {
   double max_grad_norm = 0.0;
   double delta = 0.0;
   double epsilon = 0.0;
-  std::string accountant;
-  std::string clipping;
-  std::string sampling = "poisson";  // "shuffle" if any phase used shuffled batches
+  Accountant accountant = Accountant::Rdp;
+  Clipping clipping = Clipping::Flat;
+  Sampling sampling = Sampling::Poisson;  // Shuffle if any phase used shuffled batches
   bool secure = false;
   std::int64_t steps() const;
   // Keys "aegis.dp.*" (phases as JSON) for the model file, and back. from_metadata returns an
@@ -90,11 +128,21 @@ struct DpTrainResult {
   std::vector<DpEpochResult> epochs;
 };
 
-// Trains `model` in place with DP-SGD. `train_options` gives epochs, batch size (the expected
-// batch size when sampling_rate is 0), lr, optimizer (sgd | adam | adamw), schedule, seed and
-// device. `previous` (may be null) is the ledger of the checkpoint the model was loaded from.
-// Throws InvalidArgument for out-of-range hyperparameters (σ ≤ 0, q ∉ (0,1], δ ∉ (0,1), ε ≤ 0,
-// C ≤ 0, ...), NumericError if training diverges.
+// Checks the options (InvalidArgument for out-of-range hyperparameters: σ ≤ 0, q ∉ (0,1],
+// δ ∉ (0,1), ε ≤ 0, C ≤ 0, a resumed ledger with another δ or C, ...) and plans the run on a
+// training set of `dataset_size` examples; calibrates σ when asked to.
+DpPlan plan_dp(std::int64_t dataset_size, const nn::TrainOptions& train_options, const DpTrainOptions& dp,
+               const PrivacyLedger* previous = nullptr);
+
+// Trains `model` in place with DP-SGD, following `plan` (from plan_dp with the same arguments).
+// `train_options` gives epochs, batch size (the expected batch size when sampling_rate is unset),
+// lr, optimizer (sgd | adam | adamw), schedule, seed and device. `previous` (may be null) is the
+// ledger of the checkpoint the model was loaded from. NumericError if training diverges.
+DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& train_options,
+                                  const DpTrainOptions& dp, const DpPlan& plan, const PrivacyLedger* previous = nullptr,
+                                  const std::function<void(const DpStepInfo&)>& on_step = {},
+                                  const std::function<void(const DpEpochResult&)>& on_epoch = {});
+// The same, planning the run itself.
 DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& train_options,
                                   const DpTrainOptions& dp, const PrivacyLedger* previous = nullptr,
                                   const std::function<void(const DpStepInfo&)>& on_step = {},

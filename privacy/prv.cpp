@@ -213,7 +213,7 @@ EpsilonResult detail::prv_epsilon_by(const std::vector<SgmPhase>& phases, double
   if (delta_error == 0.0) delta_error = delta / 1000.0;
   EpsilonResult r;
   r.delta = delta;
-  r.accountant = "prv";
+  r.accountant = Accountant::Prv;
   r.eps_error = eps_error;
   r.delta_error = delta_error;
   std::vector<PrvPhase> active;

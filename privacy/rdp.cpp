@@ -154,7 +154,7 @@ EpsilonResult rdp_to_epsilon(const std::vector<double>& orders, const std::vecto
                                                                   << " values");
   EpsilonResult r;
   r.delta = delta;
-  r.accountant = "rdp";
+  r.accountant = Accountant::Rdp;
   r.epsilon = std::numeric_limits<double>::infinity();
   bool any_loss = false;
   for (std::size_t i = 0; i < orders.size(); ++i) {

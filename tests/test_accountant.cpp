@@ -109,7 +109,7 @@ TEST(Rdp, PublishedValues) {
   const EpsilonResult r = privacy::rdp_epsilon({{1.5, 0.04, 2250}}, 1e-5);
   EXPECT_NEAR(r.epsilon, 7.3291, 5e-5);
   EXPECT_DOUBLE_EQ(r.best_order, 3.9);
-  EXPECT_EQ(r.accountant, "rdp");
+  EXPECT_EQ(r.accountant, privacy::Accountant::Rdp);
   EXPECT_EQ(r.epsilon_upper, r.epsilon);
   EXPECT_EQ(r.epsilon_lower, 0.0);
   // Abadi et al. 2016's MNIST setting with the improved conversion: ≈ 1.036 (3 decimals).
@@ -136,7 +136,7 @@ TEST(Prv, PublishedValueAndOrdering) {
   EXPECT_NEAR(r.epsilon_upper, 6.7774, 5e-5);
   EXPECT_NEAR(r.epsilon_estimate, 6.7670, 5e-5);
   EXPECT_EQ(r.epsilon, r.epsilon_upper);
-  EXPECT_EQ(r.accountant, "prv");
+  EXPECT_EQ(r.accountant, privacy::Accountant::Prv);
   EXPECT_LE(r.epsilon_lower, r.epsilon_estimate);
   EXPECT_LE(r.epsilon_estimate, r.epsilon_upper);
   // The bounds are the estimate ± eps_error plus the change of ε̃ over δ ± δ/1000 (tiny here).
@@ -206,15 +206,15 @@ TEST(Accountant, SplittingAPhaseChangesNothing) {
 
 TEST(Accountant, ZeroStepsSpendNothing) {
   for (const std::string acc : {"rdp", "prv"}) {
-    EXPECT_EQ(privacy::compute_epsilon(acc, {{1.0, 0.1, 0}}, 1e-5).epsilon, 0.0) << acc;
-    EXPECT_EQ(privacy::compute_epsilon(acc, {}, 1e-5).epsilon, 0.0) << acc;
+    EXPECT_EQ(privacy::compute_epsilon(privacy::parse_accountant(acc), {{1.0, 0.1, 0}}, 1e-5).epsilon, 0.0) << acc;
+    EXPECT_EQ(privacy::compute_epsilon(privacy::parse_accountant(acc), {}, 1e-5).epsilon, 0.0) << acc;
   }
 }
 
 TEST(Accountant, Monotonicity) {
   for (const std::string acc : {"rdp", "prv"}) {
     auto eps = [&](double sigma, double q, std::int64_t t) {
-      return privacy::compute_epsilon(acc, {{sigma, q, t}}, 1e-5).epsilon;
+      return privacy::compute_epsilon(privacy::parse_accountant(acc), {{sigma, q, t}}, 1e-5).epsilon;
     };
     const double base = eps(1.2, 0.02, 500);
     EXPECT_GT(eps(1.0, 0.02, 500), base) << acc << ": less noise must spend more";
@@ -223,7 +223,7 @@ TEST(Accountant, Monotonicity) {
     EXPECT_LT(eps(1.2, 0.01, 500), base) << acc;
     EXPECT_GT(eps(1.2, 0.02, 800), base) << acc << ": more steps must spend more";
     EXPECT_LT(eps(1.2, 0.02, 300), base) << acc;
-    EXPECT_GT(privacy::compute_epsilon(acc, {{1.2, 0.02, 500}}, 1e-7).epsilon, base) << acc << ": smaller delta";
+    EXPECT_GT(privacy::compute_epsilon(privacy::parse_accountant(acc), {{1.2, 0.02, 500}}, 1e-7).epsilon, base) << acc << ": smaller delta";
   }
 }
 
@@ -235,12 +235,12 @@ TEST(Accountant, CalibrationRoundTrip) {
   };
   for (const Case& c : {Case{"rdp", 3.0, 0.01, 5000}, Case{"rdp", 0.5, 1.0, 1}, Case{"rdp", 8.0, 0.04, 2250},
                         Case{"prv", 2.0, 0.02, 1000}}) {
-    const double sigma = privacy::calibrate_noise_multiplier(c.accountant, c.target, c.q, c.steps, 1e-5);
-    const double eps = privacy::compute_epsilon(c.accountant, {{sigma, c.q, c.steps}}, 1e-5).epsilon;
+    const double sigma = privacy::calibrate_noise_multiplier(privacy::parse_accountant(c.accountant), c.target, c.q, c.steps, 1e-5);
+    const double eps = privacy::compute_epsilon(privacy::parse_accountant(c.accountant), {{sigma, c.q, c.steps}}, 1e-5).epsilon;
     EXPECT_LE(eps, c.target) << c.accountant << " never overshoots";
     // σ is found to 1e-3 relatively and dε/dσ·σ/ε is O(1), so ε lands within ~0.3% below target.
     EXPECT_GE(eps, 0.99 * c.target) << c.accountant;
-    const double less = privacy::compute_epsilon(c.accountant, {{sigma * (1 - 2e-3), c.q, c.steps}}, 1e-5).epsilon;
+    const double less = privacy::compute_epsilon(privacy::parse_accountant(c.accountant), {{sigma * (1 - 2e-3), c.q, c.steps}}, 1e-5).epsilon;
     EXPECT_GT(less, c.target) << c.accountant << ": a σ 0.2% smaller must overshoot (σ is tight)";
   }
 }
@@ -256,7 +256,7 @@ TEST(Accountant, BadInputsThrowNamingTheValue) {
   };
   for (const std::string acc : {"rdp", "prv"}) {
     auto eps = [&](double sigma, double q, std::int64_t t, double delta) {
-      return [=] { privacy::compute_epsilon(acc, {{sigma, q, t}}, delta); };
+      return [=] { privacy::compute_epsilon(privacy::parse_accountant(acc), {{sigma, q, t}}, delta); };
     };
     expect_invalid(eps(0.0, 0.1, 10, 1e-5), "noise multiplier 0");
     expect_invalid(eps(-1.0, 0.1, 10, 1e-5), "noise multiplier -1");
@@ -270,15 +270,15 @@ TEST(Accountant, BadInputsThrowNamingTheValue) {
     expect_invalid(eps(1.0, 0.1, 10, 1.0), "delta 1");
     expect_invalid(
         [&] {
-          privacy::compute_epsilon(acc, {{1.0, 0.1, 10}, {2.0, -0.5, 3}}, 1e-5);
+          privacy::compute_epsilon(privacy::parse_accountant(acc), {{1.0, 0.1, 10}, {2.0, -0.5, 3}}, 1e-5);
         },
         "phase 1: sampling rate -0.5");
-    expect_invalid([&] { privacy::calibrate_noise_multiplier(acc, 0.0, 0.1, 100, 1e-5); }, "target epsilon 0");
-    expect_invalid([&] { privacy::calibrate_noise_multiplier(acc, -2.0, 0.1, 100, 1e-5); }, "target epsilon -2");
-    expect_invalid([&] { privacy::calibrate_noise_multiplier(acc, 1.0, 0.1, 0, 1e-5); }, "steps 0");
-    expect_invalid([&] { privacy::calibrate_noise_multiplier(acc, 1.0, 0.1, 100, 2.0); }, "delta 2");
+    expect_invalid([&] { privacy::calibrate_noise_multiplier(privacy::parse_accountant(acc), 0.0, 0.1, 100, 1e-5); }, "target epsilon 0");
+    expect_invalid([&] { privacy::calibrate_noise_multiplier(privacy::parse_accountant(acc), -2.0, 0.1, 100, 1e-5); }, "target epsilon -2");
+    expect_invalid([&] { privacy::calibrate_noise_multiplier(privacy::parse_accountant(acc), 1.0, 0.1, 0, 1e-5); }, "steps 0");
+    expect_invalid([&] { privacy::calibrate_noise_multiplier(privacy::parse_accountant(acc), 1.0, 0.1, 100, 2.0); }, "delta 2");
   }
-  expect_invalid([] { privacy::compute_epsilon("moments", {{1.0, 0.1, 10}}, 1e-5); }, "unknown accountant 'moments'");
+  expect_invalid([] { privacy::parse_accountant("moments"); }, "unknown accountant 'moments'");
   expect_invalid([] { privacy::rdp_sampled_gaussian(0.1, 1.0, 1.0); }, "RDP order 1");
   expect_invalid([] { privacy::rdp_sampled_gaussian(1.1, 1.0, 2.0); }, "sampling rate 1.1");
   expect_invalid([] { privacy::prv_epsilon({{1.0, 0.1, 10}}, 1e-5, 0.0); }, "eps_error 0");
@@ -321,7 +321,7 @@ TEST(AccountCli, TargetEpsilonPrintsTheCalibratedNoise) {
   const CliRun r = run_cli("account --sampling-rate 0.01 --target-epsilon 3 --steps 5000 --delta 1e-5 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
-  EXPECT_EQ(j["noise_multiplier"].get<double>(), privacy::calibrate_noise_multiplier("rdp", 3.0, 0.01, 5000, 1e-5));
+  EXPECT_EQ(j["noise_multiplier"].get<double>(), privacy::calibrate_noise_multiplier(privacy::Accountant::Rdp, 3.0, 0.01, 5000, 1e-5));
   EXPECT_LE(j["epsilon"].get<double>(), 3.0);
   EXPECT_EQ(j["target_epsilon"].get<double>(), 3.0);
 }
@@ -353,7 +353,7 @@ TEST(AccountCli, BadInputGivesClearErrors) {
       {"account" + ok + " --target-epsilon -1", "--target-epsilon: -1 is not in (0, inf)"},
       {"account" + ok, "exactly one of --noise-multiplier"},
       {"account" + ok + " --noise-multiplier 1 --target-epsilon 2", "exactly one of --noise-multiplier"},
-      {"account" + ok + " --noise-multiplier 1 --accountant moments", "unknown accountant 'moments'"},
+      {"account" + ok + " --noise-multiplier 1 --accountant moments", "--accountant: 'moments' is not one of rdp, prv"},
   };
   for (const Case& c : cases) {
     const CliRun r = run_cli(c.args);

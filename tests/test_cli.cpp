@@ -88,7 +88,7 @@ TEST(Cli, BadInputGivesClearErrors) {
       {"train --data digits --model mlp --dp --noise-multiplier 1 --max-grad-norm 0 --quiet --out " + model,
        "--max-grad-norm: 0 is not in (0, inf)"},
       {"train --data digits --model mlp --dp --noise-multiplier 1 --clipping sideways --quiet --out " + model,
-       "clipping 'sideways'"},
+       "--clipping: 'sideways' is not one of flat, per-layer, adaptive"},
       {"train --data digits --model mlp --optimizer adam --momentum 0.9 --quiet --out " + model, "momentum 0.9"},
   };
   for (const Case& c : cases) {

@@ -99,8 +99,8 @@ TEST(TrainingCuda, StandardTrainingMatchesCpu) {
 TEST(TrainingCuda, DpTrainingMatchesCpuAndKeepsTheLedger) {
   AEGIS_REQUIRE_GPU();
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.1;
-  dp.max_grad_norm = 1.0;
+  dp.noise.noise_multiplier = 1.1;
+  dp.noise.max_grad_norm = 1.0;
   dp.delta = 1e-5;
   auto cpu_model = digits_mlp(), gpu_model = digits_mlp();
   const auto a = privacy::train_dp_classifier(*cpu_model, digits().train, digits_options(Device::cpu()), dp);

@@ -37,8 +37,8 @@ TEST(DpTrain, ReportsTheAccountantsEpsilonAndLearns) {
   const nn::Dataset data = toy_dataset(512, 1);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 2});
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 0.8;
-  dp.max_grad_norm = 1.0;
+  dp.noise.noise_multiplier = 0.8;
+  dp.noise.max_grad_norm = 1.0;
   dp.delta = 1e-3;
   nn::TrainOptions o = small_options();
   o.epochs = 8;
@@ -68,7 +68,7 @@ TEST(DpTrain, LedgerTravelsWithTheModelAndResumeComposes) {
   nn::ModelSpec spec{"mlp", {1, 4, 4}, 2, "", 5};
   auto model = nn::build_model(spec);
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.1;
+  dp.noise.noise_multiplier = 1.1;
   dp.delta = 1e-3;
   const privacy::DpTrainResult first = privacy::train_dp_classifier(*model, data, small_options(), dp);
   nn::save_classifier(path, *model, spec, first.ledger.to_metadata());
@@ -82,7 +82,7 @@ TEST(DpTrain, LedgerTravelsWithTheModelAndResumeComposes) {
 
   // A second phase with other σ and q: the ledger composes both, and ε grows accordingly.
   privacy::DpTrainOptions dp2 = dp;
-  dp2.noise_multiplier = 2.0;
+  dp2.noise.noise_multiplier = 2.0;
   dp2.sampling_rate = 0.25;
   const privacy::DpTrainResult second = privacy::train_dp_classifier(*loaded.model, data, small_options(), dp2, &ledger);
   ASSERT_EQ(second.ledger.phases.size(), 2u);
@@ -111,10 +111,10 @@ TEST(DpTrain, AdaptiveClippingTracksTheNormQuantileAndAccountsSigma) {
   const nn::Dataset data = toy_dataset(1024, 12);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 13});
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.0;
+  dp.noise.noise_multiplier = 1.0;
   dp.delta = 1e-3;
-  dp.clipping = "adaptive";
-  dp.max_grad_norm = 20.0;  // far above every per-example norm: C must come down
+  dp.clipping = privacy::Clipping::Adaptive;
+  dp.noise.max_grad_norm = 20.0;  // far above every per-example norm: C must come down
   nn::TrainOptions o = small_options();
   o.batch_size = 128;
   o.epochs = 6;
@@ -137,7 +137,7 @@ TEST(DpTrain, AdaptiveClippingTracksTheNormQuantileAndAccountsSigma) {
   // The accountant composes σ itself: gradient and count noise together are one Gaussian of σ.
   EXPECT_DOUBLE_EQ(r.ledger.epsilon, privacy::rdp_epsilon({{1.0, 128.0 / 1024, 48}}, 1e-3).epsilon);
   // σ_b must exceed σ/2.
-  dp.count_noise = 0.4;
+  dp.adaptive.count_noise = 0.4;
   EXPECT_THROW(privacy::train_dp_classifier(*model, data, o, dp), InvalidArgument);
 }
 
@@ -145,17 +145,16 @@ TEST(DpTrain, ShuffledBatchesAreFixedSizeAndLabeledInTheLedger) {
   const nn::Dataset data = toy_dataset(256, 14);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 15});
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.0;
+  dp.noise.noise_multiplier = 1.0;
   dp.delta = 1e-3;
-  dp.sampling = "shuffle";
+  dp.sampling = privacy::Sampling::Shuffle;
   std::vector<std::int64_t> sizes;
   const privacy::DpTrainResult r = privacy::train_dp_classifier(
       *model, data, small_options(), dp, nullptr, [&](const privacy::DpStepInfo& s) { sizes.push_back(s.batch_size); });
   EXPECT_EQ(sizes, std::vector<std::int64_t>(24, 32));  // 3 epochs × 8 batches of exactly 32
-  EXPECT_EQ(r.ledger.sampling, "shuffle");
+  EXPECT_EQ(r.ledger.sampling, privacy::Sampling::Shuffle);
   EXPECT_EQ(r.ledger.to_metadata().at("aegis.dp.sampling"), "shuffle");
-  dp.sampling = "bernoulli";
-  EXPECT_THROW(privacy::train_dp_classifier(*model, data, small_options(), dp), InvalidArgument);
+  EXPECT_THROW(privacy::parse_sampling("bernoulli"), InvalidArgument);
 }
 
 TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
@@ -165,25 +164,25 @@ TEST(DpTrain, RejectsOutOfRangeHyperparameters) {
     EXPECT_THROW(privacy::train_dp_classifier(*model, data, o, dp), InvalidArgument);
   };
   privacy::DpTrainOptions ok;
-  ok.noise_multiplier = 1.0;
+  ok.noise.noise_multiplier = 1.0;
   ok.delta = 1e-3;
   auto with = [&](auto change) {
     privacy::DpTrainOptions d = ok;
     change(d);
     return d;
   };
-  expect_bad(with([](auto& d) { d.noise_multiplier = -1.0; }));
-  expect_bad(with([](auto& d) { d.noise_multiplier = 0.0; }));  // and no target ε
+  expect_bad(with([](auto& d) { d.noise.noise_multiplier = -1.0; }));
+  expect_bad(with([](auto& d) { d.noise.noise_multiplier = 0.0; }));  // and no target ε
   expect_bad(with([](auto& d) { d.delta = 0.0; }));
   expect_bad(with([](auto& d) { d.delta = 1.0; }));
   expect_bad(with([](auto& d) { d.sampling_rate = 1.5; }));
   expect_bad(with([](auto& d) { d.sampling_rate = -0.1; }));
   expect_bad(with([](auto& d) { d.sampling_rate = 0.0; }));  // unset means batch / N; 0 is an error
-  expect_bad(with([](auto& d) { d.max_grad_norm = 0.0; }));
-  expect_bad(with([](auto& d) { d.clipping = "adaptive-ish"; }));
-  expect_bad(with([](auto& d) { d.accountant = "moments"; }));
+  expect_bad(with([](auto& d) { d.noise.max_grad_norm = 0.0; }));
+  EXPECT_THROW(privacy::parse_clipping("adaptive-ish"), InvalidArgument);
+  EXPECT_THROW(privacy::parse_accountant("moments"), InvalidArgument);
   expect_bad(with([](auto& d) {
-    d.noise_multiplier = 0.0;
+    d.noise.noise_multiplier = 0.0;
     d.target_epsilon = -1.0;
   }));
   nn::TrainOptions big = small_options();
@@ -211,14 +210,14 @@ TEST(DpTrain, StepsBeyondTheKeySpaceAreRefused) {
   const nn::Dataset data = toy_dataset(64, 8);
   auto model = nn::build_model({"mlp", {1, 4, 4}, 2, "", 9});
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.0;
+  dp.noise.noise_multiplier = 1.0;
   dp.delta = 1e-3;
   privacy::PrivacyLedger previous;
   previous.phases = {{1.0, 0.5, static_cast<std::int64_t>(philox::kMaxKeyedStep) - 1}};
   previous.delta = dp.delta;
-  previous.max_grad_norm = dp.max_grad_norm;
-  previous.accountant = "rdp";
-  previous.clipping = "flat";
+  previous.max_grad_norm = dp.noise.max_grad_norm;
+  previous.accountant = privacy::Accountant::Rdp;
+  previous.clipping = privacy::Clipping::Flat;
   testing::expect_error<InvalidArgument>(
       [&] { privacy::train_dp_classifier(*model, data, small_options(), dp, &previous); },
       std::to_string(philox::kMaxKeyedStep - 1) + " earlier steps", "keys are distinct");

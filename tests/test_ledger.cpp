@@ -32,8 +32,8 @@ privacy::PrivacyLedger two_phase_ledger() {
   l.max_grad_norm = 1.0;
   l.delta = 1e-4;
   l.epsilon = 2.5;
-  l.accountant = "rdp";
-  l.clipping = "flat";
+  l.accountant = privacy::Accountant::Rdp;
+  l.clipping = privacy::Clipping::Flat;
   return l;
 }
 

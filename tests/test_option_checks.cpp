@@ -50,7 +50,7 @@ TEST(OptionChecks, ZeroBatchSizeIsAnErrorInEveryTrainingLoop) {
   testing::expect_error<InvalidArgument>([&] { attacks::train_adversarial(*toy_model(), data, o, adv); },
                                          "batch size 0", "at least 1");
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.0;
+  dp.noise.noise_multiplier = 1.0;
   dp.delta = 1e-3;
   testing::expect_error<InvalidArgument>([&] { privacy::train_dp_classifier(*toy_model(), data, o, dp); },
                                          "batch size 0", "at least 1");
@@ -81,7 +81,7 @@ TEST(OptionChecks, StepCountsThatOverflowAreErrors) {
   testing::expect_error<InvalidArgument>([&] { nn::train_classifier(*toy_model(), toy_dataset(32), o); },
                                          "steps per epoch × epochs", "does not fit in 64 bits");
   privacy::DpTrainOptions dp;
-  dp.noise_multiplier = 1.0;
+  dp.noise.noise_multiplier = 1.0;
   dp.delta = 1e-3;
   testing::expect_error<InvalidArgument>([&] { privacy::train_dp_classifier(*toy_model(), toy_dataset(32), o, dp); },
                                          "steps per epoch × epochs", "does not fit in 64 bits");
