@@ -39,11 +39,7 @@ inline Workload make_workload(const std::string& model_name, std::int64_t batch,
 }
 
 inline void synchronize(Device device) {
-#if AEGIS_HAS_CUDA
   if (device.is_cuda()) cuda_backend::synchronize();
-#else
-  (void)device;
-#endif
 }
 
 }  // namespace aegis::bench

@@ -6,7 +6,6 @@
 
 #include "certify/stats.h"
 #include "kernels/smoothing.h"
-#include "core/config.h"
 #include "core/cuda_backend.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
@@ -124,7 +123,6 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
       run_rows(part, noisy.rows(off, off + part.rows));
     }
   };
-#if AEGIS_HAS_CUDA
   // On the GPU the full batches after the first replay one captured CUDA graph of run_batch (the
   // first runs eagerly: it creates the library handles, builds the cuDNN plans and warms the
   // allocator). The graph reads the batch's first copy number from a device scalar, and its last
@@ -132,12 +130,10 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
   cuda_backend::Graph graph;
   bool try_graph = m_device.is_cuda() && options.cuda_graphs && total / batch_rows >= 3;
   Tensor d_row_start;  // the replayed batch's first copy number, made when a graph is captured
-#endif
   for (std::int64_t start = 0; start < total; start += batch_rows) {
     b.row_start = start;
     b.rows = std::min(batch_rows, total - start);
     bool replayed = false;
-#if AEGIS_HAS_CUDA
     if (try_graph && start > 0 && b.rows == batch_rows) {
       if (!graph.ready()) {
         d_row_start = Tensor::empty({1}, DType::I64, m_device);
@@ -156,7 +152,6 @@ std::vector<std::int64_t> SmoothedClassifier::sample_counts(const Tensor& x, con
         ++m_stats.graph_launches;
       }
     }
-#endif
     if (!replayed) {
       run_batch(b);
       ++m_stats.eager_batches;

@@ -1,7 +1,8 @@
 // Internal: the CUDA runtime services aegis needs, declared without CUDA headers so that
-// public headers stay CUDA-free. Defined in core/cuda/backend.cpp, compiled only when
-// AEGIS_HAS_CUDA. Memory comes from the stream-ordered allocator (cudaMallocAsync pools) and
-// all work is issued on the per-thread default stream.
+// public headers stay CUDA-free. Defined in core/cuda/backend.cpp when the CUDA backend is built
+// and in core/no_cuda/backend.cpp otherwise, where there are no devices: allocations and copies
+// throw DeviceError and a graph never captures. Memory comes from the stream-ordered allocator
+// (cudaMallocAsync pools) and all work is issued on the per-thread default stream.
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,8 @@ class Graph {
   Graph& operator=(const Graph&) = delete;
   // Runs `work` under stream capture (thread-local mode) and instantiates the result. When the
   // work is not capturable (it synchronizes, or throws) the capture is abandoned, the stream is
-  // left usable, and false is returned; the caller then runs the work eagerly.
+  // left usable, and false is returned; the caller then runs the work eagerly. A CPU-only build
+  // never captures (failure() says why).
   bool capture(const std::function<void()>& work);
   bool ready() const { return m_exec != nullptr; }
   void launch();  // replays the captured work on this thread's stream

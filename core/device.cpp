@@ -10,28 +10,15 @@ std::string Device::str() const {
 }
 
 int cuda_device_count() {
-#if AEGIS_HAS_CUDA
   return cuda_backend::device_count();
-#else
-  return 0;
-#endif
 }
 
 std::string cuda_device_description(int index) {
-#if AEGIS_HAS_CUDA
   return cuda_backend::device_description(index);
-#else
-  (void)index;
-  return "";
-#endif
 }
 
 std::string cuda_version_string() {
-#if AEGIS_HAS_CUDA
   return cuda_backend::version_string();
-#else
-  return "";
-#endif
 }
 
 void throw_no_cuda(const char* what) {

@@ -27,6 +27,16 @@ struct Device {
 constexpr bool cuda_compiled() {
   return AEGIS_HAS_CUDA != 0;
 }
+
+// AEGIS_IF_CUDA_BUILD(in_cuda_build, otherwise) expands to its first argument in a build with the
+// CUDA backend and to its second in a CPU-only build. It is for naming kernels::cuda functions,
+// which a CPU-only build does not compile (runtime/dispatch.h), so that code above the kernels
+// needs no #if; everything else asks cuda_compiled() or cuda_device_count() at run time.
+#if AEGIS_HAS_CUDA
+#define AEGIS_IF_CUDA_BUILD(in_cuda_build, otherwise) in_cuda_build
+#else
+#define AEGIS_IF_CUDA_BUILD(in_cuda_build, otherwise) otherwise
+#endif
 // Number of usable CUDA devices (0 in a CPU-only build or on a machine without a GPU).
 int cuda_device_count();
 // A short description of each usable GPU ("NVIDIA H200, 139 GiB, sm_90"); empty when none.

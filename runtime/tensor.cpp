@@ -7,6 +7,7 @@
 
 #include "kernels/elementwise.h"
 #include "core/cuda_backend.h"
+#include "runtime/dispatch.h"
 
 namespace aegis {
 
@@ -54,14 +55,11 @@ std::shared_ptr<Storage> Storage::allocate(std::size_t bytes, Device device) {
     AEGIS_CHECK_AS(Error, p != nullptr, "out of host memory allocating " << bytes << " bytes");
     return std::shared_ptr<Storage>(new Storage(p, bytes, device, [](void* q) { std::free(q); }));
   }
-#if AEGIS_HAS_CUDA
+  // A CPU-only build's backend throws DeviceError here (core/no_cuda/backend.cpp).
   void* p = cuda_backend::allocate(padded == 0 ? 64 : padded, device.index);
   const int index = device.index;
   return std::shared_ptr<Storage>(
       new Storage(p, bytes, device, [index](void* q) { cuda_backend::release(q, index); }));
-#else
-  throw_no_cuda("allocating device memory");
-#endif
 }
 
 std::shared_ptr<Storage> Storage::wrap(void* ptr, std::size_t bytes, Device device,
@@ -226,15 +224,11 @@ void Tensor::copy_from(const Tensor& src) {
     std::memcpy(raw_data(), src.raw_data(), n);
     return;
   }
-#if AEGIS_HAS_CUDA
   using cuda_backend::Copy;
   const Copy kind = device().is_cpu()       ? Copy::DeviceToHost
                     : src.device().is_cpu() ? Copy::HostToDevice
                                             : Copy::DeviceToDevice;
   cuda_backend::copy(raw_data(), src.raw_data(), n, kind);
-#else
-  throw_no_cuda("copying to or from device memory");
-#endif
 }
 
 void Tensor::fill(double value) {
@@ -242,17 +236,13 @@ void Tensor::fill(double value) {
   const std::int64_t n = numel();
   if (n == 0) return;
   if (device().is_cuda()) {
-#if AEGIS_HAS_CUDA
     if (value == 0.0) {
       cuda_backend::memset_zero(raw_data(), nbytes());
       return;
     }
     AEGIS_CHECK_AS(ShapeError, m_dtype == DType::F32, "fill on the GPU supports f32, got " << describe());
-    kernels::cuda::fill(data<float>(), static_cast<float>(value), n);
+    AEGIS_DISPATCH(device(), fill(data<float>(), static_cast<float>(value), n));
     return;
-#else
-    throw_no_cuda("fill");
-#endif
   }
   switch (m_dtype) {
     case DType::F32: kernels::cpu::fill(data<float>(), static_cast<float>(value), n); break;

@@ -13,6 +13,7 @@
 #include "nn/zoo.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -238,14 +239,15 @@ TEST(FreeAdversarialKernels, FollowTheirDefinitionOnBothDevices) {
   EXPECT_EQ(updated[4], delta[4]);  // no gradient, no step
 
   AEGIS_REQUIRE_GPU();
-  const Device gpu = Device::cuda();
-  const Tensor dx = Tensor::from_vector(x, {n}).to(gpu), dd = Tensor::from_vector(delta, {n}).to(gpu);
-  const Tensor dg = Tensor::from_vector(grad, {n}).to(gpu);
-  Tensor din = Tensor::empty({n}, DType::F32, gpu);
-  AEGIS_DISPATCH(gpu, free_input(dx.data<float>(), dd.data<float>(), din.data<float>(), n));
-  AEGIS_DISPATCH(gpu, free_update(dd.data<float>(), dg.data<float>(), eps, n));
-  EXPECT_EQ(din.to(Device::cpu()).to_vector<float>(), input);
-  EXPECT_EQ(dd.to(Device::cpu()).to_vector<float>(), updated);
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    const Tensor d_x = run.input(Tensor::from_vector(x, {n})), d_delta = run.input(Tensor::from_vector(delta, {n}));
+    const Tensor d_grad = run.input(Tensor::from_vector(grad, {n}));
+    // Clamps and sign steps of floats: exact on both devices.
+    Tensor d_input = run.output("input", {n}, testing::kExact);
+    AEGIS_DISPATCH(run.device(), free_input(d_x.data<float>(), d_delta.data<float>(), d_input.data<float>(), n));
+    AEGIS_DISPATCH(run.device(), free_update(d_delta.data<float>(), d_grad.data<float>(), eps, n));
+    run.check("updated delta", d_delta, testing::kExact);
+  }));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "kernels/attack_opt.h"
 #include "runtime/dispatch.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -365,29 +366,55 @@ TEST(ApgdKernels, L2StepMatchesTheReferenceAndLandsOnTheRadius) {
 
 // ---- CUDA against the CPU ------------------------------------------------------------------------
 
+// Registers a CW state for comparison: w relative w_rtol (absolute 1e-16 near zero, as in
+// expect_cw_close), the moments relative m_rtol with m_atol, x' absolute x_atol. On CUDA the squared
+// distances must be those of its own x' rows, as expect_cw_close asks.
+void check_cw(testing::BackendRun& run, const CwState& s, const std::vector<float>& x0,
+              const std::vector<std::int32_t>& examples, std::int64_t d, double w_rtol, double m_rtol, double m_atol,
+              double x_atol) {
+  run.check("w", testing::flat_tensor(s.w), {w_rtol, 1e-16});
+  run.check("m1", testing::flat_tensor(s.m1), {m_rtol, m_atol});
+  run.check("m2", testing::flat_tensor(s.m2), {m_rtol, m_atol});
+  run.check("x'", testing::flat_tensor(s.batch), {0.0, x_atol});
+  if (run.device().is_cuda()) {
+    std::vector<double> own;
+    for (std::size_t j = 0; j < examples.size(); ++j)
+      own.push_back(sq_distance(&s.batch[j * static_cast<std::size_t>(d)],
+                                &x0[static_cast<std::size_t>(examples[j]) * static_cast<std::size_t>(d)], d));
+    EXPECT_TRUE(testing::all_close(s.l2_sq, own, 1e-12, 1e-300)) << "l2";
+  }
+}
+
 TEST(AttackOptCuda, CwKernelsMatchCpu) {
   AEGIS_REQUIRE_GPU();
   for (std::int64_t d : {1, 7, 256, 785, 3072}) {
+    SCOPED_TRACE(::testing::Message() << "d " << d);
     const std::int64_t n = 5;
     const std::vector<float> x0 = edgy_rows(n, d, 900 + static_cast<std::uint64_t>(d), 0.0f, 1.0f);
-    const CwState cpu = cw_start_on(Device::cpu(), x0, n, d);
-    // CUDA's double atanh and tanh are within 2 ulps of glibc's; x' then rounds to float.
     std::vector<std::int32_t> all(static_cast<std::size_t>(n));
     std::iota(all.begin(), all.end(), 0);
-    expect_cw_close(cw_start_on(Device::cuda(), x0, n, d), cpu, x0, all, d, 1e-14, 0.0, 1e-300, 6e-8,
-                    "start d " + std::to_string(d));
-    CwState state = cpu;
+    CwState state;
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const CwState start = cw_start_on(run.device(), x0, n, d);
+      if (run.device().is_cpu()) state = start;
+      // CUDA's double atanh and tanh are within 2 ulps of glibc's; x' then rounds to float.
+      check_cw(run, start, x0, all, d, 1e-14, 0.0, 1e-300, 6e-8);
+    })) << "start";
     int t = 0;
     for (const CwSchedule& s : kCwSchedule) {
       ++t;
+      SCOPED_TRACE(::testing::Message() << "step " << t);
       const std::vector<float> g = gradient_rows(s.batch_size, d, 910 + t, s.zero_row);
-      const CwState want = cw_step_on(Device::cpu(), x0, state, s.examples, s.batch_rows, g, d, t);
-      const CwState got = cw_step_on(Device::cuda(), x0, state, s.examples, s.batch_rows, g, d, t);
-      // From the same state: tanh ulps and nvcc's fused multiply-adds move w by a few ulps of
-      // double; m1 = 0.9·m1 + 0.1·g can cancel to far below its terms (|terms| ≤ 1, so 1e-15
-      // absolute); x' can round to the neighbouring float.
-      expect_cw_close(got, want, x0, s.examples, d, 1e-14, 1e-12, 1e-15, 6e-8,
-                      "d " + std::to_string(d) + " step " + std::to_string(t));
+      CwState want;
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        // From the same (CPU) state on both devices.
+        const CwState got = cw_step_on(run.device(), x0, state, s.examples, s.batch_rows, g, d, t);
+        if (run.device().is_cpu()) want = got;
+        // tanh ulps and nvcc's fused multiply-adds move w by a few ulps of double; m1 = 0.9·m1 +
+        // 0.1·g can cancel to far below its terms (|terms| ≤ 1, so 1e-15 absolute); x' can round to
+        // the neighbouring float.
+        check_cw(run, got, x0, s.examples, d, 1e-14, 1e-12, 1e-15, 6e-8);
+      }));
       state = want;
     }
   }
@@ -400,14 +427,18 @@ TEST(AttackOptCuda, ApgdStepMatchesCpu) {
       ApgdState state;
       const ApgdCase c = apgd_case(l2, d, state);
       for (const ApgdCall& call : apgd_calls(l2, d)) {
-        const ApgdState want = apgd_step_on(Device::cpu(), c, state, call);
-        const ApgdState got = apgd_step_on(Device::cuda(), c, state, call);
-        // Same formulas; the block reductions sum ‖∇‖² and the bisection's distances in another
-        // order (relative 1e-16), and nvcc fuses multiply-adds: a coordinate may round to the
-        // neighbouring float (6e-8 below 1), twice through the momentum step's two projections.
-        EXPECT_TRUE(testing::all_close(as_double(got.x), as_double(want.x), 0.0, 1.2e-7))
-            << (l2 ? "l2" : "linf") << " d " << d << (call.momentum ? " momentum" : " first");
-        EXPECT_EQ(got.x_prev, want.x_prev);
+        SCOPED_TRACE(::testing::Message() << (l2 ? "l2" : "linf") << " d " << d
+                                          << (call.momentum ? " momentum" : " first"));
+        ApgdState want;
+        EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+          const ApgdState got = apgd_step_on(run.device(), c, state, call);
+          if (run.device().is_cpu()) want = got;
+          // Same formulas; the block reductions sum ‖∇‖² and the bisection's distances in another
+          // order (relative 1e-16), and nvcc fuses multiply-adds: a coordinate may round to the
+          // neighbouring float (6e-8 below 1), twice through the momentum step's two projections.
+          run.check("x", testing::flat_tensor(got.x), {0.0, 1.2e-7});
+          run.check("x_prev", testing::flat_tensor(got.x_prev), testing::kExact);
+        }));
         state = want;
       }
     }

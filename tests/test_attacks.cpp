@@ -14,6 +14,7 @@
 #include "nn/train.h"
 #include "nn/zoo.h"
 #include "runtime/dispatch.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -602,14 +603,16 @@ TEST(AttackCuda, StepKernelsMatchCpu) {
   AEGIS_REQUIRE_GPU();
   for (auto [n, d] : std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 1}, {3, 7}, {2, 785}, {300, 3072}}) {
     const StepInputs s = step_inputs(n, d, 31);
-    const auto cpu = run_steps(s, Device::cpu(), 3);
-    const auto gpu = run_steps(s, Device::cuda(), 3);
-    for (std::size_t k = 0; k < cpu.size(); ++k) {
-      // Same formulas in double; only the reduction order differs (relative 1e-15), which can
-      // move a float result by one rounding step (6e-8) per iteration.
-      EXPECT_TRUE(testing::all_close(gpu[k].first, cpu[k].first, 0.0, 1e-6)) << "case " << k << " d " << d;
-      EXPECT_TRUE(testing::all_close(gpu[k].second, cpu[k].second, 1e-6, 1e-7)) << "case " << k << " d " << d;
-    }
+    SCOPED_TRACE(::testing::Message() << "n " << n << " d " << d);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const auto out = run_steps(s, run.device(), 3);
+      for (std::size_t k = 0; k < out.size(); ++k) {
+        // Same formulas in double; only the reduction order differs (relative 1e-15), which can
+        // move a float result by one rounding step (6e-8) per iteration.
+        run.check("case " + std::to_string(k) + " x", out[k].first, {0.0, 1e-6});
+        run.check("case " + std::to_string(k) + " momentum", out[k].second, {1e-6, 1e-7});
+      }
+    }));
   }
 }
 
@@ -618,12 +621,14 @@ TEST(AttackCuda, RandomStartsMatchCpu) {
   const Tensor x = testing::random_tensor({37, 1, 28, 28}, 41, 0.0f, 1.0f);
   const Tensor eps = testing::random_tensor({37}, 42, 0.0f, 0.5f);
   for (const std::string norm : {"linf", "l2"}) {
-    const Tensor cpu = attacks::random_start(x, eps, parse_norm(norm), 43, 1);
-    const Tensor gpu = attacks::random_start(x.to(Device::cuda()), eps, parse_norm(norm), 43, 1);
-    EXPECT_TRUE(gpu.is_cuda());
-    // Same Philox keys; CUDA's double log/sin/cos/pow differ from glibc's by an ulp of double,
-    // which survives rounding to float at most as one float ulp (6e-8 below 1).
-    EXPECT_TRUE(testing::all_close(gpu.to(Device::cpu()), cpu, 0.0, 2e-7)) << norm;
+    SCOPED_TRACE(norm);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const Tensor start = attacks::random_start(run.input(x), eps, parse_norm(norm), 43, 1);
+      EXPECT_EQ(start.device(), run.device());
+      // Same Philox keys; CUDA's double log/sin/cos/pow differ from glibc's by an ulp of double,
+      // which survives rounding to float at most as one float ulp (6e-8 below 1).
+      run.check("start", start, {0.0, 2e-7});
+    }));
   }
 }
 
@@ -639,15 +644,19 @@ TEST(AttackCuda, PgdMatchesCpuOnTheLinearModel) {
     o.eps = scaled(norm == "linf" ? p.dist_linf : p.dist_l2, 1.05);
     o.steps = 20;
     o.restarts = 2;
-    const AttackResult cpu = attacks::pgd(*cpu_model, p.x, p.labels, o);
-    const AttackResult gpu = attacks::pgd(*gpu_model, p.x.to(Device::cuda()), p.labels, o);
-    EXPECT_TRUE(gpu.adversarial.is_cuda());
-    EXPECT_EQ(gpu.success.to_vector<std::int32_t>(), cpu.success.to_vector<std::int32_t>()) << norm;
-    // Same starts and formulas; cuBLAS and OpenBLAS round the 24-term products differently,
-    // which moves an L2 step by float rounding per iteration; sign steps of a linear model
-    // never flip (|w_j| ≫ rounding).
-    EXPECT_TRUE(testing::all_close(gpu.adversarial.to(Device::cpu()), cpu.adversarial, 0.0, 1e-5)) << norm;
-    EXPECT_EQ(gpu.gradient_evaluations, cpu.gradient_evaluations) << norm;
+    SCOPED_TRACE(norm);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      nn::Module& model = run.device().is_cuda() ? *gpu_model : *cpu_model;
+      const AttackResult r = attacks::pgd(model, run.input(p.x), p.labels, o);
+      EXPECT_EQ(r.adversarial.device(), run.device());
+      run.check("success", r.success, testing::kExact);
+      // Same starts and formulas; cuBLAS and OpenBLAS round the 24-term products differently,
+      // which moves an L2 step by float rounding per iteration; sign steps of a linear model
+      // never flip (|w_j| ≫ rounding).
+      run.check("adversarial", r.adversarial, {0.0, 1e-5});
+      run.check("gradient evaluations", Tensor::from_vector<std::int64_t>({r.gradient_evaluations}, {1}),
+                testing::kExact);
+    }));
   }
 }
 

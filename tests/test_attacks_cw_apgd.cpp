@@ -9,6 +9,7 @@
 
 #include "attacks/attacks.h"
 #include "nn/layers.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -399,16 +400,20 @@ TEST(CwApgdCuda, ApgdMatchesCpu) {
     o.attack.steps = 30;
     o.attack.restarts = 2;
     o.attack.seed = 5;
-    const AttackResult cpu = attacks::apgd(*p.cpu.model, p.cpu.x, p.cpu.labels, o);
-    const AttackResult gpu = attacks::apgd(*p.gpu.model, p.gpu.x.to(Device::cuda()), p.gpu.labels, o);
-    EXPECT_TRUE(gpu.adversarial.is_cuda());
-    EXPECT_EQ(gpu.success.to_vector<std::int32_t>(), cpu.success.to_vector<std::int32_t>()) << norm;
-    EXPECT_EQ(gpu.gradient_evaluations, cpu.gradient_evaluations) << norm;
-    // Same Philox starts and formulas; a two-class linear model's gradient keeps one direction,
-    // so the products' float rounding moves an L2 step by rounding only and never flips a sign
-    // step (|w_j| ≫ rounding).
-    EXPECT_TRUE(testing::all_close(gpu.adversarial.to(Device::cpu()), cpu.adversarial, 0.0, 1e-5)) << norm;
-    EXPECT_TRUE(testing::all_close(gpu.final_loss, testing::to_double(cpu.final_loss), 1e-4, 1e-5)) << norm;
+    SCOPED_TRACE(norm);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const auto& side = run.device().is_cuda() ? p.gpu : p.cpu;
+      const AttackResult r = attacks::apgd(*side.model, run.input(side.x), side.labels, o);
+      EXPECT_EQ(r.adversarial.device(), run.device());
+      run.check("success", r.success, testing::kExact);
+      run.check("gradient evaluations", Tensor::from_vector<std::int64_t>({r.gradient_evaluations}, {1}),
+                testing::kExact);
+      // Same Philox starts and formulas; a two-class linear model's gradient keeps one direction,
+      // so the products' float rounding moves an L2 step by rounding only and never flips a sign
+      // step (|w_j| ≫ rounding).
+      run.check("adversarial", r.adversarial, {0.0, 1e-5});
+      run.check("final loss", r.final_loss, {1e-4, 1e-5});
+    }));
   }
 }
 

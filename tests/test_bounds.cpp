@@ -16,6 +16,7 @@
 #include "nn/layers.h"
 #include "nn/residual.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -302,12 +303,13 @@ TEST(Bounds, CudaMatchesCpu) {
     const Tensor y = Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2}, {3});
     for (const std::string norm : {"linf", "l2"}) {
       const BoundOptions o{parse_norm(norm), 0.1, BoundMethod::Linear};
-      const Bounds a = bounds_of(*cpu[i].model, x, y, o), b = bounds_of(*gpu[i].model, x, y, o);
-      // cuBLAS/cuDNN and OpenBLAS sum in different orders: float rounding of values ≤ ~10.
-      EXPECT_TRUE(testing::all_close(std::vector<double>(b.lo.begin(), b.lo.end()),
-                                     std::vector<double>(a.lo.begin(), a.lo.end()), 1e-4, 1e-4));
-      EXPECT_TRUE(testing::all_close(std::vector<double>(b.hi.begin(), b.hi.end()),
-                                     std::vector<double>(a.hi.begin(), a.hi.end()), 1e-4, 1e-4));
+      SCOPED_TRACE(norm);
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        const Bounds b = bounds_of(*(run.device().is_cuda() ? gpu : cpu)[i].model, x, y, o);
+        // cuBLAS/cuDNN and OpenBLAS sum in different orders: float rounding of values ≤ ~10.
+        run.check("lower", testing::flat_tensor(b.lo), {1e-4, 1e-4});
+        run.check("upper", testing::flat_tensor(b.hi), {1e-4, 1e-4});
+      }));
     }
   }
 }

@@ -8,6 +8,7 @@
 #include "nn/functional.h"
 #include "reference/conv_pool.h"
 #include "runtime/autograd.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -391,41 +392,38 @@ TEST(Pool2d, RejectsBadShapesAndHyperparameters) {
 
 // ---- CUDA against the CPU --------------------------------------------------------------------
 
-struct ConvRun {
-  Tensor y, dx, dw, db;
-};
-ConvRun run_conv(const ConvCase& cs, Device dev, bool input_only) {
-  const Var x(testing::random_tensor(cs.x_shape(), 60).to(dev), true);
-  const Var w(testing::random_tensor(cs.w_shape(), 61).to(dev), !input_only);
-  const Var b(testing::random_tensor({cs.o}, 62).to(dev), !input_only);
+// One convolution forward and backward on run's device, its outputs registered for comparison:
+// cuDNN (full fp32, no TF32) and OpenBLAS sum the same ≤ 512 O(1) products in different orders for
+// y and dx; dw and db sum up to N·H'·W' = 4096 products (magnitudes up to ~20).
+void run_conv(testing::BackendRun& run, const ConvCase& cs, bool input_only) {
+  const Var x(run.input(testing::random_tensor(cs.x_shape(), 60)), true);
+  const Var w(run.input(testing::random_tensor(cs.w_shape(), 61)), !input_only);
+  const Var b(run.input(testing::random_tensor({cs.o}, 62)), !input_only);
   const Var y = F::conv2d(x, w, b, cs.options());
-  autograd::backward(y, testing::random_tensor(cs.y_shape(), 63).to(dev));
-  return {y.value(), x.grad(), w.has_grad() ? w.grad() : Tensor(), b.has_grad() ? b.grad() : Tensor()};
+  autograd::backward(y, run.input(testing::random_tensor(cs.y_shape(), 63)));
+  run.check("y", y.value(), {1e-4, 1e-4});
+  run.check("dx", x.grad(), {1e-4, 1e-4});
+  run.check("dw", w.has_grad() ? w.grad() : Tensor(), {1e-4, 1e-3});
+  run.check("db", b.has_grad() ? b.grad() : Tensor(), {1e-4, 1e-3});
 }
 
 TEST(Conv2dCuda, MatchesCpu) {
   AEGIS_REQUIRE_GPU();
   for (const ConvCase& cs : kConvCases) {
     SCOPED_TRACE(cs.str());
-    const ConvRun cpu = run_conv(cs, Device::cpu(), false);
-    const ConvRun gpu = run_conv(cs, Device::cuda(), false);
-    // cuDNN (full fp32, no TF32) and OpenBLAS sum the same ≤ 512 O(1) products in different orders.
-    EXPECT_TRUE(testing::all_close(gpu.y, cpu.y, 1e-4, 1e-4));
-    EXPECT_TRUE(testing::all_close(gpu.dx, cpu.dx, 1e-4, 1e-4));
-    // dw, db sum up to N·H'·W' = 4096 products (magnitudes up to ~20), rounded in different orders.
-    EXPECT_TRUE(testing::all_close(gpu.dw, cpu.dw, 1e-4, 1e-3));
-    EXPECT_TRUE(testing::all_close(gpu.db, cpu.db, 1e-4, 1e-3));
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) { run_conv(run, cs, false); }));
   }
 }
 
 TEST(Conv2dCuda, InputOnlyGradientMatchesCpu) {
   AEGIS_REQUIRE_GPU();
   const ConvCase cs{3, 16, 13, 13, 32, 4, 4, 2, 0};
-  const ConvRun cpu = run_conv(cs, Device::cpu(), true);
-  const ConvRun gpu = run_conv(cs, Device::cuda(), true);
-  EXPECT_FALSE(gpu.dw.defined());
-  EXPECT_FALSE(gpu.db.defined());
-  EXPECT_TRUE(testing::all_close(gpu.dx, cpu.dx, 1e-4, 1e-4));  // as in Conv2dCuda.MatchesCpu
+  // dw and db stay undefined on both devices (the harness checks that they agree).
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    run_conv(run, cs, true);
+    EXPECT_FALSE(run.outputs()[2].value.defined()) << run.device().str();
+    EXPECT_FALSE(run.outputs()[3].value.defined()) << run.device().str();
+  }));
 }
 
 TEST(Pool2dCuda, MatchesCpu) {
@@ -435,13 +433,14 @@ TEST(Pool2dCuda, MatchesCpu) {
     const Tensor xt = testing::random_tensor(cs.x_shape(), 64);
     const Tensor gy = testing::random_tensor(cs.y_shape(), 65);
     for (auto pool : {&F::max_pool2d, &F::avg_pool2d}) {
-      const Var x_cpu(xt, true), x_gpu(xt.to(Device::cuda()), true);
-      const Var y_cpu = pool(x_cpu, cs.options()), y_gpu = pool(x_gpu, cs.options());
-      autograd::backward(y_cpu, gy);
-      autograd::backward(y_gpu, gy.to(Device::cuda()));
-      // Same selections and the same ≤ 16-term sums, possibly in another order: a few ulps.
-      EXPECT_TRUE(testing::all_close(y_gpu.value(), y_cpu.value(), 1e-6, 1e-6));
-      EXPECT_TRUE(testing::all_close(x_gpu.grad(), x_cpu.grad(), 1e-6, 1e-6));
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        const Var x(run.input(xt), true);
+        const Var y = pool(x, cs.options());
+        autograd::backward(y, run.input(gy));
+        // Same selections and the same ≤ 16-term sums, possibly in another order: a few ulps.
+        run.check("y", y.value(), {1e-6, 1e-6});
+        run.check("dx", x.grad(), {1e-6, 1e-6});
+      }));
     }
   }
   // Ties: the GPU must route to the same first maximum as the CPU (exact).
@@ -451,8 +450,9 @@ TEST(Pool2dCuda, MatchesCpu) {
   EXPECT_TRUE(testing::all_close(x_gpu.grad(), std::vector<double>{1, 2, 0, 3, 4, 0, 0, 0, 0}, 0, 0));
   // Inference path (no argmax recorded) gives the same maximum.
   const Tensor xt = testing::random_tensor({2, 3, 7, 5}, 66);
-  EXPECT_TRUE(testing::all_close(F::max_pool2d(Var(xt.to(Device::cuda())), {3, 2, 1}).value(),
-                                 F::max_pool2d(Var(xt), {3, 2, 1}).value(), 0, 0));
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    run.check("y", F::max_pool2d(Var(run.input(xt)), {3, 2, 1}).value(), testing::kExact);
+  }));
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 // Every test skips (saying why) without a usable GPU; tools/gpu_check.sh runs them on a lent one.
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "nn/zoo.h"
 #include "privacy/dp_train.h"
 #include "runtime/dispatch.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -39,21 +39,20 @@ nn::TrainOptions digits_options(Device device) {
   return o;
 }
 
-// Parameters of two copies of one model, compared element for element after moving to the CPU.
-::testing::AssertionResult same_parameters(nn::Module& a, nn::Module& b, double rtol, double atol) {
-  const auto pa = a.named_parameters(), pb = b.named_parameters();
-  if (pa.size() != pb.size()) return ::testing::AssertionFailure() << "parameter counts differ";
-  for (std::size_t i = 0; i < pa.size(); ++i) {
-    auto r = testing::all_close(pa[i].second.value().to(Device::cpu()),
-                                testing::to_double(pb[i].second.value().to(Device::cpu())), rtol, atol);
-    if (!r) return r << " (parameter " << pa[i].first << ")";
-  }
-  return ::testing::AssertionSuccess();
+// Registers every parameter of `model` for comparison at tolerance `tol`.
+void check_parameters(testing::BackendRun& run, nn::Module& model, testing::Tolerance tol) {
+  for (const auto& [name, p] : model.named_parameters()) run.check(name, p.value(), tol);
+}
+
+Tensor scalar(double v) {
+  return Tensor::from_vector<double>({v}, {1});
 }
 
 TEST(DpNoiseCuda, NoisyGradientFillMatchesCpu) {
   AEGIS_REQUIRE_GPU();
-  for (const std::int64_t n : {std::int64_t{1}, std::int64_t{7}, std::int64_t{1000003}}) {
+  std::vector<std::int64_t> sizes = testing::kOddSizes;
+  sizes.push_back(1000003);
+  for (const std::int64_t n : sizes) {
     for (const bool with_canary : {false, true}) {
       SCOPED_TRACE(::testing::Message() << "n = " << n << (with_canary ? ", canary" : ""));
       kernels::DpNoise d;
@@ -63,37 +62,33 @@ TEST(DpNoiseCuda, NoisyGradientFillMatchesCpu) {
       d.expected_batch_size = 256.0f;
       const Tensor sum = testing::random_tensor({n}, 21, -4.0f, 4.0f);
       const Tensor canary = testing::random_tensor({n}, 22, -1.0f, 1.0f);
-      Tensor cpu_out = Tensor::full({n}, std::numeric_limits<float>::quiet_NaN());  // poisoned
-      kernels::cpu::dp_noisy_gradient_fill(d, sum.data<float>(), with_canary ? canary.data<float>() : nullptr,
-                                           cpu_out.data<float>(), n);
-      const Tensor d_sum = sum.to(Device::cuda(0)), d_canary = canary.to(Device::cuda(0));
-      Tensor gpu_out = Tensor::full({n}, std::numeric_limits<float>::quiet_NaN()).to(Device::cuda(0));
-#if AEGIS_HAS_CUDA
-      kernels::cuda::dp_noisy_gradient_fill(d, d_sum.data<float>(), with_canary ? d_canary.data<float>() : nullptr,
-                                            gpu_out.data<float>(), n);
-#endif
-      // Both draw z in double from the same Philox words; the device's double log/sin/cos are within
-      // 1–2 ulp of the correctly rounded value, so after rounding to float an element can differ by
-      // one float ulp (relative 2^-23 ≈ 1.2e-7) in rare elements: allow 2.5e-7 relative.
-      EXPECT_TRUE(testing::all_close(gpu_out.to(Device::cpu()), testing::to_double(cpu_out), 2.5e-7, 1e-12));
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        const Tensor d_sum = run.input(sum), d_canary = run.input(canary);
+        // Both draw z in double from the same Philox words; the device's double log/sin/cos are
+        // within 1–2 ulp of the correctly rounded value, so after rounding to float an element can
+        // differ by one float ulp (relative 2^-23 ≈ 1.2e-7) in rare elements: allow 2.5e-7 relative.
+        Tensor out = run.output("noisy gradient", {n}, {2.5e-7, 1e-12});
+        AEGIS_DISPATCH(run.device(), dp_noisy_gradient_fill(d, d_sum.data<float>(),
+                                                            with_canary ? d_canary.data<float>() : nullptr,
+                                                            out.data<float>(), n));
+      }));
     }
   }
 }
 
 TEST(TrainingCuda, StandardTrainingMatchesCpu) {
   AEGIS_REQUIRE_GPU();
-  auto cpu_model = digits_mlp(), gpu_model = digits_mlp();
-  const nn::TrainResult a = nn::train_classifier(*cpu_model, digits().train, digits_options(Device::cpu()));
-  const nn::TrainResult b = nn::train_classifier(*gpu_model, digits().train, digits_options(Device::cuda(0)));
-  ASSERT_EQ(a.steps, b.steps);
-  // The same batches and initial weights; cuBLAS and OpenBLAS sum in different orders, so float32
-  // rounding differences grow over the steps (2 epochs, about 50 SGD steps with momentum).
-  for (std::size_t e = 0; e < a.epochs.size(); ++e)
-    EXPECT_NEAR(a.epochs[e].train_loss, b.epochs[e].train_loss, 1e-3 + 1e-3 * a.epochs[e].train_loss) << e;
-  EXPECT_TRUE(same_parameters(*cpu_model, *gpu_model, 1e-3, 1e-4));
-  const double acc_cpu = nn::evaluate(*cpu_model, digits().test, Device::cpu()).accuracy;
-  const double acc_gpu = nn::evaluate(*gpu_model, digits().test, Device::cuda(0)).accuracy;
-  EXPECT_NEAR(acc_cpu, acc_gpu, 0.01);
+  EXPECT_TRUE(testing::cuda_matches_cpu([](testing::BackendRun& run) {
+    auto model = digits_mlp();
+    const nn::TrainResult r = nn::train_classifier(*model, digits().train, digits_options(run.device()));
+    run.check("steps", scalar(static_cast<double>(r.steps)), testing::kExact);
+    // The same batches and initial weights; cuBLAS and OpenBLAS sum in different orders, so float32
+    // rounding differences grow over the steps (2 epochs, about 50 SGD steps with momentum).
+    for (std::size_t e = 0; e < r.epochs.size(); ++e)
+      run.check("epoch " + std::to_string(e) + " loss", scalar(r.epochs[e].train_loss), {1e-3, 1e-3});
+    check_parameters(run, *model, {1e-3, 1e-4});
+    run.check("accuracy", scalar(nn::evaluate(*model, digits().test, run.device()).accuracy), {0.0, 0.01});
+  }));
 }
 
 TEST(TrainingCuda, DpTrainingMatchesCpuAndKeepsTheLedger) {
@@ -102,16 +97,17 @@ TEST(TrainingCuda, DpTrainingMatchesCpuAndKeepsTheLedger) {
   dp.noise.noise_multiplier = 1.1;
   dp.noise.max_grad_norm = 1.0;
   dp.delta = 1e-5;
-  auto cpu_model = digits_mlp(), gpu_model = digits_mlp();
-  const auto a = privacy::train_dp_classifier(*cpu_model, digits().train, digits_options(Device::cpu()), dp);
-  const auto b = privacy::train_dp_classifier(*gpu_model, digits().train, digits_options(Device::cuda(0)), dp);
-  // The ledger is a function of (σ, q, steps, δ) alone: identical to the last bit.
-  EXPECT_EQ(a.steps, b.steps);
-  EXPECT_EQ(a.ledger.epsilon, b.ledger.epsilon);
-  EXPECT_EQ(a.ledger.steps(), b.ledger.steps());
-  // Same Poisson batches and the same noise draws (up to an ulp, see DpNoiseCuda); the GPU pads
-  // batches to a fixed shape with masked rows, which changes only the summation order.
-  EXPECT_TRUE(same_parameters(*cpu_model, *gpu_model, 2e-3, 2e-4));
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    auto model = digits_mlp();
+    const auto r = privacy::train_dp_classifier(*model, digits().train, digits_options(run.device()), dp);
+    // The ledger is a function of (σ, q, steps, δ) alone: identical to the last bit.
+    run.check("steps", scalar(static_cast<double>(r.steps)), testing::kExact);
+    run.check("epsilon", scalar(r.ledger.epsilon), testing::kExact);
+    run.check("ledger steps", scalar(static_cast<double>(r.ledger.steps())), testing::kExact);
+    // Same Poisson batches and the same noise draws (up to an ulp, see DpNoiseCuda); the GPU pads
+    // batches to a fixed shape with masked rows, which changes only the summation order.
+    check_parameters(run, *model, {2e-3, 2e-4});
+  }));
 }
 
 TEST(TrainingCuda, AdversarialTrainingMatchesCpu) {
@@ -124,17 +120,17 @@ TEST(TrainingCuda, AdversarialTrainingMatchesCpu) {
     adv.steps = 3;
     adv.replays = 2;
     adv.check_overfitting = false;
-    nn::TrainOptions o = digits_options(Device::cpu());
-    o.epochs = 1;
-    auto cpu_model = digits_mlp(), gpu_model = digits_mlp();
-    const auto a = attacks::train_adversarial(*cpu_model, digits().train, o, adv);
-    o.device = Device::cuda(0);
-    const auto b = attacks::train_adversarial(*gpu_model, digits().train, o, adv);
-    EXPECT_EQ(a.steps, b.steps);
-    // The attack's sign steps can flip where a gradient element is within rounding of 0, so the
-    // runs agree in loss, not in every weight.
-    EXPECT_NEAR(a.epochs.back().train_loss, b.epochs.back().train_loss, 0.05 + 0.05 * a.epochs.back().train_loss);
-    EXPECT_TRUE(std::isfinite(b.epochs.back().train_loss));
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      nn::TrainOptions o = digits_options(run.device());
+      o.epochs = 1;
+      auto model = digits_mlp();
+      const auto r = attacks::train_adversarial(*model, digits().train, o, adv);
+      run.check("steps", scalar(static_cast<double>(r.steps)), testing::kExact);
+      // The attack's sign steps can flip where a gradient element is within rounding of 0, so the
+      // runs agree in loss, not in every weight.
+      run.check("last loss", scalar(r.epochs.back().train_loss), {0.05, 0.05});
+      EXPECT_TRUE(std::isfinite(r.epochs.back().train_loss)) << run.device().str();
+    }));
   }
 }
 

@@ -6,6 +6,7 @@
 // Bernoulli, discrete Gaussian against its pmf, grid outputs, OS keys).
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "privacy/secure_rng.h"
 #include "runtime/ops.h"
 #include "core/philox.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -364,29 +366,29 @@ TEST(DpOptimizer, WrapsAPlainOptimizer) {
 TEST(DpOptimizer, CpuAndCudaDrawTheSameNoise) {
   AEGIS_REQUIRE_GPU();
   for (bool adam : {false, true}) {
-    std::vector<Var> cpu = make_params(15), gpu = make_params(15, kShapes, Device::cuda());
+    SCOPED_TRACE(adam ? "adam" : "sgd");
     const DpNoiseOptions o = noise_options(1.3, 0.9, 20.0, 4242);
-    auto make = [&](std::vector<Var> p) {
-      return adam ? std::make_unique<DpOptimizer>(p, nn::AdamOptions{1e-2f}, o)
-                  : std::make_unique<DpOptimizer>(p, nn::SgdOptions{0.1f, 0.9f, 1e-3f, true}, o);
-    };
-    auto a = make(cpu), b = make(gpu);
-    Recorder ra, rb;
-    ra.attach(*a);
-    rb.attach(*b);
-    for (int t = 0; t < 2; ++t) {
-      set_grads(cpu, t, 6);
-      set_grads(gpu, t, 6);
-      a->step();
-      b->step();
-      for (std::size_t i = 0; i < cpu.size(); ++i)
-        // Box–Muller in double on both; CUDA's log/sin/cos differ from glibc's by ≤ 1 ulp of
-        // double, which survives the rounding to float only rarely and then by 1 float ulp.
-        EXPECT_TRUE(testing::all_close(rb.last[i], ra.last[i], 2e-7, 1e-9)) << "noise, parameter " << i;
-    }
-    for (std::size_t i = 0; i < cpu.size(); ++i)
-      // nvcc contracts the optimizer's multiply-adds into FMAs: a few ulps over two steps.
-      EXPECT_TRUE(testing::all_close(gpu[i].value(), cpu[i].value(), 1e-5, 1e-6)) << "parameter " << i;
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      std::vector<Var> params = make_params(15, kShapes, run.device());
+      std::unique_ptr<DpOptimizer> opt =
+          adam ? std::make_unique<DpOptimizer>(params, nn::AdamOptions{1e-2f}, o)
+               : std::make_unique<DpOptimizer>(params, nn::SgdOptions{0.1f, 0.9f, 1e-3f, true}, o);
+      Recorder rec;
+      rec.attach(*opt);
+      for (int t = 0; t < 2; ++t) {
+        set_grads(params, t, 6);
+        opt->step();
+        for (std::size_t i = 0; i < params.size(); ++i)
+          // Box–Muller in double on both; CUDA's log/sin/cos differ from glibc's by ≤ 1 ulp of
+          // double, which survives the rounding to float only rarely and then by 1 float ulp.
+          run.check("noise, step " + std::to_string(t) + ", parameter " + std::to_string(i),
+                    testing::flat_tensor(rec.last[i]),
+                    {2e-7, 1e-9});
+      }
+      for (std::size_t i = 0; i < params.size(); ++i)
+        // nvcc contracts the optimizer's multiply-adds into FMAs: a few ulps over two steps.
+        run.check("parameter " + std::to_string(i), params[i].value(), {1e-5, 1e-6});
+    }));
   }
 }
 

@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/cuda_backend.h"
 #include "core/math_precision.h"
+#include "runtime/dispatch.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -87,7 +88,6 @@ TEST(MathPrecision, TheCpuBackendIgnoresIt) {
 
 // ---- the 16-bit paths on the GPU --------------------------------------------------------------
 
-#if AEGIS_HAS_CUDA
 constexpr MathPrecision k16Bit[] = {MathPrecision::Bf16, MathPrecision::Fp16};
 
 // Unit roundoff of the 16-bit types: 8 significant bits (bf16), 11 (fp16).
@@ -147,11 +147,9 @@ std::int64_t read_counter(const std::shared_ptr<Storage>& counter) {
   cuda_backend::copy(&value, counter->data(), 8, cuda_backend::Copy::DeviceToHost);
   return value;
 }
-#endif
 
 TEST(Gemm16BitCuda, MatchesRoundedOperandsAndFloat32) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const GemmCase cases[] = {{false, false, 1, 1, 1}, {false, true, 7, 5, 33},      {true, false, 9, 4, 17},
                             {true, true, 3, 11, 64}, {false, true, 129, 65, 1000}, {false, false, 2, 300, 7}};
   const float alpha = 0.75f, beta = 0.5f;
@@ -169,7 +167,7 @@ TEST(Gemm16BitCuda, MatchesRoundedOperandsAndFloat32) {
       Tensor d_c = c0.to(Device::cuda());
       {
         MathPrecisionScope scope(p);
-        kernels::cuda::gemm(g, d_a.data<float>(), d_b.data<float>(), d_c.data<float>());
+        AEGIS_DISPATCH(Device::cuda(), gemm(g, d_a.data<float>(), d_b.data<float>(), d_c.data<float>()));
       }
       const std::vector<float> got = d_c.to(Device::cpu()).to_vector<float>();
       const std::vector<double> ra = rounded(p, a), rb = rounded(p, b);
@@ -201,12 +199,10 @@ TEST(Gemm16BitCuda, MatchesRoundedOperandsAndFloat32) {
       }
     }
   }
-#endif
 }
 
 TEST(Conv16BitCuda, MatchesRoundedOperandsAndFloat32) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const ConvCase cases[] = {{1, 1, 5, 5, 1, 3, 3, 1, 0},    {2, 3, 7, 6, 4, 3, 3, 2, 1},
                             {2, 1, 28, 28, 16, 8, 8, 2, 2}, {3, 16, 13, 13, 32, 4, 4, 2, 0},
                             {2, 5, 9, 11, 3, 1, 1, 1, 0},   {64, 3, 8, 8, 4, 3, 3, 1, 1}};
@@ -224,7 +220,8 @@ TEST(Conv16BitCuda, MatchesRoundedOperandsAndFloat32) {
       Tensor d_y = Tensor::empty(fp32.shape(), DType::F32, Device::cuda());
       {
         MathPrecisionScope scope(p);
-        kernels::cuda::conv2d_forward(g, d_x.data<float>(), d_w.data<float>(), d_bias.data<float>(), d_y.data<float>());
+        AEGIS_DISPATCH(Device::cuda(), conv2d_forward(g, d_x.data<float>(), d_w.data<float>(), d_bias.data<float>(),
+                                                      d_y.data<float>()));
       }
       const std::vector<float> got = d_y.to(Device::cpu()).to_vector<float>(), h_fp32 = fp32.to_vector<float>();
       const std::vector<double> rx = rounded(p, x), rw = rounded(p, w);
@@ -250,12 +247,10 @@ TEST(Conv16BitCuda, MatchesRoundedOperandsAndFloat32) {
       }
     }
   }
-#endif
 }
 
 TEST(Conv16BitCuda, BackwardPassesIgnoreThePrecision) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const kernels::Conv2dGeometry g{3, 16, 13, 13, 32, 4, 4, 2, 0};
   const Tensor x = testing::random_tensor({3, 16, 13, 13}, 70).to(Device::cuda());
   const Tensor w = testing::random_tensor({32, 16, 4, 4}, 71).to(Device::cuda());
@@ -264,8 +259,8 @@ TEST(Conv16BitCuda, BackwardPassesIgnoreThePrecision) {
     MathPrecisionScope scope(p);
     Tensor dx = Tensor::empty(x.shape(), DType::F32, Device::cuda()),
            dw = Tensor::empty(w.shape(), DType::F32, Device::cuda());
-    kernels::cuda::conv2d_backward_data(g, gy.data<float>(), w.data<float>(), dx.data<float>());
-    kernels::cuda::conv2d_backward_filter(g, x.data<float>(), gy.data<float>(), dw.data<float>());
+    AEGIS_DISPATCH(Device::cuda(), conv2d_backward_data(g, gy.data<float>(), w.data<float>(), dx.data<float>()));
+    AEGIS_DISPATCH(Device::cuda(), conv2d_backward_filter(g, x.data<float>(), gy.data<float>(), dw.data<float>()));
     return std::make_pair(dx.to(Device::cpu()), dw.to(Device::cpu()));
   };
   const auto full = grads(MathPrecision::Fp32);
@@ -276,12 +271,10 @@ TEST(Conv16BitCuda, BackwardPassesIgnoreThePrecision) {
     EXPECT_TRUE(testing::all_close(in_scope.first, full.first, 0, 0));
     EXPECT_TRUE(testing::all_close(in_scope.second, full.second, 0, 0));
   }
-#endif
 }
 
 TEST(Round16Cuda, OverflowIsCountedExactly) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const std::int64_t zero = 0;
   auto counter = Storage::allocate(8, Device::cuda());
   // Gemm operands: three entries of A beyond fp16's 65504 (and 65519.99, which rounds down to it).
@@ -296,7 +289,8 @@ TEST(Round16Cuda, OverflowIsCountedExactly) {
   for (MathPrecision p : k16Bit) {
     cuda_backend::copy(counter->data(), &zero, 8, cuda_backend::Copy::HostToDevice);
     MathPrecisionScope scope(p, static_cast<std::int64_t*>(counter->data()));
-    kernels::cuda::gemm({false, false, 4, 3, 6, 1.0f, 0.0f}, a.data<float>(), b.data<float>(), c.data<float>());
+    AEGIS_DISPATCH(Device::cuda(),
+                   gemm({false, false, 4, 3, 6, 1.0f, 0.0f}, a.data<float>(), b.data<float>(), c.data<float>()));
     // 3e38 lies below bf16's largest value (about 3.39e38): bf16 counts nothing.
     EXPECT_EQ(read_counter(counter), p == MathPrecision::Fp16 ? 3 : 0) << math_precision_name(p);
   }
@@ -308,15 +302,13 @@ TEST(Round16Cuda, OverflowIsCountedExactly) {
   for (MathPrecision p : k16Bit) {
     cuda_backend::copy(counter->data(), &zero, 8, cuda_backend::Copy::HostToDevice);
     MathPrecisionScope scope(p, static_cast<std::int64_t*>(counter->data()));
-    kernels::cuda::conv2d_forward(g, x.data<float>(), w.data<float>(), nullptr, y.data<float>());
+    AEGIS_DISPATCH(Device::cuda(), conv2d_forward(g, x.data<float>(), w.data<float>(), nullptr, y.data<float>()));
     EXPECT_EQ(read_counter(counter), p == MathPrecision::Fp16 ? 60 : 0) << math_precision_name(p);
   }
-#endif
 }
 
 TEST(Round16Cuda, SixteenBitPathsAreCapturedInACudaGraph) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const Tensor a = testing::random_tensor({37, 50}, 90).to(Device::cuda());
   const Tensor b = testing::random_tensor({23, 50}, 91).to(Device::cuda());
   const kernels::Conv2dGeometry g{4, 3, 11, 9, 5, 3, 3, 2, 1};
@@ -329,8 +321,10 @@ TEST(Round16Cuda, SixteenBitPathsAreCapturedInACudaGraph) {
     Tensor c = Tensor::empty({37, 23}, DType::F32, Device::cuda());
     Tensor y = Tensor::empty({4, 5, g.out_height(), g.out_width()}, DType::F32, Device::cuda());
     auto work = [&] {
-      kernels::cuda::gemm({false, true, 37, 23, 50, 1.0f, 0.0f}, a.data<float>(), b.data<float>(), c.data<float>());
-      kernels::cuda::conv2d_forward(g, x.data<float>(), w.data<float>(), bias.data<float>(), y.data<float>());
+      AEGIS_DISPATCH(Device::cuda(),
+                     gemm({false, true, 37, 23, 50, 1.0f, 0.0f}, a.data<float>(), b.data<float>(), c.data<float>()));
+      AEGIS_DISPATCH(Device::cuda(),
+                     conv2d_forward(g, x.data<float>(), w.data<float>(), bias.data<float>(), y.data<float>()));
     };
     work();  // eagerly first: creates the library handles
     const Tensor c_eager = c.to(Device::cpu()), y_eager = y.to(Device::cpu());
@@ -344,7 +338,6 @@ TEST(Round16Cuda, SixteenBitPathsAreCapturedInACudaGraph) {
     EXPECT_TRUE(testing::all_close(c.to(Device::cpu()), c_eager, 0, 0));
     EXPECT_TRUE(testing::all_close(y.to(Device::cpu()), y_eager, 0, 0));
   }
-#endif
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "reference/norm_loss.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -395,24 +396,23 @@ TEST(GroupNormCuda, MatchesCpu) {
   for (const GnCase& tc : cases) {
     SCOPED_TRACE(shape_str(tc.shape) + " groups " + std::to_string(tc.groups));
     seed += 10;
-    const GnInputs cpu = gn_inputs(tc, seed, true, true);
-    const GnInputs gpu = gn_inputs(tc, seed, true, true, Device::cuda());
-    nn::LayerCapture cap_cpu{true, {}, {}}, cap_gpu{true, {}, {}};
-    const Var y_cpu = F::group_norm(cpu.x, tc.groups, cpu.gamma, cpu.beta, 1e-5f, &cap_cpu);
-    const Var y_gpu = F::group_norm(gpu.x, tc.groups, gpu.gamma, gpu.beta, 1e-5f, &cap_gpu);
-    // float32 block reductions over ≤ 20k elements vs double; the offset case loses ~1e-5 of x̂ to
-    // the rounding of μ ≈ 100.
-    EXPECT_TRUE(testing::all_close(y_gpu.value().to(Device::cpu()), y_cpu.value(), 1e-4, 1e-4));
     const Tensor gy = testing::random_tensor(tc.shape, seed + 5);
-    autograd::backward(y_cpu, gy);
-    autograd::backward(y_gpu, gy.to(Device::cuda()));
-    EXPECT_TRUE(testing::all_close(cap_gpu.activation.to(Device::cpu()), cap_cpu.activation, 1e-4, 1e-4));
-    EXPECT_TRUE(testing::all_close(gpu.x.grad().to(Device::cpu()), cpu.x.grad(), 1e-3, 1e-4));  // as above, via rstd
-    if (tc.affine) {
-      // dγ, dβ sum up to 64·17·19 ≈ 2·10⁴ float32 products in a tree: |error| ≲ 1e-3.
-      EXPECT_TRUE(testing::all_close(gpu.gamma.grad().to(Device::cpu()), cpu.gamma.grad(), 1e-4, 1e-3));
-      EXPECT_TRUE(testing::all_close(gpu.beta.grad().to(Device::cpu()), cpu.beta.grad(), 1e-4, 1e-3));
-    }
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const GnInputs in = gn_inputs(tc, seed, true, true, run.device());
+      nn::LayerCapture cap{true, {}, {}};
+      const Var y = F::group_norm(in.x, tc.groups, in.gamma, in.beta, 1e-5f, &cap);
+      // float32 block reductions over ≤ 20k elements vs double; the offset case loses ~1e-5 of x̂ to
+      // the rounding of μ ≈ 100.
+      run.check("y", y.value(), {1e-4, 1e-4});
+      autograd::backward(y, run.input(gy));
+      run.check("x̂", cap.activation, {1e-4, 1e-4});
+      run.check("dx", in.x.grad(), {1e-3, 1e-4});  // as above, via rstd
+      if (tc.affine) {
+        // dγ, dβ sum up to 64·17·19 ≈ 2·10⁴ float32 products in a tree: |error| ≲ 1e-3.
+        run.check("dgamma", in.gamma.grad(), {1e-4, 1e-3});
+        run.check("dbeta", in.beta.grad(), {1e-4, 1e-3});
+      }
+    }));
   }
 }
 
@@ -426,16 +426,16 @@ TEST(CrossEntropyCuda, MatchesCpu) {
     for (nn::Reduction r : kReductions) {
       SCOPED_TRACE("n " + std::to_string(tc.n) + " k " + std::to_string(tc.k) + " reduction " +
                    std::to_string(static_cast<int>(r)));
-      Var z_cpu(z, true), z_gpu(z.to(Device::cuda()), true);
-      const Var l_cpu = F::cross_entropy(z_cpu, y, r);
-      const Var l_gpu = F::cross_entropy(z_gpu, y.to(Device::cuda()), r);
-      // expf and float32 sums of ≤ 1000 exponentials (and of ≤ 513 losses) vs double sums.
-      EXPECT_TRUE(testing::all_close(l_gpu.value().to(Device::cpu()), l_cpu.value(), 1e-5, 1e-5));
-      const Tensor g = testing::random_tensor(l_cpu.shape(), seed + 2, 0.5f, 2.0f);
-      autograd::backward(l_cpu, g);
-      autograd::backward(l_gpu, g.to(Device::cuda()));
-      // Probabilities in float32 with expf: ~1e-7 absolute, amplified ≤ 2 by the seed.
-      EXPECT_TRUE(testing::all_close(z_gpu.grad().to(Device::cpu()), z_cpu.grad(), 1e-4, 1e-6));
+      const Tensor g = testing::random_tensor(F::cross_entropy(Var(z), y, r).shape(), seed + 2, 0.5f, 2.0f);
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        Var z_on(run.input(z), true);
+        const Var loss = F::cross_entropy(z_on, run.input(y), r);
+        // expf and float32 sums of ≤ 1000 exponentials (and of ≤ 513 losses) vs double sums.
+        run.check("loss", loss.value(), {1e-5, 1e-5});
+        autograd::backward(loss, run.input(g));
+        // Probabilities in float32 with expf: ~1e-7 absolute, amplified ≤ 2 by the seed.
+        run.check("dz", z_on.grad(), {1e-4, 1e-6});
+      }));
     }
   }
   // Labels are validated on the host even when they live on the GPU.
@@ -456,10 +456,13 @@ TEST(ArgmaxCuda, MatchesCpu) {
     for (float& e : v) e = std::round(e * 4.0f) / 4.0f;
     if (n > 2) v[static_cast<std::size_t>(2 * k + k / 2)] = std::numeric_limits<float>::quiet_NaN();
     const Tensor z = Tensor::from_vector<float>(v, {n, k});
-    const Tensor am_cpu = nn::argmax(z);
-    EXPECT_EQ(nn::argmax(z.to(Device::cuda())).to_vector<std::int32_t>(), am_cpu.to_vector<std::int32_t>());
     const Tensor y = labels_tensor(random_labels(n, k, 1350 + n));
-    EXPECT_EQ(nn::count_correct(z.to(Device::cuda()), y.to(Device::cuda())), nn::count_correct(z, y));
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const Tensor d_z = run.input(z);
+      run.check("argmax", nn::argmax(d_z), testing::kExact);
+      const std::int64_t correct = nn::count_correct(d_z, run.input(y));
+      run.check("correct", Tensor::from_vector<std::int64_t>({correct}, {1}), testing::kExact);
+    }));
   }
 }
 

@@ -3,12 +3,14 @@
 // validation, the no-partial-update rule for NaN gradients, schedule values at key steps, and
 // CUDA-vs-CPU equality of the fused kernels (skipped without a GPU).
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -492,31 +494,28 @@ TEST(Schedules, RejectBadArguments) {
 // Runs `steps` updates of the same optimizer configuration on CPU and CUDA copies of the same
 // parameters and gradients, then compares the parameters.
 void compare_devices(const std::string& name, float lr, int steps) {
-  std::vector<Var> cpu = make_params(51), gpu = make_params(51, Device::cuda());
-  auto make = [&](std::vector<Var> params) -> std::unique_ptr<nn::Optimizer> {
-    if (name == "sgd-nesterov") return std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, true});
-    if (name == "sgd-momentum") return std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, false});
-    if (name == "adam-l2") return std::make_unique<nn::Adam>(params, AdamOptions{lr, 0.9f, 0.999f, 1e-8f, 0.1f, false});
-    return nn::make_optimizer(name, params, lr);
-  };
-  auto opt_cpu = make(cpu), opt_gpu = make(gpu);
-  for (int s = 0; s < steps; ++s) {
-    for (std::size_t i = 0; i < cpu.size(); ++i) {
-      const Tensor g = grad_for(i, s, 500);
-      cpu[i].zero_grad();
-      gpu[i].zero_grad();
-      cpu[i].accumulate_grad(g);
-      gpu[i].accumulate_grad(g.to(Device::cuda()));
+  SCOPED_TRACE(name);
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    std::vector<Var> params = make_params(51, run.device());
+    std::unique_ptr<nn::Optimizer> opt;
+    if (name == "sgd-nesterov") opt = std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, true});
+    else if (name == "sgd-momentum") opt = std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, false});
+    else if (name == "adam-l2") opt = std::make_unique<nn::Adam>(params, AdamOptions{lr, 0.9f, 0.999f, 1e-8f, 0.1f, false});
+    else opt = nn::make_optimizer(name, params, lr);
+    for (int s = 0; s < steps; ++s) {
+      for (std::size_t i = 0; i < params.size(); ++i) {
+        params[i].zero_grad();
+        params[i].accumulate_grad(run.input(grad_for(i, s, 500)));
+      }
+      opt->step();
     }
-    opt_cpu->step();
-    opt_gpu->step();
-  }
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    ASSERT_TRUE(gpu[i].value().is_cuda());
-    // Same float32 formula on both devices; nvcc contracts a·b + c into FMA and the CPU build
-    // does not, a ≤ 1-ulp difference per operation that compounds over ≤ 10 steps: 1e-5/1e-6.
-    EXPECT_TRUE(all_close(gpu[i].value().to(Device::cpu()), cpu[i].value(), 1e-5, 1e-6)) << name << " param " << i;
-  }
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      EXPECT_EQ(params[i].value().device(), run.device());
+      // Same float32 formula on both devices; nvcc contracts a·b + c into FMA and the CPU build
+      // does not, a ≤ 1-ulp difference per operation that compounds over ≤ 10 steps: 1e-5/1e-6.
+      run.check("param " + std::to_string(i), params[i].value(), {1e-5, 1e-6});
+    }
+  }));
 }
 
 TEST(OptimCuda, SgdMatchesCpu) {
@@ -563,7 +562,7 @@ TEST(OptimCuda, StateFollowsParameterToDevice) {
   }
   ASSERT_TRUE(p.value().is_cuda());
   // One GPU step with possible FMA contraction on values of O(1): 1e-6 absolute.
-  EXPECT_TRUE(all_close(p.value().to(Device::cpu()), ref.value(), 0.0, 1e-6));
+  EXPECT_TRUE(testing::matches(p.value(), ref.value(), {0.0, 1e-6}));
 }
 
 }  // namespace

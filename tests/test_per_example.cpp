@@ -13,6 +13,7 @@
 #include "privacy/per_example.h"
 #include "runtime/autograd.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -647,20 +648,26 @@ TEST(PerExampleCuda, MatchesCpu) {
       {"resnet20", resnet_problem()},
       {"cnn-fmnist batch 67", classifier_problem({"cnn-fmnist", {1, 28, 28}, 10, "", 5}, 67, 23)}};
   for (const ConvCase& cs : kConvCases) problems.emplace_back(cs.str(), conv_problem(cs, 33));
-  for (auto& [name, p] : problems) {
-    SCOPED_TRACE(name);
+  for (auto& named : problems) {
+    SCOPED_TRACE(named.first);
+    Problem& p = named.second;  // a plain reference: the lambda below captures it
     for (std::size_t keep : {std::size_t{256} << 20, std::size_t{0}}) {
       ClipOptions opt;
       opt.max_grad_norm = split_norm(loop_norms(loop_grads(p)));
       opt.keep_per_example_bytes = keep;
-      const DeviceRun cpu = run_on(p, Device::cpu(), opt);
-      const DeviceRun gpu = run_on(p, Device::cuda(), opt);
-      // cuBLAS (fp32, no TF32) and OpenBLAS sum the same products in different orders.
-      EXPECT_TRUE(testing::all_close(gpu.ghost_norms, cpu.ghost_norms, 2e-4, 1e-5));
-      EXPECT_TRUE(testing::all_close(gpu.materialized_norms, cpu.materialized_norms, 2e-4, 1e-5));
-      EXPECT_TRUE(testing::all_close(gpu.norms, cpu.norms, 2e-4, 1e-5));
-      EXPECT_TRUE(testing::all_close(gpu.factors, cpu.factors, 2e-4, 0.0));
-      EXPECT_TRUE(sums_close(gpu.grads, cpu.grads));
+      SCOPED_TRACE(::testing::Message() << "keep " << keep << " bytes");
+      std::vector<double> grads[2];  // CPU, CUDA
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        const DeviceRun r = run_on(p, run.device(), opt);
+        // cuBLAS (fp32, no TF32) and OpenBLAS sum the same products in different orders.
+        run.check("ghost norms", testing::flat_tensor(r.ghost_norms), {2e-4, 1e-5});
+        run.check("materialized norms", testing::flat_tensor(r.materialized_norms), {2e-4, 1e-5});
+        run.check("norms", testing::flat_tensor(r.norms), {2e-4, 1e-5});
+        run.check("clip factors", testing::flat_tensor(r.factors), {2e-4, 0.0});
+        grads[run.device().is_cuda() ? 1 : 0] = r.grads;
+      }));
+      // The clipped sums, to 1e-4 of their largest element (sums_close).
+      EXPECT_TRUE(sums_close(grads[1], grads[0]));
     }
   }
 }
@@ -672,22 +679,19 @@ TEST(PerExampleCuda, MaskAndPerLayer) {
   opt.per_layer = true;
   opt.max_grad_norm = 0.7f;
   const Tensor mask = Tensor::from_vector<float>({1.0f, 0.0f, 1.0f, 1.0f}, {4});
-  std::vector<std::vector<double>> factors[2];
-  std::vector<double> grads[2];
-  for (int k = 0; k < 2; ++k) {
-    const Device d = k ? Device::cuda() : Device::cpu();
-    p.to(d);
-    const Tensor m = mask.to(d);
+  std::vector<double> grads[2];  // CPU, CUDA
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    p.to(run.device());
+    const Tensor m = run.input(mask);
     const ClipStats st = dp_clip(p, opt, &m);
-    for (const Tensor& f : st.per_layer_factors) factors[k].push_back(testing::to_double(f));
-    grads[k] = flat_grads(*p.model);
-  }
+    for (std::size_t l = 0; l < st.per_layer_factors.size(); ++l) {
+      EXPECT_EQ(testing::to_double(st.per_layer_factors[l])[1], 0.0) << "layer " << l;  // the masked example
+      // As in PerExampleCuda.MatchesCpu.
+      run.check("layer " + std::to_string(l) + " factors", st.per_layer_factors[l], {2e-4, 0.0});
+    }
+    grads[run.device().is_cuda() ? 1 : 0] = flat_grads(*p.model);
+  }));
   p.to(Device::cpu());
-  ASSERT_EQ(factors[0].size(), factors[1].size());
-  for (std::size_t l = 0; l < factors[0].size(); ++l) {
-    EXPECT_EQ(factors[1][l][1], 0.0);
-    EXPECT_TRUE(testing::all_close(factors[1][l], factors[0][l], 2e-4, 0.0));  // as in PerExampleCuda.MatchesCpu
-  }
   EXPECT_TRUE(sums_close(grads[1], grads[0]));
 }
 

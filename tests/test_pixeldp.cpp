@@ -13,7 +13,9 @@
 #include "kernels/random.h"
 #include "nn/layers.h"
 #include "nn/model_file.h"
+#include "runtime/dispatch.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -96,17 +98,16 @@ TEST(PixelDpNoise, KeyedDrawsAndGradient) {
 
 TEST(PixelDpNoise, LaplaceCudaMatchesCpu) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const philox::Key key{3, philox::kPurposePixelDp, 4};
-  const std::int64_t n = 100003;  // odd: the last pair is half used
-  Tensor cpu = Tensor::empty({n});
-  kernels::cpu::fill_laplace(cpu.data<float>(), n, key, 17, 0.5f);
-  Tensor gpu = Tensor::empty({n}, DType::F32, Device::cuda());
-  kernels::cuda::fill_laplace(gpu.data<float>(), n, key, 17, 0.5f);
-  // Both round the same double-precision transform to float; libm and CUDA's log differ by an
-  // ulp of double at most, so the floats agree to a float ulp.
-  EXPECT_TRUE(testing::all_close(gpu.to(Device::cpu()), testing::to_double(cpu), 2e-7, 1e-12));
-#endif
+  for (const std::int64_t n : testing::kOddSizes) {  // odd sizes: the last pair is half used
+    SCOPED_TRACE(n);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      // Both round the same double-precision transform to float; libm and CUDA's log differ by an
+      // ulp of double at most, so the floats agree to a float ulp.
+      Tensor out = run.output("laplace noise", {n}, {2e-7, 1e-12});
+      AEGIS_DISPATCH(run.device(), fill_laplace(out.data<float>(), n, key, 17, 0.5f));
+    }));
+  }
 }
 
 // ---- calibration ----------------------------------------------------------------------------------

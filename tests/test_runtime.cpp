@@ -11,6 +11,7 @@
 #include "core/cuda_backend.h"
 #include "runtime/ops.h"
 #include "core/philox.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -241,61 +242,68 @@ TEST(FastMath, ActivationsMatchLibmAcrossTheRange) {
 
 TEST(RuntimeCuda, PhiloxFillsAreIdenticalOnBothDevices) {
   AEGIS_REQUIRE_GPU();
-  const std::int64_t n = (1 << 20) + 3;  // odd size: the last Philox block is partly used
   const philox::Key key{77, philox::kPurposeDpNoise, 5};
-  Tensor cpu_u = Tensor::empty({n}), gpu_u = Tensor::empty({n}, DType::F32, Device::cuda());
-  ops::fill_uniform(cpu_u, key, -1.0f, 1.0f, 12345);
-  ops::fill_uniform(gpu_u, key, -1.0f, 1.0f, 12345);
-  EXPECT_EQ(cpu_u.to_vector<float>(), gpu_u.to_vector<float>());  // integer arithmetic: exact
-  Tensor cpu_n = Tensor::empty({n}), gpu_n = Tensor::empty({n}, DType::F32, Device::cuda());
-  ops::fill_normal(cpu_n, key, 0.5f, 2.0f, 7);
-  ops::fill_normal(gpu_n, key, 0.5f, 2.0f, 7);
-  // Box–Muller in double: libm and CUDA's log/sin/cos differ by ≤ 1 ulp of double, which
-  // survives rounding to float only near a rounding boundary — allow 1 float ulp.
-  EXPECT_TRUE(testing::all_close(gpu_n, testing::to_double(cpu_n), 2.4e-7, 1e-7));
+  std::vector<std::int64_t> sizes = testing::kOddSizes;
+  sizes.push_back((1 << 20) + 3);
+  for (const std::int64_t n : sizes) {  // odd sizes: the last Philox block is partly used
+    SCOPED_TRACE(n);
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      Tensor u = run.output("uniform", {n}, testing::kExact);  // integer arithmetic: exact
+      ops::fill_uniform(u, key, -1.0f, 1.0f, 12345);
+      // Box–Muller in double: libm and CUDA's log/sin/cos differ by ≤ 1 ulp of double, which
+      // survives rounding to float only near a rounding boundary — allow 1 float ulp.
+      Tensor z = run.output("normal", {n}, {2.4e-7, 1e-7});
+      ops::fill_normal(z, key, 0.5f, 2.0f, 7);
+    }));
+  }
 }
 
 TEST(RuntimeCuda, ElementwiseBlasAndLinearMatchCpu) {
   AEGIS_REQUIRE_GPU();
   const Device gpu = Device::cuda();
   for (auto act : {kernels::Activation::ReLU, kernels::Activation::Tanh, kernels::Activation::Sigmoid}) {
-    const std::int64_t n = 100003;
-    Tensor x = testing::random_tensor({n}, 31, -6.0f, 6.0f), y = Tensor::empty({n});
-    Tensor xg = x.to(gpu), yg = Tensor::empty({n}, DType::F32, gpu);
-    kernels::cpu::activation_forward(act, x.data<float>(), y.data<float>(), n);
-    AEGIS_DISPATCH(gpu, activation_forward(act, xg.data<float>(), yg.data<float>(), n));
-    // Two float implementations of tanh/exp, each within a few ulp of the true value.
-    EXPECT_TRUE(testing::all_close(yg, testing::to_double(y), 1e-6, 1e-7));
+    for (const std::int64_t n : testing::kOddSizes) {
+      SCOPED_TRACE(::testing::Message() << "activation " << static_cast<int>(act) << ", n = " << n);
+      const Tensor x = testing::random_tensor({n}, 31, -6.0f, 6.0f);
+      EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+        const Tensor d_x = run.input(x);
+        // Two float implementations of tanh/exp, each within a few ulp of the true value.
+        Tensor y = run.output("y", {n}, {1e-6, 1e-7});
+        AEGIS_DISPATCH(run.device(), activation_forward(act, d_x.data<float>(), y.data<float>(), n));
+      }));
+    }
   }
-  Tensor a = testing::random_tensor({37, 129}, 32), b = testing::random_tensor({129, 65}, 33);
-  // Different summation orders over 129 terms of O(1): float32 rounding ~ sqrt(129)·6e-8 each.
-  EXPECT_TRUE(testing::all_close(ops::matmul(a.to(gpu), b.to(gpu)), ops::matmul(a, b), 1e-5, 1e-5));
-  EXPECT_TRUE(testing::all_close(ops::matmul(b.to(gpu), b.to(gpu), true, false), ops::matmul(b, b, true, false), 1e-5, 1e-5));
+  const Tensor a = testing::random_tensor({37, 129}, 32), b = testing::random_tensor({129, 65}, 33);
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    const Tensor d_a = run.input(a), d_b = run.input(b);
+    // Different summation orders over 129 terms of O(1): float32 rounding ~ sqrt(129)·6e-8 each.
+    run.check("a·b", ops::matmul(d_a, d_b), {1e-5, 1e-5});
+    run.check("bᵀ·b", ops::matmul(d_b, d_b, true, false), {1e-5, 1e-5});
+  }));
   Tensor nan = Tensor::from_vector<float>({1.0f, NAN, INFINITY, 2.0f, -INFINITY}, {5});
   EXPECT_EQ(ops::count_nonfinite(nan.to(gpu)), 3);
   // Many tensors, one copy back: the counts land in an int64 tensor on the device.
   const Tensor big = testing::random_tensor({100003}, 38).to(gpu), nan_gpu = nan.to(gpu);
   EXPECT_EQ(ops::count_nonfinite_each({&nan_gpu, &big, &nan_gpu}), (std::vector<std::int64_t>{3, 0, 3}));
 
-  // A linear layer's forward and all three gradients.
-  auto run = [](Device d) {
-    autograd::Var x(testing::random_tensor({33, 17}, 34).to(d), true);
-    autograd::Var w(testing::random_tensor({9, 17}, 35).to(d), true);
-    autograd::Var bias(testing::random_tensor({9}, 36).to(d), true);
+  // A linear layer's forward and all three gradients (as for the products above).
+  EXPECT_TRUE(testing::cuda_matches_cpu([](testing::BackendRun& run) {
+    autograd::Var x(run.input(testing::random_tensor({33, 17}, 34)), true);
+    autograd::Var w(run.input(testing::random_tensor({9, 17}, 35)), true);
+    autograd::Var bias(run.input(testing::random_tensor({9}, 36)), true);
     autograd::Var y = nn::F::linear(x, w, bias);
-    autograd::backward(y, testing::random_tensor({33, 9}, 37).to(d));
-    return std::vector<Tensor>{y.value(), x.grad(), w.grad(), bias.grad()};
-  };
-  const auto c = run(Device::cpu()), g = run(gpu);
-  for (std::size_t i = 0; i < c.size(); ++i) EXPECT_TRUE(testing::all_close(g[i], c[i], 1e-5, 1e-5)) << "output " << i;
+    autograd::backward(y, run.input(testing::random_tensor({33, 9}, 37)));
+    run.check("y", y.value(), {1e-5, 1e-5});
+    run.check("dx", x.grad(), {1e-5, 1e-5});
+    run.check("dw", w.grad(), {1e-5, 1e-5});
+    run.check("dbias", bias.grad(), {1e-5, 1e-5});
+  }));
 }
 
 TEST(RuntimeCuda, PoolKeepsItsMemoryAndUploadsNeedNoSynchronization) {
   AEGIS_REQUIRE_GPU();
-#if AEGIS_HAS_CUDA
   const Tensor warm = Tensor::zeros({1024}, DType::F32, Device::cuda());  // first allocation on the device
   EXPECT_EQ(cuda_backend::pool_release_threshold(0), UINT64_MAX);
-#endif
   // A host buffer changed right after its upload returns: the device holds the old bytes.
   std::vector<float> host(4097, 1.5f);
   Tensor on_gpu = Tensor::from_vector(host, {4097}).to(Device::cuda());

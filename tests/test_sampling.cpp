@@ -13,6 +13,7 @@
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
 #include "runtime/ops.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -229,10 +230,17 @@ TEST(MaskedBatch, OversizedSamplesAreSplitNeverTruncated) {
 TEST(MaskedBatch, CopiesToTheGpu) {
   AEGIS_REQUIRE_GPU();
   const nn::Dataset ds = small_dataset(20);
-  const privacy::MaskedBatch b = privacy::gather_masked(ds, {1, 2, 3}, 5, Device::cuda());
-  EXPECT_TRUE(b.images.is_cuda());
-  EXPECT_TRUE(b.mask.is_cuda());
-  EXPECT_EQ(ops::sum(b.mask.to(Device::cpu())), 3.0);
+  // The same rows, copied: exact on both devices.
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    const privacy::MaskedBatch b = privacy::gather_masked(ds, {1, 2, 3}, 5, run.device());
+    EXPECT_EQ(b.images.device(), run.device());
+    EXPECT_EQ(b.labels.device(), run.device());
+    EXPECT_EQ(b.mask.device(), run.device());
+    EXPECT_EQ(ops::sum(b.mask.to(Device::cpu())), 3.0);
+    run.check("images", b.images, testing::kExact);
+    run.check("labels", b.labels, testing::kExact);
+    run.check("mask", b.mask, testing::kExact);
+  }));
 }
 
 // ---- shuffled batches (not Poisson) ----------------------------------------------------------

@@ -12,8 +12,9 @@
 #include "nn/layers.h"
 #include "nn/zoo.h"
 #include "core/config.h"
-#include "core/cuda_backend.h"
 #include "core/math_precision.h"
+#include "runtime/dispatch.h"
+#include "support/backend_compare.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -24,46 +25,40 @@ using certify::SmoothingOptions;
 
 TEST(SmoothingCuda, SameNoiseAndCountsAsTheCpu) {
   AEGIS_REQUIRE_GPU();
-  const std::int64_t d = 28 * 28, samples = 3, m = 2;
-  const Tensor x = testing::random_tensor({m, d}, 8, 0.0f, 1.0f);
-  const std::vector<std::int64_t> ids = {5, 77};
-  kernels::SmoothingBatch b;
-  b.rows = m * samples;
-  b.samples = samples;
-  b.d = d;
-  b.seed = 12;
-  b.sigma = 0.25f;
-  std::vector<float> cpu_out(static_cast<std::size_t>(b.rows * d));
-  kernels::cpu::noisy_batch(cpu_out.data(), x.data<float>(), ids.data(), b);
-#if AEGIS_HAS_CUDA
-  {
-    const Tensor d_x = x.to(Device::cuda(0));
-    Tensor d_out = Tensor::empty({b.rows, d}, DType::F32, Device::cuda(0));
-    auto d_ids = Storage::allocate(ids.size() * 8, Device::cuda(0));
-    cuda_backend::copy(d_ids->data(), ids.data(), ids.size() * 8, cuda_backend::Copy::HostToDevice);
-    kernels::cuda::noisy_batch(d_out.data<float>(), d_x.data<float>(), static_cast<const std::int64_t*>(d_ids->data()),
-                               b);
-    const std::vector<float> gpu_out = d_out.to(Device::cpu()).to_vector<float>();
-    // Every operation is IEEE-rounded in the same order on both devices: bit-identical noise.
-    for (std::size_t i = 0; i < cpu_out.size(); ++i) ASSERT_EQ(cpu_out[i], gpu_out[i]) << "element " << i;
+  const std::int64_t samples = 3, m = 2;
+  const Tensor ids = Tensor::from_vector<std::int64_t>({5, 77}, {m});
+  // Inputs of 28·28 and of odd sizes: a row's noise pairs then straddle rows.
+  for (const std::int64_t d : {std::int64_t{28 * 28}, std::int64_t{1}, std::int64_t{17}, std::int64_t{257}}) {
+    SCOPED_TRACE(d);
+    const Tensor x = testing::random_tensor({m, d}, 8, 0.0f, 1.0f);
+    kernels::SmoothingBatch b;
+    b.rows = m * samples;
+    b.samples = samples;
+    b.d = d;
+    b.seed = 12;
+    b.sigma = 0.25f;
+    EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+      const Tensor d_x = run.input(x), d_ids = run.input(ids);
+      // Every operation is IEEE-rounded in the same order on both devices: bit-identical noise.
+      Tensor out = run.output("noisy rows", {b.rows, d}, testing::kExact);
+      AEGIS_DISPATCH(run.device(), noisy_batch(out.data<float>(), d_x.data<float>(), d_ids.data<std::int64_t>(), b));
+    }));
   }
-#endif
   // Counts through the whole smoothed classifier on both devices.
-  nn::ModelSpec spec{"cnn-fmnist", {1, 28, 28}, 10, "", 4};
-  auto cpu_model = nn::build_model(spec);
-  auto gpu_model = nn::build_model(spec);
-  gpu_model->to(Device::cuda(0));
+  const nn::ModelSpec spec{"cnn-fmnist", {1, 28, 28}, 10, "", 4};
   const Tensor images = testing::random_tensor({m, 1, 28, 28}, 9, 0.0f, 1.0f);
   SmoothingOptions o;
   o.sigma = 0.25;
   o.batch = 256;
-  SmoothedClassifier on_cpu(*cpu_model, {1, 28, 28}, 10, Device::cpu());
-  SmoothedClassifier on_gpu(*gpu_model, {1, 28, 28}, 10, Device::cuda(0));
-  const auto a = on_cpu.sample_counts(images, {5, 77}, 2000, certify::SamplePhase::Estimation, o);
-  const auto g = on_gpu.sample_counts(images, {5, 77}, 2000, certify::SamplePhase::Estimation, o);
-  // Identical noise; cuDNN and the CPU convolution round differently, which can flip an argmax whose
-  // top two logits agree to ~1e-6: allow 0.5% of the samples per class.
-  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(double(a[i]), double(g[i]), 10.0) << i;
+  EXPECT_TRUE(testing::cuda_matches_cpu([&](testing::BackendRun& run) {
+    auto model = nn::build_model(spec);
+    model->to(run.device());
+    SmoothedClassifier smoothed(*model, {1, 28, 28}, 10, run.device());
+    const auto counts = smoothed.sample_counts(images, {5, 77}, 2000, certify::SamplePhase::Estimation, o);
+    // Identical noise; cuDNN and the CPU convolution round differently, which can flip an argmax
+    // whose top two logits agree to ~1e-6: allow 0.5% of the samples per class.
+    run.check("counts", testing::flat_tensor(counts), {0.0, 10.0});
+  }));
 }
 
 TEST(SmoothingCuda, GraphReplayGivesTheSameCountsAsEagerLaunches) {
