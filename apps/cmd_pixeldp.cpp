@@ -2,13 +2,8 @@
 // a noise layer at position 0, 1 or 2, calibrated for (ε, δ, L), and trains it with the noise in
 // place and the pre-noise layers projected to operator norm ≤ 1 after every step. `certify`
 // reports, on the first N test examples, the conventional accuracy of the Monte Carlo expected
-// scores, the certified accuracy at each threshold T (correct and robustness size ≥ T), and —
-// with --attack cw-l2 — the accuracy under Carlini-Wagner L2 attacks on the expected scores (the
-// attack differentiates through D fixed noise draws, as the paper attacks PixelDP networks
-// through their expected output rather than the noise-free network; its result is then judged
-// by a fresh n-draw prediction, like the clean input): an example counts as correct at size T
-// when its clean prediction is right and the attack found no input within L2 distance T whose
-// prediction differs from the label.
+// scores, the certified accuracy at each threshold T, and, with --attack cw-l2, the accuracy under
+// Carlini–Wagner L2 attacks on the expected scores (certify/pixeldp_run.h).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,6 +15,7 @@
 
 #include "attacks/attacks.h"
 #include "certify/pixeldp.h"
+#include "certify/pixeldp_run.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
@@ -53,9 +49,7 @@ struct PixelDpCertifyArgs {
   std::int64_t draws = 300, max = 0, batch = 1000, attack_max = 100, attack_batch = 50;
   double confidence = 0.95;
   std::uint64_t seed = 0;
-  // CW-L2 on the expected scores. Measured on a digits mlp with σ = 0.25 at the input, first 20
-  // test examples: with these settings (fixed draws, κ = 0.5, no early abort) 19 are broken;
-  // with fresh draws at every pass, κ = 0 and 50 steps × 5 searches, none.
+  // The CW-L2 attack on the expected scores; defaults as certify::PixelDpAttackOptions.
   std::int64_t attack_draws = 10;
   int cw_steps = 30, cw_search_steps = 4;
   float cw_const = 1.0f, cw_lr = 0.1f, cw_confidence = 0.5f;
@@ -170,133 +164,39 @@ int run_train(const PixelDpTrainArgs& a) {
   return 0;
 }
 
-// Certificates for examples [0, n) of `test`, in chunks for the progress bar.
-std::vector<certify::PixelDpCertificate> certify_range(certify::PixelDpNet& net, const certify::PixelDpMechanism& m,
-                                                       const Tensor& images, const certify::PixelDpCertifyOptions& o,
-                                                       Device device, const std::string& label, bool quiet) {
-  const std::int64_t n = images.size(0), chunk = std::max<std::int64_t>(1, o.batch / o.draws);
-  Progress bar(label, n, "examples", !quiet);
-  std::vector<certify::PixelDpCertificate> out;
-  for (std::int64_t b = 0; b < n; b += chunk) {
-    const std::int64_t e = std::min(n, b + chunk);
-    auto part = certify::certify_pixeldp(net, m, images.rows(b, e), static_cast<std::uint64_t>(b), o, device);
-    out.insert(out.end(), part.begin(), part.end());
-    bar.update(e);
-  }
-  bar.finish();
-  return out;
-}
-
-nlohmann::json run_cw(const PixelDpCertifyArgs& a, const std::shared_ptr<certify::PixelDpNet>& net,
-                      const certify::PixelDpMechanism& m, const nn::Dataset& test,
-                      const std::vector<certify::PixelDpCertificate>& clean, const std::vector<double>& thresholds,
-                      certify::PixelDpCertifyOptions o, Device device) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const std::int64_t n = std::min(a.attack_max, test.size());
-  // The same D draws at every step (phase 2), so the attack optimizes one deterministic sample
-  // average: with fresh draws CW's iterates, which stop at the decision boundary, flip back and
-  // forth and the attack keeps almost none. κ > 0 then carries its adversarial inputs a margin
-  // past the boundary, so that the n fresh draws that judge them (phase 1) mostly agree. The
-  // no-progress abort is off: a sampled loss need not fall every steps/10 iterations.
-  certify::ExpectedScoresModel target(net, a.attack_draws, true, 2);
-  attacks::CwOptions cw;
-  cw.attack.steps = a.cw_steps;
-  cw.binary_search_steps = a.cw_search_steps;
-  cw.initial_const = a.cw_const;
-  cw.lr = a.cw_lr;
-  cw.confidence = a.cw_confidence;
-  cw.abort_early = false;
-  o.phase = 1;  // fresh noise for judging the adversarial inputs
-  const std::vector<std::int32_t> labels = test.labels.to_vector<std::int32_t>();
-  std::vector<double> broken_at(static_cast<std::size_t>(n), std::numeric_limits<double>::infinity());
-  Progress bar("attack cw-l2", n, "examples", !a.common.quiet);
-  for (std::int64_t b = 0; b < n; b += a.attack_batch) {
-    const std::int64_t e = std::min(n, b + a.attack_batch);
-    const Tensor x = test.images.rows(b, e).clone().to(device);
-    const attacks::AttackResult r = attacks::cw_l2(target, x, test.labels.rows(b, e).clone().to(device), cw);
-    const auto adv = certify::certify_pixeldp(*net, m, r.adversarial, static_cast<std::uint64_t>(b), o, device);
-    const std::vector<std::int32_t> success = r.success.to_vector<std::int32_t>();
-    const std::vector<float> norm = r.perturbation_norm.to_vector<float>();
-    for (std::int64_t i = 0; i < e - b; ++i) {
-      const auto k = static_cast<std::size_t>(i), g = static_cast<std::size_t>(b + i);
-      if (success[k] && adv[k].prediction != labels[g]) broken_at[g] = norm[k];
-    }
-    bar.update(e);
-  }
-  bar.finish();
-  std::int64_t clean_correct = 0;
-  std::vector<double> norms;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto g = static_cast<std::size_t>(i);
-    if (clean[g].prediction != labels[g]) continue;
-    ++clean_correct;
-    if (std::isfinite(broken_at[g])) norms.push_back(broken_at[g]);
-  }
-  nlohmann::json at = nlohmann::json::object();
-  for (double t : thresholds) {
-    std::int64_t correct = 0;
-    for (std::int64_t i = 0; i < n; ++i) {
-      const auto g = static_cast<std::size_t>(i);
-      correct += clean[g].prediction == labels[g] && !(broken_at[g] <= t);
-    }
-    at[key_of(t)] = static_cast<double>(correct) / static_cast<double>(n);
-  }
-  std::sort(norms.begin(), norms.end());
-  return nlohmann::json{
-      {"name", "cw-l2"},
-      {"examples", n},
-      {"draws_per_step", a.attack_draws},
-      {"steps", a.cw_steps},
-      {"binary_search_steps", a.cw_search_steps},
-      {"confidence", a.cw_confidence},
-      {"clean_accuracy", static_cast<double>(clean_correct) / static_cast<double>(n)},
-      {"accuracy_at", at},
-      {"accuracy_unbounded",
-       static_cast<double>(clean_correct - static_cast<std::int64_t>(norms.size())) / static_cast<double>(n)},
-      {"median_norm", norms.empty() ? 0.0 : norms[norms.size() / 2]},
-      {"seconds", seconds_since(t0)}};
-}
-
 int run_certify(const PixelDpCertifyArgs& a) {
-  const std::vector<double> thresholds = parse_thresholds(a.thresholds);
-  certify::PixelDpCertifyOptions o;
-  o.draws = a.draws;
-  o.confidence = a.confidence;
-  o.bound = certify::parse_bound_kind(a.bound);
-  o.batch = a.batch;
-  AEGIS_CHECK(a.draws >= 1, "--draws " << a.draws << " must be at least 1");
-  AEGIS_CHECK(a.batch >= 1, "--batch " << a.batch << " must be at least 1");
-  AEGIS_CHECK(a.max >= 0, "--max " << a.max << " must be ≥ 0");
-  AEGIS_CHECK(a.attack == "none" || a.attack == "cw-l2", "unknown --attack '" << a.attack << "' (none or cw-l2)");
-  AEGIS_CHECK(a.attack_max >= 1 && a.attack_batch >= 1 && a.attack_draws >= 1,
-              "--attack-max, --attack-batch and --attack-draws must be at least 1");
+  certify::PixelDpRunOptions o;
+  o.certify.draws = a.draws;
+  o.certify.confidence = a.confidence;
+  o.certify.bound = certify::parse_bound_kind(a.bound);
+  o.certify.batch = a.batch;
+  o.thresholds = parse_thresholds(a.thresholds);
+  if (a.attack == "cw-l2") {
+    certify::PixelDpAttackOptions attack;
+    attack.max = a.attack_max;
+    attack.batch = a.attack_batch;
+    attack.draws = a.attack_draws;
+    attack.cw.attack.steps = a.cw_steps;
+    attack.cw.binary_search_steps = a.cw_search_steps;
+    attack.cw.initial_const = a.cw_const;
+    attack.cw.lr = a.cw_lr;
+    attack.cw.confidence = a.cw_confidence;
+    o.attack = attack;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   const Device device = resolve_device(a.common);
   certify::LoadedPixelDp loaded = certify::load_pixeldp(a.model);
-  AEGIS_CHECK(a.attack != "cw-l2" || loaded.params.norm == certify::PixelDpNorm::L2,
+  AEGIS_CHECK(!o.attack || loaded.params.norm == certify::PixelDpNorm::L2,
               "--attack cw-l2 evaluates L2 robustness, but " << a.model << " is an L1 (Laplace) model");
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   check_data_fits(split.test, loaded.spec, a.model, a.data);
   const nn::Dataset test = first_examples(split.test, a.max);
   loaded.net->to(device);
   loaded.net->noise_layer().set_seed(a.seed);
-  const std::vector<certify::PixelDpCertificate> certs =
-      certify_range(*loaded.net, loaded.mechanism, test.images, o, device, "certify", a.common.quiet);
-  const std::vector<std::int32_t> labels = test.labels.to_vector<std::int32_t>();
-  const auto n = static_cast<double>(test.size());
-  std::int64_t correct = 0;
-  double size_sum = 0.0;
-  for (std::size_t i = 0; i < certs.size(); ++i) {
-    correct += certs[i].prediction == labels[i];
-    size_sum += certs[i].robustness_size;
-  }
+  CliProgress progress(!a.common.quiet);
+  const certify::PixelDpRun r = certify::run_pixeldp_certify(loaded.net, loaded.mechanism, test, o, device, &progress);
   nlohmann::json certified = nlohmann::json::object();
-  for (double t : thresholds) {
-    std::int64_t c = 0;
-    for (std::size_t i = 0; i < certs.size(); ++i)
-      c += certs[i].prediction == labels[i] && certs[i].robustness_size >= t;
-    certified[key_of(t)] = static_cast<double>(c) / n;
-  }
+  for (std::size_t k = 0; k < o.thresholds.size(); ++k) certified[key_of(o.thresholds[k])] = r.certified_accuracy[k];
   nlohmann::json j{{"command", "pixeldp certify"},
                    {"model_file", a.model},
                    {"model", loaded.spec.name},
@@ -317,11 +217,25 @@ int run_certify(const PixelDpCertifyArgs& a) {
                    {"draws", a.draws},
                    {"confidence", a.confidence},
                    {"bound", a.bound},
-                   {"conventional_accuracy", static_cast<double>(correct) / n},
+                   {"conventional_accuracy", r.conventional_accuracy},
                    {"certified_accuracy", certified},
-                   {"mean_robustness_size", size_sum / n},
+                   {"mean_robustness_size", r.mean_robustness_size},
                    {"device", device.str()}};
-  if (a.attack == "cw-l2") j["attack"] = run_cw(a, loaded.net, loaded.mechanism, test, certs, thresholds, o, device);
+  if (r.attack) {
+    nlohmann::json at = nlohmann::json::object();
+    for (std::size_t k = 0; k < o.thresholds.size(); ++k) at[key_of(o.thresholds[k])] = r.attack->accuracy_at[k];
+    j["attack"] = {{"name", "cw-l2"},
+                   {"examples", r.attack->examples},
+                   {"draws_per_step", a.attack_draws},
+                   {"steps", a.cw_steps},
+                   {"binary_search_steps", a.cw_search_steps},
+                   {"confidence", a.cw_confidence},
+                   {"clean_accuracy", r.attack->clean_accuracy},
+                   {"accuracy_at", at},
+                   {"accuracy_unbounded", r.attack->accuracy_unbounded},
+                   {"median_norm", r.attack->median_norm},
+                   {"seconds", r.attack->seconds}};
+  }
   j["seconds"] = seconds_since(t0);
   if (a.common.json) {
     std::cout << j.dump() << std::endl;
@@ -331,11 +245,10 @@ int run_certify(const PixelDpCertifyArgs& a) {
       "pixeldp certify %s on %s (%lld examples, %lld draws, %s %.2f): conventional accuracy %.4f, mean "
       "robustness size %.4f\n",
       a.model.c_str(), a.data.c_str(), static_cast<long long>(test.size()), static_cast<long long>(a.draws),
-      a.bound.c_str(), a.confidence, j["conventional_accuracy"].get<double>(), j["mean_robustness_size"].get<double>());
-  for (double t : thresholds) {
-    std::printf("  T = %-6g certified accuracy %.4f", t, certified[key_of(t)].get<double>());
-    if (j.contains("attack"))
-      std::printf("   accuracy under CW-L2 %.4f", j["attack"]["accuracy_at"][key_of(t)].get<double>());
+      a.bound.c_str(), a.confidence, r.conventional_accuracy, r.mean_robustness_size);
+  for (std::size_t k = 0; k < o.thresholds.size(); ++k) {
+    std::printf("  T = %-6g certified accuracy %.4f", o.thresholds[k], r.certified_accuracy[k]);
+    if (r.attack) std::printf("   accuracy under CW-L2 %.4f", r.attack->accuracy_at[k]);
     std::printf("\n");
   }
   return 0;
@@ -390,7 +303,9 @@ Runner add_pixeldp(CLI::App& app) {
   cert->add_option("--confidence", c->confidence, "confidence eta of the bounds")
       ->capture_default_str()
       ->check(open_unit());
-  cert->add_option("--bound", c->bound, "hoeffding | bernstein")->capture_default_str();
+  cert->add_option("--bound", c->bound, "hoeffding | bernstein")
+      ->capture_default_str()
+      ->check(one_of({"hoeffding", "bernstein"}));
   cert->add_option("--thresholds", c->thresholds, "comma-separated robustness sizes T")->capture_default_str();
   cert->add_option("--max", c->max, "first N test examples (0: all)")
       ->capture_default_str()
@@ -399,7 +314,7 @@ Runner add_pixeldp(CLI::App& app) {
       ->capture_default_str()
       ->check(integer_in(1, kMaxBatch));
   cert->add_option("--seed", c->seed, "seed of the certification noise")->capture_default_str()->check(seed_value());
-  cert->add_option("--attack", c->attack, "none | cw-l2")->capture_default_str();
+  cert->add_option("--attack", c->attack, "none | cw-l2")->capture_default_str()->check(one_of({"none", "cw-l2"}));
   cert->add_option("--attack-max", c->attack_max, "attack the first N of the examples")
       ->capture_default_str()
       ->check(integer_in(1, kMaxExamples));
