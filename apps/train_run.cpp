@@ -69,14 +69,9 @@ void train_standard(const TrainArgs& a, const nn::Dataset& train, const nn::Trai
 
 void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainOptions& opt, Trained& t) {
   attacks::AdvTrainOptions adv = a.adv_options;
-  adv.method = a.adv;
-  AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
-  const std::int64_t epochs = adv.method == "free" ? ceil_div(opt.epochs, adv.replays) : opt.epochs;
-  const std::int64_t replays = adv.method == "free" ? adv.replays : 1;
-  const std::int64_t held_out =
-      adv.method == "fgsm-rs" && adv.check_overfitting ? std::min<std::int64_t>(512, train.size() / 10) : 0;
-  const std::int64_t steps_per_epoch = ceil_div(train.size() - held_out, opt.batch_size) * replays;
-  EpochBars bars(epochs, steps_per_epoch, !a.common.quiet);
+  adv.method = attacks::parse_adv_method(a.adv);
+  const attacks::AdvPlan plan = attacks::plan_adversarial(train.size(), opt, adv);
+  EpochBars bars(plan.epochs, plan.steps_per_epoch, !a.common.quiet);
   std::size_t epochs_done = 0;
   const attacks::AdvTrainResult r = attacks::train_adversarial(
       *t.model, train, opt, adv, [&](const nn::StepInfo& s) { bars.step(s.epoch, s.step, s.loss); },
@@ -94,7 +89,7 @@ void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainO
   t.summary["train_loss"] = r.epochs.back().train_loss;
   t.summary["train_accuracy"] = r.epochs.back().train_accuracy;
   t.summary["train_seconds"] = r.seconds;
-  t.summary["adv_method"] = adv.method;
+  t.summary["adv_method"] = attacks::adv_method_name(adv.method);
   t.summary["adv_eps"] = adv.eps;
   t.summary["adv_steps"] = adv.steps;
   t.summary["adv_epochs_run"] = r.epochs.size();
@@ -103,7 +98,7 @@ void train_robust(const TrainArgs& a, const nn::Dataset& train, const nn::TrainO
     t.summary["adv_stopped_early"] = r.stopped_early;
     t.summary["adv_best_epoch"] = r.best_epoch;
   }
-  t.metadata["aegis.adv_method"] = adv.method;
+  t.metadata["aegis.adv_method"] = attacks::adv_method_name(adv.method);
   t.metadata["aegis.adv_eps"] = std::to_string(adv.eps);
 }
 
@@ -170,8 +165,6 @@ void check_resumable_ledger(const TrainArgs& a, const privacy::LedgerCheck& chec
 
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label) {
   AEGIS_CHECK(a.adv.empty() || !a.dp, "--adv and --dp are mutually exclusive");
-  AEGIS_CHECK(a.adv.empty() || a.adv == "pgd" || a.adv == "fgsm-rs" || a.adv == "free",
-              "--adv '" << a.adv << "' is not one of pgd, fgsm-rs, free");
   AEGIS_CHECK(a.adv.empty() || (std::isfinite(a.adv_options.eps) && a.adv_options.eps > 0.0f),
               "--adv needs --eps > 0 (got " << a.adv_options.eps << ")");
   AEGIS_CHECK(!a.adv.empty() || a.adv_options.eps == 0.0f, "--eps needs --adv");
@@ -270,7 +263,8 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
       ->capture_default_str()
       ->check(non_negative(FLT_MAX));
   cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
-  cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)");
+  cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)")
+      ->check(one_of({"pgd", "fgsm-rs", "free"}));
   cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])")
       ->check(positive(FLT_MAX));
   cmd->add_option("--adv-steps", a.adv_options.steps, "adversarial training: PGD steps")

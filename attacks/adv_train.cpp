@@ -89,11 +89,24 @@ double pgd10_accuracy(nn::Module& model, const nn::Dataset& data, float eps, Dev
 
 }  // namespace
 
-AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
-                                 const AdvTrainOptions& adv, const std::function<void(const nn::StepInfo&)>& on_step,
-                                 const std::function<void(const nn::EpochResult&)>& on_epoch) {
-  AEGIS_CHECK(adv.method == "pgd" || adv.method == "fgsm-rs" || adv.method == "free",
-              "adversarial training method '" << adv.method << "' is not one of pgd, fgsm-rs, free");
+const char* adv_method_name(AdvMethod method) noexcept {
+  switch (method) {
+    case AdvMethod::Pgd: return "pgd";
+    case AdvMethod::FgsmRs: return "fgsm-rs";
+    case AdvMethod::Free: return "free";
+  }
+  return "?";
+}
+
+AdvMethod parse_adv_method(const std::string& name) {
+  for (AdvMethod m : {AdvMethod::Pgd, AdvMethod::FgsmRs, AdvMethod::Free})
+    if (name == adv_method_name(m)) return m;
+  AEGIS_THROW(InvalidArgument, "adversarial training method '" << name << "' is not one of pgd, fgsm-rs, free");
+}
+
+namespace {
+
+void check_adv_options(const AdvTrainOptions& adv) {
   AEGIS_CHECK(std::isfinite(adv.eps) && adv.eps > 0.0f, "adversarial training eps " << adv.eps << " must be positive");
   AEGIS_CHECK(adv.steps >= 1, "adversarial training steps " << adv.steps << " must be at least 1");
   AEGIS_CHECK(std::isfinite(adv.step_size) && adv.step_size >= 0.0f,
@@ -101,12 +114,33 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   AEGIS_CHECK(adv.replays >= 1, "free adversarial training replays " << adv.replays << " must be at least 1");
   AEGIS_CHECK(adv.overfit_drop >= 0.0f && adv.overfit_drop <= 1.0f,
               "overfitting-check threshold " << adv.overfit_drop << " must lie in [0, 1]");
+}
+
+}  // namespace
+
+AdvPlan plan_adversarial(std::int64_t dataset_size, const nn::TrainOptions& o, const AdvTrainOptions& adv) {
+  check_adv_options(adv);
+  nn::check_train_options(o);
+  const bool is_free = adv.method == AdvMethod::Free;
+  AdvPlan plan;
+  plan.epochs = is_free ? ceil_div(o.epochs, static_cast<std::int64_t>(adv.replays)) : o.epochs;
+  plan.held_out = adv.method == AdvMethod::FgsmRs && adv.check_overfitting
+                      ? std::min<std::int64_t>(512, dataset_size / 10)
+                      : 0;
+  plan.steps_per_epoch = ceil_div(dataset_size - plan.held_out, o.batch_size) * (is_free ? adv.replays : 1);
+  return plan;
+}
+
+AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, const nn::TrainOptions& o,
+                                 const AdvTrainOptions& adv, const std::function<void(const nn::StepInfo&)>& on_step,
+                                 const std::function<void(const nn::EpochResult&)>& on_epoch) {
+  check_adv_options(adv);
   nn::check_train_options(o);
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
 
   AdvTrainResult result;
-  const bool is_free = adv.method == "free";
-  const bool check = adv.method == "fgsm-rs" && adv.check_overfitting;
+  const bool is_free = adv.method == AdvMethod::Free;
+  const bool check = adv.method == AdvMethod::FgsmRs && adv.check_overfitting;
   nn::Dataset fit = train, held;
   if (check) {
     result.held_out = std::min<std::int64_t>(512, train.size() / 10);
@@ -125,8 +159,8 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
   Tensor delta;  // free: the perturbation carried across replays and minibatches, on the device
   t.make_input = [&](const nn::Batch& batch, std::int64_t step) -> Var {
     const std::uint64_t seed = step_seed(o.seed, step);
-    if (adv.method == "pgd") return Var(pgd_examples(model, batch.images, batch.labels, adv, seed), false);
-    if (adv.method == "fgsm-rs")
+    if (adv.method == AdvMethod::Pgd) return Var(pgd_examples(model, batch.images, batch.labels, adv, seed), false);
+    if (adv.method == AdvMethod::FgsmRs)
       return Var(fgsm_rs_examples(model, batch.images, batch.labels, adv.eps, fgsm_alpha, seed), false);
     // Free AT (Shafahi et al. 2019, Alg. 1): x + δ clipped to [0, 1]; δ restarts at 0 when the
     // minibatch size changes.

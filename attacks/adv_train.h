@@ -28,8 +28,14 @@
 
 namespace aegis::attacks {
 
+// PGD adversarial training (Madry et al. 2018), FGSM with a random start (Wong et al. 2020) and
+// free adversarial training (Shafahi et al. 2019).
+enum class AdvMethod { Pgd, FgsmRs, Free };
+const char* adv_method_name(AdvMethod method) noexcept;  // "pgd", "fgsm-rs", "free"
+AdvMethod parse_adv_method(const std::string& name);      // InvalidArgument naming the text otherwise
+
 struct AdvTrainOptions {
-  std::string method = "pgd";  // "pgd" | "fgsm-rs" | "free"
+  AdvMethod method = AdvMethod::Pgd;
   float eps = 0.0f;            // L∞ radius, > 0
   int steps = 7;               // pgd: PGD steps K
   float step_size = 0.0f;      // 0: pgd 2.5ε/K, fgsm-rs 1.25ε (Wong et al. 2020); free always uses ε
@@ -44,6 +50,16 @@ struct AdvTrainResult : nn::TrainResult {
   std::int64_t best_epoch = 0;                // 1-based; the epoch whose weights the model holds
   std::int64_t held_out = 0;                  // examples kept out of training for the check
 };
+
+// What a run will do, for a front end's progress: the epochs actually run (free: ⌈epochs/m⌉),
+// the optimizer steps per epoch (free: m per minibatch) and the examples held out for the
+// fgsm-rs overfitting check. Checks the options (InvalidArgument naming the bad value).
+struct AdvPlan {
+  std::int64_t epochs = 0;
+  std::int64_t steps_per_epoch = 0;
+  std::int64_t held_out = 0;
+};
+AdvPlan plan_adversarial(std::int64_t dataset_size, const nn::TrainOptions& options, const AdvTrainOptions& adv);
 
 // Trains `model` in place, like nn::train_classifier (same options, callbacks and errors);
 // `train.epochs` are the epochs of the equivalent standard run (see "free").

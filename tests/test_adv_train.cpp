@@ -64,7 +64,7 @@ TEST(AdvTrain, PgdTrainingImprovesPgdRobustAccuracy) {
   nn::train_classifier(*standard, digits().train, train_options(6));
   auto robust = make_mlp();
   AdvTrainOptions adv;
-  adv.method = "pgd";
+  adv.method = attacks::AdvMethod::Pgd;
   adv.eps = eps;
   adv.steps = 3;
   const attacks::AdvTrainResult r = attacks::train_adversarial(*robust, digits().train, train_options(6), adv);
@@ -81,7 +81,7 @@ TEST(AdvTrain, FgsmRsAndFreeTrainFiniteModels) {
   for (const char* method : {"fgsm-rs", "free"}) {
     auto model = make_mlp(1);
     AdvTrainOptions adv;
-    adv.method = method;
+    adv.method = attacks::parse_adv_method(method);
     adv.eps = 0.1f;
     adv.replays = 4;
     const attacks::AdvTrainResult r = attacks::train_adversarial(*model, digits().train, train_options(4), adv);
@@ -102,7 +102,7 @@ TEST(AdvTrain, FgsmRsAndFreeTrainFiniteModels) {
 TEST(AdvTrain, OverfittingCheckKeepsTheBestEpochsWeights) {
   auto model = make_mlp(2);
   AdvTrainOptions adv;
-  adv.method = "fgsm-rs";
+  adv.method = attacks::AdvMethod::FgsmRs;
   adv.eps = 0.3f;
   adv.step_size = 100.0f;  // every FGSM step lands on a corner of the ball: invites catastrophic overfitting
   nn::TrainOptions t = train_options(10);
@@ -134,7 +134,7 @@ TEST(AdvTrain, OverfittingCheckStopsAndRestoresTheBestEpoch) {
   // below the best so far; with this seed and these settings that happens (fixed, deterministic).
   auto model = make_mlp(2);
   AdvTrainOptions adv;
-  adv.method = "fgsm-rs";
+  adv.method = attacks::AdvMethod::FgsmRs;
   adv.eps = 0.3f;
   adv.step_size = 100.0f;
   adv.overfit_drop = 0.0f;
@@ -160,9 +160,8 @@ TEST(AdvTrain, BadOptionsAreRejected) {
   auto model = make_mlp();
   AdvTrainOptions adv;
   adv.eps = 0.1f;
-  adv.method = "sideways";
-  EXPECT_THROW(attacks::train_adversarial(*model, digits().train, train_options(1), adv), InvalidArgument);
-  adv.method = "pgd";
+  EXPECT_THROW(attacks::parse_adv_method("sideways"), InvalidArgument);
+  adv.method = attacks::AdvMethod::Pgd;
   adv.eps = -1.0f;
   EXPECT_THROW(attacks::train_adversarial(*model, digits().train, train_options(1), adv), InvalidArgument);
   adv.eps = 0.1f;

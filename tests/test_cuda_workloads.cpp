@@ -115,7 +115,7 @@ TEST(TrainingCuda, AdversarialTrainingMatchesCpu) {
   for (const std::string method : {"pgd", "fgsm-rs", "free"}) {
     SCOPED_TRACE(method);
     attacks::AdvTrainOptions adv;
-    adv.method = method;
+    adv.method = attacks::parse_adv_method(method);
     adv.eps = 0.1f;
     adv.steps = 3;
     adv.replays = 2;

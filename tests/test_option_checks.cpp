@@ -66,7 +66,7 @@ TEST(OptionChecks, ZeroBatchSizeIsAnErrorInEveryTrainingLoop) {
 
 TEST(OptionChecks, ZeroReplaysOfFreeAdversarialTrainingIsAnError) {
   attacks::AdvTrainOptions adv;
-  adv.method = "free";
+  adv.method = attacks::AdvMethod::Free;
   adv.eps = 0.1f;
   adv.replays = 0;
   testing::expect_error<InvalidArgument>(
