@@ -1,0 +1,235 @@
+// The library entry points the command-line tool (and the Python package) call: one call, one
+// result struct. Each is checked against the pieces it is built from, so that a front end that
+// calls it gets what the command-line tool reports.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "attacks/evaluate.h"
+#include "certify/certify_run.h"
+#include "certify/sweep.h"
+#include "nn/data/dataset.h"
+#include "nn/zoo.h"
+#include "privacy/dp_train.h"
+#include "support/testing.h"
+
+namespace aegis {
+namespace {
+
+// Records what a run reports, to check the phases it announces.
+struct RecordingProgress : ProgressSink {
+  std::vector<std::string> labels;
+  std::vector<std::int64_t> totals, last_done;
+  std::vector<std::string> warnings;
+  int ended = 0;
+  void begin(const std::string& label, std::int64_t total, const std::string&) override {
+    labels.push_back(label);
+    totals.push_back(total);
+    last_done.push_back(0);
+  }
+  void update(std::int64_t done, const std::string&) override {
+    EXPECT_GE(done, last_done.back()) << "progress went backwards";
+    last_done.back() = done;
+  }
+  void end(const std::string&) override { ++ended; }
+  void warning(const std::string& message) override { warnings.push_back(message); }
+};
+
+nn::Dataset first(const nn::Dataset& d, std::int64_t n) {
+  return nn::take(d, 0, n);
+}
+
+// ---- attacks::evaluate -------------------------------------------------------------------------
+
+TEST(Evaluate, CountsMatchTheAttackAndTheRobustFlags) {
+  const auto& t = testing::trained_digits_mlp();
+  const nn::Dataset data = first(t.test, 70);
+  attacks::EvaluationOptions o;
+  o.method = attacks::AttackMethod::Pgd;
+  o.attack.eps = Tensor::full({1}, 0.1f);
+  o.attack.steps = 5;
+  o.batch_size = 32;  // 32 + 32 + 6: a short last batch
+  o.keep_adversarial = true;
+  RecordingProgress progress;
+  const attacks::Evaluation r = attacks::evaluate(*t.model, data, Device::cpu(), 10, o, &progress);
+  EXPECT_EQ(r.examples, 70);
+  ASSERT_EQ(r.robust.size(), 70u);
+  std::int64_t robust = 0;
+  for (std::int32_t v : r.robust) robust += v;
+  EXPECT_DOUBLE_EQ(r.robust_accuracy, static_cast<double>(robust) / 70.0);
+  EXPECT_LE(r.robust_accuracy, r.clean_accuracy);
+  EXPECT_GT(r.clean_accuracy, 0.8);
+  ASSERT_TRUE(r.adversarial.defined());
+  EXPECT_EQ(r.adversarial.shape(), data.images.shape());
+  // Every kept iterate lies in the ε-ball around its clean input (and in [0, 1]).
+  const std::vector<float> adv = r.adversarial.to_vector<float>(), x = data.images.to_vector<float>();
+  for (std::size_t i = 0; i < adv.size(); ++i) {
+    EXPECT_LE(std::fabs(adv[i] - x[i]), 0.1f + 1e-6f) << i;
+    EXPECT_GE(adv[i], 0.0f);
+    EXPECT_LE(adv[i], 1.0f);
+  }
+  ASSERT_EQ(progress.labels, std::vector<std::string>{"attack pgd"});
+  EXPECT_EQ(progress.totals[0], 70);
+  EXPECT_EQ(progress.last_done[0], 70);
+  EXPECT_EQ(progress.ended, 1);
+  // The same attack by hand on the same batches: the same per-example outcome.
+  for (std::int64_t b = 0; b < 70; b += 32) {
+    const std::int64_t e = std::min<std::int64_t>(70, b + 32);
+    const attacks::AttackResult a = attacks::pgd(*t.model, data.images.rows(b, e).clone(),
+                                                 data.labels.rows(b, e).clone(), o.attack);
+    const std::vector<std::int32_t> success = a.success.to_vector<std::int32_t>();
+    for (std::int64_t i = 0; i < e - b; ++i) {
+      if (success[static_cast<std::size_t>(i)]) {
+        EXPECT_EQ(r.robust[static_cast<std::size_t>(b + i)], 0) << b + i;
+      }
+    }
+  }
+}
+
+TEST(Evaluate, ZeroRadiusKeepsCleanAccuracyAndBadOptionsAreRefused) {
+  const auto& t = testing::trained_digits_mlp();
+  const nn::Dataset data = first(t.test, 40);
+  attacks::EvaluationOptions o;
+  o.method = attacks::AttackMethod::Fgsm;
+  o.attack.eps = Tensor::full({1}, 0.0f);
+  const attacks::Evaluation r = attacks::evaluate(*t.model, data, Device::cpu(), 10, o);
+  EXPECT_DOUBLE_EQ(r.robust_accuracy, r.clean_accuracy);
+  EXPECT_EQ(r.attack_success_rate, 0.0);
+  o.batch_size = 0;
+  EXPECT_THROW(attacks::evaluate(*t.model, data, Device::cpu(), 10, o), InvalidArgument);
+  o.batch_size = 8;
+  o.attack.targeted = true;
+  EXPECT_THROW(attacks::evaluate(*t.model, data, Device::cpu(), 1, o), InvalidArgument);
+  // Targeted: the target is (label + 1) mod K; a success means the prediction is the target.
+  o.attack.eps = Tensor::full({1}, 0.3f);
+  o.method = attacks::AttackMethod::Pgd;
+  o.attack.steps = 10;
+  const attacks::Evaluation targeted = attacks::evaluate(*t.model, data, Device::cpu(), 10, o);
+  EXPECT_LT(targeted.robust_accuracy, targeted.clean_accuracy);
+}
+
+// ---- certify::run_certify ----------------------------------------------------------------------
+
+TEST(CertifyRun, SweepsEverySigmaResumesAndMatchesCertifyExamples) {
+  const auto& t = testing::trained_digits_mlp();
+  const std::string dir = testing::make_temp_dir("certify_run");
+  const std::string model_file = dir + "/m.bin";
+  std::ofstream(model_file) << "stands in for the model file (only its fingerprint is recorded)";
+  certify::SmoothedClassifier smoothed(*t.model, {1, 8, 8}, 10, Device::cpu());
+  certify::CertifyRunOptions o;
+  o.sigmas = {0.25, 0.5};
+  o.smoothing.n0 = 20;
+  o.smoothing.n = 200;
+  o.smoothing.batch = 256;
+  o.smoothing.seed = 4;
+  o.inputs = {3, 30, {}};  // idx 0, 3, ..., 27
+  o.out = dir + "/cert.tsv";
+  o.model_file = model_file;
+  o.data = "digits";
+  RecordingProgress progress;
+  const certify::CertifyRun r = certify::run_certify(smoothed, t.test, o, &progress);
+  ASSERT_EQ(r.sweeps.size(), 2u);
+  EXPECT_EQ(progress.labels, (std::vector<std::string>{"certify sigma 0.25", "certify sigma 0.5"}));
+  EXPECT_EQ(progress.ended, 2);
+  EXPECT_EQ(r.chunk, certify::chunk_size(256, 20, 200));
+  for (const certify::SigmaSweep& s : r.sweeps) {
+    EXPECT_EQ(s.file, certify::sigma_out_path(o.out, s.sigma));
+    EXPECT_EQ(s.summary.inputs, 10);
+    EXPECT_EQ(s.summary.written, 10);
+    EXPECT_EQ(s.samples, 10 * (20 + 200));
+    EXPECT_EQ(s.curve.certified_accuracy.size(), r.radii.size());
+    const certify::SweepSettings settings = certify::read_settings(s.file);
+    EXPECT_EQ(settings.smoothing.sigma, s.sigma);
+    EXPECT_EQ(settings.inputs.skip, 3);
+    EXPECT_EQ(settings.model_fingerprint, certify::file_fingerprint(model_file));
+  }
+  // The rows are CERTIFY's on those images with key indices = test-set indices.
+  certify::SmoothingOptions s = o.smoothing;
+  s.sigma = 0.25;
+  const std::vector<std::int64_t> idx = certify::select_inputs(t.test.size(), o.inputs);
+  const std::vector<certify::Certificate> direct = certify::certify_examples(smoothed, t.test, idx, s);
+  const certify::SweepTsv tsv = certify::read_sweep_tsv(r.sweeps[0].file, false);
+  ASSERT_EQ(tsv.rows.size(), idx.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) {
+    EXPECT_EQ(tsv.rows[i].idx, idx[i]);
+    EXPECT_EQ(tsv.rows[i].predict, direct[i].prediction) << idx[i];
+  }
+  // A second run refuses to overwrite; resuming certifies nothing and reports the same summary.
+  EXPECT_THROW(certify::run_certify(smoothed, t.test, o, nullptr), InvalidArgument);
+  o.mode = certify::OpenMode::Resume;
+  const certify::CertifyRun again = certify::run_certify(smoothed, t.test, o, nullptr);
+  for (std::size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(again.sweeps[k].summary.written, 0);
+    EXPECT_EQ(again.sweeps[k].summary.resumed, 10);
+    EXPECT_EQ(again.sweeps[k].curve.certified_accuracy, r.sweeps[k].curve.certified_accuracy);
+  }
+  o.sigmas = {0.25, 0.25};
+  testing::expect_error<InvalidArgument>([&] { certify::run_certify(smoothed, t.test, o, nullptr); }, "sigma 0.25",
+                                         "twice");
+}
+
+// ---- privacy::plan_dp --------------------------------------------------------------------------
+
+TEST(PlanDp, GivesTheRunsQStepsAndNoise) {
+  nn::TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 50;
+  privacy::DpTrainOptions dp;
+  dp.noise.noise_multiplier = 1.2;
+  const privacy::DpPlan p = privacy::plan_dp(1000, o, dp);
+  EXPECT_DOUBLE_EQ(p.sampling_rate, 0.05);
+  EXPECT_EQ(p.steps_per_epoch, 20);
+  EXPECT_EQ(p.steps, 60);
+  EXPECT_EQ(p.noise_multiplier, 1.2);
+  EXPECT_EQ(p.gradient_noise_multiplier, 1.2);
+  EXPECT_DOUBLE_EQ(p.expected_batch_size, 50.0);
+  // Calibration: the σ the accountant gives for the target.
+  dp.noise.noise_multiplier = 0.0;
+  dp.target_epsilon = 2.0;
+  dp.accountant = privacy::Accountant::Prv;
+  const privacy::DpPlan c = privacy::plan_dp(1000, o, dp);
+  EXPECT_EQ(c.noise_multiplier, privacy::calibrate_noise_multiplier(privacy::Accountant::Prv, 2.0, 0.05, 60, 1e-5));
+  // Adaptive clipping: σ_Δ = (σ⁻² − (2σ_b)⁻²)^(−1/2) with σ_b = qN/20 by default (Andrew et al. 2021, Thm 1).
+  dp.noise.noise_multiplier = 1.0;
+  dp.clipping = privacy::Clipping::Adaptive;
+  const privacy::DpPlan a = privacy::plan_dp(1000, o, dp);
+  EXPECT_DOUBLE_EQ(a.count_noise, 2.5);
+  EXPECT_DOUBLE_EQ(a.gradient_noise_multiplier, 1.0 / std::sqrt(1.0 - 1.0 / 25.0));
+  dp.adaptive.count_noise = 0.4;  // 2σ_b ≤ σ: the split is impossible
+  EXPECT_THROW(privacy::plan_dp(1000, o, dp), InvalidArgument);
+  // A resumed ledger: its steps come first, and its δ must be kept.
+  privacy::PrivacyLedger previous;
+  previous.phases = {{1.0, 0.05, 40}};
+  previous.delta = 1e-5;
+  previous.max_grad_norm = 1.0;
+  dp.clipping = privacy::Clipping::Flat;
+  EXPECT_EQ(privacy::plan_dp(1000, o, dp, &previous).steps_before, 40);
+  dp.delta = 1e-6;
+  EXPECT_THROW(privacy::plan_dp(1000, o, dp, &previous), InvalidArgument);
+}
+
+TEST(PlanDp, TrainingFollowsThePlanAndRefusesAnotherOnes) {
+  const auto& t = testing::trained_digits_mlp();
+  nn::TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 100;
+  o.lr = 0.1f;
+  privacy::DpTrainOptions dp;
+  dp.noise.noise_multiplier = 1.0;
+  nn::Dataset train = first(t.test, 200);
+  const privacy::DpPlan plan = privacy::plan_dp(train.size(), o, dp);
+  auto model = nn::build_model({"mlp", {1, 8, 8}, 10, "", 5});
+  const privacy::DpTrainResult r = privacy::train_dp_classifier(*model, train, o, dp, plan);
+  EXPECT_EQ(r.steps, plan.steps);
+  EXPECT_EQ(r.sampling_rate, plan.sampling_rate);
+  EXPECT_EQ(r.noise_multiplier, plan.noise_multiplier);
+  privacy::DpPlan other = plan;
+  other.steps += 1;
+  EXPECT_THROW(privacy::train_dp_classifier(*model, train, o, dp, other), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace aegis
