@@ -41,8 +41,8 @@ jobs=${JOBS:-$(nproc)}
 # The instrumented tree: everything compiled with -fsanitize=$1, the library also with coverage for
 # libFuzzer. Only the suites that read files and parse bytes are built and run there (the label
 # unit selects the suites built; an unbuilt one is registered as *_NOT_BUILT without that label):
-# they are where malformed input meets the code, and they run in about a minute instrumented, where
-# the whole suite's training runs would take most of an hour.
+# they are where malformed input meets the code, and they take seconds instrumented; the other
+# suites are training and end-to-end CLI runs that take minutes each even uninstrumented.
 sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks)
 run_instrumented() {
   local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
