@@ -5,7 +5,7 @@
 // must either be summarized or throw aegis::Error; never crash, overflow or loop without bound.
 // Accepted summaries must be fractions in [0, 1], and certified accuracy must not grow with the radius.
 //
-//   build-asan/fuzz_analyze -rss_limit_mb=2048 -malloc_limit_mb=1024 fuzz/corpus/analyze
+//   bash tools/fuzz.sh -t 60 analyze   # once the test command or the sanitizer job has built build-asan/
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -4,7 +4,7 @@
 // fuzz_support.h's split_two: the first part is written as each of data_batch_1..5.bin, the second
 // as test_batch.bin (raw or gzip, as the loader sees them on disk).
 //
-//   build-asan/fuzz_cifar10 -rss_limit_mb=2048 -malloc_limit_mb=1024 fuzz/corpus/cifar10
+//   bash tools/fuzz.sh -t 60 cifar10   # once the test command or the sanitizer job has built build-asan/
 #include <cstddef>
 #include <cstdint>
 #include <string>

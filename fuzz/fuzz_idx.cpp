@@ -3,7 +3,7 @@
 // of bounds, overflow or allocate without bound. The input is split by fuzz_support.h's split_two
 // into the labels file and the images file (raw or gzip, as the loader sees them on disk).
 //
-//   build-asan/fuzz_idx -rss_limit_mb=2048 -malloc_limit_mb=1024 fuzz/corpus/idx
+//   bash tools/fuzz.sh -t 60 idx   # once the test command or the sanitizer job has built build-asan/
 #include <cstddef>
 #include <cstdint>
 

@@ -4,7 +4,7 @@
 // are read must survive write_settings → read_settings unchanged (settings_difference is empty),
 // since resuming compares the sidecar with the command line's settings.
 //
-//   build-asan/fuzz_sweep_settings -rss_limit_mb=2048 -malloc_limit_mb=1024 fuzz/corpus/sweep_settings
+//   bash tools/fuzz.sh -t 60 sweep_settings   # once the test command or the sanitizer job has built build-asan/
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -4,7 +4,7 @@
 // format_row → parse_row unchanged (same_result), since resuming and `aegis analyze` read back what
 // `aegis certify` wrote.
 //
-//   build-asan/fuzz_sweep_tsv -rss_limit_mb=2048 -malloc_limit_mb=1024 fuzz/corpus/sweep_tsv
+//   bash tools/fuzz.sh -t 60 sweep_tsv   # once the test command or the sanitizer job has built build-asan/
 #include <cstddef>
 #include <cstdint>
 #include <string>
