@@ -41,7 +41,13 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return fields;
 }
 
-// Python's str(timedelta): "[D day[s], ]H:MM:SS[.ffffff]". False when the text is not that.
+// The longest time the column holds: 10^9 days, Python's timedelta.max (999999999 days,
+// 23:59:59.999999) as a double rounds it (a double's step there is 2^-6 s), so that every time a
+// file may carry is one format_elapsed can print back.
+constexpr double kMaxElapsedSeconds = 1e9 * 86400.0;
+
+// Python's str(timedelta): "[D day[s], ]H:MM:SS[.ffffff]". False when the text is not that, or
+// is longer than kMaxElapsedSeconds.
 bool parse_elapsed(std::string text, double& seconds) {
   double days = 0;
   if (const std::size_t comma = text.find(", "); comma != std::string::npos) {
@@ -62,7 +68,7 @@ bool parse_elapsed(std::string text, double& seconds) {
       !parse_number(text.substr(c2 + 1), s) || h < 0 || m < 0 || m > 59 || !(s >= 0 && s < 60))
     return false;
   seconds = days * 86400.0 + static_cast<double>(h) * 3600.0 + static_cast<double>(m) * 60.0 + s;
-  return true;
+  return seconds <= kMaxElapsedSeconds;
 }
 
 std::string radius_text(double radius) {
@@ -107,10 +113,20 @@ bool same_result(const SweepRow& a, const SweepRow& b) {
 }
 
 std::string format_elapsed(double seconds) {
-  const long long us = std::isfinite(seconds) && seconds > 0 ? std::llround(seconds * 1e6) : 0;
+  // Clamped to [0, kMaxElapsedSeconds] (NaN: 0): past ~2.9e5 years seconds·10^6 overflows a long
+  // long (and llround's result is then unspecified), which printed an unparsable
+  // "-2562047788:00:-54.-775808". Whole seconds and microseconds apart, so that a long time keeps
+  // its microseconds.
+  const double clamped = seconds > 0 ? std::min(seconds, kMaxElapsedSeconds) : 0.0;
+  double whole = std::floor(clamped);
+  long long us = std::llround((clamped - whole) * 1e6);
+  if (us == 1000000) {
+    whole += 1;
+    us = 0;
+  }
+  const auto s = static_cast<long long>(whole);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld.%06lld", us / 3600000000LL, us / 60000000LL % 60,
-                us / 1000000LL % 60, us % 1000000LL);
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld.%06lld", s / 3600, s / 60 % 60, s % 60, us);
   return buf;
 }
 

@@ -1,6 +1,7 @@
 // libFuzzer harness for the safetensors reader (nn/serialize.h): any bytes must either parse into
 // tensors that match their header or throw aegis::Error; never crash, read out of bounds,
-// overflow or allocate without bound. Built only with clang and -DAEGIS_FUZZ=ON:
+// overflow or allocate without bound. Built only with clang and -DAEGIS_FUZZ=ON (the test command
+// builds it in build-asan/, and tools/fuzz.sh runs it), or by hand:
 //
 //   cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DAEGIS_FUZZ=ON -DAEGIS_CUDA=OFF \
 //         -DAEGIS_BUILD_TESTS=OFF -DAEGIS_BUILD_BENCH=OFF

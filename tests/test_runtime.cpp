@@ -201,7 +201,8 @@ TEST(Autograd, LinearAndActivationsMatchFiniteDifferences) {
   // ReLU's kink is closer than h = 1e-2 to some pre-activations; a smaller step keeps the
   // central difference on one side of it (float32 rounding then costs ~1e-4 relative).
   using ActFn = autograd::Var (*)(const autograd::Var&);
-  for (auto [act, h] : {std::pair<ActFn, double>{&nn::F::relu, 1e-3}, {&nn::F::tanh, 1e-2}, {&nn::F::sigmoid, 1e-2}}) {
+  for (auto [act_binding, h] : {std::pair<ActFn, double>{&nn::F::relu, 1e-3}, {&nn::F::tanh, 1e-2}, {&nn::F::sigmoid, 1e-2}}) {
+    const ActFn act = act_binding;  // C++17 lambdas cannot capture a structured binding (clang refuses)
     std::vector<autograd::Var> in{autograd::Var(testing::random_tensor({3, 4}, 10), true),
                                   autograd::Var(testing::random_tensor({5, 4}, 11), true),
                                   autograd::Var(testing::random_tensor({5}, 12), true)};

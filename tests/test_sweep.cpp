@@ -10,6 +10,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -122,6 +123,35 @@ TEST(SweepTsv, RowsRoundTripThroughTheParser) {
   EXPECT_DOUBLE_EQ(parse_row("0\t1\t1\t0.5\t1\t2 days, 1:00:00.000001", "x").seconds, 176400.000001);
   EXPECT_EQ(format_elapsed(0.0000004), "0:00:00.000000");
   EXPECT_EQ(format_elapsed(59.9999996), "0:01:00.000000");
+}
+
+// Found by fuzz/fuzz_sweep_tsv.cpp: a time of 5.6·10^16 hours parsed, and format_row then printed
+// it as "-2562047788:00:-54.-775808" (seconds·10^6 overflowed a long long), a line parse_row
+// refuses. Times are now bounded by Python's timedelta.max (10^9 days as a double) and every one of
+// them prints back.
+TEST(SweepTsv, EveryTimeTheParserAcceptsPrintsBack) {
+  expect_error<IoError>([] { parse_row("0\t1\t1\t0.5\t1\t055555555555555555:00:00.011000", "x:3"); }, "x:3",
+                        "time '055555555555555555:00:00.011000'");
+  expect_error<IoError>([] { parse_row("0\t1\t1\t0.5\t1\t1000000000 days, 0:00:01", "x:3"); }, "x:3",
+                        "time '1000000000 days");
+  const SweepRow longest = parse_row("0\t1\t1\t0.5\t1\t999999999 days, 23:59:59.999999", "x");
+  for (const double seconds : {longest.seconds, 1e13 + 0.25, 3.6e9 + 0.9999996, 1e20, HUGE_VAL}) {
+    SweepRow r = longest;
+    r.seconds = seconds;
+    const std::string line = format_row(r);
+    const SweepRow back = parse_row(line.substr(0, line.size() - 1), "x");
+    EXPECT_TRUE(same_result(r, back)) << line;
+    // The file holds microseconds (rounding: ≤ 0.5 µs) and the parse sums in double (a few ulps:
+    // 2^-6 s near 10^14).
+    const double expected = std::min(seconds, longest.seconds);
+    EXPECT_NEAR(back.seconds, expected, 1e-6 + 4 * std::numeric_limits<double>::epsilon() * expected) << line;
+  }
+  EXPECT_EQ(format_elapsed(1e13 + 0.25), "2777777777:46:40.250000");
+  EXPECT_EQ(format_elapsed(3.6e9 + 0.9999996), "1000000:00:01.000000");
+  EXPECT_EQ(format_elapsed(1e20), "24000000000:00:00.000000");  // clamped to 10^9 days
+  EXPECT_EQ(format_elapsed(HUGE_VAL), "24000000000:00:00.000000");
+  EXPECT_EQ(format_elapsed(std::nan("")), "0:00:00.000000");
+  EXPECT_EQ(format_elapsed(-5.0), "0:00:00.000000");
 }
 
 TEST(SweepTsv, MalformedRowsNameFileAndLine) {

@@ -3,6 +3,11 @@
 #   tools/bootstrap.sh demo    install what is missing, build the aegis tool, run `aegis demo`
 #   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest)
 #   tools/bootstrap.sh build   install what is missing and build only
+# The test job then builds a second, CPU-only tree with clang under AddressSanitizer and
+# UndefinedBehaviorSanitizer (SANITIZE_BUILD_DIR, default build-asan), runs the file-reader test
+# suites in it, and runs each libFuzzer harness for FUZZ_SECONDS (default 30) seconds.
+# SANITIZE=address,undefined bash tools/bootstrap.sh test does only that second part (the
+# sanitizer job); SANITIZE=off skips it. FUZZ_SECONDS=0 skips the fuzzing.
 # Environment: BUILD_DIR (default build), AEGIS_CUDA (AUTO|ON|OFF, default AUTO),
 # AEGIS_CUDA_ARCHS (default "80;90"), JOBS (default: number of cores).
 set -euo pipefail
@@ -13,6 +18,11 @@ case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
           nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3)
+sanitize=${SANITIZE:-}
+if [ "$job" = test ] && [ "$sanitize" != off ]; then
+  # clang with its sanitizer and libFuzzer runtimes, and LLVM's OpenMP for clang's -fopenmp.
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -27,6 +37,30 @@ fi
 
 build=${BUILD_DIR:-build}
 jobs=${JOBS:-$(nproc)}
+
+# The instrumented tree: everything compiled with -fsanitize=$1, the library also with coverage for
+# libFuzzer. Only the suites that read files and parse bytes are built and run there (the label
+# unit selects the suites built; an unbuilt one is registered as *_NOT_BUILT without that label):
+# they are where malformed input meets the code, and they take seconds instrumented; the other
+# suites are training and end-to-end CLI runs that take minutes each even uninstrumented.
+sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks)
+run_instrumented() {
+  local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
+  CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF \
+        -DAEGIS_SANITIZE="$1" -DAEGIS_FUZZ=ON -DAEGIS_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$asan_build" -j "$jobs" --target "${sanitized_suites[@]}" fuzz_harnesses
+  # A sanitizer report fails the test that caused it; leaks count.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$asan_build" -L unit --no-tests=error --output-on-failure
+  if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+    FUZZ_BUILD_DIR=$asan_build bash tools/fuzz.sh -t "${FUZZ_SECONDS:-30}"
+  fi
+}
+if [ "$job" = test ] && [ -n "$sanitize" ] && [ "$sanitize" != off ]; then
+  run_instrumented "$sanitize"
+  exit 0
+fi
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA="${AEGIS_CUDA:-AUTO}" \
       -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" >/dev/null
 # The demo needs only the command-line tool (and the library under it); tests and benchmarks are
@@ -47,6 +81,9 @@ case "$job" in
   demo) exec "$build/aegis" demo ;;
   # Serially: each test already uses every core through OpenMP, and OpenMP teams that share
   # cores with another process spin against each other (measured: a 0.7 s test took minutes).
-  test) exec ctest --test-dir "$build" --output-on-failure ;;
+  test)
+    ctest --test-dir "$build" --output-on-failure
+    if [ "$sanitize" != off ]; then run_instrumented address,undefined; fi
+    ;;
   build) ;;
 esac
