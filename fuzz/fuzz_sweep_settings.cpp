@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     write_settings(copy, settings);
     const SweepSettings again = read_settings(copy);
     if (!settings_difference(settings, again, false).empty() || again.model != settings.model ||
-        again.batch != settings.batch || again.device != settings.device)
+        again.smoothing.batch != settings.smoothing.batch || again.device != settings.device)
       aegis::fuzz::property_violated("write_settings -> read_settings changed the settings");
   } catch (const aegis::Error& e) {
     std::fprintf(stderr, "%s\n", e.what());
