@@ -38,8 +38,8 @@ struct PixelDpTrainArgs {
     train.epochs = 3;
     train.batch_size = 128;
     train.lr = 0.002f;
-    train.optimizer = "adam";
-    train.schedule = "cosine";
+    train.optimizer = nn::OptimizerKind::Adam;
+    train.schedule = nn::ScheduleKind::Cosine;
   }
 };
 
@@ -275,11 +275,11 @@ Runner add_pixeldp(CLI::App& app) {
   train->add_option("--epochs", t->train.epochs)->capture_default_str()->check(integer_in(1, kMaxEpochs));
   train->add_option("--batch-size", t->train.batch_size)->capture_default_str()->check(integer_in(1, kMaxBatch));
   train->add_option("--lr", t->train.lr)->capture_default_str()->check(positive(FLT_MAX));
-  train->add_option("--optimizer", t->train.optimizer, "sgd | adam | adamw")->capture_default_str();
+  add_optimizer_option(train, t->train);
   train->add_option("--momentum", t->train.momentum, "sgd only")
       ->capture_default_str()
       ->check(real_in(0.0, 1.0, false, true));
-  train->add_option("--schedule", t->train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
+  add_schedule_option(train, t->train);
   train->add_option("--seed", t->train.seed, "initialization, data order and training noise")
       ->capture_default_str()
       ->check(seed_value());

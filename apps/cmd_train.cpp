@@ -189,9 +189,9 @@ Runner add_demo(CLI::App& app) {
     dp.dp = true;
     dp.out = *dp_out;
     dp.train.epochs = *dp_epochs;
-    dp.train.optimizer = "sgd";
+    dp.train.optimizer = nn::OptimizerKind::Sgd;
     dp.train.lr = 30.0f;
-    dp.train.schedule = "constant";
+    dp.train.schedule = nn::ScheduleKind::Constant;
     dp.train.batch_size = 2048;
     dp.dp_options.target_epsilon = 3.0;
     dp.dp_options.delta = 1e-5;

@@ -104,4 +104,20 @@ CLI::Validator one_of(std::vector<std::string> names) {
       "one of " + list);
 }
 
+void add_optimizer_option(CLI::App* cmd, nn::TrainOptions& train) {
+  cmd->add_option_function<std::string>(
+         "--optimizer", [&train](const std::string& v) { train.optimizer = nn::parse_optimizer(v); },
+         "sgd | adam | adamw")
+      ->default_str(nn::optimizer_name(train.optimizer))
+      ->check(one_of({"sgd", "adam", "adamw"}));
+}
+
+void add_schedule_option(CLI::App* cmd, nn::TrainOptions& train) {
+  cmd->add_option_function<std::string>(
+         "--schedule", [&train](const std::string& v) { train.schedule = nn::parse_schedule(v); },
+         "constant | step | cosine | onecycle")
+      ->default_str(nn::schedule_name(train.schedule))
+      ->check(one_of({"constant", "step", "cosine", "onecycle"}));
+}
+
 }  // namespace aegis::app

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "nn/train.h"
+
 namespace aegis::app {
 
 // Upper bounds of counts: far above any sensible run, far below what overflows the products
@@ -38,5 +40,9 @@ CLI::Validator unit_open_closed();
 CLI::Validator unit_closed();
 // A mode: exactly one of `names` (the library parses the name into its enum once, after parsing).
 CLI::Validator one_of(std::vector<std::string> names);
+// --optimizer (sgd | adam | adamw) and --schedule (constant | step | cosine | onecycle), parsed
+// into the training options' enums; their defaults are the options' values when registered.
+void add_optimizer_option(CLI::App* cmd, nn::TrainOptions& train);
+void add_schedule_option(CLI::App* cmd, nn::TrainOptions& train);
 
 }  // namespace aegis::app

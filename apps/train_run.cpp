@@ -202,7 +202,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   if (!a.common.quiet)
     std::cerr << "aegis: training " << t.spec.name << " (" << t.model->num_parameters() << " parameters) on "
               << data_label << " (" << split.train.size() << " train / " << split.test.size() << " test) for "
-              << opt.epochs << " epoch(s), batch " << opt.batch_size << ", " << opt.optimizer << " lr " << opt.lr
+              << opt.epochs << " epoch(s), batch " << opt.batch_size << ", " << nn::optimizer_name(opt.optimizer) << " lr " << opt.lr
               << (a.dp ? ", DP-SGD" : "") << (a.adv.empty() ? "" : ", adversarial " + a.adv) << ", on " << device.str() << "\n";
   if (a.dp) train_private(a, split.train, opt, a.resume.empty() ? nullptr : &previous, t);
   else if (!a.adv.empty()) train_robust(a, split.train, opt, t);
@@ -224,9 +224,9 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   j["device"] = device.str();
   j["epochs"] = opt.epochs;
   j["batch_size"] = opt.batch_size;
-  j["optimizer"] = opt.optimizer;
+  j["optimizer"] = nn::optimizer_name(opt.optimizer);
   j["momentum"] = opt.momentum;
-  j["schedule"] = opt.schedule;
+  j["schedule"] = nn::schedule_name(opt.schedule);
   j["lr"] = opt.lr;
   j["seed"] = opt.seed;
   j["noise_sigma"] = opt.noise_sigma;
@@ -250,11 +250,11 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--lr", a.train.lr, "learning rate (peak rate for onecycle)")
       ->capture_default_str()
       ->check(positive(FLT_MAX));
-  cmd->add_option("--optimizer", a.train.optimizer, "sgd | adam | adamw")->capture_default_str();
+  add_optimizer_option(cmd, a.train);
   cmd->add_option("--momentum", a.train.momentum, "sgd momentum (heavy ball)")
       ->capture_default_str()
       ->check(real_in(0.0, 1.0, false, true));
-  cmd->add_option("--schedule", a.train.schedule, "constant | step | cosine | onecycle")->capture_default_str();
+  add_schedule_option(cmd, a.train);
   cmd->add_option("--seed", a.train.seed, "seed for initialization, data order, sampling and noise")
       ->capture_default_str()
       ->check(seed_value());

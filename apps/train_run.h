@@ -36,8 +36,8 @@ struct TrainArgs {
     t.epochs = 5;
     t.batch_size = 64;
     t.lr = 0.002f;
-    t.optimizer = "adam";
-    t.schedule = "cosine";
+    t.optimizer = nn::OptimizerKind::Adam;
+    t.schedule = nn::ScheduleKind::Cosine;
     return t;
   }
 };

@@ -62,10 +62,10 @@ int main(int argc, char** argv) {
       noise.noise_multiplier = 1.0;
       noise.max_grad_norm = 1.0;
       noise.expected_batch_size = static_cast<double>(batch);
-      opt = privacy::make_dp_optimizer("sgd", model->parameters(), 0.1f, noise);
+      opt = privacy::make_dp_optimizer(nn::parse_optimizer("sgd"), model->parameters(), 0.1f, noise);
       privacy::enable_per_example_capture(*model, true);
     } else {
-      opt = nn::make_optimizer("sgd", model->parameters(), 0.1f);
+      opt = nn::make_optimizer(nn::parse_optimizer("sgd"), model->parameters(), 0.1f);
     }
     std::vector<double> ms;
     for (std::int64_t s = 0; s < warmup + steps; ++s) {

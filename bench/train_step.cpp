@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
     nn::Module* model = work.model.get();
     const Tensor& x = work.x;
     const Tensor& labels = work.labels;
-    auto opt = nn::make_optimizer("sgd", model->parameters(), 0.01f);
+    auto opt = nn::make_optimizer(nn::parse_optimizer("sgd"), model->parameters(), 0.01f);
 
     std::vector<double> ms;
     for (std::int64_t s = 0; s < warmup + steps; ++s) {

@@ -198,26 +198,49 @@ void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) {
 
 // ---- factory ---------------------------------------------------------------------------------
 
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
-                                          float momentum) {
-  AEGIS_CHECK(momentum == 0.0f || name == "sgd",
-              "momentum " << momentum << " applies to sgd only (optimizer '" << name << "')");
-  if (name == "sgd") {
-    SgdOptions o;
-    o.lr = lr;
-    o.momentum = momentum;
-    return std::make_unique<SGD>(std::move(params), o);
+const char* optimizer_name(OptimizerKind kind) noexcept {
+  switch (kind) {
+    case OptimizerKind::Sgd: return "sgd";
+    case OptimizerKind::Adam: return "adam";
+    case OptimizerKind::AdamW: return "adamw";
   }
-  if (name == "adam" || name == "adamw") {
-    AdamOptions o;
-    o.lr = lr;
-    if (name == "adamw") {
-      o.decoupled = true;
-      o.weight_decay = 1e-2f;
-    }
-    return std::make_unique<Adam>(std::move(params), o);
-  }
+  return "?";
+}
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  for (OptimizerKind k : {OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW})
+    if (name == optimizer_name(k)) return k;
   AEGIS_THROW(InvalidArgument, "unknown optimizer '" << name << "' (expected sgd, adam or adamw)");
+}
+
+void check_optimizer_choice(OptimizerKind kind, float momentum) {
+  AEGIS_CHECK(momentum == 0.0f || kind == OptimizerKind::Sgd,
+              "momentum " << momentum << " applies to sgd only (optimizer '" << optimizer_name(kind) << "')");
+}
+
+SgdOptions sgd_options(float lr, float momentum) {
+  SgdOptions o;
+  o.lr = lr;
+  o.momentum = momentum;
+  return o;
+}
+
+AdamOptions adam_options(OptimizerKind kind, float lr) {
+  AEGIS_CHECK(kind != OptimizerKind::Sgd, "adam_options: sgd is not an Adam optimizer");
+  AdamOptions o;
+  o.lr = lr;
+  if (kind == OptimizerKind::AdamW) {
+    o.decoupled = true;
+    o.weight_decay = 1e-2f;
+  }
+  return o;
+}
+
+std::unique_ptr<Optimizer> make_optimizer(OptimizerKind kind, std::vector<autograd::Var> params, float lr,
+                                          float momentum) {
+  check_optimizer_choice(kind, momentum);
+  if (kind == OptimizerKind::Sgd) return std::make_unique<SGD>(std::move(params), sgd_options(lr, momentum));
+  return std::make_unique<Adam>(std::move(params), adam_options(kind, lr));
 }
 
 }  // namespace aegis::nn

@@ -108,13 +108,21 @@ class Adam : public Optimizer {
   std::vector<State> m_state;
 };
 
-// "sgd":   SGD with PyTorch's defaults — momentum 0, weight_decay 0, no Nesterov.
-// "adam":  Adam, betas (0.9, 0.999), eps 1e-8, weight_decay 0.
-// "adamw": AdamW, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 (torch.optim.AdamW's default).
-// Any other name throws InvalidArgument.
-// `momentum` (heavy ball, PyTorch's convention) applies to "sgd" only; non-zero for another
-// optimizer is an InvalidArgument.
-std::unique_ptr<Optimizer> make_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
+// The optimizers a training run chooses by name.
+//   Sgd:   SGD with PyTorch's defaults — momentum 0, weight_decay 0, no Nesterov.
+//   Adam:  Adam, betas (0.9, 0.999), eps 1e-8, weight_decay 0.
+//   AdamW: AdamW, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 (torch.optim.AdamW's default).
+enum class OptimizerKind { Sgd, Adam, AdamW };
+const char* optimizer_name(OptimizerKind kind) noexcept;  // "sgd", "adam", "adamw"
+OptimizerKind parse_optimizer(const std::string& name);    // InvalidArgument naming the text otherwise
+
+// The hyperparameters of each kind, shared by make_optimizer and the DP optimizer. `momentum`
+// (heavy ball, PyTorch's convention) applies to Sgd only: non-zero for another kind is an
+// InvalidArgument (check_optimizer_choice).
+void check_optimizer_choice(OptimizerKind kind, float momentum);
+SgdOptions sgd_options(float lr, float momentum);
+AdamOptions adam_options(OptimizerKind kind, float lr);  // Adam or AdamW
+std::unique_ptr<Optimizer> make_optimizer(OptimizerKind kind, std::vector<autograd::Var> params, float lr,
                                           float momentum = 0.0f);
 
 }  // namespace aegis::nn

@@ -127,16 +127,33 @@ std::string OneCycle::describe() const {
 
 // ---- factory ---------------------------------------------------------------------------------
 
-std::unique_ptr<LrSchedule> make_schedule(const std::string& name, float lr, std::int64_t total_steps) {
-  if (name == "constant") return std::make_unique<ConstantLR>(lr);
-  if (name == "step") {
-    AEGIS_CHECK(total_steps >= 1, "step schedule: total_steps " << total_steps << " must be at least 1");
-    return std::make_unique<StepLR>(lr, std::max<std::int64_t>(1, total_steps / 3), 0.1f);
+const char* schedule_name(ScheduleKind kind) noexcept {
+  switch (kind) {
+    case ScheduleKind::Constant: return "constant";
+    case ScheduleKind::Step: return "step";
+    case ScheduleKind::Cosine: return "cosine";
+    case ScheduleKind::OneCycle: return "onecycle";
   }
-  if (name == "cosine") return std::make_unique<CosineAnnealing>(lr, total_steps, 0.0f);
-  if (name == "onecycle") return std::make_unique<OneCycle>(lr, total_steps);
+  return "?";
+}
+
+ScheduleKind parse_schedule(const std::string& name) {
+  for (ScheduleKind k : {ScheduleKind::Constant, ScheduleKind::Step, ScheduleKind::Cosine, ScheduleKind::OneCycle})
+    if (name == schedule_name(k)) return k;
   AEGIS_THROW(InvalidArgument, "unknown learning-rate schedule '" << name << "' (expected constant, step, cosine or "
                                                                      "onecycle)");
+}
+
+std::unique_ptr<LrSchedule> make_schedule(ScheduleKind kind, float lr, std::int64_t total_steps) {
+  switch (kind) {
+    case ScheduleKind::Constant: return std::make_unique<ConstantLR>(lr);
+    case ScheduleKind::Step:
+      AEGIS_CHECK(total_steps >= 1, "step schedule: total_steps " << total_steps << " must be at least 1");
+      return std::make_unique<StepLR>(lr, std::max<std::int64_t>(1, total_steps / 3), 0.1f);
+    case ScheduleKind::Cosine: return std::make_unique<CosineAnnealing>(lr, total_steps, 0.0f);
+    case ScheduleKind::OneCycle: return std::make_unique<OneCycle>(lr, total_steps);
+  }
+  AEGIS_THROW(InvalidArgument, "unknown learning-rate schedule " << static_cast<int>(kind));
 }
 
 }  // namespace aegis::nn

@@ -84,11 +84,14 @@ class OneCycle : public LrSchedule {
   double m_initial_lr, m_final_lr, m_phase1_end;
 };
 
-// "constant": ConstantLR(lr) (total_steps unused).
-// "step":     StepLR(lr, max(1, total_steps / 3), 0.1) — two decays by 10× over the run.
-// "cosine":   CosineAnnealing(lr, total_steps, 0).
-// "onecycle": OneCycle(lr, total_steps) with PyTorch's defaults (0.3, 25, 1e4); lr is the peak.
-// Any other name throws InvalidArgument.
-std::unique_ptr<LrSchedule> make_schedule(const std::string& name, float lr, std::int64_t total_steps);
+// The schedules a training run chooses by name.
+//   Constant: ConstantLR(lr) (total_steps unused).
+//   Step:     StepLR(lr, max(1, total_steps / 3), 0.1) — two decays by 10× over the run.
+//   Cosine:   CosineAnnealing(lr, total_steps, 0).
+//   OneCycle: OneCycle(lr, total_steps) with PyTorch's defaults (0.3, 25, 1e4); lr is the peak.
+enum class ScheduleKind { Constant, Step, Cosine, OneCycle };
+const char* schedule_name(ScheduleKind kind) noexcept;  // "constant", "step", "cosine", "onecycle"
+ScheduleKind parse_schedule(const std::string& name);    // InvalidArgument naming the text otherwise
+std::unique_ptr<LrSchedule> make_schedule(ScheduleKind kind, float lr, std::int64_t total_steps);
 
 }  // namespace aegis::nn

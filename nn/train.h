@@ -10,6 +10,8 @@
 
 #include "nn/data/dataset.h"
 #include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 
 namespace aegis::nn {
 
@@ -19,9 +21,9 @@ struct TrainOptions {
   std::int64_t epochs = 5;
   std::int64_t batch_size = 128;
   float lr = 0.1f;
-  std::string optimizer = "sgd";      // sgd | adam | adamw (nn/optim.h)
+  OptimizerKind optimizer = OptimizerKind::Sgd;  // nn/optim.h
   float momentum = 0.0f;              // sgd only
-  std::string schedule = "constant";  // constant | step | cosine | onecycle (nn/schedule.h)
+  ScheduleKind schedule = ScheduleKind::Constant;  // nn/schedule.h
   std::uint64_t seed = 0;             // data order and augmentation noise
   Device device = Device::cpu();
   // Gaussian data augmentation for randomized smoothing (Cohen et al. 2019, §4: the base classifier

@@ -261,7 +261,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.seed = o.seed;
   noise.first_step = static_cast<std::uint64_t>(plan.steps_before);
   std::unique_ptr<DpOptimizer> optimizer =
-      make_dp_optimizer(*nn::make_optimizer(o.optimizer, model.parameters(), o.lr, o.momentum), noise);
+      make_dp_optimizer(o.optimizer, model.parameters(), o.lr, noise, o.momentum);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
   // (gradient and count noise together), else what the optimizer really adds.
   const double accounted_sigma = adaptive ? plan.noise_multiplier : optimizer->effective_noise_multiplier();

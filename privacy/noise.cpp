@@ -314,23 +314,12 @@ void DpOptimizer::plain_update(std::size_t index, Tensor& value, const Tensor& n
 
 // ---- factories -------------------------------------------------------------------------------
 
-std::unique_ptr<DpOptimizer> make_dp_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
-                                               DpNoiseOptions noise) {
-  if (name == "sgd") {
-    nn::SgdOptions o;
-    o.lr = lr;
-    return std::make_unique<DpOptimizer>(std::move(params), o, noise);
-  }
-  if (name == "adam" || name == "adamw") {
-    nn::AdamOptions o;
-    o.lr = lr;
-    if (name == "adamw") {
-      o.decoupled = true;
-      o.weight_decay = 1e-2f;  // torch.optim.AdamW's default, as in nn::make_optimizer
-    }
-    return std::make_unique<DpOptimizer>(std::move(params), o, noise);
-  }
-  AEGIS_THROW(InvalidArgument, "unknown optimizer '" << name << "' (expected sgd, adam or adamw)");
+std::unique_ptr<DpOptimizer> make_dp_optimizer(nn::OptimizerKind kind, std::vector<autograd::Var> params, float lr,
+                                               DpNoiseOptions noise, float momentum) {
+  nn::check_optimizer_choice(kind, momentum);
+  if (kind == nn::OptimizerKind::Sgd)
+    return std::make_unique<DpOptimizer>(std::move(params), nn::sgd_options(lr, momentum), noise);
+  return std::make_unique<DpOptimizer>(std::move(params), nn::adam_options(kind, lr), noise);
 }
 
 std::unique_ptr<DpOptimizer> make_dp_optimizer(const nn::Optimizer& like, DpNoiseOptions noise) {

@@ -144,9 +144,10 @@ class DpOptimizer : public nn::Optimizer {
   std::vector<std::vector<float>> m_secure_inputs;  // s + c on the host, validated, per parameter
 };
 
-// "sgd", "adam", "adamw" with nn::make_optimizer's defaults, wrapped in DP noise.
-std::unique_ptr<DpOptimizer> make_dp_optimizer(const std::string& name, std::vector<autograd::Var> params, float lr,
-                                               DpNoiseOptions noise);
+// SGD, Adam or AdamW with nn::make_optimizer's hyperparameters (nn::sgd_options,
+// nn::adam_options; momentum for SGD only), wrapped in DP noise.
+std::unique_ptr<DpOptimizer> make_dp_optimizer(nn::OptimizerKind kind, std::vector<autograd::Var> params, float lr,
+                                               DpNoiseOptions noise, float momentum = 0.0f);
 // The same parameters and hyperparameters (current lr included) as an nn::SGD or nn::Adam, with
 // fresh optimizer state; any other optimizer type throws InvalidArgument.
 std::unique_ptr<DpOptimizer> make_dp_optimizer(const nn::Optimizer& like, DpNoiseOptions noise);

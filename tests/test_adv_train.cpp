@@ -40,8 +40,8 @@ nn::TrainOptions train_options(std::int64_t epochs) {
   t.epochs = epochs;
   t.batch_size = 32;
   t.lr = 0.002f;
-  t.optimizer = "adam";
-  t.schedule = "cosine";
+  t.optimizer = nn::OptimizerKind::Adam;
+  t.schedule = nn::ScheduleKind::Cosine;
   return t;
 }
 
@@ -107,7 +107,7 @@ TEST(AdvTrain, OverfittingCheckKeepsTheBestEpochsWeights) {
   adv.step_size = 100.0f;  // every FGSM step lands on a corner of the ball: invites catastrophic overfitting
   nn::TrainOptions t = train_options(10);
   t.lr = 0.05f;  // with Adam, large enough to knock the model off its best epoch
-  t.schedule = "constant";
+  t.schedule = nn::ScheduleKind::Constant;
   const attacks::AdvTrainResult r = attacks::train_adversarial(*model, digits().train, t, adv);
   // Whether the check fires here is up to the data (it did not in our runs); what must hold either
   // way: the model holds the weights of best_epoch, stopping only after a drop of > 20 points.
@@ -140,7 +140,7 @@ TEST(AdvTrain, OverfittingCheckStopsAndRestoresTheBestEpoch) {
   adv.overfit_drop = 0.0f;
   nn::TrainOptions t = train_options(10);
   t.lr = 0.05f;
-  t.schedule = "constant";
+  t.schedule = nn::ScheduleKind::Constant;
   const attacks::AdvTrainResult r = attacks::train_adversarial(*model, digits().train, t, adv);
   ASSERT_TRUE(r.stopped_early) << "held-out robust accuracy never fell in " << r.epochs.size() << " epochs";
   ASSERT_GE(r.check_robust_accuracy.size(), 2u);

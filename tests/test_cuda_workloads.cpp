@@ -32,7 +32,7 @@ nn::TrainOptions digits_options(Device device) {
   o.epochs = 2;
   o.batch_size = 64;
   o.lr = 0.05f;
-  o.optimizer = "sgd";
+  o.optimizer = nn::OptimizerKind::Sgd;
   o.momentum = 0.9f;
   o.seed = 7;
   o.device = device;

@@ -347,7 +347,7 @@ TEST(DpOptimizer, InvalidOptionsNameTheValue) {
       EXPECT_NE(std::string(e.what()).find(c.needle), std::string::npos) << e.what();
     }
   }
-  EXPECT_THROW(privacy::make_dp_optimizer("rmsprop", make_params(1), 0.1f, noise_options(1, 1, 1, 0)), InvalidArgument);
+  EXPECT_THROW(privacy::make_dp_optimizer(nn::parse_optimizer("rmsprop"), make_params(1), 0.1f, noise_options(1, 1, 1, 0)), InvalidArgument);
   EXPECT_THROW(DpOptimizer(make_params(1), nn::SgdOptions{0.1f, 1.5f}, noise_options(1, 1, 1, 0)), InvalidArgument);
 }
 
@@ -358,7 +358,7 @@ TEST(DpOptimizer, WrapsAPlainOptimizer) {
   EXPECT_NE(dp->describe().find("SGD(lr=0.2, momentum=0.9, weight_decay=0.001, nesterov=true)"), std::string::npos)
       << dp->describe();
   EXPECT_EQ(dp->parameters().size(), params.size());
-  auto adamw = privacy::make_dp_optimizer("adamw", make_params(14), 1e-3f, noise_options(1.0, 1.0, 16.0, 0));
+  auto adamw = privacy::make_dp_optimizer(nn::parse_optimizer("adamw"), make_params(14), 1e-3f, noise_options(1.0, 1.0, 16.0, 0));
   EXPECT_NE(adamw->describe().find("AdamW"), std::string::npos);
   EXPECT_EQ(dp->effective_noise_multiplier(), 1.0);
 }

@@ -27,8 +27,8 @@ nn::TrainOptions small_options() {
   o.epochs = 3;
   o.batch_size = 32;
   o.lr = 0.5f;
-  o.optimizer = "sgd";
-  o.schedule = "constant";
+  o.optimizer = nn::OptimizerKind::Sgd;
+  o.schedule = nn::ScheduleKind::Constant;
   o.seed = 3;
   return o;
 }

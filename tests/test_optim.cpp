@@ -356,7 +356,7 @@ TEST(Optimizers, NonFiniteGradientThrowsBeforeAnyUpdate) {
       // Parameter 0 has a clean gradient and comes first: a step that updated as it validated
       // would already have moved it when parameter 1's bad value is found.
       Var a(random_tensor({6}, 3), true), b(random_tensor({2, 5}, 4), true);
-      auto opt = nn::make_optimizer(name, {a, b}, 0.1f);
+      auto opt = nn::make_optimizer(nn::parse_optimizer(name), {a, b}, 0.1f);
       a.accumulate_grad(random_tensor({6}, 5));
       std::vector<float> gb = random_tensor({2, 5}, 6).to_vector<float>();
       gb[7] = bad;
@@ -383,13 +383,13 @@ TEST(Optimizers, GradientShapeMismatchIsAShapeError) {
 
 TEST(Optimizers, FactoryNamesAndDefaults) {
   auto params = [] { return std::vector<Var>{Var(random_tensor({3}, 1), true)}; };
-  auto sgd = nn::make_optimizer("sgd", params(), 0.1f);
+  auto sgd = nn::make_optimizer(nn::parse_optimizer("sgd"), params(), 0.1f);
   const auto* s = dynamic_cast<nn::SGD*>(sgd.get());
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->options().momentum, 0.0f);
   EXPECT_EQ(s->options().weight_decay, 0.0f);
   EXPECT_FALSE(s->options().nesterov);
-  auto adam = nn::make_optimizer("adam", params(), 1e-3f);
+  auto adam = nn::make_optimizer(nn::parse_optimizer("adam"), params(), 1e-3f);
   const auto* a = dynamic_cast<nn::Adam*>(adam.get());
   ASSERT_NE(a, nullptr);
   EXPECT_FALSE(a->options().decoupled);
@@ -397,14 +397,14 @@ TEST(Optimizers, FactoryNamesAndDefaults) {
   EXPECT_EQ(a->options().beta1, 0.9f);
   EXPECT_EQ(a->options().beta2, 0.999f);
   EXPECT_EQ(a->options().eps, 1e-8f);
-  auto adamw = nn::make_optimizer("adamw", params(), 1e-3f);
+  auto adamw = nn::make_optimizer(nn::parse_optimizer("adamw"), params(), 1e-3f);
   const auto* w = dynamic_cast<nn::Adam*>(adamw.get());
   ASSERT_NE(w, nullptr);
   EXPECT_TRUE(w->options().decoupled);
   EXPECT_EQ(w->options().weight_decay, 1e-2f);
   EXPECT_EQ(adamw->describe().rfind("AdamW(", 0), 0u) << adamw->describe();
-  EXPECT_THROW(nn::make_optimizer("rmsprop", params(), 0.1f), InvalidArgument);
-  EXPECT_THROW(nn::make_optimizer("sgd", params(), 0.0f), InvalidArgument);
+  EXPECT_THROW(nn::make_optimizer(nn::parse_optimizer("rmsprop"), params(), 0.1f), InvalidArgument);
+  EXPECT_THROW(nn::make_optimizer(nn::parse_optimizer("sgd"), params(), 0.0f), InvalidArgument);
 }
 
 // ---- schedules -------------------------------------------------------------------------------
@@ -422,8 +422,8 @@ TEST(Schedules, ConstantAndStep) {
   EXPECT_NEAR(s.lr_at(30), 0.01, 0.01 * kLrRtol);
   EXPECT_NEAR(s.lr_at(59), 0.01, 0.01 * kLrRtol);
   EXPECT_NEAR(s.lr_at(60), 0.001, 0.001 * kLrRtol);
-  // make_schedule("step"): step_size = total/3 = 30 for 90 steps.
-  auto m = nn::make_schedule("step", 0.1f, 90);
+  // make_schedule(nn::parse_schedule("step")): step_size = total/3 = 30 for 90 steps.
+  auto m = nn::make_schedule(nn::parse_schedule("step"), 0.1f, 90);
   EXPECT_NEAR(m->lr_at(29), 0.1, 0.1 * kLrRtol);
   EXPECT_NEAR(m->lr_at(30), 0.01, 0.01 * kLrRtol);
   EXPECT_NEAR(m->lr_at(89), 0.001, 0.001 * kLrRtol);
@@ -440,7 +440,7 @@ TEST(Schedules, CosineAnnealing) {
   EXPECT_NEAR(c.lr_at(100), 0.001, 0.001 * kLrRtol);
   EXPECT_NEAR(c.lr_at(500), 0.001, 0.001 * kLrRtol);
   for (std::int64_t t = 1; t <= 100; ++t) EXPECT_LE(c.lr_at(t), c.lr_at(t - 1)) << t;
-  auto m = nn::make_schedule("cosine", 0.2f, 10);
+  auto m = nn::make_schedule(nn::parse_schedule("cosine"), 0.2f, 10);
   EXPECT_NEAR(m->lr_at(5), 0.1, 0.1 * kLrRtol);
   EXPECT_GT(m->lr_at(9), 0.0f);  // the last training step still moves
   EXPECT_EQ(m->lr_at(10), 0.0f);
@@ -469,7 +469,7 @@ TEST(Schedules, OneCycleKeyStepsMatchPyTorch) {
   nn::OneCycle degenerate(1.0f, 10, 0.1);
   EXPECT_NEAR(degenerate.lr_at(0), 1.0, kLrRtol);
   EXPECT_LT(degenerate.lr_at(1), 1.0f);
-  auto m = nn::make_schedule("onecycle", 0.1f, 100);
+  auto m = nn::make_schedule(nn::parse_schedule("onecycle"), 0.1f, 100);
   EXPECT_NEAR(m->lr_at(29), 0.1, 0.1 * kLrRtol);
 }
 
@@ -484,9 +484,9 @@ TEST(Schedules, RejectBadArguments) {
   EXPECT_THROW(nn::OneCycle(0.1f, 100, 1.5), InvalidArgument);
   EXPECT_THROW(nn::OneCycle(0.1f, 100, 0.3, 0.0), InvalidArgument);
   EXPECT_THROW(nn::OneCycle(0.1f, 100, 0.3, 25.0, -1.0), InvalidArgument);
-  EXPECT_THROW(nn::make_schedule("linear", 0.1f, 100), InvalidArgument);
-  EXPECT_THROW(nn::make_schedule("cosine", -0.1f, 100), InvalidArgument);
-  EXPECT_THROW(nn::make_schedule("step", 0.1f, 0), InvalidArgument);
+  EXPECT_THROW(nn::make_schedule(nn::parse_schedule("linear"), 0.1f, 100), InvalidArgument);
+  EXPECT_THROW(nn::make_schedule(nn::parse_schedule("cosine"), -0.1f, 100), InvalidArgument);
+  EXPECT_THROW(nn::make_schedule(nn::parse_schedule("step"), 0.1f, 0), InvalidArgument);
 }
 
 // ---- CUDA vs CPU -----------------------------------------------------------------------------
@@ -501,7 +501,7 @@ void compare_devices(const std::string& name, float lr, int steps) {
     if (name == "sgd-nesterov") opt = std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, true});
     else if (name == "sgd-momentum") opt = std::make_unique<nn::SGD>(params, SgdOptions{lr, 0.9f, 1e-2f, false});
     else if (name == "adam-l2") opt = std::make_unique<nn::Adam>(params, AdamOptions{lr, 0.9f, 0.999f, 1e-8f, 0.1f, false});
-    else opt = nn::make_optimizer(name, params, lr);
+    else opt = nn::make_optimizer(nn::parse_optimizer(name), params, lr);
     for (int s = 0; s < steps; ++s) {
       for (std::size_t i = 0; i < params.size(); ++i) {
         params[i].zero_grad();

@@ -30,8 +30,8 @@ nn::TrainOptions small_options() {
   o.epochs = 1;
   o.batch_size = 8;
   o.lr = 0.1f;
-  o.optimizer = "sgd";
-  o.schedule = "constant";
+  o.optimizer = nn::OptimizerKind::Sgd;
+  o.schedule = nn::ScheduleKind::Constant;
   return o;
 }
 

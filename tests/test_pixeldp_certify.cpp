@@ -46,7 +46,7 @@ TEST(PixelDpTraining, ProjectionKeepsSensitivityAtMostOne) {
     opt.train.epochs = 1;
     opt.train.batch_size = 100;
     opt.train.lr = 0.01f;
-    opt.train.optimizer = "adam";
+    opt.train.optimizer = nn::OptimizerKind::Adam;
     certify::train_pixeldp(*net, nn::take(digits().train, 0, 500), opt);
     const double delta = net->sensitivity();
     // Power iteration converges to relative change 1e-9; float convs add ~1e-6 relative error.

@@ -402,7 +402,7 @@ TEST(SmoothingTraining, NoiseAugmentationIsReproducible) {
     o.epochs = 2;
     o.batch_size = 64;
     o.lr = 0.01f;
-    o.optimizer = "adam";
+    o.optimizer = nn::OptimizerKind::Adam;
     o.noise_sigma = sigma;
     nn::train_classifier(*model, split.train, o);
     return model;

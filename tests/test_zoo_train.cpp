@@ -116,7 +116,7 @@ TEST(Train, LearnsASeparableProblemAndReportsProgress) {
   opt.epochs = 20;
   opt.batch_size = 32;
   opt.lr = 0.01f;
-  opt.optimizer = "adam";
+  opt.optimizer = nn::OptimizerKind::Adam;
   std::int64_t steps_seen = 0;
   std::vector<double> losses;
   const nn::TrainResult r = nn::train_classifier(
@@ -145,12 +145,15 @@ TEST(Train, RejectsBadOptionsAndDivergence) {
   opt.lr = NAN;
   EXPECT_THROW(nn::train_classifier(*model, data, opt), InvalidArgument);
   opt.lr = 0.1f;
-  opt.optimizer = "lbfgs";
+  EXPECT_THROW(nn::parse_optimizer("lbfgs"), InvalidArgument);
+  opt.optimizer = nn::OptimizerKind::Adam;
+  opt.momentum = 0.9f;  // momentum is SGD's
   EXPECT_THROW(nn::train_classifier(*model, data, opt), InvalidArgument);
+  opt.momentum = 0.0f;
   // A NaN pixel makes the loss NaN: a NumericError, not a silently broken model.
   nn::Dataset bad = nn::take(data, 0, 64);
   bad.images.data<float>()[5] = NAN;
-  opt.optimizer = "sgd";
+  opt.optimizer = nn::OptimizerKind::Sgd;
   EXPECT_THROW(nn::train_classifier(*model, bad, opt), NumericError);
 }
 

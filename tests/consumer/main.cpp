@@ -12,7 +12,7 @@ int main() {
   Tensor x = Tensor::empty({8, 1, 4, 4});
   ops::fill_uniform(x, philox::Key{1, 0, 0}, 0.0f, 1.0f);
   const Tensor y = Tensor::from_vector<std::int32_t>({0, 1, 2, 0, 1, 2, 0, 1}, {8});
-  auto opt = nn::make_optimizer("sgd", model->parameters(), 0.1f);
+  auto opt = nn::make_optimizer(nn::parse_optimizer("sgd"), model->parameters(), 0.1f);
   double first = 0, last = 0;
   for (int step = 0; step < 20; ++step) {
     opt->zero_grad();

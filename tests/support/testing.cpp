@@ -177,7 +177,7 @@ const TrainedDigits& trained_digits_mlp() {
     opt.epochs = 8;
     opt.batch_size = 64;
     opt.lr = 0.01f;
-    opt.optimizer = "adam";
+    opt.optimizer = nn::OptimizerKind::Adam;
     nn::train_classifier(*out.model, split.train, opt);
     out.test = split.test;
     return out;
