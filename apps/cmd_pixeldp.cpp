@@ -20,6 +20,7 @@
 #include "options.h"
 #include "progress.h"
 #include "core/checked_math.h"
+#include "core/timing.h"
 
 namespace aegis::app {
 
@@ -54,10 +55,6 @@ struct PixelDpCertifyArgs {
   int cw_steps = 30, cw_search_steps = 4;
   float cw_const = 1.0f, cw_lr = 0.1f, cw_confidence = 0.5f;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 std::vector<double> parse_thresholds(const std::string& text) {
   std::vector<double> out;

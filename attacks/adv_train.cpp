@@ -12,6 +12,7 @@
 #include "kernels/attack_step.h"
 #include "core/checked_math.h"
 #include "runtime/dispatch.h"
+#include "core/named_enum.h"
 
 namespace aegis::attacks {
 
@@ -99,9 +100,8 @@ const char* adv_method_name(AdvMethod method) noexcept {
 }
 
 AdvMethod parse_adv_method(const std::string& name) {
-  for (AdvMethod m : {AdvMethod::Pgd, AdvMethod::FgsmRs, AdvMethod::Free})
-    if (name == adv_method_name(m)) return m;
-  AEGIS_THROW(InvalidArgument, "adversarial training method '" << name << "' is not one of pgd, fgsm-rs, free");
+  return parse_named(name, {AdvMethod::Pgd, AdvMethod::FgsmRs, AdvMethod::Free}, adv_method_name,
+                     "adversarial training method");
 }
 
 namespace {

@@ -7,14 +7,11 @@
 
 #include "core/error.h"
 #include "nn/functional.h"
+#include "core/named_enum.h"
 
 namespace aegis::attacks {
 
 namespace {
-
-constexpr AttackMethod kMethods[] = {AttackMethod::Fgsm, AttackMethod::Bim,    AttackMethod::Pgd,
-                                     AttackMethod::Mifgsm, AttackMethod::CwL2, AttackMethod::ApgdCe,
-                                     AttackMethod::ApgdDlr};
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0.0;
@@ -39,9 +36,9 @@ const char* attack_method_name(AttackMethod method) noexcept {
 }
 
 AttackMethod parse_attack_method(const std::string& name) {
-  for (AttackMethod m : kMethods)
-    if (name == attack_method_name(m)) return m;
-  AEGIS_THROW(InvalidArgument, "unknown attack '" << name << "' (one of fgsm, bim, pgd, mifgsm, apgd-ce, apgd-dlr, cw-l2)");
+  return parse_named(name, {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm,
+                            AttackMethod::CwL2, AttackMethod::ApgdCe, AttackMethod::ApgdDlr},
+                     attack_method_name, "attack");
 }
 
 bool has_restarts(AttackMethod method) noexcept {
@@ -85,8 +82,7 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   AEGIS_CHECK(options.batch_size >= 1, "attack batch size " << options.batch_size << " must be at least 1");
   AEGIS_CHECK(!options.attack.targeted || num_classes >= 2,
               "a targeted attack needs a model of at least 2 classes, not " << num_classes);
-  ProgressSink silent;
-  ProgressSink& report = progress ? *progress : silent;
+  ProgressSink& report = progress_or_silent(progress);
   AttackOptions ao = options.attack;
   if (!has_restarts(options.method)) ao.restarts = 1;
   const auto t0 = std::chrono::steady_clock::now();
@@ -96,7 +92,7 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   result.robust.assign(static_cast<std::size_t>(n), 0);
   if (options.keep_adversarial) result.adversarial = Tensor::empty(data.images.shape());
   const std::int64_t d = n > 0 ? data.images.numel() / n : 0;
-  std::int64_t clean_correct = 0, robust_correct = 0, successes = 0;
+  std::int64_t clean_correct = 0, successes = 0;
   std::vector<double> norms;
   report.begin(std::string("attack ") + attack_method_name(options.method), n, "examples");
   for (std::int64_t b = 0; b < n; b += options.batch_size) {
@@ -123,9 +119,7 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
     const std::vector<float> norm = r.perturbation_norm.to_vector<float>();
     for (std::int64_t i = 0; i < e - b; ++i) {
       const auto k = static_cast<std::size_t>(i);
-      const bool robust = adv_pred[k] == label[k];
-      robust_correct += robust;
-      result.robust[static_cast<std::size_t>(b + i)] = robust;
+      result.robust[static_cast<std::size_t>(b + i)] = adv_pred[k] == label[k];
       if (clean_pred[k] != label[k]) continue;
       ++clean_correct;
       if (success[k]) {
@@ -144,7 +138,8 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   if (!norms.empty()) mean /= static_cast<double>(norms.size());
   const double total = n > 0 ? static_cast<double>(n) : 1.0;
   result.clean_accuracy = static_cast<double>(clean_correct) / total;
-  result.robust_accuracy = static_cast<double>(robust_correct) / total;
+  result.robust_accuracy =
+      static_cast<double>(std::count(result.robust.begin(), result.robust.end(), 1)) / total;
   result.attack_success_rate =
       clean_correct > 0 ? static_cast<double>(successes) / static_cast<double>(clean_correct) : 0.0;
   result.mean_perturbation_norm = mean;

@@ -98,8 +98,7 @@ void check_eps_monotone(nn::Module& model, const Tensor& x, const Tensor& y, con
 
 SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device, const SuiteOptions& o,
                       ProgressSink* progress) {
-  ProgressSink silent;
-  ProgressSink& report = progress ? *progress : silent;
+  ProgressSink& report = progress_or_silent(progress);
   AEGIS_CHECK(!o.attacks.empty(), "the attack suite needs at least one attack");
   AEGIS_CHECK(std::isfinite(o.eps) && o.eps >= 0.0f, "suite eps " << o.eps << " must be ≥ 0 and finite");
   AEGIS_CHECK(o.steps >= 1, "suite steps " << o.steps << " must be at least 1");

@@ -15,12 +15,6 @@ namespace aegis::certify {
 
 namespace {
 
-std::string format_g(double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 std::string base_name(const std::string& path) {
   return std::filesystem::path(path).filename().string();
 }
@@ -290,6 +284,12 @@ std::string markdown_table(const Analysis& a) {
   }
   t << "  |  |\n";
   return t.str();
+}
+
+std::string format_g(double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
 }
 
 }  // namespace aegis::certify

@@ -75,6 +75,8 @@ Analysis analyze_rows(const std::vector<SweepRows>& sweeps, const AnalyzeOptions
 // Rows: curves (and "best" when the envelope was asked for); columns: inputs, certified accuracy
 // at each radius, ACR, abstention rate.
 std::string markdown_table(const Analysis& analysis);
+// A number as the table, labels and plot print it (printf %g: "0.25", "1e-05").
+std::string format_g(double v);
 
 // ---- the plot --------------------------------------------------------------------------------
 // Certified accuracy is a non-increasing step function of the radius: it drops at each radius of

@@ -25,12 +25,6 @@ namespace aegis::certify {
 
 namespace {
 
-std::string format_g(double v) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
 // A gnuplot single-quoted string: a quote inside is written twice, and nothing else is special
 // there (no backslash escapes, no macro or backquote substitution). A newline (or any control
 // character) would end the command inside the string, and whatever follows would run as gnuplot

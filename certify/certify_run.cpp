@@ -68,8 +68,7 @@ std::vector<Certificate> certify_examples(SmoothedClassifier& smoothed, const nn
 
 CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, const CertifyRunOptions& options,
                        ProgressSink* progress) {
-  ProgressSink silent;
-  ProgressSink& report = progress ? *progress : silent;
+  ProgressSink& report = progress_or_silent(progress);
   std::vector<std::string> paths;
   for (double sigma : options.sigmas)
     paths.push_back(options.sigmas.size() == 1 ? options.out : sigma_out_path(options.out, sigma));

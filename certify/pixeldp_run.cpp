@@ -8,14 +8,11 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/timing.h"
 
 namespace aegis::certify {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Certificates for the rows of `images`, in chunks of about one forward batch of noisy rows.
 std::vector<PixelDpCertificate> certify_all(PixelDpNet& net, const PixelDpMechanism& m, const Tensor& images,
@@ -103,8 +100,7 @@ PixelDpRun run_pixeldp_certify(const std::shared_ptr<PixelDpNet>& net, const Pix
     AEGIS_CHECK(mechanism.norm == PixelDpNorm::L2,
                 "pixeldp certify: the CW-L2 attack evaluates L2 robustness, but the model is an L1 (Laplace) model");
   }
-  ProgressSink silent;
-  ProgressSink& report = progress ? *progress : silent;
+  ProgressSink& report = progress_or_silent(progress);
   PixelDpRun run;
   run.certificates = certify_all(*net, mechanism, test.images, o, device, report);
   const std::vector<std::int32_t> labels = test.labels.to_vector<std::int32_t>();

@@ -1,6 +1,7 @@
 #include "core/norm.h"
 
 #include "core/error.h"
+#include "core/named_enum.h"
 
 namespace aegis {
 
@@ -9,9 +10,7 @@ const char* norm_name(Norm norm) noexcept {
 }
 
 Norm parse_norm(const std::string& name) {
-  for (Norm n : {Norm::Linf, Norm::L2})
-    if (name == norm_name(n)) return n;
-  AEGIS_THROW(InvalidArgument, "norm '" << name << "' is not one of linf, l2");
+  return parse_named(name, {Norm::Linf, Norm::L2}, norm_name, "norm");
 }
 
 }  // namespace aegis

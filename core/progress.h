@@ -24,4 +24,10 @@ class ProgressSink {
   virtual void warning(const std::string& message) { (void)message; }
 };
 
+// `progress`, or a sink that ignores every report when it is null.
+inline ProgressSink& progress_or_silent(ProgressSink* progress) {
+  static ProgressSink silent;  // stateless: shared safely
+  return progress ? *progress : silent;
+}
+
 }  // namespace aegis

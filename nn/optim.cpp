@@ -11,6 +11,7 @@
 #include "kernels/optim.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
+#include "core/named_enum.h"
 
 namespace aegis::nn {
 
@@ -208,9 +209,8 @@ const char* optimizer_name(OptimizerKind kind) noexcept {
 }
 
 OptimizerKind parse_optimizer(const std::string& name) {
-  for (OptimizerKind k : {OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW})
-    if (name == optimizer_name(k)) return k;
-  AEGIS_THROW(InvalidArgument, "unknown optimizer '" << name << "' (expected sgd, adam or adamw)");
+  return parse_named(name, {OptimizerKind::Sgd, OptimizerKind::Adam, OptimizerKind::AdamW}, optimizer_name,
+                     "optimizer");
 }
 
 void check_optimizer_choice(OptimizerKind kind, float momentum) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/named_enum.h"
 
 namespace aegis::nn {
 
@@ -138,10 +139,8 @@ const char* schedule_name(ScheduleKind kind) noexcept {
 }
 
 ScheduleKind parse_schedule(const std::string& name) {
-  for (ScheduleKind k : {ScheduleKind::Constant, ScheduleKind::Step, ScheduleKind::Cosine, ScheduleKind::OneCycle})
-    if (name == schedule_name(k)) return k;
-  AEGIS_THROW(InvalidArgument, "unknown learning-rate schedule '" << name << "' (expected constant, step, cosine or "
-                                                                     "onecycle)");
+  return parse_named(name, {ScheduleKind::Constant, ScheduleKind::Step, ScheduleKind::Cosine, ScheduleKind::OneCycle},
+                     schedule_name, "learning-rate schedule");
 }
 
 std::unique_ptr<LrSchedule> make_schedule(ScheduleKind kind, float lr, std::int64_t total_steps) {

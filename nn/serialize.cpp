@@ -25,19 +25,6 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 // The reference implementation refuses headers above 100 MB; so do we, before allocating.
 constexpr std::uint64_t kMaxHeaderBytes = 100000000;
 
-const char* safetensors_dtype(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "F32";
-    case DType::F64:
-      return "F64";
-    case DType::I32:
-      return "I32";
-    case DType::I64:
-      return "I64";
-  }
-  return "?";
-}
 
 bool parse_dtype(const std::string& s, DType& out) {
   if (s == "F32")
@@ -129,7 +116,7 @@ Entry parse_entry(const std::string& name, const nlohmann::json& info, const std
                               << "] fall outside the data section of " << data_size << " bytes");
   const std::uint64_t expected = numel > data_size ? data_size + 1 : numel * dtype_size(e.dtype);
   if (e.end - e.begin != expected)
-    AEGIS_THROW(IoError, path << ": tensor '" << name << "': " << safetensors_dtype(e.dtype) << " "
+    AEGIS_THROW(IoError, path << ": tensor '" << name << "': " << safetensors_dtype_name(e.dtype) << " "
                               << shape_str(e.shape) << " needs "
                               << (numel > data_size ? std::string("more than the file's") : std::to_string(expected))
                               << " bytes but data_offsets [" << e.begin << ", " << e.end << "] span "
@@ -153,7 +140,7 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
     AEGIS_CHECK(tensor.defined(), "save_safetensors(" << path << "): tensor '" << name << "' is undefined");
     host.push_back(tensor.to(Device::cpu()));
     const std::uint64_t size = tensor.nbytes();
-    header[name] = {{"dtype", safetensors_dtype(tensor.dtype())},
+    header[name] = {{"dtype", safetensors_dtype_name(tensor.dtype())},
                     {"shape", tensor.shape()},
                     {"data_offsets", {offset, offset + size}}};
     offset += size;
@@ -281,6 +268,20 @@ std::map<std::string, std::string> load_model(const std::string& path, Module& m
     AEGIS_THROW(IoError, path << ": does not match the model (" << module.kind() << "): " << problems);
   for (auto& [name, var] : params) var.mutable_value().copy_from(file.tensors.at(name));
   return file.metadata;
+}
+
+const char* safetensors_dtype_name(DType t) {
+  switch (t) {
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
+  }
+  return "?";
 }
 
 }  // namespace aegis::nn

@@ -33,6 +33,10 @@ struct SafetensorsFile {
 // Tensors may live on any device (CUDA tensors are copied to the host first). Throws
 // InvalidArgument for an empty, duplicated or reserved ("__metadata__") name, IoError when the
 // file cannot be written.
+// The format's dtype spelling: "F32", "F64", "I32", "I64" (fixed by the format, so digests and
+// files may rely on it).
+const char* safetensors_dtype_name(DType dtype);
+
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);

@@ -7,15 +7,9 @@
 #include "nn/schedule.h"
 #include "core/checked_math.h"
 #include "runtime/ops.h"
+#include "core/timing.h"
 
 namespace aegis::nn {
-
-namespace {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
 
 void check_train_options(const TrainOptions& o) {
   AEGIS_CHECK(o.epochs >= 1, "epochs " << o.epochs << " must be at least 1");

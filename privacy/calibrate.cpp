@@ -4,6 +4,7 @@
 
 #include "privacy/accountant.h"
 #include "core/error.h"
+#include "core/named_enum.h"
 
 namespace aegis::privacy {
 
@@ -56,9 +57,7 @@ const char* accountant_name(Accountant accountant) noexcept {
 }
 
 Accountant parse_accountant(const std::string& name) {
-  for (Accountant a : {Accountant::Rdp, Accountant::Prv})
-    if (name == accountant_name(a)) return a;
-  AEGIS_THROW(InvalidArgument, "unknown accountant '" << name << "' (expected rdp or prv)");
+  return parse_named(name, {Accountant::Rdp, Accountant::Prv}, accountant_name, "accountant");
 }
 
 EpsilonResult compute_epsilon(Accountant accountant, const std::vector<SgmPhase>& phases, double delta,

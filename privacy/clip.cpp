@@ -65,6 +65,8 @@ class Clipper {
     AEGIS_DISPATCH(m_dev,
                    clip_factors(sq.data<float>(), m_mask, m_n, bound, norms.data<float>(), factors.data<float>()));
   }
+  Device device() const { return m_dev; }
+  std::int64_t examples() const { return m_n; }
   void summarize(std::size_t slot, const Tensor& norms, float bound) {
     AEGIS_DISPATCH(m_dev,
                    clip_summary(norms.data<float>(), m_mask, m_n, bound, m_summary.data<std::int64_t>() + 4 * slot));
@@ -105,8 +107,9 @@ ClipStats clip_flat(const ClipOptions& opt, const Tensor& total, const std::vect
 // Per-layer clipping: bound C_l for layer l. An example counts as clipped when some layer clipped
 // it, so the per-layer norms come back once, stacked, beside the summary.
 ClipStats clip_per_layer(const std::vector<float>& bounds, const Tensor& total, const std::vector<Tensor>& layer_sq,
-                         const std::vector<LayerGrads>& grads, const Tensor* example_mask, Clipper& clipper,
-                         std::int64_t n, Device dev) {
+                         const std::vector<LayerGrads>& grads, const Tensor* example_mask, Clipper& clipper) {
+  const std::int64_t n = clipper.examples();
+  const Device dev = clipper.device();
   ClipStats stats;
   Tensor unused_factors;
   clipper.clip(total, 1.0f, stats.per_example_norms, unused_factors);  // only for the overall norms
@@ -173,7 +176,7 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
     }
   }
   Clipper clipper(dev, n, mask, opt.per_layer ? layers.size() : 1);
-  return opt.per_layer ? clip_per_layer(bounds, total, layer_sq, grads, example_mask, clipper, n, dev)
+  return opt.per_layer ? clip_per_layer(bounds, total, layer_sq, grads, example_mask, clipper)
                        : clip_flat(opt, total, grads, clipper);
 }
 

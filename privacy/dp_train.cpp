@@ -10,6 +10,8 @@
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
 #include "core/checked_math.h"
+#include "core/timing.h"
+#include "core/named_enum.h"
 
 namespace aegis::privacy {
 
@@ -23,9 +25,7 @@ const char* clipping_name(Clipping clipping) noexcept {
 }
 
 Clipping parse_clipping(const std::string& name) {
-  for (Clipping c : {Clipping::Flat, Clipping::PerLayer, Clipping::Adaptive})
-    if (name == clipping_name(c)) return c;
-  AEGIS_THROW(InvalidArgument, "clipping '" << name << "' is not supported (expected flat, per-layer or adaptive)");
+  return parse_named(name, {Clipping::Flat, Clipping::PerLayer, Clipping::Adaptive}, clipping_name, "clipping");
 }
 
 const char* sampling_name(Sampling sampling) noexcept {
@@ -33,9 +33,7 @@ const char* sampling_name(Sampling sampling) noexcept {
 }
 
 Sampling parse_sampling(const std::string& name) {
-  for (Sampling m : {Sampling::Poisson, Sampling::Shuffle})
-    if (name == sampling_name(m)) return m;
-  AEGIS_THROW(InvalidArgument, "sampling '" << name << "' is unknown (expected poisson or shuffle)");
+  return parse_named(name, {Sampling::Poisson, Sampling::Shuffle}, sampling_name, "sampling");
 }
 
 std::int64_t PrivacyLedger::steps() const {
@@ -92,14 +90,6 @@ std::int64_t dp_steps_per_epoch(double q) {
   AEGIS_CHECK(q > 0.0 && q <= 1.0, "sampling rate " << q << " must be in (0, 1]");
   return std::max<std::int64_t>(1, std::llround(1.0 / q));
 }
-
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
 
 DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& dp, const PrivacyLedger* previous) {
   AEGIS_CHECK(n > 0, "the training set is empty");
@@ -230,7 +220,6 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
                                   const DpTrainOptions& dp, const PrivacyLedger* previous,
                                   const std::function<void(const DpStepInfo&)>& on_step,
                                   const std::function<void(const DpEpochResult&)>& on_epoch) {
-  AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
   return train_dp_classifier(model, train, o, dp, plan_dp(train.size(), o, dp, previous), previous, on_step, on_epoch);
 }
 

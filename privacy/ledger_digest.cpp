@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/error.h"
+#include "nn/serialize.h"
 
 namespace aegis::privacy {
 namespace {
@@ -56,21 +57,6 @@ class Hasher {
   crypto_generichash_state m_state;
 };
 
-// Fixed spellings (the safetensors names) rather than dtype_name(): the digest must not change
-// when a display name does.
-const char* dtype_tag(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "F32";
-    case DType::F64:
-      return "F64";
-    case DType::I32:
-      return "I32";
-    case DType::I64:
-      return "I64";
-  }
-  return "?";
-}
 
 std::vector<std::pair<std::string, Tensor>> parameters_of(const nn::Module& model) {
   std::vector<std::pair<std::string, Tensor>> out;
@@ -118,7 +104,7 @@ std::string ledger_digest(const std::map<std::string, std::string>& metadata,
   for (const auto* entry : sorted) {
     const Tensor host = entry->second.to(Device::cpu());
     h.str(entry->first);
-    h.str(dtype_tag(host.dtype()));
+    h.str(nn::safetensors_dtype_name(host.dtype()));  // fixed spellings, not dtype_name()
     h.u64(host.shape().size());
     for (std::int64_t d : host.shape()) h.u64(static_cast<std::uint64_t>(d));
     h.u64(host.nbytes());
