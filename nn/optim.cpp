@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "kernels/optim.h"
+#include "kernels/optim_math.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 #include "core/named_enum.h"
@@ -26,6 +27,17 @@ void check_unit_interval(float v, const char* who, const char* name) {
 }
 void check_weight_decay(float wd, const char* who) {
   AEGIS_CHECK(std::isfinite(wd) && wd >= 0.0f, who << " weight_decay " << wd << " must be non-negative and finite");
+}
+
+// Returns `slot`, allocated as zeros like `like` when undefined and moved to like's device when it
+// lives elsewhere (the parameter moved after the state was created).
+Tensor& state_like(Tensor& slot, const Tensor& like) {
+  if (!slot.defined()) {
+    slot = Tensor::zeros_like(like);
+  } else if (slot.device() != like.device()) {
+    slot = slot.to(like.device());
+  }
+  return slot;
 }
 
 std::string param_label(std::size_t index, const Tensor& value) {
@@ -101,58 +113,59 @@ void Optimizer::step() {
   ++m_steps;
 }
 
-Tensor& Optimizer::state_like(Tensor& slot, const Tensor& like) {
-  if (!slot.defined()) {
-    slot = Tensor::zeros_like(like);
-  } else if (slot.device() != like.device()) {
-    slot = slot.to(like.device());
-  }
-  return slot;
-}
-
 // ---- SGD -------------------------------------------------------------------------------------
 
-SGD::SGD(std::vector<autograd::Var> params, SgdOptions opt)
-    : Optimizer(std::move(params), opt.lr), m_opt(opt), m_momentum_buf(parameters().size()) {
+SgdRule::SgdRule(SgdOptions opt, std::size_t num_params) : m_opt(opt), m_momentum_buf(num_params) {
   check_unit_interval(opt.momentum, "SGD", "momentum");
   check_weight_decay(opt.weight_decay, "SGD");
   AEGIS_CHECK(!opt.nesterov || opt.momentum > 0.0f,
               "SGD nesterov=true requires momentum > 0 (got momentum " << opt.momentum << ")");
 }
 
-SgdOptions SGD::options() const {
-  SgdOptions o = m_opt;
-  o.lr = lr();
-  return o;
+kernels::SgdUpdate SgdRule::next(std::size_t index, float lr, const Tensor& value, float** momentum_buf) {
+  kernels::SgdUpdate u;
+  u.lr = lr;
+  u.momentum = m_opt.momentum;
+  u.weight_decay = m_opt.weight_decay;
+  u.nesterov = m_opt.nesterov;
+  *momentum_buf = nullptr;
+  if (m_opt.momentum != 0.0f) {
+    Tensor& slot = m_momentum_buf.at(index);
+    u.first_step = !slot.defined();
+    *momentum_buf = state_like(slot, value).data<float>();
+  }
+  return u;
 }
 
-std::string SGD::describe() const {
+std::string SgdRule::describe(float lr) const {
   std::ostringstream os;
-  os << "SGD(lr=" << lr() << ", momentum=" << m_opt.momentum << ", weight_decay=" << m_opt.weight_decay
+  os << "SGD(lr=" << lr << ", momentum=" << m_opt.momentum << ", weight_decay=" << m_opt.weight_decay
      << ", nesterov=" << (m_opt.nesterov ? "true" : "false") << ")";
   return os.str();
 }
 
-void SGD::update(std::size_t index, Tensor& value, const Tensor& grad) {
-  kernels::SgdUpdate u;
-  u.lr = lr();
-  u.momentum = m_opt.momentum;
-  u.weight_decay = m_opt.weight_decay;
-  u.nesterov = m_opt.nesterov;
+SGD::SGD(std::vector<autograd::Var> params, SgdOptions opt)
+    : Optimizer(std::move(params), opt.lr), m_rule(opt, parameters().size()) {}
+
+SgdOptions SGD::options() const {
+  SgdOptions o = m_rule.options();
+  o.lr = lr();
+  return o;
+}
+
+std::string SGD::describe() const { return m_rule.describe(lr()); }
+
+void SgdRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& grad) {
   float* buf = nullptr;
-  if (m_opt.momentum != 0.0f) {
-    Tensor& slot = m_momentum_buf[index];
-    // PyTorch starts the buffer at the gradient: the kernel overwrites it on the first step.
-    u.first_step = !slot.defined();
-    buf = state_like(slot, value).data<float>();
-  }
+  const kernels::SgdUpdate u = next(index, lr, value, &buf);
   AEGIS_DISPATCH(value.device(), sgd_step(u, value.data<float>(), grad.data<float>(), buf, value.numel()));
 }
 
+void SGD::update(std::size_t index, Tensor& value, const Tensor& grad) { m_rule.apply(index, lr(), value, grad); }
+
 // ---- Adam / AdamW ----------------------------------------------------------------------------
 
-Adam::Adam(std::vector<autograd::Var> params, AdamOptions opt)
-    : Optimizer(std::move(params), opt.lr), m_opt(opt), m_state(parameters().size()) {
+AdamRule::AdamRule(AdamOptions opt, std::size_t num_params) : m_opt(opt), m_state(num_params) {
   const char* who = opt.decoupled ? "AdamW" : "Adam";
   check_unit_interval(opt.beta1, who, "beta1");
   check_unit_interval(opt.beta2, who, "beta2");
@@ -160,42 +173,43 @@ Adam::Adam(std::vector<autograd::Var> params, AdamOptions opt)
   check_weight_decay(opt.weight_decay, who);
 }
 
-AdamOptions Adam::options() const {
-  AdamOptions o = m_opt;
-  o.lr = lr();
-  return o;
+kernels::AdamUpdate AdamRule::next(std::size_t index, float lr, const Tensor& value, float** exp_avg,
+                                   float** exp_avg_sq) {
+  State& s = m_state.at(index);
+  s.step += 1;
+  *exp_avg = state_like(s.exp_avg, value).data<float>();
+  *exp_avg_sq = state_like(s.exp_avg_sq, value).data<float>();
+  return kernels::adam_update_for_step(lr, m_opt.beta1, m_opt.beta2, m_opt.eps, m_opt.weight_decay, m_opt.decoupled,
+                                       s.step);
 }
 
-std::string Adam::describe() const {
+std::string AdamRule::describe(float lr) const {
   std::ostringstream os;
-  os << (m_opt.decoupled ? "AdamW" : "Adam") << "(lr=" << lr() << ", betas=(" << m_opt.beta1 << ", " << m_opt.beta2
+  os << (m_opt.decoupled ? "AdamW" : "Adam") << "(lr=" << lr << ", betas=(" << m_opt.beta1 << ", " << m_opt.beta2
      << "), eps=" << m_opt.eps << ", weight_decay=" << m_opt.weight_decay << ")";
   return os.str();
 }
 
-void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) {
-  State& s = m_state[index];
-  const std::int64_t t = s.step + 1;
-  kernels::AdamUpdate u;
-  u.lr = lr();
-  u.beta1 = m_opt.beta1;
-  u.beta2 = m_opt.beta2;
-  u.eps = m_opt.eps;
-  u.weight_decay = m_opt.weight_decay;
-  u.decoupled = m_opt.decoupled;
-  // Bias corrections in double: 1 − β2^t is ~1e-3 at t = 1 for β2 = 0.999, where float powers of
-  // a number near 1 would lose digits.
-  const double t_d = static_cast<double>(t);
-  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(m_opt.beta1), t_d);
-  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(m_opt.beta2), t_d);
-  u.step_size = static_cast<float>(static_cast<double>(u.lr) / bias_correction1);
-  u.bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  float* exp_avg = state_like(s.exp_avg, value).data<float>();
-  float* exp_avg_sq = state_like(s.exp_avg_sq, value).data<float>();
+Adam::Adam(std::vector<autograd::Var> params, AdamOptions opt)
+    : Optimizer(std::move(params), opt.lr), m_rule(opt, parameters().size()) {}
+
+AdamOptions Adam::options() const {
+  AdamOptions o = m_rule.options();
+  o.lr = lr();
+  return o;
+}
+
+std::string Adam::describe() const { return m_rule.describe(lr()); }
+
+void AdamRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& grad) {
+  float* exp_avg = nullptr;
+  float* exp_avg_sq = nullptr;
+  const kernels::AdamUpdate u = next(index, lr, value, &exp_avg, &exp_avg_sq);
   AEGIS_DISPATCH(value.device(),
                  adam_step(u, value.data<float>(), grad.data<float>(), exp_avg, exp_avg_sq, value.numel()));
-  s.step = t;
 }
+
+void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) { m_rule.apply(index, lr(), value, grad); }
 
 // ---- factory ---------------------------------------------------------------------------------
 

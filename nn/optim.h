@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/optim.h"
 #include "runtime/autograd.h"
 
 namespace aegis::nn {
@@ -47,9 +48,6 @@ class Optimizer {
   // Updates parameter `index` in place; value and grad are validated float32 tensors of the
   // same shape on the same device.
   virtual void update(std::size_t index, Tensor& value, const Tensor& grad) = 0;
-  // Returns `slot`, allocated as zeros like `like` when undefined and moved to like's device when
-  // it lives elsewhere (the parameter moved after the state was created).
-  static Tensor& state_like(Tensor& slot, const Tensor& like);
 
  private:
   std::vector<autograd::Var> m_params;
@@ -65,6 +63,30 @@ struct SgdOptions {
   bool nesterov = false;      // requires momentum > 0
 };
 
+// The state and update formula of an optimizer, apart from where the gradient comes from: nn::SGD
+// and nn::Adam give their kernels (kernels/optim.h) the gradient, privacy::DpOptimizer gives its
+// fused kernels (kernels/dp_update.h) the clipped sum to noise first. Both hold the state in a
+// rule and both kernels run the per-element formula of kernels/optim_math.h, so a DP step is the
+// plain step on the noisy gradient. The constructors validate the hyperparameters (not lr, which
+// the optimizer owns) and throw InvalidArgument naming the bad value.
+class SgdRule {
+ public:
+  SgdRule(SgdOptions opt, std::size_t num_params);
+  const SgdOptions& options() const { return m_opt; }
+  // The kernel arguments of the next update of parameter `index` (value: its current value) at
+  // rate lr, and in *momentum_buf its momentum buffer: zeros like `value` when first used, on
+  // value's device, nullptr without momentum. PyTorch starts the buffer at the gradient: the
+  // kernel overwrites it when first_step is set.
+  kernels::SgdUpdate next(std::size_t index, float lr, const Tensor& value, float** momentum_buf);
+  // next() and the plain kernel: value ← the SGD step on `grad` (validated like value).
+  void apply(std::size_t index, float lr, Tensor& value, const Tensor& grad);
+  std::string describe(float lr) const;  // "SGD(lr=0.1, momentum=0.9, weight_decay=0, nesterov=false)"
+
+ private:
+  SgdOptions m_opt;
+  std::vector<Tensor> m_momentum_buf;  // one per parameter, undefined until its first update
+};
+
 class SGD : public Optimizer {
  public:
   SGD(std::vector<autograd::Var> params, SgdOptions opt);
@@ -75,8 +97,7 @@ class SGD : public Optimizer {
   void update(std::size_t index, Tensor& value, const Tensor& grad) override;
 
  private:
-  SgdOptions m_opt;
-  std::vector<Tensor> m_momentum_buf;  // one per parameter, undefined until its first update
+  SgdRule m_rule;
 };
 
 // torch.optim.Adam defaults; decoupled = true gives torch.optim.AdamW (whose own default
@@ -90,6 +111,27 @@ struct AdamOptions {
   bool decoupled = false;     // true = AdamW: p ← p·(1 − lr·wd); false = L2: g ← g + wd·p
 };
 
+class AdamRule {
+ public:
+  AdamRule(AdamOptions opt, std::size_t num_params);
+  const AdamOptions& options() const { return m_opt; }
+  // The kernel arguments of the next update of parameter `index` at rate lr (its step count t
+  // advances: per parameter, as in PyTorch, bias correction counts that parameter's own updates),
+  // and its moments in *exp_avg, *exp_avg_sq (zeros like `value` when first used).
+  kernels::AdamUpdate next(std::size_t index, float lr, const Tensor& value, float** exp_avg, float** exp_avg_sq);
+  // next() and the plain kernel: value ← the Adam step on `grad` (validated like value).
+  void apply(std::size_t index, float lr, Tensor& value, const Tensor& grad);
+  std::string describe(float lr) const;  // "Adam(lr=…, betas=(…, …), eps=…, weight_decay=…)" or AdamW
+
+ private:
+  struct State {
+    Tensor exp_avg, exp_avg_sq;
+    std::int64_t step = 0;
+  };
+  AdamOptions m_opt;
+  std::vector<State> m_state;
+};
+
 class Adam : public Optimizer {
  public:
   Adam(std::vector<autograd::Var> params, AdamOptions opt);
@@ -100,12 +142,7 @@ class Adam : public Optimizer {
   void update(std::size_t index, Tensor& value, const Tensor& grad) override;
 
  private:
-  struct State {
-    Tensor exp_avg, exp_avg_sq;
-    std::int64_t step = 0;  // per parameter, as in PyTorch: bias correction counts its own updates
-  };
-  AdamOptions m_opt;
-  std::vector<State> m_state;
+  AdamRule m_rule;
 };
 
 // The optimizers a training run chooses by name.

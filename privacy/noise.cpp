@@ -9,7 +9,6 @@
 #include <sstream>
 
 #include "kernels/dp_update.h"
-#include "kernels/optim_math.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 #include "core/philox.h"
@@ -104,8 +103,6 @@ DpOptimizer::DpOptimizer(std::vector<autograd::Var> params, float lr, DpNoiseOpt
     offset += static_cast<std::uint64_t>(parameters()[i].value().numel());
   }
   m_total_elements = static_cast<std::int64_t>(offset);
-  m_momentum_buf.resize(n);
-  m_adam_state.resize(n);
   if (noise.secure) {
     m_secure_key = std::make_unique<SecureKey>(SecureKey::from_os());
     m_secure_grid = SecureGrid::make(noise.noise_multiplier, noise.max_grad_norm);
@@ -115,16 +112,12 @@ DpOptimizer::DpOptimizer(std::vector<autograd::Var> params, float lr, DpNoiseOpt
 
 DpOptimizer::DpOptimizer(std::vector<autograd::Var> params, nn::SgdOptions sgd, DpNoiseOptions noise)
     : DpOptimizer(std::move(params), sgd.lr, noise) {
-  // Reuse nn::SGD's validation of the hyperparameters (it throws naming the bad value).
-  nn::SGD check(parameters(), sgd);
-  m_sgd = sgd;
+  m_sgd.emplace(sgd, parameters().size());
 }
 
 DpOptimizer::DpOptimizer(std::vector<autograd::Var> params, nn::AdamOptions adam, DpNoiseOptions noise)
     : DpOptimizer(std::move(params), adam.lr, noise) {
-  nn::Adam check(parameters(), adam);
-  m_adam = true;
-  m_adam_opt = adam;
+  m_adam.emplace(adam, parameters().size());
 }
 
 void DpOptimizer::set_noise(double noise_multiplier, double max_grad_norm) {
@@ -143,14 +136,7 @@ double DpOptimizer::effective_noise_multiplier() const {
 
 std::string DpOptimizer::describe() const {
   std::ostringstream os;
-  os << "DP-";
-  if (m_adam) {
-    os << (m_adam_opt.decoupled ? "AdamW" : "Adam") << "(lr=" << lr() << ", betas=(" << m_adam_opt.beta1 << ", "
-       << m_adam_opt.beta2 << "), eps=" << m_adam_opt.eps << ", weight_decay=" << m_adam_opt.weight_decay << ")";
-  } else {
-    os << "SGD(lr=" << lr() << ", momentum=" << m_sgd.momentum << ", weight_decay=" << m_sgd.weight_decay
-       << ", nesterov=" << (m_sgd.nesterov ? "true" : "false") << ")";
-  }
+  os << "DP-" << (m_adam ? m_adam->describe(lr()) : m_sgd->describe(lr()));
   os << " with noise_multiplier=" << m_noise.noise_multiplier << ", max_grad_norm=" << m_noise.max_grad_norm
      << ", expected_batch_size=" << m_noise.expected_batch_size << ", secure=" << (m_noise.secure ? "true" : "false");
   return os.str();
@@ -228,24 +214,6 @@ void DpOptimizer::update(std::size_t index, Tensor& value, const Tensor& grad) {
   }
 }
 
-namespace {
-
-kernels::SgdUpdate sgd_update_for(const nn::SgdOptions& o, float lr, bool first_step) {
-  kernels::SgdUpdate u;
-  u.lr = lr;
-  u.momentum = o.momentum;
-  u.weight_decay = o.weight_decay;
-  u.nesterov = o.nesterov;
-  u.first_step = first_step;
-  return u;
-}
-
-kernels::AdamUpdate adam_update_for(const nn::AdamOptions& o, float lr, std::int64_t t) {
-  return kernels::adam_update_for_step(lr, o.beta1, o.beta2, o.eps, o.weight_decay, o.decoupled, t);
-}
-
-}  // namespace
-
 void DpOptimizer::update_philox(std::size_t index, Tensor& value, const Tensor& grad, const float* canary) {
   kernels::DpNoise d;
   d.key = philox::step_key(m_noise.seed, philox::kPurposeDpNoise, m_noise_step);
@@ -260,21 +228,14 @@ void DpOptimizer::update_philox(std::size_t index, Tensor& value, const Tensor& 
   }
   const std::int64_t n = value.numel();
   if (m_adam) {
-    AdamState& s = m_adam_state[index];
-    const kernels::AdamUpdate u = adam_update_for(m_adam_opt, lr(), s.step + 1);
-    float* m = state_like(s.exp_avg, value).data<float>();
-    float* v = state_like(s.exp_avg_sq, value).data<float>();
+    float* m = nullptr;
+    float* v = nullptr;
+    const kernels::AdamUpdate u = m_adam->next(index, lr(), value, &m, &v);
     AEGIS_DISPATCH(value.device(),
                    dp_adam_step(d, u, value.data<float>(), grad.data<float>(), canary, m, v, noisy_ptr, n));
-    ++s.step;
   } else {
     float* buf = nullptr;
-    bool first = false;
-    if (m_sgd.momentum != 0.0f) {
-      first = !m_momentum_buf[index].defined();
-      buf = state_like(m_momentum_buf[index], value).data<float>();
-    }
-    const kernels::SgdUpdate u = sgd_update_for(m_sgd, lr(), first);
+    const kernels::SgdUpdate u = m_sgd->next(index, lr(), value, &buf);
     AEGIS_DISPATCH(value.device(),
                    dp_sgd_step(d, u, value.data<float>(), grad.data<float>(), canary, buf, noisy_ptr, n));
   }
@@ -287,29 +248,9 @@ void DpOptimizer::update_secure(std::size_t index, Tensor& value) {
                       philox::kPurposeDpNoise, m_noise_step, static_cast<std::uint32_t>(index));
   for (float& x : v) x = x / m_expected_batch;
   const Tensor noisy = Tensor::from_vector(v, value.shape()).to(value.device());
-  plain_update(index, value, noisy);
+  if (m_adam) m_adam->apply(index, lr(), value, noisy);
+  else m_sgd->apply(index, lr(), value, noisy);
   if (m_observer) m_observer(index, noisy);
-}
-
-void DpOptimizer::plain_update(std::size_t index, Tensor& value, const Tensor& noisy) {
-  const std::int64_t n = value.numel();
-  if (m_adam) {
-    AdamState& s = m_adam_state[index];
-    const kernels::AdamUpdate u = adam_update_for(m_adam_opt, lr(), s.step + 1);
-    float* m = state_like(s.exp_avg, value).data<float>();
-    float* v = state_like(s.exp_avg_sq, value).data<float>();
-    AEGIS_DISPATCH(value.device(), adam_step(u, value.data<float>(), noisy.data<float>(), m, v, n));
-    ++s.step;
-  } else {
-    float* buf = nullptr;
-    bool first = false;
-    if (m_sgd.momentum != 0.0f) {
-      first = !m_momentum_buf[index].defined();
-      buf = state_like(m_momentum_buf[index], value).data<float>();
-    }
-    const kernels::SgdUpdate u = sgd_update_for(m_sgd, lr(), first);
-    AEGIS_DISPATCH(value.device(), sgd_step(u, value.data<float>(), noisy.data<float>(), buf, n));
-  }
 }
 
 // ---- factories -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -118,24 +119,15 @@ class DpOptimizer : public nn::Optimizer {
   DpOptimizer(std::vector<autograd::Var> params, float lr, DpNoiseOptions noise);
   void update_philox(std::size_t index, Tensor& value, const Tensor& grad, const float* canary);
   void update_secure(std::size_t index, Tensor& value);
-  // Applies the plain optimizer step with an already-noised gradient (secure mode).
-  void plain_update(std::size_t index, Tensor& value, const Tensor& noisy);
-  struct AdamState {
-    Tensor exp_avg, exp_avg_sq;
-    std::int64_t step = 0;
-  };
-
-  bool m_adam = false;
-  nn::SgdOptions m_sgd;
-  nn::AdamOptions m_adam_opt;
+  // The plain optimizer's state and formula (nn/optim.h): exactly one is set.
+  std::optional<nn::SgdRule> m_sgd;
+  std::optional<nn::AdamRule> m_adam;
   DpNoiseOptions m_noise;
   float m_noise_std = 0.0f;
   float m_expected_batch = 1.0f;
   std::uint64_t m_noise_step = 0;
   std::vector<std::uint64_t> m_offsets;
   std::int64_t m_total_elements = 0;
-  std::vector<Tensor> m_momentum_buf;
-  std::vector<AdamState> m_adam_state;
   UpdateObserver m_observer;
   std::vector<Tensor> m_canary;       // set_canary, waiting for the next step
   std::vector<Tensor> m_step_canary;  // the canary of the step in progress, on each param's device
