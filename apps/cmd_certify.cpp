@@ -5,23 +5,22 @@
 // a Markdown table or JSON, with an optional plot drawn by gnuplot (certify/analyze.h).
 #include <sys/stat.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "certify/analyze.h"
 #include "certify/certify_run.h"
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
+#include "commands.h"
+#include "core/math_precision.h"
 #include "nn/data/dataset.h"
 #include "nn/model_file.h"
-#include "core/math_precision.h"
-#include "commands.h"
 #include "options.h"
 #include "progress.h"
 
@@ -67,58 +66,12 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   AEGIS_CHECK_AS(DeviceError, o.smoothing.precision == MathPrecision::Fp32 || device.is_cuda(),
                  (a.tensor_cores ? std::string("--tensor-cores") : "--precision " + a.precision)
                      << " needs a CUDA device; this run is on " << device.str());
-  nn::LoadedClassifier loaded = nn::load_classifier(a.model);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  check_data_fits(split.test, loaded.spec, a.model, a.data);
-  loaded.model->to(device);
-  certify::SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
   CliProgress progress(!a.common.quiet);
-  const certify::CertifyRun r = certify::run_certify(smoothed, split.test, o, &progress);
-
-  nlohmann::json sweeps = nlohmann::json::array();
-  for (const certify::SigmaSweep& sw : r.sweeps) {
-    const certify::SweepSummary& s = sw.summary;
-    const double rows = s.inputs > 0 ? static_cast<double>(s.inputs) : 1.0;
-    sweeps.push_back({{"sigma", sw.sigma},
-                      {"file", sw.file},
-                      {"inputs", s.inputs},
-                      {"resumed", s.resumed},
-                      {"written", s.written},
-                      {"certified_accuracy_r0", static_cast<double>(s.correct) / rows},
-                      {"abstention_rate", static_cast<double>(s.abstained) / rows},
-                      {"samples", sw.samples},
-                      {"samples_per_second", s.seconds > 0 ? static_cast<double>(sw.samples) / s.seconds : 0.0},
-                      {"seconds", s.seconds},
-                      {"certified_accuracy", sw.curve.certified_accuracy},
-                      {"acr", sw.curve.acr},
-                      {"clean_accuracy", sw.curve.clean_accuracy},
-                      {"max_radius", sw.curve.max_radius}});
-  }
-  return nlohmann::json{
-      {"command", "certify"},
-      {"model_file", a.model},
-      {"model", loaded.spec.name},
-      {"dataset", a.data},
-      {"device", device.str()},
-      {"n0", a.n0},
-      {"n", a.n},
-      {"alpha", a.alpha},
-      {"seed", a.seed},
-      {"batch", a.batch},
-      {"precision", math_precision_name(o.smoothing.precision)},
-      {"chunk", r.chunk},
-      {"skip", a.skip},
-      {"max", a.max},
-      {"shard", a.shard},
-      {"radii", r.radii},
-      {"sweeps", sweeps},
-      {"rows_written", r.rows_written},
-      {"samples_per_second", r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0},
-      {"seconds", r.seconds},
-      // Whether the batches replayed a captured CUDA graph (never on the CPU), and why not if it failed.
-      {"cuda_graph", r.sampling.cuda_graph()},
-      {"cuda_graph_launches", r.sampling.graph_launches},
-      {"cuda_graph_failure", r.sampling.graph_failure}};
+  nlohmann::json j = certify::to_json(certify::certify_file(o, split, device, &progress));
+  j["command"] = "certify";
+  j["shard"] = a.shard;
+  return j;
 }
 
 }  // namespace
@@ -170,20 +123,16 @@ Runner add_certify(CLI::App& app) {
       ->check(non_negative());
   add_common_options(*cmd, a->common);
   return [a]() {
-    nlohmann::json j = run_certify(*a);
-    if (a->common.json) {
-      std::cout << j.dump() << std::endl;
-      return 0;
-    }
-    for (const auto& sw : j["sweeps"])
-      std::printf(
-          "sigma %g: %lld rows in %s (%lld resumed, %lld written), certified accuracy at r=0 %.4f, ACR %.3f, "
-          "abstained %.4f, %.0f samples/s, %.1f s\n",
-          sw["sigma"].get<double>(), sw["inputs"].get<long long>(), sw["file"].get<std::string>().c_str(),
-          sw["resumed"].get<long long>(), sw["written"].get<long long>(), sw["certified_accuracy_r0"].get<double>(),
-          sw["acr"].get<double>(), sw["abstention_rate"].get<double>(), sw["samples_per_second"].get<double>(),
-          sw["seconds"].get<double>());
-    return 0;
+    return print_result(run_certify(*a), a->common.json, [](const nlohmann::json& j) {
+      for (const auto& sw : j["sweeps"])
+        std::printf(
+            "sigma %g: %lld rows in %s (%lld resumed, %lld written), certified accuracy at r=0 %.4f, ACR %.3f, "
+            "abstained %.4f, %.0f samples/s, %.1f s\n",
+            sw["sigma"].get<double>(), sw["inputs"].get<long long>(), sw["file"].get<std::string>().c_str(),
+            sw["resumed"].get<long long>(), sw["written"].get<long long>(), sw["certified_accuracy_r0"].get<double>(),
+            sw["acr"].get<double>(), sw["abstention_rate"].get<double>(), sw["samples_per_second"].get<double>(),
+            sw["seconds"].get<double>());
+    });
   };
 }
 
@@ -201,8 +150,8 @@ Runner add_analyze(CLI::App& app) {
   cmd->add_option("--radii", a->radii, "radii, comma-separated (default 0, 0.25, ... up to the largest)")
       ->delimiter(',')
       ->check(non_negative());
-  CLI::Option* sigma = cmd->add_option("--sigma", a->sigma, "σ of every file (default: each file's .json settings)")
-                            ->check(positive());
+  CLI::Option* sigma =
+      cmd->add_option("--sigma", a->sigma, "σ of every file (default: each file's .json settings)")->check(positive());
   cmd->add_option("--plot", a->plot,
                   "draw certified accuracy against radius into this .pdf, .svg or .png file (needs gnuplot)");
   cmd->add_flag("--envelope", a->envelope,

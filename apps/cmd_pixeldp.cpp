@@ -4,23 +4,15 @@
 // reports, on the first N test examples, the conventional accuracy of the Monte Carlo expected
 // scores, the certified accuracy at each threshold T, and, with --attack cw-l2, the accuracy under
 // Carlini–Wagner L2 attacks on the expected scores (certify/pixeldp_run.h).
-#include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "attacks/attacks.h"
-#include "certify/pixeldp.h"
-#include "certify/pixeldp_run.h"
+#include "certify/pixeldp_job.h"
 #include "commands.h"
 #include "options.h"
 #include "progress.h"
-#include "core/checked_math.h"
-#include "core/timing.h"
 
 namespace aegis::app {
 
@@ -75,94 +67,44 @@ std::vector<double> parse_thresholds(const std::string& text) {
   return out;
 }
 
-std::string key_of(double t) {
-  std::ostringstream os;
-  os << t;
-  return os.str();
-}
-
 int run_train(const PixelDpTrainArgs& a) {
-  certify::PixelDpParams params;
-  params.norm = certify::parse_pixeldp_norm(a.norm);
-  params.eps = a.eps;
-  params.delta = a.delta;
-  params.L = a.L;
-  certify::check_pixeldp_params(params);
-  AEGIS_CHECK(a.max_train >= 0, "--max-train " << a.max_train << " must be ≥ 0");
-  const Device device = resolve_device(a.common);
+  certify::PixelDpTrainJob job;
+  job.model = a.model;
+  job.activation = a.activation;
+  job.position = a.position;
+  job.params.norm = certify::parse_pixeldp_norm(a.norm);
+  job.params.eps = a.eps;
+  job.params.delta = a.delta;
+  job.params.L = a.L;
+  job.options.train = a.train;
+  job.options.train.device = resolve_device(a.common);
+  job.options.power_iterations = a.power_iterations;
+  job.max_train = a.max_train;
+  job.out = a.out;
+  job.dataset = a.data;
+  certify::check_pixeldp_params(job.params);  // before the data is read
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  const nn::Dataset train =
-      first_examples(split.train, a.max_train);
-  const Shape& s = train.images.shape();
-  nn::ModelSpec spec;
-  spec.name = a.model;
-  spec.input_shape = {s[1], s[2], s[3]};
-  spec.num_classes = train.num_classes;
-  spec.activation = a.activation;
-  spec.seed = a.train.seed;
-  auto net = certify::build_pixeldp(spec, a.position, params, a.train.seed);
-  certify::PixelDpTrainOptions opt;
-  opt.train = a.train;
-  opt.train.device = device;
-  opt.power_iterations = a.power_iterations;
-  nn::check_train_options(opt.train);
-  const std::int64_t steps_per_epoch = ceil_div(train.size(), opt.train.batch_size);
-  std::unique_ptr<Progress> bar;
-  const nn::TrainResult tr = certify::train_pixeldp(
-      *net, train, opt,
-      [&](const nn::StepInfo& st) {
-        const std::int64_t in_epoch = st.step - st.epoch * steps_per_epoch;
-        if (in_epoch == 1)
-          bar = std::make_unique<Progress>(
-              "epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(opt.train.epochs), steps_per_epoch,
-              "steps", !a.common.quiet);
-        if (bar) bar->update(in_epoch);
-      },
-      [&](const nn::EpochResult& e) {
-        char text[96];
-        std::snprintf(text, sizeof text, "loss %.4f  train acc %.4f", e.train_loss, e.train_accuracy);
-        if (bar) bar->finish(text);
-        bar.reset();
-      });
-  // One noise draw per test example: a quick check, not the PixelDP prediction (see certify).
-  const nn::EvalResult ev = nn::evaluate(*net, split.test, device);
-  certify::save_pixeldp(a.out, *net, spec, params, {{"aegis.dataset", a.data}});
-  nlohmann::json j{{"command", "pixeldp train"},
-                   {"model", a.model},
-                   {"activation", a.activation},
-                   {"dataset", a.data},
-                   {"position", a.position},
-                   {"norm", a.norm},
-                   {"kind", certify::noise_kind_name(net->noise_layer().noise_kind())},
-                   {"sigma", net->noise_layer().scale()},
-                   {"L", a.L},
-                   {"eps", a.eps},
-                   {"delta", params.norm == certify::PixelDpNorm::L2 ? a.delta : 0.0},
-                   {"sensitivity_bound", net->sensitivity_bound()},
-                   {"sensitivity", net->sensitivity()},
-                   {"epochs", a.train.epochs},
-                   {"steps", tr.steps},
-                   {"train_examples", train.size()},
-                   {"train_loss", tr.epochs.back().train_loss},
-                   {"train_accuracy", tr.epochs.back().train_accuracy},
-                   {"test_accuracy_one_draw", ev.accuracy},
-                   {"train_seconds", tr.seconds},
-                   {"device", device.str()},
-                   {"out", a.out}};
-  if (a.common.json) {
-    std::cout << j.dump() << std::endl;
-  } else {
+  CliProgress progress(!a.common.quiet);
+  nlohmann::json j = certify::to_json(certify::run_pixeldp_training(job, split, &progress));
+  j["command"] = "pixeldp train";
+  return print_result(j, a.common.json, [](const nlohmann::json& r) {
     std::printf(
         "pixeldp %s position %d, L %g, eps %g: sigma %.4f, sensitivity %.4f (bound %.4f); train acc %.4f, "
         "test acc (one draw) %.4f, %.1f s -> %s\n",
-        a.norm.c_str(), a.position, a.L, a.eps, net->noise_layer().scale(), j["sensitivity"].get<double>(),
-        net->sensitivity_bound(), tr.epochs.back().train_accuracy, ev.accuracy, tr.seconds, a.out.c_str());
-  }
-  return 0;
+        r["norm"].get<std::string>().c_str(), r["position"].get<int>(), r["L"].get<double>(), r["eps"].get<double>(),
+        r["sigma"].get<double>(), r["sensitivity"].get<double>(), r["sensitivity_bound"].get<double>(),
+        r["train_accuracy"].get<double>(), r["test_accuracy_one_draw"].get<double>(), r["train_seconds"].get<double>(),
+        r["out"].get<std::string>().c_str());
+  });
 }
 
 int run_certify(const PixelDpCertifyArgs& a) {
-  certify::PixelDpRunOptions o;
+  certify::PixelDpCertifyJob job;
+  job.model_file = a.model;
+  job.dataset = a.data;
+  job.max = a.max;
+  job.seed = a.seed;
+  certify::PixelDpRunOptions& o = job.options;
   o.certify.draws = a.draws;
   o.certify.confidence = a.confidence;
   o.certify.bound = certify::parse_bound_kind(a.bound);
@@ -180,75 +122,24 @@ int run_certify(const PixelDpCertifyArgs& a) {
     attack.cw.confidence = a.cw_confidence;
     o.attack = attack;
   }
-  const auto t0 = std::chrono::steady_clock::now();
-  const Device device = resolve_device(a.common);
-  certify::LoadedPixelDp loaded = certify::load_pixeldp(a.model);
-  AEGIS_CHECK(!o.attack || loaded.params.norm == certify::PixelDpNorm::L2,
-              "--attack cw-l2 evaluates L2 robustness, but " << a.model << " is an L1 (Laplace) model");
+  job.device = resolve_device(a.common);
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  check_data_fits(split.test, loaded.spec, a.model, a.data);
-  const nn::Dataset test = first_examples(split.test, a.max);
-  loaded.net->to(device);
-  loaded.net->noise_layer().set_seed(a.seed);
   CliProgress progress(!a.common.quiet);
-  const certify::PixelDpRun r = certify::run_pixeldp_certify(loaded.net, loaded.mechanism, test, o, device, &progress);
-  nlohmann::json certified = nlohmann::json::object();
-  for (std::size_t k = 0; k < o.thresholds.size(); ++k) certified[key_of(o.thresholds[k])] = r.certified_accuracy[k];
-  nlohmann::json j{{"command", "pixeldp certify"},
-                   {"model_file", a.model},
-                   {"model", loaded.spec.name},
-                   {"dataset", a.data},
-                   {"examples", test.size()},
-                   {"position", loaded.net->position()},
-                   {"norm", certify::pixeldp_norm_name(loaded.params.norm)},
-                   {"kind", certify::noise_kind_name(loaded.net->noise_layer().noise_kind())},
-                   {"sigma", loaded.mechanism.scale},
-                   {"L", loaded.params.L},
-                   {"eps", loaded.params.eps},
-                   {"delta", loaded.mechanism.effective_delta()},
-                   {"sensitivity", loaded.mechanism.sensitivity},
-                   // The Gaussian mechanism's ε ≤ 1 caps every robustness size; Laplace has no cap.
-                   {"max_robustness_size", loaded.params.norm == certify::PixelDpNorm::L2
-                                               ? nlohmann::json(loaded.mechanism.size_at(1.0))
-                                               : nlohmann::json(nullptr)},
-                   {"draws", a.draws},
-                   {"confidence", a.confidence},
-                   {"bound", a.bound},
-                   {"conventional_accuracy", r.conventional_accuracy},
-                   {"certified_accuracy", certified},
-                   {"mean_robustness_size", r.mean_robustness_size},
-                   {"device", device.str()}};
-  if (r.attack) {
-    nlohmann::json at = nlohmann::json::object();
-    for (std::size_t k = 0; k < o.thresholds.size(); ++k) at[key_of(o.thresholds[k])] = r.attack->accuracy_at[k];
-    j["attack"] = {{"name", "cw-l2"},
-                   {"examples", r.attack->examples},
-                   {"draws_per_step", a.attack_draws},
-                   {"steps", a.cw_steps},
-                   {"binary_search_steps", a.cw_search_steps},
-                   {"confidence", a.cw_confidence},
-                   {"clean_accuracy", r.attack->clean_accuracy},
-                   {"accuracy_at", at},
-                   {"accuracy_unbounded", r.attack->accuracy_unbounded},
-                   {"median_norm", r.attack->median_norm},
-                   {"seconds", r.attack->seconds}};
-  }
-  j["seconds"] = seconds_since(t0);
-  if (a.common.json) {
-    std::cout << j.dump() << std::endl;
-    return 0;
-  }
-  std::printf(
-      "pixeldp certify %s on %s (%lld examples, %lld draws, %s %.2f): conventional accuracy %.4f, mean "
-      "robustness size %.4f\n",
-      a.model.c_str(), a.data.c_str(), static_cast<long long>(test.size()), static_cast<long long>(a.draws),
-      a.bound.c_str(), a.confidence, r.conventional_accuracy, r.mean_robustness_size);
-  for (std::size_t k = 0; k < o.thresholds.size(); ++k) {
-    std::printf("  T = %-6g certified accuracy %.4f", o.thresholds[k], r.certified_accuracy[k]);
-    if (r.attack) std::printf("   accuracy under CW-L2 %.4f", r.attack->accuracy_at[k]);
-    std::printf("\n");
-  }
-  return 0;
+  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(job, split, &progress);
+  nlohmann::json j = certify::to_json(r);
+  j["command"] = "pixeldp certify";
+  return print_result(j, a.common.json, [&](const nlohmann::json&) {
+    std::printf(
+        "pixeldp certify %s on %s (%lld examples, %lld draws, %s %.2f): conventional accuracy %.4f, mean "
+        "robustness size %.4f\n",
+        a.model.c_str(), a.data.c_str(), static_cast<long long>(r.examples), static_cast<long long>(r.draws),
+        r.bound.c_str(), r.confidence, r.run.conventional_accuracy, r.run.mean_robustness_size);
+    for (std::size_t k = 0; k < r.thresholds.size(); ++k) {
+      std::printf("  T = %-6g certified accuracy %.4f", r.thresholds[k], r.run.certified_accuracy[k]);
+      if (r.run.attack) std::printf("   accuracy under CW-L2 %.4f", r.run.attack->accuracy_at[k]);
+      std::printf("\n");
+    }
+  });
 }
 
 }  // namespace

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <string>
 
 #include "nn/data/dataset.h"
+#include "nn/job.h"
 #include "nn/zoo.h"
 #include "core/device.h"
 
@@ -27,12 +29,12 @@ void add_common_options(CLI::App& cmd, CommonOptions& o);
 Device resolve_device(const CommonOptions& o);
 // The hint passed to the bundled-data search: --data-dir, else the source tree's data/.
 std::string data_dir_hint(const CommonOptions& o);
-// InvalidArgument naming both when the model (`spec`, read from `model_file`) does not take the
-// dataset's (`data_spec`) input shape or number of classes.
-void check_data_fits(const nn::Dataset& data, const nn::ModelSpec& spec, const std::string& model_file,
-                     const std::string& data_spec);
-// The first `max` examples of `data` (all of them when max is 0 or larger than the set).
-nn::Dataset first_examples(const nn::Dataset& data, std::int64_t max);
+using nn::check_data_fits;
+using nn::first_examples;
+
+// The one printer of every command's result: with --json, the result's JSON object on one line on
+// stdout; otherwise the text that `text` writes from the same object. Returns the exit status 0.
+int print_result(const nlohmann::json& result, bool json, const std::function<void(const nlohmann::json&)>& text);
 
 Runner add_info(CLI::App& app);
 Runner add_train(CLI::App& app);

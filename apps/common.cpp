@@ -7,8 +7,7 @@
 namespace aegis::app {
 
 void add_common_options(CLI::App& cmd, CommonOptions& o) {
-  cmd.add_option("--device", o.device, "cpu | cuda | cuda:N | auto (a GPU when one is usable)")
-      ->capture_default_str();
+  cmd.add_option("--device", o.device, "cpu | cuda | cuda:N | auto (a GPU when one is usable)")->capture_default_str();
   cmd.add_option("--data-dir", o.data_dir, "directory holding the bundled datasets (found automatically)");
   cmd.add_flag("--json", o.json, "print one JSON object with the results on stdout");
   cmd.add_flag("--quiet", o.quiet, "no progress output on stderr");
@@ -26,20 +25,13 @@ std::string data_dir_hint(const CommonOptions& o) {
   return std::string(AEGIS_SOURCE_DIR) + "/data";
 }
 
-void check_data_fits(const nn::Dataset& data, const nn::ModelSpec& spec, const std::string& model_file,
-                     const std::string& data_spec) {
-  const Shape& s = data.images.shape();
-  const Shape example{s[1], s[2], s[3]};
-  AEGIS_CHECK(example == spec.input_shape, "model " << model_file << " takes inputs " << shape_str(spec.input_shape)
-                                                    << " but dataset '" << data_spec << "' has "
-                                                    << shape_str(example));
-  AEGIS_CHECK(data.num_classes == spec.num_classes, "model " << model_file << " has " << spec.num_classes
-                                                             << " classes but dataset '" << data_spec << "' has "
-                                                             << data.num_classes);
-}
-
-nn::Dataset first_examples(const nn::Dataset& data, std::int64_t max) {
-  return max > 0 && max < data.size() ? nn::take(data, 0, max) : data;
+int print_result(const nlohmann::json& result, bool json, const std::function<void(const nlohmann::json&)>& text) {
+  if (json) {
+    std::cout << result.dump() << std::endl;
+  } else {
+    text(result);
+  }
+  return 0;
 }
 
 }  // namespace aegis::app

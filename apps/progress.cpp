@@ -90,6 +90,10 @@ void CliProgress::end(const std::string& extra) {
   m_bar.reset();
 }
 
+void CliProgress::info(const std::string& message) {
+  if (m_enabled) std::fprintf(stderr, "aegis: %s\n", message.c_str());
+}
+
 void CliProgress::warning(const std::string& message) {
   std::fprintf(stderr, "aegis: warning: %s\n", message.c_str());
 }

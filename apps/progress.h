@@ -37,14 +37,16 @@ class Progress {
 
 std::string format_duration(double seconds);  // "1:02:03" or "2:03"
 
-// The library's progress reports (core/progress.h) as progress lines on stderr, one per phase
-// (none with --quiet), and its warnings as "aegis: warning: ..." lines (always).
+// The library's progress reports (core/progress.h) as progress lines on stderr, one per phase,
+// and its information as "aegis: ..." lines (neither with --quiet), and its warnings as
+// "aegis: warning: ..." lines (always).
 class CliProgress : public ProgressSink {
  public:
   explicit CliProgress(bool enabled) : m_enabled(enabled) {}
   void begin(const std::string& label, std::int64_t total, const std::string& unit) override;
   void update(std::int64_t done, const std::string& extra) override;
   void end(const std::string& extra) override;
+  void info(const std::string& message) override;
   void warning(const std::string& message) override;
 
  private:

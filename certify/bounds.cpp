@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "certify/bounds_graph.h"
+#include "core/named_enum.h"
 #include "nn/functional.h"
 
 namespace aegis::certify {
@@ -31,6 +32,15 @@ BoundMethod parse_bound_method(const std::string& name) {
 
 const char* bound_method_name(BoundMethod method) {
   return method == BoundMethod::Interval ? "ibp" : "crown";
+}
+
+const char* relu_relaxation_name(ReluRelaxation relu) noexcept {
+  return relu == ReluRelaxation::WongKolter ? "wong-kolter" : "adaptive";
+}
+
+ReluRelaxation parse_relu_relaxation(const std::string& name) {
+  return parse_named(name, {ReluRelaxation::Adaptive, ReluRelaxation::WongKolter}, relu_relaxation_name,
+                     "ReLU relaxation");
 }
 
 namespace {

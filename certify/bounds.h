@@ -64,6 +64,9 @@ enum class ReluRelaxation { Adaptive, WongKolter };
 // "ibp" | "crown" (also "linear"); InvalidArgument otherwise.
 BoundMethod parse_bound_method(const std::string& name);
 const char* bound_method_name(BoundMethod method);  // "ibp" | "crown"
+// "adaptive" | "wong-kolter"; InvalidArgument otherwise.
+ReluRelaxation parse_relu_relaxation(const std::string& name);
+const char* relu_relaxation_name(ReluRelaxation relu) noexcept;
 
 struct BoundOptions {
   Norm norm = Norm::Linf;

@@ -4,11 +4,15 @@
 
 #include <sys/stat.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "core/error.h"
+#include "nn/job.h"
+#include "nn/model_file.h"
 
 namespace aegis::certify {
 
@@ -151,6 +155,68 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
   }
   run.sampling = smoothed.stats();
   return run;
+}
+
+CertifyFileReport certify_file(const CertifyRunOptions& options, const nn::DatasetSplit& split, Device device,
+                               ProgressSink* progress) {
+  nn::LoadedClassifier loaded = nn::load_classifier(options.model_file);
+  nn::check_data_fits(split.test, loaded.spec, options.model_file, options.data);
+  loaded.model->to(device);
+  SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
+  CertifyFileReport r;
+  r.run = run_certify(smoothed, split.test, options, progress);
+  r.options = options;
+  r.model = loaded.spec.name;
+  r.device = device.str();
+  return r;
+}
+
+nlohmann::json to_json(const CertifyFileReport& report) {
+  const CertifyRun& r = report.run;
+  const CertifyRunOptions& o = report.options;
+  nlohmann::json sweeps = nlohmann::json::array();
+  for (const SigmaSweep& sw : r.sweeps) {
+    const SweepSummary& s = sw.summary;
+    const double rows = s.inputs > 0 ? static_cast<double>(s.inputs) : 1.0;
+    sweeps.push_back({{"sigma", sw.sigma},
+                      {"file", sw.file},
+                      {"inputs", s.inputs},
+                      {"resumed", s.resumed},
+                      {"written", s.written},
+                      {"certified_accuracy_r0", static_cast<double>(s.correct) / rows},
+                      {"abstention_rate", static_cast<double>(s.abstained) / rows},
+                      {"samples", sw.samples},
+                      {"samples_per_second", s.seconds > 0 ? static_cast<double>(sw.samples) / s.seconds : 0.0},
+                      {"seconds", s.seconds},
+                      {"certified_accuracy", sw.curve.certified_accuracy},
+                      {"acr", sw.curve.acr},
+                      {"clean_accuracy", sw.curve.clean_accuracy},
+                      {"max_radius", sw.curve.max_radius}});
+  }
+  return nlohmann::json{
+      {"model_file", o.model_file},
+      {"model", report.model},
+      {"dataset", o.data},
+      {"device", report.device},
+      {"n0", o.smoothing.n0},
+      {"n", o.smoothing.n},
+      {"alpha", o.smoothing.alpha},
+      {"seed", o.smoothing.seed},
+      {"batch", o.smoothing.batch},
+      {"precision", math_precision_name(o.smoothing.precision)},
+      {"chunk", r.chunk},
+      {"skip", o.inputs.skip},
+      {"max", o.inputs.max},
+      {"shard", std::to_string(o.inputs.shard.index) + "/" + std::to_string(o.inputs.shard.count)},
+      {"radii", r.radii},
+      {"sweeps", sweeps},
+      {"rows_written", r.rows_written},
+      {"samples_per_second", r.seconds > 0 ? static_cast<double>(r.samples) / r.seconds : 0.0},
+      {"seconds", r.seconds},
+      // Whether the batches replayed a captured CUDA graph (never on the CPU), and why not if it failed.
+      {"cuda_graph", r.sampling.cuda_graph()},
+      {"cuda_graph_launches", r.sampling.graph_launches},
+      {"cuda_graph_failure", r.sampling.graph_failure}};
 }
 
 }  // namespace aegis::certify

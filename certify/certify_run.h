@@ -5,6 +5,8 @@
 // classifier and the dataset, and receives one result struct.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -57,6 +59,22 @@ struct CertifyRun {
 // one phase per σ, in samples; a resumed file's warning goes to progress->warning.
 CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, const CertifyRunOptions& options,
                        ProgressSink* progress = nullptr);
+
+// `aegis certify` as one library call: loads options.model_file, checks that it fits `split`'s
+// test set (the data labelled options.data), moves it to `device` and runs run_certify. The
+// report holds the run and the model's zoo name.
+struct CertifyFileReport {
+  CertifyRunOptions options;
+  std::string model;   // the zoo name the file records
+  std::string device;  // where it ran
+  CertifyRun run;
+};
+CertifyFileReport certify_file(const CertifyRunOptions& options, const nn::DatasetSplit& split, Device device,
+                               ProgressSink* progress = nullptr);
+// `aegis certify --json`'s object: the settings, one entry per σ (file, rows resumed and written,
+// certified accuracy at radius 0 and at the summary's radii, ACR, abstention, samples/s), the
+// totals and the CUDA-graph statistics.
+nlohmann::json to_json(const CertifyFileReport& report);
 
 // CERTIFY of the examples of `data` at test-set indices `idx` (key indices = idx), in one call of
 // smoothed.certify (the demo's evaluation; a sweep calls it once per chunk).

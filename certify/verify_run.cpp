@@ -12,7 +12,14 @@
 #include <cstring>
 #include <limits>
 
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+
 #include "core/atomic_file.h"
+#include "core/norm.h"
+#include "nn/job.h"
+#include "nn/model_file.h"
 
 namespace aegis::certify {
 
@@ -112,6 +119,76 @@ VerifyRun run_verify(nn::Module& model, const nn::Dataset& test, const VerifyRun
   }
   if (!options.per_example_path.empty()) write_per_example(options.per_example_path, run, options.methods);
   return run;
+}
+
+std::vector<BoundMethod> parse_bound_methods(const std::string& name) {
+  if (name == "both") return {BoundMethod::Interval, BoundMethod::Linear};
+  AEGIS_CHECK(name == "ibp" || name == "crown", "unknown bound method '" << name << "' (expected ibp, crown or both)");
+  return {parse_bound_method(name)};
+}
+
+VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const nn::DatasetSplit& split,
+                             const VerifyRunOptions& options, Device device, ProgressSink* progress) {
+  ProgressSink& p = progress_or_silent(progress);
+  nn::LoadedClassifier loaded = nn::load_classifier(model_file);
+  check_supported(*loaded.model);
+  nn::check_data_fits(split.test, loaded.spec, model_file, dataset);
+  loaded.model->to(device);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::size_t phase = options.methods.size();  // the method whose phase is open
+  VerifyFileReport r;
+  r.run = run_verify(*loaded.model, split.test, options, [&](std::size_t m, std::int64_t done, std::int64_t total) {
+    if (m != phase) {
+      if (phase < options.methods.size()) p.end("");
+      p.begin(std::string("verify ") + bound_method_name(options.methods[m]), total, "examples");
+      phase = m;
+    }
+    p.update(done, "");
+  });
+  if (phase < options.methods.size()) p.end("");
+  for (const VerifyResult& v : r.run.results)
+    if (!v.non_finite_parameters.empty()) {
+      std::string names;
+      for (const std::string& n : v.non_finite_parameters) names += (names.empty() ? "" : ", ") + n;
+      p.warning(model_file + " has parameters holding NaN or Inf: " + names + "; no example is verified");
+      break;
+    }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.options = options;
+  r.model_file = model_file;
+  r.model = loaded.spec.name;
+  r.dataset = dataset;
+  r.device = device.str();
+  return r;
+}
+
+nlohmann::json to_json(const VerifyFileReport& report) {
+  const VerifyRunOptions& o = report.options;
+  const bool both = o.methods.size() > 1;
+  nlohmann::json j{{"model_file", report.model_file},
+                   {"model", report.model},
+                   {"dataset", report.dataset},
+                   {"eps", o.bound.eps},
+                   {"norm", norm_name(o.bound.norm)},
+                   {"method", both ? std::string("both") : std::string(bound_method_name(o.methods.at(0)))},
+                   {"relu", relu_relaxation_name(o.bound.relu)},
+                   {"examples", static_cast<std::int64_t>(report.run.indices.size())},
+                   {"skip", o.inputs.skip},
+                   {"max", o.inputs.max},
+                   {"shard", std::to_string(o.inputs.shard.index) + "/" + std::to_string(o.inputs.shard.count)},
+                   {"device", report.device},
+                   {"seconds", report.seconds}};
+  if (!o.per_example_path.empty()) j["per_example"] = o.per_example_path;
+  for (std::size_t m = 0; m < o.methods.size(); ++m) {
+    const std::string name = bound_method_name(o.methods[m]);
+    const VerifyResult& r = report.run.results[m];
+    j["clean_accuracy"] = r.clean_accuracy;
+    j["verified_accuracy_" + name] = r.verified_accuracy;
+    j["seconds_" + name] = r.seconds;
+    if (!r.non_finite_parameters.empty() && !j.contains("non_finite_parameters"))
+      j["non_finite_parameters"] = r.non_finite_parameters;
+  }
+  return j;
 }
 
 }  // namespace aegis::certify

@@ -11,6 +11,8 @@
 // over the path, so a reader never sees a partial file and an interrupted run leaves none.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,6 +20,7 @@
 
 #include "certify/bounds.h"
 #include "certify/sweep.h"
+#include "core/progress.h"
 
 namespace aegis::certify {
 
@@ -44,5 +47,25 @@ VerifyRun run_verify(
 
 // The per-example file of a run (format above), replacing `path` atomically.
 void write_per_example(const std::string& path, const VerifyRun& run, const std::vector<BoundMethod>& methods);
+
+// "ibp" | "crown" | "both" (IBP, then CROWN): the methods of a verification run.
+std::vector<BoundMethod> parse_bound_methods(const std::string& name);
+
+// `aegis verify` as one library call: loads model_file, checks that bound propagation supports it
+// and that it fits `split`'s test set (the data labelled `dataset`), moves it to `device`, runs
+// run_verify (progress: one phase per method, "verify ibp", in examples) and writes the
+// per-example file when asked. A model with NaN/Inf parameters verifies nothing:
+// progress->warning names them.
+struct VerifyFileReport {
+  VerifyRunOptions options;
+  std::string model_file, model, dataset, device;
+  VerifyRun run;
+  double seconds = 0.0;
+};
+VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const nn::DatasetSplit& split,
+                             const VerifyRunOptions& options, Device device, ProgressSink* progress = nullptr);
+// `aegis verify --json`'s object: settings, examples, clean accuracy, and per method
+// verified_accuracy_<m> and seconds_<m>.
+nlohmann::json to_json(const VerifyFileReport& report);
 
 }  // namespace aegis::certify

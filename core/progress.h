@@ -20,6 +20,8 @@ class ProgressSink {
   virtual void update(std::int64_t done, const std::string& extra) { (void)done, (void)extra; }
   // The phase ended (every unit done, or fewer when the work needed less).
   virtual void end(const std::string& extra) { (void)extra; }
+  // A line about the work that is starting ("training mlp (8,010 parameters) on digits ...").
+  virtual void info(const std::string& message) { (void)message; }
   // Something the user should know that is not an error (a resumed file's different batch size).
   virtual void warning(const std::string& message) { (void)message; }
 };

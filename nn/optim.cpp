@@ -8,11 +8,11 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "core/named_enum.h"
 #include "kernels/optim.h"
 #include "kernels/optim_math.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
-#include "core/named_enum.h"
 
 namespace aegis::nn {
 
@@ -153,7 +153,9 @@ SgdOptions SGD::options() const {
   return o;
 }
 
-std::string SGD::describe() const { return m_rule.describe(lr()); }
+std::string SGD::describe() const {
+  return m_rule.describe(lr());
+}
 
 void SgdRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& grad) {
   float* buf = nullptr;
@@ -161,7 +163,9 @@ void SgdRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& gr
   AEGIS_DISPATCH(value.device(), sgd_step(u, value.data<float>(), grad.data<float>(), buf, value.numel()));
 }
 
-void SGD::update(std::size_t index, Tensor& value, const Tensor& grad) { m_rule.apply(index, lr(), value, grad); }
+void SGD::update(std::size_t index, Tensor& value, const Tensor& grad) {
+  m_rule.apply(index, lr(), value, grad);
+}
 
 // ---- Adam / AdamW ----------------------------------------------------------------------------
 
@@ -199,7 +203,9 @@ AdamOptions Adam::options() const {
   return o;
 }
 
-std::string Adam::describe() const { return m_rule.describe(lr()); }
+std::string Adam::describe() const {
+  return m_rule.describe(lr());
+}
 
 void AdamRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& grad) {
   float* exp_avg = nullptr;
@@ -209,15 +215,20 @@ void AdamRule::apply(std::size_t index, float lr, Tensor& value, const Tensor& g
                  adam_step(u, value.data<float>(), grad.data<float>(), exp_avg, exp_avg_sq, value.numel()));
 }
 
-void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) { m_rule.apply(index, lr(), value, grad); }
+void Adam::update(std::size_t index, Tensor& value, const Tensor& grad) {
+  m_rule.apply(index, lr(), value, grad);
+}
 
 // ---- factory ---------------------------------------------------------------------------------
 
 const char* optimizer_name(OptimizerKind kind) noexcept {
   switch (kind) {
-    case OptimizerKind::Sgd: return "sgd";
-    case OptimizerKind::Adam: return "adam";
-    case OptimizerKind::AdamW: return "adamw";
+    case OptimizerKind::Sgd:
+      return "sgd";
+    case OptimizerKind::Adam:
+      return "adam";
+    case OptimizerKind::AdamW:
+      return "adamw";
   }
   return "?";
 }

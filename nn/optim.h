@@ -151,7 +151,7 @@ class Adam : public Optimizer {
 //   AdamW: AdamW, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-2 (torch.optim.AdamW's default).
 enum class OptimizerKind { Sgd, Adam, AdamW };
 const char* optimizer_name(OptimizerKind kind) noexcept;  // "sgd", "adam", "adamw"
-OptimizerKind parse_optimizer(const std::string& name);    // InvalidArgument naming the text otherwise
+OptimizerKind parse_optimizer(const std::string& name);   // InvalidArgument naming the text otherwise
 
 // The hyperparameters of each kind, shared by make_optimizer and the DP optimizer. `momentum`
 // (heavy ball, PyTorch's convention) applies to Sgd only: non-zero for another kind is an

@@ -8,10 +8,10 @@
 #include <limits>
 #include <sstream>
 
+#include "core/philox.h"
 #include "kernels/dp_update.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
-#include "core/philox.h"
 
 namespace aegis::privacy {
 
@@ -248,8 +248,10 @@ void DpOptimizer::update_secure(std::size_t index, Tensor& value) {
                       philox::kPurposeDpNoise, m_noise_step, static_cast<std::uint32_t>(index));
   for (float& x : v) x = x / m_expected_batch;
   const Tensor noisy = Tensor::from_vector(v, value.shape()).to(value.device());
-  if (m_adam) m_adam->apply(index, lr(), value, noisy);
-  else m_sgd->apply(index, lr(), value, noisy);
+  if (m_adam)
+    m_adam->apply(index, lr(), value, noisy);
+  else
+    m_sgd->apply(index, lr(), value, noisy);
   if (m_observer) m_observer(index, noisy);
 }
 

@@ -8,11 +8,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "attacks/adv_job.h"
 #include "attacks/evaluate.h"
 #include "certify/certify_run.h"
+#include "certify/pixeldp_job.h"
+#include "certify/verify_run.h"
 #include "certify/sweep.h"
 #include "nn/data/dataset.h"
+#include "nn/model_file.h"
+#include "nn/train_job.h"
 #include "nn/zoo.h"
+#include "privacy/dp_job.h"
 #include "privacy/dp_train.h"
 #include "support/testing.h"
 
@@ -36,6 +44,8 @@ struct RecordingProgress : ProgressSink {
   }
   void end(const std::string&) override { ++ended; }
   void warning(const std::string& message) override { warnings.push_back(message); }
+  void info(const std::string& message) override { infos.push_back(message); }
+  std::vector<std::string> infos;
 };
 
 nn::Dataset first(const nn::Dataset& d, std::int64_t n) {
@@ -229,6 +239,185 @@ TEST(PlanDp, TrainingFollowsThePlanAndRefusesAnotherOnes) {
   privacy::DpPlan other = plan;
   other.steps += 1;
   EXPECT_THROW(privacy::train_dp_classifier(*model, train, o, dp, other), InvalidArgument);
+}
+
+// ---- the jobs: files and a split in, a report out ------------------------------------------
+
+nn::DatasetSplit small_digits() {
+  nn::DatasetSplit split = nn::load_dataset("digits", testing::source_dir() + "/data");
+  split.train = first(split.train, 300);
+  split.test = first(split.test, 60);
+  return split;
+}
+
+nn::TrainJob small_job(const std::string& out) {
+  nn::TrainJob job;
+  job.model = "mlp";
+  job.train.epochs = 2;
+  job.train.batch_size = 50;
+  job.train.lr = 0.01f;
+  job.train.optimizer = nn::OptimizerKind::Adam;
+  job.train.seed = 3;
+  job.out = out;
+  job.dataset = "digits";
+  return job;
+}
+
+TEST(TrainJob, ReportsTheLoopTheEvaluationAndTheFile) {
+  const nn::DatasetSplit split = small_digits();
+  const std::string dir = testing::make_temp_dir("train_job");
+  RecordingProgress progress;
+  const nn::TrainReport r = nn::run_training(small_job(dir + "/m.safetensors"), split, &progress);
+  EXPECT_EQ(r.model, "mlp");
+  EXPECT_EQ(r.steps, 12);  // 2 epochs of 300 / 50
+  EXPECT_EQ(progress.labels, (std::vector<std::string>{"epoch 1/2", "epoch 2/2", "test"}));
+  ASSERT_EQ(progress.infos.size(), 1u);
+  EXPECT_NE(progress.infos[0].find("training mlp"), std::string::npos) << progress.infos[0];
+  // The file holds the trained weights: evaluating it gives the report's test accuracy.
+  nn::LoadedClassifier loaded = nn::load_classifier(r.out);
+  EXPECT_EQ(loaded.metadata.at("aegis.dataset"), "digits");
+  const nn::EvalResult ev = nn::evaluate(*loaded.model, split.test, Device::cpu());
+  EXPECT_DOUBLE_EQ(ev.accuracy, r.test_accuracy);
+  const nlohmann::json j = nn::to_json(r);
+  EXPECT_EQ(j.at("steps").get<std::int64_t>(), 12);
+  EXPECT_DOUBLE_EQ(j.at("test_accuracy").get<double>(), r.test_accuracy);
+  EXPECT_EQ(j.at("optimizer").get<std::string>(), "adam");
+}
+
+TEST(DpJob, SealsTheLedgerAndResumesOnlyFromAVerifiedOne) {
+  const nn::DatasetSplit split = small_digits();
+  const std::string dir = testing::make_temp_dir("dp_job");
+  privacy::DpJob job;
+  job.job = small_job(dir + "/dp.safetensors");
+  job.job.train.optimizer = nn::OptimizerKind::Sgd;
+  job.job.train.lr = 1.0f;
+  job.dp.noise.noise_multiplier = 1.0;
+  job.dp.delta = 1e-2;  // not below 1/N = 1/300: warned
+  RecordingProgress progress;
+  const privacy::DpReport r = privacy::run_dp_training(job, split, &progress);
+  EXPECT_GT(r.epsilon, 0.0);
+  EXPECT_EQ(r.total_steps, r.training.steps);
+  ASSERT_EQ(progress.warnings.size(), 1u);
+  EXPECT_NE(progress.warnings[0].find("1/N"), std::string::npos) << progress.warnings[0];
+  const nlohmann::json j = privacy::to_json(r);
+  EXPECT_DOUBLE_EQ(j.at("epsilon").get<double>(), r.epsilon);
+  EXPECT_EQ(j.at("accountant").get<std::string>(), "rdp");
+
+  // Resuming composes the ledger: more steps, more epsilon.
+  privacy::DpJob more = job;
+  more.resume = r.training.out;
+  more.job.out = dir + "/dp2.safetensors";
+  const privacy::DpReport r2 = privacy::run_dp_training(more, split);
+  EXPECT_EQ(r2.total_steps, 2 * r.total_steps);
+  EXPECT_GT(r2.epsilon, r.epsilon);
+  // A standard model file carries no ledger to continue.
+  const nn::TrainReport plain = nn::run_training(small_job(dir + "/plain.safetensors"), split);
+  more.resume = plain.out;
+  testing::expect_error<InvalidArgument>([&] { privacy::run_dp_training(more, split); }, plain.out,
+                                         "carries no privacy ledger");
+  // Gaussian augmentation belongs to standard training.
+  privacy::DpJob noisy = job;
+  noisy.job.train.noise_sigma = 0.25f;
+  EXPECT_THROW(privacy::run_dp_training(noisy, split), InvalidArgument);
+}
+
+TEST(AdvJob, RecordsMethodAndRadius) {
+  const nn::DatasetSplit split = small_digits();
+  const std::string dir = testing::make_temp_dir("adv_job");
+  attacks::AdvTrainOptions adv;
+  adv.method = attacks::AdvMethod::Pgd;
+  adv.eps = 0.05f;
+  adv.steps = 2;
+  const attacks::AdvReport r = attacks::run_adversarial_training(small_job(dir + "/adv.safetensors"), adv, split);
+  EXPECT_EQ(r.adv_method, "pgd");
+  EXPECT_EQ(r.adv_epochs_run, 2);
+  const nn::LoadedClassifier loaded = nn::load_classifier(r.training.out);
+  EXPECT_EQ(loaded.metadata.at("aegis.adv_method"), "pgd");
+  adv.eps = 0.0f;
+  EXPECT_THROW(attacks::run_adversarial_training(small_job(dir + "/bad.safetensors"), adv, split), InvalidArgument);
+}
+
+TEST(FileJobs, CertifyAndVerifyAModelFileAsTheInMemoryCallsDo) {
+  const nn::DatasetSplit split = small_digits();
+  const std::string dir = testing::make_temp_dir("file_jobs");
+  const nn::TrainReport trained = nn::run_training(small_job(dir + "/m.safetensors"), split);
+
+  certify::CertifyRunOptions o;
+  o.sigmas = {0.25};
+  o.smoothing.n0 = 10;
+  o.smoothing.n = 100;
+  o.smoothing.seed = 2;
+  o.inputs = {5, 0, {}};
+  o.out = dir + "/cert.tsv";
+  o.model_file = trained.out;
+  o.data = "digits";
+  const certify::CertifyFileReport c = certify::certify_file(o, split, Device::cpu());
+  EXPECT_EQ(c.model, "mlp");
+  ASSERT_EQ(c.run.sweeps.size(), 1u);
+  EXPECT_EQ(c.run.sweeps[0].summary.inputs, 12);  // idx 0, 5, ..., 55
+  const nlohmann::json cj = certify::to_json(c);
+  EXPECT_EQ(cj.at("sweeps").at(0).at("inputs").get<std::int64_t>(), 12);
+  EXPECT_EQ(cj.at("shard").get<std::string>(), "0/1");
+  // The same rows as the in-memory call on the loaded model.
+  nn::LoadedClassifier loaded = nn::load_classifier(trained.out);
+  certify::SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, 10, Device::cpu());
+  certify::CertifyRunOptions again = o;
+  again.out = dir + "/cert2.tsv";
+  const certify::CertifyRun direct = certify::run_certify(smoothed, split.test, again);
+  EXPECT_EQ(direct.sweeps[0].summary.correct, c.run.sweeps[0].summary.correct);
+  EXPECT_EQ(direct.sweeps[0].curve.acr, c.run.sweeps[0].curve.acr);
+
+  certify::VerifyRunOptions v;
+  v.methods = certify::parse_bound_methods("both");
+  v.bound.eps = 0.01;
+  RecordingProgress progress;
+  const certify::VerifyFileReport vr = certify::verify_file(trained.out, "digits", split, v, Device::cpu(), &progress);
+  EXPECT_EQ(progress.labels, (std::vector<std::string>{"verify ibp", "verify crown"}));
+  EXPECT_EQ(progress.ended, 2);
+  ASSERT_EQ(vr.run.results.size(), 2u);
+  // CROWN is at least as tight as IBP.
+  EXPECT_GE(vr.run.results[1].verified_accuracy, vr.run.results[0].verified_accuracy);
+  const nlohmann::json vj = certify::to_json(vr);
+  EXPECT_EQ(vj.at("method").get<std::string>(), "both");
+  EXPECT_DOUBLE_EQ(vj.at("verified_accuracy_crown").get<double>(), vr.run.results[1].verified_accuracy);
+  EXPECT_THROW(certify::parse_bound_methods("all"), InvalidArgument);
+  EXPECT_THROW(certify::parse_relu_relaxation("wong"), InvalidArgument);
+  // A model that does not fit the data is refused, naming both.
+  nn::DatasetSplit other = split;
+  other.test.num_classes = 3;
+  EXPECT_THROW(certify::verify_file(trained.out, "three", other, v, Device::cpu()), InvalidArgument);
+}
+
+TEST(PixelDpJobs, TrainThenCertifyTheFile) {
+  const nn::DatasetSplit split = small_digits();
+  const std::string dir = testing::make_temp_dir("pixeldp_jobs");
+  certify::PixelDpTrainJob job;
+  job.model = "mlp";
+  job.params.L = 0.1;
+  job.params.eps = 1.0;
+  job.params.delta = 0.05;
+  job.options.train.epochs = 1;
+  job.options.train.batch_size = 50;
+  job.options.train.lr = 0.01f;
+  job.options.train.optimizer = nn::OptimizerKind::Adam;
+  job.out = dir + "/p.safetensors";
+  job.dataset = "digits";
+  const certify::PixelDpTrainReport t = certify::run_pixeldp_training(job, split);
+  EXPECT_EQ(t.norm, "l2");
+  EXPECT_EQ(t.steps, 6);
+  EXPECT_LE(t.sensitivity, t.sensitivity_bound * (1 + 1e-6));
+  certify::PixelDpCertifyJob c;
+  c.model_file = t.out;
+  c.dataset = "digits";
+  c.options.certify.draws = 50;
+  c.max = 20;
+  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(c, split);
+  EXPECT_EQ(r.examples, 20);
+  EXPECT_EQ(r.run.certified_accuracy.size(), c.options.thresholds.size());
+  ASSERT_TRUE(r.max_robustness_size.has_value());
+  const nlohmann::json j = certify::to_json(r);
+  EXPECT_EQ(j.at("certified_accuracy").size(), c.options.thresholds.size());
+  EXPECT_FALSE(j.contains("attack"));
 }
 
 }  // namespace

@@ -1,0 +1,117 @@
+#include "privacy/dp_job.h"
+
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "nn/model_file.h"
+#include "privacy/ledger_digest.h"
+
+namespace aegis::privacy {
+
+nlohmann::json to_json(const DpReport& r) {
+  nlohmann::json j = nn::to_json(r.training);
+  j["epsilon"] = r.epsilon;
+  j["delta"] = r.delta;
+  j["noise_multiplier"] = r.noise_multiplier;
+  j["sampling_rate"] = r.sampling_rate;
+  j["max_grad_norm"] = r.max_grad_norm;
+  j["accountant"] = r.accountant;
+  j["clipping"] = r.clipping;
+  j["sampling"] = r.sampling;
+  j["total_steps"] = r.total_steps;
+  return j;
+}
+
+namespace {
+
+// A resumed run composes the file's ledger into the new one and seals the result, so the ledger
+// must be the one the DP run wrote for these weights. A file without a digest cannot be checked:
+// resuming it needs trust_unverified_ledger, because the new file's digest would vouch for the old
+// ledger.
+void check_resumable_ledger(const DpJob& j, const LedgerCheck& check, ProgressSink& progress) {
+  AEGIS_CHECK(check.status != LedgerStatus::None,
+              j.resume << " carries no privacy ledger: it was not trained with --dp");
+  AEGIS_CHECK_AS(IoError, check.status != LedgerStatus::Mismatch, j.resume << ": " << check.detail);
+  if (check.status == LedgerStatus::Verified) return;
+  AEGIS_CHECK_AS(IoError, j.trust_unverified_ledger,
+                 j.resume << ": " << check.detail << "; pass --trust-unverified-ledger to resume from it anyway");
+  progress.warning(j.resume + ": " + check.detail + "; resuming on trust (--trust-unverified-ledger)");
+}
+
+}  // namespace
+
+DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
+  ProgressSink& p = progress_or_silent(progress);
+  const nn::TrainOptions& opt = j.job.train;
+  AEGIS_CHECK(std::isfinite(opt.noise_sigma) && opt.noise_sigma == 0.0f,
+              "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
+  AEGIS_CHECK(!j.trust_unverified_ledger || !j.resume.empty(), "--trust-unverified-ledger needs --resume");
+  nn::check_train_options(opt);
+  nn::TrainedModel t;
+  PrivacyLedger previous;
+  if (!j.resume.empty()) {
+    nn::LoadedClassifier loaded = nn::load_classifier(j.resume);
+    t.model = loaded.model;
+    t.spec = loaded.spec;
+    check_resumable_ledger(j, verify_ledger(loaded.metadata, *loaded.model), p);
+    previous = PrivacyLedger::from_metadata(loaded.metadata, j.resume);
+    AEGIS_CHECK_AS(IoError, !previous.phases.empty(), j.resume << ": the privacy ledger has no phases");
+    const Shape& s = split.train.images.shape();
+    AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
+                j.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");
+  } else {
+    t = nn::start_model(j.job, split.train);
+  }
+  nn::announce_training(j.job, t, split, ", DP-SGD", progress);
+  const double n = static_cast<double>(split.train.size());
+  if (j.dp.delta >= 1.0 / n) {
+    std::ostringstream os;
+    os << "delta " << j.dp.delta << " is not below 1/N = " << 1.0 / n
+       << "; such a delta permits releasing an example outright";
+    p.warning(os.str());
+  }
+  if (j.dp.sampling == Sampling::Shuffle)
+    p.warning(
+        "--sampling shuffle: the reported epsilon assumes Poisson sampling and is not a proven guarantee for "
+        "shuffled fixed-size batches");
+  const PrivacyLedger* prev = j.resume.empty() ? nullptr : &previous;
+  const DpPlan plan = plan_dp(split.train.size(), opt, j.dp, prev);
+  nn::EpochProgress bars(progress, opt.epochs, plan.steps_per_epoch);
+  double eps_so_far = prev ? prev->epsilon : 0.0;
+  const DpTrainResult r = train_dp_classifier(
+      *t.model, split.train, opt, j.dp, plan, prev,
+      [&](const DpStepInfo& s) {
+        char extra[64];
+        std::snprintf(extra, sizeof extra, "  eps %.3f", eps_so_far);
+        bars.step(s.epoch, s.step, s.loss, extra);
+      },
+      [&](const DpEpochResult& e) {
+        eps_so_far = e.epsilon;
+        char text[128];
+        std::snprintf(text, sizeof text, "loss %.4f  train acc %.4f  eps %.4f", e.train_loss, e.train_accuracy,
+                      e.epsilon);
+        bars.finish(text);
+      });
+  t.metadata = sealed_ledger_metadata(r.ledger, *t.model);
+  nn::TrainResult loop;
+  loop.steps = r.steps;
+  loop.seconds = r.seconds;
+  for (const DpEpochResult& e : r.epochs) loop.epochs.push_back({e.epoch, e.train_loss, e.train_accuracy, e.seconds});
+  DpReport report;
+  report.training = nn::finish_training(j.job, t, split.test, loop, progress);
+  report.epsilon = r.ledger.epsilon;
+  report.delta = r.ledger.delta;
+  report.noise_multiplier = r.noise_multiplier;
+  report.sampling_rate = r.sampling_rate;
+  report.max_grad_norm = r.ledger.max_grad_norm;
+  report.accountant = accountant_name(r.ledger.accountant);
+  report.clipping = clipping_name(r.ledger.clipping);
+  report.sampling = sampling_name(r.ledger.sampling);
+  report.total_steps = r.ledger.steps();
+  return report;
+}
+
+}  // namespace aegis::privacy
