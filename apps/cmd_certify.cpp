@@ -66,9 +66,8 @@ nlohmann::json run_certify(const CertifyArgs& a) {
   AEGIS_CHECK_AS(DeviceError, o.smoothing.precision == MathPrecision::Fp32 || device.is_cuda(),
                  (a.tensor_cores ? std::string("--tensor-cores") : "--precision " + a.precision)
                      << " needs a CUDA device; this run is on " << device.str());
-  const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
-  nlohmann::json j = certify::to_json(certify::certify_file(o, split, device, &progress));
+  nlohmann::json j = certify::to_json(certify::certify_file(o, data_dir_hint(a.common), device, &progress));
   j["command"] = "certify";
   j["shard"] = a.shard;
   return j;

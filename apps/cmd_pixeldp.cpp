@@ -122,10 +122,10 @@ int run_certify(const PixelDpCertifyArgs& a) {
     attack.cw.confidence = a.cw_confidence;
     o.attack = attack;
   }
+  job.data_dir = data_dir_hint(a.common);
   job.device = resolve_device(a.common);
-  const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
-  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(job, split, &progress);
+  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(job, &progress);
   nlohmann::json j = certify::to_json(r);
   j["command"] = "pixeldp certify";
   return print_result(j, a.common.json, [&](const nlohmann::json&) {

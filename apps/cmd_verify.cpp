@@ -64,9 +64,9 @@ Runner add_verify(CLI::App& app) {
     o.inputs = {a->skip, a->max, certify::parse_shard(a->shard)};
     o.per_example_path = a->per_example;
     const Device device = resolve_device(a->common);
-    const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
     CliProgress progress(!a->common.quiet);
-    nlohmann::json j = certify::to_json(certify::verify_file(a->model, a->data, split, o, device, &progress));
+    nlohmann::json j =
+        certify::to_json(certify::verify_file(a->model, a->data, data_dir_hint(a->common), o, device, &progress));
     j["command"] = "verify";
     j["shard"] = a->shard;
     return print_result(j, a->common.json, [&](const nlohmann::json& r) {

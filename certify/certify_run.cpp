@@ -4,11 +4,10 @@
 
 #include <sys/stat.h>
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "nn/job.h"
@@ -157,9 +156,10 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
   return run;
 }
 
-CertifyFileReport certify_file(const CertifyRunOptions& options, const nn::DatasetSplit& split, Device device,
+CertifyFileReport certify_file(const CertifyRunOptions& options, const std::string& data_dir, Device device,
                                ProgressSink* progress) {
   nn::LoadedClassifier loaded = nn::load_classifier(options.model_file);
+  const nn::DatasetSplit split = nn::load_dataset(options.data, data_dir);
   nn::check_data_fits(split.test, loaded.spec, options.model_file, options.data);
   loaded.model->to(device);
   SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);

@@ -5,9 +5,8 @@
 // classifier and the dataset, and receives one result struct.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -60,16 +59,16 @@ struct CertifyRun {
 CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, const CertifyRunOptions& options,
                        ProgressSink* progress = nullptr);
 
-// `aegis certify` as one library call: loads options.model_file, checks that it fits `split`'s
-// test set (the data labelled options.data), moves it to `device` and runs run_certify. The
-// report holds the run and the model's zoo name.
+// `aegis certify` as one library call: loads options.model_file, then the dataset options.data
+// (nn::load_dataset, with `data_dir` as its search hint), checks that the model fits the test set,
+// moves it to `device` and runs run_certify. The report holds the run and the model's zoo name.
 struct CertifyFileReport {
   CertifyRunOptions options;
   std::string model;   // the zoo name the file records
   std::string device;  // where it ran
   CertifyRun run;
 };
-CertifyFileReport certify_file(const CertifyRunOptions& options, const nn::DatasetSplit& split, Device device,
+CertifyFileReport certify_file(const CertifyRunOptions& options, const std::string& data_dir, Device device,
                                ProgressSink* progress = nullptr);
 // `aegis certify --json`'s object: the settings, one entry per σ (file, rows resumed and written,
 // certified accuracy at radius 0 and at the summary's radii, ACR, abstention, samples/s), the

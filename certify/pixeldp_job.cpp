@@ -143,12 +143,12 @@ nlohmann::json to_json(const PixelDpCertifyReport& r) {
   return j;
 }
 
-PixelDpCertifyReport run_pixeldp_certify_file(const PixelDpCertifyJob& job, const nn::DatasetSplit& split,
-                                              ProgressSink* progress) {
+PixelDpCertifyReport run_pixeldp_certify_file(const PixelDpCertifyJob& job, ProgressSink* progress) {
   const auto t0 = std::chrono::steady_clock::now();
   LoadedPixelDp loaded = load_pixeldp(job.model_file);
   AEGIS_CHECK(!job.options.attack || loaded.params.norm == PixelDpNorm::L2,
               "--attack cw-l2 evaluates L2 robustness, but " << job.model_file << " is an L1 (Laplace) model");
+  const nn::DatasetSplit split = nn::load_dataset(job.dataset, job.data_dir);
   nn::check_data_fits(split.test, loaded.spec, job.model_file, job.dataset);
   const nn::Dataset test = nn::first_examples(split.test, job.max);
   loaded.net->to(job.device);

@@ -45,7 +45,8 @@ PixelDpTrainReport run_pixeldp_training(const PixelDpTrainJob& job, const nn::Da
 
 struct PixelDpCertifyJob {
   std::string model_file;
-  std::string dataset;  // the data's label (the split is the caller's)
+  std::string dataset;   // the dataset spec (nn::load_dataset)
+  std::string data_dir;  // its search hint
   PixelDpRunOptions options;
   std::int64_t max = 0;    // the first N test examples (0: all)
   std::uint64_t seed = 0;  // of the certification noise
@@ -69,9 +70,9 @@ struct PixelDpCertifyReport {
 };
 nlohmann::json to_json(const PixelDpCertifyReport& report);
 
-// Loads job.model_file, checks it fits the data, certifies the first job.max test examples (and
-// attacks them when options.attack is set: L2 models only, InvalidArgument otherwise).
-PixelDpCertifyReport run_pixeldp_certify_file(const PixelDpCertifyJob& job, const nn::DatasetSplit& split,
-                                              ProgressSink* progress = nullptr);
+// Loads job.model_file, then the dataset, checks that the model fits it, certifies the first
+// job.max test examples (and attacks them when options.attack is set: L2 models only,
+// InvalidArgument otherwise).
+PixelDpCertifyReport run_pixeldp_certify_file(const PixelDpCertifyJob& job, ProgressSink* progress = nullptr);
 
 }  // namespace aegis::certify

@@ -6,15 +6,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
-
-#include <chrono>
 
 #include "core/atomic_file.h"
 #include "core/norm.h"
@@ -127,11 +125,12 @@ std::vector<BoundMethod> parse_bound_methods(const std::string& name) {
   return {parse_bound_method(name)};
 }
 
-VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const nn::DatasetSplit& split,
+VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const std::string& data_dir,
                              const VerifyRunOptions& options, Device device, ProgressSink* progress) {
   ProgressSink& p = progress_or_silent(progress);
   nn::LoadedClassifier loaded = nn::load_classifier(model_file);
   check_supported(*loaded.model);
+  const nn::DatasetSplit split = nn::load_dataset(dataset, data_dir);
   nn::check_data_fits(split.test, loaded.spec, model_file, dataset);
   loaded.model->to(device);
   const auto t0 = std::chrono::steady_clock::now();

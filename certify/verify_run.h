@@ -11,10 +11,9 @@
 // over the path, so a reader never sees a partial file and an interrupted run leaves none.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -28,7 +27,7 @@ struct VerifyRunOptions {
   std::vector<BoundMethod> methods{BoundMethod::Interval, BoundMethod::Linear};  // at least one, no repeats
   BoundOptions bound;  // norm, eps and ReLU relaxation; `method` is set per entry of `methods`
   std::int64_t batch_size = 256;
-  InputSelection inputs;  // which test examples (select_inputs)
+  InputSelection inputs;         // which test examples (select_inputs)
   std::string per_example_path;  // "" writes no per-example file
 };
 
@@ -51,8 +50,9 @@ void write_per_example(const std::string& path, const VerifyRun& run, const std:
 // "ibp" | "crown" | "both" (IBP, then CROWN): the methods of a verification run.
 std::vector<BoundMethod> parse_bound_methods(const std::string& name);
 
-// `aegis verify` as one library call: loads model_file, checks that bound propagation supports it
-// and that it fits `split`'s test set (the data labelled `dataset`), moves it to `device`, runs
+// `aegis verify` as one library call: loads model_file, checks that bound propagation supports it,
+// loads the dataset `dataset` (nn::load_dataset, `data_dir` its search hint), checks that the model
+// fits the test set, moves it to `device`, runs
 // run_verify (progress: one phase per method, "verify ibp", in examples) and writes the
 // per-example file when asked. A model with NaN/Inf parameters verifies nothing:
 // progress->warning names them.
@@ -62,7 +62,7 @@ struct VerifyFileReport {
   VerifyRun run;
   double seconds = 0.0;
 };
-VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const nn::DatasetSplit& split,
+VerifyFileReport verify_file(const std::string& model_file, const std::string& dataset, const std::string& data_dir,
                              const VerifyRunOptions& options, Device device, ProgressSink* progress = nullptr);
 // `aegis verify --json`'s object: settings, examples, clean accuracy, and per method
 // verified_accuracy_<m> and seconds_<m>.

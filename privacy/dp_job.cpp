@@ -56,9 +56,12 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     nn::LoadedClassifier loaded = nn::load_classifier(j.resume);
     t.model = loaded.model;
     t.spec = loaded.spec;
-    check_resumable_ledger(j, verify_ledger(loaded.metadata, *loaded.model), p);
+    const LedgerCheck check = verify_ledger(loaded.metadata, *loaded.model);
+    AEGIS_CHECK(check.status != LedgerStatus::None,
+                j.resume << " carries no privacy ledger: it was not trained with --dp");
     previous = PrivacyLedger::from_metadata(loaded.metadata, j.resume);
     AEGIS_CHECK_AS(IoError, !previous.phases.empty(), j.resume << ": the privacy ledger has no phases");
+    check_resumable_ledger(j, check, p);
     const Shape& s = split.train.images.shape();
     AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
                 j.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");

@@ -5,17 +5,16 @@
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "attacks/adv_job.h"
 #include "attacks/evaluate.h"
 #include "certify/certify_run.h"
 #include "certify/pixeldp_job.h"
-#include "certify/verify_run.h"
 #include "certify/sweep.h"
+#include "certify/verify_run.h"
 #include "nn/data/dataset.h"
 #include "nn/model_file.h"
 #include "nn/train_job.h"
@@ -88,8 +87,8 @@ TEST(Evaluate, CountsMatchTheAttackAndTheRobustFlags) {
   // The same attack by hand on the same batches: the same per-example outcome.
   for (std::int64_t b = 0; b < 70; b += 32) {
     const std::int64_t e = std::min<std::int64_t>(70, b + 32);
-    const attacks::AttackResult a = attacks::pgd(*t.model, data.images.rows(b, e).clone(),
-                                                 data.labels.rows(b, e).clone(), o.attack);
+    const attacks::AttackResult a =
+        attacks::pgd(*t.model, data.images.rows(b, e).clone(), data.labels.rows(b, e).clone(), o.attack);
     const std::vector<std::int32_t> success = a.success.to_vector<std::int32_t>();
     for (std::int64_t i = 0; i < e - b; ++i) {
       if (success[static_cast<std::size_t>(i)]) {
@@ -347,11 +346,11 @@ TEST(FileJobs, CertifyAndVerifyAModelFileAsTheInMemoryCallsDo) {
   o.smoothing.n0 = 10;
   o.smoothing.n = 100;
   o.smoothing.seed = 2;
-  o.inputs = {5, 0, {}};
+  o.inputs = {5, 60, {}};
   o.out = dir + "/cert.tsv";
   o.model_file = trained.out;
   o.data = "digits";
-  const certify::CertifyFileReport c = certify::certify_file(o, split, Device::cpu());
+  const certify::CertifyFileReport c = certify::certify_file(o, testing::source_dir() + "/data", Device::cpu());
   EXPECT_EQ(c.model, "mlp");
   ASSERT_EQ(c.run.sweeps.size(), 1u);
   EXPECT_EQ(c.run.sweeps[0].summary.inputs, 12);  // idx 0, 5, ..., 55
@@ -370,8 +369,11 @@ TEST(FileJobs, CertifyAndVerifyAModelFileAsTheInMemoryCallsDo) {
   certify::VerifyRunOptions v;
   v.methods = certify::parse_bound_methods("both");
   v.bound.eps = 0.01;
+  v.inputs = {1, 60, {}};
   RecordingProgress progress;
-  const certify::VerifyFileReport vr = certify::verify_file(trained.out, "digits", split, v, Device::cpu(), &progress);
+  const std::string data_dir = testing::source_dir() + "/data";
+  const certify::VerifyFileReport vr =
+      certify::verify_file(trained.out, "digits", data_dir, v, Device::cpu(), &progress);
   EXPECT_EQ(progress.labels, (std::vector<std::string>{"verify ibp", "verify crown"}));
   EXPECT_EQ(progress.ended, 2);
   ASSERT_EQ(vr.run.results.size(), 2u);
@@ -382,10 +384,10 @@ TEST(FileJobs, CertifyAndVerifyAModelFileAsTheInMemoryCallsDo) {
   EXPECT_DOUBLE_EQ(vj.at("verified_accuracy_crown").get<double>(), vr.run.results[1].verified_accuracy);
   EXPECT_THROW(certify::parse_bound_methods("all"), InvalidArgument);
   EXPECT_THROW(certify::parse_relu_relaxation("wong"), InvalidArgument);
-  // A model that does not fit the data is refused, naming both.
-  nn::DatasetSplit other = split;
-  other.test.num_classes = 3;
-  EXPECT_THROW(certify::verify_file(trained.out, "three", other, v, Device::cpu()), InvalidArgument);
+  // A missing model file is named before the dataset is read.
+  testing::expect_error<IoError>(
+      [&] { certify::verify_file(dir + "/absent.safetensors", "nosuch", data_dir, v, Device::cpu()); },
+      dir + "/absent.safetensors", "");
 }
 
 TEST(PixelDpJobs, TrainThenCertifyTheFile) {
@@ -409,9 +411,10 @@ TEST(PixelDpJobs, TrainThenCertifyTheFile) {
   certify::PixelDpCertifyJob c;
   c.model_file = t.out;
   c.dataset = "digits";
+  c.data_dir = testing::source_dir() + "/data";
   c.options.certify.draws = 50;
   c.max = 20;
-  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(c, split);
+  const certify::PixelDpCertifyReport r = certify::run_pixeldp_certify_file(c);
   EXPECT_EQ(r.examples, 20);
   EXPECT_EQ(r.run.certified_accuracy.size(), c.options.thresholds.size());
   ASSERT_TRUE(r.max_robustness_size.has_value());
