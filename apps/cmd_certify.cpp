@@ -165,27 +165,13 @@ Runner add_analyze(CLI::App& app) {
     const certify::Analysis r = certify::analyze_sweeps(a->files, o);
     if (!a->plot.empty()) certify::plot_certified_accuracy(r, a->plot, {a->envelope});
     for (const std::string& w : r.warnings) std::cerr << "aegis: warning: " << w << "\n";
-    if (!a->json) {
+    nlohmann::json j = certify::to_json(r, a->envelope);
+    j["command"] = "analyze";
+    if (!a->plot.empty()) j["plot"] = a->plot;
+    return print_result(j, a->json, [&](const nlohmann::json&) {
       std::cout << certify::markdown_table(r);
       if (!a->plot.empty()) std::cerr << "aegis: wrote " << a->plot << "\n";
-      return 0;
-    }
-    nlohmann::json curves = nlohmann::json::array();
-    for (const certify::SweepCurve& c : r.curves)
-      curves.push_back({{"label", c.label},
-                        {"sigma", std::isnan(c.sigma) ? nlohmann::json() : nlohmann::json(c.sigma)},
-                        {"files", c.files},
-                        {"inputs", c.rows.size()},
-                        {"certified_accuracy", c.certified_accuracy},
-                        {"acr", c.acr},
-                        {"abstention_rate", c.abstention_rate},
-                        {"clean_accuracy", c.clean_accuracy},
-                        {"max_radius", c.max_radius}});
-    nlohmann::json j{{"command", "analyze"}, {"radii", r.radii}, {"curves", curves}, {"warnings", r.warnings}};
-    if (a->envelope) j["envelope"] = r.envelope;
-    if (!a->plot.empty()) j["plot"] = a->plot;
-    std::cout << j.dump() << std::endl;
-    return 0;
+    });
   };
 }
 

@@ -10,22 +10,6 @@ namespace aegis::app {
 
 namespace {
 
-nlohmann::json ledger_json(const privacy::PrivacyLedger& l) {
-  nlohmann::json phases = nlohmann::json::array();
-  for (const privacy::SgmPhase& p : l.phases)
-    phases.push_back(
-        {{"noise_multiplier", p.noise_multiplier}, {"sampling_rate", p.sampling_rate}, {"steps", p.steps}});
-  return {{"epsilon", l.epsilon},
-          {"delta", l.delta},
-          {"accountant", privacy::accountant_name(l.accountant)},
-          {"clipping", privacy::clipping_name(l.clipping)},
-          {"max_grad_norm", l.max_grad_norm},
-          {"sampling", privacy::sampling_name(l.sampling)},
-          {"secure", l.secure},
-          {"steps", l.steps()},
-          {"phases", phases}};
-}
-
 void print_text(const privacy::ModelReport& r) {
   std::printf("model file    %s%s\n", r.path.c_str(), r.format.empty() ? "" : (" (" + r.format + ")").c_str());
   std::printf("architecture  %s, activation %s, %lld classes\n", r.spec.name.c_str(), r.spec.activation.c_str(),
@@ -40,11 +24,12 @@ void print_text(const privacy::ModelReport& r) {
   }
   if (r.ledger) {
     const privacy::PrivacyLedger& l = *r.ledger;
-    std::printf("privacy       epsilon %.6g at delta %g (%s accountant)%s\n", l.epsilon, l.delta, privacy::accountant_name(l.accountant),
+    std::printf("privacy       epsilon %.6g at delta %g (%s accountant)%s\n", l.epsilon, l.delta,
+                privacy::accountant_name(l.accountant),
                 r.ledger_check.status == privacy::LedgerStatus::Verified ? "" : " -- NOT verified, see below");
     std::printf("              clipping %s, max grad norm %g, sampling %s%s, %lld steps in %zu phase(s)\n",
-                privacy::clipping_name(l.clipping), l.max_grad_norm, privacy::sampling_name(l.sampling), l.secure ? ", secure" : "",
-                static_cast<long long>(l.steps()), l.phases.size());
+                privacy::clipping_name(l.clipping), l.max_grad_norm, privacy::sampling_name(l.sampling),
+                l.secure ? ", secure" : "", static_cast<long long>(l.steps()), l.phases.size());
     for (std::size_t i = 0; i < l.phases.size(); ++i)
       std::printf("              phase %zu: noise multiplier %g, sampling rate %g, %lld steps\n", i + 1,
                   l.phases[i].noise_multiplier, l.phases[i].sampling_rate, static_cast<long long>(l.phases[i].steps));
@@ -69,26 +54,9 @@ Runner add_report(CLI::App& app) {
   cmd->add_flag("--json", a->json, "print one JSON object on stdout");
   return [a]() {
     const privacy::ModelReport r = privacy::describe_model_file(a->model);
-    if (!a->json) {
-      print_text(r);
-      return 0;
-    }
-    nlohmann::json j{{"command", "report"},
-                     {"model_file", r.path},
-                     {"format", r.format},
-                     {"model", r.spec.name},
-                     {"activation", r.spec.activation},
-                     {"num_classes", r.spec.num_classes},
-                     {"input_shape", r.spec.input_shape},
-                     {"parameters", r.parameters},
-                     {"tensors", r.tensors},
-                     {"training", r.training},
-                     {"ledger_status", privacy::ledger_status_name(r.ledger_check.status)},
-                     {"ledger_detail", r.ledger_check.detail},
-                     {"ledger", r.ledger ? ledger_json(*r.ledger) : nlohmann::json()}};
-    if (!r.ledger_error.empty()) j["ledger_error"] = r.ledger_error;
-    std::cout << j.dump() << std::endl;
-    return 0;
+    nlohmann::json j = privacy::to_json(r);
+    j["command"] = "report";
+    return print_result(j, a->json, [&](const nlohmann::json&) { print_text(r); });
   };
 }
 

@@ -1,11 +1,10 @@
 // aegis train / aegis eval / aegis demo: supervised training of the zoo's classifiers.
-#include <filesystem>
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "attacks/attacks.h"
 #include "attacks/evaluate.h"
@@ -14,8 +13,8 @@
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
 #include "nn/model_file.h"
-#include "privacy/ledger_digest.h"
 #include "options.h"
+#include "privacy/model_report.h"
 #include "progress.h"
 #include "train_run.h"
 
@@ -32,13 +31,13 @@ Runner add_train(CLI::App& app) {
     AEGIS_CHECK(a->dp || (a->dp_options.noise.noise_multiplier == 0.0 && a->dp_options.target_epsilon == 0.0),
                 "--noise-multiplier and --target-epsilon need --dp");
     if (a->dp)
-      AEGIS_CHECK(a->dp_options.noise.noise_multiplier != 0.0 || a->dp_options.target_epsilon != 0.0 || !a->resume.empty(),
-                  "--dp needs --noise-multiplier or --target-epsilon");
+      AEGIS_CHECK(
+          a->dp_options.noise.noise_multiplier != 0.0 || a->dp_options.target_epsilon != 0.0 || !a->resume.empty(),
+          "--dp needs --noise-multiplier or --target-epsilon");
     const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
     nlohmann::json j = run_training(*a, split, a->data);
     j["command"] = "train";
-    print_result(j, a->common.json);
-    return 0;
+    return print_result(j, a->common.json, print_training_text);
   };
 }
 
@@ -50,36 +49,17 @@ Runner add_eval(CLI::App& app) {
   add_common_options(*cmd, a->common);
   return [a]() {
     const Device device = resolve_device(a->common);
-    nn::LoadedClassifier loaded = nn::load_classifier(a->model);
-    const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
-    const Shape& s = split.test.images.shape();
-    const Shape input{s[1], s[2], s[3]};
-    AEGIS_CHECK(input == loaded.spec.input_shape,
-                "model " << a->model << " takes inputs " << shape_str(loaded.spec.input_shape) << " but dataset '"
-                         << a->data << "' has " << shape_str(input));
-    AEGIS_CHECK(split.test.num_classes == loaded.spec.num_classes,
-                "model " << a->model << " has " << loaded.spec.num_classes << " classes but dataset '" << a->data
-                         << "' has " << split.test.num_classes);
-    Progress bar("eval", split.test.size(), "examples", !a->common.quiet);
-    const nn::EvalResult ev =
-        nn::evaluate(*loaded.model, split.test, device, 1000, [&](std::int64_t done, std::int64_t) { bar.update(done); });
-    bar.finish();
-    // After evaluate(), which may have moved the model to the device: the digest reads host copies.
-    const privacy::LedgerCheck ledger = privacy::verify_ledger(loaded.metadata, *loaded.model);
-    nlohmann::json j{{"command", "eval"},        {"model_file", a->model},     {"model", loaded.spec.name},
-                     {"dataset", a->data},       {"device", device.str()},     {"test_accuracy", ev.accuracy},
-                     {"test_loss", ev.loss},     {"correct", ev.correct},      {"total", ev.total},
-                     {"seconds", ev.seconds},
-                     {"ledger_status", privacy::ledger_status_name(ledger.status)},
-                     {"ledger_detail", ledger.detail}};
-    if (a->common.json) {
-      std::cout << j.dump() << std::endl;
-    } else {
+    CliProgress progress(!a->common.quiet);
+    const privacy::EvalFileReport r =
+        privacy::evaluate_model_file(a->model, a->data, data_dir_hint(a->common), device, &progress);
+    nlohmann::json j = privacy::to_json(r);
+    j["command"] = "eval";
+    return print_result(j, a->common.json, [&](const nlohmann::json&) {
       std::printf("%s on %s: test accuracy %.4f (%lld/%lld), loss %.4f\n", a->model.c_str(), a->data.c_str(),
-                  ev.accuracy, static_cast<long long>(ev.correct), static_cast<long long>(ev.total), ev.loss);
-      std::printf("privacy ledger: %s\n", ledger.detail.c_str());
-    }
-    return 0;
+                  r.eval.accuracy, static_cast<long long>(r.eval.correct), static_cast<long long>(r.eval.total),
+                  r.eval.loss);
+      std::printf("privacy ledger: %s\n", r.ledger.detail.c_str());
+    });
   };
 }
 
@@ -97,8 +77,12 @@ nlohmann::json pgd_evaluation(const TrainArgs& a, const nn::Dataset& test, const
   o.attack.steps = 20;
   o.batch_size = sub.size();
   const attacks::Evaluation r = attacks::evaluate(*loaded.model, sub, device, loaded.spec.num_classes, o);
-  return {{"attack", "pgd-linf"}, {"eps", 0.1}, {"steps", 20}, {"examples", r.examples},
-          {"clean_accuracy", r.clean_accuracy}, {"robust_accuracy", r.robust_accuracy}};
+  return {{"attack", "pgd-linf"},
+          {"eps", 0.1},
+          {"steps", 20},
+          {"examples", r.examples},
+          {"clean_accuracy", r.clean_accuracy},
+          {"robust_accuracy", r.robust_accuracy}};
 }
 
 // The demo's certification step: CERTIFY (Cohen et al. 2019, Alg. 2) of a model trained with
@@ -140,9 +124,15 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
     at[key] = certify::certified_accuracy(rows, r);
   }
   const double acr = certify::average_certified_radius(rows);
-  return {{"sigma", sigma}, {"n0", o.n0}, {"n", o.n}, {"alpha", o.alpha}, {"examples", n},
-          {"certified_accuracy", at}, {"average_certified_radius", acr},
-          {"abstention_rate", static_cast<double>(abstained) / static_cast<double>(n)}, {"seconds", seconds},
+  return {{"sigma", sigma},
+          {"n0", o.n0},
+          {"n", o.n},
+          {"alpha", o.alpha},
+          {"examples", n},
+          {"certified_accuracy", at},
+          {"average_certified_radius", acr},
+          {"abstention_rate", static_cast<double>(abstained) / static_cast<double>(n)},
+          {"seconds", seconds},
           {"samples_per_s", static_cast<double>(n * (o.n0 + o.n)) / seconds}};
 }
 }  // namespace
@@ -154,9 +144,10 @@ Runner add_demo(CLI::App& app) {
   auto out_dir = std::make_shared<std::string>("aegis-demo");
   auto dp_out = std::make_shared<std::string>();
   auto smooth_out = std::make_shared<std::string>();
-  auto* cmd = app.add_subcommand("demo", "train on the default dataset (Fashion-MNIST), standard and with DP-SGD, "
-                                         "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy and "
-                                         "certified accuracy");
+  auto* cmd = app.add_subcommand("demo",
+                                 "train on the default dataset (Fashion-MNIST), standard and with DP-SGD, "
+                                 "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy and "
+                                 "certified accuracy");
   add_common_options(*cmd, a->common);
   cmd->add_option("--epochs", a->train.epochs, "standard training epochs")
       ->capture_default_str()
@@ -230,25 +221,30 @@ Runner add_demo(CLI::App& app) {
     nlohmann::json smoothed = run_training(smooth, split, label);
     smoothed["certify"] = smoothing_evaluation(smooth, split.test, smooth.out, 0.25, 200);
     if (a->common.json) {
-      std::cout << nlohmann::json{{"command", "demo"}, {"standard", standard}, {"pgd", pgd}, {"dp", priv},
+      std::cout << nlohmann::json{{"command", "demo"},
+                                  {"standard", standard},
+                                  {"pgd", pgd},
+                                  {"dp", priv},
                                   {"smoothing", smoothed}}
                        .dump()
                 << std::endl;
     } else {
       std::printf("standard: ");
-      print_result(standard, false);
-      std::printf("attack:   PGD-20 (L-inf, eps %.2f) on %lld test examples: clean accuracy %.4f, robust accuracy %.4f\n",
-                  pgd["eps"].get<double>(), static_cast<long long>(pgd["examples"].get<std::int64_t>()),
-                  pgd["clean_accuracy"].get<double>(), pgd["robust_accuracy"].get<double>());
+      print_training_text(standard);
+      std::printf(
+          "attack:   PGD-20 (L-inf, eps %.2f) on %lld test examples: clean accuracy %.4f, robust accuracy %.4f\n",
+          pgd["eps"].get<double>(), static_cast<long long>(pgd["examples"].get<std::int64_t>()),
+          pgd["clean_accuracy"].get<double>(), pgd["robust_accuracy"].get<double>());
       std::printf("DP-SGD:   ");
-      print_result(priv, false);
+      print_training_text(priv);
       const nlohmann::json& c = smoothed["certify"];
-      std::printf("smoothing: sigma %.2f, %lld test examples, n %lld: certified accuracy %.3f at radius 0, %.3f at 0.25, "
-                  "%.3f at 0.5; average certified radius %.3f; %.0f noisy samples/s\n",
-                  c["sigma"].get<double>(), static_cast<long long>(c["examples"].get<std::int64_t>()),
-                  static_cast<long long>(c["n"].get<std::int64_t>()), c["certified_accuracy"]["0.00"].get<double>(),
-                  c["certified_accuracy"]["0.25"].get<double>(), c["certified_accuracy"]["0.50"].get<double>(),
-                  c["average_certified_radius"].get<double>(), c["samples_per_s"].get<double>());
+      std::printf(
+          "smoothing: sigma %.2f, %lld test examples, n %lld: certified accuracy %.3f at radius 0, %.3f at 0.25, "
+          "%.3f at 0.5; average certified radius %.3f; %.0f noisy samples/s\n",
+          c["sigma"].get<double>(), static_cast<long long>(c["examples"].get<std::int64_t>()),
+          static_cast<long long>(c["n"].get<std::int64_t>()), c["certified_accuracy"]["0.00"].get<double>(),
+          c["certified_accuracy"]["0.25"].get<double>(), c["certified_accuracy"]["0.50"].get<double>(),
+          c["average_certified_radius"].get<double>(), c["samples_per_s"].get<double>());
     }
     return 0;
   };

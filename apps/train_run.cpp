@@ -129,11 +129,7 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
                 "DP: --resume from a file whose ledger has no digest to check (older aegis) instead of refusing");
 }
 
-void print_result(const nlohmann::json& j, bool json) {
-  if (json) {
-    std::cout << j.dump() << std::endl;
-    return;
-  }
+void print_training_text(const nlohmann::json& j) {
   std::printf("model %s on %s: test accuracy %.4f (loss %.4f), train accuracy %.4f, %.1f s training (%.1f s/epoch)\n",
               j["model"].get<std::string>().c_str(), j["dataset"].get<std::string>().c_str(),
               j["test_accuracy"].get<double>(), j["test_loss"].get<double>(), j["train_accuracy"].get<double>(),

@@ -46,6 +46,7 @@ void add_train_options(CLI::App* cmd, TrainArgs& a);
 void add_dp_options(CLI::App* cmd, TrainArgs& a);
 // Trains (standard or DP), evaluates on the test split, writes a.out; returns the JSON summary.
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label);
-void print_result(const nlohmann::json& j, bool json);
+// The text form of a training report (run_training's JSON), for print_result.
+void print_training_text(const nlohmann::json& j);
 
 }  // namespace aegis::app

@@ -1,5 +1,7 @@
 #include "certify/analyze.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -290,6 +292,23 @@ std::string format_g(double v) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
+}
+
+nlohmann::json to_json(const Analysis& r, bool envelope) {
+  nlohmann::json curves = nlohmann::json::array();
+  for (const SweepCurve& c : r.curves)
+    curves.push_back({{"label", c.label},
+                      {"sigma", std::isnan(c.sigma) ? nlohmann::json() : nlohmann::json(c.sigma)},
+                      {"files", c.files},
+                      {"inputs", c.rows.size()},
+                      {"certified_accuracy", c.certified_accuracy},
+                      {"acr", c.acr},
+                      {"abstention_rate", c.abstention_rate},
+                      {"clean_accuracy", c.clean_accuracy},
+                      {"max_radius", c.max_radius}});
+  nlohmann::json j{{"radii", r.radii}, {"curves", curves}, {"warnings", r.warnings}};
+  if (envelope) j["envelope"] = r.envelope;
+  return j;
 }
 
 }  // namespace aegis::certify

@@ -17,6 +17,8 @@
 // data file, as PDF, SVG or PNG.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -75,6 +77,10 @@ Analysis analyze_rows(const std::vector<SweepRows>& sweeps, const AnalyzeOptions
 // Rows: curves (and "best" when the envelope was asked for); columns: inputs, certified accuracy
 // at each radius, ACR, abstention rate.
 std::string markdown_table(const Analysis& analysis);
+// `aegis analyze --json`'s object: radii, one entry per curve (label, σ or null, files, inputs,
+// certified accuracy at the radii, ACR, abstention, clean accuracy, largest radius), the
+// warnings, and the envelope when it was asked for.
+nlohmann::json to_json(const Analysis& analysis, bool envelope);
 // A number as the table, labels and plot print it (printf %g: "0.25", "1e-05").
 std::string format_g(double v);
 

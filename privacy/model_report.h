@@ -4,11 +4,15 @@
 // does not parse or does not verify is reported as such.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 
+#include "core/progress.h"
+#include "nn/train.h"
 #include "nn/zoo.h"
 #include "privacy/dp_train.h"
 #include "privacy/ledger_digest.h"
@@ -31,5 +35,19 @@ struct ModelReport {
 
 // Throws IoError naming the file when it is not a classifier file aegis can load.
 ModelReport describe_model_file(const std::string& path);
+// `aegis report --json`'s object (the ledger's phases in full).
+nlohmann::json to_json(const ModelReport& report);
+
+// `aegis eval`: the test accuracy of a model file on a dataset (nn::load_dataset with `data_dir`
+// as its search hint; progress: one "eval" phase in examples), and the verification of its
+// ledger (after the evaluation, which may have moved the model: the digest reads host copies).
+struct EvalFileReport {
+  std::string model_file, model, dataset, device;
+  nn::EvalResult eval;
+  LedgerCheck ledger;
+};
+EvalFileReport evaluate_model_file(const std::string& model_file, const std::string& dataset,
+                                   const std::string& data_dir, Device device, ProgressSink* progress = nullptr);
+nlohmann::json to_json(const EvalFileReport& report);
 
 }  // namespace aegis::privacy

@@ -21,6 +21,7 @@
 #include "nn/zoo.h"
 #include "privacy/dp_job.h"
 #include "privacy/dp_train.h"
+#include "privacy/model_report.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -384,6 +385,17 @@ TEST(FileJobs, CertifyAndVerifyAModelFileAsTheInMemoryCallsDo) {
   EXPECT_DOUBLE_EQ(vj.at("verified_accuracy_crown").get<double>(), vr.run.results[1].verified_accuracy);
   EXPECT_THROW(certify::parse_bound_methods("all"), InvalidArgument);
   EXPECT_THROW(certify::parse_relu_relaxation("wong"), InvalidArgument);
+  // eval: the test accuracy of the file, and its (absent) ledger.
+  RecordingProgress eval_progress;
+  const privacy::EvalFileReport ev =
+      privacy::evaluate_model_file(trained.out, "digits", data_dir, Device::cpu(), &eval_progress);
+  EXPECT_EQ(eval_progress.labels, (std::vector<std::string>{"eval"}));
+  EXPECT_EQ(ev.eval.total, nn::load_dataset("digits", data_dir).test.size());  // the whole test split
+  EXPECT_EQ(ev.ledger.status, privacy::LedgerStatus::None);
+  EXPECT_EQ(privacy::to_json(ev).at("ledger_status").get<std::string>(), privacy::ledger_status_name(ev.ledger.status));
+  const nlohmann::json rj = privacy::to_json(privacy::describe_model_file(trained.out));
+  EXPECT_EQ(rj.at("model").get<std::string>(), "mlp");
+  EXPECT_TRUE(rj.at("ledger").is_null());
   // A missing model file is named before the dataset is read.
   testing::expect_error<IoError>(
       [&] { certify::verify_file(dir + "/absent.safetensors", "nosuch", data_dir, v, Device::cpu()); },
