@@ -30,13 +30,13 @@
 
 namespace aegis::attacks {
 
-// The gradient and optimization attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2",
-// "apgd-ce", "apgd-dlr"); the norm is an option of its own (AttackOptions::norm).
-enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr };
+// The attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2", "apgd-ce", "apgd-dlr", "apgd-t",
+// "square"); the norm is an option of its own (AttackOptions::norm).
+enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr, ApgdT, Square };
 const char* attack_method_name(AttackMethod method) noexcept;
 // The inverse of attack_method_name; InvalidArgument naming the text and the names otherwise.
 AttackMethod parse_attack_method(const std::string& name);
-// PGD and APGD run random restarts; the others are deterministic.
+// PGD and APGD (APGD-T: per target class) run random restarts; the others do not.
 bool has_restarts(AttackMethod method) noexcept;
 
 struct AttackOptions {
@@ -64,6 +64,7 @@ struct AttackResult {
                              // true label (untargeted) or the target (targeted)
   // Per-example input gradients formed (one backward pass over m examples counts m).
   std::int64_t gradient_evaluations = 0;
+  Tensor queries;  // Square only: i32 [N] on the CPU, forward passes per example (the clean one not counted)
 };
 
 // One step of size step_size (default ε): sign of the gradient for "linf", the L2-normalized
@@ -140,9 +141,37 @@ struct ApgdOptions {
   AttackOptions attack;
   ApgdLoss loss = ApgdLoss::Ce;
   float rho = 0.75f;
+  // With targeted: success is argmax ≠ label rather than argmax = target (APGD-T, where the
+  // target only steers the loss).
+  bool succeed_on_misclassification = false;
+  // EOT (Athalye et al. 2018): the gradient and the loss of each iterate are averaged over this
+  // many forward/backward passes of a randomized model (1: a deterministic model).
+  int eot_draws = 1;
 };
 // Croce & Hein 2020 APGD (Auto-PGD) with its step-size schedule and checkpoints.
 AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt);
+
+// APGD-T (Croce & Hein 2020, §4): one APGD run with the targeted DLR loss per target class, the
+// targets being each example's `target_classes` highest non-true classes by clean logit (at most
+// K − 1), each run only on the examples not broken yet; success = misclassification. Reads of
+// `opt`: attack.norm, eps, steps, restarts (per target), seed, eot_draws, rho; loss and targeted
+// are set by the method. Needs K ≥ 4 classes (the loss reads z_π4). An unbroken example keeps the
+// best point of the first target's run.
+AttackResult apgd_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt,
+                           int target_classes = 9);
+
+// Square attack (Andriushchenko et al. 2020), untargeted, L∞ or L2 (attack.norm), score-based:
+// reads only logits. Reads of `attack`: norm, eps (required), seed. At most `queries` forward
+// passes per example (the first is the initialization); an example stops at its first success.
+struct SquareOptions {
+  AttackOptions attack;
+  int queries = 5000;
+  float p_init = 0.8f;  // initial fraction of the image a square covers
+};
+AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, const SquareOptions& opt);
+// The fraction p at iteration `iteration` (0-based) of a `budget`-iteration run: p_init halved
+// after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10,000 iterations, rescaled.
+double square_fraction(int iteration, int budget, double p_init);
 
 // The APGD checkpoints w_j = ⌈p_j·n_iter⌉ for n_iter ≥ 1 (Croce & Hein 2020, §3.2): p_0 = 0,
 // p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06), while p_j ≤ 1. Increasing.

@@ -57,6 +57,7 @@ enum Purpose : std::uint32_t {
   kPurposeSmoothing = 6,      // randomized-smoothing samples (+16·phase: 6, 22, 38; certify/smoothing.cpp)
   kPurposeAugmentNoise = 7,   // Gaussian data augmentation
   kPurposePixelDp = 9,        // PixelDP noise layers (certify/pixeldp.h)
+  kPurposeSquare = 10,        // Square attack windows and signs (attacks/square.cpp)
 };
 
 struct Key {
