@@ -173,7 +173,7 @@ nlohmann::json run_one(const AttackArgs& a, nn::Module& model, const nn::Dataset
   o.method_options.cw_abort_early = !a.no_abort;
   o.method_options.queries = a.queries;
   o.method_options.target_classes = a.target_classes;
-  if (a.eot > 0) o.method_options.eot_draws = a.eot;
+  if (a.eot > 0) o.attack.eot_draws = a.eot;
   o.batch_size = a.batch;
   o.keep_adversarial = !a.save_adv.empty();
   CliProgress progress(!a.common.quiet);
@@ -221,6 +221,10 @@ void check_args(AttackArgs& a) {
                                                                   ? " (it picks its targets: --target-classes)"
                                                                   : ""));
   AEGIS_CHECK(a.attack == "autoattack" || a.version == "standard", "--version applies to --attack autoattack only");
+  const bool gradient = c && c->method != attacks::AttackMethod::CwL2 && c->method != attacks::AttackMethod::Square;
+  AEGIS_CHECK(a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
+              "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not "
+                  << a.attack);
   if (a.steps == 0) a.steps = group ? 100 : std::max(c->default_steps, 1);
 }
 
@@ -260,7 +264,8 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--version", a->version, "autoattack: standard | rand (APGD-CE and APGD-DLR with EOT)")
       ->capture_default_str()
       ->check(one_of({"standard", "rand"}));
-  cmd->add_option("--eot", a->eot, "EOT draws per gradient for the APGD family (default 1; autoattack rand: 20)")
+  cmd->add_option("--eot", a->eot, "EOT draws per gradient for fgsm, bim, pgd, mifgsm and the APGD family (default 1; autoattack "
+                                "--version rand: 20)")
       ->check(integer_in(1, 100000));
   cmd->add_option("--c", a->method.cw_initial_const, "cw-l2: initial constant c of the binary search")
       ->capture_default_str()

@@ -122,7 +122,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   AEGIS_CHECK(opt.restarts >= 1, "apgd: restarts " << opt.restarts << " must be at least 1");
   AEGIS_CHECK(std::isfinite(options.rho) && options.rho >= 0.0f && options.rho <= 1.0f,
               "apgd: rho " << options.rho << " must be in [0, 1]");
-  AEGIS_CHECK(options.eot_draws >= 1, "apgd: eot_draws " << options.eot_draws << " must be at least 1");
+  AEGIS_CHECK(opt.eot_draws >= 1, "apgd: eot_draws " << opt.eot_draws << " must be at least 1");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
                  "apgd: " << n << " examples exceed the int32 example ids; split the batch");
@@ -209,13 +209,13 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   // divided by K. The kept best point and the success flags come from the first draw.
   const auto expectation_over_draws = [&](const std::vector<std::int32_t>& ids, const Tensor& rows, Tensor& g,
                                           std::vector<double>& loss) {
-    if (options.eot_draws <= 1) return;
+    if (opt.eot_draws <= 1) return;
     const std::int64_t m = static_cast<std::int64_t>(ids.size());
     Shape shape = x.shape();
     shape[0] = m;
     const auto uk = static_cast<std::size_t>(k);
     Tensor sum = g.clone();
-    for (int draw = 1; draw < options.eot_draws; ++draw) {
+    for (int draw = 1; draw < opt.eot_draws; ++draw) {
       input = Var(rows.reshape(shape), true);
       logits = model.forward(input);
       const std::vector<float> z = logits.value().to(Device::cpu()).to_vector<float>();
@@ -226,7 +226,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
       }
       ops::add_inplace(sum, gradient(m));
     }
-    const double scale = 1.0 / options.eot_draws;
+    const double scale = 1.0 / opt.eot_draws;
     ops::scale_inplace(sum, static_cast<float>(scale));
     g = sum;
     for (double& v : loss) v *= scale;

@@ -54,6 +54,11 @@ struct AttackOptions {
   float momentum = 1.0f;   // MI-FGSM decay μ ≥ 0 (Dong et al. use 1.0)
   std::uint64_t seed = 0;  // random starts
   bool early_stop = true;  // freeze an example at its first success and stop computing its gradient
+  // EOT (Athalye, Carlini, Wagner 2018, §4.1): each gradient is the mean over this many
+  // forward/backward passes of a randomized model, ∇E_θ[L(x; θ)] ≈ (1/K)Σ_k ∇L(x; θ_k); the
+  // success and keep-best decisions read the first pass. 1: a deterministic model. Gradient
+  // attacks only (FGSM, BIM, PGD, MI-FGSM, APGD); C&W and Square reject K > 1.
+  int eot_draws = 1;
 };
 
 struct AttackResult {
@@ -134,8 +139,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
 
 enum class ApgdLoss { Ce, Dlr };  // cross-entropy; the difference of logits ratio (Croce & Hein 2020, Eq. 6)
 
-// APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets
-// and seed; the step size follows its own schedule, and it always starts at a random point.
+// APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets,
+// seed and eot_draws (the gradient and the loss of each iterate averaged over the draws); the step size follows its own schedule, and it always starts at a random point.
 struct ApgdOptions {
   ApgdOptions() { attack.steps = 100; }
   AttackOptions attack;
@@ -144,9 +149,6 @@ struct ApgdOptions {
   // With targeted: success is argmax ≠ label rather than argmax = target (APGD-T, where the
   // target only steers the loss).
   bool succeed_on_misclassification = false;
-  // EOT (Athalye et al. 2018): the gradient and the loss of each iterate are averaged over this
-  // many forward/backward passes of a randomized model (1: a deterministic model).
-  int eot_draws = 1;
 };
 // Croce & Hein 2020 APGD (Auto-PGD) with its step-size schedule and checkpoints.
 AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt);
@@ -154,7 +156,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
 // APGD-T (Croce & Hein 2020, §4): one APGD run with the targeted DLR loss per target class, the
 // targets being each example's `target_classes` highest non-true classes by clean logit (at most
 // K − 1), each run only on the examples not broken yet; success = misclassification. Reads of
-// `opt`: attack.norm, eps, steps, restarts (per target), seed, eot_draws, rho; loss and targeted
+// `opt`: attack.norm, eps, steps, restarts (per target), seed, attack.eot_draws, rho; loss and targeted
 // are set by the method. Needs K ≥ 4 classes (the loss reads z_π4). An unbroken example keeps the
 // best point of the first target's run.
 AttackResult apgd_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt,

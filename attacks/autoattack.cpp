@@ -89,7 +89,7 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
   MethodOptions mo;
   mo.target_classes = o.target_classes;
   mo.queries = o.queries;
-  mo.eot_draws = o.version == AutoAttackVersion::Rand ? o.eot_draws : 1;
+  ao.eot_draws = o.version == AutoAttackVersion::Rand ? o.eot_draws : 1;
   report.begin("autoattack " + std::string(autoattack_version_name(o.version)), n, "examples");
   for (std::int64_t b = 0; b < n; b += o.batch_size) {
     const std::int64_t e = std::min(n, b + o.batch_size), m = e - b;

@@ -61,13 +61,11 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       ApgdOptions ao;
       ao.attack = options;
       ao.loss = method == AttackMethod::ApgdCe ? ApgdLoss::Ce : ApgdLoss::Dlr;
-      ao.eot_draws = mo.eot_draws;
       return apgd(model, x, labels, ao);
     }
     case AttackMethod::ApgdT: {
       ApgdOptions ao;
       ao.attack = options;
-      ao.eot_draws = mo.eot_draws;
       return apgd_targeted(model, x, labels, ao, mo.target_classes);
     }
     case AttackMethod::Square: {

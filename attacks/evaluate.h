@@ -27,7 +27,6 @@ struct MethodOptions {
   int target_classes = 9;  // APGD-T
   int queries = 5000;      // Square: forward passes per example
   float p_init = 0.8f;     // Square
-  int eot_draws = 1;       // APGD-CE, APGD-DLR and APGD-T: EOT draws per gradient
 };
 
 // One attack by method on a batch (x on the model's device), with `options` (CwOptions,

@@ -117,6 +117,7 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
   AEGIS_CHECK(std::isfinite(options.p_init) && options.p_init > 0.0f && options.p_init <= 1.0f,
               "square: p_init " << options.p_init << " must be in (0, 1]");
   AEGIS_CHECK(!opt.targeted, "square: only the untargeted attack is implemented");
+  AEGIS_CHECK(opt.eot_draws == 1, "square: eot_draws " << opt.eot_draws << " does not apply (no gradient)");
   AEGIS_CHECK(opt.eps.defined(), "square: options.eps is required (one value or one per example)");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   check_dtype(labels, DType::I32, "labels");

@@ -13,6 +13,7 @@
 #include "attacks/attacks.h"
 #include "attacks/autoattack.h"
 #include "attacks/per_example.h"
+#include "nn/functional.h"
 #include "nn/layers.h"
 #include "support/testing.h"
 
@@ -166,14 +167,78 @@ TEST(Eot, DrawsOfADeterministicModelAverageToTheSameRun) {
   o.attack.eps = scaled(p.dist_linf, 0.9);
   o.attack.steps = 10;
   const AttackResult one = attacks::apgd(*p.model, p.x, p.labels, o);
-  o.eot_draws = 3;
+  o.attack.eot_draws = 3;
   const AttackResult three = attacks::apgd(*p.model, p.x, p.labels, o);
   EXPECT_EQ(three.gradient_evaluations, 3 * one.gradient_evaluations);
   // The mean of three equal gradients is that gradient up to float rounding of (g + g + g)/3,
   // which a sign step (L∞) does not see.
   EXPECT_EQ(floats(three.adversarial), floats(one.adversarial));
-  o.eot_draws = 0;
+  o.attack.eot_draws = 0;
   EXPECT_THROW(attacks::apgd(*p.model, p.x, p.labels, o), InvalidArgument);
+}
+
+// A randomized model in its simplest form: draws alternate between two linear models A and B.
+class AlternatingModel : public nn::Module {
+ public:
+  AlternatingModel(std::shared_ptr<nn::Module> a, std::shared_ptr<nn::Module> b)
+      : m_a(register_module("a", std::move(a))), m_b(register_module("b", std::move(b))) {}
+  nn::Var forward(const nn::Var& x) override { return (m_calls++ % 2 == 0 ? m_a : m_b)->forward(x); }
+  std::string kind() const override { return "AlternatingModel"; }
+
+ private:
+  std::shared_ptr<nn::Module> m_a, m_b;
+  std::int64_t m_calls = 0;
+};
+
+std::vector<float> input_gradient(nn::Module& model, const Tensor& x, const Tensor& y) {
+  nn::Var input(x, true);
+  autograd::backward(nn::F::cross_entropy(model.forward(input), y, nn::Reduction::Sum));
+  return floats(input.grad());
+}
+
+TEST(Eot, FgsmStepsAlongTheMeanGradientOfTheDraws) {
+  // B's logits are twice A's: the same prediction (so success does not depend on the draw), but
+  // a different softmax, hence with three classes a gradient of a different direction.
+  Problem pa = problem(3, 16, 481);
+  nn::InitRng rng(0);
+  auto doubled = std::make_shared<nn::Linear>(24, 3, rng);
+  const std::vector<nn::Var> params = pa.model->parameters();
+  ASSERT_EQ(params.size(), 2u);
+  for (std::size_t k = 0; k < 2; ++k) {
+    const std::vector<float> v = floats(params[k].value());
+    float* dst = (k == 0 ? doubled->weight() : doubled->bias()).value().data<float>();
+    for (std::size_t j = 0; j < v.size(); ++j) dst[j] = 2.0f * v[j];
+  }
+  auto model_b = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{std::make_shared<nn::Flatten>(), doubled});
+  AlternatingModel model(pa.model, model_b);
+  const Tensor& x = pa.x;
+  const std::vector<float> ga = input_gradient(*pa.model, x, pa.labels), gb = input_gradient(*model_b, x, pa.labels);
+  attacks::AttackOptions o;
+  o.eps = attacks::broadcast_per_example(0.25f, 16);
+  o.eot_draws = 2;
+  // The step's gradient is taken on two consecutive draws: one of A and one of B.
+  const AttackResult r = attacks::fgsm(model, x, pa.labels, o);
+  EXPECT_EQ(r.gradient_evaluations, 2 * 16);
+  const std::vector<float> adv = floats(r.adversarial), x0 = floats(x);
+  const std::vector<std::int32_t> ok = r.success.to_vector<std::int32_t>();
+  std::int64_t checked = 0, differs_from_a = 0, differs_from_b = 0;
+  for (std::size_t i = 0; i < 16; ++i) {
+    if (!ok[i]) continue;  // a failed step keeps the clean point
+    ++checked;
+    for (std::size_t j = 0; j < 24; ++j) {
+      const std::size_t e = i * 24 + j;
+      const double mean = 0.5 * (static_cast<double>(ga[e]) + gb[e]);
+      if (mean == 0.0) continue;
+      const float expected = std::clamp(x0[e] + (mean > 0 ? 0.25f : -0.25f), 0.0f, 1.0f);
+      EXPECT_FLOAT_EQ(adv[e], expected) << i << " " << j;
+      differs_from_a += (mean > 0) != (ga[e] > 0);
+      differs_from_b += (mean > 0) != (gb[e] > 0);
+    }
+  }
+  EXPECT_GE(checked, 8);
+  // The test tells the mean from either draw's gradient alone (one draw would fail it).
+  EXPECT_GT(differs_from_a, 0);
+  EXPECT_GT(differs_from_b, 0);
 }
 
 // ---- Square ---------------------------------------------------------------------------------
