@@ -29,8 +29,10 @@ def setup_and_reexec():
     python = os.path.join(VENV, "bin", "python")
     if not os.path.exists(python):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
-        subprocess.check_call([python, "-m", "pip", "install", "--quiet", "--index-url",
-                               "https://download.pytorch.org/whl/cpu", "torch"])
+        # torch for the CPU from PyTorch's index; where that index is unreachable, PyPI's default build.
+        if subprocess.call([python, "-m", "pip", "install", "--quiet", "--index-url",
+                            "https://download.pytorch.org/whl/cpu", "torch"]) != 0:
+            subprocess.check_call([python, "-m", "pip", "install", "--quiet", "torch"])
         subprocess.check_call([python, "-m", "pip", "install", "--quiet", "torchattacks", "numpy"])
         # The official AutoAttack code (not on PyPI); without it torchattacks' AutoAttack stands in,
         # whose APGD runs torchattacks' default of 10 steps, not the reference's 100.
