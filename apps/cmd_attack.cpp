@@ -58,9 +58,10 @@ constexpr CliAttack kAttacks[] = {{"fgsm", attacks::AttackMethod::Fgsm, Norm::Li
                                   {"apgd-ce", attacks::AttackMethod::ApgdCe, Norm::Linf, true, 100},
                                   {"apgd-dlr", attacks::AttackMethod::ApgdDlr, Norm::Linf, true, 100},
                                   {"apgd-t", attacks::AttackMethod::ApgdT, Norm::Linf, true, 100},
+                                  {"fab-t", attacks::AttackMethod::FabT, Norm::Linf, true, 100},
                                   {"square", attacks::AttackMethod::Square, Norm::Linf, true, 0}};
 constexpr const char* kAttackNames =
-    "fgsm | bim | pgd-linf | pgd-l2 | mifgsm | cw-l2 | apgd-ce | apgd-dlr | apgd-t | square | suite | autoattack";
+    "fgsm | bim | pgd-linf | pgd-l2 | mifgsm | cw-l2 | apgd-ce | apgd-dlr | apgd-t | fab-t | square | suite | autoattack";
 
 const CliAttack& cli_attack(const std::string& name) {
   for (const CliAttack& c : kAttacks)
@@ -151,8 +152,8 @@ nlohmann::json run_autoattack_command(const AttackArgs& a, nn::Module& model, co
   } else {
     j["eot_draws"] = o.eot_draws;
   }
-  if (!a.common.quiet && !r.missing.empty())
-    std::cerr << "aegis: warning: fab-t is not implemented; this is not yet AutoAttack's standard version\n";
+  if (!a.common.quiet)
+    for (const std::string& name : r.missing) std::cerr << "aegis: warning: " << name << " is not implemented\n";
   return j;
 }
 
@@ -193,7 +194,8 @@ nlohmann::json run_one(const AttackArgs& a, nn::Module& model, const nn::Dataset
     j["steps"] = a.steps;
   }
   if (attacks::has_restarts(c.method)) j["restarts"] = a.restarts;
-  if (c.method == attacks::AttackMethod::ApgdT) j["target_classes"] = a.target_classes;
+  if (c.method == attacks::AttackMethod::ApgdT || c.method == attacks::AttackMethod::FabT)
+    j["target_classes"] = a.target_classes;
   if (c.method == attacks::AttackMethod::CwL2) {
     j["c"] = a.method.cw_initial_const;
     j["kappa"] = a.method.cw_confidence;
@@ -216,12 +218,15 @@ void check_args(AttackArgs& a) {
                 "--norm does not apply to " << a.attack << " (its norm is " << norm_name(c->norm) << ")");
   }
   AEGIS_CHECK(!(a.targeted && group), "--targeted does not apply to the " << a.attack);
-  AEGIS_CHECK(!(a.targeted && c && (c->method == attacks::AttackMethod::ApgdT || c->method == attacks::AttackMethod::Square)),
+  AEGIS_CHECK(!(a.targeted && c &&
+                (c->method == attacks::AttackMethod::ApgdT || c->method == attacks::AttackMethod::FabT ||
+                 c->method == attacks::AttackMethod::Square)),
               "--targeted does not apply to " << a.attack << (c && c->method == attacks::AttackMethod::ApgdT
                                                                   ? " (it picks its targets: --target-classes)"
                                                                   : ""));
   AEGIS_CHECK(a.attack == "autoattack" || a.version == "standard", "--version applies to --attack autoattack only");
-  const bool gradient = c && c->method != attacks::AttackMethod::CwL2 && c->method != attacks::AttackMethod::Square;
+  const bool gradient = c && c->method != attacks::AttackMethod::CwL2 && c->method != attacks::AttackMethod::FabT &&
+                        c->method != attacks::AttackMethod::Square;
   AEGIS_CHECK(a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
               "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not "
                   << a.attack);
@@ -258,7 +263,7 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--queries", a->queries, "square (and autoattack's square): model queries per example")
       ->capture_default_str()
       ->check(integer_in(1, kMaxIterations));
-  cmd->add_option("--target-classes", a->target_classes, "apgd-t (and autoattack): target classes per example")
+  cmd->add_option("--target-classes", a->target_classes, "apgd-t, fab-t (and autoattack): target classes per example")
       ->capture_default_str()
       ->check(integer_in(1, 1000));
   cmd->add_option("--version", a->version, "autoattack: standard | rand (APGD-CE and APGD-DLR with EOT)")

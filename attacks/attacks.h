@@ -31,8 +31,8 @@
 namespace aegis::attacks {
 
 // The attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2", "apgd-ce", "apgd-dlr", "apgd-t",
-// "square"); the norm is an option of its own (AttackOptions::norm).
-enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr, ApgdT, Square };
+// "fab-t", "square"); the norm is an option of its own (AttackOptions::norm).
+enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr, ApgdT, FabT, Square };
 const char* attack_method_name(AttackMethod method) noexcept;
 // The inverse of attack_method_name; InvalidArgument naming the text and the names otherwise.
 AttackMethod parse_attack_method(const std::string& name);
@@ -171,6 +171,23 @@ struct SquareOptions {
   float p_init = 0.8f;  // initial fraction of the image a square covers
 };
 AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, const SquareOptions& opt);
+// FAB-T (Croce & Hein 2020, fast adaptive boundary attack), targeted, L∞ or L2: minimal-norm.
+// One run of `attack.steps` iterations (default 100) per target class (the example's
+// `target_classes` highest non-true classes by clean logit), on the examples not yet broken.
+// With attack.eps, success = a misclassified point found within ε (the example then stops) and
+// the returned point is that one (the clean input otherwise); without eps, success = any
+// misclassified point found, and the closest is returned. final_loss holds the smallest distance
+// found (+∞ when none). Reads of `attack`: norm, eps (optional), steps.
+struct FabOptions {
+  FabOptions() { attack.steps = 100; }
+  AttackOptions attack;
+  int target_classes = 9;
+  float alpha_max = 0.1f;  // bias towards x_orig
+  float eta = 1.05f;       // extrapolation of the projection step
+  float beta = 0.9f;       // backward step after a success
+};
+AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const FabOptions& opt);
+
 // The fraction p at iteration `iteration` (0-based) of a `budget`-iteration run: p_init halved
 // after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10,000 iterations, rescaled.
 double square_fraction(int iteration, int budget, double p_init);

@@ -44,7 +44,7 @@ std::vector<Stage> stages(AutoAttackVersion version) {
     return {{"apgd-ce", true, AttackMethod::ApgdCe}, {"apgd-dlr", true, AttackMethod::ApgdDlr}};
   return {{"apgd-ce", true, AttackMethod::ApgdCe},
           {"apgd-t", true, AttackMethod::ApgdT},
-          {"fab-t", false, AttackMethod::ApgdT},  // not implemented: skipped
+          {"fab-t", true, AttackMethod::FabT},
           {"square", true, AttackMethod::Square}};
 }
 

@@ -3,9 +3,9 @@
 // only on the examples that every earlier attack left unbroken, and robust accuracy as the
 // per-example worst case.
 //   standard: APGD-CE (no restarts, 100 iterations), APGD-T (9 target classes, 100 iterations
-//             each), FAB-T (9 targets), Square (5000 queries), as in the reference.
-//             FAB-T is NOT implemented yet: its slot is skipped and reported in `missing`, so this
-//             is not yet the reference's standard version (it can only overestimate robustness).
+//             each), FAB-T (9 targets, 100 iterations each), Square (5000 queries), as in the
+//             reference. (FAB-T here omits the reference's final search and its random restarts,
+//             which the standard version does not use: n_restarts = 1.)
 //   rand:     APGD-CE and APGD-DLR with EOT over 20 draws per gradient, for randomized models.
 // An example misclassified on the clean input counts as broken ("clean"). The adversarial point
 // kept per input is that of the attack that broke it (the clean input when none did), inside the
@@ -47,7 +47,7 @@ struct AutoAttackResult {
   double robust_accuracy = 0.0;
   // Robust accuracy after each attack of the sequence, in order (cumulative worst case).
   std::vector<std::pair<std::string, double>> robust_after;
-  std::vector<std::string> missing;  // attacks of the reference's sequence not run (fab-t)
+  std::vector<std::string> missing;  // attacks of the reference's sequence not run (none today)
   std::vector<PerExampleRow> per_example;
   Tensor adversarial;  // with keep_adversarial: the data's shape, f32 on the CPU
   double seconds = 0.0;

@@ -32,6 +32,7 @@ const char* attack_method_name(AttackMethod method) noexcept {
     case AttackMethod::ApgdCe: return "apgd-ce";
     case AttackMethod::ApgdDlr: return "apgd-dlr";
     case AttackMethod::ApgdT: return "apgd-t";
+    case AttackMethod::FabT: return "fab-t";
     case AttackMethod::Square: return "square";
   }
   return "?";
@@ -40,7 +41,7 @@ const char* attack_method_name(AttackMethod method) noexcept {
 AttackMethod parse_attack_method(const std::string& name) {
   return parse_named(name, {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm,
                             AttackMethod::CwL2, AttackMethod::ApgdCe, AttackMethod::ApgdDlr, AttackMethod::ApgdT,
-                            AttackMethod::Square},
+                            AttackMethod::FabT, AttackMethod::Square},
                      attack_method_name, "attack");
 }
 
@@ -67,6 +68,12 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       ApgdOptions ao;
       ao.attack = options;
       return apgd_targeted(model, x, labels, ao, mo.target_classes);
+    }
+    case AttackMethod::FabT: {
+      FabOptions fo;
+      fo.attack = options;
+      fo.target_classes = mo.target_classes;
+      return fab_targeted(model, x, labels, fo);
     }
     case AttackMethod::Square: {
       SquareOptions so;
@@ -104,7 +111,8 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   AEGIS_CHECK(!options.attack.targeted || num_classes >= 2,
               "a targeted attack needs a model of at least 2 classes, not " << num_classes);
   AEGIS_CHECK(!options.attack.targeted ||
-                  (options.method != AttackMethod::ApgdT && options.method != AttackMethod::Square),
+                  (options.method != AttackMethod::ApgdT && options.method != AttackMethod::FabT &&
+                   options.method != AttackMethod::Square),
               attack_method_name(options.method) << " has no targeted variant here (apgd-t picks its own targets)");
   ProgressSink& report = progress_or_silent(progress);
   AttackOptions ao = options.attack;
