@@ -20,6 +20,7 @@
 #include "core/checked_math.h"
 #include "nn/functional.h"
 #include "nn/model_file.h"
+#include "nn/quantize.h"
 #include "nn/serialize.h"
 #include "commands.h"
 #include "progress.h"
@@ -38,6 +39,8 @@ struct AttackArgs {
   std::uint64_t seed = 0;
   attacks::MethodOptions method;  // C&W's c, κ, learning rate, binary-search steps, abort
   bool no_abort = false;
+  int input_bits = 0;
+  bool bpda = false;
 };
 
 // The names --attack takes: an attack method and its norm (pgd-linf, pgd-l2), or the suite and
@@ -95,6 +98,7 @@ nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const n
   so.seed = a.seed;
   so.batch_size = a.batch;
   so.keep_adversarial = !a.save_adv.empty();
+  so.bpda = a.bpda;
   CliProgress progress(!a.common.quiet);
   const attacks::SuiteResult r = attacks::run_suite(model, test, device, so, &progress);
   write_outputs(a, r.per_example, r.adversarial, test, so.norm);
@@ -130,6 +134,7 @@ nlohmann::json run_autoattack_command(const AttackArgs& a, nn::Module& model, co
   o.seed = a.seed;
   o.batch_size = a.batch;
   o.keep_adversarial = !a.save_adv.empty();
+  o.bpda = a.bpda;
   CliProgress progress(!a.common.quiet);
   const attacks::AutoAttackResult r = attacks::run_autoattack(model, test, device, o, &progress);
   write_outputs(a, r.per_example, r.adversarial, test, o.norm);
@@ -170,6 +175,7 @@ nlohmann::json run_one(const AttackArgs& a, nn::Module& model, const nn::Dataset
   o.attack.restarts = a.restarts;
   o.attack.seed = a.seed;
   o.attack.targeted = a.targeted;
+  o.attack.bpda = a.bpda;
   o.method_options = a.method;
   o.method_options.cw_abort_early = !a.no_abort;
   o.method_options.queries = a.queries;
@@ -296,6 +302,11 @@ Runner add_attack(CLI::App& app) {
                   "of the attack that broke each input, the clean input when none did");
   cmd->add_option("--per-example", a->per_example,
                   "write a TSV here: idx, label, clean_predict, adv_predict, broken_by, perturbation_norm");
+  cmd->add_option("--input-bits", a->input_bits,
+                  "attack the model behind a bit-depth reduction of its input to B bits (a quantization defense)")
+      ->check(integer_in(1, 16));
+  cmd->add_flag("--bpda", a->bpda,
+                "BPDA: gradients pass straight through non-differentiable layers (e.g. --input-bits)");
   add_common_options(*cmd, a->common);
   return [a]() {
     check_args(*a);
@@ -305,9 +316,13 @@ Runner add_attack(CLI::App& app) {
     check_data_fits(split.test, loaded.spec, a->model, a->data);
     const nn::Dataset test = first_examples(split.test, a->max);
     loaded.model->to(device);
-    nlohmann::json j = a->attack == "suite"        ? run_suite_command(*a, *loaded.model, test, device)
-                       : a->attack == "autoattack" ? run_autoattack_command(*a, *loaded.model, test, device)
-                                                   : run_one(*a, *loaded.model, test, device, loaded.spec.num_classes);
+    const std::shared_ptr<nn::Module> model =
+        a->input_bits > 0 ? nn::with_input_quantization(loaded.model, a->input_bits) : loaded.model;
+    nlohmann::json j = a->attack == "suite"        ? run_suite_command(*a, *model, test, device)
+                       : a->attack == "autoattack" ? run_autoattack_command(*a, *model, test, device)
+                                                   : run_one(*a, *model, test, device, loaded.spec.num_classes);
+    if (a->input_bits > 0) j["input_bits"] = a->input_bits;
+    j["bpda"] = a->bpda;
     j["command"] = "attack";
     j["attack"] = a->attack;
     j["eps"] = a->eps >= 0 ? nlohmann::json(a->eps) : nlohmann::json(nullptr);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "nn/quantize.h"
 #include "attacks/rows.h"
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
@@ -143,6 +144,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   const bool dlr = options.loss == ApgdLoss::Dlr;
 
   nn::FrozenScope frozen(model);
+  nn::BpdaScope bpda(model, opt.bpda);
   const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
   Tensor best = x0.clone();
   std::vector<char> best_success(static_cast<std::size_t>(n), 0);

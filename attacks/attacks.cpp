@@ -6,6 +6,7 @@
 // untargeted attacks and −CE(target) for targeted ones: backward is seeded with ±1 per example,
 // so the step always ascends.
 #include "attacks/attacks.h"
+#include "nn/quantize.h"
 
 #include <cmath>
 #include <limits>
@@ -110,6 +111,7 @@ class Attack {
 
   AttackResult run() {
     nn::FrozenScope scope(m_model);
+    nn::BpdaScope bpda(m_model, m_options.bpda);
     const Tensor flat = m_x.reshape({m_n, m_d});
     m_best = flat.clone();
     m_best_success.assign(static_cast<std::size_t>(m_n), 0);

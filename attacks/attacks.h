@@ -59,6 +59,9 @@ struct AttackOptions {
   // success and keep-best decisions read the first pass. 1: a deterministic model. Gradient
   // attacks only (FGSM, BIM, PGD, MI-FGSM, APGD); C&W and Square reject K > 1.
   int eot_draws = 1;
+  // BPDA (Athalye et al. 2018, §4.1): non-differentiable layers of the model (nn/quantize.h) pass
+  // the gradient straight through on the backward pass (identity) during the attack.
+  bool bpda = false;
 };
 
 struct AttackResult {

@@ -86,6 +86,7 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
   ao.steps = o.steps;
   ao.restarts = 1;
   ao.seed = o.seed;
+  ao.bpda = o.bpda;
   MethodOptions mo;
   mo.target_classes = o.target_classes;
   mo.queries = o.queries;

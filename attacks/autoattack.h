@@ -39,6 +39,7 @@ struct AutoAttackOptions {
   std::uint64_t seed = 0;
   std::int64_t batch_size = 256;
   bool keep_adversarial = false;  // fill AutoAttackResult::adversarial
+  bool bpda = false;              // gradient attacks go through non-differentiable layers (AttackOptions::bpda)
 };
 
 struct AutoAttackResult {

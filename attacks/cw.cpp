@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "nn/quantize.h"
 #include "attacks/rows.h"
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
@@ -139,6 +140,7 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
                    "cw_l2: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
 
   nn::FrozenScope frozen(model);
+  nn::BpdaScope bpda(model, attack.bpda);
   Runner runner(model, x.shape(), dev);
   const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
   const double kappa = opt.confidence;

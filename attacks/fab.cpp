@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "nn/quantize.h"
 #include "nn/functional.h"
 
 namespace aegis::attacks {
@@ -92,6 +93,7 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
   std::vector<std::int32_t> success(static_cast<std::size_t>(n), 0);
   AttackResult result;
   nn::FrozenScope frozen(model);
+  nn::BpdaScope bpda(model, opt.bpda);
   const auto ud = static_cast<std::size_t>(d);
 
   // Logits of host rows (ids.size() × d); with grad_dz, also the input gradient of Σ dz·z.

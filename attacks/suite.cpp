@@ -89,6 +89,7 @@ void check_eps_monotone(nn::Module& model, const Tensor& x, const Tensor& y, con
     ao.eps = Tensor::full({1}, radii[k]);
     ao.steps = o.steps;
     ao.seed = o.seed;
+    ao.bpda = o.bpda;
     acc[k] = robust_accuracy(pgd(model, x, y, ao));
   }
   if (acc[1] > acc[0] || acc[2] > acc[1]) {
@@ -124,6 +125,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   ao.eps = Tensor::full({1}, o.eps);
   ao.steps = o.steps;
   ao.seed = o.seed;
+  ao.bpda = o.bpda;
   if (o.keep_adversarial) r.adversarial = data.images.clone();
   std::int64_t clean_correct = 0, done = 0;
   const std::int64_t batches = ceil_div(n, o.batch_size);

@@ -39,6 +39,7 @@ struct SuiteOptions {
   std::int64_t batch_size = 256;
   bool sanity_checks = true;
   bool keep_adversarial = false;  // fill SuiteResult::adversarial
+  bool bpda = false;              // AttackOptions::bpda for every attack
 };
 
 struct SuiteResult {

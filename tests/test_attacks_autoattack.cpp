@@ -15,6 +15,7 @@
 #include "attacks/per_example.h"
 #include "nn/functional.h"
 #include "nn/layers.h"
+#include "nn/quantize.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -269,6 +270,35 @@ TEST(Eot, FgsmStepsAlongTheMeanGradientOfTheDraws) {
   // The test tells the mean from either draw's gradient alone (one draw would fail it).
   EXPECT_GT(differs_from_a, 0);
   EXPECT_GT(differs_from_b, 0);
+}
+
+// ---- BPDA -----------------------------------------------------------------------------------
+
+TEST(Bpda, BreaksABitDepthReductionDefenseThatMasksTheGradient) {
+  Problem p = problem(2, 16, 511);
+  const std::shared_ptr<nn::Module> defended = nn::with_input_quantization(p.model, 2);  // levels 0, ⅓, ⅔, 1
+  const Tensor labels = Tensor::from_vector(predictions(*defended, p.x), {16});
+  attacks::AttackOptions o;
+  o.eps = attacks::broadcast_per_example(0.4f, 16);  // more than one quantization level
+  o.steps = 10;
+  // The rounding's derivative is 0: BIM (no random start) never moves, nothing breaks.
+  const AttackResult masked = attacks::bim(*defended, p.x, labels, o);
+  EXPECT_EQ(attacks::robust_accuracy(masked), 1.0);
+  EXPECT_EQ(floats(masked.adversarial), floats(p.x));
+  // Through the identity on the backward pass every pixel moves by ε along the linear model's
+  // direction, which crosses at least one level each: every example breaks.
+  o.bpda = true;
+  const AttackResult r = attacks::bim(*defended, p.x, labels, o);
+  expect_invariants(*defended, p.x, labels, o.eps, false, r);
+  EXPECT_EQ(attacks::robust_accuracy(r), 0.0);
+  attacks::ApgdOptions a;
+  a.attack = o;
+  a.attack.steps = 20;
+  EXPECT_EQ(attacks::robust_accuracy(attacks::apgd(*defended, p.x, labels, a)), 0.0);
+  // The layer's own mode is restored after the attack.
+  nn::Var input(p.x, true);
+  autograd::backward(nn::F::cross_entropy(defended->forward(input), labels, nn::Reduction::Sum));
+  for (float g : floats(input.grad())) ASSERT_EQ(g, 0.0f);
 }
 
 // ---- Square ---------------------------------------------------------------------------------

@@ -238,6 +238,17 @@ TEST(CliAttack, AutoAttackWritesWorstCasePointsAndRows) {
   std::filesystem::remove(tsv);
 }
 
+TEST(CliAttack, BpdaBreaksTheBitDepthReductionDefense) {
+  const auto masked = attack_json("--attack bim --eps 0.3 --steps 10 --input-bits 1 --max 60");
+  const auto bpda = attack_json("--attack bim --eps 0.3 --steps 10 --input-bits 1 --bpda --max 60");
+  EXPECT_EQ(masked["input_bits"].get<int>(), 1);
+  EXPECT_TRUE(bpda["bpda"].get<bool>());
+  EXPECT_DOUBLE_EQ(masked["clean_accuracy"].get<double>(), bpda["clean_accuracy"].get<double>());
+  // Without BPDA the gradient through the rounding is 0: BIM cannot move, nothing breaks.
+  EXPECT_DOUBLE_EQ(masked["robust_accuracy"].get<double>(), masked["clean_accuracy"].get<double>());
+  EXPECT_LT(bpda["robust_accuracy"].get<double>(), masked["robust_accuracy"].get<double>());
+}
+
 TEST(CliAttack, EveryParseErrorIsOneLineWithStatusOne) {
   const std::string m = trained_model();
   const std::string cases[] = {
