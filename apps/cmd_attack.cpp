@@ -21,6 +21,7 @@
 #include "nn/functional.h"
 #include "nn/model_file.h"
 #include "nn/quantize.h"
+#include "certify/pixeldp.h"
 #include "nn/serialize.h"
 #include "commands.h"
 #include "progress.h"
@@ -40,7 +41,7 @@ struct AttackArgs {
   attacks::MethodOptions method;  // C&W's c, κ, learning rate, binary-search steps, abort
   bool no_abort = false;
   int input_bits = 0;
-  bool bpda = false;
+  bool bpda = false, pixeldp = false;
 };
 
 // The names --attack takes: an attack method and its norm (pgd-linf, pgd-l2), or the suite and
@@ -305,13 +306,23 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--input-bits", a->input_bits,
                   "attack the model behind a bit-depth reduction of its input to B bits (a quantization defense)")
       ->check(integer_in(1, 16));
+  cmd->add_flag("--pixeldp", a->pixeldp,
+                "the model file is a PixelDP network (`aegis pixeldp train`): its noise layer draws afresh at "
+                "every forward pass, so attack it with --eot");
   cmd->add_flag("--bpda", a->bpda,
                 "BPDA: gradients pass straight through non-differentiable layers (e.g. --input-bits)");
   add_common_options(*cmd, a->common);
   return [a]() {
     check_args(*a);
     const Device device = resolve_device(a->common);
-    nn::LoadedClassifier loaded = nn::load_classifier(a->model);
+    nn::LoadedClassifier loaded;
+    if (a->pixeldp) {
+      certify::LoadedPixelDp p = certify::load_pixeldp(a->model);
+      loaded.model = p.net;
+      loaded.spec = p.spec;
+    } else {
+      loaded = nn::load_classifier(a->model);
+    }
     const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
     check_data_fits(split.test, loaded.spec, a->model, a->data);
     const nn::Dataset test = first_examples(split.test, a->max);
@@ -323,6 +334,8 @@ Runner add_attack(CLI::App& app) {
                                                    : run_one(*a, *model, test, device, loaded.spec.num_classes);
     if (a->input_bits > 0) j["input_bits"] = a->input_bits;
     j["bpda"] = a->bpda;
+    j["pixeldp"] = a->pixeldp;
+    if (a->eot > 0) j["eot_draws"] = a->eot;
     j["command"] = "attack";
     j["attack"] = a->attack;
     j["eps"] = a->eps >= 0 ? nlohmann::json(a->eps) : nlohmann::json(nullptr);

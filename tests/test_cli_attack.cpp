@@ -249,6 +249,25 @@ TEST(CliAttack, BpdaBreaksTheBitDepthReductionDefense) {
   EXPECT_LT(bpda["robust_accuracy"].get<double>(), masked["robust_accuracy"].get<double>());
 }
 
+TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
+  const std::string model = temp_path("aegis_cli_attack_pixeldp.safetensors");
+  const CliRun t = run_cli("pixeldp train --data digits --model mlp --epochs 2 --quiet --out " + model);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const CliRun r = run_cli("attack --model " + model + " --pixeldp --data digits --attack pgd-linf --eps 0.1 "
+                           "--steps 5 --eot 4 --max 30 --device cpu --json --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["pixeldp"].get<bool>());
+  EXPECT_EQ(j["eot_draws"].get<int>(), 4);
+  EXPECT_LE(j["median_perturbation_norm"].get<double>(), 0.1 + 1e-6);
+  // --eot does not apply to score-based or minimal-norm attacks.
+  const CliRun bad = run_cli("attack --model " + model + " --pixeldp --data digits --attack square --eps 0.1 --eot 4 "
+                             "--quiet");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--eot applies to"), std::string::npos) << bad.err;
+  std::filesystem::remove(model);
+}
+
 TEST(CliAttack, EveryParseErrorIsOneLineWithStatusOne) {
   const std::string m = trained_model();
   const std::string cases[] = {
