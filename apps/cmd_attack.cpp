@@ -2,28 +2,27 @@
 // on the first N test examples of a dataset against a saved model, and reports clean and robust
 // accuracy, the attack success rate among the examples the model got right, and the size of
 // successful perturbations; optionally the per-example TSV and the adversarial examples.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "attacks/attacks.h"
 #include "attacks/autoattack.h"
 #include "attacks/evaluate.h"
 #include "attacks/per_example.h"
 #include "attacks/suite.h"
-#include "options.h"
+#include "certify/pixeldp.h"
+#include "commands.h"
 #include "core/checked_math.h"
 #include "nn/functional.h"
 #include "nn/model_file.h"
 #include "nn/quantize.h"
-#include "certify/pixeldp.h"
 #include "nn/serialize.h"
-#include "commands.h"
+#include "options.h"
 #include "progress.h"
 
 namespace aegis::app {
@@ -65,7 +64,8 @@ constexpr CliAttack kAttacks[] = {{"fgsm", attacks::AttackMethod::Fgsm, Norm::Li
                                   {"fab-t", attacks::AttackMethod::FabT, Norm::Linf, true, 100},
                                   {"square", attacks::AttackMethod::Square, Norm::Linf, true, 0}};
 constexpr const char* kAttackNames =
-    "fgsm | bim | pgd-linf | pgd-l2 | mifgsm | cw-l2 | apgd-ce | apgd-dlr | apgd-t | fab-t | square | suite | autoattack";
+    "fgsm | bim | pgd-linf | pgd-l2 | mifgsm | cw-l2 | apgd-ce | apgd-dlr | apgd-t | fab-t | square | suite | "
+    "autoattack";
 
 const CliAttack& cli_attack(const std::string& name) {
   for (const CliAttack& c : kAttacks)
@@ -85,9 +85,9 @@ void write_outputs(const AttackArgs& a, const std::vector<attacks::PerExampleRow
                    const nn::Dataset& test, Norm norm) {
   if (!a.per_example.empty()) attacks::write_per_example_tsv(a.per_example, rows);
   if (!a.save_adv.empty())
-    nn::save_safetensors(a.save_adv, {{"adversarial", adversarial}, {"labels", test.labels.clone()}},
-                         {{"aegis.attack", a.attack}, {"aegis.eps", std::to_string(a.eps)},
-                          {"aegis.norm", norm_name(norm)}});
+    nn::save_safetensors(
+        a.save_adv, {{"adversarial", adversarial}, {"labels", test.labels.clone()}},
+        {{"aegis.attack", a.attack}, {"aegis.eps", std::to_string(a.eps)}, {"aegis.norm", norm_name(norm)}});
 }
 
 nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const nn::Dataset& test, Device device) {
@@ -122,8 +122,7 @@ nlohmann::json run_suite_command(const AttackArgs& a, nn::Module& model, const n
   return j;
 }
 
-nlohmann::json run_autoattack_command(const AttackArgs& a, nn::Module& model, const nn::Dataset& test,
-                                      Device device) {
+nlohmann::json run_autoattack_command(const AttackArgs& a, nn::Module& model, const nn::Dataset& test, Device device) {
   attacks::AutoAttackOptions o;
   o.version = attacks::parse_autoattack_version(a.version);
   o.norm = chosen_norm(a, Norm::Linf);
@@ -228,15 +227,16 @@ void check_args(AttackArgs& a) {
   AEGIS_CHECK(!(a.targeted && c &&
                 (c->method == attacks::AttackMethod::ApgdT || c->method == attacks::AttackMethod::FabT ||
                  c->method == attacks::AttackMethod::Square)),
-              "--targeted does not apply to " << a.attack << (c && c->method == attacks::AttackMethod::ApgdT
-                                                                  ? " (it picks its targets: --target-classes)"
-                                                                  : ""));
+              "--targeted does not apply to "
+                  << a.attack
+                  << (c && c->method == attacks::AttackMethod::ApgdT ? " (it picks its targets: --target-classes)"
+                                                                     : ""));
   AEGIS_CHECK(a.attack == "autoattack" || a.version == "standard", "--version applies to --attack autoattack only");
   const bool gradient = c && c->method != attacks::AttackMethod::CwL2 && c->method != attacks::AttackMethod::FabT &&
                         c->method != attacks::AttackMethod::Square;
-  AEGIS_CHECK(a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
-              "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not "
-                  << a.attack);
+  AEGIS_CHECK(
+      a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
+      "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not " << a.attack);
   if (a.steps == 0) a.steps = group ? 100 : std::max(c->default_steps, 1);
 }
 
@@ -252,8 +252,9 @@ Runner add_attack(CLI::App& app) {
                   "perturbation radius in the attack's norm (inputs are in [0, 1]); required except for cw-l2, "
                   "where it only bounds what counts as a success")
       ->check(non_negative(FLT_MAX));
-  cmd->add_option("--norm", a->norm, "linf | l2, for apgd-ce, apgd-dlr, apgd-t, square, suite, autoattack "
-                                     "(default linf; the other attacks name their norm)")
+  cmd->add_option("--norm", a->norm,
+                  "linf | l2, for apgd-ce, apgd-dlr, apgd-t, square, suite, autoattack "
+                  "(default linf; the other attacks name their norm)")
       ->check(one_of({"linf", "l2"}));
   cmd->add_option("--steps", a->steps,
                   "iterations: 100 for the APGD family, cw-l2 (Adam iterations per binary-search step, "
@@ -276,8 +277,9 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--version", a->version, "autoattack: standard | rand (APGD-CE and APGD-DLR with EOT)")
       ->capture_default_str()
       ->check(one_of({"standard", "rand"}));
-  cmd->add_option("--eot", a->eot, "EOT draws per gradient for fgsm, bim, pgd, mifgsm and the APGD family (default 1; autoattack "
-                                "--version rand: 20)")
+  cmd->add_option("--eot", a->eot,
+                  "EOT draws per gradient for fgsm, bim, pgd, mifgsm and the APGD family (default 1; autoattack "
+                  "--version rand: 20)")
       ->check(integer_in(1, 100000));
   cmd->add_option("--c", a->method.cw_initial_const, "cw-l2: initial constant c of the binary search")
       ->capture_default_str()
@@ -285,7 +287,9 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--kappa", a->method.cw_confidence, "cw-l2: confidence κ")
       ->capture_default_str()
       ->check(non_negative(FLT_MAX));
-  cmd->add_option("--lr", a->method.cw_lr, "cw-l2: Adam learning rate")->capture_default_str()->check(positive(FLT_MAX));
+  cmd->add_option("--lr", a->method.cw_lr, "cw-l2: Adam learning rate")
+      ->capture_default_str()
+      ->check(positive(FLT_MAX));
   cmd->add_option("--binary-search-steps", a->method.cw_binary_search_steps,
                   "cw-l2: binary-search steps over c (torchattacks' CW: 1, with --c 1)")
       ->capture_default_str()

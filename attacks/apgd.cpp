@@ -28,11 +28,11 @@
 #include <vector>
 
 #include "attacks/attacks.h"
-#include "nn/quantize.h"
 #include "attacks/rows.h"
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "nn/quantize.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 

@@ -39,9 +39,9 @@ AttackResult apgd_targeted(nn::Module& model, const Tensor& x, const Tensor& lab
     {
       nn::FrozenScope frozen(model);
       const Tensor logits = model.forward(autograd::Var(x, false)).value();
-      AEGIS_CHECK_AS(ShapeError, logits.dim() == 2 && logits.size(0) == n && logits.size(1) >= 4,
-                     "apgd-t: the targeted DLR loss needs logits [" << n << ", K] with K ≥ 4, got "
-                                                                    << logits.describe());
+      AEGIS_CHECK_AS(
+          ShapeError, logits.dim() == 2 && logits.size(0) == n && logits.size(1) >= 4,
+          "apgd-t: the targeted DLR loss needs logits [" << n << ", K] with K ≥ 4, got " << logits.describe());
       k = logits.size(1);
       z = logits.to(Device::cpu()).to_vector<float>();
     }

@@ -6,7 +6,6 @@
 // untargeted attacks and −CE(target) for targeted ones: backward is seeded with ±1 per example,
 // so the step always ascends.
 #include "attacks/attacks.h"
-#include "nn/quantize.h"
 
 #include <cmath>
 #include <limits>
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "kernels/attack_step.h"
+#include "nn/quantize.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
 

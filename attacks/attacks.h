@@ -143,7 +143,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
 enum class ApgdLoss { Ce, Dlr };  // cross-entropy; the difference of logits ratio (Croce & Hein 2020, Eq. 6)
 
 // APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets,
-// seed and eot_draws (the gradient and the loss of each iterate averaged over the draws); the step size follows its own schedule, and it always starts at a random point.
+// seed and eot_draws (the gradient and the loss of each iterate averaged over the draws); the step size follows its own
+// schedule, and it always starts at a random point.
 struct ApgdOptions {
   ApgdOptions() { attack.steps = 100; }
   AttackOptions attack;

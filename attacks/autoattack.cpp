@@ -10,18 +10,20 @@
 
 #include "attacks/evaluate.h"
 #include "attacks/rows.h"
-#include "kernels/attack_step.h"
-#include "runtime/dispatch.h"
 #include "core/checked_math.h"
 #include "core/named_enum.h"
+#include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "runtime/dispatch.h"
 
 namespace aegis::attacks {
 
 const char* autoattack_version_name(AutoAttackVersion version) noexcept {
   switch (version) {
-    case AutoAttackVersion::Standard: return "standard";
-    case AutoAttackVersion::Rand: return "rand";
+    case AutoAttackVersion::Standard:
+      return "standard";
+    case AutoAttackVersion::Rand:
+      return "rand";
   }
   return "?";
 }
@@ -61,8 +63,8 @@ std::vector<std::string> autoattack_sequence(AutoAttackVersion version) {
   return names;
 }
 
-AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Device device,
-                                const AutoAttackOptions& o, ProgressSink* progress) {
+AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Device device, const AutoAttackOptions& o,
+                                ProgressSink* progress) {
   AEGIS_CHECK(std::isfinite(o.eps) && o.eps >= 0.0f, "autoattack eps " << o.eps << " must be ≥ 0 and finite");
   AEGIS_CHECK(o.steps >= 1, "autoattack steps " << o.steps << " must be at least 1");
   AEGIS_CHECK(o.target_classes >= 1, "autoattack target classes " << o.target_classes << " must be at least 1");
@@ -101,8 +103,10 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
     const std::vector<std::int32_t> clean_pred = predict(model, x);
     std::vector<std::string> broken_by(static_cast<std::size_t>(m), "-");
     for (std::int64_t i = 0; i < m; ++i)
-      if (clean_pred[static_cast<std::size_t>(i)] != label[static_cast<std::size_t>(i)]) broken_by[static_cast<std::size_t>(i)] = "clean";
-      else ++clean_correct;
+      if (clean_pred[static_cast<std::size_t>(i)] != label[static_cast<std::size_t>(i)])
+        broken_by[static_cast<std::size_t>(i)] = "clean";
+      else
+        ++clean_correct;
     for (std::size_t s = 0; s < sequence.size(); ++s) {
       std::vector<std::int32_t> ids;
       for (std::int32_t i = 0; i < m; ++i)
@@ -133,7 +137,8 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
     }
     const std::vector<std::int32_t> adv_pred = predict(model, adv.reshape(x.shape()));
     Tensor norms = Tensor::zeros({m}, DType::F32, device);
-    AEGIS_DISPATCH(device, perturbation_norms(o.norm, adv.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
+    AEGIS_DISPATCH(device,
+                   perturbation_norms(o.norm, adv.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
     const std::vector<float> norm = norms.to(Device::cpu()).to_vector<float>();
     for (std::int64_t i = 0; i < m; ++i) {
       const auto k = static_cast<std::size_t>(i);

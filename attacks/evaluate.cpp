@@ -31,18 +31,22 @@ const char* attack_method_name(AttackMethod method) noexcept {
     case AttackMethod::CwL2: return "cw-l2";
     case AttackMethod::ApgdCe: return "apgd-ce";
     case AttackMethod::ApgdDlr: return "apgd-dlr";
-    case AttackMethod::ApgdT: return "apgd-t";
-    case AttackMethod::FabT: return "fab-t";
-    case AttackMethod::Square: return "square";
+    case AttackMethod::ApgdT:
+      return "apgd-t";
+    case AttackMethod::FabT:
+      return "fab-t";
+    case AttackMethod::Square:
+      return "square";
   }
   return "?";
 }
 
 AttackMethod parse_attack_method(const std::string& name) {
-  return parse_named(name, {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm,
-                            AttackMethod::CwL2, AttackMethod::ApgdCe, AttackMethod::ApgdDlr, AttackMethod::ApgdT,
-                            AttackMethod::FabT, AttackMethod::Square},
-                     attack_method_name, "attack");
+  return parse_named(
+      name,
+      {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm, AttackMethod::CwL2,
+       AttackMethod::ApgdCe, AttackMethod::ApgdDlr, AttackMethod::ApgdT, AttackMethod::FabT, AttackMethod::Square},
+      attack_method_name, "attack");
 }
 
 bool has_restarts(AttackMethod method) noexcept {
@@ -110,10 +114,10 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   AEGIS_CHECK(options.batch_size >= 1, "attack batch size " << options.batch_size << " must be at least 1");
   AEGIS_CHECK(!options.attack.targeted || num_classes >= 2,
               "a targeted attack needs a model of at least 2 classes, not " << num_classes);
-  AEGIS_CHECK(!options.attack.targeted ||
-                  (options.method != AttackMethod::ApgdT && options.method != AttackMethod::FabT &&
-                   options.method != AttackMethod::Square),
-              attack_method_name(options.method) << " has no targeted variant here (apgd-t picks its own targets)");
+  AEGIS_CHECK(
+      !options.attack.targeted || (options.method != AttackMethod::ApgdT && options.method != AttackMethod::FabT &&
+                                   options.method != AttackMethod::Square),
+      attack_method_name(options.method) << " has no targeted variant here (apgd-t picks its own targets)");
   ProgressSink& report = progress_or_silent(progress);
   AttackOptions ao = options.attack;
   if (!has_restarts(options.method)) ao.restarts = 1;
@@ -157,7 +161,9 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
       row.label = label[k];
       row.clean_prediction = clean_pred[k];
       row.adversarial_prediction = adv_pred[k];
-      row.broken_by = clean_pred[k] != label[k] ? "clean" : adv_pred[k] != label[k] ? attack_method_name(options.method) : "-";
+      row.broken_by = clean_pred[k] != label[k] ? "clean"
+                      : adv_pred[k] != label[k] ? attack_method_name(options.method)
+                                                : "-";
       row.perturbation_norm = norm[k];
       result.per_example.push_back(row);
       if (clean_pred[k] != label[k]) continue;

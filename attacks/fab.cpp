@@ -26,8 +26,8 @@
 #include <vector>
 
 #include "attacks/attacks.h"
-#include "nn/quantize.h"
 #include "nn/functional.h"
+#include "nn/quantize.h"
 
 namespace aegis::attacks {
 
@@ -126,7 +126,8 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
       const float* zi = &z[i * uk];
       for (std::int32_t c = 0; c < k; ++c)
         if (c != y[i]) ranked[i].push_back(c);
-      std::stable_sort(ranked[i].begin(), ranked[i].end(), [&](std::int32_t a, std::int32_t b) { return zi[a] > zi[b]; });
+      std::stable_sort(ranked[i].begin(), ranked[i].end(),
+                       [&](std::int32_t a, std::int32_t b) { return zi[a] > zi[b]; });
       if (std::max_element(zi, zi + k) - zi != y[i]) {
         success[i] = 1;  // misclassified already: distance 0
         best_norm[i] = 0.0;
@@ -176,9 +177,8 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
           const double n1 = norm_of(d1, l2), n2 = norm_of(d2, l2);
           const double alpha = n1 + n2 > 0 ? std::min(n1 / (n1 + n2), static_cast<double>(options.alpha_max)) : 0.0;
           for (std::size_t j = 0; j < ud; ++j)
-            next[a * ud + j] = std::clamp((1.0 - alpha) * (xc[j] + options.eta * d1[j]) +
-                                              alpha * (xo[j] + options.eta * d2[j]),
-                                          0.0, 1.0);
+            next[a * ud + j] = std::clamp(
+                (1.0 - alpha) * (xc[j] + options.eta * d1[j]) + alpha * (xo[j] + options.eta * d2[j]), 0.0, 1.0);
         }
         const std::vector<float> zn = run(next, m, nullptr, nullptr);
         std::vector<std::int32_t> still;

@@ -93,7 +93,8 @@ std::vector<double> pseudo_gaussian(std::int64_t s, Draws& draws) {
   const std::int64_t top = s / 2;
   const std::vector<double> up = rectangles(top, s), down = rectangles(s - top, s);
   for (std::int64_t i = 0; i < top; ++i)
-    for (std::int64_t j = 0; j < s; ++j) b[static_cast<std::size_t>(i * s + j)] = up[static_cast<std::size_t>(i * s + j)];
+    for (std::int64_t j = 0; j < s; ++j)
+      b[static_cast<std::size_t>(i * s + j)] = up[static_cast<std::size_t>(i * s + j)];
   for (std::int64_t i = top; i < s; ++i)
     for (std::int64_t j = 0; j < s; ++j)
       b[static_cast<std::size_t>(i * s + j)] = -down[static_cast<std::size_t>((i - top) * s + j)];
@@ -302,8 +303,8 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
         for (std::int64_t ch = 0; ch < g.c; ++ch) {
           // The window's new mass: what the ball leaves free, shared per channel, plus what the
           // two windows held (Alg. 3, lines 8–11).
-          const double budget =
-              std::sqrt(std::max(e * e - image_sq, 0.0) / static_cast<double>(g.c) + windows_sq[static_cast<std::size_t>(ch)]);
+          const double budget = std::sqrt(std::max(e * e - image_sq, 0.0) / static_cast<double>(g.c) +
+                                          windows_sq[static_cast<std::size_t>(ch)]);
           for (std::int64_t a = vh2; a < vh2 + s; ++a)
             for (std::int64_t b = vw2; b < vw2 + s; ++b) delta[static_cast<std::size_t>(at(ch, a, b))] = 0.0;
           for (std::int64_t a = 0; a < s; ++a)
@@ -347,7 +348,8 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
     final_loss[i] = static_cast<float>(margin[i]);
     double acc = 0.0;
     for (std::int64_t q = 0; q < d; ++q) {
-      const double diff = static_cast<double>(best[i * static_cast<std::size_t>(d) + q]) - clean[i * static_cast<std::size_t>(d) + q];
+      const double diff =
+          static_cast<double>(best[i * static_cast<std::size_t>(d) + q]) - clean[i * static_cast<std::size_t>(d) + q];
       acc = l2 ? acc + diff * diff : std::max(acc, std::fabs(diff));
     }
     norms[i] = static_cast<float>(l2 ? std::sqrt(acc) : acc);

@@ -9,11 +9,10 @@
 #include <sstream>
 
 #include "attacks/rows.h"
-#include "kernels/attack_step.h"
-#include "runtime/dispatch.h"
-
-#include "nn/functional.h"
 #include "core/checked_math.h"
+#include "kernels/attack_step.h"
+#include "nn/functional.h"
+#include "runtime/dispatch.h"
 
 namespace aegis::attacks {
 
@@ -171,11 +170,14 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     std::vector<std::int32_t> adv_pred;
     {
       nn::FrozenScope scope(model);
-      adv_pred = nn::argmax(model.forward(Var(kept.reshape(x.shape()), false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
+      adv_pred = nn::argmax(model.forward(Var(kept.reshape(x.shape()), false)).value())
+                     .to(Device::cpu())
+                     .to_vector<std::int32_t>();
     }
     Tensor norms = Tensor::zeros({m}, DType::F32, device);
     if (m > 0)
-      AEGIS_DISPATCH(device, perturbation_norms(o.norm, kept.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
+      AEGIS_DISPATCH(device,
+                     perturbation_norms(o.norm, kept.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
     const std::vector<float> norm = norms.to(Device::cpu()).to_vector<float>();
     for (std::int64_t i = 0; i < m; ++i) {
       const auto k = static_cast<std::size_t>(i);

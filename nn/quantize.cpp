@@ -34,7 +34,8 @@ Var BitDepthReduction::forward(const Var& x) {
 
 std::shared_ptr<Module> with_input_quantization(std::shared_ptr<Module> model, int bits) {
   AEGIS_CHECK(model != nullptr, "with_input_quantization: no model");
-  return std::make_shared<Sequential>(std::vector<ModulePtr>{std::make_shared<BitDepthReduction>(bits), std::move(model)});
+  return std::make_shared<Sequential>(
+      std::vector<ModulePtr>{std::make_shared<BitDepthReduction>(bits), std::move(model)});
 }
 
 namespace {

@@ -100,7 +100,8 @@ void expect_invariants(nn::Module& model, const Tensor& x, const Tensor& labels,
                        const AttackResult& r) {
   const std::int64_t n = x.size(0), d = x.numel() / n;
   ASSERT_EQ(r.adversarial.shape(), x.shape());
-  const std::vector<float> a = floats(r.adversarial), x0 = floats(x), e = floats(eps), reported = floats(r.perturbation_norm);
+  const std::vector<float> a = floats(r.adversarial), x0 = floats(x), e = floats(eps),
+                           reported = floats(r.perturbation_norm);
   for (std::int64_t i = 0; i < n; ++i) {
     double acc = 0.0;
     for (std::int64_t j = 0; j < d; ++j) {
@@ -114,7 +115,7 @@ void expect_invariants(nn::Module& model, const Tensor& x, const Tensor& labels,
     EXPECT_NEAR(reported[i], acc, 1e-6 * (1.0 + acc)) << "example " << i;
   }
   const std::vector<std::int32_t> pred = predictions(model, r.adversarial), y = labels.to_vector<std::int32_t>(),
-                                   ok = r.success.to_vector<std::int32_t>();
+                                  ok = r.success.to_vector<std::int32_t>();
   for (std::int64_t i = 0; i < n; ++i) EXPECT_EQ(ok[i], pred[i] != y[i]) << "example " << i;
 }
 
@@ -132,7 +133,8 @@ TEST(ApgdT, BreaksAFiveClassLinearModelExactlyAboveTheMinimalDistance) {
       o.attack.seed = 3;
       const AttackResult r = attacks::apgd_targeted(*p.model, p.x, p.labels, o);
       expect_invariants(*p.model, p.x, p.labels, o.attack.eps, l2, r);
-      for (std::int32_t s : r.success.to_vector<std::int32_t>()) EXPECT_EQ(s, factor > 1.0 ? 1 : 0) << norm << " ×" << factor;
+      for (std::int32_t s : r.success.to_vector<std::int32_t>())
+        EXPECT_EQ(s, factor > 1.0 ? 1 : 0) << norm << " ×" << factor;
       // Nothing breaks inside the radius: every target run (K − 1 = 4) runs every example.
       if (factor < 1.0) {
         EXPECT_EQ(r.gradient_evaluations, 4 * 50 * 12) << norm;
@@ -405,7 +407,8 @@ TEST(AutoAttack, WorstCaseOverTheSequenceOnTheLinearOracle) {
     EXPECT_NE(row.broken_by, "-");
     EXPECT_NE(row.adversarial_prediction, row.label);
     double dist = 0.0;
-    for (std::size_t j = 0; j < 24; ++j) dist = std::max(dist, std::fabs(static_cast<double>(a[i * 24 + j]) - x0[i * 24 + j]));
+    for (std::size_t j = 0; j < 24; ++j)
+      dist = std::max(dist, std::fabs(static_cast<double>(a[i * 24 + j]) - x0[i * 24 + j]));
     EXPECT_LE(dist, o.eps + 1e-6);
     EXPECT_NEAR(row.perturbation_norm, dist, 1e-6);
   }

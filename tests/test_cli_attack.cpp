@@ -1,13 +1,12 @@
 // End-to-end tests of `aegis attack` and `aegis train --adv`: JSON keys and their invariants,
 // PGD at least as strong as FGSM on a trained digits mlp, --save-adv files that load, and exit
 // status 1 with a message for bad input.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -164,8 +163,9 @@ TEST(CliAttack, FgsmReportsNoStepsAndApgdDefaultsToOneHundred) {
 }
 
 TEST(CliAttack, CwL2RunsWithoutEpsAndReportsItsControls) {
-  const auto j = attack_json("--attack cw-l2 --steps 20 --binary-search-steps 2 --c 0.5 --kappa 0.1 --lr 0.05 "
-                             "--no-abort --max 10");
+  const auto j = attack_json(
+      "--attack cw-l2 --steps 20 --binary-search-steps 2 --c 0.5 --kappa 0.1 --lr 0.05 "
+      "--no-abort --max 10");
   EXPECT_TRUE(j["eps"].is_null());
   EXPECT_EQ(j["steps"].get<int>(), 20);
   EXPECT_EQ(j["binary_search_steps"].get<int>(), 2);
@@ -183,7 +183,7 @@ TEST(CliAttack, ApgdTFabTAndSquareWithPerExampleRows) {
   const auto rows = read_tsv(tsv);
   ASSERT_EQ(rows.size(), 21u);
   EXPECT_EQ(rows[0], (std::vector<std::string>{"idx", "label", "clean_predict", "adv_predict", "broken_by",
-                                                "perturbation_norm"}));
+                                               "perturbation_norm"}));
   std::int64_t robust = 0;
   for (std::size_t i = 1; i < rows.size(); ++i) {
     ASSERT_EQ(rows[i].size(), 6u);
@@ -253,7 +253,8 @@ TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
   const std::string model = temp_path("aegis_cli_attack_pixeldp.safetensors");
   const CliRun t = run_cli("pixeldp train --data digits --model mlp --epochs 2 --quiet --out " + model);
   ASSERT_EQ(t.status, 0) << t.err;
-  const CliRun r = run_cli("attack --model " + model + " --pixeldp --data digits --attack pgd-linf --eps 0.1 "
+  const CliRun r = run_cli("attack --model " + model +
+                           " --pixeldp --data digits --attack pgd-linf --eps 0.1 "
                            "--steps 5 --eot 4 --max 30 --device cpu --json --quiet");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
@@ -261,7 +262,8 @@ TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
   EXPECT_EQ(j["eot_draws"].get<int>(), 4);
   EXPECT_LE(j["median_perturbation_norm"].get<double>(), 0.1 + 1e-6);
   // --eot does not apply to score-based or minimal-norm attacks.
-  const CliRun bad = run_cli("attack --model " + model + " --pixeldp --data digits --attack square --eps 0.1 --eot 4 "
+  const CliRun bad = run_cli("attack --model " + model +
+                             " --pixeldp --data digits --attack square --eps 0.1 --eot 4 "
                              "--quiet");
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("--eot applies to"), std::string::npos) << bad.err;
@@ -271,12 +273,12 @@ TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
 TEST(CliAttack, EveryParseErrorIsOneLineWithStatusOne) {
   const std::string m = trained_model();
   const std::string cases[] = {
-      "attack --data digits --attack fgsm --eps 0.1",                         // missing --model
-      "attack --model " + m + " --data digits --eps 0.1",                     // missing --attack
+      "attack --data digits --attack fgsm --eps 0.1",      // missing --model
+      "attack --model " + m + " --data digits --eps 0.1",  // missing --attack
       "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --step-size 0",
       "attack --model " + m + " --data digits --attack fgsm --eps 0.1 --no-such-option",
-      "attack --model " + m + " --data digits --attack fgsm --eps",           // value missing
-      "attack --model " + m + " --data digits --attack pgd-linf",             // --eps required here
+      "attack --model " + m + " --data digits --attack fgsm --eps",  // value missing
+      "attack --model " + m + " --data digits --attack pgd-linf",    // --eps required here
       "attack --model " + m + " --data digits --attack fgsm --eps 0.1 --version rand",
       "attack --model " + m + " --data digits --attack apgd-t --eps 0.1 --targeted",
       "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --norm l2",
