@@ -32,7 +32,9 @@
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "nn/quantize.h"
 #include "runtime/dispatch.h"
+#include "runtime/ops.h"
 
 namespace aegis::attacks {
 
@@ -121,6 +123,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   AEGIS_CHECK(opt.restarts >= 1, "apgd: restarts " << opt.restarts << " must be at least 1");
   AEGIS_CHECK(std::isfinite(options.rho) && options.rho >= 0.0f && options.rho <= 1.0f,
               "apgd: rho " << options.rho << " must be in [0, 1]");
+  AEGIS_CHECK(opt.eot_draws >= 1, "apgd: eot_draws " << opt.eot_draws << " must be at least 1");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   AEGIS_CHECK_AS(ShapeError, n <= std::numeric_limits<std::int32_t>::max(),
                  "apgd: " << n << " examples exceed the int32 example ids; split the batch");
@@ -141,6 +144,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
   const bool dlr = options.loss == ApgdLoss::Dlr;
 
   nn::FrozenScope frozen(model);
+  nn::BpdaScope bpda(model, opt.bpda);
   const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
   Tensor best = x0.clone();
   std::vector<char> best_success(static_cast<std::size_t>(n), 0);
@@ -186,7 +190,7 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
       const float* zr = &z[r * uk];
       loss[r] = loss_and_grad(zr, k, y[i], t[i], opt.targeted, dlr, &dz[r * uk]);
       const auto top = std::max_element(zr, zr + k) - zr;
-      success[r] = opt.targeted ? top == t[i] : top != y[i];
+      success[r] = opt.targeted && !options.succeed_on_misclassification ? top == t[i] : top != y[i];
       const bool better = (success[r] && !best_success[i]) ||
                           (success[r] == static_cast<bool>(best_success[i]) && loss[r] > best_loss[i]);
       if (!better) continue;
@@ -201,6 +205,33 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
     autograd::backward(logits, Tensor::from_vector(dz, {m, k}).to(dev));
     result.gradient_evaluations += m;
     return input.grad().reshape({m, d});
+  };
+  // EOT (Athalye et al. 2018, Eq. 3): ∇E_θ[f(x; θ)] ≈ (1/K)Σ_k ∇f(x; θ_k). Draws 2..K of the
+  // randomized model at `rows`, added to g (the first draw's gradient) and to loss; both are then
+  // divided by K. The kept best point and the success flags come from the first draw.
+  const auto expectation_over_draws = [&](const std::vector<std::int32_t>& ids, const Tensor& rows, Tensor& g,
+                                          std::vector<double>& loss) {
+    if (opt.eot_draws <= 1) return;
+    const std::int64_t m = static_cast<std::int64_t>(ids.size());
+    Shape shape = x.shape();
+    shape[0] = m;
+    const auto uk = static_cast<std::size_t>(k);
+    Tensor sum = g.clone();
+    for (int draw = 1; draw < opt.eot_draws; ++draw) {
+      input = Var(rows.reshape(shape), true);
+      logits = model.forward(input);
+      const std::vector<float> z = logits.value().to(Device::cpu()).to_vector<float>();
+      dz.assign(static_cast<std::size_t>(m) * uk, 0.0f);
+      for (std::size_t r = 0; r < ids.size(); ++r) {
+        const auto i = static_cast<std::size_t>(ids[r]);
+        loss[r] += loss_and_grad(&z[r * uk], k, y[i], t[i], opt.targeted, dlr, &dz[r * uk]);
+      }
+      ops::add_inplace(sum, gradient(m));
+    }
+    const double scale = 1.0 / opt.eot_draws;
+    ops::scale_inplace(sum, static_cast<float>(scale));
+    g = sum;
+    for (double& v : loss) v *= scale;
   };
 
   if (n > 0) {
@@ -250,7 +281,8 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
       std::vector<char> success;
       evaluate(batch_ids, batch, !last, loss, success);
       if (last) break;
-      const Tensor g = gradient(m);
+      Tensor g = gradient(m);
+      expectation_over_draws(batch_ids, batch, g, loss);
       // Iteration k = step − 1 of Alg. 1 has just evaluated x^{step}; checkpoint k when k = w_j.
       const int k_alg = step - 1;
       bool at_checkpoint = false;

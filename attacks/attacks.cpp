@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "kernels/attack_step.h"
+#include "nn/quantize.h"
 #include "runtime/dispatch.h"
+#include "runtime/ops.h"
 
 namespace aegis::attacks {
 
@@ -104,10 +106,12 @@ class Attack {
                      method.name << ": the model's parameters are on " << p.device().str() << " but x is on "
                                  << m_dev.str() << "; move one of them");
     m_sign = o.targeted ? -1.0 : 1.0;
+    AEGIS_CHECK(o.eot_draws >= 1, method.name << ": eot_draws " << o.eot_draws << " must be at least 1");
   }
 
   AttackResult run() {
     nn::FrozenScope scope(m_model);
+    nn::BpdaScope bpda(m_model, m_options.bpda);
     const Tensor flat = m_x.reshape({m_n, m_d});
     m_best = flat.clone();
     m_best_success.assign(static_cast<std::size_t>(m_n), 0);
@@ -252,12 +256,30 @@ class Attack {
       autograd::backward(losses, Tensor::full({m}, m_sign, DType::F32, m_dev));
       gradient_evaluations += m;
       Tensor grad = input.grad().reshape({m, m_d});
+      if (m_options.eot_draws > 1) grad = expectation_over_draws(r, grad, gradient_evaluations);
       if (static_cast<std::int64_t>(keep.size()) < m) compact(r, keep, grad);
       const kernels::AttackStepArgs args{m_norm, m_method.momentum, m_options.momentum, r.size(), m_d};
       AEGIS_DISPATCH(m_dev, attack_step(args, r.x.data<float>(), r.x0.data<float>(), grad.data<float>(),
                                         r.momentum.defined() ? r.momentum.data<float>() : nullptr,
                                         r.d_eps.data<float>(), r.d_alpha.data<float>()));
     }
+  }
+
+  // EOT: the mean of `first` and eot_draws − 1 more input gradients of the objective at r.x.
+  Tensor expectation_over_draws(const Rows& r, const Tensor& first, std::int64_t& gradient_evaluations) {
+    const std::int64_t m = r.size();
+    Shape shape = m_x.shape();
+    shape[0] = m;
+    Tensor sum = first.clone();
+    for (int draw = 1; draw < m_options.eot_draws; ++draw) {
+      Var input(r.x.reshape(shape), true);
+      const Var losses = nn::F::cross_entropy(m_model.forward(input), r.d_goal, nn::Reduction::None);
+      autograd::backward(losses, Tensor::full({m}, m_sign, DType::F32, m_dev));
+      gradient_evaluations += m;
+      ops::add_inplace(sum, input.grad().reshape({m, m_d}));
+    }
+    ops::scale_inplace(sum, 1.0f / static_cast<float>(m_options.eot_draws));
+    return sum;
   }
 
   // Keeps rows `keep` (increasing) of r and of grad, in that order.

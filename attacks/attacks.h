@@ -30,13 +30,13 @@
 
 namespace aegis::attacks {
 
-// The gradient and optimization attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2",
-// "apgd-ce", "apgd-dlr"); the norm is an option of its own (AttackOptions::norm).
-enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr };
+// The attacks by name ("fgsm", "bim", "pgd", "mifgsm", "cw-l2", "apgd-ce", "apgd-dlr", "apgd-t",
+// "fab-t", "square"); the norm is an option of its own (AttackOptions::norm).
+enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr, ApgdT, FabT, Square };
 const char* attack_method_name(AttackMethod method) noexcept;
 // The inverse of attack_method_name; InvalidArgument naming the text and the names otherwise.
 AttackMethod parse_attack_method(const std::string& name);
-// PGD and APGD run random restarts; the others are deterministic.
+// PGD and APGD (APGD-T: per target class) run random restarts; the others do not.
 bool has_restarts(AttackMethod method) noexcept;
 
 struct AttackOptions {
@@ -54,6 +54,14 @@ struct AttackOptions {
   float momentum = 1.0f;   // MI-FGSM decay μ ≥ 0 (Dong et al. use 1.0)
   std::uint64_t seed = 0;  // random starts
   bool early_stop = true;  // freeze an example at its first success and stop computing its gradient
+  // EOT (Athalye, Carlini, Wagner 2018, §4.1): each gradient is the mean over this many
+  // forward/backward passes of a randomized model, ∇E_θ[L(x; θ)] ≈ (1/K)Σ_k ∇L(x; θ_k); the
+  // success and keep-best decisions read the first pass. 1: a deterministic model. Gradient
+  // attacks only (FGSM, BIM, PGD, MI-FGSM, APGD); C&W and Square reject K > 1.
+  int eot_draws = 1;
+  // BPDA (Athalye et al. 2018, §4.1): non-differentiable layers of the model (nn/quantize.h) pass
+  // the gradient straight through on the backward pass (identity) during the attack.
+  bool bpda = false;
 };
 
 struct AttackResult {
@@ -64,6 +72,7 @@ struct AttackResult {
                              // true label (untargeted) or the target (targeted)
   // Per-example input gradients formed (one backward pass over m examples counts m).
   std::int64_t gradient_evaluations = 0;
+  Tensor queries;  // Square only: i32 [N] on the CPU, forward passes per example (the clean one not counted)
 };
 
 // One step of size step_size (default ε): sign of the gradient for "linf", the L2-normalized
@@ -133,16 +142,59 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
 
 enum class ApgdLoss { Ce, Dlr };  // cross-entropy; the difference of logits ratio (Croce & Hein 2020, Eq. 6)
 
-// APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets
-// and seed; the step size follows its own schedule, and it always starts at a random point.
+// APGD reads of `attack`: norm, eps (required), steps (default 100), restarts, targeted, targets,
+// seed and eot_draws (the gradient and the loss of each iterate averaged over the draws); the step size follows its own
+// schedule, and it always starts at a random point.
 struct ApgdOptions {
   ApgdOptions() { attack.steps = 100; }
   AttackOptions attack;
   ApgdLoss loss = ApgdLoss::Ce;
   float rho = 0.75f;
+  // With targeted: success is argmax ≠ label rather than argmax = target (APGD-T, where the
+  // target only steers the loss).
+  bool succeed_on_misclassification = false;
 };
 // Croce & Hein 2020 APGD (Auto-PGD) with its step-size schedule and checkpoints.
 AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt);
+
+// APGD-T (Croce & Hein 2020, §4): one APGD run with the targeted DLR loss per target class, the
+// targets being each example's `target_classes` highest non-true classes by clean logit (at most
+// K − 1), each run only on the examples not broken yet; success = misclassification. Reads of
+// `opt`: attack.norm, eps, steps, restarts (per target), seed, attack.eot_draws, rho; loss and targeted
+// are set by the method. Needs K ≥ 4 classes (the loss reads z_π4). An unbroken example keeps the
+// best point of the first target's run.
+AttackResult apgd_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt,
+                           int target_classes = 9);
+
+// Square attack (Andriushchenko et al. 2020), untargeted, L∞ or L2 (attack.norm), score-based:
+// reads only logits. Reads of `attack`: norm, eps (required), seed. At most `queries` forward
+// passes per example (the first is the initialization); an example stops at its first success.
+struct SquareOptions {
+  AttackOptions attack;
+  int queries = 5000;
+  float p_init = 0.8f;  // initial fraction of the image a square covers
+};
+AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, const SquareOptions& opt);
+// FAB-T (Croce & Hein 2020, fast adaptive boundary attack), targeted, L∞ or L2: minimal-norm.
+// One run of `attack.steps` iterations (default 100) per target class (the example's
+// `target_classes` highest non-true classes by clean logit), on the examples not yet broken.
+// With attack.eps, success = a misclassified point found within ε (the example then stops) and
+// the returned point is that one (the clean input otherwise); without eps, success = any
+// misclassified point found, and the closest is returned. final_loss holds the smallest distance
+// found (+∞ when none). Reads of `attack`: norm, eps (optional), steps.
+struct FabOptions {
+  FabOptions() { attack.steps = 100; }
+  AttackOptions attack;
+  int target_classes = 9;
+  float alpha_max = 0.1f;  // bias towards x_orig
+  float eta = 1.05f;       // extrapolation of the projection step
+  float beta = 0.9f;       // backward step after a success
+};
+AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const FabOptions& opt);
+
+// The fraction p at iteration `iteration` (0-based) of a `budget`-iteration run: p_init halved
+// after 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of 10,000 iterations, rescaled.
+double square_fraction(int iteration, int budget, double p_init);
 
 // The APGD checkpoints w_j = ⌈p_j·n_iter⌉ for n_iter ≥ 1 (Croce & Hein 2020, §3.2): p_0 = 0,
 // p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06), while p_j ≤ 1. Increasing.

@@ -28,6 +28,7 @@
 #include "kernels/attack_opt.h"
 #include "kernels/attack_step.h"
 #include "nn/functional.h"
+#include "nn/quantize.h"
 #include "runtime/dispatch.h"
 
 namespace aegis::attacks {
@@ -119,6 +120,8 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
   check_attack_input(x, "cw_l2 input x");
   AEGIS_CHECK(attack.norm == Norm::L2, "cw_l2: the attack's norm is " << norm_name(attack.norm) << ", not l2");
   AEGIS_CHECK(attack.steps >= 1, "cw_l2: steps " << attack.steps << " must be at least 1");
+  AEGIS_CHECK(attack.eot_draws == 1,
+              "cw_l2: eot_draws " << attack.eot_draws << " is not supported (C&W has no EOT here)");
   AEGIS_CHECK(opt.binary_search_steps >= 1,
               "cw_l2: binary_search_steps " << opt.binary_search_steps << " must be at least 1");
   AEGIS_CHECK(std::isfinite(opt.confidence) && opt.confidence >= 0.0f,
@@ -138,6 +141,7 @@ AttackResult cw_l2(nn::Module& model, const Tensor& x, const Tensor& labels, con
                    "cw_l2: the model's parameters are on " << p.device().str() << " but x is on " << dev.str());
 
   nn::FrozenScope frozen(model);
+  nn::BpdaScope bpda(model, attack.bpda);
   Runner runner(model, x.shape(), dev);
   const Tensor x0 = x.reshape({n, d});  // the clean rows, read only
   const double kappa = opt.confidence;

@@ -31,22 +31,31 @@ const char* attack_method_name(AttackMethod method) noexcept {
     case AttackMethod::CwL2: return "cw-l2";
     case AttackMethod::ApgdCe: return "apgd-ce";
     case AttackMethod::ApgdDlr: return "apgd-dlr";
+    case AttackMethod::ApgdT:
+      return "apgd-t";
+    case AttackMethod::FabT:
+      return "fab-t";
+    case AttackMethod::Square:
+      return "square";
   }
   return "?";
 }
 
 AttackMethod parse_attack_method(const std::string& name) {
-  return parse_named(name, {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm,
-                            AttackMethod::CwL2, AttackMethod::ApgdCe, AttackMethod::ApgdDlr},
-                     attack_method_name, "attack");
+  return parse_named(
+      name,
+      {AttackMethod::Fgsm, AttackMethod::Bim, AttackMethod::Pgd, AttackMethod::Mifgsm, AttackMethod::CwL2,
+       AttackMethod::ApgdCe, AttackMethod::ApgdDlr, AttackMethod::ApgdT, AttackMethod::FabT, AttackMethod::Square},
+      attack_method_name, "attack");
 }
 
 bool has_restarts(AttackMethod method) noexcept {
-  return method == AttackMethod::Pgd || method == AttackMethod::ApgdCe || method == AttackMethod::ApgdDlr;
+  return method == AttackMethod::Pgd || method == AttackMethod::ApgdCe || method == AttackMethod::ApgdDlr ||
+         method == AttackMethod::ApgdT;
 }
 
 AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x, const Tensor& labels,
-                        const AttackOptions& options, bool cw_unbounded) {
+                        const AttackOptions& options, bool cw_unbounded, const MethodOptions& mo) {
   switch (method) {
     case AttackMethod::Fgsm: return fgsm(model, x, labels, options);
     case AttackMethod::Bim: return bim(model, x, labels, options);
@@ -59,10 +68,33 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       ao.loss = method == AttackMethod::ApgdCe ? ApgdLoss::Ce : ApgdLoss::Dlr;
       return apgd(model, x, labels, ao);
     }
+    case AttackMethod::ApgdT: {
+      ApgdOptions ao;
+      ao.attack = options;
+      return apgd_targeted(model, x, labels, ao, mo.target_classes);
+    }
+    case AttackMethod::FabT: {
+      FabOptions fo;
+      fo.attack = options;
+      fo.target_classes = mo.target_classes;
+      return fab_targeted(model, x, labels, fo);
+    }
+    case AttackMethod::Square: {
+      SquareOptions so;
+      so.attack = options;
+      so.queries = mo.queries;
+      so.p_init = mo.p_init;
+      return square(model, x, labels, so);
+    }
     case AttackMethod::CwL2: {
       AEGIS_CHECK(options.norm == Norm::L2, "cw-l2 is an L2 attack; it runs with norm l2 only");
       CwOptions co;
       co.attack = options;
+      co.confidence = mo.cw_confidence;
+      co.initial_const = mo.cw_initial_const;
+      co.lr = mo.cw_lr;
+      co.binary_search_steps = mo.cw_binary_search_steps;
+      co.abort_early = mo.cw_abort_early;
       AttackResult r = cw_l2(model, x, labels, co);
       if (cw_unbounded) return r;
       // A minimal-norm attack breaks an example at radius ε only if its perturbation fits in the ball.
@@ -82,6 +114,10 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
   AEGIS_CHECK(options.batch_size >= 1, "attack batch size " << options.batch_size << " must be at least 1");
   AEGIS_CHECK(!options.attack.targeted || num_classes >= 2,
               "a targeted attack needs a model of at least 2 classes, not " << num_classes);
+  AEGIS_CHECK(
+      !options.attack.targeted || (options.method != AttackMethod::ApgdT && options.method != AttackMethod::FabT &&
+                                   options.method != AttackMethod::Square),
+      attack_method_name(options.method) << " has no targeted variant here (apgd-t picks its own targets)");
   ProgressSink& report = progress_or_silent(progress);
   AttackOptions ao = options.attack;
   if (!has_restarts(options.method)) ao.restarts = 1;
@@ -105,7 +141,7 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
       ao.targets = Tensor::from_vector(t, {e - b});
     }
     // C&W at the command line reports any perturbation size (its norms describe them).
-    const AttackResult r = run_attack(options.method, model, x, y.to(device), ao, true);
+    const AttackResult r = run_attack(options.method, model, x, y.to(device), ao, true, options.method_options);
     std::vector<std::int32_t> clean_pred, adv_pred;
     {
       model.train(false);
@@ -120,6 +156,16 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
     for (std::int64_t i = 0; i < e - b; ++i) {
       const auto k = static_cast<std::size_t>(i);
       result.robust[static_cast<std::size_t>(b + i)] = adv_pred[k] == label[k];
+      PerExampleRow row;
+      row.index = b + i;
+      row.label = label[k];
+      row.clean_prediction = clean_pred[k];
+      row.adversarial_prediction = adv_pred[k];
+      row.broken_by = clean_pred[k] != label[k] ? "clean"
+                      : adv_pred[k] != label[k] ? attack_method_name(options.method)
+                                                : "-";
+      row.perturbation_norm = norm[k];
+      result.per_example.push_back(row);
       if (clean_pred[k] != label[k]) continue;
       ++clean_correct;
       if (success[k]) {

@@ -10,16 +10,32 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "attacks/per_example.h"
 #include "core/progress.h"
 #include "nn/data/dataset.h"
 
 namespace aegis::attacks {
 
-// One attack by method on a batch (x on the model's device), with `options` (CwOptions and
-// ApgdOptions take it as their `attack`). C&W is minimal-norm: when run here at radius ε it
-// breaks an example only if its perturbation fits in the ε-ball, unless `cw_unbounded`.
+// The options of particular methods, beside the shared AttackOptions.
+struct MethodOptions {
+  // C&W (CwOptions): κ, c₀, Adam's learning rate, binary-search steps, early abort.
+  float cw_confidence = 0.0f;
+  float cw_initial_const = 1e-3f;
+  float cw_lr = 1e-2f;
+  int cw_binary_search_steps = 9;
+  bool cw_abort_early = true;
+  int target_classes = 9;  // APGD-T
+  int queries = 5000;      // Square: forward passes per example
+  float p_init = 0.8f;     // Square
+};
+
+// One attack by method on a batch (x on the model's device), with `options` (CwOptions,
+// ApgdOptions and SquareOptions take it as their `attack`) and `method_options` for what is
+// particular to the method. C&W is minimal-norm: when run here at radius ε it breaks an example
+// only if its perturbation fits in the ε-ball, unless `cw_unbounded`.
 AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x, const Tensor& labels,
-                        const AttackOptions& options, bool cw_unbounded = false);
+                        const AttackOptions& options, bool cw_unbounded = false,
+                        const MethodOptions& method_options = MethodOptions());
 
 struct EvaluationOptions {
   AttackMethod method = AttackMethod::Pgd;
@@ -27,6 +43,7 @@ struct EvaluationOptions {
   // With targeted, the target of an example of label y is (y + 1) mod K, K the model's classes
   // (the targets field is filled batch by batch).
   AttackOptions attack;
+  MethodOptions method_options;
   std::int64_t batch_size = 256;  // examples per attack batch, ≥ 1
   bool keep_adversarial = false;  // fill Evaluation::adversarial (all examples, on the CPU)
 };
@@ -40,6 +57,7 @@ struct Evaluation {
   double median_perturbation_norm = 0.0;  // (C&W: L2)
   std::vector<std::int32_t> robust;  // per example: 1 when the kept iterate is classified correctly
   Tensor adversarial;                // with keep_adversarial: the data's shape, f32 on the CPU
+  std::vector<PerExampleRow> per_example;  // one row per example, in order
   double seconds = 0.0;
 };
 

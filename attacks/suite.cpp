@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
-#include "nn/functional.h"
+#include "attacks/rows.h"
 #include "core/checked_math.h"
+#include "kernels/attack_step.h"
+#include "nn/functional.h"
+#include "runtime/dispatch.h"
 
 namespace aegis::attacks {
 
@@ -84,6 +88,7 @@ void check_eps_monotone(nn::Module& model, const Tensor& x, const Tensor& y, con
     ao.eps = Tensor::full({1}, radii[k]);
     ao.steps = o.steps;
     ao.seed = o.seed;
+    ao.bpda = o.bpda;
     acc[k] = robust_accuracy(pgd(model, x, y, ao));
   }
   if (acc[1] > acc[0] || acc[2] > acc[1]) {
@@ -119,6 +124,8 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
   ao.eps = Tensor::full({1}, o.eps);
   ao.steps = o.steps;
   ao.seed = o.seed;
+  ao.bpda = o.bpda;
+  if (o.keep_adversarial) r.adversarial = data.images.clone();
   std::int64_t clean_correct = 0, done = 0;
   const std::int64_t batches = ceil_div(n, o.batch_size);
   const std::int64_t total = batches * static_cast<std::int64_t>(o.attacks.size());
@@ -127,23 +134,65 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
     const std::int64_t e = std::min(n, b + o.batch_size);
     const Tensor x = data.images.rows(b, e).clone().to(device);
     const Tensor y = data.labels.rows(b, e).clone().to(device);
+    const std::int64_t m = e - b, d = x.numel() / std::max<std::int64_t>(m, 1);
+    const Tensor x_rows = x.reshape({m, d});
+    const Tensor kept = x_rows.clone();
+    const std::vector<std::int32_t> label = y.to(Device::cpu()).to_vector<std::int32_t>();
+    std::vector<std::int32_t> clean_pred;
     {
       nn::FrozenScope scope(model);
-      clean_correct += nn::count_correct(model.forward(Var(x, false)).value(), y);
+      const Tensor logits = model.forward(Var(x, false)).value();
+      clean_correct += nn::count_correct(logits, y);
+      clean_pred = nn::argmax(logits).to(Device::cpu()).to_vector<std::int32_t>();
     }
+    std::vector<std::string> broken_by(static_cast<std::size_t>(m), "-");
+    for (std::size_t i = 0; i < broken_by.size(); ++i)
+      if (clean_pred[i] != label[i]) broken_by[i] = "clean";
     for (std::size_t a = 0; a < o.attacks.size(); ++a) {
       AttackOptions this_ao = ao;
       this_ao.restarts = has_restarts(o.attacks[a]) ? o.restarts : 1;
       if (o.attacks[a] == AttackMethod::CwL2) this_ao.steps = std::max(o.steps, 100);
-      const std::vector<std::int32_t> success =
-          run_attack(o.attacks[a], model, x, y, this_ao).success.to_vector<std::int32_t>();
+      const AttackResult result = run_attack(o.attacks[a], model, x, y, this_ao);
+      const std::vector<std::int32_t> success = result.success.to_vector<std::int32_t>();
+      std::vector<std::int32_t> first_rows;
       for (std::int64_t i = 0; i < e - b; ++i)
         if (success[static_cast<std::size_t>(i)]) {
           robust_by_attack[a][static_cast<std::size_t>(b + i)] = 0;
           r.robust[static_cast<std::size_t>(b + i)] = 0;
+          if (broken_by[static_cast<std::size_t>(i)] == "-") {
+            broken_by[static_cast<std::size_t>(i)] = attack_method_name(o.attacks[a]);
+            first_rows.push_back(static_cast<std::int32_t>(i));
+          }
         }
+      copy_rows(result.adversarial.reshape({m, d}), first_rows, kept, first_rows, d);
       report.update(++done, "");
     }
+    std::vector<std::int32_t> adv_pred;
+    {
+      nn::FrozenScope scope(model);
+      adv_pred = nn::argmax(model.forward(Var(kept.reshape(x.shape()), false)).value())
+                     .to(Device::cpu())
+                     .to_vector<std::int32_t>();
+    }
+    Tensor norms = Tensor::zeros({m}, DType::F32, device);
+    if (m > 0)
+      AEGIS_DISPATCH(device,
+                     perturbation_norms(o.norm, kept.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
+    const std::vector<float> norm = norms.to(Device::cpu()).to_vector<float>();
+    for (std::int64_t i = 0; i < m; ++i) {
+      const auto k = static_cast<std::size_t>(i);
+      PerExampleRow row;
+      row.index = b + i;
+      row.label = label[k];
+      row.clean_prediction = clean_pred[k];
+      row.adversarial_prediction = adv_pred[k];
+      row.broken_by = broken_by[k];
+      row.perturbation_norm = norm[k];
+      r.per_example.push_back(row);
+    }
+    if (o.keep_adversarial)
+      std::memcpy(r.adversarial.data<float>() + b * d, kept.to(Device::cpu()).data<float>(),
+                  static_cast<std::size_t>(m * d) * sizeof(float));
   }
   r.clean_accuracy = n > 0 ? static_cast<double>(clean_correct) / static_cast<double>(n) : 1.0;
   r.robust_accuracy = fraction_robust(r.robust);

@@ -22,6 +22,7 @@
 
 #include "attacks/attacks.h"
 #include "attacks/evaluate.h"
+#include "attacks/per_example.h"
 #include "core/progress.h"
 #include "nn/data/dataset.h"
 
@@ -32,11 +33,13 @@ struct SuiteOptions {
                                        AttackMethod::Mifgsm, AttackMethod::ApgdCe, AttackMethod::ApgdDlr};
   Norm norm = Norm::Linf;  // C&W (cw-l2) needs L2; it runs with at least 100 steps
   float eps = 0.0f;  // ≥ 0
-  int steps = 20;    // iterative attacks
+  int steps = 100;   // iterative attacks (APGD's reference budget)
   int restarts = 1;  // PGD
   std::uint64_t seed = 0;
   std::int64_t batch_size = 256;
   bool sanity_checks = true;
+  bool keep_adversarial = false;  // fill SuiteResult::adversarial
+  bool bpda = false;              // AttackOptions::bpda for every attack
 };
 
 struct SuiteResult {
@@ -45,6 +48,10 @@ struct SuiteResult {
   std::vector<std::pair<std::string, double>> per_attack;  // each attack's own robust accuracy
   std::vector<std::string> warnings;
   std::vector<std::int32_t> robust;  // per example: 1 when no attack broke it
+  // Per example: the first attack (in list order) that broke it and its point; the clean input
+  // when none did. `adversarial` (with keep_adversarial) holds those points, data's shape, CPU.
+  std::vector<PerExampleRow> per_example;
+  Tensor adversarial;
   std::int64_t examples = 0;
   double seconds = 0.0;
 };

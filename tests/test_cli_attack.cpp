@@ -1,13 +1,14 @@
 // End-to-end tests of `aegis attack` and `aegis train --adv`: JSON keys and their invariants,
 // PGD at least as strong as FGSM on a trained digits mlp, --save-adv files that load, and exit
 // status 1 with a message for bad input.
-#include <nlohmann/json.hpp>
-
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "nn/serialize.h"
 #include "support/testing.h"
@@ -135,6 +136,159 @@ TEST(CliAttack, BadInputGivesClearErrors) {
   }
   EXPECT_FALSE(std::filesystem::exists(out));
   std::filesystem::remove(not_a_model);
+}
+
+std::vector<std::vector<std::string>> read_tsv(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::vector<std::string>> rows;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::size_t start = 0;
+    for (std::size_t tab; (tab = line.find('\t', start)) != std::string::npos; start = tab + 1)
+      cells.push_back(line.substr(start, tab - start));
+    cells.push_back(line.substr(start));
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+TEST(CliAttack, FgsmReportsNoStepsAndApgdDefaultsToOneHundred) {
+  const auto fgsm = attack_json("--attack fgsm --eps 0.1 --max 20");
+  EXPECT_FALSE(fgsm.contains("steps"));
+  EXPECT_FALSE(fgsm.contains("restarts"));
+  const auto apgd = attack_json("--attack apgd-ce --eps 0.1 --max 5");
+  EXPECT_EQ(apgd["steps"].get<int>(), 100);
+  EXPECT_EQ(apgd["restarts"].get<int>(), 1);
+}
+
+TEST(CliAttack, CwL2RunsWithoutEpsAndReportsItsControls) {
+  const auto j = attack_json(
+      "--attack cw-l2 --steps 20 --binary-search-steps 2 --c 0.5 --kappa 0.1 --lr 0.05 "
+      "--no-abort --max 10");
+  EXPECT_TRUE(j["eps"].is_null());
+  EXPECT_EQ(j["steps"].get<int>(), 20);
+  EXPECT_EQ(j["binary_search_steps"].get<int>(), 2);
+  EXPECT_FLOAT_EQ(j["c"].get<float>(), 0.5f);
+  EXPECT_FLOAT_EQ(j["kappa"].get<float>(), 0.1f);
+  EXPECT_FLOAT_EQ(j["lr"].get<float>(), 0.05f);
+  EXPECT_FALSE(j["abort_early"].get<bool>());
+  EXPECT_LE(j["robust_accuracy"].get<double>(), j["clean_accuracy"].get<double>());
+}
+
+TEST(CliAttack, ApgdTFabTAndSquareWithPerExampleRows) {
+  const std::string tsv = temp_path("aegis_cli_attack_apgdt.tsv");
+  const auto t = attack_json("--attack apgd-t --eps 0.1 --steps 10 --target-classes 3 --max 20 --per-example " + tsv);
+  EXPECT_EQ(t["target_classes"].get<int>(), 3);
+  const auto rows = read_tsv(tsv);
+  ASSERT_EQ(rows.size(), 21u);
+  EXPECT_EQ(rows[0], (std::vector<std::string>{"idx", "label", "clean_predict", "adv_predict", "broken_by",
+                                               "perturbation_norm"}));
+  std::int64_t robust = 0;
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    ASSERT_EQ(rows[i].size(), 6u);
+    EXPECT_EQ(rows[i][0], std::to_string(i - 1));
+    robust += rows[i][4] == "-";
+    if (rows[i][4] == "-") {
+      EXPECT_EQ(rows[i][1], rows[i][3]);
+    }
+    if (rows[i][4] == "apgd-t") {
+      EXPECT_NE(rows[i][1], rows[i][3]);
+    }
+    EXPECT_LE(std::stod(rows[i][5]), 0.1 + 1e-6);
+  }
+  EXPECT_NEAR(t["robust_accuracy"].get<double>(), robust / 20.0, 1e-12);
+  const auto fab = attack_json("--attack fab-t --norm l2 --eps 0.5 --steps 10 --target-classes 2 --max 20");
+  EXPECT_EQ(fab["norm"], "l2");
+  EXPECT_EQ(fab["target_classes"].get<int>(), 2);
+  EXPECT_LE(fab["median_perturbation_norm"].get<double>(), 0.5 + 1e-6);
+  const auto sq = attack_json("--attack square --eps 0.1 --queries 40 --max 20");
+  EXPECT_EQ(sq["queries"].get<int>(), 40);
+  EXPECT_FALSE(sq.contains("steps"));
+  EXPECT_LE(sq["robust_accuracy"].get<double>(), sq["clean_accuracy"].get<double>());
+  std::filesystem::remove(tsv);
+}
+
+TEST(CliAttack, AutoAttackWritesWorstCasePointsAndRows) {
+  const std::string adv = temp_path("aegis_cli_attack_aa.safetensors"), tsv = temp_path("aegis_cli_attack_aa.tsv");
+  const auto j = attack_json("--attack autoattack --eps 0.1 --steps 10 --queries 30 --max 30 --save-adv " + adv +
+                             " --per-example " + tsv);
+  EXPECT_EQ(j["version"], "standard");
+  EXPECT_TRUE(j["missing"].empty());
+  EXPECT_EQ(j["sequence"], nlohmann::json::array({"apgd-ce", "apgd-t", "fab-t", "square"}));
+  const auto rows = read_tsv(tsv);
+  ASSERT_EQ(rows.size(), 31u);
+  std::int64_t robust = 0;
+  for (std::size_t i = 1; i < rows.size(); ++i) robust += rows[i][4] == "-";
+  EXPECT_NEAR(j["robust_accuracy"].get<double>(), robust / 30.0, 1e-12);
+  const nn::SafetensorsFile f = nn::load_safetensors(adv);
+  EXPECT_EQ(f.tensors.at("adversarial").shape(), (Shape{30, 1, 8, 8}));
+  for (float v : f.tensors.at("adversarial").to_vector<float>()) {
+    ASSERT_GE(v, 0.0f);
+    ASSERT_LE(v, 1.0f);
+  }
+  // The suite's worst-case points as well.
+  const auto s = attack_json("--attack suite --eps 0.1 --steps 5 --max 30 --save-adv " + adv);
+  EXPECT_EQ(s["steps"].get<int>(), 5);
+  EXPECT_EQ(nn::load_safetensors(adv).tensors.at("adversarial").shape(), (Shape{30, 1, 8, 8}));
+  const auto rand = attack_json("--attack autoattack --version rand --eot 2 --eps 0.1 --steps 5 --max 10");
+  EXPECT_EQ(rand["sequence"], nlohmann::json::array({"apgd-ce", "apgd-dlr"}));
+  EXPECT_EQ(rand["eot_draws"].get<int>(), 2);
+  std::filesystem::remove(adv);
+  std::filesystem::remove(tsv);
+}
+
+TEST(CliAttack, BpdaBreaksTheBitDepthReductionDefense) {
+  const auto masked = attack_json("--attack bim --eps 0.3 --steps 10 --input-bits 1 --max 60");
+  const auto bpda = attack_json("--attack bim --eps 0.3 --steps 10 --input-bits 1 --bpda --max 60");
+  EXPECT_EQ(masked["input_bits"].get<int>(), 1);
+  EXPECT_TRUE(bpda["bpda"].get<bool>());
+  EXPECT_DOUBLE_EQ(masked["clean_accuracy"].get<double>(), bpda["clean_accuracy"].get<double>());
+  // Without BPDA the gradient through the rounding is 0: BIM cannot move, nothing breaks.
+  EXPECT_DOUBLE_EQ(masked["robust_accuracy"].get<double>(), masked["clean_accuracy"].get<double>());
+  EXPECT_LT(bpda["robust_accuracy"].get<double>(), masked["robust_accuracy"].get<double>());
+}
+
+TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
+  const std::string model = temp_path("aegis_cli_attack_pixeldp.safetensors");
+  const CliRun t = run_cli("pixeldp train --data digits --model mlp --epochs 2 --quiet --out " + model);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const CliRun r = run_cli("attack --model " + model +
+                           " --pixeldp --data digits --attack pgd-linf --eps 0.1 "
+                           "--steps 5 --eot 4 --max 30 --device cpu --json --quiet");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["pixeldp"].get<bool>());
+  EXPECT_EQ(j["eot_draws"].get<int>(), 4);
+  EXPECT_LE(j["median_perturbation_norm"].get<double>(), 0.1 + 1e-6);
+  // --eot does not apply to score-based or minimal-norm attacks.
+  const CliRun bad = run_cli("attack --model " + model +
+                             " --pixeldp --data digits --attack square --eps 0.1 --eot 4 "
+                             "--quiet");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--eot applies to"), std::string::npos) << bad.err;
+  std::filesystem::remove(model);
+}
+
+TEST(CliAttack, EveryParseErrorIsOneLineWithStatusOne) {
+  const std::string m = trained_model();
+  const std::string cases[] = {
+      "attack --data digits --attack fgsm --eps 0.1",      // missing --model
+      "attack --model " + m + " --data digits --eps 0.1",  // missing --attack
+      "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --step-size 0",
+      "attack --model " + m + " --data digits --attack fgsm --eps 0.1 --no-such-option",
+      "attack --model " + m + " --data digits --attack fgsm --eps",  // value missing
+      "attack --model " + m + " --data digits --attack pgd-linf",    // --eps required here
+      "attack --model " + m + " --data digits --attack fgsm --eps 0.1 --version rand",
+      "attack --model " + m + " --data digits --attack apgd-t --eps 0.1 --targeted",
+      "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --norm l2",
+  };
+  for (const std::string& args : cases) {
+    const CliRun r = run_cli(args + " --quiet");
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("aegis: error: ", 0), 0u) << args << "\n" << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << "\n" << r.err;
+  }
 }
 
 }  // namespace
