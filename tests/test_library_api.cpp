@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attacks/adv_job.h"
+#include "attacks/attack_job.h"
 #include "attacks/evaluate.h"
 #include "certify/certify_run.h"
 #include "certify/pixeldp_job.h"
@@ -433,6 +434,54 @@ TEST(PixelDpJobs, TrainThenCertifyTheFile) {
   const nlohmann::json j = certify::to_json(r);
   EXPECT_EQ(j.at("certified_accuracy").size(), c.options.thresholds.size());
   EXPECT_FALSE(j.contains("attack"));
+}
+
+TEST(AttackJob, NamesChecksAndReportsAsEvaluate) {
+  const auto& t = testing::trained_digits_mlp();
+  const nn::Dataset data = first(t.test, 40);
+  nn::ModelSpec spec;
+  spec.name = "mlp";
+  spec.num_classes = 10;
+  attacks::AttackJob job;
+  job.attack = "pgd-linf";
+  job.eps = 0.1f;
+  attacks::check_attack_job(job);
+  EXPECT_EQ(job.steps, 10);  // the default filled in
+  const attacks::AttackReport r = attacks::run_attack_job(*t.model, spec, data, Device::cpu(), job);
+  ASSERT_TRUE(r.single.has_value());
+  EXPECT_FALSE(r.suite.has_value());
+  // The same numbers as attacks::evaluate with the options the name stands for.
+  attacks::EvaluationOptions o;
+  o.method = attacks::AttackMethod::Pgd;
+  o.attack.eps = Tensor::full({1}, 0.1f);
+  o.attack.steps = 10;
+  o.batch_size = job.batch;
+  const attacks::Evaluation e = attacks::evaluate(*t.model, data, Device::cpu(), 10, o);
+  EXPECT_EQ(r.single->robust, e.robust);
+  const nlohmann::json j = attacks::to_json(r);
+  EXPECT_EQ(j.at("norm").get<std::string>(), "linf");
+  EXPECT_EQ(j.at("steps").get<int>(), 10);
+  EXPECT_DOUBLE_EQ(j.at("robust_accuracy").get<double>(), e.robust_accuracy);
+  // FGSM reports no steps; options that do not apply are refused before any work.
+  attacks::AttackJob fgsm = job;
+  fgsm.attack = "fgsm";
+  fgsm.steps = 0;
+  attacks::check_attack_job(fgsm);
+  EXPECT_FALSE(attacks::to_json(attacks::run_attack_job(*t.model, spec, data, Device::cpu(), fgsm)).contains("steps"));
+  attacks::AttackJob bad = job;
+  bad.attack = "pgd-linf";
+  bad.norm = "l2";
+  EXPECT_THROW(attacks::check_attack_job(bad), InvalidArgument);
+  bad = job;
+  bad.attack = "suite";
+  bad.targeted = true;
+  EXPECT_THROW(attacks::check_attack_job(bad), InvalidArgument);
+  bad = job;
+  bad.attack = "nosuch";
+  EXPECT_THROW(attacks::check_attack_job(bad), InvalidArgument);
+  bad = job;
+  bad.eps = -1.0f;  // only C&W may leave the radius out
+  EXPECT_THROW(attacks::check_attack_job(bad), InvalidArgument);
 }
 
 }  // namespace
