@@ -17,7 +17,7 @@ job=${1:-demo}
 case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3)
+          nlohmann-json3-dev zlib1g-dev libsodium-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3)
 sanitize=${SANITIZE:-}
 if [ "$job" = test ] && [ "$sanitize" != off ]; then
   # clang with its sanitizer and libFuzzer runtimes, and LLVM's OpenMP for clang's -fopenmp.
