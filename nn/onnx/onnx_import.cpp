@@ -113,6 +113,12 @@ void Converter::read_input() {
                   "', not a fixed size; only the batch dimension may be symbolic (export with a fixed image size)");
     example.push_back(dim.dim_value());
   }
+  // One example of up to 2^28 values (a 3×8192×8192 image fits): larger claims are malformed, and
+  // every size computed from the input stays far from overflow.
+  std::int64_t numel = 1;
+  for (std::int64_t d : example)
+    if (d > (std::int64_t{1} << 28) || (numel *= d) > (std::int64_t{1} << 28))
+      unsupported("input '" + in.name() + "' of shape [N, " + shape_str(example).substr(1) + " is larger than 2^28 values per example");
   if (shape.dim(0).has_dim_value()) m_fixed_batch = shape.dim(0).dim_value();
   m_module = std::make_shared<GraphModule>(example, m_ctx.name);
   Value v;
@@ -167,6 +173,11 @@ Value Converter::emit_affine(const Value& x, std::vector<float> scale, std::vect
   if (x.shape.size() != 1 && x.shape.size() != 3)
     unsupported("a per-channel affine map needs inputs [N, C, H, W] or [N, D], got [N, " +
                 shape_str(x.shape).substr(1));
+  // It runs as a C×C diagonal convolution (GraphModule), affordable up to a few thousand channels.
+  constexpr std::int64_t kMaxAffineChannels = 4096;
+  if (x.shape[0] > kMaxAffineChannels)
+    unsupported("a per-channel affine map over " + std::to_string(x.shape[0]) + " channels (more than " +
+                std::to_string(kMaxAffineChannels) + ") is not supported yet");
   GraphStep s;
   s.op = GraphOp::ChannelAffine;
   s.inputs = {x.slot};

@@ -43,6 +43,10 @@ Window Converter::read_window(const onnx::NodeProto& node, std::int64_t kernel) 
   if (pads.size() != 4 || pads[0] != pads[1] || pads[0] != pads[2] || pads[0] != pads[3] || pads[0] < 0)
     bad("pads " + ints_str(pads) + " are not the same padding on all four sides");
   w.padding = auto_pad == "VALID" ? 0 : pads[0];
+  // Windows beyond any real image are refused before any size arithmetic with them.
+  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 20;
+  if (w.kernel > kMaxWindow || w.stride > kMaxWindow || w.padding > kMaxWindow)
+    bad("kernel, stride or padding above " + std::to_string(kMaxWindow));
   const auto dilations = attr_ints(node, "dilations", {1, 1});
   for (auto d : dilations)
     if (d != 1) bad("dilations " + ints_str(dilations) + " are not supported (only 1)");
@@ -253,7 +257,7 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
   for (std::size_t i = 1; i < target.values.size(); ++i) {
     const double d = target.values[i];
     if (d == kBatch) unsupported("the batch size is moved away from dimension 0; not supported");
-    auto di = static_cast<std::int64_t>(d);
+    auto di = to_int(d, m_label);
     if (di == 0) {
       if (i > x.shape.size()) throw IoError(m_label + ": a 0 in the target shape has no input dimension to copy");
       di = x.shape[i - 1];
@@ -263,8 +267,8 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
       infer = static_cast<std::int64_t>(rest.size());
     } else if (di < 1) {
       throw IoError(m_label + ": invalid target dimension " + std::to_string(di));
-    } else {
-      known *= di;
+    } else if (__builtin_mul_overflow(known, di, &known)) {
+      throw IoError(m_label + ": the target shape's size overflows");
     }
     rest.push_back(di);
   }

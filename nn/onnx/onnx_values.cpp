@@ -115,14 +115,15 @@ Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const 
                                       << onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(type))
                                       << "; supported: FLOAT, DOUBLE, INT32, INT64");
   c.integer = type == onnx::TensorProto_DataType_INT32 || type == onnx::TensorProto_DataType_INT64;
-  c.values.resize(static_cast<std::size_t>(numel));
+  // Sizes are checked against the data present before anything is allocated for the shape.
   const std::size_t bytes = static_cast<std::size_t>(numel) * esize;
   const bool external = t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL;
   if (external || t.has_raw_data()) {
+    if (!external && t.raw_data().size() != bytes)
+      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' holds " << t.raw_data().size()
+                                    << " bytes; its shape " << shape_str(c.shape) << " needs " << bytes);
     const std::string raw = external ? read_external(t, what, ctx, bytes) : t.raw_data();
-    if (raw.size() != bytes)
-      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' holds " << raw.size() << " bytes; its shape "
-                                    << shape_str(c.shape) << " needs " << bytes);
+    c.values.resize(static_cast<std::size_t>(numel));
     switch (type) {
       case onnx::TensorProto_DataType_FLOAT: decode_raw<float>(raw, c.values); break;
       case onnx::TensorProto_DataType_DOUBLE: decode_raw<double>(raw, c.values); break;
@@ -135,7 +136,7 @@ Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const 
     if (field.size() != numel)
       AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' holds " << field.size() << " values; its shape "
                                     << shape_str(c.shape) << " needs " << numel);
-    for (int i = 0; i < field.size(); ++i) c.values[static_cast<std::size_t>(i)] = static_cast<double>(field.Get(i));
+    c.values.assign(field.begin(), field.end());
   };
   switch (type) {
     case onnx::TensorProto_DataType_FLOAT: take(t.float_data()); break;
@@ -148,6 +149,13 @@ Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const 
 
 std::vector<float> as_floats(const Constant& c) {
   return std::vector<float>(c.values.begin(), c.values.end());
+}
+
+std::int64_t to_int(double v, const std::string& label) {
+  constexpr double kLimit = 4611686018427387904.0;  // 2^62
+  if (!(std::fabs(v) <= kLimit) || v != std::trunc(v))
+    AEGIS_THROW(IoError, label << ": " << v << " is not an integer of a usable size");
+  return static_cast<std::int64_t>(v);
 }
 
 const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, const std::string& name) {
@@ -187,7 +195,11 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
   };
   // Axes of Unsqueeze/Squeeze: an input from opset 13, an attribute before.
   auto axes_of = [&]() {
-    if (in.size() > 1 && in[1] != nullptr) return std::vector<std::int64_t>(in[1]->values.begin(), in[1]->values.end());
+    if (in.size() > 1 && in[1] != nullptr) {
+      std::vector<std::int64_t> axes;
+      for (double v : in[1]->values) axes.push_back(to_int(v, label));
+      return axes;
+    }
     return attr_ints(node, "axes");
   };
   Constant r;
@@ -207,7 +219,7 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
     r.integer = data.integer;
     r.shape = idx.shape;
     for (double v : idx.values) {
-      auto i = static_cast<std::int64_t>(v);
+      auto i = to_int(v, label);
       if (i < 0) i += data.numel();
       AEGIS_CHECK_AS(IoError, i >= 0 && i < data.numel(), label << ": index " << v << " out of range");
       r.values.push_back(data.values[static_cast<std::size_t>(i)]);
@@ -217,8 +229,12 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
     const auto axes = axes_of();
     if (op == "Unsqueeze") {
       const auto rank = static_cast<std::int64_t>(r.shape.size() + axes.size());
-      std::vector<bool> inserted(static_cast<std::size_t>(rank), false);
-      for (auto a : axes) inserted[static_cast<std::size_t>(normalize_axis(a, rank, label))] = true;
+      std::vector<char> inserted(static_cast<std::size_t>(rank), 0);
+      for (auto a : axes) {
+        char& slot = inserted[static_cast<std::size_t>(normalize_axis(a, rank, label))];
+        AEGIS_CHECK_AS(IoError, !slot, label << ": axis " << a << " repeated");
+        slot = 1;
+      }
       Shape s;
       std::size_t next = 0;
       for (std::int64_t d = 0; d < rank; ++d) s.push_back(inserted[static_cast<std::size_t>(d)] ? 1 : r.shape.at(next++));
@@ -263,14 +279,16 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
     AEGIS_CHECK_AS(Unsupported, data.shape.size() == 1 && in.size() >= 3,
                    label << ": only Slice of a 1-d constant with starts/ends inputs is evaluated at load");
     const std::int64_t n = data.numel();
-    auto clamp = [n](double v) {
+    auto clamp = [n, &label](double v) {
+      if (std::isnan(v)) AEGIS_THROW(IoError, label << ": a Slice bound is NaN");
       auto i = static_cast<std::int64_t>(std::max(std::min(v, 9.0e18), -9.0e18));
       if (i < 0) i += n;
       return std::max<std::int64_t>(0, std::min(i, n));
     };
-    const std::int64_t step = in.size() > 4 && in[4] ? static_cast<std::int64_t>(in[4]->values.at(0)) : 1;
+    const std::int64_t step = in.size() > 4 && in[4] && in[4]->numel() > 0 ? to_int(in[4]->values[0], label) : 1;
     AEGIS_CHECK_AS(Unsupported, step == 1, label << ": only step 1 is evaluated at load");
-    const std::int64_t begin = clamp(input(1).values.at(0)), end = clamp(input(2).values.at(0));
+    AEGIS_CHECK_AS(IoError, input(1).numel() == 1 && input(2).numel() == 1, label << ": starts and ends must hold one value");
+    const std::int64_t begin = clamp(input(1).values[0]), end = clamp(input(2).values[0]);
     r.integer = data.integer;
     for (std::int64_t i = begin; i < end; ++i) r.values.push_back(data.values[static_cast<std::size_t>(i)]);
     r.shape = {r.numel()};
