@@ -92,6 +92,16 @@ int GraphModule::add_step(GraphStep step) {
     weight = Var(Tensor::from_vector(diag, w_shape).to(m_constants_device));
     bias = Var(Tensor::from_vector(step.shift, {c}).to(m_constants_device));
   }
+  if (step.op == GraphOp::FixedConv) {
+    AEGIS_CHECK(step.weight_shape.size() == 4 && static_cast<std::int64_t>(step.weight.size()) == shape_numel(step.weight_shape) &&
+                    (step.shift.empty() || static_cast<std::int64_t>(step.shift.size()) == step.weight_shape[0]),
+                "GraphModule: convolution step '" << step.node << "' has " << step.weight.size() << " weights for "
+                                                  << shape_str(step.weight_shape) << " and " << step.shift.size() << " biases");
+    weight = Var(Tensor::from_vector(step.weight, step.weight_shape).to(m_constants_device));
+    if (!step.shift.empty())
+      bias = Var(Tensor::from_vector(step.shift, {step.weight_shape[0]}).to(m_constants_device));
+    step.weight = {};  // the tensor holds them now
+  }
   m_affine_weight.push_back(weight);
   m_affine_bias.push_back(bias);
   step.output = m_num_values++;
@@ -141,6 +151,7 @@ Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::v
     case GraphOp::ChannelAffine:
       return step.shape.size() == 3 ? F::conv2d(x, m_affine_weight[index], m_affine_bias[index], Conv2dOptions{})
                                     : F::linear(x, m_affine_weight[index], m_affine_bias[index]);
+    case GraphOp::FixedConv: return F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
     case GraphOp::Concat: {
       std::vector<Var> xs;
       for (int v : step.inputs) xs.push_back(values[static_cast<std::size_t>(v)]);

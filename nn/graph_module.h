@@ -6,7 +6,10 @@
 // named after the ONNX initializers ("layer1.0.conv1.weight" for a torch export); everything
 // else (activations, pooling, reshapes, residual additions, channel concatenation and fixed
 // per-channel affine maps such as an input normalization or an unfolded BatchNorm) is a step
-// without parameters.
+// without parameters. Grouped and depthwise convolutions run as dense convolutions whose weight
+// is zero outside the diagonal blocks: the same outputs and input gradients, exactly, on either
+// backend, at `groups` times the work of a grouped kernel; their weights are constants (not
+// parameters) until such a kernel exists, so that training cannot fill the zero blocks.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +33,8 @@ enum class GraphOp {
   Add,            // two values of one shape (a residual connection)
   ChannelAffine,  // y = x·scale[c] + shift[c] over dimension 1, constants
   Concat,         // along dimension 1
+  FixedConv,      // a convolution with constant weights: grouped and depthwise convolutions,
+                  // expanded to a block-diagonal dense weight (see GraphModule)
 };
 
 struct GraphStep {
@@ -40,7 +45,10 @@ struct GraphStep {
   std::shared_ptr<Module> layer;   // Layer
   Pool2dOptions pool{};            // MaxPool, AvgPool
   Shape shape;                     // Reshape: the per-example target shape
-  std::vector<float> scale, shift; // ChannelAffine, one entry per channel
+  std::vector<float> scale, shift; // ChannelAffine, one entry per channel; FixedConv: shift = bias
+  std::vector<float> weight;       // FixedConv: the dense [O, C, k, k] weight
+  Shape weight_shape;              // FixedConv
+  Conv2dOptions conv{};            // FixedConv
 };
 
 class GraphModule : public Module {
@@ -75,7 +83,8 @@ class GraphModule : public Module {
   std::string m_source, m_skipped_final;
   std::vector<GraphStep> m_steps;
   // Per ChannelAffine step: the diagonal weight and the bias of the 1×1 convolution (4-d input)
-  // or the linear map (2-d input) it runs as, on m_constants_device. Undefined for other steps.
+  // or the linear map (2-d input) it runs as; per FixedConv step its weight and bias; on
+  // m_constants_device. Undefined for other steps.
   std::vector<Var> m_affine_weight, m_affine_bias;
   Device m_constants_device = Device::cpu();
   std::vector<std::vector<int>> m_release_after;  // values whose last use is step i

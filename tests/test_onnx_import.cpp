@@ -180,7 +180,8 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
-                         ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat"));
+                         ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat",
+                                           "depthwise"));
 
 TEST(OnnxImport, TorchStyleNamesAndFoldedBatchNorm) {
   REQUIRE_ONNX();
@@ -222,8 +223,8 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "unsupported_op.onnx"); }, "unsupported_op.onnx",
                                      "node 'my_erf' (Erf): operator 'Erf' is not supported; supported: Add, AveragePool");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "two_outputs.onnx"); }, "two_outputs.onnx", "2 outputs");
-  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "grouped_conv.onnx"); }, "grouped_conv.onnx",
-                                     "node 'depthwise' (Conv): group 2");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "asymmetric_pads.onnx"); }, "asymmetric_pads.onnx",
+                                     "node 'asymmetric' (Conv): pads [0, 0, 1, 1] are not the same padding");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dynamic_height.onnx"); }, "dynamic_height.onnx",
                                      "dimension 2 is 'H', not a fixed size");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "old_opset.onnx"); }, "old_opset.onnx", "opset 9");

@@ -59,19 +59,48 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   if (x.shape.size() != 3) unsupported("Conv needs inputs [N, C, H, W], got [N, " + shape_str(x.shape).substr(1));
   if (w.shape.size() != 4) unsupported("Conv weight has shape " + shape_str(w.shape) + "; only 2-d convolutions are supported");
   const std::int64_t group = attr_int(node, "group", 1);
-  if (group != 1)
-    unsupported("group " + std::to_string(group) + " (grouped or depthwise convolution) is not supported yet");
+  if (group < 1 || x.shape[0] % group != 0 || w.shape[0] % group != 0)
+    unsupported("group " + std::to_string(group) + " does not divide the " + std::to_string(x.shape[0]) +
+                " input and " + std::to_string(w.shape[0]) + " output channels");
   if (w.shape[2] != w.shape[3]) unsupported("kernel " + shape_str(w.shape) + " is not square");
   const Window win = read_window(node, w.shape[2]);
   if (win.kernel != w.shape[2]) unsupported("kernel_shape disagrees with the weight's shape " + shape_str(w.shape));
   const std::int64_t out_c = w.shape[0], in_c = x.shape[0];
-  if (w.shape[1] != in_c)
+  if (w.shape[1] != in_c / group)
     throw IoError(m_label + ": weight " + shape_str(w.shape) + " does not fit an input of " + std::to_string(in_c) + " channels");
   const std::int64_t oh = (x.shape[1] + 2 * win.padding - win.kernel) / win.stride + 1;
   const std::int64_t ow = (x.shape[2] + 2 * win.padding - win.kernel) / win.stride + 1;
   if (x.shape[1] + 2 * win.padding < win.kernel || x.shape[2] + 2 * win.padding < win.kernel)
     unsupported("kernel " + std::to_string(win.kernel) + " is larger than the padded input [N, " + shape_str(x.shape).substr(1));
   const bool has_bias = has_input(node, 2);
+  if (has_bias && constant(node, 2).numel() != out_c)
+    throw IoError(m_label + ": bias has " + std::to_string(constant(node, 2).numel()) + " values for " +
+                  std::to_string(out_c) + " channels");
+  if (group > 1) {
+    // Block-diagonal dense weight (nn/graph_module.h): output channel o reads only the input
+    // channels of its group, g = o / (O/group), through the weight's [o, c − g·C/group] entries.
+    constexpr std::int64_t kMaxDenseWeights = std::int64_t{1} << 24;
+    if (static_cast<double>(out_c) * static_cast<double>(in_c) * static_cast<double>(win.kernel * win.kernel) >
+        static_cast<double>(kMaxDenseWeights))
+      unsupported("a grouped convolution of " + std::to_string(out_c) + "×" + std::to_string(in_c) + " channels is too wide "
+                  "to run as a dense convolution (a grouped kernel is not there yet)");
+    const std::int64_t per_group_in = in_c / group, per_group_out = out_c / group, kk = win.kernel * win.kernel;
+    GraphStep s;
+    s.op = GraphOp::FixedConv;
+    s.inputs = {x.slot};
+    s.conv = Conv2dOptions{win.stride, win.padding};
+    s.weight_shape = {out_c, in_c, win.kernel, win.kernel};
+    s.weight.assign(static_cast<std::size_t>(out_c * in_c * kk), 0.0f);
+    for (std::int64_t o = 0; o < out_c; ++o) {
+      const std::int64_t first_in = (o / per_group_out) * per_group_in;
+      for (std::int64_t c = 0; c < per_group_in; ++c)
+        for (std::int64_t k = 0; k < kk; ++k)
+          s.weight[static_cast<std::size_t>((o * in_c + first_in + c) * kk + k)] =
+              static_cast<float>(w.values[static_cast<std::size_t>((o * per_group_in + c) * kk + k)]);
+    }
+    if (has_bias) s.shift = as_floats(constant(node, 2));
+    return define(node.output(0), emit(std::move(s), {out_c, oh, ow}));
+  }
   // A BatchNorm or a constant Add after the convolution folds into its bias, which then must exist.
   const onnx::NodeProto* next = sole_consumer(node.output(0));
   const bool needs_bias = next && (next->op_type() == "BatchNormalization" ||
@@ -82,9 +111,7 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
                                        has_bias || needs_bias);
   copy_into(conv->weight(), as_floats(w), w.shape);
   if (has_bias) {
-    const Constant& b = constant(node, 2);
-    if (b.numel() != out_c) throw IoError(m_label + ": bias has " + std::to_string(b.numel()) + " values for " + std::to_string(out_c) + " channels");
-    copy_into(conv->bias(), as_floats(b), {out_c});
+    copy_into(conv->bias(), as_floats(constant(node, 2)), {out_c});
   } else if (needs_bias) {
     copy_into(conv->bias(), std::vector<float>(static_cast<std::size_t>(out_c), 0.0f), {out_c});
   }

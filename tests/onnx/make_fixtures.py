@@ -10,7 +10,8 @@ beta) and a final Softmax; a LeNet-style CNN with torch's Shape/Gather/Unsqueeze
 plumbing and a symbolic batch; a ResNet-style block with BatchNorm and a strided 1x1 shortcut,
 stored with external data; a CIFAR-style CNN with a Sub/Div normalization in front, Clip (ReLU6),
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
-Dropout and a Constant-node reshape target.
+Dropout and a Constant-node reshape target; a MobileNet-style block with depthwise and grouped
+convolutions. bad/ holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -159,6 +160,24 @@ def pool_concat():
     return g.model([2, 9, 9], h, 3), (6, 2, 9, 9)
 
 
+def depthwise():
+    # A MobileNet-style block: 1x1 expansion, BatchNorm, ReLU6, a strided depthwise 3x3 convolution,
+    # BatchNorm, ReLU6, a grouped (2 groups) 1x1 projection; then global pooling.
+    g = Graph(13)
+    h = g.node("Conv", ["input", g.weight("expand.weight", [8, 3, 1, 1])], name="expand")
+    six = g.const("six", np.array(6, dtype=np.float32))
+    zero = g.const("zero", np.array(0, dtype=np.float32))
+    h = g.node("Clip", [g.bn(h, 8, "bn1"), zero, six])
+    h = g.node("Conv", [h, g.weight("dw.weight", [8, 1, 3, 3])], name="dw", group=8, pads=[1, 1, 1, 1], strides=[2, 2])
+    h = g.node("Clip", [g.bn(h, 8, "bn2"), zero, six])
+    h = g.node("Conv", [h, g.weight("project.weight", [6, 4, 1, 1]), g.weight("project.bias", [6], 0.2)],
+               name="project", group=2)
+    h = g.node("GlobalAveragePool", [h])
+    h = g.node("Flatten", [h], axis=1)
+    h = g.node("Gemm", [h, g.weight("fc.weight", [5, 6]), g.weight("fc.bias", [5], 0.2)], name="fc", transB=1)
+    return g.model([3, 9, 9], h, 5), (3, 3, 9, 9)
+
+
 def digits_cnn():
     # The bundled digits' shape (1x8x8, 10 classes), so that the command-line tests run on it.
     g = Graph(6)
@@ -185,9 +204,9 @@ def bad_models():
     m.ir_version = IR_VERSION
     out["two_outputs"] = m
     g = Graph(9)
-    h = g.node("Conv", ["input", g.weight("dw.weight", [2, 1, 3, 3])], name="depthwise", group=2)
+    h = g.node("Conv", ["input", g.weight("c.weight", [2, 2, 3, 3])], name="asymmetric", pads=[0, 0, 1, 1])
     h = g.node("Flatten", [h])
-    out["grouped_conv"] = g.model([2, 5, 5], h, 18)
+    out["asymmetric_pads"] = g.model([2, 5, 5], h, 32)
     g = Graph(10)
     h = g.node("Flatten", [g.node("Relu", ["input"])])
     m = g.model([1, 4, 4], h, 16)
@@ -205,7 +224,7 @@ def bad_models():
 
 
 FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
-            "pool_concat": pool_concat}
+            "pool_concat": pool_concat, "depthwise": depthwise}
 EXTERNAL_DATA = {"resnet_bn"}
 
 
@@ -219,6 +238,9 @@ def main():
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, "model.onnx")
         if name in EXTERNAL_DATA:
+            data = os.path.join(folder, "model.onnx.data")
+            if os.path.exists(data):
+                os.remove(data)  # onnx appends to an existing external data file
             onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True,
                             location="model.onnx.data", size_threshold=0)
         else:
