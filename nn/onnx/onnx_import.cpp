@@ -18,8 +18,8 @@ namespace aegis::nn {
 namespace {
 constexpr const char* kSupportedOperators =
     "Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, Div, Dropout, Flatten, Gather, "
-    "Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final node), MatMul, MaxPool, Mul, Relu, "
-    "Reshape, Shape, Sigmoid, Slice, Softmax (final node), Squeeze, Sub, Tanh, Unsqueeze";
+    "Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final node), MatMul, MaxPool, Mul, "
+    "ReduceMean (spatial), Relu, Reshape, Shape, Sigmoid, Slice, Softmax (final node), Squeeze, Sub, Tanh, Unsqueeze";
 }  // namespace
 
 bool onnx_supported() {
@@ -292,7 +292,7 @@ void Converter::convert_node(const onnx::NodeProto& node, int index) {
   if (op == "Conv") return convert_conv(node);
   if (op == "Gemm" || op == "MatMul") return convert_gemm(node, op == "MatMul");
   if (op == "BatchNormalization") return convert_batch_norm(node);
-  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool") return convert_pool(node);
+  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "ReduceMean") return convert_pool(node);
   if (op == "Flatten" || op == "Reshape") return convert_reshape(node);
   if (op == "Concat") return convert_concat(node);
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return convert_arithmetic(node);

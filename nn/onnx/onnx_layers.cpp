@@ -5,6 +5,7 @@
 #include "core/config.h"
 #if AEGIS_HAS_ONNX
 
+#include <algorithm>
 #include <cmath>
 
 #include "nn/layers.h"
@@ -233,7 +234,21 @@ void Converter::convert_pool(const onnx::NodeProto& node) {
   const Value& x = computed(node, 0);
   if (x.shape.size() != 3) unsupported("needs inputs [N, C, H, W], got [N, " + shape_str(x.shape).substr(1));
   Window win;
-  if (op == "GlobalAveragePool") {
+  bool keep_dims = true;
+  if (op == "ReduceMean") {
+    // The mean over both spatial axes is global average pooling; torch's newer exporter writes it
+    // for x.mean((2, 3)). Axes are an input from opset 18, an attribute before.
+    std::vector<std::int64_t> axes = attr_ints(node, "axes");
+    if (has_input(node, 1))
+      for (double a : constant(node, 1).values) axes.push_back(to_int(a, m_label));
+    for (auto& a : axes)
+      if (a < 0) a += 4;
+    std::sort(axes.begin(), axes.end());
+    if (axes != std::vector<std::int64_t>{2, 3})
+      unsupported("ReduceMean over axes " + ints_str(axes) + " is not supported (only the spatial axes [2, 3])");
+    keep_dims = attr_int(node, "keepdims", 1) != 0;
+  }
+  if (op == "GlobalAveragePool" || op == "ReduceMean") {
     if (x.shape[1] != x.shape[2])
       unsupported("global pooling of a non-square " + std::to_string(x.shape[1]) + "×" + std::to_string(x.shape[2]) + " map is not supported");
     win = Window{x.shape[1], x.shape[1], 0};
@@ -257,7 +272,12 @@ void Converter::convert_pool(const onnx::NodeProto& node) {
   s.op = op == "MaxPool" ? GraphOp::MaxPool : GraphOp::AvgPool;
   s.inputs = {x.slot};
   s.pool = Pool2dOptions{win.kernel, win.stride, win.padding};
-  define(node.output(0), emit(std::move(s), {x.shape[0], oh, ow}));
+  Value pooled = emit(std::move(s), {x.shape[0], oh, ow});
+  if (keep_dims) return define(node.output(0), std::move(pooled));
+  GraphStep flat;
+  flat.op = GraphOp::Flatten;
+  flat.inputs = {pooled.slot};
+  define(node.output(0), emit(std::move(flat), {x.shape[0]}));
 }
 
 void Converter::convert_reshape(const onnx::NodeProto& node) {

@@ -59,11 +59,11 @@ class Graph:
             self.const(f"{prefix}.running_var", r.uniform(0.5, 2.0, channels).astype(np.float32)),
         ], name=prefix, epsilon=1e-5)
 
-    def model(self, x_shape, out, out_classes, batch="N"):
+    def model(self, x_shape, out, out_classes, batch="N", opset=OPSET):
         inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch] + list(x_shape))
         outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, out_classes])
         g = helper.make_graph(self.nodes, "fixture", [inp], [outp], self.inits)
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="aegis-fixtures")
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="aegis-fixtures")
         m.ir_version = IR_VERSION
         onnx.checker.check_model(m)
         return m
@@ -162,7 +162,7 @@ def pool_concat():
 
 def depthwise():
     # A MobileNet-style block: 1x1 expansion, BatchNorm, ReLU6, a strided depthwise 3x3 convolution,
-    # BatchNorm, ReLU6, a grouped (2 groups) 1x1 projection; then global pooling.
+    # BatchNorm, ReLU6, a grouped (2 groups) 1x1 projection; then a spatial ReduceMean (opset 18's axes input).
     g = Graph(13)
     h = g.node("Conv", ["input", g.weight("expand.weight", [8, 3, 1, 1])], name="expand")
     six = g.const("six", np.array(6, dtype=np.float32))
@@ -172,10 +172,9 @@ def depthwise():
     h = g.node("Clip", [g.bn(h, 8, "bn2"), zero, six])
     h = g.node("Conv", [h, g.weight("project.weight", [6, 4, 1, 1]), g.weight("project.bias", [6], 0.2)],
                name="project", group=2)
-    h = g.node("GlobalAveragePool", [h])
-    h = g.node("Flatten", [h], axis=1)
+    h = g.node("ReduceMean", [h, g.const("spatial", np.array([-1, 2], dtype=np.int64))], keepdims=0)
     h = g.node("Gemm", [h, g.weight("fc.weight", [5, 6]), g.weight("fc.bias", [5], 0.2)], name="fc", transB=1)
-    return g.model([3, 9, 9], h, 5), (3, 3, 9, 9)
+    return g.model([3, 9, 9], h, 5, opset=18), (3, 3, 9, 9)  # ReduceMean's axes are an input from 18
 
 
 def digits_cnn():
