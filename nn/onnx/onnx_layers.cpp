@@ -178,6 +178,15 @@ bool Converter::fold_into_layer(const Value& x, const std::string& name, const s
                                 const std::vector<double>& shift) {
   auto it = m_layer_of_slot.find(x.slot);
   if (it == m_layer_of_slot.end() || sole_consumer(name) == nullptr) return false;
+  // The layer's output may go by several names (Identity and Dropout alias it): folding changes
+  // what every reader of the value sees, so `name`'s node must be its only reader under any name.
+  std::size_t readers = 0;
+  for (const auto& [other, value] : m_values)
+    if (!value.is_const && value.slot == x.slot) {
+      auto c = m_consumers.find(other);
+      readers += (c == m_consumers.end() ? 0 : c->second.size()) + (other == m_output_name ? 1 : 0);
+    }
+  if (readers != 1) return false;
   Module& layer = *it->second;
   Var w, b;
   if (auto* conv = dynamic_cast<Conv2d*>(&layer)) {

@@ -10,7 +10,8 @@ beta) and a final Softmax; a LeNet-style CNN with torch's Shape/Gather/Unsqueeze
 plumbing and a symbolic batch; a ResNet-style block with BatchNorm and a strided 1x1 shortcut,
 stored with external data; a CIFAR-style CNN with a Sub/Div normalization in front, Clip (ReLU6),
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
-Dropout and a Constant-node reshape target; a MobileNet-style block with depthwise and grouped
+Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
+output is read twice); a MobileNet-style block with depthwise and grouped
 convolutions. bad/ holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
@@ -150,7 +151,9 @@ def pool_concat():
     a = g.node("Conv", ["input", g.weight("a.weight", [3, 2, 3, 3]), g.weight("a.bias", [3], 0.2)], name="a",
                pads=[1, 1, 1, 1])
     b = g.node("Conv", ["input", g.weight("b.weight", [2, 2, 1, 1]), g.weight("b.bias", [2], 0.2)], name="b")
-    h = g.node("Concat", [g.node("Tanh", [a]), g.node("Relu", [b])], axis=1)
+    # b is read twice, once through an Identity: the BatchNorm must not fold into b's weights.
+    b = g.node("Add", [g.node("Relu", [b]), g.bn(g.node("Identity", [b]), 2, "bn_b")])
+    h = g.node("Concat", [g.node("Tanh", [a]), b], axis=1)
     h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
     h = g.node("Dropout", [h])
     h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
