@@ -3,12 +3,11 @@
 // bench/make_onnx_model.py writes one (a ResNet-style CNN with BatchNorm, 11.2M parameters).
 //   bench_onnx_load MODEL.onnx [REPEATS]
 // Prints one JSON object: the file's size, the parameters, and the fastest and median load times.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

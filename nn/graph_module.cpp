@@ -21,8 +21,7 @@ Var concat_channels(const std::vector<Var>& xs) {
     a.erase(a.begin() + 1);
     b.erase(b.begin() + 1);
     AEGIS_CHECK_AS(ShapeError, a == b && v.device() == first.device() && v.dtype() == DType::F32,
-                   "concat: inputs " << first.describe() << " and " << v.describe()
-                                     << " differ outside dimension 1");
+                   "concat: inputs " << first.describe() << " and " << v.describe() << " differ outside dimension 1");
     channels += v.size(1);
   }
   Shape out_shape(first.shape());
@@ -30,8 +29,8 @@ Var concat_channels(const std::vector<Var>& xs) {
   Tensor y = Tensor::empty(out_shape, DType::F32, first.device());
   // Copies block [offset, offset + c) of every example between `whole` [N, channels·R] and
   // `part` [N, c·R].
-  auto copy_blocks = [n, rest, channels](const Tensor& whole, const Tensor& part, std::int64_t offset,
-                                         std::int64_t c, bool into_whole) {
+  auto copy_blocks = [n, rest, channels](const Tensor& whole, const Tensor& part, std::int64_t offset, std::int64_t c,
+                                         bool into_whole) {
     for (std::int64_t i = 0; i < n; ++i) {
       Tensor w = whole.rows(i, i + 1).reshape({channels, rest}).rows(offset, offset + c);
       Tensor p = part.rows(i, i + 1).reshape({c, rest});
@@ -74,8 +73,8 @@ void GraphModule::add_layer(const std::string& name, std::shared_ptr<Module> lay
 
 int GraphModule::add_step(GraphStep step) {
   for (int v : step.inputs)
-    AEGIS_CHECK(v >= 0 && v < m_num_values, "GraphModule: step '" << step.node << "' reads value " << v
-                                                                   << ", which no earlier step produced");
+    AEGIS_CHECK(v >= 0 && v < m_num_values,
+                "GraphModule: step '" << step.node << "' reads value " << v << ", which no earlier step produced");
   AEGIS_CHECK(!step.inputs.empty(), "GraphModule: step '" << step.node << "' has no input");
   Var weight, bias;
   if (step.op == GraphOp::ChannelAffine) {
@@ -87,19 +86,21 @@ int GraphModule::add_step(GraphStep step) {
     // A diagonal 1×1 convolution (or linear map): every output is one product and one sum, so
     // the result equals x·scale + shift exactly, on either backend, with the existing backward.
     std::vector<float> diag(static_cast<std::size_t>(c * c), 0.0f);
-    for (std::int64_t i = 0; i < c; ++i) diag[static_cast<std::size_t>(i * c + i)] = step.scale[static_cast<std::size_t>(i)];
+    for (std::int64_t i = 0; i < c; ++i)
+      diag[static_cast<std::size_t>(i * c + i)] = step.scale[static_cast<std::size_t>(i)];
     const Shape w_shape = step.shape.size() == 3 ? Shape{c, c, 1, 1} : Shape{c, c};
     weight = Var(Tensor::from_vector(diag, w_shape).to(m_constants_device));
     bias = Var(Tensor::from_vector(step.shift, {c}).to(m_constants_device));
   }
   if (step.op == GraphOp::FixedConv) {
-    AEGIS_CHECK(step.weight_shape.size() == 4 && static_cast<std::int64_t>(step.weight.size()) == shape_numel(step.weight_shape) &&
+    AEGIS_CHECK(step.weight_shape.size() == 4 &&
+                    static_cast<std::int64_t>(step.weight.size()) == shape_numel(step.weight_shape) &&
                     (step.shift.empty() || static_cast<std::int64_t>(step.shift.size()) == step.weight_shape[0]),
                 "GraphModule: convolution step '" << step.node << "' has " << step.weight.size() << " weights for "
-                                                  << shape_str(step.weight_shape) << " and " << step.shift.size() << " biases");
+                                                  << shape_str(step.weight_shape) << " and " << step.shift.size()
+                                                  << " biases");
     weight = Var(Tensor::from_vector(step.weight, step.weight_shape).to(m_constants_device));
-    if (!step.shift.empty())
-      bias = Var(Tensor::from_vector(step.shift, {step.weight_shape[0]}).to(m_constants_device));
+    if (!step.shift.empty()) bias = Var(Tensor::from_vector(step.shift, {step.weight_shape[0]}).to(m_constants_device));
     step.weight = {};  // the tensor holds them now
   }
   m_affine_weight.push_back(weight);
@@ -135,23 +136,32 @@ void GraphModule::place_constants(Device device) {
 Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::vector<Var>& values) {
   const Var& x = values[static_cast<std::size_t>(step.inputs[0])];
   switch (step.op) {
-    case GraphOp::Layer: return step.layer->forward(x);
-    case GraphOp::Relu: return F::relu(x);
-    case GraphOp::Sigmoid: return F::sigmoid(x);
-    case GraphOp::Tanh: return F::tanh(x);
-    case GraphOp::MaxPool: return F::max_pool2d(x, step.pool);
-    case GraphOp::AvgPool: return F::avg_pool2d(x, step.pool);
-    case GraphOp::Flatten: return F::flatten(x);
+    case GraphOp::Layer:
+      return step.layer->forward(x);
+    case GraphOp::Relu:
+      return F::relu(x);
+    case GraphOp::Sigmoid:
+      return F::sigmoid(x);
+    case GraphOp::Tanh:
+      return F::tanh(x);
+    case GraphOp::MaxPool:
+      return F::max_pool2d(x, step.pool);
+    case GraphOp::AvgPool:
+      return F::avg_pool2d(x, step.pool);
+    case GraphOp::Flatten:
+      return F::flatten(x);
     case GraphOp::Reshape: {
       Shape s{x.shape()[0]};
       s.insert(s.end(), step.shape.begin(), step.shape.end());
       return F::reshape(x, s);
     }
-    case GraphOp::Add: return F::add(x, values[static_cast<std::size_t>(step.inputs[1])]);
+    case GraphOp::Add:
+      return F::add(x, values[static_cast<std::size_t>(step.inputs[1])]);
     case GraphOp::ChannelAffine:
       return step.shape.size() == 3 ? F::conv2d(x, m_affine_weight[index], m_affine_bias[index], Conv2dOptions{})
                                     : F::linear(x, m_affine_weight[index], m_affine_bias[index]);
-    case GraphOp::FixedConv: return F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
+    case GraphOp::FixedConv:
+      return F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
     case GraphOp::Concat: {
       std::vector<Var> xs;
       for (int v : step.inputs) xs.push_back(values[static_cast<std::size_t>(v)]);
@@ -164,11 +174,12 @@ Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::v
 Var GraphModule::forward(const Var& x) {
   AEGIS_CHECK(m_output >= 0, "GraphModule: forward before set_output");
   Shape example(x.shape());
-  AEGIS_CHECK_AS(ShapeError, !example.empty(), "GraphModule: input " << x.value().describe() << " has no batch dimension");
+  AEGIS_CHECK_AS(ShapeError, !example.empty(),
+                 "GraphModule: input " << x.value().describe() << " has no batch dimension");
   example.erase(example.begin());
-  AEGIS_CHECK_AS(ShapeError, example == m_input_shape,
-                 m_source << ": takes inputs [N, " << shape_str(m_input_shape).substr(1) << " but got "
-                          << x.value().describe());
+  AEGIS_CHECK_AS(
+      ShapeError, example == m_input_shape,
+      m_source << ": takes inputs [N, " << shape_str(m_input_shape).substr(1) << " but got " << x.value().describe());
   if (x.device() != m_constants_device) place_constants(x.device());
   std::vector<Var> values(static_cast<std::size_t>(m_num_values));
   values[0] = x;
@@ -186,8 +197,8 @@ Var GraphModule::forward(const Var& x) {
 
 std::string GraphModule::describe() const {
   std::ostringstream os;
-  os << "GraphModule(" << m_source << ": " << m_steps.size() << " steps, input " << shape_str(m_input_shape)
-     << ", " << num_classes() << " classes";
+  os << "GraphModule(" << m_source << ": " << m_steps.size() << " steps, input " << shape_str(m_input_shape) << ", "
+     << num_classes() << " classes";
   if (!m_skipped_final.empty()) os << ", final " << m_skipped_final << " skipped";
   os << ")";
   return os.str();

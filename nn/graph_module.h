@@ -22,7 +22,7 @@
 namespace aegis::nn {
 
 enum class GraphOp {
-  Layer,          // a child module: Conv2d or Linear
+  Layer,  // a child module: Conv2d or Linear
   Relu,
   Sigmoid,
   Tanh,
@@ -39,16 +39,16 @@ enum class GraphOp {
 
 struct GraphStep {
   GraphOp op = GraphOp::Relu;
-  std::string node;                // the source node's name, for messages
-  std::vector<int> inputs;         // value indices
+  std::string node;         // the source node's name, for messages
+  std::vector<int> inputs;  // value indices
   int output = -1;
-  std::shared_ptr<Module> layer;   // Layer
-  Pool2dOptions pool{};            // MaxPool, AvgPool
-  Shape shape;                     // Reshape: the per-example target shape
-  std::vector<float> scale, shift; // ChannelAffine, one entry per channel; FixedConv: shift = bias
-  std::vector<float> weight;       // FixedConv: the dense [O, C, k, k] weight
-  Shape weight_shape;              // FixedConv
-  Conv2dOptions conv{};            // FixedConv
+  std::shared_ptr<Module> layer;    // Layer
+  Pool2dOptions pool{};             // MaxPool, AvgPool
+  Shape shape;                      // Reshape: the per-example target shape
+  std::vector<float> scale, shift;  // ChannelAffine, one entry per channel; FixedConv: shift = bias
+  std::vector<float> weight;        // FixedConv: the dense [O, C, k, k] weight
+  Shape weight_shape;               // FixedConv
+  Conv2dOptions conv{};             // FixedConv
 };
 
 class GraphModule : public Module {

@@ -67,7 +67,8 @@ std::vector<double> apply_final(const std::string& op, const Tensor& logits) {
     double m = row[0], sum = 0.0;
     for (std::int64_t j = 0; j < k; ++j) m = std::max(m, row[j]);
     for (std::int64_t j = 0; j < k; ++j) sum += std::exp(row[j] - m);
-    for (std::int64_t j = 0; j < k; ++j) row[j] = op == "Softmax" ? std::exp(row[j] - m) / sum : row[j] - m - std::log(sum);
+    for (std::int64_t j = 0; j < k; ++j)
+      row[j] = op == "Softmax" ? std::exp(row[j] - m) / sum : row[j] - m - std::log(sum);
   }
   return z;
 }
@@ -190,10 +191,10 @@ TEST(OnnxImport, TorchStyleNamesAndFoldedBatchNorm) {
   std::vector<std::string> names;
   for (const auto& [name, p] : m.named_parameters()) names.push_back(name);
   // Every BatchNorm follows a convolution and is folded into it: only convolutions and fc remain.
-  EXPECT_EQ(names, (std::vector<std::string>{"conv1.weight", "conv1.bias", "layer1.0.conv1.weight", "layer1.0.conv1.bias",
-                                             "layer1.0.conv2.weight", "layer1.0.conv2.bias",
-                                             "layer1.0.shortcut.0.weight", "layer1.0.shortcut.0.bias", "fc.weight",
-                                             "fc.bias"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"conv1.weight", "conv1.bias", "layer1.0.conv1.weight", "layer1.0.conv1.bias",
+                                      "layer1.0.conv2.weight", "layer1.0.conv2.bias", "layer1.0.shortcut.0.weight",
+                                      "layer1.0.shortcut.0.bias", "fc.weight", "fc.bias"}));
   EXPECT_EQ(m.input_shape(), (Shape{3, 8, 8}));
   EXPECT_EQ(m.num_classes(), 6);
 }
@@ -220,8 +221,9 @@ TEST(OnnxImport, LoadClassifierReadsOnnx) {
 TEST(OnnxImport, RefusesUnsupportedModelsByName) {
   REQUIRE_ONNX();
   const std::string bad = fixture_dir() + "/bad/";
-  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "unsupported_op.onnx"); }, "unsupported_op.onnx",
-                                     "node 'my_erf' (Erf): operator 'Erf' is not supported; supported: Add, AveragePool");
+  testing::expect_error<Unsupported>(
+      [&] { nn::load_onnx(bad + "unsupported_op.onnx"); }, "unsupported_op.onnx",
+      "node 'my_erf' (Erf): operator 'Erf' is not supported; supported: Add, AveragePool");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "two_outputs.onnx"); }, "two_outputs.onnx", "2 outputs");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "asymmetric_pads.onnx"); }, "asymmetric_pads.onnx",
                                      "node 'asymmetric' (Conv): pads [0, 0, 1, 1] are not the same padding");
@@ -238,8 +240,8 @@ TEST(OnnxImport, RefusesMalformedFiles) {
   const std::string good = read_bytes(fixture_dir() + "/lenet/model.onnx");
   testing::expect_error<IoError>([&] { nn::load_onnx(dir + "/missing.onnx"); }, "missing.onnx", "cannot open");
   // Every truncation of a valid model is refused with a typed error, never a crash.
-  for (std::size_t keep : {std::size_t{0}, std::size_t{1}, std::size_t{7}, good.size() / 3, good.size() / 2,
-                           good.size() - 1}) {
+  for (std::size_t keep :
+       {std::size_t{0}, std::size_t{1}, std::size_t{7}, good.size() / 3, good.size() / 2, good.size() - 1}) {
     try {
       nn::load_onnx_bytes(good.substr(0, keep), "cut.onnx", dir);
       ADD_FAILURE() << "a model cut to " << keep << " of " << good.size() << " bytes loaded";
@@ -256,9 +258,7 @@ TEST(OnnxImport, RefusesMalformedFiles) {
   testing::expect_error<IoError>([&] { nn::load_onnx_bytes(read_bytes(ext + "/model.onnx"), "ext.onnx", dir); },
                                  "ext.onnx", "cannot open external data file");
   const std::string data = read_bytes(ext + "/model.onnx.data");
-  {
-    std::ofstream(dir + "/model.onnx.data", std::ios::binary) << data.substr(0, data.size() / 2);
-  }
+  { std::ofstream(dir + "/model.onnx.data", std::ios::binary) << data.substr(0, data.size() / 2); }
   testing::expect_error<IoError>([&] { nn::load_onnx_bytes(read_bytes(ext + "/model.onnx"), "ext.onnx", dir); },
                                  "ext.onnx", "truncated");
 }
@@ -274,19 +274,23 @@ TEST(OnnxImport, CommandLineEvaluatesAnOnnxModel) {
   const testing::CliRun e = testing::run_cli("eval --model " + model + " --data digits --device cpu --json --quiet");
   ASSERT_EQ(e.status, 0) << e.err;
   EXPECT_NE(e.out.find("\"model\":\"onnx\""), std::string::npos) << e.out;
-  const testing::CliRun bad = testing::run_cli("eval --model " + fixture_dir() + "/bad/unsupported_op.onnx --data digits --quiet");
+  const testing::CliRun bad =
+      testing::run_cli("eval --model " + fixture_dir() + "/bad/unsupported_op.onnx --data digits --quiet");
   EXPECT_EQ(bad.status, 1);
   EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;
   EXPECT_NE(bad.err.find("operator 'Erf' is not supported"), std::string::npos) << bad.err;
   EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
-  const testing::CliRun attack = testing::run_cli("attack --model " + model +
-                                                  " --data digits --device cpu --attack pgd-linf --eps 0.05 --max 20 --json --quiet");
+  const testing::CliRun attack = testing::run_cli(
+      "attack --model " + model + " --data digits --device cpu --attack pgd-linf --eps 0.05 --max 20 --json --quiet");
   EXPECT_EQ(attack.status, 0) << attack.err;
   // Bound propagation through graph modules is not there yet: one clear line, not a wrong answer.
-  const testing::CliRun verify = testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --quiet");
+  const testing::CliRun verify =
+      testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --quiet");
   EXPECT_EQ(verify.status, 1);
-  EXPECT_NE(verify.err.find("aegis: error: bound propagation (verify) through an imported ONNX model is not supported yet"),
-            std::string::npos) << verify.err;
+  EXPECT_NE(
+      verify.err.find("aegis: error: bound propagation (verify) through an imported ONNX model is not supported yet"),
+      std::string::npos)
+      << verify.err;
 }
 
 TEST(OnnxImport, PerExampleGradientsAreRefusedForNow) {

@@ -79,13 +79,13 @@ class Converter {
   std::shared_ptr<GraphModule> m_module;
   std::map<std::string, Value> m_values;
   std::map<std::string, std::vector<const onnx::NodeProto*>> m_consumers;
-  std::set<std::string> m_static;        // initializers and Constant nodes' outputs
+  std::set<std::string> m_static;  // initializers and Constant nodes' outputs
   std::set<std::string> m_layer_names;
   // Layer steps whose output no other step has read yet: BatchNorm and a bias Add fold into them.
   std::map<int, std::shared_ptr<Module>> m_layer_of_slot;
-  std::string m_label;                   // "model.onnx: node 'conv1' (Conv)"
+  std::string m_label;  // "model.onnx: node 'conv1' (Conv)"
   int m_index = 0;
-  std::int64_t m_fixed_batch = 0;        // the input's batch size when the graph fixes it
+  std::int64_t m_fixed_batch = 0;  // the input's batch size when the graph fixes it
   std::string m_input_name, m_output_name;
 };
 

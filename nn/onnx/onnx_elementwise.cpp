@@ -81,8 +81,8 @@ void Converter::convert_leaky_relu(const onnx::NodeProto& node) {
   const std::size_t c = x.shape.empty() ? 1 : static_cast<std::size_t>(x.shape[0]);
   const Value positive = emit_unary(GraphOp::Relu, x);
   const Value negated = emit_affine(x, std::vector<float>(c, -1.0f), std::vector<float>(c, 0.0f));
-  const Value negative = emit_affine(emit_unary(GraphOp::Relu, negated), std::vector<float>(c, -alpha),
-                                     std::vector<float>(c, 0.0f));
+  const Value negative =
+      emit_affine(emit_unary(GraphOp::Relu, negated), std::vector<float>(c, -alpha), std::vector<float>(c, 0.0f));
   GraphStep s;
   s.op = GraphOp::Add;
   s.inputs = {positive.slot, negative.slot};
@@ -101,7 +101,8 @@ void Converter::convert_clip(const onnx::NodeProto& node) {
     return attr_float(node, attr, fallback);  // opsets before 11 held them as attributes
   };
   const float lo = bound(1, "min", -inf), hi = bound(2, "max", inf);
-  if (!(lo < hi)) unsupported("Clip bounds [" + std::to_string(lo) + ", " + std::to_string(hi) + "] are empty or a point");
+  if (!(lo < hi))
+    unsupported("Clip bounds [" + std::to_string(lo) + ", " + std::to_string(hi) + "] are empty or a point");
   const std::size_t c = x.shape.empty() ? 1 : static_cast<std::size_t>(x.shape[0]);
   auto affine = [&](const Value& v, float scale, float shift) {
     return emit_affine(v, std::vector<float>(c, scale), std::vector<float>(c, shift));

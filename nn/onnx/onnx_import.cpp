@@ -17,9 +17,10 @@ namespace aegis::nn {
 
 namespace {
 constexpr const char* kSupportedOperators =
-    "Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, Div, Dropout, Flatten, Gather, "
-    "Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final node), MatMul, MaxPool, Mul, "
-    "ReduceMean (spatial), Relu, Reshape, Shape, Sigmoid, Slice, Softmax (final node), Squeeze, Sub, Tanh, Unsqueeze";
+    "Add, AveragePool, BatchNormalization, Cast (to float, or of constants), Clip, Concat, Constant, "
+    "Conv, Div, Dropout, Flatten, Gather, Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final"
+    " node), MatMul, MaxPool, Mul, ReduceMean (spatial), Relu, Reshape, Shape, Sigmoid, Slice, Softmax "
+    "(final node), Squeeze, Sub, Tanh, Unsqueeze";
 }  // namespace
 
 bool onnx_supported() {
@@ -94,7 +95,8 @@ void Converter::read_input() {
   for (const auto& in : m_graph.input())
     if (!m_values.count(in.name())) inputs.push_back(&in);  // IR < 4 lists initializers as inputs too
   if (inputs.size() != 1)
-    unsupported("the graph has " + std::to_string(inputs.size()) + " inputs besides its initializers; a classifier has one");
+    unsupported("the graph has " + std::to_string(inputs.size()) +
+                " inputs besides its initializers; a classifier has one");
   const onnx::ValueInfoProto& in = *inputs[0];
   m_input_name = in.name();
   const auto& type = in.type();
@@ -118,7 +120,8 @@ void Converter::read_input() {
   std::int64_t numel = 1;
   for (std::int64_t d : example)
     if (d > (std::int64_t{1} << 28) || (numel *= d) > (std::int64_t{1} << 28))
-      unsupported("input '" + in.name() + "' of shape [N, " + shape_str(example).substr(1) + " is larger than 2^28 values per example");
+      unsupported("input '" + in.name() + "' of shape [N, " + shape_str(example).substr(1) +
+                  " is larger than 2^28 values per example");
   if (shape.dim(0).has_dim_value()) m_fixed_batch = shape.dim(0).dim_value();
   m_module = std::make_shared<GraphModule>(example, m_ctx.name);
   Value v;
@@ -196,7 +199,8 @@ const onnx::NodeProto* Converter::sole_consumer(const std::string& name) const {
 std::string Converter::layer_name(const onnx::NodeProto& node, const std::string& weight_name) {
   const std::string suffix = ".weight";
   std::string name;
-  if (weight_name.size() > suffix.size() && weight_name.compare(weight_name.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (weight_name.size() > suffix.size() &&
+      weight_name.compare(weight_name.size() - suffix.size(), suffix.size(), suffix) == 0)
     name = weight_name.substr(0, weight_name.size() - suffix.size());
   else if (!node.name().empty())
     name = node.name();
@@ -213,8 +217,8 @@ void Converter::convert_node(const onnx::NodeProto& node, int index) {
   m_label = m_ctx.name + ": " + node_label(node, index);
   const std::string& op = node.op_type();
   if (!node.domain().empty() && node.domain() != "ai.onnx")
-    unsupported("operator domain '" + node.domain() + "' is not supported; supported operators (default domain): " +
-                kSupportedOperators);
+    unsupported("operator domain '" + node.domain() +
+                "' is not supported; supported operators (default domain): " + kSupportedOperators);
   std::vector<const Constant*> consts;
   bool all_const = true;
   for (int i = 0; i < node.input_size(); ++i) {
@@ -275,6 +279,8 @@ void Converter::convert_node(const onnx::NodeProto& node, int index) {
     v.constant.shape = {v.constant.numel()};
     return define(out, std::move(v));
   }
+  if (op == "Cast" && attr_int(node, "to", 0) == onnx::TensorProto_DataType_FLOAT)
+    return define(out, computed(node, 0));  // every computed value is float already
   if (op == "Identity" || op == "Dropout") {
     if (op == "Dropout" && node.output_size() > 1 && !node.output(1).empty() && m_consumers.count(node.output(1)))
       unsupported("the Dropout mask output is used; only inference-mode Dropout (the identity) is supported");
@@ -292,7 +298,8 @@ void Converter::convert_node(const onnx::NodeProto& node, int index) {
   if (op == "Conv") return convert_conv(node);
   if (op == "Gemm" || op == "MatMul") return convert_gemm(node, op == "MatMul");
   if (op == "BatchNormalization") return convert_batch_norm(node);
-  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "ReduceMean") return convert_pool(node);
+  if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool" || op == "ReduceMean")
+    return convert_pool(node);
   if (op == "Flatten" || op == "Reshape") return convert_reshape(node);
   if (op == "Concat") return convert_concat(node);
   if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") return convert_arithmetic(node);
@@ -335,7 +342,8 @@ OnnxModel load_onnx_bytes(const std::string& bytes, const std::string& name, con
   OnnxModel out;
   out.model = onnx_import::Converter(model.graph(), onnx_import::Context{name, base_dir}).run();
   for (const auto& p : model.metadata_props()) out.metadata[p.key()] = p.value();
-  out.metadata["onnx.producer"] = model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
+  out.metadata["onnx.producer"] =
+      model.producer_name() + (model.producer_version().empty() ? "" : " " + model.producer_version());
   out.metadata["onnx.opset"] = std::to_string(opset);
   out.metadata["onnx.ir_version"] = std::to_string(model.ir_version());
   return out;

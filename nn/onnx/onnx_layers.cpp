@@ -34,7 +34,8 @@ Window Converter::read_window(const onnx::NodeProto& node, std::int64_t kernel) 
   if (auto_pad != "NOTSET" && auto_pad != "VALID")
     bad("auto_pad '" + auto_pad + "' is not supported (export with explicit pads)");
   const auto ks = attr_ints(node, "kernel_shape", {kernel, kernel});
-  if (ks.size() != 2 || ks[0] != ks[1] || ks[0] < 1) bad("kernel_shape " + ints_str(ks) + " is not a square 2-d kernel");
+  if (ks.size() != 2 || ks[0] != ks[1] || ks[0] < 1)
+    bad("kernel_shape " + ints_str(ks) + " is not a square 2-d kernel");
   w.kernel = ks[0];
   const auto strides = attr_ints(node, "strides", {1, 1});
   if (strides.size() != 2 || strides[0] != strides[1] || strides[0] < 1)
@@ -58,7 +59,8 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   const Value& x = computed(node, 0);
   const Constant& w = constant(node, 1);
   if (x.shape.size() != 3) unsupported("Conv needs inputs [N, C, H, W], got [N, " + shape_str(x.shape).substr(1));
-  if (w.shape.size() != 4) unsupported("Conv weight has shape " + shape_str(w.shape) + "; only 2-d convolutions are supported");
+  if (w.shape.size() != 4)
+    unsupported("Conv weight has shape " + shape_str(w.shape) + "; only 2-d convolutions are supported");
   const std::int64_t group = attr_int(node, "group", 1);
   if (group < 1 || x.shape[0] % group != 0 || w.shape[0] % group != 0)
     unsupported("group " + std::to_string(group) + " does not divide the " + std::to_string(x.shape[0]) +
@@ -68,11 +70,13 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   if (win.kernel != w.shape[2]) unsupported("kernel_shape disagrees with the weight's shape " + shape_str(w.shape));
   const std::int64_t out_c = w.shape[0], in_c = x.shape[0];
   if (w.shape[1] != in_c / group)
-    throw IoError(m_label + ": weight " + shape_str(w.shape) + " does not fit an input of " + std::to_string(in_c) + " channels");
+    throw IoError(m_label + ": weight " + shape_str(w.shape) + " does not fit an input of " + std::to_string(in_c) +
+                  " channels");
   const std::int64_t oh = (x.shape[1] + 2 * win.padding - win.kernel) / win.stride + 1;
   const std::int64_t ow = (x.shape[2] + 2 * win.padding - win.kernel) / win.stride + 1;
   if (x.shape[1] + 2 * win.padding < win.kernel || x.shape[2] + 2 * win.padding < win.kernel)
-    unsupported("kernel " + std::to_string(win.kernel) + " is larger than the padded input [N, " + shape_str(x.shape).substr(1));
+    unsupported("kernel " + std::to_string(win.kernel) + " is larger than the padded input [N, " +
+                shape_str(x.shape).substr(1));
   const bool has_bias = has_input(node, 2);
   if (has_bias && constant(node, 2).numel() != out_c)
     throw IoError(m_label + ": bias has " + std::to_string(constant(node, 2).numel()) + " values for " +
@@ -83,7 +87,8 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
     constexpr std::int64_t kMaxDenseWeights = std::int64_t{1} << 24;
     if (static_cast<double>(out_c) * static_cast<double>(in_c) * static_cast<double>(win.kernel * win.kernel) >
         static_cast<double>(kMaxDenseWeights))
-      unsupported("a grouped convolution of " + std::to_string(out_c) + "×" + std::to_string(in_c) + " channels is too wide "
+      unsupported("a grouped convolution of " + std::to_string(out_c) + "×" + std::to_string(in_c) +
+                  " channels is too wide "
                   "to run as a dense convolution (a grouped kernel is not there yet)");
     const std::int64_t per_group_in = in_c / group, per_group_out = out_c / group, kk = win.kernel * win.kernel;
     GraphStep s;
@@ -139,7 +144,8 @@ void Converter::convert_gemm(const onnx::NodeProto& node, bool matmul) {
   // Linear keeps W as [out, in]: transB = 1 is that layout, otherwise B is [in, out].
   const std::int64_t in_f = trans_b ? b.shape[1] : b.shape[0], out_f = trans_b ? b.shape[0] : b.shape[1];
   if (in_f != x.shape[0])
-    throw IoError(m_label + ": weight " + shape_str(b.shape) + " does not fit inputs of " + std::to_string(x.shape[0]) + " features");
+    throw IoError(m_label + ": weight " + shape_str(b.shape) + " does not fit inputs of " + std::to_string(x.shape[0]) +
+                  " features");
   std::vector<float> weight(static_cast<std::size_t>(in_f * out_f));
   for (std::int64_t o = 0; o < out_f; ++o)
     for (std::int64_t i = 0; i < in_f; ++i)
@@ -159,7 +165,8 @@ void Converter::convert_gemm(const onnx::NodeProto& node, bool matmul) {
       unsupported("bias C of shape " + shape_str(c.shape) + " does not broadcast per output feature");
     std::vector<float> bias(static_cast<std::size_t>(out_f));
     for (std::int64_t o = 0; o < out_f; ++o)
-      bias[static_cast<std::size_t>(o)] = static_cast<float>(beta * c.values[static_cast<std::size_t>(c.numel() == 1 ? 0 : o)]);
+      bias[static_cast<std::size_t>(o)] =
+          static_cast<float>(beta * c.values[static_cast<std::size_t>(c.numel() == 1 ? 0 : o)]);
     copy_into(linear->bias(), bias, {out_f});
   } else if (needs_bias) {
     copy_into(linear->bias(), std::vector<float>(static_cast<std::size_t>(out_f), 0.0f), {out_f});
@@ -227,7 +234,8 @@ void Converter::convert_batch_norm(const onnx::NodeProto& node) {
                  *var = &constant(node, 4);
   for (const Constant* c : {gamma, beta, mean, var})
     if (c->numel() != channels)
-      throw IoError(m_label + ": a parameter has " + std::to_string(c->numel()) + " values for " + std::to_string(channels) + " channels");
+      throw IoError(m_label + ": a parameter has " + std::to_string(c->numel()) + " values for " +
+                    std::to_string(channels) + " channels");
   std::vector<double> scale(static_cast<std::size_t>(channels)), shift(scale.size());
   for (std::size_t c = 0; c < scale.size(); ++c) {
     scale[c] = gamma->values[c] / std::sqrt(var->values[c] + eps);
@@ -259,7 +267,8 @@ void Converter::convert_pool(const onnx::NodeProto& node) {
   }
   if (op == "GlobalAveragePool" || op == "ReduceMean") {
     if (x.shape[1] != x.shape[2])
-      unsupported("global pooling of a non-square " + std::to_string(x.shape[1]) + "×" + std::to_string(x.shape[2]) + " map is not supported");
+      unsupported("global pooling of a non-square " + std::to_string(x.shape[1]) + "×" + std::to_string(x.shape[2]) +
+                  " map is not supported");
     win = Window{x.shape[1], x.shape[1], 0};
   } else {
     if (!find_attribute(node, "kernel_shape")) throw IoError(m_label + ": kernel_shape is missing");
@@ -329,15 +338,18 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
     rest.push_back(di);
   }
   if (infer >= 0) {
-    if (numel % known != 0) unsupported("the target shape cannot hold one example of " + std::to_string(numel) + " values");
+    if (numel % known != 0)
+      unsupported("the target shape cannot hold one example of " + std::to_string(numel) + " values");
     rest[static_cast<std::size_t>(infer)] = numel / known;
     known = numel;
   }
-  const bool keeps_batch = first == kBatch || first == 0 || (m_fixed_batch > 0 && first == static_cast<double>(m_fixed_batch)) ||
+  const bool keeps_batch = first == kBatch || first == 0 ||
+                           (m_fixed_batch > 0 && first == static_cast<double>(m_fixed_batch)) ||
                            (first == -1 && infer < 0);
   if (!keeps_batch || known != numel)
-    unsupported("the target shape cannot be resolved to [N, ...] with N the batch size; export the model with "
-                "x.flatten(1) or x.view(x.size(0), -1)");
+    unsupported(
+        "the target shape cannot be resolved to [N, ...] with N the batch size; export the model with "
+        "x.flatten(1) or x.view(x.size(0), -1)");
   GraphStep s;
   s.op = GraphOp::Reshape;
   s.inputs = {x.slot};
@@ -349,7 +361,8 @@ void Converter::convert_concat(const onnx::NodeProto& node) {
   const Value& first = computed(node, 0);
   std::int64_t axis = attr_int(node, "axis", 1);
   if (axis < 0) axis += static_cast<std::int64_t>(first.shape.size()) + 1;
-  if (axis != 1) unsupported("concatenation along axis " + std::to_string(axis) + " is not supported (only 1, the channels)");
+  if (axis != 1)
+    unsupported("concatenation along axis " + std::to_string(axis) + " is not supported (only 1, the channels)");
   GraphStep s;
   s.op = GraphOp::Concat;
   Shape shape = first.shape;
@@ -358,7 +371,8 @@ void Converter::convert_concat(const onnx::NodeProto& node) {
     const Value& v = computed(node, i);
     Shape a = v.shape, b = first.shape;
     if (a.size() != b.size() || !std::equal(a.begin() + 1, a.end(), b.begin() + 1))
-      unsupported("inputs [N, " + shape_str(a).substr(1) + " and [N, " + shape_str(b).substr(1) + " differ beyond the channels");
+      unsupported("inputs [N, " + shape_str(a).substr(1) + " and [N, " + shape_str(b).substr(1) +
+                  " differ beyond the channels");
     shape[0] += v.shape[0];
     s.inputs.push_back(v.slot);
   }

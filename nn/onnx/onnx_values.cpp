@@ -1,14 +1,13 @@
 #include "core/config.h"
 #if AEGIS_HAS_ONNX
 
-#include "nn/onnx/onnx_values.h"
-
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
+#include "nn/onnx/onnx_values.h"
 
 namespace aegis::nn::onnx_import {
 
@@ -19,16 +18,18 @@ constexpr std::int64_t kMaxElements = std::int64_t{1} << 34;  // 64 GiB of float
 std::size_t element_size(int type) {
   switch (type) {
     case onnx::TensorProto_DataType_FLOAT:
-    case onnx::TensorProto_DataType_INT32: return 4;
+    case onnx::TensorProto_DataType_INT32:
+      return 4;
     case onnx::TensorProto_DataType_DOUBLE:
-    case onnx::TensorProto_DataType_INT64: return 8;
-    default: return 0;
+    case onnx::TensorProto_DataType_INT64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
 // Reads `bytes` bytes at `offset` of the external file `location` (relative to the model).
-std::string read_external(const onnx::TensorProto& t, const std::string& what, const Context& ctx,
-                          std::size_t bytes) {
+std::string read_external(const onnx::TensorProto& t, const std::string& what, const Context& ctx, std::size_t bytes) {
   std::string location;
   std::int64_t offset = 0, length = -1;
   for (const auto& entry : t.external_data()) {
@@ -37,8 +38,8 @@ std::string read_external(const onnx::TensorProto& t, const std::string& what, c
       if (entry.key() == "offset") offset = std::stoll(entry.value());
       if (entry.key() == "length") length = std::stoll(entry.value());
     } catch (const std::exception&) {
-      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' has external data field '" << entry.key()
-                                    << "' = '" << entry.value() << "', not a number");
+      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' has external data field '" << entry.key() << "' = '"
+                                    << entry.value() << "', not a number");
     }
   }
   if (ctx.base_dir.empty())
@@ -52,16 +53,18 @@ std::string read_external(const onnx::TensorProto& t, const std::string& what, c
                                   << length << " where its shape needs " << bytes << " bytes");
   const std::string file = ctx.base_dir + "/" + location;
   std::ifstream in(file, std::ios::binary);
-  if (!in) AEGIS_THROW(IoError, ctx.name << ": cannot open external data file '" << file << "' of tensor '" << what << "'");
+  if (!in)
+    AEGIS_THROW(IoError, ctx.name << ": cannot open external data file '" << file << "' of tensor '" << what << "'");
   in.seekg(0, std::ios::end);
   const auto size = static_cast<std::int64_t>(in.tellg());
   if (size < offset || static_cast<std::size_t>(size - offset) < bytes)
-    AEGIS_THROW(IoError, ctx.name << ": external data file '" << file << "' holds " << size << " bytes; tensor '" << what
-                                  << "' needs " << bytes << " at offset " << offset << " (truncated?)");
+    AEGIS_THROW(IoError, ctx.name << ": external data file '" << file << "' holds " << size << " bytes; tensor '"
+                                  << what << "' needs " << bytes << " at offset " << offset << " (truncated?)");
   std::string out(bytes, '\0');
   in.seekg(offset);
   in.read(out.data(), static_cast<std::streamsize>(bytes));
-  if (!in) AEGIS_THROW(IoError, ctx.name << ": reading external data of tensor '" << what << "' from '" << file << "' failed");
+  if (!in)
+    AEGIS_THROW(IoError, ctx.name << ": reading external data of tensor '" << what << "' from '" << file << "' failed");
   return out;
 }
 
@@ -120,15 +123,23 @@ Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const 
   const bool external = t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL;
   if (external || t.has_raw_data()) {
     if (!external && t.raw_data().size() != bytes)
-      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' holds " << t.raw_data().size()
-                                    << " bytes; its shape " << shape_str(c.shape) << " needs " << bytes);
+      AEGIS_THROW(IoError, ctx.name << ": tensor '" << what << "' holds " << t.raw_data().size() << " bytes; its shape "
+                                    << shape_str(c.shape) << " needs " << bytes);
     const std::string raw = external ? read_external(t, what, ctx, bytes) : t.raw_data();
     c.values.resize(static_cast<std::size_t>(numel));
     switch (type) {
-      case onnx::TensorProto_DataType_FLOAT: decode_raw<float>(raw, c.values); break;
-      case onnx::TensorProto_DataType_DOUBLE: decode_raw<double>(raw, c.values); break;
-      case onnx::TensorProto_DataType_INT32: decode_raw<std::int32_t>(raw, c.values); break;
-      default: decode_raw<std::int64_t>(raw, c.values); break;
+      case onnx::TensorProto_DataType_FLOAT:
+        decode_raw<float>(raw, c.values);
+        break;
+      case onnx::TensorProto_DataType_DOUBLE:
+        decode_raw<double>(raw, c.values);
+        break;
+      case onnx::TensorProto_DataType_INT32:
+        decode_raw<std::int32_t>(raw, c.values);
+        break;
+      default:
+        decode_raw<std::int64_t>(raw, c.values);
+        break;
     }
     return c;
   }
@@ -139,10 +150,18 @@ Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const 
     c.values.assign(field.begin(), field.end());
   };
   switch (type) {
-    case onnx::TensorProto_DataType_FLOAT: take(t.float_data()); break;
-    case onnx::TensorProto_DataType_DOUBLE: take(t.double_data()); break;
-    case onnx::TensorProto_DataType_INT32: take(t.int32_data()); break;
-    default: take(t.int64_data()); break;
+    case onnx::TensorProto_DataType_FLOAT:
+      take(t.float_data());
+      break;
+    case onnx::TensorProto_DataType_DOUBLE:
+      take(t.double_data());
+      break;
+    case onnx::TensorProto_DataType_INT32:
+      take(t.int32_data());
+      break;
+    default:
+      take(t.int64_data());
+      break;
   }
   return c;
 }
@@ -237,7 +256,8 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
       }
       Shape s;
       std::size_t next = 0;
-      for (std::int64_t d = 0; d < rank; ++d) s.push_back(inserted[static_cast<std::size_t>(d)] ? 1 : r.shape.at(next++));
+      for (std::int64_t d = 0; d < rank; ++d)
+        s.push_back(inserted[static_cast<std::size_t>(d)] ? 1 : r.shape.at(next++));
       r.shape = s;
     } else {
       Shape s;
@@ -253,8 +273,7 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
     AEGIS_CHECK_AS(Unsupported, !in.empty(), label << ": no inputs");
     r.integer = input(0).integer;
     for (std::size_t i = 0; i < in.size(); ++i) {
-      AEGIS_CHECK_AS(Unsupported, input(i).shape.size() <= 1,
-                     label << ": only 1-d constants are concatenated at load");
+      AEGIS_CHECK_AS(Unsupported, input(i).shape.size() <= 1, label << ": only 1-d constants are concatenated at load");
       r.values.insert(r.values.end(), in[i]->values.begin(), in[i]->values.end());
     }
     r.shape = {r.numel()};
@@ -287,7 +306,8 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
     };
     const std::int64_t step = in.size() > 4 && in[4] && in[4]->numel() > 0 ? to_int(in[4]->values[0], label) : 1;
     AEGIS_CHECK_AS(Unsupported, step == 1, label << ": only step 1 is evaluated at load");
-    AEGIS_CHECK_AS(IoError, input(1).numel() == 1 && input(2).numel() == 1, label << ": starts and ends must hold one value");
+    AEGIS_CHECK_AS(IoError, input(1).numel() == 1 && input(2).numel() == 1,
+                   label << ": starts and ends must hold one value");
     const std::int64_t begin = clamp(input(1).values[0]), end = clamp(input(2).values[0]);
     r.integer = data.integer;
     for (std::int64_t i = begin; i < end; ++i) r.values.push_back(data.values[static_cast<std::size_t>(i)]);

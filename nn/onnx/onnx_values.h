@@ -3,11 +3,11 @@
 // the shape arithmetic that exporters emit. Only compiled when the build has ONNX support.
 #pragma once
 
+#include <onnx/onnx_pb.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <onnx/onnx_pb.h>
 
 #include "runtime/tensor.h"
 
