@@ -230,6 +230,12 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dynamic_height.onnx"); }, "dynamic_height.onnx",
                                      "dimension 2 is 'H', not a fixed size");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "old_opset.onnx"); }, "old_opset.onnx", "opset 9");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "int_input.onnx"); }, "int_input.onnx",
+                                     "is not a float tensor");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "rank3_input.onnx"); }, "rank3_input.onnx",
+                                     "has rank 3; expected an image batch [N, C, H, W]");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "batch_arithmetic.onnx"); }, "batch_arithmetic.onnx",
+                                     "arithmetic on the batch size cannot be resolved at load");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dilated_conv.onnx"); }, "dilated_conv.onnx",
                                      "dilations [2, 2]");
 }

@@ -222,6 +222,22 @@ def bad_models():
     g = Graph(12)
     h = g.node("Conv", ["input", g.weight("c.weight", [2, 1, 3, 3])], name="dilated", dilations=[2, 2])
     out["dilated_conv"] = g.model([1, 7, 7], g.node("Flatten", [h]), 18)
+    g = Graph(14)
+    h = g.node("Relu", ["input"])
+    inp = helper.make_tensor_value_info("input", TensorProto.INT64, ["N", 4])
+    outp = helper.make_tensor_value_info(h, TensorProto.INT64, ["N", 4])
+    m = helper.make_model(helper.make_graph(g.nodes, "ints", [inp], [outp]), opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = IR_VERSION
+    out["int_input"] = m
+    g = Graph(15)
+    out["rank3_input"] = g.model([4, 4], g.node("Relu", ["input"]), 4)
+    # A reshape target computed from the batch size (2N rows): not resolvable at load.
+    g = Graph(16)
+    shape = g.node("Shape", ["input"])
+    batch = g.node("Gather", [shape, g.const("i0", np.array([0], dtype=np.int64))], axis=0)
+    rows = g.node("Mul", [batch, g.const("two", np.array([2], dtype=np.int64))])
+    target = g.node("Concat", [rows, g.const("m1", np.array([-1], dtype=np.int64))], axis=0)
+    out["batch_arithmetic"] = g.model([8], g.node("Reshape", ["input", target], name="reshape_2n"), 4)
     return out
 
 
