@@ -5,6 +5,7 @@
 // copies in tests/onnx/fixtures.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +14,7 @@
 
 #include "nn/model_file.h"
 #include "nn/onnx_import.h"
+#include "nn/zoo.h"
 #include "privacy/per_example.h"
 #include "runtime/autograd.h"
 #include "support/testing.h"
@@ -182,7 +184,73 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
                          ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat",
-                                           "depthwise"));
+                                           "depthwise", "zoo_mlp", "zoo_cnn_res"));
+
+// The zoo's model of the same architecture with the graph's weights copied in by name (every
+// parameter name must match: the graph keeps torch's state_dict names).
+std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const std::string& zoo_name) {
+  nn::ModelSpec spec;
+  spec.name = zoo_name;
+  spec.input_shape = graph.input_shape();
+  spec.num_classes = graph.num_classes();
+  spec.activation = "relu";
+  auto zoo = nn::build_model(spec);
+  const auto graph_params = graph.named_parameters();
+  EXPECT_EQ(zoo->named_parameters().size(), graph_params.size());
+  for (auto& [name, p] : zoo->named_parameters()) {
+    auto it = std::find_if(graph_params.begin(), graph_params.end(), [&](const auto& gp) { return gp.first == name; });
+    if (it == graph_params.end()) {
+      ADD_FAILURE() << "the graph has no parameter '" << name << "'";
+      continue;
+    }
+    Var q = p;
+    q.mutable_value().copy_from(it->second.value());
+  }
+  return zoo;
+}
+
+TEST(OnnxImport, GraphEqualsTheZooModelBitForBit) {
+  REQUIRE_ONNX();
+  for (const auto& [fixture, zoo_name] :
+       {std::pair<const char*, const char*>{"zoo_mlp", "mlp"}, {"zoo_cnn_res", "cnn-res"}}) {
+    Fixture f = load_fixture(fixture);
+    auto zoo = zoo_twin(*f.onnx.model, zoo_name);
+    nn::FrozenScope frozen_graph(*f.onnx.model), frozen_zoo(*zoo);
+    // The same ops in the same order on the same weights: identical floats, not merely close.
+    EXPECT_EQ(f.onnx.model->forward(Var(f.input)).value().to_vector<float>(),
+              zoo->forward(Var(f.input)).value().to_vector<float>())
+        << fixture;
+  }
+}
+
+// aegis certify on the imported mlp and on the zoo mlp with its weights, saved as safetensors:
+// the same rows (but for the time column), from the same seed.
+TEST(OnnxImport, CertifyRowsEqualTheZooModelsRows) {
+  REQUIRE_ONNX();
+  const std::string onnx_path = fixture_dir() + "/zoo_mlp/model.onnx";
+  const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
+  auto zoo = zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
+  nn::ModelSpec spec = loaded.spec;
+  spec.name = "mlp";
+  spec.activation = "relu";
+  const std::string dir = testing::make_temp_dir("onnx_certify");
+  nn::save_classifier(dir + "/mlp.safetensors", *zoo, spec);
+  auto rows = [&](const std::string& model, const std::string& out) {
+    const testing::CliRun r = testing::run_cli("certify --model " + model +
+                                               " --data digits --device cpu --sigma 0.5 --n0 20 "
+                                               "--n 300 --max 12 --seed 5 --quiet --out " +
+                                               out);
+    EXPECT_EQ(r.status, 0) << r.err;
+    std::ifstream in(out);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line.substr(0, line.rfind('\t')));  // drop the time
+    return lines;
+  };
+  const std::vector<std::string> from_onnx = rows(onnx_path, dir + "/onnx.tsv");
+  const std::vector<std::string> from_zoo = rows(dir + "/mlp.safetensors", dir + "/zoo.tsv");
+  EXPECT_EQ(from_onnx.size(), 13u);
+  EXPECT_EQ(from_onnx, from_zoo);
+}
 
 TEST(OnnxImport, TorchStyleNamesAndFoldedBatchNorm) {
   REQUIRE_ONNX();

@@ -12,7 +12,8 @@ stored with external data; a CIFAR-style CNN with a Sub/Div normalization in fro
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
-convolutions. bad/ holds well-formed models the importer must refuse.
+convolutions; aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
+the zoo's own models). bad/ holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -180,6 +181,40 @@ def depthwise():
     return g.model([3, 9, 9], h, 5, opset=18), (3, 3, 9, 9)  # ReduceMean's axes are an input from 18
 
 
+def zoo_mlp():
+    # aegis' zoo "mlp" for the digits (1x8x8, 10 classes) under its state_dict names, as torch
+    # exports nn.Sequential(Flatten, Linear, ReLU, Linear): the graph module must equal the zoo model.
+    g = Graph(17)
+    h = g.node("Flatten", ["input"], axis=1)
+    h = g.node("Gemm", [h, g.weight("1.weight", [256, 64]), g.weight("1.bias", [256], 0.1)], transB=1)
+    h = g.node("Relu", [h])
+    h = g.node("Gemm", [h, g.weight("3.weight", [10, 256]), g.weight("3.bias", [10], 0.1)], transB=1)
+    return g.model([1, 8, 8], h, 10), (4, 1, 8, 8)
+
+
+def zoo_cnn_res():
+    # aegis' zoo "cnn-res" (nn/zoo.h) for 1x2x2 inputs and 3 classes, under its state_dict names.
+    g = Graph(18)
+
+    def conv(x, name, cin):
+        return g.node("Conv", [x, g.weight(name + ".weight", [16, cin, 3, 3]), g.weight(name + ".bias", [16], 0.1)],
+                      pads=[1, 1, 1, 1])
+
+    def block(x, prefix):
+        y = conv(g.node("Relu", [conv(x, prefix + ".body.0", 16)]), prefix + ".body.2", 16)
+        return g.node("Add", [x, y])
+
+    h = g.node("Relu", [conv("input", "0", 1)])
+    h = g.node("Relu", [block(h, "2")])
+    h = g.node("AveragePool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = g.node("Relu", [block(h, "5")])
+    h = g.node("Flatten", [h], axis=1)
+    h = g.node("Gemm", [h, g.weight("8.weight", [100, 16]), g.weight("8.bias", [100], 0.1)], transB=1)
+    h = g.node("Relu", [h])
+    h = g.node("Gemm", [h, g.weight("10.weight", [3, 100]), g.weight("10.bias", [3], 0.1)], transB=1)
+    return g.model([1, 2, 2], h, 3), (5, 1, 2, 2)
+
+
 def digits_cnn():
     # The bundled digits' shape (1x8x8, 10 classes), so that the command-line tests run on it.
     g = Graph(6)
@@ -242,7 +277,8 @@ def bad_models():
 
 
 FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
-            "pool_concat": pool_concat, "depthwise": depthwise}
+            "pool_concat": pool_concat, "depthwise": depthwise,
+            "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res}
 EXTERNAL_DATA = {"resnet_bn"}
 
 
