@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Writes a ResNet-18-sized ONNX classifier for bench_onnx_load (random weights, BatchNorm after
-every convolution, 1x1 strided shortcuts): 11.2M parameters, about 45 MB.
+"""Writes ONNX classifiers with random weights for bench_onnx_load:
 
-Usage: make_onnx_model.py OUT.onnx   (needs numpy and onnx)
+  make_onnx_model.py OUT.onnx             a ResNet-18-sized CNN for 3x32x32 inputs (BatchNorm after
+                                          every convolution, 1x1 strided shortcuts): 11.2M
+                                          parameters, about 45 MB
+  make_onnx_model.py OUT.onnx cnn-res     aegis' zoo cnn-res for 1x28x28 inputs and 10 classes under
+                                          its state_dict names, to time against the zoo's own model
+
+Needs numpy and onnx.
 """
 import sys
 
@@ -11,7 +16,47 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+def cnn_res(path):
+    rng = np.random.default_rng(1)
+    nodes, inits = [], []
+
+    def const(name, a):
+        inits.append(numpy_helper.from_array(np.asarray(a, dtype=np.float32), name))
+        return name
+
+    def conv(x, name, cin):
+        w = const(name + ".weight", rng.uniform(-1, 1, (16, cin, 3, 3)) / np.sqrt(cin * 9))
+        b = const(name + ".bias", rng.uniform(-0.1, 0.1, 16))
+        nodes.append(helper.make_node("Conv", [x, w, b], [name + "_out"], pads=[1, 1, 1, 1]))
+        return name + "_out"
+
+    def relu(x):
+        nodes.append(helper.make_node("Relu", [x], [x + "_relu"]))
+        return x + "_relu"
+
+    def block(x, p):
+        y = conv(relu(conv(x, p + ".body.0", 16)), p + ".body.2", 16)
+        nodes.append(helper.make_node("Add", [x, y], [p + "_sum"]))
+        return p + "_sum"
+
+    h = relu(block(relu(conv("input", "0", 1)), "2"))
+    nodes.append(helper.make_node("AveragePool", [h], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]))
+    h = relu(block("pooled", "5"))
+    nodes.append(helper.make_node("Flatten", [h], ["flat"], axis=1))
+    nodes.append(helper.make_node("Gemm", ["flat", const("8.weight", rng.uniform(-1, 1, (100, 16 * 14 * 14)) * 0.02),
+                                           const("8.bias", np.zeros(100))], ["hidden"], transB=1))
+    nodes.append(helper.make_node("Gemm", [relu("hidden"), const("10.weight", rng.uniform(-1, 1, (10, 100)) * 0.1),
+                                           const("10.bias", np.zeros(10))], ["logits"], transB=1))
+    graph = helper.make_graph(nodes, "cnn_res", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, path)
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[2] == "cnn-res":
+        return cnn_res(sys.argv[1])
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     rng = np.random.default_rng(0)
