@@ -111,8 +111,9 @@ void Converter::read_input() {
   for (int d = 1; d < rank; ++d) {
     const auto& dim = shape.dim(d);
     if (!dim.has_dim_value() || dim.dim_value() < 1)
-      unsupported("input '" + in.name() + "' dimension " + std::to_string(d) + " is '" + dim.dim_param() +
-                  "', not a fixed size; only the batch dimension may be symbolic (export with a fixed image size)");
+      unsupported("input '" + in.name() + "' dimension " + std::to_string(d) + " is " +
+                  (dim.dim_param().empty() ? std::string("unknown") : "'" + dim.dim_param() + "'") +
+                  ", not a fixed size; only the batch dimension may be symbolic (export with a fixed image size)");
     example.push_back(dim.dim_value());
   }
   // One example of up to 2^28 values (a 3×8192×8192 image fits): larger claims are malformed, and

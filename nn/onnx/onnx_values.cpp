@@ -230,6 +230,10 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
       if (r.integer)
         for (double& v : r.values) v = std::trunc(v);
     }
+  } else if (op == "Shape" && attr_int(node, "start", 0) == 0 && !find_attribute(node, "end")) {
+    r.integer = true;
+    for (std::int64_t d : input(0).shape) r.values.push_back(static_cast<double>(d));
+    r.shape = {r.numel()};
   } else if (op == "Gather") {
     const Constant& data = input(0);
     const Constant& idx = input(1);
