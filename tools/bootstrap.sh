@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for aegis, builds it, and runs one job:
 #   tools/bootstrap.sh demo    install what is missing, build the aegis tool, run `aegis demo`
-#   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest)
+#   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest); the
+#                              ONNX parity fixtures are made first with onnx and onnxruntime from
+#                              PyPI, in a virtual environment in the build tree
 #   tools/bootstrap.sh build   install what is missing and build only
 # The test job then builds a second, CPU-only tree with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (SANITIZE_BUILD_DIR, default build-asan), runs the file-reader test
