@@ -275,6 +275,12 @@ TEST(OnnxImport, AnyBatchSizeRuns) {
   const Var all = f.onnx.model->forward(Var(f.input));
   EXPECT_TRUE(testing::all_close(one.value(), testing::to_double(all.value().rows(2, 3)), 1e-6, 1e-7));
   EXPECT_THROW(f.onnx.model->forward(Var(Tensor::zeros({2, 1, 10, 12}))), ShapeError);
+  // A graph exported with a fixed batch of 2 (and a Reshape to [2, -1]) runs one example too.
+  Fixture fixed = load_fixture("normalized_cnn");
+  nn::FrozenScope frozen_fixed(*fixed.onnx.model);
+  const Var first = fixed.onnx.model->forward(Var(fixed.input.rows(1, 2).clone()));
+  const Var both = fixed.onnx.model->forward(Var(fixed.input));
+  EXPECT_TRUE(testing::all_close(first.value(), testing::to_double(both.value().rows(1, 2)), 1e-6, 1e-7));
 }
 
 TEST(OnnxImport, LoadClassifierReadsOnnx) {
