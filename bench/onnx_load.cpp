@@ -55,7 +55,9 @@ int main(int argc, char** argv) {
       spec.activation = "relu";
       auto zoo = aegis::nn::build_model(spec);
       const auto graph_params = m.model->named_parameters();
-      for (auto& [name, p] : zoo->named_parameters()) {
+      for (const auto& named : zoo->named_parameters()) {
+        const std::string& name = named.first;
+        const aegis::nn::Var& p = named.second;
         auto it =
             std::find_if(graph_params.begin(), graph_params.end(), [&](const auto& g) { return g.first == name; });
         if (it == graph_params.end()) throw aegis::InvalidArgument("the graph has no parameter '" + name + "'");

@@ -159,7 +159,10 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
   const Tensor x = f.input.rows(0, 2).clone();
   autograd::backward(testing::weighted_sum(model.forward(Var(x)), 11));
   // One weight of each parameter tensor against a central difference of the same scalar.
-  for (auto& [name, p] : model.named_parameters()) {
+  // (Not a structured binding: lambdas capture those only from C++20 on.)
+  for (const auto& named : model.named_parameters()) {
+    const std::string& name = named.first;
+    const Var& p = named.second;
     ASSERT_TRUE(p.has_grad()) << name;
     const std::int64_t at = p.value().numel() / 2;
     const double analytic = p.grad().to_vector<float>()[static_cast<std::size_t>(at)];
@@ -197,7 +200,9 @@ std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const std::st
   auto zoo = nn::build_model(spec);
   const auto graph_params = graph.named_parameters();
   EXPECT_EQ(zoo->named_parameters().size(), graph_params.size());
-  for (auto& [name, p] : zoo->named_parameters()) {
+  for (const auto& named : zoo->named_parameters()) {
+    const std::string& name = named.first;
+    const Var& p = named.second;
     auto it = std::find_if(graph_params.begin(), graph_params.end(), [&](const auto& gp) { return gp.first == name; });
     if (it == graph_params.end()) {
       ADD_FAILURE() << "the graph has no parameter '" << name << "'";
