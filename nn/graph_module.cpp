@@ -83,8 +83,9 @@ int GraphModule::add_step(GraphStep step) {
                     step.shape[0] == c,
                 "GraphModule: affine step '" << step.node << "' has " << c << " scales and " << step.shift.size()
                                              << " shifts for inputs " << shape_str(step.shape));
-    // A diagonal 1×1 convolution (or linear map): every output is one product and one sum, so
-    // the result equals x·scale + shift exactly, on either backend, with the existing backward.
+    // A diagonal 1×1 convolution (or linear map): every output is one product plus exact zeros
+    // and one sum, so for finite inputs the result equals x·scale + shift exactly, on either
+    // backend, with the existing backward.
     std::vector<float> diag(static_cast<std::size_t>(c * c), 0.0f);
     for (std::int64_t i = 0; i < c; ++i)
       diag[static_cast<std::size_t>(i * c + i)] = step.scale[static_cast<std::size_t>(i)];

@@ -7,9 +7,11 @@
 // else (activations, pooling, reshapes, residual additions, channel concatenation and fixed
 // per-channel affine maps such as an input normalization or an unfolded BatchNorm) is a step
 // without parameters. Grouped and depthwise convolutions run as dense convolutions whose weight
-// is zero outside the diagonal blocks: the same outputs and input gradients, exactly, on either
-// backend, at `groups` times the work of a grouped kernel; their weights are constants (not
-// parameters) until such a kernel exists, so that training cannot fill the zero blocks.
+// is zero outside the diagonal blocks: the zero blocks add exact zeros, so the outputs and input
+// gradients are the grouped convolution's up to summation order, on either backend, at `groups`
+// times the work of a grouped kernel; their weights are constants (not parameters) until such a
+// kernel exists, so that training cannot fill the zero blocks. (Both this and the affine steps
+// multiply every input by zeros: an infinite input gives NaN in every channel, not just its own.)
 #pragma once
 
 #include <cstdint>
