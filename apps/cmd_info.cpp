@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "kernels/blas.h"
+#include "nn/onnx_import.h"
 
 namespace aegis::app {
 
@@ -17,6 +18,7 @@ Runner add_info(CLI::App& app) {
     j["backends"] = cuda_compiled() ? nlohmann::json{"cpu", "cuda"} : nlohmann::json{"cpu"};
     j["blas"] = kernels::cpu::blas_description();
     j["cuda"] = cuda_compiled() ? cuda_version_string() : "not compiled in";
+    j["onnx"] = nn::onnx_supported() ? "import (.onnx models)" : "not compiled in";
     nlohmann::json devices = nlohmann::json::array();
     devices.push_back({{"device", "cpu"}, {"description", "host"}});
     for (int i = 0; i < cuda_device_count(); ++i)
@@ -30,6 +32,7 @@ Runner add_info(CLI::App& app) {
               << "backends: cpu" << (cuda_compiled() ? ", cuda" : "") << "\n"
               << "blas:     " << kernels::cpu::blas_description() << "\n"
               << "cuda:     " << j["cuda"].get<std::string>() << "\n"
+              << "onnx:     " << j["onnx"].get<std::string>() << "\n"
               << "devices:\n";
     for (const auto& d : devices)
       std::cout << "  " << d["device"].get<std::string>() << "  " << d["description"].get<std::string>() << "\n";

@@ -12,7 +12,9 @@ namespace {
 
 void print_text(const privacy::ModelReport& r) {
   std::printf("model file    %s%s\n", r.path.c_str(), r.format.empty() ? "" : (" (" + r.format + ")").c_str());
-  std::printf("architecture  %s, activation %s, %lld classes\n", r.spec.name.c_str(), r.spec.activation.c_str(),
+  // An imported ONNX graph has no single activation to name.
+  const std::string activation = r.spec.activation.empty() ? "" : ", activation " + r.spec.activation;
+  std::printf("architecture  %s%s, %lld classes\n", r.spec.name.c_str(), activation.c_str(),
               static_cast<long long>(r.spec.num_classes));
   std::printf("input shape   %s\n", shape_str(r.spec.input_shape).c_str());
   std::printf("parameters    %lld in %lld tensors\n", static_cast<long long>(r.parameters),

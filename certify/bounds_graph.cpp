@@ -7,6 +7,7 @@
 #include <limits>
 #include <typeinfo>
 
+#include "nn/graph_module.h"
 #include "nn/layers.h"
 #include "nn/residual.h"
 
@@ -51,6 +52,10 @@ void find_unsupported(const nn::Module& m, const std::string& path, std::string&
 }  // namespace
 
 void check_supported(const nn::Module& model) {
+  if (typeid(model) == typeid(nn::GraphModule))
+    AEGIS_THROW(Unsupported, "bound propagation (verify) through an imported ONNX model is not supported yet ("
+                                 << model.describe() << "); eval, attack and certify take it; supported by verify: "
+                                 << kSupported);
   std::string leaf, container;
   find_unsupported(model, "", leaf, container);
   AEGIS_CHECK(leaf.empty(), "bound propagation does not support " << leaf << "; supported: " << kSupported);

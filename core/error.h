@@ -42,6 +42,12 @@ class DeviceError : public Error {
  public:
   using Error::Error;
 };
+// A well-formed input that uses what aegis does not implement: an ONNX operator or attribute
+// value outside the supported set, a shape only known at run time.
+class Unsupported : public Error {
+ public:
+  using Error::Error;
+};
 // NaN or Inf where finite numbers are required.
 class NumericError : public Error {
  public:

@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "nn/onnx_import.h"
 #include "nn/serialize.h"
 
 namespace aegis::nn {
@@ -49,6 +50,20 @@ void save_classifier(const std::string& path, const Module& model, const ModelSp
 }
 
 LoadedClassifier load_classifier(const std::string& path) {
+  if (is_onnx_path(path)) {
+    OnnxModel onnx = load_onnx(path);
+    LoadedClassifier out;
+    out.spec.name = "onnx";
+    out.spec.input_shape = onnx.model->input_shape();
+    out.spec.num_classes = onnx.model->num_classes();
+    if (out.spec.num_classes < 2 || out.spec.num_classes > kMaxClasses)
+      AEGIS_THROW(Unsupported, path << ": the graph outputs " << out.spec.num_classes << " values per example; a classifier "
+                                    << "has between 2 and " << kMaxClasses << " classes");
+    out.metadata = std::move(onnx.metadata);
+    out.metadata["aegis.model"] = "onnx";
+    out.model = std::move(onnx.model);
+    return out;
+  }
   SafetensorsFile file = load_safetensors(path);
   LoadedClassifier out;
   out.metadata = file.metadata;

@@ -21,6 +21,8 @@ struct LoadedClassifier {
 void save_classifier(const std::string& path, const Module& model, const ModelSpec& spec,
                      std::map<std::string, std::string> metadata = {});
 // Throws IoError naming the file when metadata is missing or inconsistent with the tensors.
+// A path ending in ".onnx" is read by load_onnx (nn/onnx_import.h) instead: the model is then a
+// GraphModule, spec.name is "onnx", and the input shape and number of classes come from the graph.
 LoadedClassifier load_classifier(const std::string& path);
 
 }  // namespace aegis::nn

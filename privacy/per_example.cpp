@@ -11,6 +11,7 @@
 #include "kernels/blas.h"
 #include "kernels/conv.h"
 #include "kernels/per_example.h"
+#include "nn/graph_module.h"
 #include "nn/functional/conv_geometry.h"
 #include "runtime/dispatch.h"
 #include "runtime/ops.h"
@@ -227,6 +228,12 @@ Device capture_device(const std::vector<Layer>& layers) {
 using namespace detail;
 
 void enable_per_example_capture(nn::Module& model, bool on) {
+  // An imported graph may apply a layer twice, mix examples, or hold fixed affine steps whose
+  // gradients no capture sees; until per-example gradients are checked through GraphModule, DP
+  // training refuses it rather than clip an incomplete gradient.
+  if (on && dynamic_cast<const nn::GraphModule*>(&model) != nullptr)
+    AEGIS_THROW(Unsupported, "DP-SGD (per-example gradients) on an imported ONNX model is not supported yet: "
+                             "eval, attack and certify take it; train with --dp on an aegis model (--model)");
   for_each_capture(model, [on](LayerCapture& c) {
     c.release();
     c.enabled = on;

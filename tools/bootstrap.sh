@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine for aegis, builds it, and runs one job:
 #   tools/bootstrap.sh demo    install what is missing, build the aegis tool, run `aegis demo`
-#   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest)
+#   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest); the
+#                              ONNX parity fixtures are made first with onnx and onnxruntime from
+#                              PyPI, in a virtual environment in the build tree
 #   tools/bootstrap.sh build   install what is missing and build only
 # The test job then builds a second, CPU-only tree with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (SANITIZE_BUILD_DIR, default build-asan), runs the file-reader test
@@ -17,7 +19,7 @@ job=${1:-demo}
 case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libsodium-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3)
+          nlohmann-json3-dev zlib1g-dev libsodium-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3 python3-venv)
 sanitize=${SANITIZE:-}
 if [ "$job" = test ] && [ "$sanitize" != off ]; then
   # clang with its sanitizer and libFuzzer runtimes, and LLVM's OpenMP for clang's -fopenmp.
@@ -43,7 +45,7 @@ jobs=${JOBS:-$(nproc)}
 # unit selects the suites built; an unbuilt one is registered as *_NOT_BUILT without that label):
 # they are where malformed input meets the code, and they take seconds instrumented; the other
 # suites are training and end-to-end CLI runs that take minutes each even uninstrumented.
-sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks)
+sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import)
 run_instrumented() {
   local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
   CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF \
@@ -77,11 +79,28 @@ if [ "$job" = test ] && grep -q 'define AEGIS_HAS_CUDA 1' "$build/generated/core
   JOBS=$jobs bash tools/gpu_check.sh pack
 fi
 
+# The ONNX parity fixtures (tests/onnx/make_fixtures.py) are made again with the current onnx and
+# onnxruntime from PyPI, in a virtual environment of the build tree (kept, so a second run installs
+# nothing), and test_onnx_import reads them from there. Offline, the suite falls back to the
+# committed fixtures and this says so.
+onnx_fixtures() {
+  local venv="$build/python-onnx"
+  if ! "$venv/bin/python" -c 'import numpy, onnx, onnxruntime' 2>/dev/null; then
+    python3 -m venv "$venv" && "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy onnx onnxruntime ||
+      { echo "bootstrap: could not install onnx/onnxruntime; ONNX tests use the committed fixtures" >&2; return 0; }
+  fi
+  local out="$build/onnx-fixtures"
+  case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
+  "$venv/bin/python" tests/onnx/make_fixtures.py "$out" >/dev/null
+  export AEGIS_ONNX_FIXTURES="$out"
+}
+
 case "$job" in
   demo) exec "$build/aegis" demo ;;
   # Serially: each test already uses every core through OpenMP, and OpenMP teams that share
   # cores with another process spin against each other (measured: a 0.7 s test took minutes).
   test)
+    onnx_fixtures
     ctest --test-dir "$build" --output-on-failure
     if [ "$sanitize" != off ]; then run_instrumented address,undefined; fi
     ;;

@@ -18,7 +18,9 @@ inline float exp(float x) {
   x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
   // Round to nearest by adding and subtracting 1.5·2^23 (exact for |t| < 2^22): unlike floorf it
   // vectorizes with plain SSE2.
-  const float t = x * 1.44269504088896341f;
+  // NaN passes the clamp; n is taken as 0 for it (the result stays NaN through r), because
+  // converting NaN to an integer below is undefined behaviour.
+  const float t = x == x ? x * 1.44269504088896341f : 0.0f;
   const float n = (t + 12582912.0f) - 12582912.0f;
   // ln 2 split into a part exact in float and the remainder (Cody–Waite).
   float r = x - n * 0.693359375f;

@@ -1,0 +1,97 @@
+// GraphModule: a model given as a list of steps over numbered values rather than as a fixed
+// architecture — what an imported ONNX graph (nn/onnx_import.h) becomes. Each step runs one of
+// the existing functional ops (nn/functional.h) on the tape, so forward without a tape, input
+// gradients and parameter gradients work exactly as for the zoo's models. Convolutions and
+// fully connected layers are child modules (Conv2d, Linear) holding the trainable parameters,
+// named after the ONNX initializers ("layer1.0.conv1.weight" for a torch export); everything
+// else (activations, pooling, reshapes, residual additions, channel concatenation and fixed
+// per-channel affine maps such as an input normalization or an unfolded BatchNorm) is a step
+// without parameters. Grouped and depthwise convolutions run as dense convolutions whose weight
+// is zero outside the diagonal blocks: the zero blocks add exact zeros, so the outputs and input
+// gradients are the grouped convolution's up to summation order, on either backend, at `groups`
+// times the work of a grouped kernel; their weights are constants (not parameters) until such a
+// kernel exists, so that training cannot fill the zero blocks. (Both this and the affine steps
+// multiply every input by zeros: an infinite input gives NaN in every channel, not just its own.)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace aegis::nn {
+
+enum class GraphOp {
+  Layer,  // a child module: Conv2d or Linear
+  Relu,
+  Sigmoid,
+  Tanh,
+  MaxPool,
+  AvgPool,
+  Flatten,
+  Reshape,        // to [N, shape...]
+  Add,            // two values of one shape (a residual connection)
+  ChannelAffine,  // y = x·scale[c] + shift[c] over dimension 1, constants
+  Concat,         // along dimension 1
+  FixedConv,      // a convolution with constant weights: grouped and depthwise convolutions,
+                  // expanded to a block-diagonal dense weight (see GraphModule)
+};
+
+struct GraphStep {
+  GraphOp op = GraphOp::Relu;
+  std::string node;         // the source node's name, for messages
+  std::vector<int> inputs;  // value indices
+  int output = -1;
+  std::shared_ptr<Module> layer;    // Layer
+  Pool2dOptions pool{};             // MaxPool, AvgPool
+  Shape shape;                      // Reshape: the per-example target shape
+  std::vector<float> scale, shift;  // ChannelAffine, one entry per channel; FixedConv: shift = bias
+  std::vector<float> weight;        // FixedConv: the dense [O, C, k, k] weight
+  Shape weight_shape;               // FixedConv
+  Conv2dOptions conv{};             // FixedConv
+};
+
+class GraphModule : public Module {
+ public:
+  // `input_shape` is one example's shape ({C, H, W}, or {D}); value 0 is the input.
+  explicit GraphModule(Shape input_shape, std::string source = "graph");
+
+  // Registers a Conv2d or Linear under `name` (dots allowed: "layer1.0.conv1").
+  void add_layer(const std::string& name, std::shared_ptr<Module> layer);
+  // Appends a step; its inputs must be values already produced. Returns its output's index.
+  int add_step(GraphStep step);
+  // Marks `value` (one example's shape `shape`, {K} for K classes) as the model's output.
+  void set_output(int value, Shape shape);
+  // Notes a final Softmax/LogSoftmax that forward() skips so that callers see logits.
+  void set_skipped_final(const std::string& op) { m_skipped_final = op; }
+
+  Var forward(const Var& x) override;
+  std::string kind() const override { return "GraphModule"; }
+  std::string describe() const override;
+
+  const Shape& input_shape() const { return m_input_shape; }
+  const Shape& output_shape() const { return m_output_shape; }
+  std::int64_t num_classes() const { return m_output_shape.empty() ? 0 : m_output_shape[0]; }
+  const std::vector<GraphStep>& steps() const { return m_steps; }
+  const std::string& skipped_final() const { return m_skipped_final; }
+
+ private:
+  Var run_step(const GraphStep& step, std::size_t index, const std::vector<Var>& values);
+  void place_constants(Device device);
+
+  Shape m_input_shape, m_output_shape;
+  std::string m_source, m_skipped_final;
+  std::vector<GraphStep> m_steps;
+  // Per ChannelAffine step: the diagonal weight and the bias of the 1×1 convolution (4-d input)
+  // or the linear map (2-d input) it runs as; per FixedConv step its weight and bias; on
+  // m_constants_device. Undefined for other steps.
+  std::vector<Var> m_affine_weight, m_affine_bias;
+  Device m_constants_device = Device::cpu();
+  std::vector<std::vector<int>> m_release_after;  // values whose last use is step i
+  int m_num_values = 1;
+  int m_output = -1;
+};
+
+}  // namespace aegis::nn
