@@ -136,22 +136,8 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
       for (const std::string& v : broken_by) broken_after[s] += v != "-";
     }
     const std::vector<std::int32_t> adv_pred = predict(model, adv.reshape(x.shape()));
-    Tensor norms = Tensor::zeros({m}, DType::F32, device);
-    AEGIS_DISPATCH(device,
-                   perturbation_norms(o.norm, adv.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
-    const std::vector<float> norm = norms.to(Device::cpu()).to_vector<float>();
-    for (std::int64_t i = 0; i < m; ++i) {
-      const auto k = static_cast<std::size_t>(i);
-      PerExampleRow row;
-      row.index = b + i;
-      row.label = label[k];
-      row.clean_prediction = clean_pred[k];
-      row.adversarial_prediction = adv_pred[k];
-      row.broken_by = broken_by[k];
-      row.perturbation_norm = norm[k];
-      r.per_example.push_back(row);
-      robust += broken_by[k] == "-";
-    }
+    append_batch_rows(r.per_example, b, o.norm, adv, x_rows, label, clean_pred, adv_pred, broken_by);
+    for (std::int64_t i = 0; i < m; ++i) robust += broken_by[static_cast<std::size_t>(i)] == "-";
     if (o.keep_adversarial)
       std::memcpy(r.adversarial.data<float>() + b * d, adv.to(Device::cpu()).data<float>(),
                   static_cast<std::size_t>(m * d) * sizeof(float));

@@ -174,22 +174,7 @@ SuiteResult run_suite(nn::Module& model, const nn::Dataset& data, Device device,
                      .to(Device::cpu())
                      .to_vector<std::int32_t>();
     }
-    Tensor norms = Tensor::zeros({m}, DType::F32, device);
-    if (m > 0)
-      AEGIS_DISPATCH(device,
-                     perturbation_norms(o.norm, kept.data<float>(), x_rows.data<float>(), norms.data<float>(), m, d));
-    const std::vector<float> norm = norms.to(Device::cpu()).to_vector<float>();
-    for (std::int64_t i = 0; i < m; ++i) {
-      const auto k = static_cast<std::size_t>(i);
-      PerExampleRow row;
-      row.index = b + i;
-      row.label = label[k];
-      row.clean_prediction = clean_pred[k];
-      row.adversarial_prediction = adv_pred[k];
-      row.broken_by = broken_by[k];
-      row.perturbation_norm = norm[k];
-      r.per_example.push_back(row);
-    }
+    append_batch_rows(r.per_example, b, o.norm, kept, x_rows, label, clean_pred, adv_pred, broken_by);
     if (o.keep_adversarial)
       std::memcpy(r.adversarial.data<float>() + b * d, kept.to(Device::cpu()).data<float>(),
                   static_cast<std::size_t>(m * d) * sizeof(float));
