@@ -53,6 +53,10 @@ COMMANDS += [
     ("attack_targeted", "attack --model {d}/mlp.safetensors --data digits --attack pgd-linf --eps 0.1 --targeted "
                         "--restarts 2 --max 40 --seed 14 --save-adv {d}/adv.safetensors"),
     ("attack_suite", "attack --model {d}/mlp.safetensors --data digits --attack suite --eps 0.1 --steps 5 --max 30"),
+    ("attack_autoattack", "attack --model {d}/mlp.safetensors --data digits --attack autoattack --eps 0.1 --steps 5 "
+                          "--queries 100 --max 30 --per-example {d}/autoattack.tsv"),
+    ("attack_square", "attack --model {d}/mlp.safetensors --data digits --attack square --norm l2 --eps 0.5 "
+                      "--queries 100 --max 30 --per-example {d}/square.tsv"),
     ("certify", "certify --model {d}/noisy.safetensors --data digits --sigma 0.25,0.5 --n0 20 --n 300 --batch 128 "
                 "--max 40 --skip 2 --seed 15 --out {d}/cert.tsv"),
     ("certify_shard", "certify --model {d}/noisy.safetensors --data digits --sigma 0.25 --n0 20 --n 200 --max 30 "
