@@ -101,12 +101,18 @@ void check_dp_recipe(const AuditArgs& a) {
               "a DP recipe needs --noise-multiplier or --target-epsilon");
 }
 
-nlohmann::json run_mia(const AuditArgs& a) {
+const char* const kDpOptions[] = {"--noise-multiplier", "--target-epsilon", "--delta", "--max-grad-norm",
+                                  "--sampling-rate", "--accountant"};
+
+nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   privacy::MiaJob j;
   j.job = recipe(a);
   if (a.use_dp) {
     check_dp_recipe(a);
     j.dp = a.dp;
+  } else {
+    for (const char* name : kDpOptions)
+      AEGIS_CHECK(cmd.count(name) == 0, name << " sets the DP recipe: add --dp, or leave it out");
   }
   j.shadows = a.shadows;
   j.pool = a.pool;
@@ -209,7 +215,7 @@ Runner add_audit(CLI::App& app) {
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
   return [mia, dp, m, d]() {
-    if (m->parsed()) return print_result(run_mia(*mia), mia->common.json, print_mia);
+    if (m->parsed()) return print_result(run_mia(*mia, *m), mia->common.json, print_mia);
     const nlohmann::json j = run_dp(*dp);
     print_result(j, dp->common.json, print_dp);
     // The library has already warned on stderr ("aegis: warning: AUDIT FAILED ...").

@@ -96,6 +96,15 @@ TEST(AuditDp, CliReportsAndStrictExitStatus) {
   EXPECT_EQ(j["command"], "audit dp");
   EXPECT_FALSE(j["failed"].get<bool>());
   EXPECT_NEAR(j["epsilon_accounted"].get<double>(), 8.0, 0.4);
+  // A confidence of 1% makes chance-level guessing "prove" an epsilon above the accounted 0.2:
+  // not a meaningful audit, but a failed one, which --strict turns into exit status 3.
+  const std::string weak = "audit dp --data digits --model mlp --target-epsilon 0.2 --epochs 1 --canaries 200 "
+                           "--guesses 40 --confidence 0.01 --device cpu --quiet --json --out " + dir + "/w.safetensors";
+  const testing::CliRun failed = testing::run_cli(weak + " --strict");
+  EXPECT_EQ(failed.status, 3) << failed.err;
+  EXPECT_NE(failed.err.find("AUDIT FAILED"), std::string::npos) << failed.err;
+  EXPECT_TRUE(nlohmann::json::parse(failed.out)["failed"].get<bool>());
+  EXPECT_EQ(testing::run_cli(weak).status, 0);  // without --strict: reported, not an error status
   const testing::CliRun bad = testing::run_cli("audit dp --data digits --epochs 1 --quiet --guesses 3 --target-epsilon 2 --out " +
                                                dir + "/m2.safetensors");
   EXPECT_EQ(bad.status, 1);

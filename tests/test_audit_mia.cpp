@@ -148,9 +148,11 @@ TEST(AuditMia, CliJson) {
   EXPECT_EQ(j["shadows"], 4);
   for (const char* name : {"loss", "lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed"})
     EXPECT_TRUE(j["attacks"].contains(name)) << name;
-  const testing::CliRun bad = testing::run_cli("audit mia --data digits --shadows 5 --quiet --out-dir " + dir);
-  EXPECT_EQ(bad.status, 1);
-  EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;
+  for (const std::string& args : {std::string("--shadows 5"), std::string("--target-epsilon 1")}) {
+    const testing::CliRun bad = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + " " + args);
+    EXPECT_EQ(bad.status, 1) << args;
+    EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;
+  }
 }
 
 }  // namespace
