@@ -5,7 +5,6 @@
 #include <limits>
 #include <numeric>
 
-#include "certify/stats.h"
 #include "core/error.h"
 
 namespace aegis::privacy {
@@ -96,14 +95,46 @@ double binomial_tail(std::int64_t k, std::int64_t n, double p) {
   if (k > n) return 0.0;
   if (p == 0.0) return 0.0;
   if (p == 1.0) return 1.0;
-  // P[X ≥ k] = I_p(k, n − k + 1) (Abramowitz & Stegun 26.5.24).
-  return certify::regularized_beta(p, static_cast<double>(k), static_cast<double>(n - k + 1));
+  // Σ_{j≥k} pmf(j) in log space, each term from the last by pmf(j+1)/pmf(j) = (n−j)/(j+1)·p/(1−p);
+  // past the mode the terms only shrink, and the sum stops when they no longer change it.
+  const double log_odds = std::log(p) - std::log1p(-p);
+  const double mode = std::floor(static_cast<double>(n + 1) * p);
+  double log_term = log_binomial_pmf(k, n, p), log_sum = log_term;
+  for (std::int64_t j = k; j < n; ++j) {
+    log_term += std::log(static_cast<double>(n - j) / static_cast<double>(j + 1)) + log_odds;
+    const double hi = std::max(log_sum, log_term);
+    log_sum = hi + std::log(std::exp(log_sum - hi) + std::exp(log_term - hi));
+    if (static_cast<double>(j) > mode && log_term < log_sum - 45.0) break;  // e^-45 < 2^-64
+  }
+  return std::min(1.0, std::exp(log_sum));
 }
+
+namespace {
+
+// The p ∈ [0, 1] with tail(p) = target, for tail increasing in p, by bisection to 2^-64.
+template <class F>
+double bisect_increasing(F&& tail, double target) {
+  double lo = 0.0, hi = 1.0;
+  for (int it = 0; it < 64; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    (tail(mid) < target ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+}  // namespace
 
 Interval clopper_pearson(std::int64_t k, std::int64_t n, double confidence) {
   check_confidence(confidence);
+  AEGIS_CHECK(n >= 1, "Clopper-Pearson: number of trials n=" << n << " must be at least 1");
+  AEGIS_CHECK(k >= 0 && k <= n, "Clopper-Pearson: count k=" << k << " must lie in [0, n=" << n << "]");
   const double tail = 0.5 * (1.0 - confidence);
-  return {certify::clopper_pearson_lower(k, n, tail), certify::clopper_pearson_upper(k, n, tail)};
+  // Clopper & Pearson 1934: the lower end solves P[X ≥ k | p] = tail, the upper end
+  // P[X ≤ k | p] = tail, i.e. P[X ≥ k + 1 | p] = 1 − tail; both tails grow with p.
+  Interval ci;
+  ci.lower = k == 0 ? 0.0 : bisect_increasing([&](double p) { return binomial_tail(k, n, p); }, tail);
+  ci.upper = k == n ? 1.0 : bisect_increasing([&](double p) { return binomial_tail(k + 1, n, p); }, 1.0 - tail);
+  return ci;
 }
 
 double many_run_epsilon(std::int64_t false_positives, std::int64_t negatives, std::int64_t false_negatives,

@@ -42,14 +42,16 @@ struct AttackMetrics {
 };
 AttackMetrics attack_metrics(const RocCurve& roc);
 
-// Binomial(n, p): P[X ≥ k] (1 for k ≤ 0, 0 for k > n), through I_p(k, n − k + 1).
+// Binomial(n, p): P[X ≥ k] (1 for k ≤ 0, 0 for k > n), summed term by term in log space from k
+// until the terms stop mattering (relative error about 1e-13 for n up to 10^5).
 double binomial_tail(std::int64_t k, std::int64_t n, double p);
 
 struct Interval {
   double lower = 0.0, upper = 1.0;
 };
 // The two-sided `confidence` Clopper–Pearson interval for k successes in n trials: each end is a
-// one-sided bound at (1 − confidence)/2; lower = 0 at k = 0 and upper = 1 at k = n.
+// one-sided bound at (1 − confidence)/2, found by bisection on binomial_tail (O(n) per step, for
+// the run counts of audits); lower = 0 at k = 0 and upper = 1 at k = n.
 Interval clopper_pearson(std::int64_t k, std::int64_t n, double confidence);
 
 // ε ≥ max(ln((1 − δ − FPR_ub)/FNR_ub), ln((1 − δ − FNR_ub)/FPR_ub), 0) with the Clopper–Pearson

@@ -44,6 +44,8 @@ DpAuditJob audit_job(double target_epsilon, double noise_scale, const std::strin
 TEST(AuditDp, CatchesNoiseFarBelowTheLedger) {
   const std::string dir = testing::make_temp_dir("aegis_audit_dp");
   const DpAuditReport r = run_dp_audit(audit_job(1.0, 0.01, dir), digits());
+  RecordProperty("epsilon_lower", std::to_string(r.epsilon_lower));  // in --gtest_output=json
+  RecordProperty("correct", std::to_string(r.correct));
   EXPECT_NEAR(r.epsilon_accounted, 1.0, 0.05);  // calibrated to the target
   EXPECT_GT(r.epsilon_lower, r.epsilon_accounted) << "correct " << r.correct << " of " << r.guesses;
   EXPECT_TRUE(r.failed);

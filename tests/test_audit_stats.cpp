@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "certify/stats.h"
 #include "core/error.h"
 #include "privacy/audit_stats.h"
 
@@ -120,6 +121,11 @@ TEST(AuditStats, BinomialTailEqualsDirectSum) {
         const double ref = static_cast<double>(direct_tail(k, n, p));
         // Continued fraction vs. a sum of ≤ 502 long-double terms: both near 1e-13 relative.
         EXPECT_NEAR(binomial_tail(k, n, p), ref, 1e-12 + 1e-9 * ref) << "k=" << k << " n=" << n << " p=" << p;
+        // I_p(k, n − k + 1) by the continued fraction of certify/stats.h.
+        if (k >= 1) {
+          EXPECT_NEAR(binomial_tail(k, n, p), certify::regularized_beta(p, static_cast<double>(k), static_cast<double>(n - k + 1)),
+                      1e-12 + 1e-9 * ref);
+        }
       }
 }
 
@@ -137,6 +143,9 @@ TEST(AuditStats, ClopperPearsonInvertsTheBinomialSums) {
         const double lower = k == 0 ? 0.0 : invert_increasing([&](long double p) { return direct_tail(k, n, p); }, tail);
         EXPECT_NEAR(ci.upper, upper, 1e-9) << "k=" << k << " n=" << n;  // bisection of two exact sums
         EXPECT_NEAR(ci.lower, lower, 1e-9) << "k=" << k << " n=" << n;
+        // And the Beta quantiles of certify/stats.h, an independent method (continued fraction).
+        EXPECT_NEAR(ci.upper, certify::clopper_pearson_upper(k, n, static_cast<double>(tail)), 1e-9);
+        EXPECT_NEAR(ci.lower, certify::clopper_pearson_lower(k, n, static_cast<double>(tail)), 1e-9);
       }
     }
   EXPECT_THROW(clopper_pearson(3, 2, 0.95), InvalidArgument);
