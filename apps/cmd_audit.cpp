@@ -26,7 +26,7 @@ struct AuditArgs {
   bool use_dp = false;
   // mia
   std::int64_t shadows = 16, pool = 0;
-  std::string out_dir;
+  std::string out_dir, roc_plot;
   // dp
   privacy::DpAuditOptions audit;
   std::string scores_out, model_out = "audit-dp.safetensors";
@@ -118,6 +118,7 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   j.pool = a.pool;
   j.seed = a.audit_seed;
   j.out_dir = a.out_dir;
+  j.roc_plot = a.roc_plot;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
@@ -139,6 +140,7 @@ void print_mia(const nlohmann::json& j) {
                 m["balanced_accuracy"].get<double>(), m["tpr_at_0.1%_fpr"].get<double>(),
                 m["tpr_at_1%_fpr"].get<double>());
   std::printf("per-example scores: %s\n", j["scores_out"].get<std::string>().c_str());
+  if (!j["roc_plot"].get<std::string>().empty()) std::printf("ROC curves: %s\n", j["roc_plot"].get<std::string>().c_str());
 }
 
 nlohmann::json run_dp(const AuditArgs& a) {
@@ -192,6 +194,7 @@ Runner add_audit(CLI::App& app) {
       ->check(seed_value());
   m->add_option("--out-dir", mia->out_dir, "model files and scores.tsv; a rerun reuses the models already there")
       ->required();
+  m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
   auto* d = cmd->add_subcommand("dp",
                                 "one-run empirical epsilon of a DP-SGD run with gradient canaries, beside the "

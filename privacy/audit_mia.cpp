@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/gnuplot.h"
 #include "core/philox.h"
 #include "core/timing.h"
 #include "nn/model_file.h"
@@ -200,7 +201,8 @@ nlohmann::json to_json(const MiaReport& r) {
           {"seconds", r.seconds},
           {"seconds_per_model", r.seconds_per_model},
           {"attacks", attacks},
-          {"scores_out", r.scores_out}};
+          {"scores_out", r.scores_out},
+          {"roc_plot", r.roc_plot}};
 }
 
 MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
@@ -212,6 +214,7 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   AEGIS_CHECK(pool >= 4 && pool <= available,
               "--pool " << j.pool << " must lie in [4, " << available << "] (the training split's size), or be 0 for all");
   AEGIS_CHECK(!j.out_dir.empty(), "the membership audit needs an output directory (--out-dir)");
+  if (!j.roc_plot.empty()) plot_format(j.roc_plot);  // a wrong extension fails before any training
   nn::check_train_options(j.job.train);
   std::error_code ec;
   std::filesystem::create_directories(j.out_dir, ec);
@@ -327,10 +330,20 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
     const std::vector<std::vector<bool>> shadow_in(in.begin() + 1, in.end());
     for (auto& s : lira_scores(shadow_phi, shadow_in, phi[0])) scores.push_back(std::move(s));
   }
-  for (std::size_t a = 0; a < scores.size(); ++a)
-    report.attacks.push_back({kAttackNames[a], attack_metrics(roc_curve(scores[a], in[0]))});
+  std::vector<std::pair<std::string, RocCurve>> curves;
+  for (std::size_t a = 0; a < scores.size(); ++a) {
+    curves.emplace_back(kAttackNames[a], roc_curve(scores[a], in[0]));
+    report.attacks.push_back({kAttackNames[a], attack_metrics(curves.back().second)});
+  }
   report.scores_out = (std::filesystem::path(j.out_dir) / "scores.tsv").string();
   write_scores(report.scores_out, labels, in[0], scores);
+  if (!j.roc_plot.empty()) {
+    plot_roc_curves(curves,
+                    "membership inference on " + j.job.model + " (" + report.recipe + "), " + j.job.dataset + ", " +
+                        std::to_string(pool) + " examples, " + std::to_string(j.shadows) + " shadow models",
+                    j.roc_plot);
+    report.roc_plot = j.roc_plot;
+  }
   return report;
 }
 

@@ -14,14 +14,15 @@
 //     per-example variances: their "fixed variance", better with few shadow models).
 // Model files go to out_dir (target.safetensors, shadow-<k>.safetensors), each tagged with the
 // audit that made it; a rerun with the same audit reuses every file already written (a killed
-// audit resumes), and a file of another audit is an InvalidArgument. Augmentation at query time
-// and RMIA are not implemented yet.
+// audit resumes), and a file of another audit is an InvalidArgument. With roc_plot set, the ROC
+// curves are drawn on log-log axes. Augmentation at query time and RMIA are not implemented yet.
 #pragma once
 
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/progress.h"
@@ -38,6 +39,7 @@ struct MiaJob {
   std::int64_t pool = 0;           // examples of the training split in the pool; 0 = all of them
   std::uint64_t seed = 0;          // the pool halves
   std::string out_dir;             // model files and scores.tsv; must exist or be creatable
+  std::string roc_plot;            // a .png, .svg or .pdf of the ROC curves (plot_roc_curves); "" = none
 };
 
 struct MiaAttackResult {
@@ -54,6 +56,7 @@ struct MiaReport {
   double seconds = 0.0, seconds_per_model = 0.0;  // training time of the models trained in this run
   std::vector<MiaAttackResult> attacks;
   std::string scores_out;  // out_dir/scores.tsv
+  std::string roc_plot;    // the job's, when drawn
 };
 nlohmann::json to_json(const MiaReport& report);
 
@@ -61,6 +64,12 @@ nlohmann::json to_json(const MiaReport& report);
 // 4 examples or more than the training split, an empty out_dir, a model file in out_dir that
 // another audit wrote; whatever training throws for a bad recipe.
 MiaReport run_mia_audit(const MiaJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
+
+// Draws the curves (name, curve) as TPR against FPR on log-log axes with gnuplot (core/gnuplot.h),
+// chance dashed, each curve's AUC in its legend entry. InvalidArgument for a path that is not
+// .png, .svg or .pdf or for no curves; IoError as draw_with_gnuplot.
+void plot_roc_curves(const std::vector<std::pair<std::string, RocCurve>>& curves, const std::string& title,
+                     const std::string& path);
 
 // The LiRA scores alone, for given φ: phi[k][i] of model k on example i, in_model[k][i] whether
 // model k trained on i; target_phi[i] the target's. Returns the four LiRA variants in the order

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -148,6 +149,19 @@ TEST(AuditMia, CliJson) {
   EXPECT_EQ(j["shadows"], 4);
   for (const char* name : {"loss", "lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed"})
     EXPECT_TRUE(j["attacks"].contains(name)) << name;
+  // The ROC plot: a wrong extension is refused before any training; gnuplot draws the rest.
+  const testing::CliRun jpg = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + "/jpg --roc r.jpg");
+  EXPECT_EQ(jpg.status, 1);
+  EXPECT_NE(jpg.err.find("must be .pdf, .svg or .png"), std::string::npos) << jpg.err;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/jpg/target.safetensors"));
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0) {
+    const std::string png = dir + "/roc.png";
+    const testing::CliRun plot = testing::run_cli("audit mia --data digits --model mlp --shadows 4 --pool 100 --epochs 2 "
+                                                  "--device cpu --quiet --out-dir " + dir + " --roc " + png);
+    ASSERT_EQ(plot.status, 0) << plot.err;
+    EXPECT_GT(std::filesystem::file_size(png), 1000u);
+    EXPECT_NE(plot.out.find("ROC curves: " + png), std::string::npos) << plot.out;
+  }
   for (const std::string& args : {std::string("--shadows 5"), std::string("--target-epsilon 1")}) {
     const testing::CliRun bad = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + " " + args);
     EXPECT_EQ(bad.status, 1) << args;
