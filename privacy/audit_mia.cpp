@@ -339,8 +339,8 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   write_scores(report.scores_out, labels, in[0], scores);
   if (!j.roc_plot.empty()) {
     plot_roc_curves(curves,
-                    "membership inference on " + j.job.model + " (" + report.recipe + "), " + j.job.dataset + ", " +
-                        std::to_string(pool) + " examples, " + std::to_string(j.shadows) + " shadow models",
+                    j.job.model + " (" + report.recipe + ") on " + j.job.dataset + ", pool " + std::to_string(pool) +
+                        ", " + std::to_string(j.shadows) + " shadow models",
                     j.roc_plot);
     report.roc_plot = j.roc_plot;
   }
