@@ -57,8 +57,8 @@ enum Purpose : std::uint32_t {
   kPurposeSmoothing = 6,      // randomized-smoothing samples (+16·phase: 6, 22, 38; certify/smoothing.cpp)
   kPurposeAugmentNoise = 7,   // Gaussian data augmentation
   kPurposePixelDp = 9,        // PixelDP noise layers (certify/pixeldp.h)
-  kPurposeAuditSetup = 10,    // privacy audits: canary and shadow-model choices (step = which choice)
-  kPurposeAuditSampling = 11, // privacy audits: per-step canary sampling (keyed by step_key)
+  kPurposeAuditSetup = 12,    // privacy audits: canary and shadow-model choices (step = which choice)
+  kPurposeAuditSampling = 13, // privacy audits: per-step canary sampling (keyed by step_key)
 };
 
 struct Key {
