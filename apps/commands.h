@@ -47,5 +47,6 @@ Runner add_pixeldp(CLI::App& app);
 Runner add_verify(CLI::App& app);
 Runner add_certify(CLI::App& app);
 Runner add_analyze(CLI::App& app);
+Runner add_audit(CLI::App& app);
 
 }  // namespace aegis::app

@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   reg(aegis::app::add_verify);
   reg(aegis::app::add_certify);
   reg(aegis::app::add_analyze);
+  reg(aegis::app::add_audit);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

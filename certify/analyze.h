@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "certify/sweep.h"
+#include "core/gnuplot.h"
 
 namespace aegis::certify {
 
@@ -109,10 +110,9 @@ struct PlotText {
 };
 PlotText plot_text(const Analysis& analysis);
 
-enum class PlotFormat { Pdf, Svg, Png };
-// By the extension (case-insensitive): .pdf, .svg, .png; InvalidArgument naming the path and the
-// formats otherwise.
-PlotFormat plot_format(const std::string& path);
+// The plot formats and plot_format (by the extension) are core/gnuplot.h's.
+using aegis::PlotFormat;
+using aegis::plot_format;
 
 struct PlotOptions {
   bool envelope = false;  // draw the best-over-σ curve in bold

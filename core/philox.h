@@ -49,15 +49,17 @@ AEGIS_HD U32x4 philox4x32_10(U32x4 ctr, std::uint32_t k0, std::uint32_t k1) {
 // The purposes a draw can serve; each gets its own counter space.
 enum Purpose : std::uint32_t {
   kPurposeGeneric = 0,
-  kPurposeInit = 1,          // parameter initialization
-  kPurposeShuffle = 2,       // data order
-  kPurposeDpNoise = 3,       // DP-SGD Gaussian noise
-  kPurposeSampling = 4,      // Poisson sampling decisions
-  kPurposeAttackStart = 5,   // random starts of attacks
-  kPurposeSmoothing = 6,     // randomized-smoothing samples (+16·phase: 6, 22, 38; certify/smoothing.cpp)
-  kPurposeAugmentNoise = 7,  // Gaussian data augmentation
-  kPurposePixelDp = 9,       // PixelDP noise layers (certify/pixeldp.h)
-  kPurposeSquare = 10,       // Square attack windows and signs (attacks/square.cpp)
+  kPurposeInit = 1,           // parameter initialization
+  kPurposeShuffle = 2,        // data order
+  kPurposeDpNoise = 3,        // DP-SGD Gaussian noise
+  kPurposeSampling = 4,       // Poisson sampling decisions
+  kPurposeAttackStart = 5,    // random starts of attacks
+  kPurposeSmoothing = 6,      // randomized-smoothing samples (+16·phase: 6, 22, 38; certify/smoothing.cpp)
+  kPurposeAugmentNoise = 7,   // Gaussian data augmentation
+  kPurposePixelDp = 9,        // PixelDP noise layers (certify/pixeldp.h)
+  kPurposeSquare = 10,        // Square attack windows and signs (attacks/square.cpp)
+  kPurposeAuditSetup = 12,    // privacy audits: canary and shadow-model choices (step = which choice)
+  kPurposeAuditSampling = 13, // privacy audits: per-step canary sampling (keyed by step_key)
 };
 
 struct Key {

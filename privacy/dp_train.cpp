@@ -292,6 +292,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const StepOutcome step =
           clip_sample(model, train, sample, chunk_capacity(sample.size()), clip, o.device, result.steps, lr);
       correct += step.correct;
+      if (dp.before_update) dp.before_update(*optimizer, result.steps);
       optimizer->step();
       if (adaptive) {
         // The count's noise: this step's key at the first index past every gradient element

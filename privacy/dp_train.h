@@ -65,6 +65,10 @@ struct DpTrainOptions {
   std::optional<double> sampling_rate;  // q in (0, 1]; unset: batch_size / N
   Accountant accountant = Accountant::Rdp;
   Sampling sampling = Sampling::Poisson;
+  // For auditing (privacy/audit_dp.h): called before every noisy update with the optimizer and
+  // the step (counted from 0 in this run), after the step's clipped sums are in place; it may set
+  // a canary or an update observer on the optimizer. Unset: nothing happens.
+  std::function<void(DpOptimizer& optimizer, std::int64_t step)> before_update;
 
   static DpNoiseOptions default_noise() {
     DpNoiseOptions n;

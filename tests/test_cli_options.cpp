@@ -117,6 +117,8 @@ std::vector<NumericOption> numeric_options(const std::string& dir) {
   const std::string verify = "verify --data nosuch --quiet" + model;
   const std::string certify = "certify --data nosuch --quiet --out " + dir + "/never.tsv" + model;
   const std::string analyze = "analyze " + dir + "/absent.tsv";
+  const std::string audit_mia = "audit mia --data nosuch --quiet --out-dir " + dir + "/never";
+  const std::string audit_dp = "audit dp --data nosuch --quiet --target-epsilon 1 --out " + dir + "/never.safetensors";
   return {
       {train, "--epochs", Kind::Count},
       {train, "--batch-size", Kind::Count},
@@ -187,6 +189,23 @@ std::vector<NumericOption> numeric_options(const std::string& dir) {
       {certify + " --sigma 0.25", "--seed", Kind::Seed},
       {analyze, "--sigma", Kind::Positive},
       {analyze, "--radii", Kind::NonNegative},
+      {audit_mia, "--shadows", Kind::Count},
+      {audit_mia, "--pool", Kind::CountOrZero},
+      {audit_mia, "--audit-seed", Kind::Seed},
+      {audit_mia, "--epochs", Kind::Count},
+      {audit_mia, "--batch-size", Kind::Count},
+      {audit_mia, "--lr", Kind::PositiveF},
+      {audit_mia, "--momentum", Kind::Fraction},
+      {audit_mia, "--seed", Kind::Seed},
+      {audit_mia + " --dp", "--target-epsilon", Kind::Positive},
+      {audit_mia + " --dp --target-epsilon 1", "--delta", Kind::Fraction},
+      {audit_mia + " --dp --target-epsilon 1", "--max-grad-norm", Kind::Positive},
+      {audit_mia + " --dp --target-epsilon 1", "--sampling-rate", Kind::Fraction},
+      {audit_dp, "--canaries", Kind::Count},
+      {audit_dp, "--guesses", Kind::Count},
+      {audit_dp, "--confidence", Kind::Fraction},
+      {audit_dp, "--audit-seed", Kind::Seed},
+      {"audit dp --data nosuch --quiet --out " + dir + "/never.safetensors", "--noise-multiplier", Kind::Positive},
   };
 }
 

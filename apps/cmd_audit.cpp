@@ -1,0 +1,229 @@
+// aegis audit mia: membership inference (loss attack, LiRA) against a recipe, with shadow models
+// trained by aegis itself (privacy/audit_mia.h).
+// aegis audit dp: the one-run empirical-ε audit of a DP-SGD run with gradient canaries
+// (privacy/audit_dp.h); exit status 3 with --strict when the audit fails.
+#include <cfloat>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "options.h"
+#include "privacy/audit_dp.h"
+#include "privacy/audit_mia.h"
+#include "progress.h"
+
+namespace aegis::app {
+
+namespace {
+
+struct AuditArgs {
+  CommonOptions common;
+  std::string data = "digits", model = "mlp", activation;
+  nn::TrainOptions train = default_train();
+  privacy::DpTrainOptions dp;
+  bool use_dp = false;
+  // mia
+  std::int64_t shadows = 16, pool = 0;
+  std::string out_dir, roc_plot;
+  // dp
+  privacy::DpAuditOptions audit;
+  std::string scores_out, model_out = "audit-dp.safetensors";
+  bool strict = false;
+  std::uint64_t audit_seed = 0;
+
+  // Small enough that the bundled digits set audits in seconds: mlp, 2 epochs, Adam.
+  static nn::TrainOptions default_train() {
+    nn::TrainOptions t;
+    t.epochs = 2;
+    t.batch_size = 64;
+    t.lr = 0.002f;
+    t.optimizer = nn::OptimizerKind::Adam;
+    return t;
+  }
+};
+
+void add_recipe_options(CLI::App* cmd, AuditArgs& a) {
+  add_common_options(*cmd, a.common);
+  cmd->add_option("--data", a.data, "dataset spec, as for train (its training split is the pool)")->capture_default_str();
+  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
+  cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
+  cmd->add_option("--epochs", a.train.epochs, "passes over each model's training set")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxEpochs));
+  cmd->add_option("--batch-size", a.train.batch_size, "examples per step (DP: the expected batch size)")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
+  cmd->add_option("--lr", a.train.lr, "learning rate")->capture_default_str()->check(positive(FLT_MAX));
+  add_optimizer_option(cmd, a.train);
+  cmd->add_option("--momentum", a.train.momentum, "sgd momentum")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, true));
+  add_schedule_option(cmd, a.train);
+  cmd->add_option("--seed", a.train.seed, "training seed (of the target; shadow k uses seed + k)")
+      ->capture_default_str()
+      ->check(seed_value());
+  auto& d = a.dp;
+  auto* sigma = cmd->add_option("--noise-multiplier", d.noise.noise_multiplier, "DP: noise std / clipping norm (sigma)")
+                    ->check(positive());
+  auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon")
+                  ->check(positive());
+  sigma->excludes(eps);
+  cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")
+      ->capture_default_str()
+      ->check(open_unit());
+  cmd->add_option("--max-grad-norm", d.noise.max_grad_norm, "DP: per-example clipping norm C")
+      ->capture_default_str()
+      ->check(positive());
+  cmd->add_option_function<double>(
+         "--sampling-rate", [&d](const double& q) { d.sampling_rate = q; },
+         "DP: Poisson sampling rate q (default batch-size / N)")
+      ->check(unit_open_closed());
+  cmd->add_option_function<std::string>(
+         "--accountant", [&d](const std::string& v) { d.accountant = privacy::parse_accountant(v); }, "DP: rdp | prv")
+      ->default_str("rdp")
+      ->check(one_of({"rdp", "prv"}));
+}
+
+nn::TrainJob recipe(const AuditArgs& a) {
+  nn::TrainJob job;
+  job.model = a.model;
+  job.activation = a.activation;
+  job.train = a.train;
+  job.train.device = resolve_device(a.common);
+  job.dataset = a.data;
+  return job;
+}
+
+void check_dp_recipe(const AuditArgs& a) {
+  AEGIS_CHECK(a.dp.noise.noise_multiplier > 0.0 || a.dp.target_epsilon > 0.0,
+              "a DP recipe needs --noise-multiplier or --target-epsilon");
+}
+
+const char* const kDpOptions[] = {"--noise-multiplier", "--target-epsilon", "--delta", "--max-grad-norm",
+                                  "--sampling-rate", "--accountant"};
+
+nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
+  privacy::MiaJob j;
+  j.job = recipe(a);
+  if (a.use_dp) {
+    check_dp_recipe(a);
+    j.dp = a.dp;
+  } else {
+    for (const char* name : kDpOptions)
+      AEGIS_CHECK(cmd.count(name) == 0, name << " sets the DP recipe: add --dp, or leave it out");
+  }
+  j.shadows = a.shadows;
+  j.pool = a.pool;
+  j.seed = a.audit_seed;
+  j.out_dir = a.out_dir;
+  j.roc_plot = a.roc_plot;
+  const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
+  CliProgress progress(!a.common.quiet);
+  return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
+}
+
+void print_mia(const nlohmann::json& j) {
+  std::printf("membership inference on %s (%s recipe), pool %lld (%lld members), %lld shadow models "
+              "(%lld trained, %lld reused, %.2f s per model)\n",
+              j["model"].get<std::string>().c_str(), j["recipe"].get<std::string>().c_str(),
+              j["pool"].get<long long>(), j["members"].get<long long>(), j["shadows"].get<long long>(),
+              j["models_trained"].get<long long>(), j["models_reused"].get<long long>(),
+              j["seconds_per_model"].get<double>());
+  std::printf("target: train accuracy %.4f, test accuracy %.4f", j["target_train_accuracy"].get<double>(),
+              j["target_test_accuracy"].get<double>());
+  if (j["recipe"] == "dp") std::printf(", epsilon %.4g", j["target_epsilon"].get<double>());
+  std::printf("\n%-20s %8s %10s %14s %12s\n", "attack", "AUC", "bal. acc", "TPR@0.1%FPR", "TPR@1%FPR");
+  for (const auto& [name, m] : j["attacks"].items())
+    std::printf("%-20s %8.4f %10.4f %14.4f %12.4f\n", name.c_str(), m["auc"].get<double>(),
+                m["balanced_accuracy"].get<double>(), m["tpr_at_0.1%_fpr"].get<double>(),
+                m["tpr_at_1%_fpr"].get<double>());
+  std::printf("per-example scores: %s\n", j["scores_out"].get<std::string>().c_str());
+  if (!j["roc_plot"].get<std::string>().empty()) std::printf("ROC curves: %s\n", j["roc_plot"].get<std::string>().c_str());
+}
+
+nlohmann::json run_dp(const AuditArgs& a) {
+  check_dp_recipe(a);
+  privacy::DpAuditJob j;
+  j.training.job = recipe(a);
+  j.training.job.out = a.model_out;
+  j.training.dp = a.dp;
+  j.audit = a.audit;
+  j.audit.seed = a.audit_seed;
+  j.scores_out = a.scores_out;
+  const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
+  CliProgress progress(!a.common.quiet);
+  return privacy::to_json(privacy::run_dp_audit(j, split, &progress));
+}
+
+void print_dp(const nlohmann::json& j) {
+  std::printf("one-run audit with %lld gradient canaries (%lld included), %lld guesses, %lld right\n",
+              j["canaries"].get<long long>(), j["included"].get<long long>(), j["guesses"].get<long long>(),
+              j["correct"].get<long long>());
+  std::printf("epsilon lower bound %.4f at %.0f%% confidence (delta %g; at most %.4f with these guesses)\n",
+              j["epsilon_lower"].get<double>(), 100.0 * j["confidence"].get<double>(), j["delta"].get<double>(),
+              j["epsilon_ceiling"].get<double>());
+  std::printf("accounted epsilon   %.4f\n", j["epsilon_accounted"].get<double>());
+  std::printf("%s\n", j["failed"].get<bool>()
+                          ? "AUDIT FAILED: the measured lower bound exceeds the accounted epsilon"
+                          : "audit passed: the lower bound does not exceed the accounted epsilon");
+}
+
+}  // namespace
+
+Runner add_audit(CLI::App& app) {
+  auto mia = std::make_shared<AuditArgs>();
+  auto dp = std::make_shared<AuditArgs>();
+  auto* cmd = app.add_subcommand("audit", "privacy audits: membership inference (mia), empirical epsilon (dp)");
+  cmd->require_subcommand(1);
+
+  auto* m = cmd->add_subcommand("mia",
+                                "membership inference (loss attack, LiRA online/offline) against a training "
+                                "recipe, with shadow models; resumable in --out-dir");
+  add_recipe_options(m, *mia);
+  m->add_flag("--dp", mia->use_dp, "the recipe is DP-SGD (with the DP options)");
+  m->add_option("--shadows", mia->shadows, "shadow models K (even, at least 4)")
+      ->capture_default_str()
+      ->check(integer_in(4, 1 << 20));
+  m->add_option("--pool", mia->pool, "examples of the training split in the pool (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  m->add_option("--audit-seed", mia->audit_seed, "seed of the target's and the shadow models' halves")
+      ->capture_default_str()
+      ->check(seed_value());
+  m->add_option("--out-dir", mia->out_dir, "model files and scores.tsv; a rerun reuses the models already there")
+      ->required();
+  m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
+
+  auto* d = cmd->add_subcommand("dp",
+                                "one-run empirical epsilon of a DP-SGD run with gradient canaries, beside the "
+                                "accounted epsilon; exit status 3 with --strict when the audit fails");
+  add_recipe_options(d, *dp);
+  d->add_option("--canaries", dp->audit.canaries, "gradient canaries m (at most the model's parameters)")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  d->add_option("--guesses", dp->audit.guesses, "guesses r (even): r/2 highest scores in, r/2 lowest out")
+      ->capture_default_str()
+      ->check(integer_in(2, kMaxExamples));
+  d->add_option("--confidence", dp->audit.confidence, "confidence of the epsilon lower bound")
+      ->capture_default_str()
+      ->check(open_unit());
+  d->add_option("--audit-seed", dp->audit_seed, "seed of the canaries' coordinates, signs and inclusion")
+      ->capture_default_str()
+      ->check(seed_value());
+  d->add_option("--out", dp->model_out, "the audited model file (it carries the canaries: not for release)")
+      ->capture_default_str();
+  d->add_option("--scores", dp->scores_out, "TSV of every canary's score and inclusion");
+  d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
+
+  return [mia, dp, m, d]() {
+    if (m->parsed()) return print_result(run_mia(*mia, *m), mia->common.json, print_mia);
+    const nlohmann::json j = run_dp(*dp);
+    print_result(j, dp->common.json, print_dp);
+    // The library has already warned on stderr ("aegis: warning: AUDIT FAILED ...").
+    return j["failed"].get<bool>() && dp->strict ? 3 : 0;
+  };
+}
+
+}  // namespace aegis::app

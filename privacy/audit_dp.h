@@ -1,0 +1,70 @@
+// Empirical ε: is the ε that a DP-SGD run accounts for real? The one-run audit of Steinke, Nasr &
+// Jagielski 2023 ("Privacy auditing with one (1) training run", §6–7, white-box gradient
+// canaries), run inside aegis' own DP-SGD loop (privacy/dp_train.h):
+//   - m canaries, each a Dirac gradient: ±C at one parameter coordinate, a record whose clipped
+//     gradient has norm exactly C, the most any real example can have. The coordinates are the m
+//     that the training data move least (the gradient of the data at the initial weights, summed
+//     in absolute value over the training set; ties broken by the seed), so that a canary's
+//     score is not drowned by the data's own gradients; signs keyed by (seed, kPurposeAuditSetup);
+//   - each canary is included in the run with probability ½ (keyed by the seed); an included
+//     canary joins each step's batch with the sampling rate q, keyed by (seed,
+//     kPurposeAuditSampling, step), like every real example under Poisson sampling, so the run's
+//     accounted (ε, δ) covers each canary as one more record. Its gradient goes in through
+//     DpOptimizer::set_canary, before the noise;
+//   - the score of a canary is sign · Σ_steps g̃[coordinate], summed over the noisy gradients the
+//     optimizer released (DpOptimizer::set_update_observer), which a white-box adversary sees;
+//   - the r/2 highest scores are guessed "included", the r/2 lowest "excluded"; with v right,
+//     one_run_epsilon (privacy/audit_stats.h) is the ε that the run provably exceeds at the given
+//     confidence unless it is (ε, δ)-DP. An ε_lower above the accounted ε is a failed audit: the
+//     implementation (or its accounting) does not deliver its promise.
+// The guesses are fixed before the run (no choosing r after seeing the scores, which would void the
+// confidence). The bound is a lower bound that is usually far below ε (a single run extracts
+// little), so a passing audit is weak evidence, while a failing one is proof of a bug.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "core/progress.h"
+#include "privacy/dp_job.h"
+
+namespace aegis::privacy {
+
+struct DpAuditOptions {
+  std::int64_t canaries = 1000;  // m ≤ the model's parameters
+  std::int64_t guesses = 100;    // r ≤ m, even: r/2 from each end of the ranking
+  double confidence = 0.95;      // of the ε lower bound
+  std::uint64_t seed = 0;        // canary coordinates, signs, inclusion and per-step sampling
+  // For testing the audit itself: the noise the optimizer really adds is σ·noise_scale while the
+  // ledger still accounts for σ, which is the kind of bug the audit must catch. 1 in real use.
+  double noise_scale = 1.0;
+};
+
+struct DpAuditJob {
+  DpJob training;  // the DP-SGD run to audit (flat clipping, Poisson sampling, no resume)
+  DpAuditOptions audit;
+  std::string scores_out;  // TSV of every canary (index, parameter, element, sign, included, score); "" = none
+};
+
+struct DpAuditReport {
+  DpReport training;
+  std::int64_t canaries = 0, included = 0, guesses = 0, correct = 0;
+  double confidence = 0.0;
+  double epsilon_lower = 0.0;      // the one-run bound at (δ, confidence) of the ledger
+  double epsilon_ceiling = 0.0;    // the most r guesses can show: every guess right
+  double epsilon_accounted = 0.0;  // the ledger's ε
+  double delta = 0.0;
+  bool failed = false;  // epsilon_lower > epsilon_accounted
+  std::string scores_out;
+};
+nlohmann::json to_json(const DpAuditReport& report);
+
+// Trains job.training with canaries, writes its model file (the canaries are in its weights: it
+// is an audit artifact, not a model to release) and the scores, and bounds ε. InvalidArgument for
+// m < 1, m above the model's parameter count, r odd or outside [2, m], confidence outside (0, 1),
+// noise_scale outside (0, 1], clipping other than flat, shuffled batches, secure noise or a resume.
+DpAuditReport run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
+
+}  // namespace aegis::privacy

@@ -1,0 +1,82 @@
+// Membership inference: what does a model trained with a given recipe leak about its training
+// set? The audit trains everything itself, so that membership is known:
+//   - the pool: the first `pool` examples of the training split;
+//   - the target: the recipe trained on a random half of the pool (keyed by the seed);
+//   - K shadow models: the same recipe, where every pool example is in exactly K/2 of them (the
+//     balanced design of Carlini et al. 2022, "Membership inference attacks from first
+//     principles", §IV-C), each model's training seed its own;
+// and then attacks the target on every pool example with
+//   - loss: score −ℓ(x, y) (Yeom, Giacomelli, Fredrikson & Jha 2018: members have lower loss);
+//   - LiRA (Carlini et al. 2022, Alg. 1) on φ = z_y − logsumexp_{j≠y} z_j (their logit-scaled
+//     confidence, computed from the logits for stability), which the shadow models make roughly
+//     Gaussian per example: online, score log N(φ; μ_in, σ_in²) − log N(φ; μ_out, σ_out²); offline,
+//     the one-sided (φ − μ_out)/σ_out; each with per-example σ or one global σ (the mean of the
+//     per-example variances: their "fixed variance", better with few shadow models).
+// Model files go to out_dir (target.safetensors, shadow-<k>.safetensors), each tagged with the
+// audit that made it; a rerun with the same audit reuses every file already written (a killed
+// audit resumes), and a file of another audit is an InvalidArgument. With roc_plot set, the ROC
+// curves are drawn on log-log axes. Augmentation at query time and RMIA are not implemented yet.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/progress.h"
+#include "nn/train_job.h"
+#include "privacy/audit_stats.h"
+#include "privacy/dp_train.h"
+
+namespace aegis::privacy {
+
+struct MiaJob {
+  nn::TrainJob job;                // the recipe: model, activation, train options (seed: of the target), dataset label
+  std::optional<DpTrainOptions> dp;  // set: the recipe is DP-SGD with these options
+  std::int64_t shadows = 16;       // K: even, ≥ 4
+  std::int64_t pool = 0;           // examples of the training split in the pool; 0 = all of them
+  std::uint64_t seed = 0;          // the pool halves
+  std::string out_dir;             // model files and scores.tsv; must exist or be creatable
+  std::string roc_plot;            // a .png, .svg or .pdf of the ROC curves (plot_roc_curves); "" = none
+};
+
+struct MiaAttackResult {
+  std::string name;  // loss, lira-online, lira-online-fixed, lira-offline, lira-offline-fixed
+  AttackMetrics metrics;
+};
+
+struct MiaReport {
+  std::string model, dataset, recipe;  // recipe: "standard" or "dp"
+  std::int64_t pool = 0, members = 0, shadows = 0;
+  std::int64_t models_trained = 0, models_reused = 0;  // this run's, over target and shadows
+  double target_train_accuracy = 0.0, target_test_accuracy = 0.0;  // members; the test split
+  double target_epsilon = 0.0;  // the target's accounted ε (DP recipe), else 0
+  double seconds = 0.0, seconds_per_model = 0.0;  // training time of the models trained in this run
+  std::vector<MiaAttackResult> attacks;
+  std::string scores_out;  // out_dir/scores.tsv
+  std::string roc_plot;    // the job's, when drawn
+};
+nlohmann::json to_json(const MiaReport& report);
+
+// Runs the audit (see the header comment). InvalidArgument for K odd or < 4, a pool of fewer than
+// 4 examples or more than the training split, an empty out_dir, a model file in out_dir that
+// another audit wrote; whatever training throws for a bad recipe.
+MiaReport run_mia_audit(const MiaJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
+
+// Draws the curves (name, curve) as TPR against FPR on log-log axes with gnuplot (core/gnuplot.h),
+// chance dashed, each curve's AUC in its legend entry. InvalidArgument for a path that is not
+// .png, .svg or .pdf or for no curves; IoError as draw_with_gnuplot.
+void plot_roc_curves(const std::vector<std::pair<std::string, RocCurve>>& curves, const std::string& title,
+                     const std::string& path);
+
+// The LiRA scores alone, for given φ: phi[k][i] of model k on example i, in_model[k][i] whether
+// model k trained on i; target_phi[i] the target's. Returns the four LiRA variants in the order
+// of MiaAttackResult::name (online, online-fixed, offline, offline-fixed). Every example must be in
+// at least 2 and out of at least 2 models.
+std::vector<std::vector<double>> lira_scores(const std::vector<std::vector<double>>& phi,
+                                             const std::vector<std::vector<bool>>& in_model,
+                                             const std::vector<double>& target_phi);
+
+}  // namespace aegis::privacy
