@@ -13,6 +13,7 @@
 #include "privacy/audit_dp.h"
 #include "privacy/audit_mia.h"
 #include "progress.h"
+#include "train_run.h"
 
 namespace aegis::app {
 
@@ -46,7 +47,8 @@ struct AuditArgs {
 
 void add_recipe_options(CLI::App* cmd, AuditArgs& a) {
   add_common_options(*cmd, a.common);
-  cmd->add_option("--data", a.data, "dataset spec, as for train (its training split is the pool)")->capture_default_str();
+  cmd->add_option("--data", a.data, "dataset spec, as for train (its training split is the pool)")
+      ->capture_default_str();
   cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
   cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
   cmd->add_option("--epochs", a.train.epochs, "passes over each model's training set")
@@ -64,26 +66,7 @@ void add_recipe_options(CLI::App* cmd, AuditArgs& a) {
   cmd->add_option("--seed", a.train.seed, "training seed (of the target; shadow k uses seed + k)")
       ->capture_default_str()
       ->check(seed_value());
-  auto& d = a.dp;
-  auto* sigma = cmd->add_option("--noise-multiplier", d.noise.noise_multiplier, "DP: noise std / clipping norm (sigma)")
-                    ->check(positive());
-  auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon")
-                  ->check(positive());
-  sigma->excludes(eps);
-  cmd->add_option("--delta", d.delta, "DP: delta of the (epsilon, delta) guarantee")
-      ->capture_default_str()
-      ->check(open_unit());
-  cmd->add_option("--max-grad-norm", d.noise.max_grad_norm, "DP: per-example clipping norm C")
-      ->capture_default_str()
-      ->check(positive());
-  cmd->add_option_function<double>(
-         "--sampling-rate", [&d](const double& q) { d.sampling_rate = q; },
-         "DP: Poisson sampling rate q (default batch-size / N)")
-      ->check(unit_open_closed());
-  cmd->add_option_function<std::string>(
-         "--accountant", [&d](const std::string& v) { d.accountant = privacy::parse_accountant(v); }, "DP: rdp | prv")
-      ->default_str("rdp")
-      ->check(one_of({"rdp", "prv"}));
+  add_dp_noise_options(cmd, a.dp);
 }
 
 nn::TrainJob recipe(const AuditArgs& a) {
@@ -101,8 +84,8 @@ void check_dp_recipe(const AuditArgs& a) {
               "a DP recipe needs --noise-multiplier or --target-epsilon");
 }
 
-const char* const kDpOptions[] = {"--noise-multiplier", "--target-epsilon", "--delta", "--max-grad-norm",
-                                  "--sampling-rate", "--accountant"};
+const char* const kDpOptions[] = {"--noise-multiplier", "--target-epsilon", "--delta",
+                                  "--max-grad-norm",    "--sampling-rate",  "--accountant"};
 
 nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   privacy::MiaJob j;
@@ -125,12 +108,12 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
 }
 
 void print_mia(const nlohmann::json& j) {
-  std::printf("membership inference on %s (%s recipe), pool %lld (%lld members), %lld shadow models "
-              "(%lld trained, %lld reused, %.2f s per model)\n",
-              j["model"].get<std::string>().c_str(), j["recipe"].get<std::string>().c_str(),
-              j["pool"].get<long long>(), j["members"].get<long long>(), j["shadows"].get<long long>(),
-              j["models_trained"].get<long long>(), j["models_reused"].get<long long>(),
-              j["seconds_per_model"].get<double>());
+  std::printf(
+      "membership inference on %s (%s recipe), pool %lld (%lld members), %lld shadow models "
+      "(%lld trained, %lld reused, %.2f s per model)\n",
+      j["model"].get<std::string>().c_str(), j["recipe"].get<std::string>().c_str(), j["pool"].get<long long>(),
+      j["members"].get<long long>(), j["shadows"].get<long long>(), j["models_trained"].get<long long>(),
+      j["models_reused"].get<long long>(), j["seconds_per_model"].get<double>());
   std::printf("target: train accuracy %.4f, test accuracy %.4f", j["target_train_accuracy"].get<double>(),
               j["target_test_accuracy"].get<double>());
   if (j["recipe"] == "dp") std::printf(", epsilon %.4g", j["target_epsilon"].get<double>());
@@ -140,7 +123,8 @@ void print_mia(const nlohmann::json& j) {
                 m["balanced_accuracy"].get<double>(), m["tpr_at_0.1%_fpr"].get<double>(),
                 m["tpr_at_1%_fpr"].get<double>());
   std::printf("per-example scores: %s\n", j["scores_out"].get<std::string>().c_str());
-  if (!j["roc_plot"].get<std::string>().empty()) std::printf("ROC curves: %s\n", j["roc_plot"].get<std::string>().c_str());
+  if (!j["roc_plot"].get<std::string>().empty())
+    std::printf("ROC curves: %s\n", j["roc_plot"].get<std::string>().c_str());
 }
 
 nlohmann::json run_dp(const AuditArgs& a) {
@@ -165,9 +149,8 @@ void print_dp(const nlohmann::json& j) {
               j["epsilon_lower"].get<double>(), 100.0 * j["confidence"].get<double>(), j["delta"].get<double>(),
               j["epsilon_ceiling"].get<double>());
   std::printf("accounted epsilon   %.4f\n", j["epsilon_accounted"].get<double>());
-  std::printf("%s\n", j["failed"].get<bool>()
-                          ? "AUDIT FAILED: the measured lower bound exceeds the accounted epsilon"
-                          : "audit passed: the lower bound does not exceed the accounted epsilon");
+  std::printf("%s\n", j["failed"].get<bool>() ? "AUDIT FAILED: the measured lower bound exceeds the accounted epsilon"
+                                              : "audit passed: the lower bound does not exceed the accounted epsilon");
 }
 
 }  // namespace

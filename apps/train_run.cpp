@@ -81,9 +81,7 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
       ->check(integer_in(1, kMaxIterations));
 }
 
-void add_dp_options(CLI::App* cmd, TrainArgs& a) {
-  auto& d = a.dp_options;
-  cmd->add_flag("--dp", a.dp, "train with DP-SGD (Poisson sampling, per-example clipping, Gaussian noise)");
+void add_dp_noise_options(CLI::App* cmd, privacy::DpTrainOptions& d) {
   auto* sigma = cmd->add_option("--noise-multiplier", d.noise.noise_multiplier, "DP: noise std / clipping norm (sigma)")
                     ->check(positive());
   auto* eps = cmd->add_option("--target-epsilon", d.target_epsilon, "DP: calibrate sigma to spend this epsilon")
@@ -100,6 +98,16 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
          "DP: Poisson sampling rate q (default batch-size / N)")
       ->check(unit_open_closed());
   cmd->add_option_function<std::string>(
+         "--accountant", [&d](const std::string& v) { d.accountant = privacy::parse_accountant(v); }, "DP: rdp | prv")
+      ->default_str("rdp")
+      ->check(one_of({"rdp", "prv"}));
+}
+
+void add_dp_options(CLI::App* cmd, TrainArgs& a) {
+  auto& d = a.dp_options;
+  cmd->add_flag("--dp", a.dp, "train with DP-SGD (Poisson sampling, per-example clipping, Gaussian noise)");
+  add_dp_noise_options(cmd, d);
+  cmd->add_option_function<std::string>(
          "--clipping", [&d](const std::string& v) { d.clipping = privacy::parse_clipping(v); },
          "DP: flat | per-layer | adaptive")
       ->default_str("flat")
@@ -114,10 +122,6 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
                   "DP adaptive clipping: noise std of the unclipped count "
                   "(default expected batch / 20)")
       ->check(positive());
-  cmd->add_option_function<std::string>(
-         "--accountant", [&d](const std::string& v) { d.accountant = privacy::parse_accountant(v); }, "DP: rdp | prv")
-      ->default_str("rdp")
-      ->check(one_of({"rdp", "prv"}));
   cmd->add_flag("--secure", d.noise.secure, "DP: OS-seeded cryptographic sampling and noise");
   cmd->add_option_function<std::string>(
          "--sampling", [&d](const std::string& v) { d.sampling = privacy::parse_sampling(v); },

@@ -3,11 +3,10 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 
-#include "commands.h"
 #include "attacks/adv_train.h"
+#include "commands.h"
 #include "nn/data/dataset.h"
 #include "nn/train.h"
 #include "privacy/dp_train.h"
@@ -24,7 +23,7 @@ struct TrainArgs {
   // DP-SGD (`--dp`).
   bool dp = false;
   privacy::DpTrainOptions dp_options;
-  std::string resume;  // a DP model file whose weights and ledger the run continues
+  std::string resume;                    // a DP model file whose weights and ledger the run continues
   bool trust_unverified_ledger = false;  // resume from a ledger without a digest (older files)
   // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none.
   std::string adv;
@@ -44,6 +43,9 @@ struct TrainArgs {
 
 void add_train_options(CLI::App* cmd, TrainArgs& a);
 void add_dp_options(CLI::App* cmd, TrainArgs& a);
+// The DP options of every command that trains with DP-SGD: --noise-multiplier or --target-epsilon,
+// --delta, --max-grad-norm, --sampling-rate, --accountant.
+void add_dp_noise_options(CLI::App* cmd, privacy::DpTrainOptions& d);
 // Trains (standard or DP), evaluates on the test split, writes a.out; returns the JSON summary.
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label);
 // The text form of a training report (run_training's JSON), for print_result.
