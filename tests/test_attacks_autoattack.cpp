@@ -16,6 +16,7 @@
 #include "nn/functional.h"
 #include "nn/layers.h"
 #include "nn/quantize.h"
+#include "support/linear_problem.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -31,68 +32,12 @@ std::vector<std::int32_t> predictions(nn::Module& model, const Tensor& x) {
   return nn::argmax(model.forward(nn::Var(x, false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
 }
 
-// K classes, inputs [N, 1, 4, 6] in [0.3, 0.7] labelled by the model, margins ≥ 0.02, minimal L2
-// distance ≤ 0.25 (so 2× of it keeps x ± δ inside [0, 1] in L∞: the box never binds).
-struct Problem {
-  std::shared_ptr<nn::Sequential> model;
-  Tensor x, labels;
-  std::vector<double> dist_linf, dist_l2;
-};
+using Problem = testing::LinearProblem;
+using testing::scaled;
 
+// The problems of tests/support/linear_problem.h, drawn from 80·N candidates.
 Problem problem(std::int64_t k, std::int64_t n, std::uint64_t seed) {
-  const std::int64_t d = 24;
-  Problem p;
-  const std::vector<float> w = floats(testing::random_tensor({k, d}, seed, -1.0f, 1.0f));
-  std::vector<float> b;
-  for (std::int64_t c = 0; c < k; ++c) {
-    double centre = 0.0;
-    for (std::int64_t j = 0; j < d; ++j) centre += 0.5 * w[c * d + j];
-    b.push_back(static_cast<float>(-centre));
-  }
-  nn::InitRng rng(0);
-  auto linear = std::make_shared<nn::Linear>(d, k, rng);
-  std::copy(w.begin(), w.end(), linear->weight().value().data<float>());
-  std::copy(b.begin(), b.end(), linear->bias().value().data<float>());
-  p.model = std::make_shared<nn::Sequential>(std::vector<nn::ModulePtr>{std::make_shared<nn::Flatten>(), linear});
-  const std::vector<float> pool = floats(testing::random_tensor({80 * n, d}, seed + 1, 0.3f, 0.7f));
-  std::vector<float> xs;
-  std::vector<std::int32_t> ys;
-  for (std::int64_t e = 0; e < 80 * n && static_cast<std::int64_t>(ys.size()) < n; ++e) {
-    std::vector<double> z(static_cast<std::size_t>(k));
-    for (std::int64_t c = 0; c < k; ++c) {
-      z[c] = b[c];
-      for (std::int64_t j = 0; j < d; ++j) z[c] += static_cast<double>(w[c * d + j]) * pool[e * d + j];
-    }
-    const std::int64_t y = std::max_element(z.begin(), z.end()) - z.begin();
-    double linf = 1e30, l2 = 1e30, margin = 1e30;
-    for (std::int64_t c = 0; c < k; ++c) {
-      if (c == y) continue;
-      double n1 = 0.0, n2 = 0.0;
-      for (std::int64_t j = 0; j < d; ++j) {
-        const double diff = static_cast<double>(w[y * d + j]) - w[c * d + j];
-        n1 += std::fabs(diff);
-        n2 += diff * diff;
-      }
-      margin = std::min(margin, z[y] - z[c]);
-      linf = std::min(linf, (z[y] - z[c]) / n1);
-      l2 = std::min(l2, (z[y] - z[c]) / std::sqrt(n2));
-    }
-    if (margin < 0.02 || l2 > 0.25) continue;
-    xs.insert(xs.end(), pool.begin() + e * d, pool.begin() + (e + 1) * d);
-    ys.push_back(static_cast<std::int32_t>(y));
-    p.dist_linf.push_back(linf);
-    p.dist_l2.push_back(l2);
-  }
-  EXPECT_EQ(static_cast<std::int64_t>(ys.size()), n);
-  p.x = Tensor::from_vector(xs, {n, 1, 4, 6});
-  p.labels = Tensor::from_vector(ys, {n});
-  return p;
-}
-
-Tensor scaled(const std::vector<double>& dist, double factor) {
-  std::vector<float> v;
-  for (double dd : dist) v.push_back(static_cast<float>(dd * factor));
-  return Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())});
+  return testing::linear_problem(k, n, 0.0f, seed, false, 80);
 }
 
 // Every point in the ball and in [0, 1], the reported norm, and success = misclassified.
