@@ -26,7 +26,7 @@ nlohmann::json to_json(const AdvReport& r) {
 AdvReport run_adversarial_training(const nn::TrainJob& job, const AdvTrainOptions& adv, const nn::DatasetSplit& split,
                                    ProgressSink* progress) {
   const nn::TrainOptions& opt = job.train;
-  AEGIS_CHECK(std::isfinite(opt.noise_sigma) && opt.noise_sigma == 0.0f,
+  AEGIS_CHECK(opt.noise_sigma == 0.0f,
               "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
   AEGIS_CHECK(std::isfinite(adv.eps) && adv.eps > 0.0f, "--adv needs --eps > 0 (got " << adv.eps << ")");
   nn::check_train_options(opt);

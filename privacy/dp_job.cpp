@@ -46,7 +46,7 @@ void check_resumable_ledger(const DpJob& j, const LedgerCheck& check, ProgressSi
 DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
   ProgressSink& p = progress_or_silent(progress);
   const nn::TrainOptions& opt = j.job.train;
-  AEGIS_CHECK(std::isfinite(opt.noise_sigma) && opt.noise_sigma == 0.0f,
+  AEGIS_CHECK(opt.noise_sigma == 0.0f,
               "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
   AEGIS_CHECK(!j.trust_unverified_ledger || !j.resume.empty(), "--trust-unverified-ledger needs --resume");
   nn::check_train_options(opt);

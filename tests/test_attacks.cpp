@@ -15,6 +15,7 @@
 #include "nn/zoo.h"
 #include "runtime/dispatch.h"
 #include "support/backend_compare.h"
+#include "support/linear_problem.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -137,11 +138,7 @@ LinearProblem linear_problem(std::int64_t n) {
   return p;
 }
 
-Tensor scaled(const std::vector<double>& dist, double factor) {
-  std::vector<float> v;
-  for (double dd : dist) v.push_back(static_cast<float>(dd * factor));
-  return Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())});
-}
+using testing::scaled;
 
 // ---- the fused step against a plain reference ----------------------------------------------
 
@@ -351,7 +348,8 @@ TEST(RandomStart, L2IsUniformInTheBall) {
   for (std::int64_t d : {1, 3, 50}) {
     SCOPED_TRACE("d " + std::to_string(d));
     const Tensor x = Tensor::full({n, d}, 0.5);
-    const Tensor start = attacks::random_start(x, Tensor::full({1}, eps), Norm::L2, 11 + static_cast<std::uint64_t>(d), 0);
+    const Tensor start =
+        attacks::random_start(x, Tensor::full({1}, eps), Norm::L2, 11 + static_cast<std::uint64_t>(d), 0);
     const std::vector<double> r = norms_of(start, x, "l2");
     std::vector<double> t;
     for (double v : r) {
