@@ -312,7 +312,11 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
     return define(node.output(0), emit(std::move(s), {numel}));
   }
   const Constant& target = constant(node, 1);
-  if (attr_int(node, "allowzero", 0) != 0) unsupported("allowzero = 1 is not supported");
+  // allowzero = 1 (torch's current exporter writes it) only changes what a 0 entry means: a
+  // dimension of size 0 instead of a copy of the input's. A classifier has no empty tensors.
+  const bool allow_zero = attr_int(node, "allowzero", 0) != 0;
+  if (allow_zero && std::find(target.values.begin(), target.values.end(), 0.0) != target.values.end())
+    unsupported("allowzero = 1 with a 0 in the target shape gives an empty tensor");
   if (target.shape.size() != 1 || target.numel() < 1) unsupported("the target shape is not a non-empty 1-d constant");
   const double first = target.values[0];
   // The first entry must keep the batch: the symbolic batch size, 0 (copy), the graph's fixed
