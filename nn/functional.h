@@ -83,6 +83,10 @@ Var linear(const Var& x, const Var& w, const Var& b, LayerCapture* capture = nul
 // x [N,C,H,W], w [O,C,kh,kw], b [O] or undefined → y [N,O,H',W'],
 // H' = (H + 2p − kh)/s + 1 (floor), likewise W'.
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCapture* capture = nullptr);
+// Grouped convolution (depthwise when groups = C): w [O, C/groups, kh, kw], output channel o
+// reading only the C/groups input channels of its group (kernels/grouped_conv.h). No per-example
+// capture: DP-SGD does not train grouped layers.
+Var grouped_conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, std::int64_t groups);
 Var relu(const Var& x);
 Var tanh(const Var& x);
 Var sigmoid(const Var& x);
