@@ -68,6 +68,11 @@ Runner add_attack(CLI::App& app) {
                   "EOT draws per gradient for fgsm, bim, pgd, mifgsm and the APGD family (default 1; autoattack "
                   "--version rand: 20)")
       ->check(integer_in(1, 100000));
+  cmd->add_option("--vote", a->job.vote,
+                  "single attacks on a randomized model (--pixeldp): clean and adversarial predictions are the "
+                  "majority class over K forward passes, not one")
+      ->capture_default_str()
+      ->check(integer_in(1, 100000));
   cmd->add_option("--c", a->job.method.cw_initial_const, "cw-l2: initial constant c of the binary search")
       ->capture_default_str()
       ->check(positive(FLT_MAX));

@@ -158,6 +158,8 @@ void check_attack_job(AttackJob& a) {
   AEGIS_CHECK(
       a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
       "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not " << a.attack);
+  AEGIS_CHECK(a.vote >= 1, "--vote " << a.vote << " must be at least 1");
+  AEGIS_CHECK(a.vote == 1 || !group, "--vote applies to single attacks, not the " << a.attack);
   if (a.steps == 0) a.steps = group ? 100 : std::max(c->default_steps, 1);
 }
 
@@ -166,6 +168,7 @@ nlohmann::json to_json(const AttackReport& rep) {
   nlohmann::json j = rep.suite ? suite_json(rep) : rep.autoattack ? autoattack_json(rep) : single_json(rep);
   j["bpda"] = a.bpda;
   if (a.eot > 0) j["eot_draws"] = a.eot;
+  if (a.vote > 1) j["vote_draws"] = a.vote;
   j["attack"] = a.attack;
   j["eps"] = a.eps >= 0 ? nlohmann::json(a.eps) : nlohmann::json(nullptr);
   j["targeted"] = a.targeted;
@@ -235,6 +238,7 @@ AttackReport run_attack_job(nn::Module& model, const nn::ModelSpec& spec, const 
     if (a.eot > 0) o.attack.eot_draws = a.eot;
     o.batch_size = a.batch;
     o.keep_adversarial = !a.save_adv.empty();
+    o.predict_draws = a.vote;
     rep.single = evaluate(model, test, device, spec.num_classes, o, progress);
     rep.norm = o.attack.norm;
     write_outputs(a, rep.single->per_example, rep.single->adversarial, test, o.attack.norm);

@@ -34,6 +34,7 @@ struct AttackJob {
   int steps = 0;                     // 0: the attack's default (check_attack_job fills it)
   int restarts = 1, queries = 5000, target_classes = 9;
   int eot = 0;  // EOT draws per gradient; 0: the attack's default
+  int vote = 1;  // single attacks: predictions by majority over this many forward passes
   bool targeted = false;
   std::int64_t batch = 256;
   std::uint64_t seed = 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
 
 #include "core/error.h"
 #include "nn/functional.h"
@@ -109,9 +110,34 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
   AEGIS_THROW(InvalidArgument, "unknown attack method " << static_cast<int>(method));
 }
 
+std::vector<std::int32_t> predict_classes(nn::Module& model, const Tensor& x, int draws) {
+  AEGIS_CHECK(draws >= 1, "prediction draws " << draws << " must be at least 1");
+  model.train(false);
+  std::vector<std::int32_t> first =
+      nn::argmax(model.forward(autograd::Var(x, false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
+  if (draws <= 1) return first;
+  std::vector<std::map<std::int32_t, int>> counts(first.size());
+  for (std::size_t i = 0; i < first.size(); ++i) ++counts[i][first[i]];
+  for (int d = 1; d < draws; ++d) {
+    const std::vector<std::int32_t> p =
+        nn::argmax(model.forward(autograd::Var(x, false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
+    for (std::size_t i = 0; i < p.size(); ++i) ++counts[i][p[i]];
+  }
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    int best = 0;
+    for (const auto& [cls, c] : counts[i])  // ascending class: a tie keeps the smaller
+      if (c > best) {
+        best = c;
+        first[i] = cls;
+      }
+  }
+  return first;
+}
+
 Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, std::int64_t num_classes,
                     const EvaluationOptions& options, ProgressSink* progress) {
   AEGIS_CHECK(options.batch_size >= 1, "attack batch size " << options.batch_size << " must be at least 1");
+  AEGIS_CHECK(options.predict_draws >= 1, "prediction draws " << options.predict_draws << " must be at least 1");
   AEGIS_CHECK(!options.attack.targeted || num_classes >= 2,
               "a targeted attack needs a model of at least 2 classes, not " << num_classes);
   AEGIS_CHECK(
@@ -142,14 +168,8 @@ Evaluation evaluate(nn::Module& model, const nn::Dataset& data, Device device, s
     }
     // C&W at the command line reports any perturbation size (its norms describe them).
     const AttackResult r = run_attack(options.method, model, x, y.to(device), ao, true, options.method_options);
-    std::vector<std::int32_t> clean_pred, adv_pred;
-    {
-      model.train(false);
-      clean_pred = nn::argmax(model.forward(autograd::Var(x, false)).value()).to(Device::cpu()).to_vector<std::int32_t>();
-      adv_pred = nn::argmax(model.forward(autograd::Var(r.adversarial, false)).value())
-                     .to(Device::cpu())
-                     .to_vector<std::int32_t>();
-    }
+    const std::vector<std::int32_t> clean_pred = predict_classes(model, x, options.predict_draws);
+    const std::vector<std::int32_t> adv_pred = predict_classes(model, r.adversarial, options.predict_draws);
     const std::vector<std::int32_t> label = y.to_vector<std::int32_t>();
     const std::vector<std::int32_t> success = r.success.to_vector<std::int32_t>();
     const std::vector<float> norm = r.perturbation_norm.to_vector<float>();

@@ -37,6 +37,11 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
                         const AttackOptions& options, bool cw_unbounded = false,
                         const MethodOptions& method_options = MethodOptions());
 
+// The predicted class of every example of x (on the model's device): the argmax of one forward
+// pass (draws = 1), or for a randomized model the class predicted most often over `draws` passes
+// (ties: the smaller class). InvalidArgument for draws < 1.
+std::vector<std::int32_t> predict_classes(nn::Module& model, const Tensor& x, int draws);
+
 struct EvaluationOptions {
   AttackMethod method = AttackMethod::Pgd;
   // norm, eps, step size, steps, restarts (PGD and APGD only; 1 for the others), seed, targeted.
@@ -46,6 +51,10 @@ struct EvaluationOptions {
   MethodOptions method_options;
   std::int64_t batch_size = 256;  // examples per attack batch, ≥ 1
   bool keep_adversarial = false;  // fill Evaluation::adversarial (all examples, on the CPU)
+  // Clean and adversarial predictions: the argmax of one forward pass (1), or for a randomized
+  // model (a PixelDP noise layer) the class predicted most often over this many passes (ties:
+  // the smaller class), the prediction rule of Lecuyer et al. 2019 and Cohen et al. 2019.
+  int predict_draws = 1;
 };
 
 struct Evaluation {

@@ -12,6 +12,7 @@
 
 #include "attacks/attacks.h"
 #include "attacks/autoattack.h"
+#include "attacks/evaluate.h"
 #include "attacks/per_example.h"
 #include "nn/functional.h"
 #include "nn/layers.h"
@@ -217,6 +218,55 @@ TEST(Eot, FgsmStepsAlongTheMeanGradientOfTheDraws) {
   // The test tells the mean from either draw's gradient alone (one draw would fail it).
   EXPECT_GT(differs_from_a, 0);
   EXPECT_GT(differs_from_b, 0);
+}
+
+// A randomized model whose draws cycle A, A, B with B = −A: any three consecutive forward passes
+// hold two of A and one of B, so a majority vote over three passes always predicts as A does, while
+// a single pass predicts as B on every third call.
+class CyclingModel : public nn::Module {
+ public:
+  explicit CyclingModel(std::shared_ptr<nn::Module> a) : m_a(register_module("a", std::move(a))) {}
+  nn::Var forward(const nn::Var& x) override {
+    const nn::Var y = m_a->forward(x);
+    if (m_calls++ % 3 != 2) return y;
+    const std::int64_t k = y.shape()[1];
+    std::vector<float> minus(static_cast<std::size_t>(k * k), 0.0f);
+    for (std::int64_t i = 0; i < k; ++i) minus[static_cast<std::size_t>(i * k + i)] = -1.0f;
+    return nn::F::linear(y, nn::Var(Tensor::from_vector(minus, {k, k})), nn::Var());
+  }
+  std::string kind() const override { return "CyclingModel"; }
+
+ private:
+  std::shared_ptr<nn::Module> m_a;
+  std::int64_t m_calls = 0;
+};
+
+TEST(Vote, MajorityOverDrawsJudgesARandomizedModel) {
+  Problem p = problem(3, 12, 491);
+  const std::vector<std::int32_t> labels = p.labels.to_vector<std::int32_t>();
+  // Whichever of the three passes is B's (by the phase), the vote predicts as A, while a single
+  // pass on B's turn predicts none of the labels.
+  for (int phase = 0; phase < 3; ++phase) {
+    CyclingModel model(p.model);
+    for (int j = 0; j < phase; ++j) model.forward(nn::Var(p.x));
+    EXPECT_EQ(attacks::predict_classes(model, p.x, 3), labels) << phase;
+  }
+  CyclingModel model(p.model);
+  model.forward(nn::Var(p.x));
+  model.forward(nn::Var(p.x));
+  const std::vector<std::int32_t> b_turn = attacks::predict_classes(model, p.x, 1);
+  for (std::size_t i = 0; i < labels.size(); ++i) EXPECT_NE(b_turn[i], labels[i]) << i;
+  EXPECT_THROW(attacks::predict_classes(model, p.x, 0), InvalidArgument);
+  // evaluate() judges clean and adversarial points by the vote.
+  nn::Dataset data{"linear", p.x, p.labels, 3};
+  attacks::EvaluationOptions o;
+  o.method = attacks::AttackMethod::Fgsm;
+  o.attack.eps = Tensor::full({1}, 1e-4f);  // far below every minimal distance: nothing breaks
+  o.predict_draws = 3;
+  CyclingModel fresh(p.model);
+  const attacks::Evaluation e = attacks::evaluate(fresh, data, Device::cpu(), 3, o);
+  EXPECT_EQ(e.clean_accuracy, 1.0);
+  EXPECT_EQ(e.robust_accuracy, 1.0);
 }
 
 // ---- BPDA -----------------------------------------------------------------------------------

@@ -267,6 +267,16 @@ TEST(CliAttack, PgdWithEotAgainstAPixelDpNetwork) {
                              "--quiet");
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("--eot applies to"), std::string::npos) << bad.err;
+  // --vote judges the predictions by the majority over K noisy passes.
+  const CliRun voted = run_cli("attack --model " + model +
+                               " --pixeldp --data digits --attack pgd-linf --eps 0.1 --steps 5 --eot 4 --vote 9 "
+                               "--max 30 --device cpu --json --quiet");
+  ASSERT_EQ(voted.status, 0) << voted.err;
+  EXPECT_EQ(nlohmann::json::parse(voted.out)["vote_draws"].get<int>(), 9);
+  const CliRun suite = run_cli("attack --model " + model +
+                               " --pixeldp --data digits --attack suite --eps 0.1 --vote 9 --quiet");
+  EXPECT_EQ(suite.status, 1);
+  EXPECT_NE(suite.err.find("--vote applies to single attacks"), std::string::npos) << suite.err;
   std::filesystem::remove(model);
 }
 
