@@ -87,6 +87,9 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
 // reading only the C/groups input channels of its group (kernels/grouped_conv.h). No per-example
 // capture: DP-SGD does not train grouped layers.
 Var grouped_conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, std::int64_t groups);
+// y = x·scale[c] + shift[c] over dimension 1 of x [N, C, ...]; scale and shift are constants [C]
+// on x's device (no gradient). An input normalization or a BatchNorm in inference form.
+Var channel_affine(const Var& x, const Tensor& scale, const Tensor& shift);
 Var relu(const Var& x);
 Var tanh(const Var& x);
 Var sigmoid(const Var& x);

@@ -83,14 +83,8 @@ int GraphModule::add_step(GraphStep step) {
                     step.shape[0] == c,
                 "GraphModule: affine step '" << step.node << "' has " << c << " scales and " << step.shift.size()
                                              << " shifts for inputs " << shape_str(step.shape));
-    // A diagonal 1×1 convolution (or linear map): every output is one product plus exact zeros
-    // and one sum, so for finite inputs the result equals x·scale + shift exactly, on either
-    // backend, with the existing backward.
-    std::vector<float> diag(static_cast<std::size_t>(c * c), 0.0f);
-    for (std::int64_t i = 0; i < c; ++i)
-      diag[static_cast<std::size_t>(i * c + i)] = step.scale[static_cast<std::size_t>(i)];
-    const Shape w_shape = step.shape.size() == 3 ? Shape{c, c, 1, 1} : Shape{c, c};
-    weight = Var(Tensor::from_vector(diag, w_shape).to(m_constants_device));
+    // F::channel_affine's scale and shift, on the constants' device.
+    weight = Var(Tensor::from_vector(step.scale, {c}).to(m_constants_device));
     bias = Var(Tensor::from_vector(step.shift, {c}).to(m_constants_device));
   }
   if (step.op == GraphOp::FixedConv) {
@@ -159,8 +153,7 @@ Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::v
     case GraphOp::Add:
       return F::add(x, values[static_cast<std::size_t>(step.inputs[1])]);
     case GraphOp::ChannelAffine:
-      return step.shape.size() == 3 ? F::conv2d(x, m_affine_weight[index], m_affine_bias[index], Conv2dOptions{})
-                                    : F::linear(x, m_affine_weight[index], m_affine_bias[index]);
+      return F::channel_affine(x, m_affine_weight[index].value(), m_affine_bias[index].value());
     case GraphOp::FixedConv:
       return F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
     case GraphOp::Concat: {

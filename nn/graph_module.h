@@ -10,8 +10,9 @@
 // is zero outside the diagonal blocks: the zero blocks add exact zeros, so the outputs and input
 // gradients are the grouped convolution's up to summation order, on either backend, at `groups`
 // times the work of a grouped kernel; their weights are constants (not parameters) until such a
-// kernel exists, so that training cannot fill the zero blocks. (Both this and the affine steps
-// multiply every input by zeros: an infinite input gives NaN in every channel, not just its own.)
+// kernel exists, so that training cannot fill the zero blocks. (The dense form multiplies every
+// input by zeros: an infinite input gives NaN in every output channel of the group's convolution.)
+// The per-channel affine steps run F::channel_affine: one multiply and one add per element.
 #pragma once
 
 #include <cstdint>
@@ -84,9 +85,8 @@ class GraphModule : public Module {
   Shape m_input_shape, m_output_shape;
   std::string m_source, m_skipped_final;
   std::vector<GraphStep> m_steps;
-  // Per ChannelAffine step: the diagonal weight and the bias of the 1×1 convolution (4-d input)
-  // or the linear map (2-d input) it runs as; per FixedConv step its weight and bias; on
-  // m_constants_device. Undefined for other steps.
+  // Per ChannelAffine step its scale and shift [C] (F::channel_affine); per FixedConv step its
+  // weight and bias; on m_constants_device. Undefined for other steps.
   std::vector<Var> m_affine_weight, m_affine_bias;
   Device m_constants_device = Device::cpu();
   std::vector<std::vector<int>> m_release_after;  // values whose last use is step i

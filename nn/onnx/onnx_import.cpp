@@ -177,11 +177,6 @@ Value Converter::emit_affine(const Value& x, std::vector<float> scale, std::vect
   if (x.shape.size() != 1 && x.shape.size() != 3)
     unsupported("a per-channel affine map needs inputs [N, C, H, W] or [N, D], got [N, " +
                 shape_str(x.shape).substr(1));
-  // It runs as a C×C diagonal convolution (GraphModule), affordable up to a few thousand channels.
-  constexpr std::int64_t kMaxAffineChannels = 4096;
-  if (x.shape[0] > kMaxAffineChannels)
-    unsupported("a per-channel affine map over " + std::to_string(x.shape[0]) + " channels (more than " +
-                std::to_string(kMaxAffineChannels) + ") is not supported yet");
   GraphStep s;
   s.op = GraphOp::ChannelAffine;
   s.inputs = {x.slot};
