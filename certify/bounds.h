@@ -39,6 +39,10 @@
 // (nn::ActivationLayer), nn::Flatten, nn::AvgPool2d and nn::Residual (nn/residual.h). Any other
 // module — MaxPool2d, GroupNorm, a Module with its own forward such as the zoo's resnet20 — gives
 // InvalidArgument naming the layer's kind and its position (its dotted parameter-name prefix).
+// An imported ONNX model (nn::GraphModule) is supported step by step: Linear/Conv2d layers,
+// grouped convolutions, per-channel affine maps, ReLU/Tanh/Sigmoid, Flatten/Reshape, AvgPool,
+// MaxPool (the DeepPoly max relaxation, bounds_relax_pool.cpp), Add of any two values and Concat;
+// a step it cannot follow gives Unsupported naming the ONNX node (certify/bounds_graph_module.cpp).
 // The arithmetic is float32 (matrix products on the model's device through the BLAS and
 // convolution kernels; the per-neuron relaxation and concretization steps on the host) without
 // directed rounding, so a bound can be off by float rounding, as in the papers' implementations.
