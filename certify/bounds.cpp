@@ -79,11 +79,10 @@ std::int64_t widest_node(const Graph& g, int k) {
   return widest;
 }
 
-// Lower bounds of spec(e, s)·z_k for every example e and spec s < specs, in (e, s) order. The
-// specs are split into chunks so that no layer's Λ exceeds kMaxLambdaElements.
-template <class Fill>
-std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const Fill& fill,
-                               const std::vector<Lines>& lines, const InputSet& in) {
+}  // namespace
+
+std::vector<double> detail::spec_lower(const Graph& g, int k, std::int64_t specs, const SpecFill& fill,
+                                       const std::vector<Lines>& lines, const InputSet& in) {
   const std::int64_t chunk =
       std::max<std::int64_t>(1, std::min(specs, kMaxLambdaElements / (in.n * widest_node(g, k))));
   const std::int64_t size = g.nodes[static_cast<std::size_t>(k)].size;
@@ -101,6 +100,8 @@ std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const 
   }
   return out;
 }
+
+namespace {
 
 // Linear lower and upper bounds of neurons j of node k for every example, [N·m] each in (e, j)
 // order: the rows +e_j (lower) and −e_j (upper, negated), passed as shared, mirrored rows so that
@@ -146,10 +147,9 @@ void tighten_node(const Graph& g, int p, const std::vector<std::int64_t>& neuron
   detail::intersect(box, lo, hi);
 }
 
-struct Propagation {
-  std::vector<Box> boxes;
-  std::vector<Lines> lines;  // Activation nodes, Linear method
-};
+}  // namespace
+
+namespace detail {
 
 Propagation propagate(const Graph& g, const InputSet& in, const BoundOptions& o) {
   const std::size_t count = g.nodes.size();
@@ -191,6 +191,14 @@ Propagation propagate(const Graph& g, const InputSet& in, const BoundOptions& o)
   }
   return p;
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::propagate;
+using detail::Propagation;
+using detail::spec_lower;
 
 // IBP margins with the specification folded into the last layer (as Gowal et al. 2018 do): for a
 // final Linear z = Wh + b, z_y − z_c = (W_y − W_c)h + b_y − b_c is bounded over h's box directly;

@@ -89,9 +89,9 @@ int GraphBuilder::linear(const Tensor& w, const Tensor& b, int in, const std::st
 int GraphBuilder::conv(const Tensor& w, const Tensor& b, std::int64_t stride, std::int64_t padding, int in,
                        const std::string& where) {
   const Shape& s = shape_of(in);
-  AEGIS_CHECK_AS(ShapeError, s.size() == 3 && s[0] == w.size(1),
-                 where << " expects [" << w.size(1) << ", H, W] inputs but receives one-example shape "
-                       << shape_str(s));
+  AEGIS_CHECK_AS(
+      ShapeError, s.size() == 3 && s[0] == w.size(1),
+      where << " expects [" << w.size(1) << ", H, W] inputs but receives one-example shape " << shape_str(s));
   kernels::Conv2dGeometry geo;
   geo.batch = 1;
   geo.in_channels = s[0];
@@ -217,19 +217,18 @@ int GraphBuilder::max_pool(std::int64_t kernel, std::int64_t stride, std::int64_
 }
 
 int GraphBuilder::add(int a, int b, const std::string& where) {
-  AEGIS_CHECK_AS(ShapeError, shape_of(a) == shape_of(b),
-                 where << " adds " << shape_str(shape_of(a)) << " and " << shape_str(shape_of(b))
-                       << ", which need equal shapes");
+  AEGIS_CHECK_AS(
+      ShapeError, shape_of(a) == shape_of(b),
+      where << " adds " << shape_str(shape_of(a)) << " and " << shape_str(shape_of(b)) << ", which need equal shapes");
   return push(make(NodeKind::Add, {a, b}, shape_of(a), where));
 }
 
 int GraphBuilder::channel_affine(const std::vector<float>& scale, const std::vector<float>& shift, int in,
                                  const std::string& where) {
   const Shape& s = shape_of(in);
-  AEGIS_CHECK_AS(ShapeError,
-                 !s.empty() && scale.size() == shift.size() && static_cast<std::int64_t>(scale.size()) == s[0],
-                 where << " has " << scale.size() << " scales and " << shift.size() << " shifts for inputs "
-                       << shape_str(s));
+  AEGIS_CHECK_AS(
+      ShapeError, !s.empty() && scale.size() == shift.size() && static_cast<std::int64_t>(scale.size()) == s[0],
+      where << " has " << scale.size() << " scales and " << shift.size() << " shifts for inputs " << shape_str(s));
   Node n = make(NodeKind::ChannelAffine, {in}, s, where);
   const std::int64_t plane = shape_numel(s) / s[0];
   n.scale.resize(static_cast<std::size_t>(shape_numel(s)));

@@ -107,7 +107,8 @@ int visit(GraphBuilder& b, nn::Module& m, const std::string& path, int in) {
     return b.avg_pool(po.kernel, po.stride, po.padding, in, where(m, path));
   }
   check_supported(m);  // names the unsupported module inside m
-  AEGIS_THROW(InvalidArgument, "bound propagation does not support " << where(m, path) << "; supported: " << kSupported);
+  AEGIS_THROW(InvalidArgument,
+              "bound propagation does not support " << where(m, path) << "; supported: " << kSupported);
 }
 
 // v rounded to a float no larger (down) or no smaller (up) than v, so B's box contains B.
@@ -152,6 +153,21 @@ InputSet make_input_set(const Tensor& x0, const BoundOptions& options) {
   }
   s.box.lower = device_tensor(s.lo_host, x0.shape(), x0.device());
   s.box.upper = device_tensor(s.hi_host, x0.shape(), x0.device());
+  return s;
+}
+
+InputSet make_box_input_set(const Tensor& lower, const Tensor& upper) {
+  InputSet s;
+  s.n = lower.size(0);
+  s.d = s.n > 0 ? lower.numel() / s.n : 0;
+  s.lo_host = host_floats(lower);
+  s.hi_host = host_floats(upper);
+  s.x0_host.resize(s.lo_host.size());
+  for (std::size_t i = 0; i < s.lo_host.size(); ++i)
+    s.x0_host[i] = static_cast<float>(0.5 * (static_cast<double>(s.lo_host[i]) + s.hi_host[i]));
+  s.x0 = device_tensor(s.x0_host, lower.shape(), lower.device());
+  s.box.lower = lower;
+  s.box.upper = upper;
   return s;
 }
 

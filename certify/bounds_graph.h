@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,8 @@ struct Node {
   // Conv2d on small planes: the convolution as a dense matrix, [C·H·W, O·H'·W'] (row i = the
   // outputs of input element i), when that is small enough to beat the kernels (bounds_graph.cpp).
   Tensor dense_transposed;
-  std::vector<float> row_norm;       // affine node reading the input: ‖W_i‖₂ per output element
-  bool reads_input = false;          // affine node whose input is node 0 (through reshapes)
+  std::vector<float> row_norm;  // affine node reading the input: ‖W_i‖₂ per output element
+  bool reads_input = false;     // affine node whose input is node 0 (through reshapes)
   kernels::Activation activation = kernels::Activation::ReLU;
   kernels::Pool2dGeometry pool;  // AvgPool, MaxPool: the geometry (`batch` set per call)
   // ChannelAffine z = a·scale + shift per element of one example [size] (the per-channel
@@ -166,6 +167,25 @@ struct BackwardRows {
 // below k.
 std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, const std::vector<Lines>& lines,
                                    const InputSet& input);
+
+// Lower bounds of spec(e, s)·z_k for every example e and spec s < specs, in (e, s) order;
+// fill(e, s, row) writes row [size_k] (zeroed before). The specs are split into chunks so that no
+// layer's Λ exceeds kMaxLambdaElements (bounds.cpp).
+using SpecFill = std::function<void(std::int64_t e, std::int64_t s, float* row)>;
+std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const SpecFill& fill,
+                               const std::vector<Lines>& lines, const InputSet& in);
+
+// Every node's box and, for the Linear method, every activation's (and max pooling's) lines, node
+// by node (bounds.cpp).
+struct Propagation {
+  std::vector<Box> boxes;
+  std::vector<Lines> lines;
+};
+Propagation propagate(const Graph& g, const InputSet& in, const BoundOptions& o);
+
+// The input set of one box [lower, upper] per example (f32 [N, ...] on the graph's device; any
+// values with lower ≤ upper, not only [0, 1]); as make_input_set with no ball.
+InputSet make_box_input_set(const Tensor& lower, const Tensor& upper);
 
 // Host helpers: a copy of t on the CPU as floats; a device tensor from host floats.
 std::vector<float> host_floats(const Tensor& t);

@@ -25,18 +25,30 @@ constexpr const char* kSupportedSteps =
 
 const char* op_name(nn::GraphOp op) {
   switch (op) {
-    case nn::GraphOp::Layer: return "layer";
-    case nn::GraphOp::Relu: return "Relu";
-    case nn::GraphOp::Sigmoid: return "Sigmoid";
-    case nn::GraphOp::Tanh: return "Tanh";
-    case nn::GraphOp::MaxPool: return "MaxPool";
-    case nn::GraphOp::AvgPool: return "AveragePool";
-    case nn::GraphOp::Flatten: return "Flatten";
-    case nn::GraphOp::Reshape: return "Reshape";
-    case nn::GraphOp::Add: return "Add";
-    case nn::GraphOp::ChannelAffine: return "per-channel affine";
-    case nn::GraphOp::Concat: return "Concat";
-    case nn::GraphOp::FixedConv: return "grouped Conv";
+    case nn::GraphOp::Layer:
+      return "layer";
+    case nn::GraphOp::Relu:
+      return "Relu";
+    case nn::GraphOp::Sigmoid:
+      return "Sigmoid";
+    case nn::GraphOp::Tanh:
+      return "Tanh";
+    case nn::GraphOp::MaxPool:
+      return "MaxPool";
+    case nn::GraphOp::AvgPool:
+      return "AveragePool";
+    case nn::GraphOp::Flatten:
+      return "Flatten";
+    case nn::GraphOp::Reshape:
+      return "Reshape";
+    case nn::GraphOp::Add:
+      return "Add";
+    case nn::GraphOp::ChannelAffine:
+      return "per-channel affine";
+    case nn::GraphOp::Concat:
+      return "Concat";
+    case nn::GraphOp::FixedConv:
+      return "grouped Conv";
   }
   return "unknown";
 }

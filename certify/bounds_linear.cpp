@@ -330,10 +330,10 @@ std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, con
       case NodeKind::MaxPool: {
         l = expanded(p, std::move(l));
         const std::int64_t in_size = g.nodes[static_cast<std::size_t>(a)].size;
-        accumulate(p, a,
-                   {through_max_pool(p, nd, in_size, l.t.reshape({l.t.size(0), nd.size}),
-                                     lines[static_cast<std::size_t>(i)]),
-                    false});
+        accumulate(
+            p, a,
+            {through_max_pool(p, nd, in_size, l.t.reshape({l.t.size(0), nd.size}), lines[static_cast<std::size_t>(i)]),
+             false});
         break;
       }
     }

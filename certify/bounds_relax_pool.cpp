@@ -19,8 +19,7 @@ template <class F>
 void for_window(const kernels::Pool2dGeometry& g, std::int64_t oh, std::int64_t ow, F&& f) {
   const std::int64_t h0 = oh * g.stride - g.padding, w0 = ow * g.stride - g.padding;
   for (std::int64_t h = std::max<std::int64_t>(h0, 0); h < std::min(h0 + g.kernel, g.height); ++h)
-    for (std::int64_t w = std::max<std::int64_t>(w0, 0); w < std::min(w0 + g.kernel, g.width); ++w)
-      f(h * g.width + w);
+    for (std::int64_t w = std::max<std::int64_t>(w0, 0); w < std::min(w0 + g.kernel, g.width); ++w) f(h * g.width + w);
 }
 
 struct WindowLines {
@@ -54,7 +53,8 @@ WindowLines window_lines(const float* l, const float* u, Window&& window) {
 Lines relax_max_pool(const Node& pool, const Box& pre) {
   const kernels::Pool2dGeometry& g = pool.pool;
   const std::vector<float> l = host_floats(pre.lower), u = host_floats(pre.upper);
-  const std::int64_t in_size = g.channels * g.height * g.width, n = in_size > 0 ? static_cast<std::int64_t>(l.size()) / in_size : 0;
+  const std::int64_t in_size = g.channels * g.height * g.width,
+                     n = in_size > 0 ? static_cast<std::int64_t>(l.size()) / in_size : 0;
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width(), plane_in = g.height * g.width;
   Lines out;
   const std::size_t total = static_cast<std::size_t>(n * pool.size);
@@ -67,8 +67,8 @@ Lines relax_max_pool(const Node& pool, const Box& pre) {
       const std::int64_t in_base = e * in_size + c * plane_in;
       for (std::int64_t oh = 0; oh < oh_n; ++oh)
         for (std::int64_t ow = 0; ow < ow_n; ++ow) {
-          const WindowLines w = window_lines(l.data() + in_base, u.data() + in_base,
-                                             [&](auto&& f) { for_window(g, oh, ow, f); });
+          const WindowLines w =
+              window_lines(l.data() + in_base, u.data() + in_base, [&](auto&& f) { for_window(g, oh, ow, f); });
           const std::size_t at = static_cast<std::size_t>(e * pool.size + (c * oh_n + oh) * ow_n + ow);
           out.lower_index[at] = c * plane_in + w.lower_index;
           out.upper_index[at] = w.upper_index < 0 ? -1 : c * plane_in + w.upper_index;

@@ -78,8 +78,8 @@ Bounds bounds_of(nn::Module& m, const Tensor& x, const Tensor& labels, const Bou
 
 // Checks that the logits at the points `xs` (f32 [N, ...], row i a point of example i's set) lie
 // within the bounds, and their margins above the margin bounds.
-void expect_within(nn::Module& m, const Tensor& xs, const std::vector<std::int32_t>& y, const Bounds& b,
-                   std::int64_t k, const std::string& what) {
+void expect_within(nn::Module& m, const Tensor& xs, const std::vector<std::int32_t>& y, const Bounds& b, std::int64_t k,
+                   const std::string& what) {
   const std::vector<float> z = logits(m, xs);
   for (std::size_t e = 0; e < y.size(); ++e)
     for (std::int64_t c = 0; c < k; ++c) {
@@ -180,7 +180,8 @@ TEST(GraphBoundsZoo, ImportedZooModelsGiveTheZooModelsBounds) {
         const BoundOptions o{norm, norm == Norm::Linf ? 0.02 : 0.1, method};
         const Bounds from_graph = bounds_of(*graph, x, labels, o), from_zoo = bounds_of(*zoo, x, labels, o);
         for (const auto& [a, b] : {std::pair{&from_graph.lower, &from_zoo.lower},
-                                   {&from_graph.upper, &from_zoo.upper}, {&from_graph.margin, &from_zoo.margin}})
+                                   {&from_graph.upper, &from_zoo.upper},
+                                   {&from_graph.margin, &from_zoo.margin}})
           for (std::size_t i = 0; i < a->size(); ++i) {
             if (std::isinf((*b)[i])) {
               EXPECT_EQ((*a)[i], (*b)[i]);
@@ -283,7 +284,10 @@ TEST(GraphBoundsDag, UnsupportedStepIsRefusedByName) {
   testing::expect_error<Unsupported>([&] { certify::check_supported(*g); }, "odd_layer_7", "supported steps");
   const Tensor x = Tensor::from_vector(std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f}, {1, 4});
   testing::expect_error<Unsupported>(
-      [&] { certify::output_bounds(*g, x, {Norm::Linf, 0.1, BoundMethod::Interval}); }, "odd_layer_7", "Flatten");
+      [&] {
+        certify::output_bounds(*g, x, {Norm::Linf, 0.1, BoundMethod::Interval});
+      },
+      "odd_layer_7", "Flatten");
 }
 
 TEST(GraphBoundsCli, VerifyTakesAnOnnxModelAndMatchesTheZooModel) {
@@ -297,8 +301,8 @@ TEST(GraphBoundsCli, VerifyTakesAnOnnxModelAndMatchesTheZooModel) {
   const std::string dir = testing::make_temp_dir("onnx_verify");
   nn::save_classifier(dir + "/mlp.safetensors", *zoo, spec);
   auto run = [&](const std::string& model) {
-    const testing::CliRun r = testing::run_cli("verify --model " + model +
-                                               " --data digits --device cpu --eps 0.01 --max 40 --json --quiet");
+    const testing::CliRun r =
+        testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --max 40 --json --quiet");
     EXPECT_EQ(r.status, 0) << r.err;
     return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
   };
