@@ -6,9 +6,9 @@ z_y - z_c with those of `aegis verify --model MODEL.onnx --per-example FILE` on 
 The ONNX graph is run by a small PyTorch interpreter of the operators these fixtures use (Conv,
 Relu, Sigmoid, MaxPool, AveragePool, Flatten, Gemm, Add), so that auto_LiRPA traces it like any
 torch model. The margins are compared example by example (for every example, correct or not:
-the fixtures' weights are random); they should agree to float rounding, max pooling included
-(both use the relaxation that keeps the window element with the largest lower bound below and,
-when that element does not dominate, the largest upper bound above).
+the fixtures' weights are random); they should agree to float rounding where both relax alike. On
+tests/onnx/fixtures/digits_cnn (with max pooling) at eps 0.01 and 0.05 and zoo_mlp at 0.01, 100
+digits each, they agreed within 5e-7 (2026-12-07).
 
 usage: lirpa_onnx_verify.py MODEL.onnx [--eps 0.01] [--max 100] [--batch 16]
                             [--per-example aegis_rows.tsv]
