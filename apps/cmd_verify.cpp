@@ -40,8 +40,9 @@ certify::VnnOptions vnn_options(const VerifyArgs& a) {
 std::string tsv_row(const certify::VnnFileReport& r) {
   char seconds[32];
   std::snprintf(seconds, sizeof(seconds), "%.3f", r.result.seconds);
-  return r.model_file + "\t" + r.property_file + "\t" + certify::vnn_answer_name(r.result.answer) + "\t" +
-         r.result.reason + "\t" + seconds + "\n";
+  return r.model_file + "\t" + r.property_file + "\t" +
+         (r.error.empty() ? certify::vnn_answer_name(r.result.answer) : "error") + "\t" + r.result.reason + "\t" +
+         seconds + "\n";
 }
 
 int run_vnnlib(const VerifyArgs& a) {
@@ -81,6 +82,12 @@ int run_vnnlib(const VerifyArgs& a) {
   }
   if (!a.out.empty()) write_file_atomically(a.out, [&](int fd) { return write_fully(fd, table.data(), table.size()); });
   if (a.common.json) std::cout << nlohmann::json{{"command", "verify"}, {"instances", rows}}.dump() << std::endl;
+  std::size_t failed = 0;
+  std::string first;
+  for (const nlohmann::json& r : rows)
+    if (r.contains("error") && failed++ == 0) first = r["error"].get<std::string>();
+  AEGIS_CHECK(failed == 0,
+              failed << " of " << rows.size() << " instances could not be run (result 'error'); the first: " << first);
   return 0;
 }
 

@@ -101,7 +101,18 @@ std::vector<VnnFileReport> run_instances(const std::string& csv_path, const VnnO
   for (const VnnInstance& inst : read_instances(csv_path)) {
     VnnOptions o = options;
     o.timeout = inst.timeout;
-    out.push_back(verify_vnnlib_file(inst.model_file, inst.property_file, o, device));
+    try {
+      out.push_back(verify_vnnlib_file(inst.model_file, inst.property_file, o, device));
+    } catch (const Error& e) {
+      VnnFileReport failed;
+      failed.model_file = inst.model_file;
+      failed.property_file = inst.property_file;
+      failed.device = device.str();
+      failed.options = o;
+      failed.result.reason = "error";
+      failed.error = e.message();
+      out.push_back(std::move(failed));
+    }
     if (on_instance) on_instance(out.back());
   }
   return out;
@@ -111,13 +122,14 @@ nlohmann::json to_json(const VnnFileReport& report) {
   const VnnResult& r = report.result;
   nlohmann::json j{{"model_file", report.model_file},
                    {"vnnlib", report.property_file},
-                   {"result", vnn_answer_name(r.answer)},
+                   {"result", report.error.empty() ? vnn_answer_name(r.answer) : "error"},
                    {"reason", r.reason},
                    {"disjuncts", r.disjuncts},
                    {"disjuncts_verified", r.disjuncts_verified},
                    {"timeout", report.options.timeout},
                    {"device", report.device},
                    {"seconds", r.seconds}};
+  if (!report.error.empty()) j["error"] = report.error;
   if (r.answer == VnnAnswer::Sat) {
     j["x"] = r.x;
     j["y"] = r.y;

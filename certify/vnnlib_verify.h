@@ -64,6 +64,7 @@ struct VnnFileReport {
   std::string model_file, property_file, device;
   VnnOptions options;
   VnnResult result;
+  std::string error;  // run_instances: why the instance could not be run ("" when it ran)
 };
 VnnFileReport verify_vnnlib_file(const std::string& model_file, const std::string& property_file,
                                  const VnnOptions& options, Device device, const std::string& out_path = "");
@@ -76,7 +77,9 @@ struct VnnInstance {
 std::vector<VnnInstance> read_instances(const std::string& csv_path);
 
 // Every instance of the file with its own timeout (options.timeout is replaced); on_instance
-// after each. An instance whose files cannot be read or whose model is unsupported throws.
+// after each. An instance that cannot be run (a file that cannot be read, an unsupported model, a
+// property that does not fit the model) gets its error message in `error` and answer unknown,
+// and the others still run; a malformed instances file throws before any runs.
 std::vector<VnnFileReport> run_instances(const std::string& csv_path, const VnnOptions& options, Device device,
                                          const std::function<void(const VnnFileReport&)>& on_instance = {});
 

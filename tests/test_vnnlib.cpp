@@ -284,6 +284,14 @@ TEST(VnnlibCli, VnnlibAndInstances) {
   ASSERT_EQ(j["instances"].size(), 2u);
   EXPECT_EQ(j["instances"][0]["result"], "unsat");
   EXPECT_EQ(j["instances"][1]["timeout"], 5.0);
+  // An instance that cannot run is a row "error"; the others run, and the command fails after.
+  write_text(dir + "/mixed.csv", "net.onnx,props/absent.vnnlib,5\nnet.onnx,props/center.vnnlib,5\n");
+  const testing::CliRun mixed = testing::run_cli("verify --instances " + dir + "/mixed.csv --quiet");
+  EXPECT_EQ(mixed.status, 1);
+  EXPECT_NE(mixed.out.find("props/absent.vnnlib\terror\terror\t"), std::string::npos) << mixed.out;
+  EXPECT_NE(mixed.out.find("props/center.vnnlib\tsat\t"), std::string::npos) << mixed.out;
+  EXPECT_EQ(mixed.err.rfind("aegis: error: 1 of 2 instances could not be run", 0), 0u) << mixed.err;
+  EXPECT_NE(mixed.err.find("absent.vnnlib: cannot read"), std::string::npos) << mixed.err;
   // Bad input: one clear line each.
   write_text(dir + "/bad.vnnlib", declarations(20, 5) + "(assert (<= X_0 1)\n");
   write_text(dir + "/bad.csv", "net.onnx,props/robust.vnnlib\n");
