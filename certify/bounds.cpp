@@ -1,9 +1,10 @@
 // Output and margin bounds, and verified accuracy (certify/bounds.h). The forward sweep visits
 // the nodes in order: every node gets its IBP box from its inputs' boxes; with the Linear method,
-// a node that feeds an activation (or a max pooling) also gets the CROWN bound of each of its neurons that the box
-// leaves undecided (a backward pass from that node with rows ±e_j), and its box becomes the
-// intersection — so later boxes start from the tightened ones — and the activation's lines are
-// formed from that box (as in CROWN, Zhang et al. 2018, bounds are computed layer by layer).
+// a node that feeds an activation (or a max pooling) also gets the CROWN bound of each of its
+// neurons that the box leaves undecided (a backward pass from that node with rows ±e_j), and its
+// box becomes the intersection — so later boxes start from the tightened ones — and the
+// activation's lines are formed from that box (as in CROWN, Zhang et al. 2018, bounds are
+// computed layer by layer).
 #include "certify/bounds.h"
 
 #include <algorithm>
