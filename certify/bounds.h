@@ -36,8 +36,9 @@
 // is > 0.
 //
 // Supported models: nn::Sequential (nested) of nn::Linear, nn::Conv2d, ReLU/Tanh/Sigmoid
-// (nn::ActivationLayer), nn::Flatten, nn::AvgPool2d and nn::Residual (nn/residual.h). Any other
-// module — MaxPool2d, GroupNorm, a Module with its own forward such as the zoo's resnet20 — gives
+// (nn::ActivationLayer), nn::Flatten, nn::AvgPool2d, nn::MaxPool2d (the DeepPoly max relaxation,
+// bounds_relax_pool.cpp) and nn::Residual (nn/residual.h). Any other module — GroupNorm, a
+// Module with its own forward such as the zoo's resnet20 — gives
 // InvalidArgument naming the layer's kind and its position (its dotted parameter-name prefix).
 // An imported ONNX model (nn::GraphModule) is supported step by step: Linear/Conv2d layers,
 // grouped convolutions, per-channel affine maps, ReLU/Tanh/Sigmoid, Flatten/Reshape, AvgPool,

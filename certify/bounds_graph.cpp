@@ -16,12 +16,12 @@ namespace aegis::certify {
 namespace {
 
 constexpr const char* kSupported =
-    "Linear, Conv2d, ReLU, Tanh, Sigmoid, Flatten, AvgPool2d, Sequential and Residual (nn/residual.h)";
+    "Linear, Conv2d, ReLU, Tanh, Sigmoid, Flatten, AvgPool2d, MaxPool2d, Sequential and Residual (nn/residual.h)";
 
 bool is_leaf_kind(const nn::Module& m) {
   const std::type_info& t = typeid(m);
   return t == typeid(nn::Linear) || t == typeid(nn::Conv2d) || t == typeid(nn::ActivationLayer) ||
-         t == typeid(nn::Flatten) || t == typeid(nn::AvgPool2d);
+         t == typeid(nn::Flatten) || t == typeid(nn::AvgPool2d) || t == typeid(nn::MaxPool2d);
 }
 
 bool is_container_kind(const nn::Module& m) {
@@ -37,7 +37,7 @@ std::string where(const nn::Module& m, const std::string& path) {
 }
 
 // The first module, in parameter-name order, that is neither a supported layer nor a supported
-// container; modules without children (GroupNorm, MaxPool2d) are reported before a container
+// container; modules without children (GroupNorm) are reported before a container
 // with its own forward (a zoo ResNet20), whose unsupported parts are then named directly.
 void find_unsupported(const nn::Module& m, const std::string& path, std::string& leaf, std::string& container) {
   const bool supported = is_leaf_kind(m) || is_container_kind(m);
@@ -105,6 +105,10 @@ int visit(GraphBuilder& b, nn::Module& m, const std::string& path, int in) {
   if (t == typeid(nn::AvgPool2d)) {
     const nn::Pool2dOptions& po = static_cast<nn::AvgPool2d&>(m).options();
     return b.avg_pool(po.kernel, po.stride, po.padding, in, where(m, path));
+  }
+  if (t == typeid(nn::MaxPool2d)) {
+    const nn::Pool2dOptions& po = static_cast<nn::MaxPool2d&>(m).options();
+    return b.max_pool(po.kernel, po.stride, po.padding, in, where(m, path));
   }
   check_supported(m);  // names the unsupported module inside m
   AEGIS_THROW(InvalidArgument,

@@ -147,6 +147,30 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GraphBounds,
                          ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat",
                                            "depthwise", "zoo_mlp", "zoo_cnn_res"));
 
+// The zoo's models with max pooling (lenet-2conv: ReLU; cnn-fmnist: Tanh) go through the same
+// MaxPool node: their bounds hold at sampled points too.
+TEST(GraphBoundsZoo, ZooMaxPoolModelsHoldAtSampledPoints) {
+  for (const auto& [name, shape] :
+       {std::pair<const char*, Shape>{"lenet-2conv", {1, 8, 8}}, {"cnn-fmnist", {1, 16, 16}}}) {
+    SCOPED_TRACE(name);
+    const nn::ModelSpec spec{name, shape, 10, "", 3};
+    auto model = nn::build_model(spec);
+    const std::int64_t n = 2, k = 10;
+    const Tensor x = testing::random_tensor(batched(n, shape), 21, 0.1f, 0.9f);
+    const std::vector<std::int32_t> y = predictions(*model, x, k);
+    const Tensor labels = Tensor::from_vector(y, {n});
+    const double eps = 0.02;
+    const Bounds ibp = bounds_of(*model, x, labels, {Norm::Linf, eps, BoundMethod::Interval});
+    const Bounds crown = bounds_of(*model, x, labels, {Norm::Linf, eps, BoundMethod::Linear});
+    for (int s = 0; s < 100; ++s) {
+      const Tensor p = ball_point(x, eps, 300 + static_cast<std::uint64_t>(s), s % 2 == 1);
+      expect_within(*model, p, y, ibp, k, "ibp, sample " + std::to_string(s));
+      expect_within(*model, p, y, crown, k, "crown, sample " + std::to_string(s));
+    }
+    for (std::size_t i = 0; i < ibp.lower.size(); ++i) EXPECT_GE(crown.lower[i], ibp.lower[i]);
+  }
+}
+
 // The zoo's model of the same architecture with the graph's weights copied in by name.
 std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const std::string& zoo_name) {
   nn::ModelSpec spec;
