@@ -1,9 +1,10 @@
 // Bound propagation through imported ONNX models (nn::GraphModule; certify/bounds_graph_module.cpp):
 // on every fixture of tests/onnx/make_fixtures.py the IBP and CROWN bounds hold at random points of
 // the ball, at its vertices and at PGD points, and CROWN is at least as tight as IBP; the imported
-// zoo mlp and cnn-res give the zoo models' own bounds; on a graph without activations (fan-out,
-// Add of two computed values, Concat, per-channel affine, average pooling) CROWN is exact; a
-// step bound propagation cannot follow is refused by its node's name; `aegis verify` takes .onnx.
+// zoo mlp and cnn-res give the zoo models' own bounds; the bounds of the zoo's max-pooling models
+// hold; on a graph without activations (fan-out, Add of two computed values, Concat, per-channel
+// affine, average pooling) CROWN is exact; a step bound propagation cannot follow is refused by its
+// node's name; `aegis verify` takes .onnx.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>

@@ -2,7 +2,8 @@
 // linear terms, disjunctions over outputs and over input boxes) and on malformed ones (line and
 // column, what was expected; every truncation of a good file is read or refused, never a crash);
 // spec_lower_bounds on a general box; unsat, sat (the counterexample checked by a forward pass)
-// and unknown on the MLP fixture; `aegis verify --vnnlib` and `--instances`.
+// and unknown on the MLP fixture; robustness properties answered as certify::verify decides;
+// `aegis verify --vnnlib` and `--instances`.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
