@@ -5,12 +5,11 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <map>
-#include <sstream>
 
 #include "core/error.h"
+#include "nn/data/dataset.h"
 
 namespace aegis::certify {
 
@@ -368,11 +367,9 @@ VnnProperty parse_vnnlib(const std::string& text, const std::string& source) {
 }
 
 VnnProperty load_vnnlib(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) AEGIS_THROW(IoError, path << ": cannot read the VNN-LIB file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return parse_vnnlib(s.str(), path);
+  // Gunzipped when compressed (the VNN-COMP benchmarks ship .vnnlib.gz); at most 1 GiB of text.
+  const std::vector<unsigned char> bytes = nn::detail::read_file_bytes(path, std::uint64_t{1} << 30);
+  return parse_vnnlib(std::string(bytes.begin(), bytes.end()), path);
 }
 
 }  // namespace aegis::certify

@@ -45,7 +45,8 @@ constexpr std::size_t kMaxVnnDisjuncts = 100000;
 
 // Parses `text` (named `source` in messages).
 VnnProperty parse_vnnlib(const std::string& text, const std::string& source);
-// Reads and parses a file; IoError when it cannot be read.
+// Reads and parses a file, gunzipped when it is gzip-compressed (.vnnlib.gz); IoError when it
+// cannot be read.
 VnnProperty load_vnnlib(const std::string& path);
 
 }  // namespace aegis::certify

@@ -8,7 +8,9 @@
 
 #include "certify/vnnlib_verify.h"
 #include "core/atomic_file.h"
+#include "nn/data/dataset.h"
 #include "nn/model_file.h"
+#include "nn/onnx_import.h"
 
 namespace aegis::certify {
 
@@ -30,6 +32,32 @@ std::string trim(const std::string& s) {
   return a == std::string::npos ? "" : s.substr(a, b - a + 1);
 }
 
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// A model file as load_classifier reads it, or a gzip-compressed ONNX file (".onnx.gz", as the
+// VNN-COMP benchmarks ship them).
+nn::LoadedClassifier load_model(const std::string& path) {
+  if (!ends_with(path, ".onnx.gz") && !ends_with(path, ".ONNX.gz")) return nn::load_classifier(path);
+  const std::vector<unsigned char> bytes = nn::detail::read_file_bytes(path);
+  const std::string folder = folder_of(path);
+  nn::OnnxModel onnx = nn::load_onnx_bytes(std::string(bytes.begin(), bytes.end()), path,
+                                           folder.empty() ? "." : folder.substr(0, folder.size() - 1));
+  nn::LoadedClassifier out;
+  out.spec.name = "onnx";
+  out.spec.input_shape = onnx.model->input_shape();
+  out.spec.num_classes = onnx.model->num_classes();
+  out.metadata = std::move(onnx.metadata);
+  out.model = std::move(onnx.model);
+  return out;
+}
+
+// `path`, or `path`.gz when only the compressed file exists.
+std::string existing(const std::string& path) {
+  return !nn::detail::file_exists(path) && nn::detail::file_exists(path + ".gz") ? path + ".gz" : path;
+}
+
 }  // namespace
 
 std::string vnn_result_text(const VnnResult& r) {
@@ -45,7 +73,7 @@ std::string vnn_result_text(const VnnResult& r) {
 
 VnnFileReport verify_vnnlib_file(const std::string& model_file, const std::string& property_file,
                                  const VnnOptions& options, Device device, const std::string& out_path) {
-  nn::LoadedClassifier loaded = nn::load_classifier(model_file);
+  nn::LoadedClassifier loaded = load_model(model_file);
   check_supported(*loaded.model);
   const VnnProperty property = load_vnnlib(property_file);
   AEGIS_CHECK_AS(ShapeError, property.num_outputs == loaded.spec.num_classes,
@@ -89,7 +117,7 @@ std::vector<VnnInstance> read_instances(const std::string& csv_path) {
     if (cells[2].empty() || end != cells[2].c_str() + cells[2].size() || !std::isfinite(timeout) || timeout < 0.0)
       AEGIS_THROW(IoError,
                   csv_path << ":" << line_no << ": timeout '" << cells[2] << "' is not a number of seconds ≥ 0");
-    auto resolve = [&](const std::string& p) { return p[0] == '/' ? p : base + p; };
+    auto resolve = [&](const std::string& p) { return existing(p[0] == '/' ? p : base + p); };
     out.push_back({resolve(cells[0]), resolve(cells[1]), timeout});
   }
   return out;

@@ -12,7 +12,9 @@
 // Bounds are float32 without directed rounding (certify/bounds.h): "unsat" is as sound as they are.
 //
 // Instances file (`aegis verify --instances`): CSV rows "onnx,vnnlib,timeout" (the VNN-COMP
-// instances.csv), paths relative to the file's folder; blank lines ignored.
+// instances.csv), paths relative to the file's folder; blank lines ignored. A path whose file is
+// missing but whose ".gz" exists names the compressed file, as the benchmarks ship them: models
+// ending in ".onnx.gz" and gzip-compressed properties are read directly.
 #pragma once
 
 #include <cstdint>
