@@ -152,18 +152,35 @@ class Search {
   Device m_dev = Device::cpu();
 };
 
-// Whether bounds show that every constraint set of `group` (disjuncts sharing one box) is
-// infeasible; marks verified[d] per disjunct.
+// Marks verified[d] for the disjuncts of `group` (sharing one box) whose constraints bounds show
+// cannot all hold: one constraint c·Y + d ≤ 0 whose minimum over the box is > 0, or, for several
+// constraints, their sum (Σ c_k)·Y + Σ d_k ≤ 0 — implied by the conjunction — with minimum > 0
+// (a joint certificate where each constraint alone is feasible).
 void bound_group(nn::Module& model, const Shape& shape, const VnnProperty& p, const std::vector<std::size_t>& group,
                  BoundMethod method, ReluRelaxation relu, std::vector<char>& verified) {
+  struct Row {
+    std::size_t disjunct;
+    double constant;
+    bool strict;
+  };
   std::vector<float> rows;
-  std::vector<std::pair<std::size_t, const OutputConstraint*>> owner;
+  std::vector<Row> owner;
   for (std::size_t di : group) {
     if (verified[di]) continue;
-    for (const OutputConstraint& c : p.disjuncts[di].constraints) {
+    const std::vector<OutputConstraint>& cs = p.disjuncts[di].constraints;
+    for (const OutputConstraint& c : cs) {
       for (double v : c.coef) rows.push_back(static_cast<float>(v));
-      owner.emplace_back(di, &c);
+      owner.push_back({di, c.constant, c.strict});
     }
+    if (cs.size() < 2) continue;
+    std::vector<double> sum(static_cast<std::size_t>(p.num_outputs), 0.0);
+    double constant = 0.0;
+    for (const OutputConstraint& c : cs) {
+      for (std::size_t j = 0; j < sum.size(); ++j) sum[j] += c.coef[j];
+      constant += c.constant;
+    }
+    for (double v : sum) rows.push_back(static_cast<float>(v));
+    owner.push_back({di, constant, false});
   }
   if (owner.empty()) return;
   // The box of the real bounds rounded outward to floats, which contains it.
@@ -180,9 +197,8 @@ void bound_group(nn::Module& model, const Shape& shape, const VnnProperty& p, co
       model, Tensor::from_vector(lo, shape), Tensor::from_vector(hi, shape),
       Tensor::from_vector(rows, {static_cast<std::int64_t>(owner.size()), p.num_outputs}), method, relu);
   for (std::size_t m = 0; m < owner.size(); ++m) {
-    const OutputConstraint& c = *owner[m].second;
-    const double v = lower[m] + c.constant;  // min over the box of c·Y + d
-    if (c.strict ? v >= 0.0 : v > 0.0) verified[owner[m].first] = 1;
+    const double v = lower[m] + owner[m].constant;  // min over the box of c·Y + d
+    if (owner[m].strict ? v >= 0.0 : v > 0.0) verified[owner[m].disjunct] = 1;
   }
 }
 

@@ -2,7 +2,8 @@
 //   unsat    the counterexample region is empty: for every disjunct some output constraint
 //            c·Y + d ≤ 0 is violated everywhere on its input box, because the lower bound of c·Y
 //            over the box (certify::spec_lower_bounds: IBP, then CROWN) plus d is > 0 (≥ 0 for a
-//            strict constraint);
+//            strict constraint), or the sum of the disjunct's constraints is (the conjunction
+//            implies Σ_k c_k·Y + d_k ≤ 0);
 //   sat      a counterexample: an input of a disjunct's box whose outputs, from a plain float32
 //            forward pass of that input alone, satisfy every constraint of the disjunct exactly
 //            (evaluated in double on those outputs). It is searched for at the box centers, then

@@ -240,6 +240,13 @@ TEST(VnnlibVerify, UnsatSatAndUnknown) {
   const std::string text = certify::vnn_result_text(sat);
   EXPECT_EQ(text.rfind("sat\n((X_0 ", 0), 0u) << text;
   EXPECT_NE(text.find("\n (Y_4 "), std::string::npos) << text;
+  // Two constraints each feasible on [0, 1]^20 (Y_pred takes values on both sides of its center
+  // value) but not together: the sum of the disjunct's constraints proves it.
+  const std::string both = declarations(20, 5) + box(20, 0.0, 1.0) + "(assert (and (<= Y_" +
+                           std::to_string(s.predicted) + " " + std::to_string(at_center - 0.01) + ") (>= Y_" +
+                           std::to_string(s.predicted) + " " + std::to_string(at_center + 0.01) + ")))\n";
+  const certify::VnnResult joint = answer(s, both);
+  EXPECT_EQ(joint.answer, VnnAnswer::Unsat) << joint.reason;
   // Without the search, and with a region the bounds cannot empty: unknown.
   certify::VnnOptions no_search;
   no_search.attack_steps = 0;
