@@ -95,7 +95,8 @@ int run_vnnlib(const VerifyArgs& a) {
 
 Runner add_verify(CLI::App& app) {
   auto a = std::make_shared<VerifyArgs>();
-  auto* cmd = app.add_subcommand("verify", "verified accuracy of a saved model by deterministic bound propagation");
+  auto* cmd = app.add_subcommand(
+      "verify", "verified accuracy of a saved model by deterministic bound propagation, or VNN-LIB properties");
   cmd->add_option("--model", a->model, "model file written by `aegis train`, or an .onnx file");
   cmd->add_option("--data", a->data, "dataset spec, as for train")->capture_default_str();
   cmd->add_option("--eps", a->eps, "radius of the ball in the norm (inputs are in [0, 1]); required without --vnnlib")

@@ -126,7 +126,7 @@ class Search {
       if (step == m_o.attack_steps) break;
       autograd::backward(out, Tensor::from_vector(seed, {rows, k}).to(m_dev));
       const std::vector<float> g = in.grad().to_vector<float>();
-      // Step size: a quarter of the box's width, decreasing linearly to 1/100 of it.
+      // Step size: from about a quarter of the box's width down to 1/100 of it, linearly.
       const double frac = 0.25 * (1.0 - static_cast<double>(step) / m_o.attack_steps) + 0.01;
       for (std::size_t at = 0; at < x.size(); ++at) {
         const std::size_t i = at % static_cast<std::size_t>(dim);
