@@ -1,9 +1,10 @@
 // Output and margin bounds, and verified accuracy (certify/bounds.h). The forward sweep visits
 // the nodes in order: every node gets its IBP box from its inputs' boxes; with the Linear method,
-// a node that feeds an activation also gets the CROWN bound of each of its neurons that the box
-// leaves undecided (a backward pass from that node with rows ±e_j), and its box becomes the
-// intersection — so later boxes start from the tightened ones — and the activation's lines are
-// formed from that box (as in CROWN, Zhang et al. 2018, bounds are computed layer by layer).
+// a node that feeds an activation (or a max pooling) also gets the CROWN bound of each of its
+// neurons that the box leaves undecided (a backward pass from that node with rows ±e_j), and its
+// box becomes the intersection — so later boxes start from the tightened ones — and the
+// activation's lines are formed from that box (as in CROWN, Zhang et al. 2018, bounds are
+// computed layer by layer).
 #include "certify/bounds.h"
 
 #include <algorithm>
@@ -79,11 +80,10 @@ std::int64_t widest_node(const Graph& g, int k) {
   return widest;
 }
 
-// Lower bounds of spec(e, s)·z_k for every example e and spec s < specs, in (e, s) order. The
-// specs are split into chunks so that no layer's Λ exceeds kMaxLambdaElements.
-template <class Fill>
-std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const Fill& fill,
-                               const std::vector<Lines>& lines, const InputSet& in) {
+}  // namespace
+
+std::vector<double> detail::spec_lower(const Graph& g, int k, std::int64_t specs, const SpecFill& fill,
+                                       const std::vector<Lines>& lines, const InputSet& in) {
   const std::int64_t chunk =
       std::max<std::int64_t>(1, std::min(specs, kMaxLambdaElements / (in.n * widest_node(g, k))));
   const std::int64_t size = g.nodes[static_cast<std::size_t>(k)].size;
@@ -101,6 +101,8 @@ std::vector<double> spec_lower(const Graph& g, int k, std::int64_t specs, const 
   }
   return out;
 }
+
+namespace {
 
 // Linear lower and upper bounds of neurons j of node k for every example, [N·m] each in (e, j)
 // order: the rows +e_j (lower) and −e_j (upper, negated), passed as shared, mirrored rows so that
@@ -146,16 +148,17 @@ void tighten_node(const Graph& g, int p, const std::vector<std::int64_t>& neuron
   detail::intersect(box, lo, hi);
 }
 
-struct Propagation {
-  std::vector<Box> boxes;
-  std::vector<Lines> lines;  // Activation nodes, Linear method
-};
+}  // namespace
+
+namespace detail {
 
 Propagation propagate(const Graph& g, const InputSet& in, const BoundOptions& o) {
   const std::size_t count = g.nodes.size();
-  std::vector<std::vector<kernels::Activation>> consumers(count);
-  for (const Node& nd : g.nodes)
-    if (nd.kind == NodeKind::Activation) consumers[static_cast<std::size_t>(nd.inputs[0])].push_back(nd.activation);
+  // The activation and max-pooling nodes reading each node: their relaxations need its bounds.
+  std::vector<std::vector<std::size_t>> consumers(count);
+  for (std::size_t i = 0; i < count; ++i)
+    if (g.nodes[i].kind == NodeKind::Activation || g.nodes[i].kind == NodeKind::MaxPool)
+      consumers[static_cast<std::size_t>(g.nodes[i].inputs[0])].push_back(i);
   // Node i is exact already when it is one affine layer of the input (seen through reshapes):
   // IBP bounds W·x + b exactly over B's box ("linf"), and for "l2" it keeps the tighter of the
   // box and ball bounds, which is also what a backward pass would concretize.
@@ -172,16 +175,31 @@ Propagation propagate(const Graph& g, const InputSet& in, const BoundOptions& o)
     const Node& nd = g.nodes[i];
     if (nd.kind == NodeKind::Activation)
       p.lines[i] = detail::relax(nd.activation, p.boxes[static_cast<std::size_t>(nd.inputs[0])], o.relu);
+    if (nd.kind == NodeKind::MaxPool)
+      p.lines[i] = detail::relax_max_pool(nd, p.boxes[static_cast<std::size_t>(nd.inputs[0])]);
     if (consumers[i].empty() || exact(i)) continue;
     std::vector<std::int64_t> undecided;
-    for (kernels::Activation f : consumers[i])
-      for (std::int64_t j : detail::undecided_neurons(f, p.boxes[i])) undecided.push_back(j);
+    for (std::size_t c : consumers[i]) {
+      const Node& user = g.nodes[c];
+      const std::vector<std::int64_t> u = user.kind == NodeKind::MaxPool
+                                              ? detail::undecided_pool_inputs(user, p.boxes[i])
+                                              : detail::undecided_neurons(user.activation, p.boxes[i]);
+      undecided.insert(undecided.end(), u.begin(), u.end());
+    }
     std::sort(undecided.begin(), undecided.end());
     undecided.erase(std::unique(undecided.begin(), undecided.end()), undecided.end());
     tighten_node(g, static_cast<int>(i), undecided, p.lines, in, p.boxes[i]);
   }
   return p;
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::propagate;
+using detail::Propagation;
+using detail::spec_lower;
 
 // IBP margins with the specification folded into the last layer (as Gowal et al. 2018 do): for a
 // final Linear z = Wh + b, z_y − z_c = (W_y − W_c)h + b_y − b_c is bounded over h's box directly;

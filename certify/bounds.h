@@ -36,9 +36,14 @@
 // is > 0.
 //
 // Supported models: nn::Sequential (nested) of nn::Linear, nn::Conv2d, ReLU/Tanh/Sigmoid
-// (nn::ActivationLayer), nn::Flatten, nn::AvgPool2d and nn::Residual (nn/residual.h). Any other
-// module — MaxPool2d, GroupNorm, a Module with its own forward such as the zoo's resnet20 — gives
+// (nn::ActivationLayer), nn::Flatten, nn::AvgPool2d, nn::MaxPool2d (the DeepPoly max relaxation,
+// bounds_relax_pool.cpp) and nn::Residual (nn/residual.h). Any other module — GroupNorm, a
+// Module with its own forward such as the zoo's resnet20 — gives
 // InvalidArgument naming the layer's kind and its position (its dotted parameter-name prefix).
+// An imported ONNX model (nn::GraphModule) is supported step by step: Linear/Conv2d layers,
+// grouped convolutions, per-channel affine maps, ReLU/Tanh/Sigmoid, Flatten/Reshape, AvgPool,
+// MaxPool (the DeepPoly max relaxation, bounds_relax_pool.cpp), Add of any two values and Concat;
+// a step it cannot follow gives Unsupported naming the ONNX node (certify/bounds_graph_module.cpp).
 // The arithmetic is float32 (matrix products on the model's device through the BLAS and
 // convolution kernels; the per-neuron relaxation and concretization steps on the host) without
 // directed rounding, so a bound can be off by float rounding, as in the papers' implementations.
@@ -70,7 +75,7 @@ const char* relu_relaxation_name(ReluRelaxation relu) noexcept;
 
 struct BoundOptions {
   Norm norm = Norm::Linf;
-  double eps = 0.0;           // ball radius in [0, 1] pixel units; ≥ 0 and finite
+  double eps = 0.0;  // ball radius in [0, 1] pixel units; ≥ 0 and finite
   BoundMethod method = BoundMethod::Linear;
   ReluRelaxation relu = ReluRelaxation::Adaptive;  // Linear only
 };
@@ -90,6 +95,15 @@ OutputBounds output_bounds(nn::Module& model, const Tensor& x, const BoundOption
 // Lower bounds on z_y − z_c for labels y (i32 [N] in [0, K), any device): f32 [N, K] on the
 // CPU with +∞ at c = y, so that a row's minimum is its smallest margin bound.
 Tensor margin_lower_bounds(nn::Module& model, const Tensor& x, const Tensor& labels, const BoundOptions& options);
+
+// Lower bounds of spec_m·z over the box [lower, upper] for every row spec_m of `spec` (f32 [M, K],
+// K the model's outputs): a general linear output specification over a general input box (lower,
+// upper: f32 one example's shape, any finite values with lower ≤ upper, not only [0, 1]; any
+// device). Interval folds each row into a final Linear layer (as margin_lower_bounds does);
+// Linear passes the rows backward and keeps the larger of its bound and the interval one.
+// [M] on the host.
+std::vector<double> spec_lower_bounds(nn::Module& model, const Tensor& lower, const Tensor& upper, const Tensor& spec,
+                                      BoundMethod method, ReluRelaxation relu = ReluRelaxation::Adaptive);
 
 // Throws InvalidArgument naming the first module that bound propagation does not support
 // (checked again by every call above; this form checks a model without any input).

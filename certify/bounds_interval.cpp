@@ -3,10 +3,15 @@
 //   affine z' = Wz + b:   μ = (u + l)/2, r = (u − l)/2, μ' = Wμ + b, r' = |W|r, [μ' − r', μ' + r'];
 //   monotone activation:  [f(l), f(u)];
 //   average pooling:      [pool(l), pool(u)] (nonnegative weights, padding a constant 0);
-//   residual add:         [l_a + l_b, u_a + u_b];
+//   max pooling:          [maxpool(l), maxpool(u)] (monotone in every input);
+//   add:                  [l_a + l_b, u_a + u_b];
+//   per-channel affine:   [l·s + b, u·s + b] for s ≥ 0, [u·s + b, l·s + b] for s < 0;
+//   concatenation:        the inputs' boxes concatenated;
 // and, for "l2", an affine layer reading the input z = x is also bounded over the ball itself,
 //   Wx0 + b ± ε‖W_i‖₂ (Hölder: max over ‖δ‖₂ ≤ ε of W_iδ is ε‖W_i‖₂),
 // and intersected with the box bound (the set B lies in both).
+#include <algorithm>
+
 #include "certify/bounds_graph.h"
 #include "kernels/blas.h"
 #include "runtime/dispatch.h"
@@ -67,6 +72,45 @@ void tighten_by_ball(const Node& nd, const InputSet& input, Box& box) {
   intersect(box, lo, hi);
 }
 
+Tensor pool_map(const Node& nd, const Tensor& x) {
+  kernels::Pool2dGeometry geo = nd.pool;
+  geo.batch = x.size(0);
+  Tensor y = Tensor::empty(batched(geo.batch, nd.shape), DType::F32, x.device());
+  if (nd.kind == NodeKind::AvgPool)
+    AEGIS_DISPATCH(x.device(), avg_pool2d_forward(geo, x.data<float>(), y.data<float>()));
+  else
+    AEGIS_DISPATCH(x.device(), max_pool2d_forward(geo, x.data<float>(), y.data<float>(), nullptr));
+  return y;
+}
+
+Box channel_affine_box(const Node& nd, const Box& a) {
+  std::vector<float> l = host_floats(a.lower), u = host_floats(a.upper);
+  const std::size_t size = nd.scale.size();
+  for (std::size_t i = 0; i < l.size(); ++i) {
+    const float s = nd.scale[i % size], b = nd.shift[i % size];
+    const float lo = (s >= 0.0f ? l[i] : u[i]) * s + b, hi = (s >= 0.0f ? u[i] : l[i]) * s + b;
+    l[i] = lo;
+    u[i] = hi;
+  }
+  return {device_tensor(l, a.lower.shape(), a.lower.device()), device_tensor(u, a.upper.shape(), a.upper.device())};
+}
+
+Box concat_box(const Graph& g, const Node& nd, const std::vector<Box>& boxes, std::int64_t n) {
+  std::vector<float> l(static_cast<std::size_t>(n * nd.size)), u(l.size());
+  std::int64_t offset = 0;
+  for (std::size_t k = 0; k < nd.inputs.size(); ++k) {
+    const Box& b = boxes[static_cast<std::size_t>(nd.inputs[k])];
+    const std::vector<float> bl = host_floats(b.lower), bu = host_floats(b.upper);
+    const std::int64_t block = nd.blocks[k];
+    for (std::int64_t e = 0; e < n; ++e) {
+      std::copy(bl.begin() + e * block, bl.begin() + (e + 1) * block, l.begin() + e * nd.size + offset);
+      std::copy(bu.begin() + e * block, bu.begin() + (e + 1) * block, u.begin() + e * nd.size + offset);
+    }
+    offset += block;
+  }
+  return {device_tensor(l, batched(n, nd.shape), g.device), device_tensor(u, batched(n, nd.shape), g.device)};
+}
+
 Tensor activation_map(kernels::Activation f, const Tensor& x) {
   Tensor y = Tensor::empty_like(x);
   AEGIS_DISPATCH(x.device(), activation_forward(f, x.data<float>(), y.data<float>(), x.numel()));
@@ -93,7 +137,12 @@ Box interval_step(const Graph& g, int i, const std::vector<Box>& boxes, const In
       return {a.lower.reshape(s), a.upper.reshape(s)};
     }
     case NodeKind::AvgPool:
-      return {nd.module->forward(autograd::Var(a.lower)).value(), nd.module->forward(autograd::Var(a.upper)).value()};
+    case NodeKind::MaxPool:
+      return {pool_map(nd, a.lower), pool_map(nd, a.upper)};
+    case NodeKind::ChannelAffine:
+      return channel_affine_box(nd, a);
+    case NodeKind::Concat:
+      return concat_box(g, nd, boxes, input.n);
     case NodeKind::Add: {
       const Box& b = boxes[static_cast<std::size_t>(nd.inputs[1])];
       return {ops::add(a.lower, b.lower), ops::add(a.upper, b.upper)};

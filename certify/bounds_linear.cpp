@@ -9,8 +9,13 @@
 //   reshape:                   Λ_a += Λ (reshaped);
 //   average pooling:           Λ_a += poolᵀ(Λ) (its adjoint, the pooling kernels' backward);
 //   add z = a + b:             Λ_a += Λ, Λ_b += Λ;
+//   per-channel affine z = a·s + t:  Λ_a += Λ∘s, c += Λ·t;
+//   concatenation z = [a; b; …]:     Λ_a += Λ's block of a, and so on (a linear split);
+//   max pooling, lines z ≥ a_lo and z ≤ a_up or z ≤ U (relax_max_pool):
+//                              Λ_a[lo] += Λ⁺, Λ_a[up] += Λ⁻ or c += Λ⁻·U;
 // nodes are visited in decreasing index, so every Λ_i is complete (all its consumers have larger
-// indices) before it moves on. At the input, min over B of Λ_0·x + c is concretized per example:
+// indices, and each consumer adds its share: a node read by several nodes — a DAG — gets the sum)
+// before it moves on. At the input, min over B of Λ_0·x + c is concretized per example:
 //   "linf": Σ_j (Λ_j ≥ 0 ? Λ_j lo_j : Λ_j hi_j) over B's box [lo, hi], which is exactly B;
 //   "l2":   the larger of that box value and Λ_0·x0 − ε‖Λ_0‖₂ (Hölder: the ball's minimum),
 //           both lower bounds because B lies in the box and in the ball.
@@ -209,6 +214,59 @@ Tensor pool_adjoint(const Node& nd, const Shape& in_shape, const Tensor& lam) {
   return dx;
 }
 
+// Λ∘s per row (s repeats over the rows; shared rows stay shared).
+Tensor scaled_rows(const Tensor& lam, const std::vector<float>& s) {
+  Tensor h = lam.to(Device::cpu()).clone();
+  const std::int64_t rows = h.size(0), size = static_cast<std::int64_t>(s.size());
+  float* pl = h.data<float>();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < size; ++j) pl[r * size + j] *= s[static_cast<std::size_t>(j)];
+  return h.to(lam.device());
+}
+
+// Input k's block of every row of a Concat's Λ.
+Tensor concat_block(const Node& nd, const Tensor& lam, std::size_t k) {
+  const Tensor h = lam.to(Device::cpu());
+  const std::int64_t rows = h.size(0), block = nd.blocks[k];
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < k; ++i) offset += nd.blocks[i];
+  Tensor out = Tensor::empty({rows, block});
+  const float* src = h.data<float>();
+  float* dst = out.data<float>();
+  for (std::int64_t r = 0; r < rows; ++r)
+    std::copy(src + r * nd.size + offset, src + r * nd.size + offset + block, dst + r * block);
+  return out.to(lam.device());
+}
+
+// Λ through a MaxPool's lines (per example: the rows are expanded), constants into the bound.
+Tensor through_max_pool(Pass& p, const Node& nd, std::int64_t in_size, const Tensor& lam, const Lines& ln) {
+  const Tensor h = lam.to(Device::cpu());
+  const std::int64_t rows = h.size(0), size = nd.size, specs = p.specs;
+  Tensor out = Tensor::zeros({rows, in_size});
+  const float* src = h.data<float>();
+  float* dst = out.data<float>();
+  double* bound = p.bound.data();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::size_t base = static_cast<std::size_t>((r / specs) * size);
+    double c = 0.0;
+    for (std::int64_t o = 0; o < size; ++o) {
+      const float v = src[r * size + o];
+      const std::size_t at = base + static_cast<std::size_t>(o);
+      if (v >= 0.0f) {
+        dst[r * in_size + ln.lower_index[at]] += v;
+      } else if (ln.upper_index[at] >= 0) {
+        dst[r * in_size + ln.upper_index[at]] += v;
+      } else {
+        c += static_cast<double>(v) * ln.upper_icpt[at];
+      }
+    }
+    bound[r] += c;
+  }
+  return out.to(lam.device());
+}
+
 }  // namespace
 
 std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, const std::vector<Lines>& lines,
@@ -257,6 +315,27 @@ std::vector<double> backward_lower(const Graph& g, int k, BackwardRows rows, con
         accumulate(p, nd.inputs[1], {l.t.clone(), l.shared});
         accumulate(p, a, std::move(l));
         break;
+      case NodeKind::ChannelAffine: {
+        const Tensor l2 = l.t.reshape({r, nd.size});
+        add_bias(p, l, l2, device_tensor(nd.shift, {nd.size}, l.t.device()));
+        accumulate(p, a, {scaled_rows(l2, nd.scale), l.shared});
+        break;
+      }
+      case NodeKind::Concat: {
+        const Tensor l2 = l.t.reshape({r, nd.size});
+        for (std::size_t part = 0; part < nd.inputs.size(); ++part)
+          accumulate(p, nd.inputs[part], {concat_block(nd, l2, part), l.shared});
+        break;
+      }
+      case NodeKind::MaxPool: {
+        l = expanded(p, std::move(l));
+        const std::int64_t in_size = g.nodes[static_cast<std::size_t>(a)].size;
+        accumulate(
+            p, a,
+            {through_max_pool(p, nd, in_size, l.t.reshape({l.t.size(0), nd.size}), lines[static_cast<std::size_t>(i)]),
+             false});
+        break;
+      }
     }
   }
   Slot& x = p.lam[0];

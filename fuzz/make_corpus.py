@@ -47,6 +47,15 @@ def settings(**changes):
     return (json.dumps(s, indent=2) + "\n").encode()
 
 
+def vnnlib(inputs, outputs, tail, box=True):
+    text = "; seed property\n"
+    text += "".join(f"(declare-const X_{i} Real)\n" for i in range(inputs))
+    text += "".join(f"(declare-const Y_{j} Real)\n" for j in range(outputs))
+    if box:
+        text += "".join(f"(assert (>= X_{i} -0.{i + 1}))\n(assert (<= X_{i} 0.{i + 5}))\n" for i in range(inputs))
+    return (text + tail).encode()
+
+
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     rows = (HEADER + "0\t3\t3\t0.512\t1\t0:00:00.012000\n" + "1\t7\t-1\t0\t0\t0:00:00.011000\n" +
@@ -71,6 +80,12 @@ def main():
             "current": settings(),
             "tensor_cores": settings(precision=None, batch=None, device=None, tensor_cores=True),
             "shard": settings(shard="2/3", skip=10, max=500, sigma=0.5, seed=18446744073709551615),
+        },
+        "vnnlib": {
+            "robustness": vnnlib(3, 2, "(assert (or (and (>= Y_1 Y_0)) (and (<= (- Y_0 (* 2 Y_1)) -0.5))))\n"),
+            "input_boxes": vnnlib(2, 2, "", box=False) + (
+                b"(assert (or (and (>= X_0 0) (<= X_0 0.5) (>= X_1 -1) (<= X_1 1e-3) (< Y_0 Y_1))\n"
+                b"            (and (>= X_0 0.5) (<= X_0 1) (>= X_1 0) (<= X_1 1) (> (+ Y_0 1) Y_1))))\n"),
         },
         "analyze": {
             "with_settings": two(settings(), rows.encode()),

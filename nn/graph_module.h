@@ -77,6 +77,12 @@ class GraphModule : public Module {
   std::int64_t num_classes() const { return m_output_shape.empty() ? 0 : m_output_shape[0]; }
   const std::vector<GraphStep>& steps() const { return m_steps; }
   const std::string& skipped_final() const { return m_skipped_final; }
+  // The value set_output marked (−1 before), and the constant weight and bias step i runs with
+  // (ChannelAffine: its diagonal 1×1 convolution or linear map; FixedConv: its dense weight;
+  // undefined for other steps and for a FixedConv without bias).
+  int output_value() const { return m_output; }
+  const Var& step_weight(std::size_t i) const { return m_affine_weight.at(i); }
+  const Var& step_bias(std::size_t i) const { return m_affine_bias.at(i); }
 
  private:
   Var run_step(const GraphStep& step, std::size_t index, const std::vector<Var>& values);

@@ -398,14 +398,11 @@ TEST(OnnxImport, CommandLineEvaluatesAnOnnxModel) {
   const testing::CliRun attack = testing::run_cli(
       "attack --model " + model + " --data digits --device cpu --attack pgd-linf --eps 0.05 --max 20 --json --quiet");
   EXPECT_EQ(attack.status, 0) << attack.err;
-  // Bound propagation through graph modules is not there yet: one clear line, not a wrong answer.
+  // Bound propagation follows the graph (tests/test_bounds_graph_module.cpp).
   const testing::CliRun verify =
-      testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --quiet");
-  EXPECT_EQ(verify.status, 1);
-  EXPECT_NE(
-      verify.err.find("aegis: error: bound propagation (verify) through an imported ONNX model is not supported yet"),
-      std::string::npos)
-      << verify.err;
+      testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --max 20 --quiet");
+  EXPECT_EQ(verify.status, 0) << verify.err;
+  EXPECT_NE(verify.out.find("crown verified accuracy"), std::string::npos) << verify.out;
 }
 
 TEST(OnnxImport, PerExampleGradientsAreRefusedForNow) {
