@@ -120,7 +120,7 @@ def main():
     extra = {"apgd-t": [], "square": ["--queries", str(args.queries)], "autoattack": ["--queries", str(args.queries)]}
     try:
         from autoattack import AutoAttack as OfficialAutoAttack
-        official = OfficialAutoAttack(model, norm=norm, eps=args.eps, version="standard", verbose=False)
+        official = OfficialAutoAttack(model, norm=norm, eps=args.eps, version="standard", verbose=False, device="cpu")
         official.square.n_queries = args.queries
         reference["autoattack"] = lambda xs, ys: official.run_standard_evaluation(xs, ys, bs=256)
         result["autoattack_reference"] = "official auto-attack"
