@@ -12,11 +12,15 @@
 // times the work of a grouped kernel; their weights are constants (not parameters) until such a
 // kernel exists, so that training cannot fill the zero blocks. (Both this and the affine steps
 // multiply every input by zeros: an infinite input gives NaN in every channel, not just its own.)
+// Every child layer is applied by exactly one step (add_step refuses a second use), and no step
+// mixes examples: row i of each layer's output gradient is example i's own, which is what the
+// per-example gradients of DP-SGD (privacy/per_example.h) rely on.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/module.h"
@@ -53,6 +57,27 @@ struct GraphStep {
   Conv2dOptions conv{};             // FixedConv
 };
 
+// Where an imported layer came from in its ONNX file, so that the trained model can be written
+// back into the same graph (nn/onnx_export.h). Plain data: no protobuf types here.
+struct OnnxLayerOrigin {
+  std::string layer;           // the child module's name
+  int node = -1;               // index of its Conv, Gemm or MatMul node in the graph
+  std::string op_type;         // "Conv", "Gemm", "MatMul"
+  std::string weight, bias;    // the node's weight and bias inputs ("" when it has no bias)
+  bool weight_in_out = false;  // the ONNX weight is [in, out] (MatMul, Gemm with transB = 0)
+  // The BatchNormalization/Add/Sub nodes folded into the layer at load: (node index, the input
+  // that carries the layer's output).
+  std::vector<std::pair<int, int>> absorbed;
+};
+
+struct OnnxOrigin {
+  std::string path;  // the .onnx file the graph was read from ("" when read from bytes)
+  int num_nodes = 0;
+  std::vector<OnnxLayerOrigin> layers;
+  int batch_norms = 0;    // BatchNormalization nodes, folded or run as fixed affine steps: frozen
+  int grouped_convs = 0;  // grouped/depthwise convolutions: constants (FixedConv)
+};
+
 class GraphModule : public Module {
  public:
   // `input_shape` is one example's shape ({C, H, W}, or {D}); value 0 is the input.
@@ -76,6 +101,10 @@ class GraphModule : public Module {
   std::int64_t num_classes() const { return m_output_shape.empty() ? 0 : m_output_shape[0]; }
   const std::vector<GraphStep>& steps() const { return m_steps; }
   const std::string& skipped_final() const { return m_skipped_final; }
+  const std::string& source() const { return m_source; }
+  // The ONNX file and node of each layer, for writing the model back (empty path: unknown).
+  void set_onnx_origin(OnnxOrigin origin) { m_origin = std::move(origin); }
+  const OnnxOrigin& onnx_origin() const { return m_origin; }
 
  private:
   Var run_step(const GraphStep& step, std::size_t index, const std::vector<Var>& values);
@@ -84,6 +113,7 @@ class GraphModule : public Module {
   Shape m_input_shape, m_output_shape;
   std::string m_source, m_skipped_final;
   std::vector<GraphStep> m_steps;
+  OnnxOrigin m_origin;
   // Per ChannelAffine step: the diagonal weight and the bias of the 1×1 convolution (4-d input)
   // or the linear map (2-d input) it runs as; per FixedConv step its weight and bias; on
   // m_constants_device. Undefined for other steps.

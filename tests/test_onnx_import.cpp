@@ -15,7 +15,6 @@
 #include "nn/model_file.h"
 #include "nn/onnx_import.h"
 #include "nn/zoo.h"
-#include "privacy/per_example.h"
 #include "runtime/autograd.h"
 #include "support/testing.h"
 
@@ -186,8 +185,8 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
-                         ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat",
-                                           "depthwise", "zoo_mlp", "zoo_cnn_res"));
+                         ::testing::Values("mlp", "digits_cnn", "digits_bn", "lenet", "resnet_bn", "normalized_cnn",
+                                           "pool_concat", "depthwise", "zoo_mlp", "zoo_cnn_res"));
 
 // The zoo's model of the same architecture with the graph's weights copied in by name (every
 // parameter name must match: the graph keeps torch's state_dict names).
@@ -376,12 +375,6 @@ TEST(OnnxImport, CommandLineEvaluatesAnOnnxModel) {
       verify.err.find("aegis: error: bound propagation (verify) through an imported ONNX model is not supported yet"),
       std::string::npos)
       << verify.err;
-}
-
-TEST(OnnxImport, PerExampleGradientsAreRefusedForNow) {
-  REQUIRE_ONNX();
-  Fixture f = load_fixture("digits_cnn");
-  EXPECT_THROW(privacy::enable_per_example_capture(*f.onnx.model, true), Unsupported);
 }
 
 }  // namespace

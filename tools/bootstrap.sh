@@ -81,7 +81,7 @@ fi
 
 # The ONNX parity fixtures (tests/onnx/make_fixtures.py) are made again with the current onnx and
 # onnxruntime from PyPI, in a virtual environment of the build tree (kept, so a second run installs
-# nothing), and test_onnx_import reads them from there. Offline, the suite falls back to the
+# nothing), and test_onnx_import reads them from there (test_onnx_train runs its python too). Offline, the suite falls back to the
 # committed fixtures and this says so.
 onnx_fixtures() {
   local venv="$build/python-onnx"
@@ -93,6 +93,9 @@ onnx_fixtures() {
   case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
   "$venv/bin/python" tests/onnx/make_fixtures.py "$out" >/dev/null
   export AEGIS_ONNX_FIXTURES="$out"
+  # test_onnx_train checks the files aegis writes with onnx.checker and onnxruntime from the same venv.
+  case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
+  export AEGIS_ONNX_PYTHON="$venv/bin/python"
 }
 
 case "$job" in

@@ -320,6 +320,8 @@ void Converter::finish() {
                 "; a classifier outputs [N, K] (flatten before the last layer)");
   if (v.slot == 0) unsupported("the graph output is its input: there is no model");
   m_module->set_output(v.slot, v.shape);
+  m_origin.num_nodes = m_graph.node_size();
+  m_module->set_onnx_origin(std::move(m_origin));
 }
 
 }  // namespace onnx_import
@@ -357,7 +359,11 @@ OnnxModel load_onnx(const std::string& path) {
   buffer << in.rdbuf();
   if (!in.good() && !in.eof()) AEGIS_THROW(IoError, path << ": read failed");
   const auto slash = path.find_last_of('/');
-  return load_onnx_bytes(buffer.str(), path, slash == std::string::npos ? "." : path.substr(0, slash));
+  OnnxModel out = load_onnx_bytes(buffer.str(), path, slash == std::string::npos ? "." : path.substr(0, slash));
+  OnnxOrigin origin = out.model->onnx_origin();
+  origin.path = path;
+  out.model->set_onnx_origin(std::move(origin));
+  return out;
 }
 
 #endif  // AEGIS_HAS_ONNX

@@ -12,7 +12,8 @@ stored with external data; a CIFAR-style CNN with a Sub/Div normalization in fro
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
-convolutions; aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
+convolutions; a digits-shaped CNN with a bias-less convolution, BatchNorm and MatMul+Add (for
+the ONNX export); aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
 the zoo's own models). bad/ holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
@@ -227,6 +228,20 @@ def digits_cnn():
     return g.model([1, 8, 8], h, 10), (3, 1, 8, 8)
 
 
+def digits_bn():
+    # The digits' shape with the layouts the ONNX export must write back (tests/test_onnx_train.cpp):
+    # a convolution without a bias followed by a BatchNorm (folded into it: the export adds a
+    # bias), and a MatMul with a bias Add (folded: the export writes a Gemm with C).
+    g = Graph(19)
+    h = g.node("Conv", ["input", g.weight("conv1.weight", [4, 1, 3, 3])], name="conv1", pads=[1, 1, 1, 1])
+    h = g.node("Relu", [g.bn(h, 4, "bn1")])
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = g.node("Flatten", [h], axis=1)
+    h = g.node("MatMul", [h, g.weight("fc.weight_t", [64, 10])], name="fc")
+    h = g.node("Add", [h, g.weight("fc.bias", [10], 0.2)])
+    return g.model([1, 8, 8], h, 10), (3, 1, 8, 8)
+
+
 def bad_models():
     """Well-formed models that the importer must refuse, each with the error it must name."""
     out = {}
@@ -276,7 +291,7 @@ def bad_models():
     return out
 
 
-FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
+FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "digits_bn": digits_bn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
             "pool_concat": pool_concat, "depthwise": depthwise,
             "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res}
 EXTERNAL_DATA = {"resnet_bn"}
