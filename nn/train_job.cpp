@@ -48,6 +48,8 @@ TrainedModel start_model(const TrainJob& job, const Dataset& train) {
     t.model = std::move(loaded.model);
     t.spec = std::move(loaded.spec);
     t.metadata["aegis.init"] = job.init;
+    for (const auto& [key, value] : loaded.metadata)
+      t.init_has_ledger = t.init_has_ledger || key.rfind("aegis.dp.", 0) == 0;
     return t;
   }
   t.spec.name = job.model;

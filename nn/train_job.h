@@ -50,6 +50,7 @@ struct TrainedModel {
   std::shared_ptr<Module> model;
   ModelSpec spec;
   std::map<std::string, std::string> metadata;
+  bool init_has_ledger = false;  // job.init carries a privacy ledger ("aegis.dp.*" entries)
 };
 
 // Builds job.model for `train`'s input shape and classes, initialized from job.train.seed, or

@@ -70,6 +70,9 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     nn::check_classifier_path(j.job.out, *t.model);
   } else {
     t = nn::start_model(j.job, split.train);
+    // A fresh ledger would leave out what the earlier DP run spent on (possibly) the same data.
+    AEGIS_CHECK(!t.init_has_ledger, j.job.init << " carries a privacy ledger from an earlier DP run: continue it with "
+                                                  "--resume, which composes the two ledgers, instead of --init");
   }
   nn::announce_training(j.job, t, split, ", DP-SGD", progress);
   const double n = static_cast<double>(split.train.size());

@@ -19,6 +19,7 @@
 #include "nn/model_file.h"
 #include "nn/onnx_export.h"
 #include "nn/onnx_import.h"
+#include "nn/train_job.h"
 #include "privacy/per_example.h"
 #include "runtime/autograd.h"
 #include "support/testing.h"
@@ -251,6 +252,13 @@ TEST(OnnxExportRefusals, NamesWhatIsWrong) {
                                          "g.safetensors", "give a path ending in .onnx");
 }
 
+TEST(OnnxExportRefusals, BuildWithoutOnnxSaysSo) {
+  if (nn::onnx_supported()) GTEST_SKIP() << "this build writes ONNX; the refusal is for builds without it";
+  nn::GraphModule g({4}, "net.onnx");
+  testing::expect_error<Unsupported>([&] { nn::save_onnx(g, "tuned.onnx"); }, "tuned.onnx",
+                                     "built without ONNX support");
+}
+
 // onnx.checker accepts the written file and onnxruntime computes the logits aegis computes.
 TEST(OnnxExport, OnnxruntimeAgrees) {
   REQUIRE_ONNX();
@@ -299,6 +307,30 @@ TEST(OnnxExport, OnnxruntimeAgrees) {
     for (std::size_t i = 0; i < want.size(); ++i)
       EXPECT_NEAR(got[i], want[i], 1e-4 * std::max(scale, 1.0)) << name << " output " << i;
   }
+}
+
+// The library's entry point (what `aegis train --init` calls): the report names the source, and
+// the written file holds the trained model (evaluating it gives the report's test accuracy).
+TEST(TrainJobInit, RunTrainingFineTunesAndWritesOnnx) {
+  REQUIRE_ONNX();
+  const nn::DatasetSplit split = nn::load_dataset("digits", testing::source_dir() + "/data");
+  const std::string dir = testing::make_temp_dir("train_job_init");
+  nn::TrainJob job;
+  job.init = fixture_model("digits_bn");
+  job.out = dir + "/tuned.onnx";
+  job.dataset = "digits";
+  job.train.epochs = 1;
+  job.train.batch_size = 64;
+  job.train.lr = 0.01f;
+  const nn::TrainReport r = nn::run_training(job, split);
+  EXPECT_EQ(r.model, job.init);
+  EXPECT_EQ(r.parameters, 690);
+  nn::LoadedClassifier loaded = nn::load_classifier(job.out);
+  EXPECT_DOUBLE_EQ(nn::evaluate(*loaded.model, split.test, Device::cpu()).accuracy, r.test_accuracy);
+  // The same job with a zoo model name and no init still builds the zoo model, which ONNX cannot hold.
+  job.init.clear();
+  job.model = "mlp";
+  testing::expect_error<InvalidArgument>([&] { nn::run_training(job, split); }, job.out, "only for a model imported");
 }
 
 }  // namespace

@@ -86,6 +86,26 @@ TEST(TrainInit, DpWritesTheLedgerIntoTheOnnxMetadata) {
   EXPECT_NEAR(info["ledger"]["epsilon"].get<double>(), j["epsilon"].get<double>(), 1e-9) << info.dump();
 }
 
+// A DP ONNX file is continued with --resume (the ledgers compose), not restarted with --init.
+TEST(TrainInit, DpOnnxResumesAndRefusesAFreshLedger) {
+  REQUIRE_ONNX();
+  const std::string dir = testing::make_temp_dir("train_init_resume");
+  const std::string first = dir + "/a.onnx", second = dir + "/b.onnx";
+  const std::string dp = "--dp --noise-multiplier 1.0 --max-grad-norm 1 --epochs 1 --json --quiet ";
+  const nlohmann::json a =
+      run_json(std::string(kTrain) + dp + "--init " + fixture_model("digits_bn") + " --out " + first);
+  const nlohmann::json b = run_json(std::string(kTrain) + dp + "--resume " + first + " --out " + second);
+  EXPECT_EQ(b["total_steps"].get<std::int64_t>(), 2 * a["total_steps"].get<std::int64_t>());
+  EXPECT_GT(b["epsilon"].get<double>(), a["epsilon"].get<double>());
+  const nlohmann::json e = run_json("eval --model " + second + " --data digits --device cpu --json --quiet");
+  EXPECT_EQ(e["ledger_status"], "verified") << e.dump();
+  const testing::CliRun r =
+      testing::run_cli(std::string(kTrain) + dp + "--init " + first + " --out " + dir + "/c.onnx");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("carries a privacy ledger from an earlier DP run: continue it with --resume"), std::string::npos)
+      << r.err;
+}
+
 TEST(TrainInit, AdversarialFineTuning) {
   REQUIRE_ONNX();
   const std::string dir = testing::make_temp_dir("train_init_adv");
