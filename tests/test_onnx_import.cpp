@@ -316,6 +316,8 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
                                      "arithmetic on the batch size cannot be resolved at load");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dilated_conv.onnx"); }, "dilated_conv.onnx",
                                      "dilations [2, 2]");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "allowzero_zero.onnx"); }, "allowzero_zero.onnx",
+                                     "allowzero = 1 with a 0 in the target shape");
 }
 
 TEST(OnnxImport, RefusesMalformedFiles) {

@@ -340,8 +340,11 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
     return define(node.output(0), emit(std::move(s), {numel}));
   }
   const Constant& target = constant(node, 1);
-  if (attr_int(node, "allowzero", 0) != 0) unsupported("allowzero = 1 is not supported");
   if (target.shape.size() != 1 || target.numel() < 1) unsupported("the target shape is not a non-empty 1-d constant");
+  // allowzero = 1 (torch's dynamo exporter writes it) makes a 0 in the target a size rather than
+  // a copy of the input's dimension; without a 0 in the target both readings are the same.
+  if (attr_int(node, "allowzero", 0) != 0 && std::count(target.values.begin(), target.values.end(), 0.0) > 0)
+    unsupported("allowzero = 1 with a 0 in the target shape is not supported");
   const double first = target.values[0];
   // The first entry must keep the batch: the symbolic batch size, 0 (copy), the graph's fixed
   // batch size, or −1 when the rest accounts for one example exactly.

@@ -142,7 +142,7 @@ def normalized_cnn():
     h = g.bn(h, 8, "bn2")  # after the ReLU: nothing to fold into, an affine step
     h = g.node("Mul", [h, g.const("half", np.array(0.5, dtype=np.float32))])
     h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[3, 3])
-    h = g.node("Reshape", [h, g.const("flat", np.array([2, -1], dtype=np.int64))])
+    h = g.node("Reshape", [h, g.const("flat", np.array([2, -1], dtype=np.int64))], allowzero=1)  # as torch's dynamo writes
     h = g.node("Gemm", [h, g.weight("fc.weight", [10, 8]), g.weight("fc.bias", [10], 0.2)], name="fc", transB=1)
     out = g.node("LogSoftmax", [h], axis=1)
     return g.model([3, 10, 10], out, 10, batch=2), (2, 3, 10, 10)
@@ -288,6 +288,10 @@ def bad_models():
     rows = g.node("Mul", [batch, g.const("two", np.array([2], dtype=np.int64))])
     target = g.node("Concat", [rows, g.const("m1", np.array([-1], dtype=np.int64))], axis=0)
     out["batch_arithmetic"] = g.model([8], g.node("Reshape", ["input", target], name="reshape_2n"), 4)
+    # allowzero = 1 with a 0 in the target: an empty dimension, not a copy of the input's.
+    g = Graph(20)
+    out["allowzero_zero"] = g.model([8], g.node("Reshape", ["input", g.const("t", np.array([0, -1], dtype=np.int64))],
+                                                 name="reshape_zero", allowzero=1), 8)
     return out
 
 
