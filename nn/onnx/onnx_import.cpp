@@ -166,6 +166,18 @@ Value Converter::emit(GraphStep step, Shape shape) {
   return v;
 }
 
+void Converter::note_layer(const onnx::NodeProto& node, const Value& v, const std::string& name, bool weight_in_out) {
+  OnnxLayerOrigin o;
+  o.layer = name;
+  o.node = m_index;
+  o.op_type = node.op_type();
+  o.weight = node.input(1);
+  if (node.op_type() != "MatMul" && has_input(node, 2)) o.bias = node.input(2);
+  o.weight_in_out = weight_in_out;
+  m_origin_of_slot[v.slot] = m_origin.layers.size();
+  m_origin.layers.push_back(std::move(o));
+}
+
 Value Converter::emit_unary(GraphOp op, const Value& x) {
   GraphStep s;
   s.op = op;

@@ -134,18 +134,6 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   define(node.output(0), std::move(v));
 }
 
-void Converter::note_layer(const onnx::NodeProto& node, const Value& v, const std::string& name, bool weight_in_out) {
-  OnnxLayerOrigin o;
-  o.layer = name;
-  o.node = m_index;
-  o.op_type = node.op_type();
-  o.weight = node.input(1);
-  if (node.op_type() != "MatMul" && has_input(node, 2)) o.bias = node.input(2);
-  o.weight_in_out = weight_in_out;
-  m_origin_of_slot[v.slot] = m_origin.layers.size();
-  m_origin.layers.push_back(std::move(o));
-}
-
 void Converter::convert_gemm(const onnx::NodeProto& node, bool matmul) {
   const Value& x = computed(node, 0);
   const Constant& b = constant(node, 1);
