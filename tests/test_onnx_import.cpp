@@ -186,7 +186,7 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
                          ::testing::Values("mlp", "digits_cnn", "digits_bn", "lenet", "resnet_bn", "normalized_cnn",
-                                           "pool_concat", "depthwise", "zoo_mlp", "zoo_cnn_res"));
+                                           "pool_concat", "depthwise", "zoo_mlp", "zoo_cnn_res", "tied_mlp"));
 
 // The zoo's model of the same architecture with the graph's weights copied in by name (every
 // parameter name must match: the graph keeps torch's state_dict names).

@@ -200,7 +200,7 @@ class OnnxExport : public ::testing::TestWithParam<const char*> {};
 // the same logits; the layout cases: Gemm transB 0/1 with alpha and beta and MatMul+Add (mlp),
 // BatchNorm folded into a bias-less Conv and MatMul+Add (digits_bn), folded BatchNorms and
 // external data (resnet_bn), an unfolded BatchNorm (pool_concat), affine steps (normalized_cnn),
-// grouped convolutions (depthwise).
+// grouped convolutions (depthwise), one weight read by two layers (tied_mlp: two initializers).
 TEST_P(OnnxExport, ReloadsWithTheSameParametersAndLogits) {
   REQUIRE_ONNX();
   Fixture f = load_fixture(GetParam());
@@ -227,7 +227,7 @@ TEST_P(OnnxExport, ReloadsWithTheSameParametersAndLogits) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxExport,
                          ::testing::Values("mlp", "digits_bn", "digits_cnn", "resnet_bn", "pool_concat",
-                                           "normalized_cnn", "depthwise", "lenet", "zoo_cnn_res"));
+                                           "normalized_cnn", "depthwise", "lenet", "zoo_cnn_res", "tied_mlp"));
 
 TEST(OnnxExportRefusals, NamesWhatIsWrong) {
   REQUIRE_ONNX();
@@ -270,7 +270,7 @@ TEST(OnnxExport, OnnxruntimeAgrees) {
                     "test makes such a venv)";
   const std::string script = testing::source_dir() + "/tests/onnx/check_export.py";
   const std::string dir = testing::make_temp_dir("onnx_export_ort");
-  for (const char* name : {"mlp", "digits_bn", "resnet_bn", "pool_concat", "normalized_cnn", "depthwise"}) {
+  for (const char* name : {"mlp", "digits_bn", "resnet_bn", "pool_concat", "normalized_cnn", "depthwise", "tied_mlp"}) {
     Fixture f = load_fixture(name);
     perturb(*f.model, 23);
     const std::string model = dir + "/" + name + ".onnx", in = dir + "/" + name + ".in",

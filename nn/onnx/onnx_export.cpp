@@ -78,7 +78,8 @@ class Rewriter {
   }
 
   // Stores `values` as the initializer read by input `input` of `node`: in place when that input
-  // is an initializer only this node reads, else under a new name `fallback` (made unique).
+  // is an initializer only this node reads in the source, else under a new name `fallback` (made
+  // unique). The counts stay the source's: a weight two layers read gets a new name in both.
   void set_input_tensor(onnx::NodeProto& node, int input, const std::string& fallback, const Shape& dims,
                         const std::vector<float>& values) {
     onnx::GraphProto& g = *m_model.mutable_graph();
@@ -90,6 +91,7 @@ class Rewriter {
     }
     std::string name = fallback;
     for (int k = 1; m_names.count(name); ++k) name = fallback + "_" + std::to_string(k);
+    if (name != fallback) m_renames.emplace_back(name, fallback);  // finish() takes `fallback` if it frees up
     m_names.insert(name);
     m_initializer[name] = g.initializer_size();
     fill_tensor(*g.add_initializer(), name, dims, values);
@@ -101,8 +103,6 @@ class Rewriter {
       for (std::int64_t d : dims)
         in->mutable_type()->mutable_tensor_type()->mutable_shape()->add_dim()->set_dim_value(d);
     }
-    if (!old.empty()) --m_readers[old];
-    ++m_readers[name];
     while (node.input_size() <= input) node.add_input("");
     node.set_input(input, name);
   }
@@ -121,6 +121,27 @@ class Rewriter {
       kept.Add(std::move(t));
     }
     g.mutable_initializer()->Swap(&kept);
+    // A weight read by two layers (tied weights) became two initializers; the first could not take
+    // its layer's name "<layer>.weight" while the shared one was still read. Now that it is gone,
+    // it does, so that the file reads back with the layer names the model has.
+    std::set<std::string> used(m_graph_inputs.begin(), m_graph_inputs.end());
+    used.insert(m_graph_outputs.begin(), m_graph_outputs.end());
+    for (const auto& t : g.initializer()) used.insert(t.name());
+    for (const auto& node : g.node()) {
+      used.insert(node.input().begin(), node.input().end());
+      used.insert(node.output().begin(), node.output().end());
+    }
+    for (const auto& [fresh, preferred] : m_renames) {
+      if (used.count(preferred)) continue;
+      used.insert(preferred);
+      for (auto& t : *g.mutable_initializer())
+        if (t.name() == fresh) t.set_name(preferred);
+      for (auto& in : *g.mutable_input())
+        if (in.name() == fresh) in.set_name(preferred);
+      for (auto& node : *g.mutable_node())
+        for (auto& in : *node.mutable_input())
+          if (in == fresh) in = preferred;
+    }
   }
 
  private:
@@ -129,6 +150,7 @@ class Rewriter {
   std::map<std::string, int> m_initializer;
   std::map<std::string, int> m_readers;
   std::set<std::string> m_names, m_graph_inputs, m_graph_outputs;
+  std::vector<std::pair<std::string, std::string> > m_renames;  // (name given, name wanted)
 };
 
 }  // namespace

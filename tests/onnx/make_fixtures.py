@@ -13,8 +13,9 @@ an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
 convolutions; a digits-shaped CNN with a bias-less convolution, BatchNorm and MatMul+Add (for
-the ONNX export); aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
-the zoo's own models). bad/ holds well-formed models the importer must refuse.
+the ONNX export); an MLP whose two layers read one weight; aegis' zoo mlp and cnn-res under their
+state_dict names (for the comparison with the zoo's own models). bad/ holds well-formed models
+the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -242,6 +243,17 @@ def digits_bn():
     return g.model([1, 8, 8], h, 10), (3, 1, 8, 8)
 
 
+def tied_mlp():
+    # One weight read by two Gemm nodes (tied layers): aegis trains them as two layers, and the
+    # export writes each its own initializer under its layer's name.
+    g = Graph(21)
+    w = g.weight("shared.weight", [8, 8])
+    h = g.node("Relu", [g.node("Gemm", ["input", w, g.weight("b1", [8], 0.2)], name="first", transB=1)])
+    h = g.node("Relu", [g.node("Gemm", [h, w, g.weight("b2", [8], 0.2)], name="second", transB=1)])
+    h = g.node("Gemm", [h, g.weight("fc.weight", [3, 8]), g.weight("fc.bias", [3], 0.2)], name="fc", transB=1)
+    return g.model([8], h, 3), (4, 8)
+
+
 def bad_models():
     """Well-formed models that the importer must refuse, each with the error it must name."""
     out = {}
@@ -297,7 +309,7 @@ def bad_models():
 
 FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "digits_bn": digits_bn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
             "pool_concat": pool_concat, "depthwise": depthwise,
-            "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res}
+            "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res, "tied_mlp": tied_mlp}
 EXTERNAL_DATA = {"resnet_bn"}
 
 
