@@ -232,7 +232,8 @@ void enable_per_example_capture(nn::Module& model, bool on) {
   // refuses a second use), its other steps have no parameters (fixed affine maps, frozen
   // BatchNorm and grouped convolutions are constants) and none mixes the examples of a batch, so
   // every parameter's per-example gradient is its layer's a_iᵀg_i (tests/test_onnx_train.cpp
-  // checks it against batch-size-1 gradients). The check is repeated here for graphs built by hand.
+  // checks it against batch-size-1 gradients). The first condition is checked again here, where
+  // the clipping's exactness depends on it.
   if (const auto* graph = dynamic_cast<const nn::GraphModule*>(&model); on && graph != nullptr) {
     std::vector<const nn::Module*> applied;
     for (const nn::GraphStep& step : graph->steps()) {
