@@ -318,6 +318,9 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
                                      "dilations [2, 2]");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "allowzero_zero.onnx"); }, "allowzero_zero.onnx",
                                      "allowzero = 1 with a 0 in the target shape");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "bn_training_mode.onnx"); }, "bn_training_mode.onnx",
+                                     "training_mode = 1 is not supported: aegis runs BatchNorm frozen, in inference "
+                                     "form; export the model in eval() mode (or use GroupNorm");
 }
 
 TEST(OnnxImport, RefusesMalformedFiles) {

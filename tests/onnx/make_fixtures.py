@@ -304,6 +304,13 @@ def bad_models():
     g = Graph(20)
     out["allowzero_zero"] = g.model([8], g.node("Reshape", ["input", g.const("t", np.array([0, -1], dtype=np.int64))],
                                                  name="reshape_zero", allowzero=1), 8)
+    # A BatchNorm in training mode (batch statistics): it mixes the examples of a batch.
+    g = Graph(22)
+    h = g.node("Conv", ["input", g.weight("c.weight", [2, 1, 3, 3])], name="c")
+    h = g.node("BatchNormalization", [h, g.const("s", np.ones(2, np.float32)), g.const("b", np.zeros(2, np.float32)),
+                                      g.const("m", np.zeros(2, np.float32)), g.const("v", np.ones(2, np.float32))],
+               name="bn_train", training_mode=1)
+    out["bn_training_mode"] = g.model([1, 5, 5], g.node("Flatten", [h]), 18)
     return out
 
 
