@@ -23,6 +23,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   job.train = a.train;
   job.train.device = resolve_device(a.common);
   job.out = a.out;
+  job.init = a.init;
   job.dataset = data_label;
   CliProgress progress(!a.common.quiet);
   if (a.dp) {
@@ -40,8 +41,14 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
 
 void add_train_options(CLI::App* cmd, TrainArgs& a) {
   add_common_options(*cmd, a.common);
-  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
-  cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
+  auto* model =
+      cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res")->capture_default_str();
+  auto* activation = cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
+  cmd->add_option("--init", a.init,
+                  "fine-tune this model instead of a fresh --model: an ONNX file (then --out must end in .onnx) or "
+                  "an aegis model file")
+      ->excludes(model)
+      ->excludes(activation);
   cmd->add_option("--epochs", a.train.epochs, "passes over the training set")
       ->capture_default_str()
       ->check(integer_in(1, kMaxEpochs));
@@ -63,7 +70,8 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
                   "train on x + N(0, sigma^2) in [0, 1] pixel space (Gaussian augmentation for randomized smoothing)")
       ->capture_default_str()
       ->check(non_negative(FLT_MAX));
-  cmd->add_option("--out", a.out, "where to write the trained model (safetensors)")->capture_default_str();
+  cmd->add_option("--out", a.out, "where to write the trained model (safetensors; .onnx after --init net.onnx)")
+      ->capture_default_str();
   cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)")
       ->check(one_of({"pgd", "fgsm-rs", "free"}));
   cmd->add_option("--eps", a.adv_options.eps, "adversarial training: L-infinity radius (inputs in [0, 1])")

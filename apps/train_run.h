@@ -19,6 +19,7 @@ struct TrainArgs {
   std::string model = "cnn-fmnist";
   std::string activation;
   std::string out = "model.safetensors";
+  std::string init;  // `--init`: a model file (.onnx or aegis) to fine-tune instead of a fresh --model
   nn::TrainOptions train = default_train_options();
   // DP-SGD (`--dp`).
   bool dp = false;

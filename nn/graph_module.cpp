@@ -76,6 +76,19 @@ int GraphModule::add_step(GraphStep step) {
     AEGIS_CHECK(v >= 0 && v < m_num_values,
                 "GraphModule: step '" << step.node << "' reads value " << v << ", which no earlier step produced");
   AEGIS_CHECK(!step.inputs.empty(), "GraphModule: step '" << step.node << "' has no input");
+  if (step.op == GraphOp::Layer) {
+    // A layer applied twice would capture only one use's activation and output gradient, and its
+    // per-example gradients (privacy/per_example.h) would miss the other use: refused here.
+    bool registered = false;
+    for (const auto& [name, child] : children()) registered = registered || child == step.layer;
+    AEGIS_CHECK(step.layer != nullptr && registered,
+                "GraphModule: step '" << step.node << "' applies a layer that add_layer did not register");
+    for (const GraphStep& earlier : m_steps)
+      AEGIS_CHECK(earlier.op != GraphOp::Layer || earlier.layer != step.layer,
+                  "GraphModule: step '" << step.node << "' applies the layer of step '" << earlier.node
+                                        << "' a second time; each layer may be applied once per forward pass "
+                                           "(give the second use its own copy of the weights)");
+  }
   Var weight, bias;
   if (step.op == GraphOp::ChannelAffine) {
     const auto c = static_cast<std::int64_t>(step.scale.size());

@@ -13,11 +13,15 @@
 // kernel exists, so that training cannot fill the zero blocks. (The dense form multiplies every
 // input by zeros: an infinite input gives NaN in every output channel of the group's convolution.)
 // The per-channel affine steps run F::channel_affine: one multiply and one add per element.
+// Every child layer is applied by exactly one step (add_step refuses a second use), and no step
+// mixes examples: row i of each layer's output gradient is example i's own, which is what the
+// per-example gradients of DP-SGD (privacy/per_example.h) rely on.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/module.h"
@@ -54,6 +58,27 @@ struct GraphStep {
   Conv2dOptions conv{};             // FixedConv
 };
 
+// Where an imported layer came from in its ONNX file, so that the trained model can be written
+// back into the same graph (nn/onnx_export.h). Plain data: no protobuf types here.
+struct OnnxLayerOrigin {
+  std::string layer;           // the child module's name
+  int node = -1;               // index of its Conv, Gemm or MatMul node in the graph
+  std::string op_type;         // "Conv", "Gemm", "MatMul"
+  std::string weight, bias;    // the node's weight and bias inputs ("" when it has no bias)
+  bool weight_in_out = false;  // the ONNX weight is [in, out] (MatMul, Gemm with transB = 0)
+  // The BatchNormalization/Add/Sub nodes folded into the layer at load: (node index, the input
+  // that carries the layer's output).
+  std::vector<std::pair<int, int>> absorbed;
+};
+
+struct OnnxOrigin {
+  std::string path;  // the .onnx file the graph was read from ("" when read from bytes)
+  int num_nodes = 0;
+  std::vector<OnnxLayerOrigin> layers;
+  int batch_norms = 0;    // BatchNormalization nodes, folded or run as fixed affine steps: frozen
+  int grouped_convs = 0;  // grouped/depthwise convolutions: constants (FixedConv)
+};
+
 class GraphModule : public Module {
  public:
   // `input_shape` is one example's shape ({C, H, W}, or {D}); value 0 is the input.
@@ -78,11 +103,15 @@ class GraphModule : public Module {
   const std::vector<GraphStep>& steps() const { return m_steps; }
   const std::string& skipped_final() const { return m_skipped_final; }
   // The value set_output marked (−1 before), and the constant weight and bias step i runs with
-  // (ChannelAffine: its diagonal 1×1 convolution or linear map; FixedConv: its dense weight;
-  // undefined for other steps and for a FixedConv without bias).
+  // (ChannelAffine: its scale and shift [C]; FixedConv: its dense weight and bias; undefined for
+  // other steps and for a FixedConv without bias).
   int output_value() const { return m_output; }
   const Var& step_weight(std::size_t i) const { return m_affine_weight.at(i); }
   const Var& step_bias(std::size_t i) const { return m_affine_bias.at(i); }
+  const std::string& source() const { return m_source; }
+  // The ONNX file and node of each layer, for writing the model back (empty path: unknown).
+  void set_onnx_origin(OnnxOrigin origin) { m_origin = std::move(origin); }
+  const OnnxOrigin& onnx_origin() const { return m_origin; }
 
  private:
   Var run_step(const GraphStep& step, std::size_t index, const std::vector<Var>& values);
@@ -91,6 +120,7 @@ class GraphModule : public Module {
   Shape m_input_shape, m_output_shape;
   std::string m_source, m_skipped_final;
   std::vector<GraphStep> m_steps;
+  OnnxOrigin m_origin;
   // Per ChannelAffine step its scale and shift [C] (F::channel_affine); per FixedConv step its
   // weight and bias; on m_constants_device. Undefined for other steps.
   std::vector<Var> m_affine_weight, m_affine_bias;

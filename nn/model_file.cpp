@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "nn/onnx_export.h"
 #include "nn/onnx_import.h"
 #include "nn/serialize.h"
 
@@ -39,8 +40,27 @@ std::int64_t parse_int(const std::string& text, const std::string& key, const st
 }
 }  // namespace
 
+void check_classifier_path(const std::string& path, const Module& model) {
+  const auto* graph = dynamic_cast<const GraphModule*>(&model);
+  const bool imported = graph != nullptr && !graph->onnx_origin().path.empty();
+  if (is_onnx_path(path))
+    AEGIS_CHECK(imported, path << ": aegis writes ONNX only for a model imported from an ONNX file (train --init "
+                                  "net.onnx); write this model as .safetensors");
+  else
+    AEGIS_CHECK(graph == nullptr, path << ": a model imported from ONNX (" << graph->source()
+                                       << ") is written back as ONNX: give a path ending in .onnx");
+}
+
 void save_classifier(const std::string& path, const Module& model, const ModelSpec& spec,
                      std::map<std::string, std::string> metadata) {
+  check_classifier_path(path, model);
+  if (is_onnx_path(path)) {
+    metadata["aegis.model"] = "onnx";
+    metadata["aegis.input_shape"] = shape_csv(spec.input_shape);
+    metadata["aegis.num_classes"] = std::to_string(spec.num_classes);
+    save_onnx(dynamic_cast<const GraphModule&>(model), path, metadata);
+    return;
+  }
   metadata["aegis.format"] = "classifier-1";
   metadata["aegis.model"] = spec.name;
   metadata["aegis.input_shape"] = shape_csv(spec.input_shape);

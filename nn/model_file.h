@@ -18,8 +18,13 @@ struct LoadedClassifier {
   std::map<std::string, std::string> metadata;
 };
 
+// A path ending in ".onnx" is written by save_onnx (nn/onnx_export.h): the model must be a
+// GraphModule imported from an ONNX file, and `metadata` goes into the file's metadata_props.
 void save_classifier(const std::string& path, const Module& model, const ModelSpec& spec,
                      std::map<std::string, std::string> metadata = {});
+// InvalidArgument unless save_classifier can write `model` to `path`: ONNX (".onnx") only for a
+// model imported from an ONNX file, which in turn only ONNX can hold. Training checks this first.
+void check_classifier_path(const std::string& path, const Module& model);
 // Throws IoError naming the file when metadata is missing or inconsistent with the tensors.
 // A path ending in ".onnx" is read by load_onnx (nn/onnx_import.h) instead: the model is then a
 // GraphModule, spec.name is "onnx", and the input shape and number of classes come from the graph.

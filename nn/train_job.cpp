@@ -6,6 +6,8 @@
 
 #include "core/checked_math.h"
 #include "core/error.h"
+#include "nn/graph_module.h"
+#include "nn/job.h"
 #include "nn/model_file.h"
 
 namespace aegis::nn {
@@ -37,6 +39,19 @@ nlohmann::json to_json(const TrainReport& r) {
 TrainedModel start_model(const TrainJob& job, const Dataset& train) {
   const Shape& s = train.images.shape();
   TrainedModel t;
+  if (!job.init.empty()) {
+    AEGIS_CHECK(job.activation.empty(),
+                "--activation does not apply with --init: " << job.init << " fixes the model's activations");
+    LoadedClassifier loaded = load_classifier(job.init);
+    check_data_fits(train, loaded.spec, job.init, job.dataset);
+    check_classifier_path(job.out, *loaded.model);
+    t.model = std::move(loaded.model);
+    t.spec = std::move(loaded.spec);
+    t.metadata["aegis.init"] = job.init;
+    for (const auto& [key, value] : loaded.metadata)
+      t.init_has_ledger = t.init_has_ledger || key.rfind("aegis.dp.", 0) == 0;
+    return t;
+  }
   t.spec.name = job.model;
   t.spec.activation = job.activation;
   t.spec.num_classes = train.num_classes;
@@ -44,6 +59,7 @@ TrainedModel start_model(const TrainJob& job, const Dataset& train) {
   t.spec.seed = job.train.seed;
   t.model = build_model(t.spec);
   if (t.spec.activation.empty()) t.spec.activation = default_activation(t.spec.name);
+  check_classifier_path(job.out, *t.model);
   return t;
 }
 
@@ -51,10 +67,23 @@ void announce_training(const TrainJob& job, const TrainedModel& t, const Dataset
                        ProgressSink* progress) {
   const TrainOptions& o = job.train;
   std::ostringstream os;
-  os << "training " << t.spec.name << " (" << t.model->num_parameters() << " parameters) on " << job.dataset << " ("
-     << split.train.size() << " train / " << split.test.size() << " test) for " << o.epochs << " epoch(s), batch "
-     << o.batch_size << ", " << optimizer_name(o.optimizer) << " lr " << o.lr << kind << ", on " << o.device.str();
+  os << "training " << (job.init.empty() ? t.spec.name : job.init) << " (" << t.model->num_parameters()
+     << " parameters) on " << job.dataset << " (" << split.train.size() << " train / " << split.test.size()
+     << " test) for " << o.epochs << " epoch(s), batch " << o.batch_size << ", " << optimizer_name(o.optimizer)
+     << " lr " << o.lr << kind << ", on " << o.device.str();
   progress_or_silent(progress).info(os.str());
+  if (const auto* graph = dynamic_cast<const GraphModule*>(t.model.get())) {
+    const OnnxOrigin& origin = graph->onnx_origin();
+    if (origin.batch_norms > 0)
+      progress_or_silent(progress).info(
+          std::to_string(origin.batch_norms) +
+          " BatchNorm layer(s) are frozen: their statistics and affine parameters are constants (inference form, "
+          "folded into the layer before or a fixed affine step), which keeps each example's gradient its own; "
+          "GroupNorm is the alternative for a normalization that trains");
+    if (origin.grouped_convs > 0)
+      progress_or_silent(progress).info(std::to_string(origin.grouped_convs) +
+                                        " grouped/depthwise convolution(s) are frozen: their weights are constants");
+  }
 }
 
 TrainReport finish_training(const TrainJob& job, TrainedModel& t, const Dataset& test, const TrainResult& result,
@@ -70,7 +99,7 @@ TrainReport finish_training(const TrainJob& job, TrainedModel& t, const Dataset&
   save_classifier(job.out, *t.model, t.spec, t.metadata);
 
   TrainReport r;
-  r.model = t.spec.name;
+  r.model = job.init.empty() ? t.spec.name : job.init;
   r.activation = t.spec.activation;
   r.parameters = t.model->num_parameters();
   r.dataset = job.dataset;

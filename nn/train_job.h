@@ -24,8 +24,13 @@ struct TrainJob {
   std::string model = "cnn-fmnist";       // a zoo name (nn::model_names())
   std::string activation;                 // "" = the architecture's default
   TrainOptions train;                     // seed also seeds the initialization; device is where it trains
-  std::string out = "model.safetensors";  // the model file written at the end (safetensors)
+  std::string out = "model.safetensors";  // the model file written at the end (safetensors, or .onnx)
   std::string dataset;                    // the data's label, recorded in the file and the report
+  // A model file to start from instead of a fresh zoo model (`model` and `activation` are then
+  // unused): an ONNX file (.onnx, nn/onnx_import.h), which `out` must then name too (.onnx: the
+  // source graph with the trained parameters, nn/onnx_export.h), or an aegis classifier file.
+  // Its input shape and classes must be the dataset's.
+  std::string init;
 };
 
 struct TrainReport {
@@ -45,12 +50,16 @@ struct TrainedModel {
   std::shared_ptr<Module> model;
   ModelSpec spec;
   std::map<std::string, std::string> metadata;
+  bool init_has_ledger = false;  // job.init carries a privacy ledger ("aegis.dp.*" entries)
 };
 
-// Builds job.model for `train`'s input shape and classes, initialized from job.train.seed.
+// Builds job.model for `train`'s input shape and classes, initialized from job.train.seed, or
+// loads job.init. InvalidArgument when the model does not fit the data, when job.out cannot hold
+// it (nn::check_classifier_path), or for job.activation with job.init.
 TrainedModel start_model(const TrainJob& job, const Dataset& train);
 // Announces the run through progress->info: model, parameters, data sizes, epochs, optimizer, `kind`
-// (", DP-SGD", ...), device.
+// (", DP-SGD", ...), device; for an imported graph, which of its parts stay frozen (BatchNorm,
+// grouped convolutions).
 void announce_training(const TrainJob& job, const TrainedModel& t, const DatasetSplit& split, const std::string& kind,
                        ProgressSink* progress);
 // Evaluates t on `test` (one "test" phase), writes job.out with t's metadata plus the dataset

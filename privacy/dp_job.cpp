@@ -49,6 +49,8 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   AEGIS_CHECK(opt.noise_sigma == 0.0f,
               "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
   AEGIS_CHECK(!j.trust_unverified_ledger || !j.resume.empty(), "--trust-unverified-ledger needs --resume");
+  AEGIS_CHECK(j.resume.empty() || j.job.init.empty(), "--resume and --init both name the model to start from ("
+                                                          << j.resume << ", " << j.job.init << "): give one");
   nn::check_train_options(opt);
   nn::TrainedModel t;
   PrivacyLedger previous;
@@ -65,8 +67,12 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     const Shape& s = split.train.images.shape();
     AEGIS_CHECK(t.spec.input_shape == (Shape{s[1], s[2], s[3]}),
                 j.resume << " takes inputs " << shape_str(t.spec.input_shape) << ", not the dataset's");
+    nn::check_classifier_path(j.job.out, *t.model);
   } else {
     t = nn::start_model(j.job, split.train);
+    // A fresh ledger would leave out what the earlier DP run spent on (possibly) the same data.
+    AEGIS_CHECK(!t.init_has_ledger, j.job.init << " carries a privacy ledger from an earlier DP run: continue it with "
+                                                  "--resume, which composes the two ledgers, instead of --init");
   }
   nn::announce_training(j.job, t, split, ", DP-SGD", progress);
   const double n = static_cast<double>(split.train.size());
@@ -98,7 +104,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
                       e.epsilon);
         bars.finish(text);
       });
-  t.metadata = sealed_ledger_metadata(r.ledger, *t.model);
+  for (auto& [key, value] : sealed_ledger_metadata(r.ledger, *t.model)) t.metadata[key] = value;
   nn::TrainResult loop;
   loop.steps = r.steps;
   loop.seconds = r.seconds;

@@ -1,5 +1,6 @@
 // A DP-SGD training run from start to model file (nn/train_job.h describes the shared frame): a
-// fresh zoo model, or a DP model file whose weights and privacy ledger the run continues; the
+// fresh zoo model, a model file to fine-tune (job.init: an ONNX file or an aegis file without a
+// ledger), or a DP model file whose weights and privacy ledger the run continues; the
 // loop of privacy/dp_train.h; the ledger sealed into the file with its digest over the trained
 // weights (privacy/ledger_digest.h). `aegis train --dp` and the Python package call it.
 #pragma once
@@ -35,8 +36,9 @@ nlohmann::json to_json(const DpReport& report);  // the training keys and the pr
 // Trains with DP-SGD and writes job.out. Warns (progress->warning) when δ ≥ 1/N and for shuffled
 // batches, whose ε the accountants do not prove. InvalidArgument for options out of range, for
 // Gaussian augmentation (job.train.noise_sigma > 0: it is standard training's), for a resumed
-// file without a ledger or with inputs of another shape; IoError for a ledger that does not match
-// its weights or, without trust_unverified_ledger, has no digest.
+// file without a ledger or with inputs of another shape, for an init file with a ledger (that
+// is --resume's); IoError for a ledger that does not match its weights or, without
+// trust_unverified_ledger, has no digest.
 DpReport run_dp_training(const DpJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
 
 }  // namespace aegis::privacy

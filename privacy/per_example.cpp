@@ -228,12 +228,22 @@ Device capture_device(const std::vector<Layer>& layers) {
 using namespace detail;
 
 void enable_per_example_capture(nn::Module& model, bool on) {
-  // An imported graph may apply a layer twice, mix examples, or hold fixed affine steps whose
-  // gradients no capture sees; until per-example gradients are checked through GraphModule, DP
-  // training refuses it rather than clip an incomplete gradient.
-  if (on && dynamic_cast<const nn::GraphModule*>(&model) != nullptr)
-    AEGIS_THROW(Unsupported, "DP-SGD (per-example gradients) on an imported ONNX model is not supported yet: "
-                             "eval, attack and certify take it; train with --dp on an aegis model (--model)");
+  // An imported graph (nn::GraphModule) is exact here: it applies each child layer once (add_step
+  // refuses a second use), its other steps have no parameters (fixed affine maps, frozen
+  // BatchNorm and grouped convolutions are constants) and none mixes the examples of a batch, so
+  // every parameter's per-example gradient is its layer's a_iᵀg_i (tests/test_onnx_train.cpp
+  // checks it against batch-size-1 gradients). The first condition is checked again here, where
+  // the clipping's exactness depends on it.
+  if (const auto* graph = dynamic_cast<const nn::GraphModule*>(&model); on && graph != nullptr) {
+    std::vector<const nn::Module*> applied;
+    for (const nn::GraphStep& step : graph->steps()) {
+      if (step.op != nn::GraphOp::Layer) continue;
+      for (const nn::Module* seen : applied)
+        AEGIS_CHECK(seen != step.layer.get(), "per-example gradients: node '" << step.node << "' of " << graph->source()
+                                                                              << " applies a layer a second time");
+      applied.push_back(step.layer.get());
+    }
+  }
   for_each_capture(model, [on](LayerCapture& c) {
     c.release();
     c.enabled = on;

@@ -15,7 +15,6 @@
 #include "nn/model_file.h"
 #include "nn/onnx_import.h"
 #include "nn/zoo.h"
-#include "privacy/per_example.h"
 #include "runtime/autograd.h"
 #include "support/testing.h"
 
@@ -215,9 +214,9 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
-                         ::testing::Values("mlp", "digits_cnn", "lenet", "resnet_bn", "normalized_cnn", "pool_concat",
-                                           "depthwise", "zoo_mlp", "zoo_cnn_res", "torch_cnn_fmnist",
-                                           "torch_resnet_cifar", "torch_mobile"));
+                         ::testing::Values("mlp", "digits_cnn", "digits_bn", "lenet", "resnet_bn", "normalized_cnn",
+                                           "pool_concat", "depthwise", "zoo_mlp", "zoo_cnn_res", "tied_mlp",
+                                           "torch_cnn_fmnist", "torch_resnet_cifar", "torch_mobile"));
 
 // The zoo's model of the same architecture with the graph's weights copied in by name (every
 // parameter name must match: the graph keeps torch's state_dict names).
@@ -347,6 +346,11 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
                                      "arithmetic on the batch size cannot be resolved at load");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dilated_conv.onnx"); }, "dilated_conv.onnx",
                                      "dilations [2, 2]");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "allowzero_zero.onnx"); }, "allowzero_zero.onnx",
+                                     "allowzero = 1 with a 0 in the target shape");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "bn_training_mode.onnx"); }, "bn_training_mode.onnx",
+                                     "training_mode = 1 is not supported: aegis runs BatchNorm frozen, in inference "
+                                     "form; export the model in eval() mode (or use GroupNorm");
 }
 
 TEST(OnnxImport, RefusesMalformedFiles) {
@@ -403,12 +407,6 @@ TEST(OnnxImport, CommandLineEvaluatesAnOnnxModel) {
       testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --max 20 --quiet");
   EXPECT_EQ(verify.status, 0) << verify.err;
   EXPECT_NE(verify.out.find("crown verified accuracy"), std::string::npos) << verify.out;
-}
-
-TEST(OnnxImport, PerExampleGradientsAreRefusedForNow) {
-  REQUIRE_ONNX();
-  Fixture f = load_fixture("digits_cnn");
-  EXPECT_THROW(privacy::enable_per_example_capture(*f.onnx.model, true), Unsupported);
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ jobs=${JOBS:-$(nproc)}
 # unit selects the suites built; an unbuilt one is registered as *_NOT_BUILT without that label):
 # they are where malformed input meets the code, and they take seconds instrumented; the other
 # suites are training and end-to-end CLI runs that take minutes each even uninstrumented.
-sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import)
+sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import test_onnx_train)
 run_instrumented() {
   local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
   CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF \
@@ -81,7 +81,7 @@ fi
 
 # The ONNX parity fixtures (tests/onnx/make_fixtures.py) are made again with the current onnx and
 # onnxruntime from PyPI, in a virtual environment of the build tree (kept, so a second run installs
-# nothing), and test_onnx_import reads them from there. Offline, the suite falls back to the
+# nothing), and test_onnx_import reads them from there (test_onnx_train runs its python too). Offline, the suite falls back to the
 # committed fixtures and this says so.
 onnx_fixtures() {
   local venv="$build/python-onnx"
@@ -93,6 +93,9 @@ onnx_fixtures() {
   case "$out" in /*) ;; *) out="$PWD/$out" ;; esac
   "$venv/bin/python" tests/onnx/make_fixtures.py "$out" >/dev/null
   export AEGIS_ONNX_FIXTURES="$out"
+  # test_onnx_train checks the files aegis writes with onnx.checker and onnxruntime from the same venv.
+  case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
+  export AEGIS_ONNX_PYTHON="$venv/bin/python"
 }
 
 case "$job" in

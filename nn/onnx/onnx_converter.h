@@ -65,6 +65,8 @@ class Converter {
   // y = x·scale[c] + shift[c] over the channel (or feature) dimension.
   Value emit_affine(const Value& x, std::vector<float> scale, std::vector<float> shift);
   Value emit_unary(GraphOp op, const Value& x);
+  // Records layer step `v` as node m_index's layer `name` (OnnxOrigin).
+  void note_layer(const onnx::NodeProto& node, const Value& v, const std::string& name, bool weight_in_out);
   void define(const std::string& name, Value v);
   // The per-channel vector a constant broadcasts to over `x`, or throws Unsupported.
   std::vector<float> per_channel(const Constant& c, const Value& x, const std::string& what);
@@ -83,6 +85,9 @@ class Converter {
   std::set<std::string> m_layer_names;
   // Layer steps whose output no other step has read yet: BatchNorm and a bias Add fold into them.
   std::map<int, std::shared_ptr<Module>> m_layer_of_slot;
+  // What the export (nn/onnx_export.h) needs: each layer's node, and the nodes folded into it.
+  OnnxOrigin m_origin;
+  std::map<int, std::size_t> m_origin_of_slot;
   std::string m_label;  // "model.onnx: node 'conv1' (Conv)"
   int m_index = 0;
   std::int64_t m_fixed_batch = 0;  // the input's batch size when the graph fixes it

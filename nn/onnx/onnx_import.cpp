@@ -166,6 +166,18 @@ Value Converter::emit(GraphStep step, Shape shape) {
   return v;
 }
 
+void Converter::note_layer(const onnx::NodeProto& node, const Value& v, const std::string& name, bool weight_in_out) {
+  OnnxLayerOrigin o;
+  o.layer = name;
+  o.node = m_index;
+  o.op_type = node.op_type();
+  o.weight = node.input(1);
+  if (node.op_type() != "MatMul" && has_input(node, 2)) o.bias = node.input(2);
+  o.weight_in_out = weight_in_out;
+  m_origin_of_slot[v.slot] = m_origin.layers.size();
+  m_origin.layers.push_back(std::move(o));
+}
+
 Value Converter::emit_unary(GraphOp op, const Value& x) {
   GraphStep s;
   s.op = op;
@@ -315,6 +327,8 @@ void Converter::finish() {
                 "; a classifier outputs [N, K] (flatten before the last layer)");
   if (v.slot == 0) unsupported("the graph output is its input: there is no model");
   m_module->set_output(v.slot, v.shape);
+  m_origin.num_nodes = m_graph.node_size();
+  m_module->set_onnx_origin(std::move(m_origin));
 }
 
 }  // namespace onnx_import
@@ -352,7 +366,11 @@ OnnxModel load_onnx(const std::string& path) {
   buffer << in.rdbuf();
   if (!in.good() && !in.eof()) AEGIS_THROW(IoError, path << ": read failed");
   const auto slash = path.find_last_of('/');
-  return load_onnx_bytes(buffer.str(), path, slash == std::string::npos ? "." : path.substr(0, slash));
+  OnnxModel out = load_onnx_bytes(buffer.str(), path, slash == std::string::npos ? "." : path.substr(0, slash));
+  OnnxOrigin origin = out.model->onnx_origin();
+  origin.path = path;
+  out.model->set_onnx_origin(std::move(origin));
+  return out;
 }
 
 #endif  // AEGIS_HAS_ONNX

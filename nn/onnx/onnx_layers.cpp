@@ -82,6 +82,7 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
     throw IoError(m_label + ": bias has " + std::to_string(constant(node, 2).numel()) + " values for " +
                   std::to_string(out_c) + " channels");
   if (group > 1) {
+    ++m_origin.grouped_convs;
     // Block-diagonal dense weight (nn/graph_module.h): output channel o reads only the input
     // channels of its group, g = o / (O/group), through the weight's [o, c − g·C/group] entries.
     constexpr std::int64_t kMaxDenseWeights = std::int64_t{1} << 24;
@@ -121,13 +122,15 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   } else if (needs_bias) {
     copy_into(conv->bias(), std::vector<float>(static_cast<std::size_t>(out_c), 0.0f), {out_c});
   }
-  m_module->add_layer(layer_name(node, node.input(1)), conv);
+  const std::string name = layer_name(node, node.input(1));
+  m_module->add_layer(name, conv);
   GraphStep s;
   s.op = GraphOp::Layer;
   s.inputs = {x.slot};
   s.layer = conv;
   Value v = emit(std::move(s), {out_c, oh, ow});
   m_layer_of_slot[v.slot] = conv;
+  note_layer(node, v, name, false);
   define(node.output(0), std::move(v));
 }
 
@@ -171,13 +174,15 @@ void Converter::convert_gemm(const onnx::NodeProto& node, bool matmul) {
   } else if (needs_bias) {
     copy_into(linear->bias(), std::vector<float>(static_cast<std::size_t>(out_f), 0.0f), {out_f});
   }
-  m_module->add_layer(layer_name(node, node.input(1)), linear);
+  const std::string name = layer_name(node, node.input(1));
+  m_module->add_layer(name, linear);
   GraphStep s;
   s.op = GraphOp::Layer;
   s.inputs = {x.slot};
   s.layer = linear;
   Value v = emit(std::move(s), {out_f});
   m_layer_of_slot[v.slot] = linear;
+  note_layer(node, v, name, !trans_b);
   define(node.output(0), std::move(v));
 }
 
@@ -218,13 +223,24 @@ bool Converter::fold_into_layer(const Value& x, const std::string& name, const s
   copy_into(w, wv, w.shape());
   copy_into(b, bv, b.shape());
   m_layer_of_slot.erase(it);
+  const onnx::NodeProto& folded = m_graph.node(m_index);
+  int input = 0;
+  while (input + 1 < folded.input_size() && folded.input(input) != name) ++input;
+  m_origin.layers[m_origin_of_slot.at(x.slot)].absorbed.emplace_back(m_index, input);
   return true;
 }
 
 void Converter::convert_batch_norm(const onnx::NodeProto& node) {
   const Value& x = computed(node, 0);
+  // aegis runs every BatchNorm in inference form, frozen: its statistics and affine parameters are
+  // constants (folded into the layer before it, or a fixed affine step), which keeps each
+  // example's gradient its own (DP-SGD). A BatchNorm in training mode mixes the examples of a
+  // batch and is refused.
   if (attr_int(node, "training_mode", 0) != 0)
-    unsupported("training_mode = 1 is not supported; export the model in eval() mode");
+    unsupported(
+        "training_mode = 1 is not supported: aegis runs BatchNorm frozen, in inference form; export the model in "
+        "eval() mode (or use GroupNorm for a normalization that trains)");
+  ++m_origin.batch_norms;
   for (int i = 1; i < node.output_size(); ++i)
     if (!node.output(i).empty() && m_consumers.count(node.output(i)))
       unsupported("the running-statistics outputs are used; only the inference form is supported");
@@ -312,12 +328,11 @@ void Converter::convert_reshape(const onnx::NodeProto& node) {
     return define(node.output(0), emit(std::move(s), {numel}));
   }
   const Constant& target = constant(node, 1);
-  // allowzero = 1 (torch's current exporter writes it) only changes what a 0 entry means: a
-  // dimension of size 0 instead of a copy of the input's. A classifier has no empty tensors.
-  const bool allow_zero = attr_int(node, "allowzero", 0) != 0;
-  if (allow_zero && std::find(target.values.begin(), target.values.end(), 0.0) != target.values.end())
-    unsupported("allowzero = 1 with a 0 in the target shape gives an empty tensor");
   if (target.shape.size() != 1 || target.numel() < 1) unsupported("the target shape is not a non-empty 1-d constant");
+  // allowzero = 1 (torch's dynamo exporter writes it) makes a 0 in the target a size rather than
+  // a copy of the input's dimension; without a 0 in the target both readings are the same.
+  if (attr_int(node, "allowzero", 0) != 0 && std::count(target.values.begin(), target.values.end(), 0.0) > 0)
+    unsupported("allowzero = 1 with a 0 in the target shape is not supported");
   const double first = target.values[0];
   // The first entry must keep the batch: the symbolic batch size, 0 (copy), the graph's fixed
   // batch size, or −1 when the rest accounts for one example exactly.

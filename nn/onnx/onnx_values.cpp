@@ -323,6 +323,43 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
   return true;
 }
 
+void inline_external_data(onnx::TensorProto& t, const Context& ctx) {
+  if (t.data_location() != onnx::TensorProto_DataLocation_EXTERNAL) return;
+  std::size_t element = 0;
+  switch (t.data_type()) {
+    case onnx::TensorProto_DataType_BOOL:
+    case onnx::TensorProto_DataType_INT8:
+    case onnx::TensorProto_DataType_UINT8:
+      element = 1;
+      break;
+    case onnx::TensorProto_DataType_FLOAT16:
+    case onnx::TensorProto_DataType_BFLOAT16:
+    case onnx::TensorProto_DataType_INT16:
+    case onnx::TensorProto_DataType_UINT16:
+      element = 2;
+      break;
+    case onnx::TensorProto_DataType_UINT32:
+      element = 4;
+      break;
+    case onnx::TensorProto_DataType_UINT64:
+      element = 8;
+      break;
+    default:
+      element = element_size(t.data_type());
+  }
+  if (element == 0)
+    AEGIS_THROW(Unsupported, ctx.name << ": tensor '" << t.name() << "' of element type " << t.data_type()
+                                      << " has external data, which aegis cannot copy");
+  std::int64_t numel = 1;
+  for (auto d : t.dims())
+    if (d < 0 || d > kMaxElements || (numel *= d) > kMaxElements)
+      AEGIS_THROW(IoError, ctx.name << ": tensor '" << t.name() << "' has an invalid shape");
+  std::string bytes = read_external(t, t.name(), ctx, static_cast<std::size_t>(numel) * element);
+  t.clear_external_data();
+  t.set_data_location(onnx::TensorProto_DataLocation_DEFAULT);
+  t.set_raw_data(std::move(bytes));
+}
+
 }  // namespace aegis::nn::onnx_import
 
 #endif  // AEGIS_HAS_ONNX

@@ -37,6 +37,9 @@ std::string node_label(const onnx::NodeProto& node, int index);
 // Unsupported for element types other than float, double, int32 and int64.
 Constant read_tensor(const onnx::TensorProto& t, const std::string& what, const Context& ctx);
 std::vector<float> as_floats(const Constant& c);
+// Moves a tensor's external data into the tensor itself (raw_data), so that the model can be
+// written elsewhere; a tensor with inline data is left as it is.
+void inline_external_data(onnx::TensorProto& t, const Context& ctx);
 // `v` as an integer (shape entries, indices); IoError naming `label` unless it is a whole number
 // within ±2^62 (or kBatch), so that no later size arithmetic can overflow.
 std::int64_t to_int(double v, const std::string& label);

@@ -12,8 +12,10 @@ stored with external data; a CIFAR-style CNN with a Sub/Div normalization in fro
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
-convolutions; aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
-the zoo's own models). bad/ holds well-formed models the importer must refuse.
+convolutions; a digits-shaped CNN with a bias-less convolution, BatchNorm and MatMul+Add (for
+the ONNX export); an MLP whose two layers read one weight; aegis' zoo mlp and cnn-res under their
+state_dict names (for the comparison with the zoo's own models). bad/ holds well-formed models
+the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -141,7 +143,7 @@ def normalized_cnn():
     h = g.bn(h, 8, "bn2")  # after the ReLU: nothing to fold into, an affine step
     h = g.node("Mul", [h, g.const("half", np.array(0.5, dtype=np.float32))])
     h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[3, 3])
-    h = g.node("Reshape", [h, g.const("flat", np.array([2, -1], dtype=np.int64))])
+    h = g.node("Reshape", [h, g.const("flat", np.array([2, -1], dtype=np.int64))], allowzero=1)  # as torch's dynamo writes
     h = g.node("Gemm", [h, g.weight("fc.weight", [10, 8]), g.weight("fc.bias", [10], 0.2)], name="fc", transB=1)
     out = g.node("LogSoftmax", [h], axis=1)
     return g.model([3, 10, 10], out, 10, batch=2), (2, 3, 10, 10)
@@ -227,6 +229,31 @@ def digits_cnn():
     return g.model([1, 8, 8], h, 10), (3, 1, 8, 8)
 
 
+def digits_bn():
+    # The digits' shape with the layouts the ONNX export must write back (tests/test_onnx_train.cpp):
+    # a convolution without a bias followed by a BatchNorm (folded into it: the export adds a
+    # bias), and a MatMul with a bias Add (folded: the export writes a Gemm with C).
+    g = Graph(19)
+    h = g.node("Conv", ["input", g.weight("conv1.weight", [4, 1, 3, 3])], name="conv1", pads=[1, 1, 1, 1])
+    h = g.node("Relu", [g.bn(h, 4, "bn1")])
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+    h = g.node("Flatten", [h], axis=1)
+    h = g.node("MatMul", [h, g.weight("fc.weight_t", [64, 10])], name="fc")
+    h = g.node("Add", [h, g.weight("fc.bias", [10], 0.2)])
+    return g.model([1, 8, 8], h, 10), (3, 1, 8, 8)
+
+
+def tied_mlp():
+    # One weight read by two Gemm nodes (tied layers): aegis trains them as two layers, and the
+    # export writes each its own initializer under its layer's name.
+    g = Graph(21)
+    w = g.weight("shared.weight", [8, 8])
+    h = g.node("Relu", [g.node("Gemm", ["input", w, g.weight("b1", [8], 0.2)], name="first", transB=1)])
+    h = g.node("Relu", [g.node("Gemm", [h, w, g.weight("b2", [8], 0.2)], name="second", transB=1)])
+    h = g.node("Gemm", [h, g.weight("fc.weight", [3, 8]), g.weight("fc.bias", [3], 0.2)], name="fc", transB=1)
+    return g.model([8], h, 3), (4, 8)
+
+
 def bad_models():
     """Well-formed models that the importer must refuse, each with the error it must name."""
     out = {}
@@ -273,12 +300,23 @@ def bad_models():
     rows = g.node("Mul", [batch, g.const("two", np.array([2], dtype=np.int64))])
     target = g.node("Concat", [rows, g.const("m1", np.array([-1], dtype=np.int64))], axis=0)
     out["batch_arithmetic"] = g.model([8], g.node("Reshape", ["input", target], name="reshape_2n"), 4)
+    # allowzero = 1 with a 0 in the target: an empty dimension, not a copy of the input's.
+    g = Graph(20)
+    out["allowzero_zero"] = g.model([8], g.node("Reshape", ["input", g.const("t", np.array([0, -1], dtype=np.int64))],
+                                                 name="reshape_zero", allowzero=1), 8)
+    # A BatchNorm in training mode (batch statistics): it mixes the examples of a batch.
+    g = Graph(22)
+    h = g.node("Conv", ["input", g.weight("c.weight", [2, 1, 3, 3])], name="c")
+    h = g.node("BatchNormalization", [h, g.const("s", np.ones(2, np.float32)), g.const("b", np.zeros(2, np.float32)),
+                                      g.const("m", np.zeros(2, np.float32)), g.const("v", np.ones(2, np.float32))],
+               name="bn_train", training_mode=1)
+    out["bn_training_mode"] = g.model([1, 5, 5], g.node("Flatten", [h]), 18)
     return out
 
 
-FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
+FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "digits_bn": digits_bn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
             "pool_concat": pool_concat, "depthwise": depthwise,
-            "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res}
+            "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res, "tied_mlp": tied_mlp}
 EXTERNAL_DATA = {"resnet_bn"}
 
 
