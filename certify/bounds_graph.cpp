@@ -207,8 +207,9 @@ class Builder {
     geo.kernel_w = w.size(3);
     geo.stride = m.options().stride;
     geo.padding = m.options().padding;
+    geo.dilation = m.options().dilation;  // the kernels below take it; the adjoint shortcut does not
     AEGIS_CHECK_AS(ShapeError,
-                   geo.height + 2 * geo.padding >= geo.kernel_h && geo.width + 2 * geo.padding >= geo.kernel_w,
+                   geo.height + 2 * geo.padding >= geo.extent_h() && geo.width + 2 * geo.padding >= geo.extent_w(),
                    where(m, path) << ": the kernel does not fit the input " << shape_str(s));
     const std::int64_t oh = geo.out_height(), ow = geo.out_width();
     Node n = make(NodeKind::Conv2d, {in}, {geo.out_channels, oh, ow}, m, path);
@@ -220,7 +221,7 @@ class Builder {
       for (std::size_t i = 0; i < map.size(); ++i) map[i] = b[i / static_cast<std::size_t>(oh * ow)];
       n.bias_map = device_tensor(map, {static_cast<std::int64_t>(map.size()), 1}, m_graph.device);
     }
-    if (geo.stride == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
+    if (geo.stride == 1 && geo.dilation == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
       // convᵀ as a convolution (bounds_linear.cpp): W'[c, o, a, b] = W[o, c, k−1−a, k−1−b].
       const std::vector<float> wh = host_floats(n.weight);
       const std::int64_t kk = geo.kernel_h, o_n = geo.out_channels, c_n = geo.in_channels;

@@ -130,10 +130,28 @@ void max_pool2d_backward(const Pool2dGeometry& g, const float* gy, const std::in
   }
 }
 
+namespace {
+// 1/divisor of every output position of a plane (kernels/pool.h), row-major [H', W'].
+std::vector<float> inverse_divisors(const Pool2dGeometry& g) {
+  const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
+  std::vector<float> inv(static_cast<std::size_t>(oh_n * ow_n));
+  for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+    const std::int64_t rows =
+        pool_extent(oh * g.stride - g.padding, g.kernel, g.height, g.padding, g.count_include_pad);
+    for (std::int64_t ow = 0; ow < ow_n; ++ow) {
+      const std::int64_t cols =
+          pool_extent(ow * g.stride - g.padding, g.kernel, g.width, g.padding, g.count_include_pad);
+      inv[static_cast<std::size_t>(oh * ow_n + ow)] = 1.0f / static_cast<float>(rows * cols);
+    }
+  }
+  return inv;
+}
+}  // namespace
+
 void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
-  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);  // padding counts
+  const std::vector<float> inv_area = inverse_divisors(g);
   const std::vector<Span> col_spans = column_spans(g);
 #pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
   for (std::int64_t pl = 0; pl < planes; ++pl) {
@@ -151,7 +169,8 @@ void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
           for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) total[ow] += x_row[ow * g.stride + kj - g.padding];
         }
       }
-      for (std::int64_t ow = 0; ow < ow_n; ++ow) total[ow] *= inv_area;
+      const float* inv_row = inv_area.data() + oh * ow_n;
+      for (std::int64_t ow = 0; ow < ow_n; ++ow) total[ow] *= inv_row[ow];
     }
   }
 }
@@ -159,7 +178,7 @@ void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
 void avg_pool2d_backward(const Pool2dGeometry& g, const float* gy, float* dx) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
-  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
+  const std::vector<float> inv_area = inverse_divisors(g);
   const std::vector<Span> col_spans = column_spans(g);
 #pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
   for (std::int64_t pl = 0; pl < planes; ++pl) {
@@ -167,6 +186,7 @@ void avg_pool2d_backward(const Pool2dGeometry& g, const float* gy, float* dx) {
     std::fill(dx_p, dx_p + in_plane, 0.0f);
     for (std::int64_t oh = 0; oh < oh_n; ++oh) {
       const float* gy_row = gy + pl * out_plane + oh * ow_n;
+      const float* inv_row = inv_area.data() + oh * ow_n;
       const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
       for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
         float* dx_row = dx_p + ih * g.width;
@@ -174,7 +194,7 @@ void avg_pool2d_backward(const Pool2dGeometry& g, const float* gy, float* dx) {
           const Span cols = col_spans[static_cast<std::size_t>(kj)];
 #pragma omp simd
           for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow)
-            dx_row[ow * g.stride + kj - g.padding] += gy_row[ow] * inv_area;
+            dx_row[ow * g.stride + kj - g.padding] += gy_row[ow] * inv_row[ow];
         }
       }
     }
