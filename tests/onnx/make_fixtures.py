@@ -12,8 +12,9 @@ stored with external data; a CIFAR-style CNN with a Sub/Div normalization in fro
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
-convolutions; aegis' zoo mlp and cnn-res under their state_dict names (for the comparison with
-the zoo's own models). bad/ holds well-formed models the importer must refuse.
+convolutions; Softplus and Pad nodes (folded or not), asymmetric pads, ceil_mode pooling and
+count_include_pad 0/1; dilated convolutions; aegis' zoo mlp and cnn-res under their state_dict names (for the comparison
+with the zoo's own models). bad/ holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -215,6 +216,84 @@ def zoo_cnn_res():
     return g.model([1, 2, 2], h, 3), (5, 1, 2, 2)
 
 
+def probe_shape(g, out, x_shape, opset=OPSET):
+    """The shape onnxruntime gives the value `out` of the graph built so far for inputs x_shape."""
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(x_shape))
+    outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+    m = helper.make_model(helper.make_graph(g.nodes, "probe", [inp], [outp], g.inits),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = IR_VERSION
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.zeros(x_shape, dtype=np.float32)})[0].shape
+
+
+def softplus_pads():
+    # Softplus, Pad nodes (torch's F.pad: 8 pads over N, C, H, W) folded into a Conv, into a MaxPool
+    # (after a ReLU: inputs >= 0) and into an AveragePool with count_include_pad = 0 (its zeros then
+    # count in the divisor), asymmetric Conv pads, and Pads that stay steps (before a Tanh, and before
+    # a MaxPool of signed values).
+    g = Graph(19)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 2, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[0, 0, 1, 1])
+    h = g.node("Softplus", [h])
+    h = g.node("Pad", [h, g.const("p1", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))])
+    h = g.node("Conv", [h, g.weight("c2.weight", [6, 4, 3, 3]), g.weight("c2.bias", [6], 0.2)], name="c2")
+    h = g.node("Relu", [h])
+    h = g.node("Pad", [h, g.const("p2", np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64))])
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0])
+    h = g.node("Pad", [h, g.const("p3", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)),
+                       g.const("pad_zero", np.array(0, dtype=np.float32))])
+    h = g.node("Tanh", [g.node("Sub", [h, g.const("shift", np.array(0.6, dtype=np.float32))])])
+    # Signed inputs: zeros are not −∞ padding, so this Pad must stay a step in front of the MaxPool.
+    h = g.node("Pad", [h, g.const("p_signed", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))])
+    h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[1, 1])
+    h = g.node("Pad", [h, g.const("p4", np.array([0, 0, 1, 0, 0, 0, 0, 1], dtype=np.int64))])
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], count_include_pad=0)
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 2, 9, 9))[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [5, features]), g.weight("fc.bias", [5], 0.2)], name="fc", transB=1)
+    return g.model([2, 9, 9], h, 5), (4, 2, 9, 9)
+
+
+def ceil_pools():
+    # ceil_mode = 1 max and average pooling (a last window overhanging the padded input), average
+    # pooling with count_include_pad 0 and 1 and padding, a MaxPool with asymmetric pads over signed
+    # inputs (a −∞ Pad step) and an opset-18 Pad with an axes input that cannot fold (ceil_mode).
+    g = Graph(20)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 3, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[1, 1, 1, 1])
+    h = g.node("Tanh", [h])
+    h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1])
+    h = g.node("Pad", [h, g.const("p1", np.array([1, 0, 0, 1], dtype=np.int64)),
+                       g.const("p1_value", np.array(0, dtype=np.float32)), g.const("p1_axes", np.array([2, -1], dtype=np.int64))])
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+               count_include_pad=1)
+    h = g.node("AveragePool", [h], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=0)
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1)
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 3, 12, 11), opset=18)[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [3, features]), g.weight("fc.bias", [3], 0.2)], name="fc", transB=1)
+    return g.model([3, 12, 11], h, 3, opset=18), (3, 3, 12, 11)
+
+
+def dilated():
+    # Dilated convolutions: a "same"-padded d = 2 layer, a strided d = 3 layer with asymmetric pads,
+    # and a grouped d = 2 layer (a dense convolution with fixed weights).
+    g = Graph(24)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 2, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[2, 2, 2, 2], dilations=[2, 2])
+    h = g.node("Relu", [h])
+    h = g.node("Conv", [h, g.weight("c2.weight", [6, 4, 3, 3]), g.weight("c2.bias", [6], 0.2)], name="c2",
+               pads=[1, 0, 2, 1], strides=[2, 2], dilations=[3, 3])
+    h = g.node("Tanh", [h])
+    h = g.node("Conv", [h, g.weight("c3.weight", [4, 3, 2, 2])], name="c3", group=2, dilations=[2, 2])
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 2, 11, 10))[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [4, features]), g.weight("fc.bias", [4], 0.2)], name="fc", transB=1)
+    return g.model([2, 11, 10], h, 4), (3, 2, 11, 10)
+
+
 def digits_cnn():
     # The bundled digits' shape (1x8x8, 10 classes), so that the command-line tests run on it.
     g = Graph(6)
@@ -241,9 +320,20 @@ def bad_models():
     m.ir_version = IR_VERSION
     out["two_outputs"] = m
     g = Graph(9)
-    h = g.node("Conv", ["input", g.weight("c.weight", [2, 2, 3, 3])], name="asymmetric", pads=[0, 0, 1, 1])
-    h = g.node("Flatten", [h])
-    out["asymmetric_pads"] = g.model([2, 5, 5], h, 32)
+    h = g.node("Pad", ["input", g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))], name="mirror",
+               mode="reflect")
+    out["reflect_pad"] = g.model([2, 3, 3], g.node("Flatten", [h]), 50)
+    g = Graph(21)
+    h = g.node("Pad", ["input", g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)),
+                       g.const("value", np.array(1.5, dtype=np.float32))], name="ones")
+    out["pad_value"] = g.model([2, 3, 3], g.node("Flatten", [h]), 50)
+    g = Graph(22)
+    h = g.node("MaxPool", ["input"], name="ceil_asym", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+               ceil_mode=1)
+    out["ceil_asymmetric"] = g.model([1, 6, 6], g.node("Flatten", [h]), 9)
+    g = Graph(23)
+    h = g.node("AveragePool", ["input"], name="avg_asym", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])
+    out["exclude_pad_asymmetric"] = g.model([1, 6, 6], g.node("Flatten", [h]), 9)
     g = Graph(10)
     h = g.node("Flatten", [g.node("Relu", ["input"])])
     m = g.model([1, 4, 4], h, 16)
@@ -255,8 +345,8 @@ def bad_models():
     m.opset_import[0].version = 9
     out["old_opset"] = m
     g = Graph(12)
-    h = g.node("Conv", ["input", g.weight("c.weight", [2, 1, 3, 3])], name="dilated", dilations=[2, 2])
-    out["dilated_conv"] = g.model([1, 7, 7], g.node("Flatten", [h]), 18)
+    h = g.node("MaxPool", ["input"], name="dilated", kernel_shape=[2, 2], dilations=[2, 2])
+    out["dilated_pool"] = g.model([1, 7, 7], g.node("Flatten", [h]), 25)
     g = Graph(14)
     h = g.node("Relu", ["input"])
     inp = helper.make_tensor_value_info("input", TensorProto.INT64, ["N", 4])
@@ -277,7 +367,8 @@ def bad_models():
 
 
 FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
-            "pool_concat": pool_concat, "depthwise": depthwise,
+            "pool_concat": pool_concat, "depthwise": depthwise, "softplus_pads": softplus_pads, "ceil_pools": ceil_pools,
+            "dilated": dilated,
             "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res}
 EXTERNAL_DATA = {"resnet_bn"}
 
