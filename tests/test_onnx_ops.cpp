@@ -7,6 +7,9 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "nn/layers.h"
@@ -45,6 +48,11 @@ TEST(OnnxOps, PadsFoldWhereExactAndAreStepsElsewhere) {
   EXPECT_EQ((std::vector<std::int64_t>{first.top, first.left, first.bottom, first.right}),
             (std::vector<std::int64_t>{0, 0, 1, 1}));
   for (const nn::GraphStep* s : pads) EXPECT_EQ(s->pad.value, 0.0f) << s->node;
+  // torch's F.pad(x, [0, 1, 1, 0]) (left, right, top, bottom), evaluated at load from its
+  // ConstantOfShape/Reshape/Slice/Transpose arithmetic, is top 1 and right 1.
+  const nn::Pad2dOptions& last = pads[3]->pad;
+  EXPECT_EQ((std::vector<std::int64_t>{last.top, last.left, last.bottom, last.right}),
+            (std::vector<std::int64_t>{1, 0, 0, 1}));
   const auto max_pools = steps_of(m, nn::GraphOp::MaxPool);
   ASSERT_EQ(max_pools.size(), 2u);
   EXPECT_EQ(max_pools[0]->pool.padding, 1);  // the Pad's [0, 0, 1, 1] plus its own [1, 1, 0, 0]
@@ -98,6 +106,38 @@ TEST(OnnxOps, DilatedConvolutionsKeepTheirDilation) {
   const auto grouped = steps_of(m, nn::GraphOp::FixedConv);
   ASSERT_EQ(grouped.size(), 1u);
   EXPECT_EQ(grouped[0]->conv.dilation, 2);
+}
+
+std::vector<float> read_floats(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<float> v(bytes.size() / 4);
+  std::memcpy(v.data(), bytes.data(), v.size() * 4);
+  return v;
+}
+
+TEST(OnnxOps, TorchsOwnExportMatchesOnnxruntime) {
+  REQUIRE_ONNX();
+  // Written by tests/onnx/export_torch.py with torch.onnx.export (always read from the source tree:
+  // the fixture script's environment has no torch).
+  const std::string dir = testing::source_dir() + "/tests/onnx/torch_export";
+  const nn::OnnxModel onnx = nn::load_onnx(dir + "/model.onnx");
+  nn::GraphModule& m = *onnx.model;
+  EXPECT_EQ(steps_of(m, nn::GraphOp::Softplus).size(), 1u);
+  // Pad steps: c2's pads after the first F.pad folded in ([0, 0, 1, 1]); the second F.pad, which
+  // cannot fold into a ceil_mode max pool.
+  EXPECT_EQ(steps_of(m, nn::GraphOp::Pad).size(), 2u) << m.summary();
+  for (const auto& [name, layer] : m.children()) {
+    if (const auto* conv = dynamic_cast<const nn::Conv2d*>(layer.get())) {
+      EXPECT_EQ(conv->options().dilation, 2) << name;
+    }
+  }
+  const std::vector<float> x = read_floats(dir + "/input.bin"), expected = read_floats(dir + "/output.bin");
+  ASSERT_EQ(x.size(), 4u * 3 * 16 * 15);
+  nn::FrozenScope frozen(m);
+  const nn::Var y = m.forward(nn::Var(Tensor::from_vector(x, {4, 3, 16, 15})));
+  // float32 sums of a few hundred products in another order than onnxruntime's (as test_onnx_import).
+  EXPECT_TRUE(testing::all_close(y.value(), std::vector<double>(expected.begin(), expected.end()), 1e-4, 1e-5));
 }
 
 TEST(OnnxOps, RefusesPaddingItCannotRunExactly) {

@@ -18,9 +18,10 @@ namespace aegis::nn {
 namespace {
 constexpr const char* kSupportedOperators =
     "Add, AveragePool, BatchNormalization, Cast (to float, or of constants), Clip, Concat, Constant, "
-    "Conv, Div, Dropout, Flatten, Gather, Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final"
-    " node), MatMul, MaxPool, Mul, Pad (constant 0, H and W), ReduceMean (spatial), Relu, Reshape, Shape, "
-    "Sigmoid, Slice, Softmax (final node), Softplus, Squeeze, Sub, Tanh, Unsqueeze";
+    "ConstantOfShape (constants), Conv, Div, Dropout, Flatten, Gather, Gemm, GlobalAveragePool, Identity, "
+    "LeakyRelu, LogSoftmax (final node), MatMul, MaxPool, Mul, Pad (constant 0, H and W), ReduceMean (spatial), "
+    "Relu, Reshape, Shape, Sigmoid, Slice, Softmax (final node), Softplus, Squeeze, Sub, Tanh, Transpose (of "
+    "constants), Unsqueeze";
 }  // namespace
 
 bool onnx_supported() {

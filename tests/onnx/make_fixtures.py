@@ -81,6 +81,24 @@ def torch_flatten(g, x):
     return g.node("Reshape", [x, target])
 
 
+def torch_pad(g, x, pads):
+    # What torch.onnx.export (opset 11-17) writes for F.pad(x, pads): torch's pads (last dimension
+    # first, begin/end pairs) turned into ONNX's order by constant arithmetic before the Pad.
+    c = g.count
+    zeros = g.node("ConstantOfShape", [g.const(f"pad_rank{c}", np.array([8 - len(pads)], dtype=np.int64))],
+                   value=numpy_helper.from_array(np.array([0], dtype=np.int64)))
+    flat = g.node("Concat", [g.const(f"torch_pads{c}", np.array(pads, dtype=np.int64)), zeros], axis=0)
+    pairs = g.node("Reshape", [flat, g.const(f"pairs{c}", np.array([-1, 2], dtype=np.int64))])
+    rows = g.node("Slice", [pairs, g.const(f"start{c}", np.array([-1], dtype=np.int64)),
+                            g.const(f"end{c}", np.array([-9223372036854775807], dtype=np.int64)),
+                            g.const(f"axis{c}", np.array([0], dtype=np.int64)),
+                            g.const(f"step{c}", np.array([-1], dtype=np.int64))])
+    cols = g.node("Transpose", [rows], perm=[1, 0])
+    onnx_pads = g.node("Cast", [g.node("Reshape", [cols, g.const(f"flat{c}", np.array([-1], dtype=np.int64))])],
+                       to=TensorProto.INT64)
+    return g.node("Pad", [x, onnx_pads, ""], mode="constant")
+
+
 def mlp():
     g = Graph(1)
     h = g.node("MatMul", ["input", g.weight("fc1.weight_t", [20, 16])])
@@ -228,7 +246,7 @@ def probe_shape(g, out, x_shape, opset=OPSET):
 
 
 def softplus_pads():
-    # Softplus, Pad nodes (torch's F.pad: 8 pads over N, C, H, W) folded into a Conv, into a MaxPool
+    # Softplus, Pad nodes (two written as torch's exporter writes F.pad) folded into a Conv, into a MaxPool
     # (after a ReLU: inputs >= 0) and into an AveragePool with count_include_pad = 0 (its zeros then
     # count in the divisor), asymmetric Conv pads, and Pads that stay steps (before a Tanh, and before
     # a MaxPool of signed values).
@@ -236,7 +254,7 @@ def softplus_pads():
     h = g.node("Conv", ["input", g.weight("c1.weight", [4, 2, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
                pads=[0, 0, 1, 1])
     h = g.node("Softplus", [h])
-    h = g.node("Pad", [h, g.const("p1", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))])
+    h = torch_pad(g, h, [1, 1, 1, 1])
     h = g.node("Conv", [h, g.weight("c2.weight", [6, 4, 3, 3]), g.weight("c2.bias", [6], 0.2)], name="c2")
     h = g.node("Relu", [h])
     h = g.node("Pad", [h, g.const("p2", np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64))])
@@ -247,7 +265,7 @@ def softplus_pads():
     # Signed inputs: zeros are not −∞ padding, so this Pad must stay a step in front of the MaxPool.
     h = g.node("Pad", [h, g.const("p_signed", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))])
     h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[1, 1])
-    h = g.node("Pad", [h, g.const("p4", np.array([0, 0, 1, 0, 0, 0, 0, 1], dtype=np.int64))])
+    h = torch_pad(g, h, [0, 1, 1, 0])  # F.pad's order: left 0, right 1, top 1, bottom 0
     h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], count_include_pad=0)
     h = g.node("Flatten", [h], axis=1)
     features = int(np.prod(probe_shape(g, h, (1, 2, 9, 9))[1:]))
