@@ -180,21 +180,29 @@ void avg_pool2d_backward(const Pool2dGeometry& g, const float* gy, float* dx) {
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
   const std::vector<float> inv_area = inverse_divisors(g);
   const std::vector<Span> col_spans = column_spans(g);
-#pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
-  for (std::int64_t pl = 0; pl < planes; ++pl) {
-    float* dx_p = dx + pl * in_plane;
-    std::fill(dx_p, dx_p + in_plane, 0.0f);
-    for (std::int64_t oh = 0; oh < oh_n; ++oh) {
-      const float* gy_row = gy + pl * out_plane + oh * ow_n;
-      const float* inv_row = inv_area.data() + oh * ow_n;
-      const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
-      for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
-        float* dx_row = dx_p + ih * g.width;
-        for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
-          const Span cols = col_spans[static_cast<std::size_t>(kj)];
+  // Each output row's share gy/divisor, formed once rather than once per tap (the same products),
+  // in a buffer per thread allocated before the parallel region (an allocation failure throws here).
+  const int threads = omp_get_max_threads();
+  std::vector<float> shares(static_cast<std::size_t>(threads * ow_n));
+#pragma omp parallel num_threads(threads) if (planes * out_plane > kParallelMin)
+  {
+    float* share = shares.data() + static_cast<std::int64_t>(omp_get_thread_num()) * ow_n;
+#pragma omp for schedule(static)
+    for (std::int64_t pl = 0; pl < planes; ++pl) {
+      float* dx_p = dx + pl * in_plane;
+      std::fill(dx_p, dx_p + in_plane, 0.0f);
+      for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+        const float* gy_row = gy + pl * out_plane + oh * ow_n;
+        const float* inv_row = inv_area.data() + oh * ow_n;
+        for (std::int64_t ow = 0; ow < ow_n; ++ow) share[ow] = gy_row[ow] * inv_row[ow];
+        const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
+        for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
+          float* dx_row = dx_p + ih * g.width;
+          for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
+            const Span cols = col_spans[static_cast<std::size_t>(kj)];
 #pragma omp simd
-          for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow)
-            dx_row[ow * g.stride + kj - g.padding] += gy_row[ow] * inv_row[ow];
+            for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) dx_row[ow * g.stride + kj - g.padding] += share[ow];
+          }
         }
       }
     }
