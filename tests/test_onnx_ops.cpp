@@ -152,6 +152,11 @@ TEST(OnnxOps, RefusesPaddingItCannotRunExactly) {
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "exclude_pad_asymmetric.onnx"); },
                                      "exclude_pad_asymmetric.onnx",
                                      "node 'avg_asym' (AveragePool): count_include_pad = 0 with pads [0, 0, 1, 1]");
+  // Malformed arithmetic around a Pad's pads (nn/onnx/onnx_fold.cpp).
+  testing::expect_error<IoError>([&] { nn::load_onnx(bad + "slice_step0.onnx"); }, "slice_step0.onnx",
+                                 "node 'step0' (Slice): step 0");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "constant_too_large.onnx"); }, "constant_too_large.onnx",
+                                     "node 'huge' (ConstantOfShape): a constant of shape [1073741824] is too large");
 }
 
 }  // namespace

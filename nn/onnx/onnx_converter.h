@@ -64,9 +64,8 @@ class Converter {
   // Reads the window attributes of Conv and the pooling operators (`kernel` = the weight's).
   Window read_window(const onnx::NodeProto& node, std::int64_t kernel);
   // Input 0 of a Conv or pooling node with the zero pads of a folded Pad node added to `win`'s
-  // pads; when those are not the same on all four sides, a Pad step of them (and `win`'s pads
-  // then 0), so that the op's own padding is symmetric.
-  // The Pad step (filled with `fill`) is also emitted when the pads exceed `max_padding`.
+  // pads; when those differ per side or exceed `max_padding`, a Pad step of them filled with
+  // `fill` (and `win`'s pads then 0), so that the op's own padding is symmetric and in range.
   Value padded_input(const onnx::NodeProto& node, Window& win, float fill, std::int64_t max_padding);
   // Whether the zero padding `pads` of `x` (the value `name`) folds into the padding of `reader`,
   // its only reader (onnx_windows.cpp says when that is exact).

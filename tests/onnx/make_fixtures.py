@@ -345,6 +345,16 @@ def bad_models():
     h = g.node("Pad", ["input", g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)),
                        g.const("value", np.array(1.5, dtype=np.float32))], name="ones")
     out["pad_value"] = g.model([2, 3, 3], g.node("Flatten", [h]), 50)
+    # Malformed pad arithmetic: a Slice step of 0, and a ConstantOfShape of 2^30 values.
+    g = Graph(25)
+    pads = g.node("Slice", [g.const("d", np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64)),
+                            g.const("s", np.array([0], dtype=np.int64)), g.const("e", np.array([8], dtype=np.int64)),
+                            g.const("a", np.array([0], dtype=np.int64)), g.const("st", np.array([0], dtype=np.int64))],
+                  name="step0")
+    out["slice_step0"] = g.model([2, 3, 3], g.node("Flatten", [g.node("Pad", ["input", pads])]), 32)
+    g = Graph(26)
+    pads = g.node("ConstantOfShape", [g.const("huge", np.array([1 << 30], dtype=np.int64))], name="huge")
+    out["constant_too_large"] = g.model([2, 3, 3], g.node("Flatten", [g.node("Pad", ["input", pads])]), 18)
     g = Graph(22)
     h = g.node("MaxPool", ["input"], name="ceil_asym", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
                ceil_mode=1)
