@@ -22,8 +22,8 @@ void scale(float alpha, float* x, std::int64_t n);                           // 
 // max(x,0) + log1p(e^-|x|) so that neither e^x overflows nor 1 + e^x rounds away a small e^x.
 void activation_forward(Activation f, const float* x, float* y, std::int64_t n);
 // dx = dy * f'(x), with f' written through the saved output y: ReLU 1[y>0], Tanh 1-y²,
-// Sigmoid y(1-y), Softplus sigmoid(x) = 1 − e^-y = −expm1(−y) (from e^y = 1 + e^x; expm1 keeps
-// the relative accuracy where y, and so the slope, is tiny).
+// Sigmoid y(1-y), Softplus sigmoid(x) = 1 − e^-y (from e^y = 1 + e^x), formed without the
+// cancellation where y, and so the slope, is tiny (CUDA: −expm1(−y); CPU: a series there).
 void activation_backward(Activation f, const float* y, const float* dy, float* dx, std::int64_t n);
 std::int64_t count_nonfinite(const float* x, std::int64_t n);
 void count_nonfinite_into(const float* x, std::int64_t n, std::int64_t* counter);  // *counter += count

@@ -1,6 +1,5 @@
 #include "kernels/elementwise.h"
 
-#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/fast_math.h"
@@ -45,8 +44,8 @@ void activation_forward(Activation f, const float* x, float* y, std::int64_t n) 
       for (std::int64_t i = 0; i < n; ++i) y[i] = fast::sigmoid(x[i]);
       break;
     case Activation::Softplus:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (std::int64_t i = 0; i < n; ++i) y[i] = std::max(x[i], 0.0f) + std::log1p(std::exp(-std::fabs(x[i])));
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) y[i] = fast::softplus(x[i]);
       break;
   }
 }
@@ -66,8 +65,8 @@ void activation_backward(Activation f, const float* y, const float* dy, float* d
       for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
       break;
     case Activation::Softplus:
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-      for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * -std::expm1(-y[i]);
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * fast::softplus_slope(y[i]);
       break;
   }
 }
