@@ -86,7 +86,7 @@ int GraphBuilder::linear(const Tensor& w, const Tensor& b, int in, const std::st
   return push(std::move(n));
 }
 
-int GraphBuilder::conv(const Tensor& w, const Tensor& b, std::int64_t stride, std::int64_t padding, int in,
+int GraphBuilder::conv(const Tensor& w, const Tensor& b, const nn::Conv2dOptions& options, int in,
                        const std::string& where) {
   const Shape& s = shape_of(in);
   AEGIS_CHECK_AS(
@@ -100,10 +100,11 @@ int GraphBuilder::conv(const Tensor& w, const Tensor& b, std::int64_t stride, st
   geo.out_channels = w.size(0);
   geo.kernel_h = w.size(2);
   geo.kernel_w = w.size(3);
-  geo.stride = stride;
-  geo.padding = padding;
+  geo.stride = options.stride;
+  geo.padding = options.padding;
+  geo.dilation = options.dilation;  // the kernels below take it; the adjoint shortcut does not
   AEGIS_CHECK_AS(ShapeError,
-                 geo.height + 2 * geo.padding >= geo.kernel_h && geo.width + 2 * geo.padding >= geo.kernel_w,
+                 geo.height + 2 * geo.padding >= geo.extent_h() && geo.width + 2 * geo.padding >= geo.extent_w(),
                  where << ": the kernel does not fit the input " << shape_str(s));
   const std::int64_t oh = geo.out_height(), ow = geo.out_width();
   Node n = make(NodeKind::Conv2d, {in}, {geo.out_channels, oh, ow}, where);
@@ -115,7 +116,7 @@ int GraphBuilder::conv(const Tensor& w, const Tensor& b, std::int64_t stride, st
     for (std::size_t i = 0; i < map.size(); ++i) map[i] = bh[i / static_cast<std::size_t>(oh * ow)];
     n.bias_map = device_tensor(map, {static_cast<std::int64_t>(map.size()), 1}, m_device);
   }
-  if (geo.stride == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
+  if (geo.stride == 1 && geo.dilation == 1 && geo.kernel_h == geo.kernel_w && geo.padding <= geo.kernel_h - 1) {
     // convᵀ as a convolution (bounds_linear.cpp): W'[c, o, a, b] = W[o, c, k−1−a, k−1−b].
     const std::vector<float> wh = host_floats(n.weight);
     const std::int64_t kk = geo.kernel_h, o_n = geo.out_channels, c_n = geo.in_channels;
@@ -180,8 +181,8 @@ int GraphBuilder::reshape(const Shape& shape, int in, const std::string& where) 
   return push(make(NodeKind::Reshape, {in}, shape, where));
 }
 
-kernels::Pool2dGeometry GraphBuilder::pool_geometry(std::int64_t kernel, std::int64_t stride, std::int64_t padding,
-                                                    int in, const std::string& where) const {
+kernels::Pool2dGeometry GraphBuilder::pool_geometry(const nn::Pool2dOptions& options, int in,
+                                                    const std::string& where) const {
   const Shape& s = shape_of(in);
   AEGIS_CHECK_AS(ShapeError, s.size() == 3, where << " needs [C, H, W] inputs, receives " << shape_str(s));
   kernels::Pool2dGeometry geo;
@@ -189,9 +190,12 @@ kernels::Pool2dGeometry GraphBuilder::pool_geometry(std::int64_t kernel, std::in
   geo.channels = s[0];
   geo.height = s[1];
   geo.width = s[2];
-  geo.kernel = kernel;
-  geo.stride = stride;
-  geo.padding = padding;
+  geo.kernel = options.kernel;
+  geo.stride = options.stride;
+  geo.padding = options.padding;
+  geo.ceil_mode = options.ceil_mode;
+  geo.count_include_pad = options.count_include_pad;
+  const std::int64_t kernel = geo.kernel, stride = geo.stride, padding = geo.padding;
   AEGIS_CHECK_AS(ShapeError,
                  kernel >= 1 && stride >= 1 && padding >= 0 && padding < kernel && geo.out_height() >= 1 &&
                      geo.out_width() >= 1 && s[1] + 2 * padding >= kernel && s[2] + 2 * padding >= kernel,
@@ -200,17 +204,15 @@ kernels::Pool2dGeometry GraphBuilder::pool_geometry(std::int64_t kernel, std::in
   return geo;
 }
 
-int GraphBuilder::avg_pool(std::int64_t kernel, std::int64_t stride, std::int64_t padding, int in,
-                           const std::string& where) {
-  const kernels::Pool2dGeometry geo = pool_geometry(kernel, stride, padding, in, where);
+int GraphBuilder::avg_pool(const nn::Pool2dOptions& options, int in, const std::string& where) {
+  const kernels::Pool2dGeometry geo = pool_geometry(options, in, where);
   Node n = make(NodeKind::AvgPool, {in}, {geo.channels, geo.out_height(), geo.out_width()}, where);
   n.pool = geo;
   return push(std::move(n));
 }
 
-int GraphBuilder::max_pool(std::int64_t kernel, std::int64_t stride, std::int64_t padding, int in,
-                           const std::string& where) {
-  const kernels::Pool2dGeometry geo = pool_geometry(kernel, stride, padding, in, where);
+int GraphBuilder::max_pool(const nn::Pool2dOptions& options, int in, const std::string& where) {
+  const kernels::Pool2dGeometry geo = pool_geometry(options, in, where);
   Node n = make(NodeKind::MaxPool, {in}, {geo.channels, geo.out_height(), geo.out_width()}, where);
   n.pool = geo;
   return push(std::move(n));

@@ -97,18 +97,18 @@ int visit(GraphBuilder& b, nn::Module& m, const std::string& path, int in) {
   }
   if (t == typeid(nn::Conv2d)) {
     const auto& c = static_cast<nn::Conv2d&>(m);
-    return b.conv(c.weight().value(), value_or_none(c.bias()), c.options().stride, c.options().padding, in,
+    return b.conv(c.weight().value(), value_or_none(c.bias()), c.options(), in,
                   where(m, path));
   }
   if (t == typeid(nn::ActivationLayer)) return b.activation(activation_of(m), in, where(m, path));
   if (t == typeid(nn::Flatten)) return b.reshape({shape_numel(b.shape_of(in))}, in, where(m, path));
   if (t == typeid(nn::AvgPool2d)) {
     const nn::Pool2dOptions& po = static_cast<nn::AvgPool2d&>(m).options();
-    return b.avg_pool(po.kernel, po.stride, po.padding, in, where(m, path));
+    return b.avg_pool(po, in, where(m, path));
   }
   if (t == typeid(nn::MaxPool2d)) {
     const nn::Pool2dOptions& po = static_cast<nn::MaxPool2d&>(m).options();
-    return b.max_pool(po.kernel, po.stride, po.padding, in, where(m, path));
+    return b.max_pool(po, in, where(m, path));
   }
   check_supported(m);  // names the unsupported module inside m
   AEGIS_THROW(InvalidArgument,

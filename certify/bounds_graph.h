@@ -21,6 +21,7 @@
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/pool.h"
+#include "nn/functional.h"
 
 namespace aegis::certify::detail {
 
@@ -71,12 +72,12 @@ class GraphBuilder {
   // weight [out, in], bias [out] or undefined.
   int linear(const Tensor& weight, const Tensor& bias, int in, const std::string& where);
   // weight [O, C, kh, kw], bias [O] or undefined.
-  int conv(const Tensor& weight, const Tensor& bias, std::int64_t stride, std::int64_t padding, int in,
+  int conv(const Tensor& weight, const Tensor& bias, const nn::Conv2dOptions& options, int in,
            const std::string& where);
   int activation(kernels::Activation f, int in, const std::string& where);
   int reshape(const Shape& shape, int in, const std::string& where);
-  int avg_pool(std::int64_t kernel, std::int64_t stride, std::int64_t padding, int in, const std::string& where);
-  int max_pool(std::int64_t kernel, std::int64_t stride, std::int64_t padding, int in, const std::string& where);
+  int avg_pool(const nn::Pool2dOptions& options, int in, const std::string& where);
+  int max_pool(const nn::Pool2dOptions& options, int in, const std::string& where);
   int add(int a, int b, const std::string& where);
   // scale, shift: one per channel (dimension 0 of one example).
   int channel_affine(const std::vector<float>& scale, const std::vector<float>& shift, int in,
@@ -89,8 +90,7 @@ class GraphBuilder {
   Node make(NodeKind kind, std::vector<int> inputs, Shape shape, const std::string& where) const;
   bool is_input(int i) const;
   void set_weights(Node& n, const Tensor& w, const Tensor& b);
-  kernels::Pool2dGeometry pool_geometry(std::int64_t kernel, std::int64_t stride, std::int64_t padding, int in,
-                                        const std::string& where) const;
+  kernels::Pool2dGeometry pool_geometry(const nn::Pool2dOptions& options, int in, const std::string& where) const;
 
   std::vector<Node> m_nodes;
   Device m_device;

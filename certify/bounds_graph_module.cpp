@@ -33,6 +33,10 @@ const char* op_name(nn::GraphOp op) {
       return "Sigmoid";
     case nn::GraphOp::Tanh:
       return "Tanh";
+    case nn::GraphOp::Softplus:
+      return "Softplus";
+    case nn::GraphOp::Pad:
+      return "Pad";
     case nn::GraphOp::MaxPool:
       return "MaxPool";
     case nn::GraphOp::AvgPool:
@@ -84,7 +88,9 @@ void check_graph_module(const nn::Module& model) {
                  model.describe() << ": bound propagation needs an output computed by the graph");
   for (std::size_t i = 0; i < steps_used(g); ++i) {
     const nn::GraphStep& s = g.steps()[i];
-    AEGIS_CHECK_AS(Unsupported, s.op != nn::GraphOp::Layer || supported_layer(s),
+    AEGIS_CHECK_AS(Unsupported,
+                   (s.op != nn::GraphOp::Layer || supported_layer(s)) && s.op != nn::GraphOp::Softplus &&
+                       s.op != nn::GraphOp::Pad,
                    "bound propagation does not support " << where(s) << " of " << model.describe()
                                                          << "; supported steps: " << kSupportedSteps);
   }
@@ -108,11 +114,11 @@ int add_graph_module(GraphBuilder& b, const nn::Module& model, int in) {
           out = b.linear(l.weight().value(), value_or_none(l.bias()), a, w);
         } else {
           const auto& c = static_cast<const nn::Conv2d&>(*s.layer);
-          out = b.conv(c.weight().value(), value_or_none(c.bias()), c.options().stride, c.options().padding, a, w);
+          out = b.conv(c.weight().value(), value_or_none(c.bias()), c.options(), a, w);
         }
         break;
       case nn::GraphOp::FixedConv:
-        out = b.conv(g.step_weight(i).value(), value_or_none(g.step_bias(i)), s.conv.stride, s.conv.padding, a, w);
+        out = b.conv(g.step_weight(i).value(), value_or_none(g.step_bias(i)), s.conv, a, w);
         break;
       case nn::GraphOp::ChannelAffine:
         out = b.channel_affine(s.scale, s.shift, a, w);
@@ -133,10 +139,10 @@ int add_graph_module(GraphBuilder& b, const nn::Module& model, int in) {
         out = b.reshape(s.shape, a, w);
         break;
       case nn::GraphOp::AvgPool:
-        out = b.avg_pool(s.pool.kernel, s.pool.stride, s.pool.padding, a, w);
+        out = b.avg_pool(s.pool, a, w);
         break;
       case nn::GraphOp::MaxPool:
-        out = b.max_pool(s.pool.kernel, s.pool.stride, s.pool.padding, a, w);
+        out = b.max_pool(s.pool, a, w);
         break;
       case nn::GraphOp::Add:
         out = b.add(a, node_of[static_cast<std::size_t>(s.inputs[1])], w);
@@ -147,6 +153,10 @@ int add_graph_module(GraphBuilder& b, const nn::Module& model, int in) {
         out = b.concat(ins, w);
         break;
       }
+      case nn::GraphOp::Softplus:
+      case nn::GraphOp::Pad:
+        AEGIS_THROW(Unsupported, "bound propagation does not support " << where(s));  // check_graph_module refused it
+
     }
     node_of[static_cast<std::size_t>(s.output)] = out;
   }

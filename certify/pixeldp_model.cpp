@@ -241,8 +241,8 @@ PixelDpNet::PixelDpNet(const std::shared_ptr<nn::Module>& base, Shape input_shap
       AEGIS_CHECK_AS(ShapeError, shape.size() == 3 && shape[0] == w.size(1),
                      "PixelDP: layer " << m_noise_index << " Conv2d takes " << w.size(1) << " channels, input is "
                                        << shape_str(shape));
-      shape = {w.size(0), pooled(shape[1], w.size(2), o.stride, o.padding),
-               pooled(shape[2], w.size(3), o.stride, o.padding)};
+      shape = {w.size(0), pooled(shape[1], o.dilation * (w.size(2) - 1) + 1, o.stride, o.padding),
+               pooled(shape[2], o.dilation * (w.size(3) - 1) + 1, o.stride, o.padding)};
       p.linear = true;
     } else if (auto* lin = dynamic_cast<nn::Linear*>(layer.get())) {
       const Tensor& w = lin->weight().value();

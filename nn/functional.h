@@ -16,6 +16,7 @@ using autograd::Var;
 struct Conv2dOptions {
   std::int64_t stride = 1;
   std::int64_t padding = 0;
+  std::int64_t dilation = 1;  // spacing of the kernel taps (1: adjacent)
 };
 
 // What a layer with parameters keeps for per-example gradient work: the tensor its weight
@@ -72,6 +73,16 @@ struct Pool2dOptions {
   std::int64_t kernel = 2;
   std::int64_t stride = 2;
   std::int64_t padding = 0;
+  // ceil instead of floor output size, dropping a last window that would start in the right/bottom
+  // padding; average pooling: whether padded positions count in the divisor (kernels/pool.h).
+  bool ceil_mode = false;
+  bool count_include_pad = true;
+};
+
+// Constant padding of H and W: `top` rows above, `bottom` below, `left`/`right` columns, all ≥ 0.
+struct Pad2dOptions {
+  std::int64_t top = 0, left = 0, bottom = 0, right = 0;
+  float value = 0.0f;
 };
 
 enum class Reduction { Mean, Sum, None };
@@ -81,7 +92,7 @@ namespace F {
 // y[N,out] = x[N,in] · wᵀ[in,out] + b. `b` may be an undefined Var (no bias).
 Var linear(const Var& x, const Var& w, const Var& b, LayerCapture* capture = nullptr);
 // x [N,C,H,W], w [O,C,kh,kw], b [O] or undefined → y [N,O,H',W'],
-// H' = (H + 2p − kh)/s + 1 (floor), likewise W'.
+// H' = (H + 2p − d·(kh − 1) − 1)/s + 1 (floor) with d the dilation, likewise W'.
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCapture* capture = nullptr);
 // Grouped convolution (depthwise when groups = C): w [O, C/groups, kh, kw], output channel o
 // reading only the C/groups input channels of its group (kernels/grouped_conv.h). No per-example
@@ -93,10 +104,15 @@ Var channel_affine(const Var& x, const Tensor& scale, const Tensor& shift);
 Var relu(const Var& x);
 Var tanh(const Var& x);
 Var sigmoid(const Var& x);
-// x [N,C,H,W]. Padding counts as −∞ for max pooling; average pooling divides by the full
-// window (PyTorch's count_include_pad=True default).
+// log(1 + e^x), computed stably; its derivative is sigmoid(x) (kernels/elementwise.h).
+Var softplus(const Var& x);
+// x [N,C,H,W]. Padding counts as −∞ for max pooling; average pooling divides by the window's
+// size inside the padded input (count_include_pad, PyTorch's default) or by its real elements.
 Var max_pool2d(const Var& x, Pool2dOptions opt);
 Var avg_pool2d(const Var& x, Pool2dOptions opt);
+// x [N,C,H,W] → [N,C,top+H+bottom,left+W+right] filled with opt.value around x; its gradient is
+// the crop of the output gradient (kernels/pad.h).
+Var pad2d(const Var& x, Pad2dOptions opt);
 // x [N,C,...] split into `groups` groups of C/groups channels; per (example, group):
 // x̂ = (x − μ)/sqrt(σ² + eps) with the biased variance; y = x̂·γ[c] + β[c].
 // gamma/beta [C] or both undefined (no affine).

@@ -152,10 +152,14 @@ Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::v
       return F::sigmoid(x);
     case GraphOp::Tanh:
       return F::tanh(x);
+    case GraphOp::Softplus:
+      return F::softplus(x);
     case GraphOp::MaxPool:
       return F::max_pool2d(x, step.pool);
     case GraphOp::AvgPool:
       return F::avg_pool2d(x, step.pool);
+    case GraphOp::Pad:
+      return F::pad2d(x, step.pad);
     case GraphOp::Flatten:
       return F::flatten(x);
     case GraphOp::Reshape: {

@@ -4,7 +4,7 @@
 // gradients and parameter gradients work exactly as for the zoo's models. Convolutions and
 // fully connected layers are child modules (Conv2d, Linear) holding the trainable parameters,
 // named after the ONNX initializers ("layer1.0.conv1.weight" for a torch export); everything
-// else (activations, pooling, reshapes, residual additions, channel concatenation and fixed
+// else (activations, pooling, padding, reshapes, residual additions, channel concatenation and fixed
 // per-channel affine maps such as an input normalization or an unfolded BatchNorm) is a step
 // without parameters. Grouped and depthwise convolutions run as dense convolutions whose weight
 // is zero outside the diagonal blocks: the zero blocks add exact zeros, so the outputs and input
@@ -33,6 +33,7 @@ enum class GraphOp {
   Relu,
   Sigmoid,
   Tanh,
+  Softplus,
   MaxPool,
   AvgPool,
   Flatten,
@@ -42,6 +43,7 @@ enum class GraphOp {
   Concat,         // along dimension 1
   FixedConv,      // a convolution with constant weights: grouped and depthwise convolutions,
                   // expanded to a block-diagonal dense weight (see GraphModule)
+  Pad,            // constant padding of H and W (zeros, or −∞ in front of a max pooling)
 };
 
 struct GraphStep {
@@ -51,6 +53,7 @@ struct GraphStep {
   int output = -1;
   std::shared_ptr<Module> layer;    // Layer
   Pool2dOptions pool{};             // MaxPool, AvgPool
+  Pad2dOptions pad{};               // Pad
   Shape shape;                      // Reshape: the per-example target shape
   std::vector<float> scale, shift;  // ChannelAffine, one entry per channel; FixedConv: shift = bias
   std::vector<float> weight;        // FixedConv: the dense [O, C, k, k] weight

@@ -215,8 +215,9 @@ TEST_P(OnnxParity, ParameterGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
                          ::testing::Values("mlp", "digits_cnn", "digits_bn", "lenet", "resnet_bn", "normalized_cnn",
-                                           "pool_concat", "depthwise", "zoo_mlp", "zoo_cnn_res", "tied_mlp",
-                                           "torch_cnn_fmnist", "torch_resnet_cifar", "torch_mobile"));
+                                           "pool_concat", "depthwise", "softplus_pads", "ceil_pools", "dilated",
+                                           "zoo_mlp", "zoo_cnn_res", "tied_mlp", "torch_cnn_fmnist",
+                                           "torch_resnet_cifar", "torch_mobile"));
 
 // The zoo's model of the same architecture with the graph's weights copied in by name (every
 // parameter name must match: the graph keeps torch's state_dict names).
@@ -333,8 +334,6 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
       [&] { nn::load_onnx(bad + "unsupported_op.onnx"); }, "unsupported_op.onnx",
       "node 'my_erf' (Erf): operator 'Erf' is not supported; supported: Add, AveragePool");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "two_outputs.onnx"); }, "two_outputs.onnx", "2 outputs");
-  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "asymmetric_pads.onnx"); }, "asymmetric_pads.onnx",
-                                     "node 'asymmetric' (Conv): pads [0, 0, 1, 1] are not the same padding");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dynamic_height.onnx"); }, "dynamic_height.onnx",
                                      "dimension 2 is 'H', not a fixed size");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "old_opset.onnx"); }, "old_opset.onnx", "opset 9");
@@ -344,8 +343,8 @@ TEST(OnnxImport, RefusesUnsupportedModelsByName) {
                                      "has rank 3; expected an image batch [N, C, H, W]");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "batch_arithmetic.onnx"); }, "batch_arithmetic.onnx",
                                      "arithmetic on the batch size cannot be resolved at load");
-  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dilated_conv.onnx"); }, "dilated_conv.onnx",
-                                     "dilations [2, 2]");
+  testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "dilated_pool.onnx"); }, "dilated_pool.onnx",
+                                     "node 'dilated' (MaxPool): dilations [2, 2] of a pooling are not supported");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "allowzero_zero.onnx"); }, "allowzero_zero.onnx",
                                      "allowzero = 1 with a 0 in the target shape");
   testing::expect_error<Unsupported>([&] { nn::load_onnx(bad + "bn_training_mode.onnx"); }, "bn_training_mode.onnx",

@@ -262,7 +262,8 @@ TEST(RuntimeCuda, PhiloxFillsAreIdenticalOnBothDevices) {
 TEST(RuntimeCuda, ElementwiseBlasAndLinearMatchCpu) {
   AEGIS_REQUIRE_GPU();
   const Device gpu = Device::cuda();
-  for (auto act : {kernels::Activation::ReLU, kernels::Activation::Tanh, kernels::Activation::Sigmoid}) {
+  for (auto act : {kernels::Activation::ReLU, kernels::Activation::Tanh, kernels::Activation::Sigmoid,
+                   kernels::Activation::Softplus}) {
     for (const std::int64_t n : testing::kOddSizes) {
       SCOPED_TRACE(::testing::Message() << "activation " << static_cast<int>(act) << ", n = " << n);
       const Tensor x = testing::random_tensor({n}, 31, -6.0f, 6.0f);

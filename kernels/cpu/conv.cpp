@@ -14,7 +14,7 @@ namespace aegis::kernels::cpu {
 namespace {
 
 // Output positions o in [0, out_size) whose input position o·stride + offset lies in [0, in_size),
-// as the half-open range [lo, hi). offset = k − padding for kernel tap k.
+// as the half-open range [lo, hi). offset = k·dilation − padding for kernel tap k.
 struct Range {
   std::int64_t lo, hi;
 };
@@ -30,25 +30,27 @@ bool is_pointwise(const Conv2dGeometry& g) {
   return g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.padding == 0;
 }
 
-// cols [C·kh·kw, H'·W']: row (c, ki, kj) holds x[c, h'·s − p + ki, w'·s − p + kj] (0 outside).
+// cols [C·kh·kw, H'·W']: row (c, ki, kj) holds x[c, h'·s − p + d·ki, w'·s − p + d·kj] (0 outside).
 void im2col(const Conv2dGeometry& g, const float* x, float* cols) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width(), plane = oh_n * ow_n;
   for (std::int64_t c = 0; c < g.in_channels; ++c) {
     const float* x_c = x + c * g.height * g.width;
     for (std::int64_t ki = 0; ki < g.kernel_h; ++ki) {
-      const Range rows = valid_outputs(ki - g.padding, g.stride, g.height, oh_n);
+      const Range rows = valid_outputs(ki * g.dilation - g.padding, g.stride, g.height, oh_n);
       for (std::int64_t kj = 0; kj < g.kernel_w; ++kj) {
-        const Range cs = valid_outputs(kj - g.padding, g.stride, g.width, ow_n);
+        const Range cs = valid_outputs(kj * g.dilation - g.padding, g.stride, g.width, ow_n);
         float* row = cols + ((c * g.kernel_h + ki) * g.kernel_w + kj) * plane;
         std::fill(row, row + rows.lo * ow_n, 0.0f);
         for (std::int64_t oh = rows.lo; oh < rows.hi; ++oh) {
-          const float* x_row = x_c + (oh * g.stride + ki - g.padding) * g.width;
+          const float* x_row = x_c + (oh * g.stride + ki * g.dilation - g.padding) * g.width;
           float* out = row + oh * ow_n;
           for (std::int64_t ow = 0; ow < cs.lo; ++ow) out[ow] = 0.0f;
           if (g.stride == 1)  // a contiguous run: one memcpy instead of a strided gather
-            std::copy(x_row + cs.lo + kj - g.padding, x_row + cs.hi + kj - g.padding, out + cs.lo);
+            std::copy(x_row + cs.lo + kj * g.dilation - g.padding, x_row + cs.hi + kj * g.dilation - g.padding,
+                      out + cs.lo);
           else
-            for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow) out[ow] = x_row[ow * g.stride + kj - g.padding];
+            for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow)
+              out[ow] = x_row[ow * g.stride + kj * g.dilation - g.padding];
           for (std::int64_t ow = cs.hi; ow < ow_n; ++ow) out[ow] = 0.0f;
         }
         std::fill(row + rows.hi * ow_n, row + plane, 0.0f);
@@ -64,14 +66,14 @@ void col2im(const Conv2dGeometry& g, const float* cols, float* dx) {
   for (std::int64_t c = 0; c < g.in_channels; ++c) {
     float* dx_c = dx + c * g.height * g.width;
     for (std::int64_t ki = 0; ki < g.kernel_h; ++ki) {
-      const Range rows = valid_outputs(ki - g.padding, g.stride, g.height, oh_n);
+      const Range rows = valid_outputs(ki * g.dilation - g.padding, g.stride, g.height, oh_n);
       for (std::int64_t kj = 0; kj < g.kernel_w; ++kj) {
-        const Range cs = valid_outputs(kj - g.padding, g.stride, g.width, ow_n);
+        const Range cs = valid_outputs(kj * g.dilation - g.padding, g.stride, g.width, ow_n);
         const float* row = cols + ((c * g.kernel_h + ki) * g.kernel_w + kj) * plane;
         for (std::int64_t oh = rows.lo; oh < rows.hi; ++oh) {
-          float* dx_row = dx_c + (oh * g.stride + ki - g.padding) * g.width;
+          float* dx_row = dx_c + (oh * g.stride + ki * g.dilation - g.padding) * g.width;
           const float* in = row + oh * ow_n;
-          for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow) dx_row[ow * g.stride + kj - g.padding] += in[ow];
+          for (std::int64_t ow = cs.lo; ow < cs.hi; ++ow) dx_row[ow * g.stride + kj * g.dilation - g.padding] += in[ow];
         }
       }
     }

@@ -104,7 +104,7 @@ std::vector<float> pack_weights(const float* w, std::int64_t out_channels, std::
 
 bool direct_conv_applies(const Conv2dGeometry& g) {
   return conv_isa() >= Isa::Avx2 && g.kernel_h >= 2 && g.kernel_h <= 5 && g.kernel_w >= 2 && g.kernel_w <= 5 &&
-         g.stride >= 1 && g.stride <= 2;
+         g.stride >= 1 && g.stride <= 2 && g.dilation == 1;
 }
 
 void conv2d_forward_direct(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {

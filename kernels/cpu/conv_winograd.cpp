@@ -264,8 +264,8 @@ __attribute__((target("avx512f"))) void product512(const float* in, const std::v
 
 bool winograd_conv_applies(const Conv2dGeometry& g) {
   // Below 8 channels in or out the transforms cost more than the products they save.
-  return conv_isa() >= Isa::Avx2 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.in_channels >= 8 &&
-         g.out_channels >= 8 && g.out_height() >= 2 && g.out_width() >= 2;
+  return conv_isa() >= Isa::Avx2 && g.kernel_h == 3 && g.kernel_w == 3 && g.stride == 1 && g.dilation == 1 &&
+         g.in_channels >= 8 && g.out_channels >= 8 && g.out_height() >= 2 && g.out_width() >= 2;
 }
 
 void conv2d_forward_winograd(const Conv2dGeometry& g, const float* x, const float* w, const float* bias, float* y) {

@@ -43,6 +43,10 @@ void activation_forward(Activation f, const float* x, float* y, std::int64_t n) 
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
       for (std::int64_t i = 0; i < n; ++i) y[i] = fast::sigmoid(x[i]);
       break;
+    case Activation::Softplus:
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) y[i] = fast::softplus(x[i]);
+      break;
   }
 }
 
@@ -59,6 +63,10 @@ void activation_backward(Activation f, const float* y, const float* dy, float* d
     case Activation::Sigmoid:
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
       for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+      break;
+    case Activation::Softplus:
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
+      for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * fast::softplus_slope(y[i]);
       break;
   }
 }

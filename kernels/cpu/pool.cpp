@@ -130,10 +130,28 @@ void max_pool2d_backward(const Pool2dGeometry& g, const float* gy, const std::in
   }
 }
 
+namespace {
+// 1/divisor of every output position of a plane (kernels/pool.h), row-major [H', W'].
+std::vector<float> inverse_divisors(const Pool2dGeometry& g) {
+  const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
+  std::vector<float> inv(static_cast<std::size_t>(oh_n * ow_n));
+  for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+    const std::int64_t rows =
+        pool_extent(oh * g.stride - g.padding, g.kernel, g.height, g.padding, g.count_include_pad);
+    for (std::int64_t ow = 0; ow < ow_n; ++ow) {
+      const std::int64_t cols =
+          pool_extent(ow * g.stride - g.padding, g.kernel, g.width, g.padding, g.count_include_pad);
+      inv[static_cast<std::size_t>(oh * ow_n + ow)] = 1.0f / static_cast<float>(rows * cols);
+    }
+  }
+  return inv;
+}
+}  // namespace
+
 void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
-  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);  // padding counts
+  const std::vector<float> inv_area = inverse_divisors(g);
   const std::vector<Span> col_spans = column_spans(g);
 #pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
   for (std::int64_t pl = 0; pl < planes; ++pl) {
@@ -151,7 +169,8 @@ void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
           for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) total[ow] += x_row[ow * g.stride + kj - g.padding];
         }
       }
-      for (std::int64_t ow = 0; ow < ow_n; ++ow) total[ow] *= inv_area;
+      const float* inv_row = inv_area.data() + oh * ow_n;
+      for (std::int64_t ow = 0; ow < ow_n; ++ow) total[ow] *= inv_row[ow];
     }
   }
 }
@@ -159,22 +178,31 @@ void avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
 void avg_pool2d_backward(const Pool2dGeometry& g, const float* gy, float* dx) {
   const std::int64_t oh_n = g.out_height(), ow_n = g.out_width();
   const std::int64_t planes = g.batch * g.channels, in_plane = g.height * g.width, out_plane = oh_n * ow_n;
-  const float inv_area = 1.0f / static_cast<float>(g.kernel * g.kernel);
+  const std::vector<float> inv_area = inverse_divisors(g);
   const std::vector<Span> col_spans = column_spans(g);
-#pragma omp parallel for schedule(static) if (planes * out_plane > kParallelMin)
-  for (std::int64_t pl = 0; pl < planes; ++pl) {
-    float* dx_p = dx + pl * in_plane;
-    std::fill(dx_p, dx_p + in_plane, 0.0f);
-    for (std::int64_t oh = 0; oh < oh_n; ++oh) {
-      const float* gy_row = gy + pl * out_plane + oh * ow_n;
-      const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
-      for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
-        float* dx_row = dx_p + ih * g.width;
-        for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
-          const Span cols = col_spans[static_cast<std::size_t>(kj)];
+  // Each output row's share gy/divisor, formed once rather than once per tap (the same products),
+  // in a buffer per thread allocated before the parallel region (an allocation failure throws here).
+  const int threads = omp_get_max_threads();
+  std::vector<float> shares(static_cast<std::size_t>(threads * ow_n));
+#pragma omp parallel num_threads(threads) if (planes * out_plane > kParallelMin)
+  {
+    float* share = shares.data() + static_cast<std::int64_t>(omp_get_thread_num()) * ow_n;
+#pragma omp for schedule(static)
+    for (std::int64_t pl = 0; pl < planes; ++pl) {
+      float* dx_p = dx + pl * in_plane;
+      std::fill(dx_p, dx_p + in_plane, 0.0f);
+      for (std::int64_t oh = 0; oh < oh_n; ++oh) {
+        const float* gy_row = gy + pl * out_plane + oh * ow_n;
+        const float* inv_row = inv_area.data() + oh * ow_n;
+        for (std::int64_t ow = 0; ow < ow_n; ++ow) share[ow] = gy_row[ow] * inv_row[ow];
+        const Span rows = taps_inside(oh, g.stride, g.padding, g.kernel, g.height);
+        for (std::int64_t ih = rows.lo; ih < rows.hi; ++ih) {
+          float* dx_row = dx_p + ih * g.width;
+          for (std::int64_t kj = 0; kj < g.kernel; ++kj) {
+            const Span cols = col_spans[static_cast<std::size_t>(kj)];
 #pragma omp simd
-          for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow)
-            dx_row[ow * g.stride + kj - g.padding] += gy_row[ow] * inv_area;
+            for (std::int64_t ow = cols.lo; ow < cols.hi; ++ow) dx_row[ow * g.stride + kj - g.padding] += share[ow];
+          }
         }
       }
     }

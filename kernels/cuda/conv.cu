@@ -52,7 +52,7 @@ std::string shape_text(const Conv2dGeometry& g) {
   std::ostringstream os;
   os << "x [" << g.batch << "," << g.in_channels << "," << g.height << "," << g.width << "] w [" << g.out_channels
      << "," << g.in_channels << "," << g.kernel_h << "," << g.kernel_w << "] stride " << g.stride << " padding "
-     << g.padding;
+     << g.padding << " dilation " << g.dilation;
   return os.str();
 }
 
@@ -81,10 +81,11 @@ ConvDesc conv_desc(const Conv2dGeometry& g, MathPrecision precision) {
   CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&raw));
   ConvDesc d(raw);
   const int pad = as_int(g.padding, "padding"), stride = as_int(g.stride, "stride");
+  const int dilation = as_int(g.dilation, "dilation");
   // PyTorch's Conv2d is a cross-correlation (no kernel flip); the compute type is float32 in every
   // mode (for 16-bit data this is cuDNN's pseudo-half / pseudo-bf16 configuration).
-  CUDNN_CHECK(
-      cudnnSetConvolution2dDescriptor(raw, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  CUDNN_CHECK(cudnnSetConvolution2dDescriptor(raw, pad, pad, stride, stride, dilation, dilation,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   CUDNN_CHECK(cudnnSetConvolutionMathType(raw, math_type(precision)));
   return d;
 }
@@ -133,7 +134,7 @@ Perf pick_algorithm(const Perf* perf, int count, cudnnConvolutionDescriptor_t co
 // One thread per element of cols [N, C·kh·kw, H'·W'] (grid-stride): consecutive threads write
 // consecutive output positions, so the stores coalesce and the loads are strided by the stride.
 __global__ void unfold_kernel(const float* x, float* cols, long long total, int channels, int height, int width,
-                              int kernel_h, int kernel_w, int stride, int padding, int out_h, int out_w) {
+                              int kernel_h, int kernel_w, int stride, int padding, int dilation, int out_h, int out_w) {
   const long long plane = static_cast<long long>(out_h) * out_w;
   const long long rows = static_cast<long long>(channels) * kernel_h * kernel_w;
   for (long long i = blockIdx.x * 1LL * blockDim.x + threadIdx.x; i < total; i += 1LL * gridDim.x * blockDim.x) {
@@ -142,8 +143,8 @@ __global__ void unfold_kernel(const float* x, float* cols, long long total, int 
     const long long n = i / (plane * rows);
     const int kj = static_cast<int>(r % kernel_w), ki = static_cast<int>((r / kernel_w) % kernel_h);
     const long long c = r / (static_cast<long long>(kernel_w) * kernel_h);
-    const int ih = static_cast<int>(q / out_w) * stride - padding + ki;
-    const int iw = static_cast<int>(q % out_w) * stride - padding + kj;
+    const int ih = static_cast<int>(q / out_w) * stride - padding + ki * dilation;
+    const int iw = static_cast<int>(q % out_w) * stride - padding + kj * dilation;
     cols[i] = (ih >= 0 && ih < height && iw >= 0 && iw < width)
                   ? x[((n * channels + c) * height + ih) * static_cast<long long>(width) + iw]
                   : 0.0f;
@@ -158,7 +159,8 @@ void conv2d_unfold(const Conv2dGeometry& g, const float* d_x, float* d_cols) {
   unfold_kernel<<<cuda_backend::grid_for(total, 256), 256, 0, cuda_backend::stream()>>>(
       d_x, d_cols, total, as_int(g.in_channels, "in channels"), as_int(g.height, "height"), as_int(g.width, "width"),
       as_int(g.kernel_h, "kernel height"), as_int(g.kernel_w, "kernel width"), as_int(g.stride, "stride"),
-      as_int(g.padding, "padding"), as_int(g.out_height(), "output height"), as_int(g.out_width(), "output width"));
+      as_int(g.padding, "padding"), as_int(g.dilation, "dilation"), as_int(g.out_height(), "output height"),
+      as_int(g.out_width(), "output width"));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -178,7 +180,7 @@ struct ConvPlan {
   ConvPlan(const Conv2dGeometry& g, MathPrecision precision) : desc(g, precision) {}
 };
 
-using PlanKey = std::array<std::int64_t, 12>;
+using PlanKey = std::array<std::int64_t, 13>;
 thread_local std::map<PlanKey, std::unique_ptr<ConvPlan>> t_plans;
 
 std::unique_ptr<ConvPlan> build_plan(const Conv2dGeometry& g, MathPrecision precision, ConvPass pass) {
@@ -218,9 +220,9 @@ std::unique_ptr<ConvPlan> build_plan(const Conv2dGeometry& g, MathPrecision prec
 const ConvPlan& plan_for(const Conv2dGeometry& g, MathPrecision precision, ConvPass pass) {
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
-  const PlanKey key{g.batch,    g.in_channels, g.height, g.width,   g.out_channels,
-                    g.kernel_h, g.kernel_w,    g.stride, g.padding, static_cast<std::int64_t>(precision),
-                    static_cast<std::int64_t>(pass), device};
+  const auto mode = static_cast<std::int64_t>(precision), pass_index = static_cast<std::int64_t>(pass);
+  const PlanKey key{g.batch,  g.in_channels, g.height,   g.width, g.out_channels, g.kernel_h, g.kernel_w,
+                    g.stride, g.padding,     g.dilation, mode,    pass_index,     device};
   const auto it = t_plans.find(key);
   if (it != t_plans.end()) return *it->second;
   return *t_plans.emplace(key, build_plan(g, precision, pass)).first->second;

@@ -28,6 +28,8 @@ __global__ void activation_forward_kernel(Activation f, const float* x, float* y
       y[i] = v > 0.0f ? v : 0.0f;
     } else if (f == Activation::Tanh) {
       y[i] = tanhf(v);
+    } else if (f == Activation::Softplus) {
+      y[i] = fmaxf(v, 0.0f) + log1pf(expf(-fabsf(v)));
     } else {
       const float e = expf(-fabsf(v));
       y[i] = v >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
@@ -39,6 +41,7 @@ __global__ void activation_backward_kernel(Activation f, const float* y, const f
     const float o = y[i];
     if (f == Activation::ReLU) dx[i] = o > 0.0f ? dy[i] : 0.0f;
     else if (f == Activation::Tanh) dx[i] = dy[i] * (1.0f - o * o);
+    else if (f == Activation::Softplus) dx[i] = dy[i] * -expm1f(-o);
     else dx[i] = dy[i] * o * (1.0f - o);
   }
 }

@@ -9,9 +9,21 @@ constexpr int kBlock = 256;
 // Pool2dGeometry with the output size precomputed, passed to kernels by value.
 struct Dims {
   long long planes, height, width, out_h, out_w, kernel, stride, padding;
+  bool include_pad;
 };
 Dims dims_of(const Pool2dGeometry& g) {
-  return {g.batch * g.channels, g.height, g.width, g.out_height(), g.out_width(), g.kernel, g.stride, g.padding};
+  return {g.batch * g.channels, g.height, g.width, g.out_height(), g.out_width(), g.kernel, g.stride, g.padding,
+          g.count_include_pad};
+}
+
+// kernels/pool.h's pool_extent on the device: the divisor's factor for a window starting at `start`.
+__device__ long long extent(long long start, long long kernel, long long size, long long padding, bool include_pad) {
+  return include_pad ? min(start + kernel, size + padding) - start : min(start + kernel, size) - max(start, 0LL);
+}
+__device__ float inverse_divisor(const Dims& d, long long oh, long long ow) {
+  const long long rows = extent(oh * d.stride - d.padding, d.kernel, d.height, d.padding, d.include_pad);
+  const long long cols = extent(ow * d.stride - d.padding, d.kernel, d.width, d.padding, d.include_pad);
+  return 1.0f / static_cast<float>(rows * cols);
 }
 
 #define AEGIS_GRID_STRIDE(i, n) \
@@ -43,7 +55,6 @@ __global__ void max_pool_forward_kernel(Dims d, const float* x, float* y, int* a
 
 __global__ void avg_pool_forward_kernel(Dims d, const float* x, float* y) {
   const long long total = d.planes * d.out_h * d.out_w;
-  const float inv_area = 1.0f / static_cast<float>(d.kernel * d.kernel);
   AEGIS_GRID_STRIDE(i, total) {
     const long long ow = i % d.out_w, oh = (i / d.out_w) % d.out_h, plane = i / (d.out_w * d.out_h);
     const long long h0 = oh * d.stride - d.padding, w0 = ow * d.stride - d.padding;
@@ -53,7 +64,7 @@ __global__ void avg_pool_forward_kernel(Dims d, const float* x, float* y) {
     float total_in_window = 0.0f;
     for (long long h = h_lo; h < h_hi; ++h)
       for (long long w = w_lo; w < w_hi; ++w) total_in_window += xp[h * d.width + w];
-    y[i] = total_in_window * inv_area;
+    y[i] = total_in_window * inverse_divisor(d, oh, ow);
   }
 }
 
@@ -88,7 +99,6 @@ __global__ void max_pool_backward_kernel(Dims d, const float* gy, const int* arg
 
 __global__ void avg_pool_backward_kernel(Dims d, const float* gy, float* dx) {
   const long long total = d.planes * d.height * d.width;
-  const float inv_area = 1.0f / static_cast<float>(d.kernel * d.kernel);
   AEGIS_GRID_STRIDE(i, total) {
     const long long iw = i % d.width, ih = (i / d.width) % d.height, plane = i / (d.width * d.height);
     long long oh_lo, oh_hi, ow_lo, ow_hi;
@@ -97,7 +107,7 @@ __global__ void avg_pool_backward_kernel(Dims d, const float* gy, float* dx) {
     const long long base = plane * d.out_h * d.out_w;
     float acc = 0.0f;
     for (long long oh = oh_lo; oh <= oh_hi; ++oh)
-      for (long long ow = ow_lo; ow <= ow_hi; ++ow) acc += gy[base + oh * d.out_w + ow] * inv_area;
+      for (long long ow = ow_lo; ow <= ow_hi; ++ow) acc += gy[base + oh * d.out_w + ow] * inverse_divisor(d, oh, ow);
     dx[i] = acc;
   }
 }

@@ -19,6 +19,7 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
   check_same_device(xv, wv, "conv2d");
   AEGIS_CHECK(opt.stride > 0, "conv2d: stride must be positive, got " << opt.stride);
   AEGIS_CHECK(opt.padding >= 0, "conv2d: padding must be non-negative, got " << opt.padding);
+  AEGIS_CHECK(opt.dilation > 0, "conv2d: dilation must be positive, got " << opt.dilation);
 
   const kernels::Conv2dGeometry g = conv2d_geometry(xv, wv, opt);
   AEGIS_CHECK_AS(ShapeError, g.out_channels > 0 && g.in_channels > 0 && g.kernel_h > 0 && g.kernel_w > 0,
@@ -26,9 +27,9 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
   AEGIS_CHECK_AS(ShapeError, wv.size(1) == g.in_channels,
                  "conv2d: input " << xv.describe() << " has " << g.in_channels << " channels but weight "
                                   << wv.describe() << " expects " << wv.size(1));
-  AEGIS_CHECK_AS(ShapeError, g.height + 2 * g.padding >= g.kernel_h && g.width + 2 * g.padding >= g.kernel_w,
-                 "conv2d: kernel " << g.kernel_h << "x" << g.kernel_w << " is larger than the input " << xv.describe()
-                                   << " padded by " << g.padding);
+  AEGIS_CHECK_AS(ShapeError, g.height + 2 * g.padding >= g.extent_h() && g.width + 2 * g.padding >= g.extent_w(),
+                 "conv2d: kernel " << g.kernel_h << "x" << g.kernel_w << " (dilation " << g.dilation
+                                   << ") is larger than the input " << xv.describe() << " padded by " << g.padding);
   if (b.defined()) {
     check_shape(b.value(), {g.out_channels}, "conv2d bias");
     check_dtype(b.value(), DType::F32, "conv2d bias");

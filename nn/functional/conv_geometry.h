@@ -1,5 +1,5 @@
 // Internal to nn/ and privacy/: the kernels' Conv2dGeometry of a convolution of x [N,C,H,W] by
-// w [O,C,kh,kw] with the given stride and padding (no validation; F::conv2d validates).
+// w [O,C,kh,kw] with the given stride, padding and dilation (no validation; F::conv2d validates).
 #pragma once
 
 #include "kernels/conv.h"
@@ -18,6 +18,7 @@ inline kernels::Conv2dGeometry conv2d_geometry(const Tensor& x, const Tensor& w,
   g.kernel_w = w.size(3);
   g.stride = opt.stride;
   g.padding = opt.padding;
+  g.dilation = opt.dilation;
   return g;
 }
 

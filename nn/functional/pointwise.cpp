@@ -32,6 +32,9 @@ Var tanh(const Var& x) {
 Var sigmoid(const Var& x) {
   return activation(x, kernels::Activation::Sigmoid, "sigmoid");
 }
+Var softplus(const Var& x) {
+  return activation(x, kernels::Activation::Softplus, "softplus");
+}
 
 Var reshape(const Var& x, const Shape& shape) {
   const Shape in_shape = x.value().shape();

@@ -1,6 +1,7 @@
-// Max and average pooling over x [N,C,H,W] (PyTorch's semantics, floor output size). Max pooling
-// records the argmax of each window only when a backward pass can follow, and routes each output
-// gradient to it; average pooling spreads gy/k² over the window, padding included.
+// Max and average pooling over x [N,C,H,W] (PyTorch's semantics, floor or ceil output size). Max
+// pooling records the argmax of each window only when a backward pass can follow, and routes each
+// output gradient to it; average pooling spreads gy/divisor over the window's real elements, the
+// divisor per window as kernels/pool.h defines it.
 #include "kernels/pool.h"
 
 #include <cstdint>
@@ -27,6 +28,8 @@ kernels::Pool2dGeometry pool_geometry(const Tensor& xv, const Pool2dOptions& opt
   g.kernel = opt.kernel;
   g.stride = opt.stride;
   g.padding = opt.padding;
+  g.ceil_mode = opt.ceil_mode;
+  g.count_include_pad = opt.count_include_pad;
   AEGIS_CHECK_AS(
       ShapeError, g.height + 2 * g.padding >= g.kernel && g.width + 2 * g.padding >= g.kernel,
       name << ": kernel " << g.kernel << " is larger than the input " << xv.describe() << " padded by " << g.padding);

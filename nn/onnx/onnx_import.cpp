@@ -18,9 +18,10 @@ namespace aegis::nn {
 namespace {
 constexpr const char* kSupportedOperators =
     "Add, AveragePool, BatchNormalization, Cast (to float, or of constants), Clip, Concat, Constant, "
-    "Conv, Div, Dropout, Flatten, Gather, Gemm, GlobalAveragePool, Identity, LeakyRelu, LogSoftmax (final"
-    " node), MatMul, MaxPool, Mul, ReduceMean (spatial), Relu, Reshape, Shape, Sigmoid, Slice, Softmax "
-    "(final node), Squeeze, Sub, Tanh, Unsqueeze";
+    "ConstantOfShape (constants), Conv, Div, Dropout, Flatten, Gather, Gemm, GlobalAveragePool, Identity, "
+    "LeakyRelu, LogSoftmax (final node), MatMul, MaxPool, Mul, Pad (constant 0, H and W), ReduceMean (spatial), "
+    "Relu, Reshape, Shape, Sigmoid, Slice, Softmax (final node), Softplus, Squeeze, Sub, Tanh, Transpose (of "
+    "constants), Unsqueeze";
 }  // namespace
 
 bool onnx_supported() {
@@ -139,10 +140,12 @@ bool Converter::has_input(const onnx::NodeProto& node, int i) const {
   return i < node.input_size() && !node.input(i).empty();
 }
 
-const Value& Converter::computed(const onnx::NodeProto& node, int i) {
+const Value& Converter::computed(const onnx::NodeProto& node, int i, bool padded_ok) {
   if (!has_input(node, i)) unsupported("input " + std::to_string(i) + " is missing");
   const Value& v = m_values.at(node.input(i));
   if (v.is_const) unsupported("input '" + node.input(i) + "' is a constant; aegis needs a computed value here");
+  // convert_pad folds a Pad only into its sole reader, a Conv or pooling node, which reads it here.
+  AEGIS_CHECK(padded_ok || v.zero_pads == Pads{}, m_label << ": reads the folded Pad output '" << node.input(i) << "'");
   return v;
 }
 
@@ -300,9 +303,16 @@ void Converter::convert_node(const onnx::NodeProto& node, int index) {
     m_module->set_skipped_final(op);
     return define(out, computed(node, 0));
   }
-  if (op == "Relu") return define(out, emit_unary(GraphOp::Relu, computed(node, 0)));
-  if (op == "Sigmoid") return define(out, emit_unary(GraphOp::Sigmoid, computed(node, 0)));
+  if (op == "Relu" || op == "Sigmoid" || op == "Softplus") {
+    Value v = emit_unary(op == "Relu"      ? GraphOp::Relu
+                         : op == "Sigmoid" ? GraphOp::Sigmoid
+                                           : GraphOp::Softplus,
+                         computed(node, 0));
+    v.non_negative = true;  // what lets a zero Pad fold into a following MaxPool
+    return define(out, std::move(v));
+  }
   if (op == "Tanh") return define(out, emit_unary(GraphOp::Tanh, computed(node, 0)));
+  if (op == "Pad") return convert_pad(node);
   if (op == "Conv") return convert_conv(node);
   if (op == "Gemm" || op == "MatMul") return convert_gemm(node, op == "MatMul");
   if (op == "BatchNormalization") return convert_batch_norm(node);

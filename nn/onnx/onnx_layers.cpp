@@ -1,12 +1,13 @@
 // The ONNX operators with parameters or geometry: Conv, Gemm/MatMul (child Conv2d/Linear
 // modules holding the weights), BatchNormalization (folded into the layer before it, Ioffe &
-// Szegedy 2015 eq. in Alg. 2: y = γ(x − μ)/√(σ² + ε) + β), pooling, Flatten/Reshape and
-// Concat.
+// Szegedy 2015 eq. in Alg. 2: y = γ(x − μ)/√(σ² + ε) + β), Flatten/Reshape and Concat.
+// (Pooling and Pad: onnx_windows.cpp.)
 #include "core/config.h"
 #if AEGIS_HAS_ONNX
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "nn/layers.h"
 #include "nn/onnx/onnx_converter.h"
@@ -15,10 +16,6 @@ namespace aegis::nn::onnx_import {
 
 namespace {
 
-std::string ints_str(const std::vector<std::int64_t>& v) {
-  return shape_str(v);
-}
-
 void copy_into(const Var& param, const std::vector<float>& values, const Shape& shape) {
   Var p = param;
   p.mutable_value().copy_from(Tensor::from_vector(values, shape));
@@ -26,57 +23,33 @@ void copy_into(const Var& param, const std::vector<float>& values, const Shape& 
 
 }  // namespace
 
-// Anything but a square kernel with equal strides and equal padding on all sides is reported.
-Window Converter::read_window(const onnx::NodeProto& node, std::int64_t kernel) {
-  auto bad = [&](const std::string& what) { unsupported(what); };
-  Window w;
-  const std::string auto_pad = attr_string(node, "auto_pad", "NOTSET");
-  if (auto_pad != "NOTSET" && auto_pad != "VALID")
-    bad("auto_pad '" + auto_pad + "' is not supported (export with explicit pads)");
-  const auto ks = attr_ints(node, "kernel_shape", {kernel, kernel});
-  if (ks.size() != 2 || ks[0] != ks[1] || ks[0] < 1)
-    bad("kernel_shape " + ints_str(ks) + " is not a square 2-d kernel");
-  w.kernel = ks[0];
-  const auto strides = attr_ints(node, "strides", {1, 1});
-  if (strides.size() != 2 || strides[0] != strides[1] || strides[0] < 1)
-    bad("strides " + ints_str(strides) + " are not equal positive strides");
-  w.stride = strides[0];
-  const auto pads = attr_ints(node, "pads", {0, 0, 0, 0});
-  if (pads.size() != 4 || pads[0] != pads[1] || pads[0] != pads[2] || pads[0] != pads[3] || pads[0] < 0)
-    bad("pads " + ints_str(pads) + " are not the same padding on all four sides");
-  w.padding = auto_pad == "VALID" ? 0 : pads[0];
-  // Windows beyond any real image are refused before any size arithmetic with them.
-  constexpr std::int64_t kMaxWindow = std::int64_t{1} << 20;
-  if (w.kernel > kMaxWindow || w.stride > kMaxWindow || w.padding > kMaxWindow)
-    bad("kernel, stride or padding above " + std::to_string(kMaxWindow));
-  const auto dilations = attr_ints(node, "dilations", {1, 1});
-  for (auto d : dilations)
-    if (d != 1) bad("dilations " + ints_str(dilations) + " are not supported (only 1)");
-  return w;
-}
-
 void Converter::convert_conv(const onnx::NodeProto& node) {
-  const Value& x = computed(node, 0);
   const Constant& w = constant(node, 1);
-  if (x.shape.size() != 3) unsupported("Conv needs inputs [N, C, H, W], got [N, " + shape_str(x.shape).substr(1));
+  const Value& x_in = computed(node, 0, true);
+  if (x_in.shape.size() != 3) unsupported("Conv needs inputs [N, C, H, W], got [N, " + shape_str(x_in.shape).substr(1));
   if (w.shape.size() != 4)
     unsupported("Conv weight has shape " + shape_str(w.shape) + "; only 2-d convolutions are supported");
   const std::int64_t group = attr_int(node, "group", 1);
-  if (group < 1 || x.shape[0] % group != 0 || w.shape[0] % group != 0)
-    unsupported("group " + std::to_string(group) + " does not divide the " + std::to_string(x.shape[0]) +
+  if (group < 1 || x_in.shape[0] % group != 0 || w.shape[0] % group != 0)
+    unsupported("group " + std::to_string(group) + " does not divide the " + std::to_string(x_in.shape[0]) +
                 " input and " + std::to_string(w.shape[0]) + " output channels");
   if (w.shape[2] != w.shape[3]) unsupported("kernel " + shape_str(w.shape) + " is not square");
-  const Window win = read_window(node, w.shape[2]);
+  Window win = read_window(node, w.shape[2]);
+  // Asymmetric pads (and those of a Pad node before) become a zero Pad step: the convolution's
+  // own zero padding is the same values, so either way the sums are the same.
+  const Value x = padded_input(node, win, 0.0f, std::numeric_limits<std::int64_t>::max());
+  const std::int64_t padding = win.pads[0];
   if (win.kernel != w.shape[2]) unsupported("kernel_shape disagrees with the weight's shape " + shape_str(w.shape));
   const std::int64_t out_c = w.shape[0], in_c = x.shape[0];
   if (w.shape[1] != in_c / group)
     throw IoError(m_label + ": weight " + shape_str(w.shape) + " does not fit an input of " + std::to_string(in_c) +
                   " channels");
-  const std::int64_t oh = (x.shape[1] + 2 * win.padding - win.kernel) / win.stride + 1;
-  const std::int64_t ow = (x.shape[2] + 2 * win.padding - win.kernel) / win.stride + 1;
-  if (x.shape[1] + 2 * win.padding < win.kernel || x.shape[2] + 2 * win.padding < win.kernel)
-    unsupported("kernel " + std::to_string(win.kernel) + " is larger than the padded input [N, " +
-                shape_str(x.shape).substr(1));
+  const std::int64_t extent = win.dilation * (win.kernel - 1) + 1;  // the input span of a dilated kernel
+  const std::int64_t oh = (x.shape[1] + 2 * padding - extent) / win.stride + 1;
+  const std::int64_t ow = (x.shape[2] + 2 * padding - extent) / win.stride + 1;
+  if (x.shape[1] + 2 * padding < extent || x.shape[2] + 2 * padding < extent)
+    unsupported("kernel " + std::to_string(win.kernel) + " (dilation " + std::to_string(win.dilation) +
+                ") is larger than the padded input [N, " + shape_str(x.shape).substr(1));
   const bool has_bias = has_input(node, 2);
   if (has_bias && constant(node, 2).numel() != out_c)
     throw IoError(m_label + ": bias has " + std::to_string(constant(node, 2).numel()) + " values for " +
@@ -95,7 +68,7 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
     GraphStep s;
     s.op = GraphOp::FixedConv;
     s.inputs = {x.slot};
-    s.conv = Conv2dOptions{win.stride, win.padding};
+    s.conv = Conv2dOptions{win.stride, padding, win.dilation};
     s.weight_shape = {out_c, in_c, win.kernel, win.kernel};
     s.weight.assign(static_cast<std::size_t>(out_c * in_c * kk), 0.0f);
     for (std::int64_t o = 0; o < out_c; ++o) {
@@ -114,7 +87,7 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
                                    ((next->op_type() == "Add" || next->op_type() == "Sub") && next->input_size() == 2 &&
                                     (is_static(next->input(0)) || is_static(next->input(1)))));
   InitRng rng(0);
-  auto conv = std::make_shared<Conv2d>(in_c, out_c, win.kernel, rng, Conv2dOptions{win.stride, win.padding},
+  auto conv = std::make_shared<Conv2d>(in_c, out_c, win.kernel, rng, Conv2dOptions{win.stride, padding, win.dilation},
                                        has_bias || needs_bias);
   copy_into(conv->weight(), as_floats(w), w.shape);
   if (has_bias) {
@@ -260,58 +233,6 @@ void Converter::convert_batch_norm(const onnx::NodeProto& node) {
   if (fold_into_layer(x, node.input(0), scale, shift)) return define(node.output(0), x);
   define(node.output(0), emit_affine(x, std::vector<float>(scale.begin(), scale.end()),
                                      std::vector<float>(shift.begin(), shift.end())));
-}
-
-void Converter::convert_pool(const onnx::NodeProto& node) {
-  const std::string& op = node.op_type();
-  const Value& x = computed(node, 0);
-  if (x.shape.size() != 3) unsupported("needs inputs [N, C, H, W], got [N, " + shape_str(x.shape).substr(1));
-  Window win;
-  bool keep_dims = true;
-  if (op == "ReduceMean") {
-    // The mean over both spatial axes is global average pooling; torch's newer exporter writes it
-    // for x.mean((2, 3)). Axes are an input from opset 18, an attribute before.
-    std::vector<std::int64_t> axes = attr_ints(node, "axes");
-    if (has_input(node, 1))
-      for (double a : constant(node, 1).values) axes.push_back(to_int(a, m_label));
-    for (auto& a : axes)
-      if (a < 0) a += 4;
-    std::sort(axes.begin(), axes.end());
-    if (axes != std::vector<std::int64_t>{2, 3})
-      unsupported("ReduceMean over axes " + ints_str(axes) + " is not supported (only the spatial axes [2, 3])");
-    keep_dims = attr_int(node, "keepdims", 1) != 0;
-  }
-  if (op == "GlobalAveragePool" || op == "ReduceMean") {
-    if (x.shape[1] != x.shape[2])
-      unsupported("global pooling of a non-square " + std::to_string(x.shape[1]) + "×" + std::to_string(x.shape[2]) +
-                  " map is not supported");
-    win = Window{x.shape[1], x.shape[1], 0};
-  } else {
-    if (!find_attribute(node, "kernel_shape")) throw IoError(m_label + ": kernel_shape is missing");
-    win = read_window(node, 0);
-    if (attr_int(node, "ceil_mode", 0) != 0) unsupported("ceil_mode = 1 is not supported");
-    if (op == "MaxPool" && attr_int(node, "storage_order", 0) != 0) unsupported("storage_order = 1 is not supported");
-    if (op == "MaxPool" && node.output_size() > 1 && m_consumers.count(node.output(1)))
-      unsupported("the Indices output is not supported");
-    // aegis' average pooling divides by the whole window, padding included.
-    if (op == "AveragePool" && win.padding > 0 && attr_int(node, "count_include_pad", 0) == 0)
-      unsupported("count_include_pad = 0 with padding is not supported (aegis divides by the whole window)");
-  }
-  if (win.padding * 2 > win.kernel) unsupported("padding larger than half the kernel is not supported");
-  const std::int64_t oh = (x.shape[1] + 2 * win.padding - win.kernel) / win.stride + 1;
-  const std::int64_t ow = (x.shape[2] + 2 * win.padding - win.kernel) / win.stride + 1;
-  if (x.shape[1] + 2 * win.padding < win.kernel || x.shape[2] + 2 * win.padding < win.kernel)
-    unsupported("the window is larger than the padded input");
-  GraphStep s;
-  s.op = op == "MaxPool" ? GraphOp::MaxPool : GraphOp::AvgPool;
-  s.inputs = {x.slot};
-  s.pool = Pool2dOptions{win.kernel, win.stride, win.padding};
-  Value pooled = emit(std::move(s), {x.shape[0], oh, ow});
-  if (keep_dims) return define(node.output(0), std::move(pooled));
-  GraphStep flat;
-  flat.op = GraphOp::Flatten;
-  flat.inputs = {pooled.slot};
-  define(node.output(0), emit(std::move(flat), {x.shape[0]}));
 }
 
 void Converter::convert_reshape(const onnx::NodeProto& node) {

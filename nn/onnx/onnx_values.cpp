@@ -297,26 +297,7 @@ bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vecto
                      label << ": arithmetic on the batch size cannot be resolved at load");
       r.values.push_back(binary(op, x, y, r.integer));
     }
-  } else if (op == "Slice") {
-    const Constant& data = input(0);
-    AEGIS_CHECK_AS(Unsupported, data.shape.size() == 1 && in.size() >= 3,
-                   label << ": only Slice of a 1-d constant with starts/ends inputs is evaluated at load");
-    const std::int64_t n = data.numel();
-    auto clamp = [n, &label](double v) {
-      if (std::isnan(v)) AEGIS_THROW(IoError, label << ": a Slice bound is NaN");
-      auto i = static_cast<std::int64_t>(std::max(std::min(v, 9.0e18), -9.0e18));
-      if (i < 0) i += n;
-      return std::max<std::int64_t>(0, std::min(i, n));
-    };
-    const std::int64_t step = in.size() > 4 && in[4] && in[4]->numel() > 0 ? to_int(in[4]->values[0], label) : 1;
-    AEGIS_CHECK_AS(Unsupported, step == 1, label << ": only step 1 is evaluated at load");
-    AEGIS_CHECK_AS(IoError, input(1).numel() == 1 && input(2).numel() == 1,
-                   label << ": starts and ends must hold one value");
-    const std::int64_t begin = clamp(input(1).values[0]), end = clamp(input(2).values[0]);
-    r.integer = data.integer;
-    for (std::int64_t i = begin; i < end; ++i) r.values.push_back(data.values[static_cast<std::size_t>(i)]);
-    r.shape = {r.numel()};
-  } else {
+  } else if (!fold_tensor_node(node, in, label, ctx, r)) {
     return false;
   }
   out.assign(1, std::move(r));

@@ -55,5 +55,9 @@ std::string attr_string(const onnx::NodeProto& node, const std::string& name, co
 // false when the operator is not one of the shape-arithmetic operators evaluated at load.
 bool fold_constant_node(const onnx::NodeProto& node, int index, const std::vector<const Constant*>& inputs,
                         std::vector<Constant>& outputs, const Context& ctx);
+// The n-d operators of that arithmetic (ConstantOfShape, Reshape, Transpose, Slice; onnx_fold.cpp),
+// into `result`; false for other operators.
+bool fold_tensor_node(const onnx::NodeProto& node, const std::vector<const Constant*>& inputs, const std::string& label,
+                      const Context& ctx, Constant& result);
 
 }  // namespace aegis::nn::onnx_import

@@ -12,10 +12,11 @@ stored with external data; a CIFAR-style CNN with a Sub/Div normalization in fro
 an unfolded BatchNorm and a fixed batch of 2; a network with Concat, AveragePool with padding,
 Dropout, a Constant-node reshape target and a BatchNorm that must not fold (its convolution's
 output is read twice); a MobileNet-style block with depthwise and grouped
-convolutions; a digits-shaped CNN with a bias-less convolution, BatchNorm and MatMul+Add (for
-the ONNX export); an MLP whose two layers read one weight; aegis' zoo mlp and cnn-res under their
-state_dict names (for the comparison with the zoo's own models). bad/ holds well-formed models
-the importer must refuse.
+convolutions; Softplus and Pad nodes (folded or not), asymmetric pads, ceil_mode pooling and
+count_include_pad 0/1; dilated convolutions; a digits-shaped CNN with a bias-less convolution,
+BatchNorm and MatMul+Add (for the ONNX export); an MLP whose two layers read one weight; aegis' zoo
+mlp and cnn-res under their state_dict names (for the comparison with the zoo's own models). bad/
+holds well-formed models the importer must refuse.
 
 Usage: make_fixtures.py OUT_DIR   (needs numpy, onnx, onnxruntime)
 """
@@ -80,6 +81,24 @@ def torch_flatten(g, x):
     batch1 = g.node("Unsqueeze", [batch, g.const(f"axes{g.count}", np.array([0], dtype=np.int64))])
     target = g.node("Concat", [batch1, g.const(f"minus1_{g.count}", np.array([-1], dtype=np.int64))], axis=0)
     return g.node("Reshape", [x, target])
+
+
+def torch_pad(g, x, pads):
+    # What torch.onnx.export (opset 11-17) writes for F.pad(x, pads): torch's pads (last dimension
+    # first, begin/end pairs) turned into ONNX's order by constant arithmetic before the Pad.
+    c = g.count
+    zeros = g.node("ConstantOfShape", [g.const(f"pad_rank{c}", np.array([8 - len(pads)], dtype=np.int64))],
+                   value=numpy_helper.from_array(np.array([0], dtype=np.int64)))
+    flat = g.node("Concat", [g.const(f"torch_pads{c}", np.array(pads, dtype=np.int64)), zeros], axis=0)
+    pairs = g.node("Reshape", [flat, g.const(f"pairs{c}", np.array([-1, 2], dtype=np.int64))])
+    rows = g.node("Slice", [pairs, g.const(f"start{c}", np.array([-1], dtype=np.int64)),
+                            g.const(f"end{c}", np.array([-9223372036854775807], dtype=np.int64)),
+                            g.const(f"axis{c}", np.array([0], dtype=np.int64)),
+                            g.const(f"step{c}", np.array([-1], dtype=np.int64))])
+    cols = g.node("Transpose", [rows], perm=[1, 0])
+    onnx_pads = g.node("Cast", [g.node("Reshape", [cols, g.const(f"flat{c}", np.array([-1], dtype=np.int64))])],
+                       to=TensorProto.INT64)
+    return g.node("Pad", [x, onnx_pads, ""], mode="constant")
 
 
 def mlp():
@@ -217,6 +236,84 @@ def zoo_cnn_res():
     return g.model([1, 2, 2], h, 3), (5, 1, 2, 2)
 
 
+def probe_shape(g, out, x_shape, opset=OPSET):
+    """The shape onnxruntime gives the value `out` of the graph built so far for inputs x_shape."""
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, list(x_shape))
+    outp = helper.make_tensor_value_info(out, TensorProto.FLOAT, None)
+    m = helper.make_model(helper.make_graph(g.nodes, "probe", [inp], [outp], g.inits),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = IR_VERSION
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.zeros(x_shape, dtype=np.float32)})[0].shape
+
+
+def softplus_pads():
+    # Softplus, Pad nodes (two written as torch's exporter writes F.pad) folded into a Conv, into a MaxPool
+    # (after a ReLU: inputs >= 0) and into an AveragePool with count_include_pad = 0 (its zeros then
+    # count in the divisor), asymmetric Conv pads, and Pads that stay steps (before a Tanh, and before
+    # a MaxPool of signed values).
+    g = Graph(19)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 2, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[0, 0, 1, 1])
+    h = g.node("Softplus", [h])
+    h = torch_pad(g, h, [1, 1, 1, 1])
+    h = g.node("Conv", [h, g.weight("c2.weight", [6, 4, 3, 3]), g.weight("c2.bias", [6], 0.2)], name="c2")
+    h = g.node("Relu", [h])
+    h = g.node("Pad", [h, g.const("p2", np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64))])
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 0, 0])
+    h = g.node("Pad", [h, g.const("p3", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64)),
+                       g.const("pad_zero", np.array(0, dtype=np.float32))])
+    h = g.node("Tanh", [g.node("Sub", [h, g.const("shift", np.array(0.6, dtype=np.float32))])])
+    # Signed inputs: zeros are not −∞ padding, so this Pad must stay a step in front of the MaxPool.
+    h = g.node("Pad", [h, g.const("p_signed", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))])
+    h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[1, 1])
+    h = torch_pad(g, h, [0, 1, 1, 0])  # F.pad's order: left 0, right 1, top 1, bottom 0
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], count_include_pad=0)
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 2, 9, 9))[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [5, features]), g.weight("fc.bias", [5], 0.2)], name="fc", transB=1)
+    return g.model([2, 9, 9], h, 5), (4, 2, 9, 9)
+
+
+def ceil_pools():
+    # ceil_mode = 1 max and average pooling (a last window overhanging the padded input), average
+    # pooling with count_include_pad 0 and 1 and padding, a MaxPool with asymmetric pads over signed
+    # inputs (a −∞ Pad step) and an opset-18 Pad with an axes input that cannot fold (ceil_mode).
+    g = Graph(20)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 3, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[1, 1, 1, 1])
+    h = g.node("Tanh", [h])
+    h = g.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    h = g.node("MaxPool", [h], kernel_shape=[2, 2], strides=[1, 1], pads=[0, 0, 1, 1])
+    h = g.node("Pad", [h, g.const("p1", np.array([1, 0, 0, 1], dtype=np.int64)),
+                       g.const("p1_value", np.array(0, dtype=np.float32)), g.const("p1_axes", np.array([2, -1], dtype=np.int64))])
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1,
+               count_include_pad=1)
+    h = g.node("AveragePool", [h], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 1, 1], count_include_pad=0)
+    h = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[3, 3], ceil_mode=1)
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 3, 12, 11), opset=18)[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [3, features]), g.weight("fc.bias", [3], 0.2)], name="fc", transB=1)
+    return g.model([3, 12, 11], h, 3, opset=18), (3, 3, 12, 11)
+
+
+def dilated():
+    # Dilated convolutions: a "same"-padded d = 2 layer, a strided d = 3 layer with asymmetric pads,
+    # and a grouped d = 2 layer (a dense convolution with fixed weights).
+    g = Graph(24)
+    h = g.node("Conv", ["input", g.weight("c1.weight", [4, 2, 3, 3]), g.weight("c1.bias", [4], 0.2)], name="c1",
+               pads=[2, 2, 2, 2], dilations=[2, 2])
+    h = g.node("Relu", [h])
+    h = g.node("Conv", [h, g.weight("c2.weight", [6, 4, 3, 3]), g.weight("c2.bias", [6], 0.2)], name="c2",
+               pads=[1, 0, 2, 1], strides=[2, 2], dilations=[3, 3])
+    h = g.node("Tanh", [h])
+    h = g.node("Conv", [h, g.weight("c3.weight", [4, 3, 2, 2])], name="c3", group=2, dilations=[2, 2])
+    h = g.node("Flatten", [h], axis=1)
+    features = int(np.prod(probe_shape(g, h, (1, 2, 11, 10))[1:]))
+    h = g.node("Gemm", [h, g.weight("fc.weight", [4, features]), g.weight("fc.bias", [4], 0.2)], name="fc", transB=1)
+    return g.model([2, 11, 10], h, 4), (3, 2, 11, 10)
+
+
 def digits_cnn():
     # The bundled digits' shape (1x8x8, 10 classes), so that the command-line tests run on it.
     g = Graph(6)
@@ -268,9 +365,30 @@ def bad_models():
     m.ir_version = IR_VERSION
     out["two_outputs"] = m
     g = Graph(9)
-    h = g.node("Conv", ["input", g.weight("c.weight", [2, 2, 3, 3])], name="asymmetric", pads=[0, 0, 1, 1])
-    h = g.node("Flatten", [h])
-    out["asymmetric_pads"] = g.model([2, 5, 5], h, 32)
+    h = g.node("Pad", ["input", g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64))], name="mirror",
+               mode="reflect")
+    out["reflect_pad"] = g.model([2, 3, 3], g.node("Flatten", [h]), 50)
+    g = Graph(21)
+    h = g.node("Pad", ["input", g.const("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)),
+                       g.const("value", np.array(1.5, dtype=np.float32))], name="ones")
+    out["pad_value"] = g.model([2, 3, 3], g.node("Flatten", [h]), 50)
+    # Malformed pad arithmetic: a Slice step of 0, and a ConstantOfShape of 2^30 values.
+    g = Graph(25)
+    pads = g.node("Slice", [g.const("d", np.array([0, 0, 0, 0, 0, 0, 1, 1], dtype=np.int64)),
+                            g.const("s", np.array([0], dtype=np.int64)), g.const("e", np.array([8], dtype=np.int64)),
+                            g.const("a", np.array([0], dtype=np.int64)), g.const("st", np.array([0], dtype=np.int64))],
+                  name="step0")
+    out["slice_step0"] = g.model([2, 3, 3], g.node("Flatten", [g.node("Pad", ["input", pads])]), 32)
+    g = Graph(26)
+    pads = g.node("ConstantOfShape", [g.const("huge", np.array([1 << 30], dtype=np.int64))], name="huge")
+    out["constant_too_large"] = g.model([2, 3, 3], g.node("Flatten", [g.node("Pad", ["input", pads])]), 18)
+    g = Graph(22)
+    h = g.node("MaxPool", ["input"], name="ceil_asym", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+               ceil_mode=1)
+    out["ceil_asymmetric"] = g.model([1, 6, 6], g.node("Flatten", [h]), 9)
+    g = Graph(23)
+    h = g.node("AveragePool", ["input"], name="avg_asym", kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])
+    out["exclude_pad_asymmetric"] = g.model([1, 6, 6], g.node("Flatten", [h]), 9)
     g = Graph(10)
     h = g.node("Flatten", [g.node("Relu", ["input"])])
     m = g.model([1, 4, 4], h, 16)
@@ -282,8 +400,8 @@ def bad_models():
     m.opset_import[0].version = 9
     out["old_opset"] = m
     g = Graph(12)
-    h = g.node("Conv", ["input", g.weight("c.weight", [2, 1, 3, 3])], name="dilated", dilations=[2, 2])
-    out["dilated_conv"] = g.model([1, 7, 7], g.node("Flatten", [h]), 18)
+    h = g.node("MaxPool", ["input"], name="dilated", kernel_shape=[2, 2], dilations=[2, 2])
+    out["dilated_pool"] = g.model([1, 7, 7], g.node("Flatten", [h]), 25)
     g = Graph(14)
     h = g.node("Relu", ["input"])
     inp = helper.make_tensor_value_info("input", TensorProto.INT64, ["N", 4])
@@ -314,8 +432,9 @@ def bad_models():
     return out
 
 
-FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "digits_bn": digits_bn, "lenet": lenet, "resnet_bn": resnet_bn, "normalized_cnn": normalized_cnn,
-            "pool_concat": pool_concat, "depthwise": depthwise,
+FIXTURES = {"mlp": mlp, "digits_cnn": digits_cnn, "digits_bn": digits_bn, "lenet": lenet, "resnet_bn": resnet_bn,
+            "normalized_cnn": normalized_cnn, "pool_concat": pool_concat, "depthwise": depthwise,
+            "softplus_pads": softplus_pads, "ceil_pools": ceil_pools, "dilated": dilated,
             "zoo_mlp": zoo_mlp, "zoo_cnn_res": zoo_cnn_res, "tied_mlp": tied_mlp}
 EXTERNAL_DATA = {"resnet_bn"}
 
