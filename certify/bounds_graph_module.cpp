@@ -1,7 +1,8 @@
 // An imported ONNX model (nn::GraphModule) as bound-propagation nodes: each step up to the
 // model's output becomes the node that computes the same function —
 //   Layer (Linear / Conv2d) -> Linear / Conv2d node with the layer's weights;
-//   FixedConv (grouped, depthwise) -> Conv2d node with the dense block-diagonal constant weight;
+//   FixedConv (grouped, depthwise) -> Conv2d node with the dense block-diagonal constant weight
+//                (expanded here from the grouped weight [O, C/G, k, k]);
 //   ChannelAffine -> ChannelAffine node (x·scale[c] + shift[c], bounds_interval.cpp and
 //                    bounds_linear.cpp);
 //   Relu / Sigmoid / Tanh -> Activation;  Flatten / Reshape -> Reshape;  AvgPool -> AvgPool;
@@ -80,6 +81,23 @@ Tensor value_or_none(const autograd::Var& v) {
   return v.defined() ? v.value() : Tensor();
 }
 
+// A grouped convolution's weight [O, C/G, k, k] as the dense [O, C, k, k] one that computes the
+// same map: zero outside the diagonal blocks (output channel o reads the C/G channels of group
+// o / (O/G)). On the weight's device.
+Tensor dense_weight(const Tensor& grouped, std::int64_t groups) {
+  if (groups <= 1) return grouped;
+  const std::vector<float> v = grouped.to(Device::cpu()).to_vector<float>();
+  const std::int64_t out_c = grouped.size(0), cg = grouped.size(1), kk = grouped.size(2) * grouped.size(3);
+  const std::int64_t in_c = cg * groups, og = out_c / groups;
+  std::vector<float> dense(static_cast<std::size_t>(out_c * in_c * kk), 0.0f);
+  for (std::int64_t o = 0; o < out_c; ++o)
+    for (std::int64_t ci = 0; ci < cg; ++ci)
+      for (std::int64_t t = 0; t < kk; ++t)
+        dense[static_cast<std::size_t>((o * in_c + (o / og) * cg + ci) * kk + t)] =
+            v[static_cast<std::size_t>((o * cg + ci) * kk + t)];
+  return Tensor::from_vector(dense, {out_c, in_c, grouped.size(2), grouped.size(3)}).to(grouped.device());
+}
+
 }  // namespace
 
 void check_graph_module(const nn::Module& model) {
@@ -118,7 +136,7 @@ int add_graph_module(GraphBuilder& b, const nn::Module& model, int in) {
         }
         break;
       case nn::GraphOp::FixedConv:
-        out = b.conv(g.step_weight(i).value(), value_or_none(g.step_bias(i)), s.conv, a, w);
+        out = b.conv(dense_weight(g.step_weight(i).value(), s.groups), value_or_none(g.step_bias(i)), s.conv, a, w);
         break;
       case nn::GraphOp::ChannelAffine:
         out = b.channel_affine(s.scale, s.shift, a, w);

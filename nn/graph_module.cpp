@@ -172,7 +172,8 @@ Var GraphModule::run_step(const GraphStep& step, std::size_t index, const std::v
     case GraphOp::ChannelAffine:
       return F::channel_affine(x, m_affine_weight[index].value(), m_affine_bias[index].value());
     case GraphOp::FixedConv:
-      return F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
+      return step.groups > 1 ? F::grouped_conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv, step.groups)
+                             : F::conv2d(x, m_affine_weight[index], m_affine_bias[index], step.conv);
     case GraphOp::Concat: {
       std::vector<Var> xs;
       for (int v : step.inputs) xs.push_back(values[static_cast<std::size_t>(v)]);

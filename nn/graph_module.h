@@ -6,12 +6,10 @@
 // named after the ONNX initializers ("layer1.0.conv1.weight" for a torch export); everything
 // else (activations, pooling, padding, reshapes, residual additions, channel concatenation and fixed
 // per-channel affine maps such as an input normalization or an unfolded BatchNorm) is a step
-// without parameters. Grouped and depthwise convolutions run as dense convolutions whose weight
-// is zero outside the diagonal blocks: the zero blocks add exact zeros, so the outputs and input
-// gradients are the grouped convolution's up to summation order, on either backend, at `groups`
-// times the work of a grouped kernel; their weights are constants (not parameters) until such a
-// kernel exists, so that training cannot fill the zero blocks. (The dense form multiplies every
-// input by zeros: an infinite input gives NaN in every output channel of the group's convolution.)
+// without parameters. Grouped and depthwise convolutions run the grouped kernel
+// (F::grouped_conv2d) with constant weights (their per-example gradients are not implemented, so
+// training keeps them frozen); a dilated one runs as a dense convolution whose weight is zero
+// outside the diagonal blocks (the same outputs up to summation order, at `groups` times the work).
 // The per-channel affine steps run F::channel_affine: one multiply and one add per element.
 // Every child layer is applied by exactly one step (add_step refuses a second use), and no step
 // mixes examples: row i of each layer's output gradient is example i's own, which is what the
@@ -41,8 +39,8 @@ enum class GraphOp {
   Add,            // two values of one shape (a residual connection)
   ChannelAffine,  // y = x·scale[c] + shift[c] over dimension 1, constants
   Concat,         // along dimension 1
-  FixedConv,      // a convolution with constant weights: grouped and depthwise convolutions,
-                  // expanded to a block-diagonal dense weight (see GraphModule)
+  FixedConv,      // a convolution with constant weights: grouped and depthwise convolutions
+                  // (the grouped kernel; dilated ones as a block-diagonal dense weight)
   Pad,            // constant padding of H and W (zeros, or −∞ in front of a max pooling)
 };
 
@@ -56,8 +54,9 @@ struct GraphStep {
   Pad2dOptions pad{};               // Pad
   Shape shape;                      // Reshape: the per-example target shape
   std::vector<float> scale, shift;  // ChannelAffine, one entry per channel; FixedConv: shift = bias
-  std::vector<float> weight;        // FixedConv: the dense [O, C, k, k] weight
+  std::vector<float> weight;        // FixedConv: the weight [O, C/groups, k, k]
   Shape weight_shape;               // FixedConv
+  std::int64_t groups = 1;          // FixedConv: > 1 runs F::grouped_conv2d
   Conv2dOptions conv{};             // FixedConv
 };
 

@@ -54,10 +54,23 @@ void Converter::convert_conv(const onnx::NodeProto& node) {
   if (has_bias && constant(node, 2).numel() != out_c)
     throw IoError(m_label + ": bias has " + std::to_string(constant(node, 2).numel()) + " values for " +
                   std::to_string(out_c) + " channels");
+  if (group > 1 && win.dilation == 1) {
+    // The grouped kernel (F::grouped_conv2d) with the node's own weight [O, C/group, k, k].
+    ++m_origin.grouped_convs;
+    GraphStep s;
+    s.op = GraphOp::FixedConv;
+    s.inputs = {x.slot};
+    s.conv = Conv2dOptions{win.stride, padding, win.dilation};
+    s.groups = group;
+    s.weight_shape = w.shape;
+    s.weight = as_floats(w);
+    if (has_bias) s.shift = as_floats(constant(node, 2));
+    return define(node.output(0), emit(std::move(s), {out_c, oh, ow}));
+  }
   if (group > 1) {
     ++m_origin.grouped_convs;
-    // Block-diagonal dense weight (nn/graph_module.h): output channel o reads only the input
-    // channels of its group, g = o / (O/group), through the weight's [o, c − g·C/group] entries.
+    // Dilated: a block-diagonal dense weight (nn/graph_module.h): output channel o reads only the
+    // input channels of its group, g = o / (O/group), through the weight's [o, c − g·C/group] entries.
     constexpr std::int64_t kMaxDenseWeights = std::int64_t{1} << 24;
     if (static_cast<double>(out_c) * static_cast<double>(in_c) * static_cast<double>(win.kernel * win.kernel) >
         static_cast<double>(kMaxDenseWeights))
