@@ -127,8 +127,7 @@ std::vector<InvertedClass> invert_classes(nn::Module& model, const std::vector<s
     for (std::int64_t c = 0; c < num_classes; ++c) labels.push_back(c);
   const std::int64_t channels = shape[0], height = shape[1], width = shape[2], d = channels * height * width;
   model.to(device);
-  model.train(false);
-  model.set_requires_grad(false);
+  nn::FrozenScope frozen(model);  // evaluation mode, no parameter gradients; restored on return
 
   std::vector<InvertedClass> out(labels.size());
   std::vector<Track> tracks(labels.size());

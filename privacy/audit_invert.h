@@ -90,7 +90,7 @@ double total_variation(const std::vector<float>& x, std::int64_t channels, std::
                        std::vector<float>* grad = nullptr, double weight = 1.0);
 
 // Inverts the requested classes of `model` (inputs C×H×W, `num_classes` outputs) on `device`.
-// The model is put in evaluation mode and its parameters get no gradients. InvalidArgument for an
+// The model runs in evaluation mode and its parameters get no gradients (both restored after). InvalidArgument for an
 // input shape that is not C×H×W, steps or patience < 1, lr ≤ 0 or not finite, tv < 0, min_cost
 // outside [0, 1), a class outside [0, num_classes) or named twice.
 std::vector<InvertedClass> invert_classes(nn::Module& model, const std::vector<std::int64_t>& input_shape,
