@@ -1,7 +1,9 @@
 // aegis audit mia: membership inference (loss attack, LiRA) against a recipe, with shadow models
 // trained by aegis itself (privacy/audit_mia.h).
-// aegis audit dp: the one-run empirical-ε audit of a DP-SGD run with gradient canaries
+// aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient canaries
 // (privacy/audit_dp.h); exit status 3 with --strict when the audit fails.
+// aegis audit invert: MI-Face model inversion of a model file, compared with the class means of
+// the training data (privacy/audit_invert.h).
 #include <cfloat>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +13,7 @@
 #include "commands.h"
 #include "options.h"
 #include "privacy/audit_dp.h"
+#include "privacy/audit_invert.h"
 #include "privacy/audit_mia.h"
 #include "progress.h"
 #include "train_run.h"
@@ -138,19 +141,67 @@ nlohmann::json run_dp(const AuditArgs& a) {
   j.scores_out = a.scores_out;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
+  if (a.audit.runs > 0) return privacy::to_json(privacy::run_many_run_dp_audit(j, split, &progress));
   return privacy::to_json(privacy::run_dp_audit(j, split, &progress));
 }
 
 void print_dp(const nlohmann::json& j) {
-  std::printf("one-run audit with %lld gradient canaries (%lld included), %lld guesses, %lld right\n",
-              j["canaries"].get<long long>(), j["included"].get<long long>(), j["guesses"].get<long long>(),
-              j["correct"].get<long long>());
-  std::printf("epsilon lower bound %.4f at %.0f%% confidence (delta %g; at most %.4f with these guesses)\n",
+  if (j["method"] == "many-run, gradient canary") {
+    std::printf("many-run audit: %lld DP-SGD runs with a gradient canary and %lld without (%.2f s per run)\n",
+                j["runs"].get<long long>(), j["runs"].get<long long>(), j["seconds_per_run"].get<double>());
+    std::printf(
+        "threshold %.6g chosen on half of the runs; on the other half: %lld of %lld false positives, %lld of "
+        "%lld false negatives (upper bounds %.4f, %.4f)\n",
+        j["threshold"].get<double>(), j["false_positives"].get<long long>(), j["negatives"].get<long long>(),
+        j["false_negatives"].get<long long>(), j["positives"].get<long long>(), j["fpr_upper"].get<double>(),
+        j["fnr_upper"].get<double>());
+  } else {
+    std::printf("one-run audit with %lld gradient canaries (%lld included), %lld guesses, %lld right\n",
+                j["canaries"].get<long long>(), j["included"].get<long long>(), j["guesses"].get<long long>(),
+                j["correct"].get<long long>());
+  }
+  std::printf("epsilon lower bound %.4f at %.0f%% confidence (delta %g; at most %.4f with these %s)\n",
               j["epsilon_lower"].get<double>(), 100.0 * j["confidence"].get<double>(), j["delta"].get<double>(),
-              j["epsilon_ceiling"].get<double>());
+              j["epsilon_ceiling"].get<double>(), j.contains("runs") ? "runs" : "guesses");
   std::printf("accounted epsilon   %.4f\n", j["epsilon_accounted"].get<double>());
   std::printf("%s\n", j["failed"].get<bool>() ? "AUDIT FAILED: the measured lower bound exceeds the accounted epsilon"
                                               : "audit passed: the lower bound does not exceed the accounted epsilon");
+}
+
+struct InvertArgs {
+  CommonOptions common;
+  std::string model, data = "fashion-mnist", start = "zero", plot_out;
+  privacy::InversionOptions options;
+};
+
+nlohmann::json run_invert(const InvertArgs& a) {
+  privacy::InversionJob j;
+  j.model_path = a.model;
+  j.dataset = a.data;
+  j.options = a.options;
+  j.options.start = privacy::parse_inversion_start(a.start);
+  j.plot_out = a.plot_out;
+  j.device = resolve_device(a.common);
+  const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
+  CliProgress progress(!a.common.quiet);
+  return privacy::to_json(privacy::run_inversion(j, split.train, &progress));
+}
+
+void print_invert(const nlohmann::json& j) {
+  std::printf(
+      "model inversion (MI-Face, %s start, %lld steps at most, lr %g, TV weight %g) of %s against the "
+      "class means of %s\n",
+      j["start"].get<std::string>().c_str(), j["steps"].get<long long>(), j["lr"].get<double>(),
+      j["tv_weight"].get<double>(), j["model"].get<std::string>().c_str(), j["dataset"].get<std::string>().c_str());
+  std::printf("%6s %9s %9s %8s %11s %6s  %s\n", "class", "pearson", "mse", "nearest", "confidence", "steps", "stopped");
+  for (const auto& c : j["classes"])
+    std::printf("%6lld %9.4f %9.5f %8lld %11.4f %6lld  %s\n", c["class"].get<long long>(), c["pearson"].get<double>(),
+                c["mse"].get<double>(), c["nearest_class_mean"].get<long long>(), c["confidence"].get<double>(),
+                c["steps"].get<long long>(), c["stopped"].get<std::string>().c_str());
+  std::printf("mean Pearson correlation %.4f, mean MSE %.5f, mean confidence %.4f, identified %.0f%% of classes\n",
+              j["mean_pearson"].get<double>(), j["mean_mse"].get<double>(), j["mean_confidence"].get<double>(),
+              100.0 * j["identification_rate"].get<double>());
+  if (!j["plot_out"].get<std::string>().empty()) std::printf("grid: %s\n", j["plot_out"].get<std::string>().c_str());
 }
 
 }  // namespace
@@ -158,7 +209,9 @@ void print_dp(const nlohmann::json& j) {
 Runner add_audit(CLI::App& app) {
   auto mia = std::make_shared<AuditArgs>();
   auto dp = std::make_shared<AuditArgs>();
-  auto* cmd = app.add_subcommand("audit", "privacy audits: membership inference (mia), empirical epsilon (dp)");
+  auto inv = std::make_shared<InvertArgs>();
+  auto* cmd = app.add_subcommand(
+      "audit", "privacy audits: membership inference (mia), empirical epsilon (dp), model inversion (invert)");
   cmd->require_subcommand(1);
 
   auto* m = cmd->add_subcommand("mia",
@@ -180,8 +233,8 @@ Runner add_audit(CLI::App& app) {
   m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
   auto* d = cmd->add_subcommand("dp",
-                                "one-run empirical epsilon of a DP-SGD run with gradient canaries, beside the "
-                                "accounted epsilon; exit status 3 with --strict when the audit fails");
+                                "empirical epsilon of DP-SGD with gradient canaries (one run, or --runs R), beside "
+                                "the accounted epsilon; exit status 3 with --strict when the audit fails");
   add_recipe_options(d, *dp);
   d->add_option("--canaries", dp->audit.canaries, "gradient canaries m (at most the model's parameters)")
       ->capture_default_str()
@@ -198,10 +251,45 @@ Runner add_audit(CLI::App& app) {
   d->add_option("--out", dp->model_out, "the audited model file (it carries the canaries: not for release)")
       ->capture_default_str();
   d->add_option("--scores", dp->scores_out, "TSV of every canary's score and inclusion");
+  d->add_option("--runs", dp->audit.runs,
+                "many-run audit: R runs with one gradient canary and R without (even, at least 4; 0: the one-run "
+                "audit)")
+      ->capture_default_str()
+      ->check(integer_in(0, 1 << 20));
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
-  return [mia, dp, m, d]() {
+  auto* v = cmd->add_subcommand("invert",
+                                "model inversion (MI-Face: gradient descent on the input towards each class), "
+                                "compared with the training data's class means; draws a grid with --plot");
+  add_common_options(*v, inv->common);
+  v->add_option("--model", inv->model, "model file (aegis safetensors or ONNX) with image inputs")->required();
+  v->add_option("--data", inv->data, "dataset spec, as for train (its training split gives the class means)")
+      ->capture_default_str();
+  v->add_option("--classes", inv->options.classes, "classes to invert, comma-separated (default: all)")
+      ->delimiter(',')
+      ->check(integer_in(0, kMaxExamples));
+  v->add_option("--steps", inv->options.steps, "most gradient steps per class")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  v->add_option("--lr", inv->options.lr, "step size")->capture_default_str()->check(positive(1e6));
+  v->add_option("--tv", inv->options.tv, "weight of the total-variation prior")
+      ->capture_default_str()
+      ->check(non_negative(1e6));
+  v->add_option("--patience", inv->options.patience, "stop after this many steps without a lower cost")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  v->add_option("--min-cost", inv->options.min_cost, "stop once the cost is at most this")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, true));
+  v->add_option("--start", inv->start, "first image: zero | grey | random")
+      ->capture_default_str()
+      ->check(one_of({"zero", "grey", "random"}));
+  v->add_option("--seed", inv->options.seed, "seed of the random start")->capture_default_str()->check(seed_value());
+  v->add_option("--plot", inv->plot_out, "draw reconstructions over class means (.png, .svg or .pdf; needs gnuplot)");
+
+  return [mia, dp, inv, m, d, v]() {
     if (m->parsed()) return print_result(run_mia(*mia, *m), mia->common.json, print_mia);
+    if (v->parsed()) return print_result(run_invert(*inv), inv->common.json, print_invert);
     const nlohmann::json j = run_dp(*dp);
     print_result(j, dp->common.json, print_dp);
     // The library has already warned on stderr ("aegis: warning: AUDIT FAILED ...").

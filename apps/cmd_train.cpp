@@ -14,6 +14,7 @@
 #include "certify/sweep.h"
 #include "nn/model_file.h"
 #include "options.h"
+#include "privacy/audit_mia.h"
 #include "privacy/model_report.h"
 #include "progress.h"
 #include "train_run.h"
@@ -135,6 +136,14 @@ nlohmann::json smoothing_evaluation(const TrainArgs& a, const nn::Dataset& test,
           {"seconds", seconds},
           {"samples_per_s", static_cast<double>(n * (o.n0 + o.n)) / seconds}};
 }
+// The demo's audit step: the loss attack (no shadow models) on the first 2000 training examples
+// (members) and the first 2000 test examples (non-members), against a model file.
+nlohmann::json loss_audit(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& model_file) {
+  nn::LoadedClassifier loaded = nn::load_classifier(model_file);
+  const std::int64_t n = std::min<std::int64_t>({2000, split.train.size(), split.test.size()});
+  return privacy::to_json(privacy::loss_attack(*loaded.model, first_examples(split.train, n),
+                                               first_examples(split.test, n), resolve_device(a.common)));
+}
 }  // namespace
 
 Runner add_demo(CLI::App& app) {
@@ -146,8 +155,8 @@ Runner add_demo(CLI::App& app) {
   auto smooth_out = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("demo",
                                  "train on the default dataset (Fashion-MNIST), standard and with DP-SGD, "
-                                 "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy and "
-                                 "certified accuracy");
+                                 "with Gaussian augmentation, and report accuracy, epsilon, PGD robust accuracy, a "
+                                 "membership-inference audit and certified accuracy");
   add_common_options(*cmd, a->common);
   cmd->add_option("--epochs", a->train.epochs, "standard training epochs")
       ->capture_default_str()
@@ -209,23 +218,23 @@ Runner add_demo(CLI::App& app) {
     TrainArgs smooth = *a;
     smooth.out = *smooth_out;
     smooth.train.noise_sigma = 0.25f;
-    if (!a->common.quiet) std::cerr << "aegis demo: step 1/4 — standard training\n";
+    if (!a->common.quiet) std::cerr << "aegis demo: step 1/5 — standard training\n";
     nlohmann::json standard = run_training(*a, split, label);
-    if (!a->common.quiet) std::cerr << "aegis demo: step 2/4 — PGD-20 attack (L-inf, eps 0.1) on 1000 test examples\n";
+    if (!a->common.quiet) std::cerr << "aegis demo: step 2/5 — PGD-20 attack (L-inf, eps 0.1) on 1000 test examples\n";
     const nlohmann::json pgd = pgd_evaluation(*a, split.test, a->out);
-    if (!a->common.quiet) std::cerr << "aegis demo: step 3/4 — DP-SGD training (target epsilon 3)\n";
+    if (!a->common.quiet) std::cerr << "aegis demo: step 3/5 — DP-SGD training (target epsilon 3)\n";
     nlohmann::json priv = run_training(dp, split, label);
     if (!a->common.quiet)
-      std::cerr << "aegis demo: step 4/4 — Gaussian-augmented training (sigma 0.25) and certification of 200 test "
+      std::cerr << "aegis demo: step 4/5 — membership inference (loss attack) on the standard and the DP model\n";
+    const nlohmann::json audit = {{"standard", loss_audit(*a, split, a->out)}, {"dp", loss_audit(dp, split, dp.out)}};
+    if (!a->common.quiet)
+      std::cerr << "aegis demo: step 5/5 — Gaussian-augmented training (sigma 0.25) and certification of 200 test "
                    "examples (n0 100, n 1000, alpha 0.001)\n";
     nlohmann::json smoothed = run_training(smooth, split, label);
     smoothed["certify"] = smoothing_evaluation(smooth, split.test, smooth.out, 0.25, 200);
     if (a->common.json) {
-      std::cout << nlohmann::json{{"command", "demo"},
-                                  {"standard", standard},
-                                  {"pgd", pgd},
-                                  {"dp", priv},
-                                  {"smoothing", smoothed}}
+      std::cout << nlohmann::json{{"command", "demo"}, {"standard", standard}, {"pgd", pgd},
+                                  {"dp", priv},        {"audit", audit},       {"smoothing", smoothed}}
                        .dump()
                 << std::endl;
     } else {
@@ -237,6 +246,14 @@ Runner add_demo(CLI::App& app) {
           pgd["clean_accuracy"].get<double>(), pgd["robust_accuracy"].get<double>());
       std::printf("DP-SGD:   ");
       print_training_text(priv);
+      const nlohmann::json& s = audit["standard"];
+      std::printf(
+          "audit:    loss attack on %lld training vs %lld test examples: AUC %.4f, TPR %.4f at 1%% FPR (standard); "
+          "AUC %.4f, TPR %.4f (DP-SGD)\n",
+          static_cast<long long>(s["members"].get<std::int64_t>()),
+          static_cast<long long>(s["non_members"].get<std::int64_t>()), s["auc"].get<double>(),
+          s["tpr_at_1%_fpr"].get<double>(), audit["dp"]["auc"].get<double>(),
+          audit["dp"]["tpr_at_1%_fpr"].get<double>());
       const nlohmann::json& c = smoothed["certify"];
       std::printf(
           "smoothing: sigma %.2f, %lld test examples, n %lld: certified accuracy %.3f at radius 0, %.3f at 0.25, "

@@ -17,6 +17,16 @@
 //     one_run_epsilon (privacy/audit_stats.h) is the ε that the run provably exceeds at the given
 //     confidence unless it is (ε, δ)-DP. An ε_lower above the accounted ε is a failed audit: the
 //     implementation (or its accounting) does not deliver its promise.
+// The many-run audit (Jagielski, Ullman & Oprea 2020, §3; Nasr et al. 2021, §3 and Eq. 1, their
+// strongest white-box "gradient canary" adversary): R models trained with one gradient canary
+// (always included, then sampled with rate q at each step like any record) and R without it,
+// each with its own training seed (the noise, the sampling, the initialization), scored by the
+// same statistic. The first R/2 runs of each kind choose the threshold τ ("canary in" when the
+// score is ≥ τ; a midpoint between two of their scores) that gives the highest bound on them; the other R/2 + R/2 runs count its false
+// positives and negatives, and many_run_epsilon (privacy/audit_stats.h) turns the counts into ε_lower
+// with Clopper–Pearson bounds. The ceiling is the bound of a perfect test on R/2 + R/2 runs
+// (about 5.6 with 1000 runs each side at δ = 1e-5). Not resumable: the runs are short by design
+// (a small set, few steps), and each writes the same model file, which holds the last run.
 // The guesses are fixed before the run (no choosing r after seeing the scores, which would void the
 // confidence). The bound is a lower bound that is usually far below ε (a single run extracts
 // little), so a passing audit is weak evidence, while a failing one is proof of a bug.
@@ -40,6 +50,9 @@ struct DpAuditOptions {
   // For testing the audit itself: the noise the optimizer really adds is σ·noise_scale while the
   // ledger still accounts for σ, which is the kind of bug the audit must catch. 1 in real use.
   double noise_scale = 1.0;
+  // 0: the one-run audit. R (even, ≥ 4): the many-run audit with R runs with the canary and R
+  // without it; canaries and guesses are then unused.
+  std::int64_t runs = 0;
 };
 
 struct DpAuditJob {
@@ -66,5 +79,27 @@ nlohmann::json to_json(const DpAuditReport& report);
 // m < 1, m above the model's parameter count, r odd or outside [2, m], confidence outside (0, 1),
 // noise_scale outside (0, 1], clipping other than flat, shuffled batches, secure noise or a resume.
 DpAuditReport run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
+
+struct ManyRunAuditReport {
+  DpReport training;       // the last run's
+  std::int64_t runs = 0;   // R per kind: 2R models in all
+  double threshold = 0.0;  // τ, chosen on the selection half
+  std::int64_t selection_false_positives = 0, selection_false_negatives = 0;
+  // The evaluation half: R/2 runs without the canary (negatives), R/2 with it (positives).
+  std::int64_t negatives = 0, positives = 0, false_positives = 0, false_negatives = 0;
+  double fpr_upper = 0.0, fnr_upper = 0.0;  // their Clopper–Pearson upper bounds
+  double confidence = 0.0;
+  double epsilon_lower = 0.0, epsilon_ceiling = 0.0, epsilon_accounted = 0.0, delta = 0.0;
+  bool failed = false;  // epsilon_lower > epsilon_accounted
+  double seconds_per_run = 0.0;
+  std::string scores_out;
+};
+nlohmann::json to_json(const ManyRunAuditReport& report);
+
+// The many-run audit of the header comment (job.audit.runs = R). Writes the scores TSV (run,
+// canary, half, seed, score) when job.scores_out is set. InvalidArgument for R odd or < 4 and
+// the training restrictions of run_dp_audit.
+ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split,
+                                         ProgressSink* progress = nullptr);
 
 }  // namespace aegis::privacy

@@ -71,6 +71,19 @@ MiaReport run_mia_audit(const MiaJob& job, const nn::DatasetSplit& split, Progre
 void plot_roc_curves(const std::vector<std::pair<std::string, RocCurve>>& curves, const std::string& title,
                      const std::string& path);
 
+// The loss attack alone (Yeom, Giacomelli, Fredrikson & Jha 2018: score −ℓ(x, y)) against a
+// trained model whose members and non-members are known from outside (e.g. a slice of its
+// training split and of the test split): no shadow models, so it is cheap and weak, a first
+// look rather than an audit. InvalidArgument when either set is empty.
+struct LossAttackReport {
+  std::int64_t members = 0, non_members = 0;
+  double member_loss = 0.0, non_member_loss = 0.0;  // mean cross-entropy of each set
+  AttackMetrics metrics;
+};
+nlohmann::json to_json(const LossAttackReport& report);
+LossAttackReport loss_attack(nn::Module& model, const nn::Dataset& members, const nn::Dataset& non_members,
+                             Device device);
+
 // The LiRA scores alone, for given φ: phi[k][i] of model k on example i, in_model[k][i] whether
 // model k trained on i; target_phi[i] the target's. Returns the four LiRA variants in the order
 // of MiaAttackResult::name (online, online-fixed, offline, offline-fixed). Every example must be in

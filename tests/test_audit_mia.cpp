@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "nn/data/dataset.h"
 #include "privacy/audit_mia.h"
+#include "support/linear_problem.h"
 #include "support/testing.h"
 
 namespace aegis::privacy {
@@ -167,6 +168,53 @@ TEST(AuditMia, CliJson) {
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;
   }
+}
+
+TEST(AuditMia, LossAttackAucEqualsTheBruteForcePairCount) {
+  // A linear model: every loss is computed here from W and b, and the AUC as the share of
+  // (member, non-member) pairs where the member's loss is lower (ties ½), the Mann–Whitney form.
+  const testing::LinearProblem p = testing::linear_problem(3, 60);
+  const auto part = [&](std::int64_t from, std::int64_t count) {
+    nn::Dataset d;
+    d.name = "part";
+    d.images = p.x.rows(from, from + count);
+    std::vector<std::int32_t> y = p.labels.to_vector<std::int32_t>();
+    // Half of the labels are moved to the next class, so that losses spread over a wide range.
+    std::vector<std::int32_t> mine(y.begin() + from, y.begin() + from + count);
+    for (std::size_t i = 0; i < mine.size(); i += 2) mine[i] = (mine[i] + 1) % 3;
+    d.labels = Tensor::from_vector(mine, {count});
+    d.num_classes = 3;
+    return d;
+  };
+  const nn::Dataset members = part(0, 25), non_members = part(25, 35);
+  const auto losses = [&](const nn::Dataset& d) {
+    const std::vector<float> x = d.images.to_vector<float>();
+    const std::vector<std::int32_t> y = d.labels.to_vector<std::int32_t>();
+    std::vector<double> out;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      double z[3], total = 0.0;
+      for (int k = 0; k < 3; ++k) {
+        z[k] = p.b[k];
+        for (std::int64_t j = 0; j < p.d; ++j) z[k] += static_cast<double>(p.w[k * p.d + j]) * x[i * p.d + j];
+        total += std::exp(z[k]);
+      }
+      out.push_back(std::log(total) - z[y[i]]);
+    }
+    return out;
+  };
+  const std::vector<double> lm = losses(members), ln = losses(non_members);
+  double pairs = 0.0, mean_m = 0.0;
+  for (double a : lm) {
+    mean_m += a / static_cast<double>(lm.size());
+    for (double b : ln) pairs += a < b ? 1.0 : a == b ? 0.5 : 0.0;
+  }
+  const LossAttackReport r = loss_attack(*p.model, members, non_members, Device::cpu());
+  EXPECT_EQ(r.members, 25);
+  EXPECT_EQ(r.non_members, 35);
+  // float32 logits against double: the losses agree to ~1e-6, no pair is that close.
+  EXPECT_NEAR(r.metrics.auc, pairs / (25.0 * 35.0), 1e-12);
+  EXPECT_NEAR(r.member_loss, mean_m, 1e-5);
+  EXPECT_THROW(loss_attack(*p.model, members, nn::Dataset{}, Device::cpu()), InvalidArgument);
 }
 
 }  // namespace

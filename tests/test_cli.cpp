@@ -162,6 +162,15 @@ TEST(Cli, DemoTrainsAttacksTrainsPrivatelyAndCertifies) {
   EXPECT_GT(j["standard"]["test_accuracy"].get<double>(), 0.5);
   EXPECT_LE(j["pgd"]["robust_accuracy"].get<double>(), j["pgd"]["clean_accuracy"].get<double>());
   EXPECT_LE(j["dp"]["epsilon"].get<double>(), 3.0);
+  // The audit step: the loss attack on 2000 members and 2000 non-members of each model.
+  for (const char* model : {"standard", "dp"}) {
+    const auto& m = j["audit"][model];
+    EXPECT_EQ(m["members"].get<std::int64_t>(), 2000) << model;
+    EXPECT_GE(m["auc"].get<double>(), 0.0) << model;
+    EXPECT_LE(m["auc"].get<double>(), 1.0) << model;
+  }
+  // One epoch of DP-SGD barely fits its members: its loss attack stays near chance.
+  EXPECT_NEAR(j["audit"]["dp"]["auc"].get<double>(), 0.5, 0.05);
   const auto& c = j["smoothing"]["certify"];
   EXPECT_EQ(c["n"].get<std::int64_t>(), 1000);
   EXPECT_GT(c["certified_accuracy"]["0.00"].get<double>(), 0.3);

@@ -119,6 +119,7 @@ std::vector<NumericOption> numeric_options(const std::string& dir) {
   const std::string analyze = "analyze " + dir + "/absent.tsv";
   const std::string audit_mia = "audit mia --data nosuch --quiet --out-dir " + dir + "/never";
   const std::string audit_dp = "audit dp --data nosuch --quiet --target-epsilon 1 --out " + dir + "/never.safetensors";
+  const std::string audit_invert = "audit invert --data nosuch --quiet" + model;
   return {
       {train, "--epochs", Kind::Count},
       {train, "--batch-size", Kind::Count},
@@ -206,6 +207,13 @@ std::vector<NumericOption> numeric_options(const std::string& dir) {
       {audit_dp, "--confidence", Kind::Fraction},
       {audit_dp, "--audit-seed", Kind::Seed},
       {"audit dp --data nosuch --quiet --out " + dir + "/never.safetensors", "--noise-multiplier", Kind::Positive},
+      {audit_dp, "--runs", Kind::CountOrZero},
+      {audit_invert, "--steps", Kind::Count},
+      {audit_invert, "--patience", Kind::Count},
+      {audit_invert, "--lr", Kind::Positive},
+      {audit_invert, "--tv", Kind::NonNegative},
+      {audit_invert, "--min-cost", Kind::Fraction},
+      {audit_invert, "--seed", Kind::Seed},
   };
 }
 

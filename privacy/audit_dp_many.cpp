@@ -1,0 +1,188 @@
+// The many-run audit of privacy/audit_dp.h: 2R DP-SGD runs, one gradient canary, a threshold
+// chosen on half of the runs and the Clopper–Pearson ε bound on the other half.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/philox.h"
+#include "privacy/audit_canary.h"
+#include "privacy/audit_dp.h"
+#include "privacy/audit_stats.h"
+
+namespace aegis::privacy {
+
+namespace {
+
+struct Run {
+  bool canary = false;     // trained with the canary
+  bool selection = false;  // in the half that chooses the threshold
+  std::uint64_t seed = 0;  // its training seed
+  double score = 0.0;
+};
+
+struct Counts {
+  std::int64_t false_positives = 0, false_negatives = 0, negatives = 0, positives = 0;
+};
+
+Counts count(const std::vector<Run>& runs, bool selection, double threshold) {
+  Counts c;
+  for (const Run& r : runs) {
+    if (r.selection != selection) continue;
+    const bool guess_in = r.score >= threshold;
+    if (r.canary) {
+      ++c.positives;
+      c.false_negatives += guess_in ? 0 : 1;
+    } else {
+      ++c.negatives;
+      c.false_positives += guess_in ? 1 : 0;
+    }
+  }
+  return c;
+}
+
+double bound(const Counts& c, double delta, double confidence) {
+  return many_run_epsilon(c.false_positives, c.negatives, c.false_negatives, c.positives, delta, confidence);
+}
+
+// τ of the highest bound on the selection half, among the midpoints between consecutive distinct
+// selection scores and ±∞ (the midpoint leaves equal room on both sides for the evaluation runs);
+// ties go to the most right guesses, then to the lowest τ. The evaluation half is never looked at.
+double choose_threshold(const std::vector<Run>& runs, double delta, double confidence) {
+  std::vector<double> scores;
+  for (const Run& r : runs)
+    if (r.selection) scores.push_back(r.score);
+  std::sort(scores.begin(), scores.end());
+  std::vector<double> candidates = {-INFINITY};
+  for (std::size_t i = 0; i + 1 < scores.size(); ++i)
+    if (scores[i] < scores[i + 1]) candidates.push_back(0.5 * (scores[i] + scores[i + 1]));
+  candidates.push_back(INFINITY);
+  double best_tau = INFINITY, best_eps = -1.0;
+  std::int64_t best_right = -1;
+  for (double tau : candidates) {
+    const Counts c = count(runs, true, tau);
+    const double eps = bound(c, delta, confidence);
+    const std::int64_t right = c.negatives + c.positives - c.false_positives - c.false_negatives;
+    if (eps > best_eps || (eps == best_eps && right > best_right)) best_tau = tau, best_eps = eps, best_right = right;
+  }
+  return best_tau;
+}
+
+void write_runs(const std::string& path, const std::vector<Run>& runs) {
+  std::ostringstream os;
+  os << "run\tcanary\thalf\tseed\tscore\n";
+  char score[32];
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    std::snprintf(score, sizeof score, "%.9g", runs[i].score);
+    os << i << '\t' << (runs[i].canary ? 1 : 0) << '\t' << (runs[i].selection ? "selection" : "evaluation") << '\t'
+       << runs[i].seed << '\t' << score << '\n';
+  }
+  const std::string text = os.str();
+  write_file_atomically(path, [&](int fd) { return write_fully(fd, text.data(), text.size()); });
+}
+
+}  // namespace
+
+nlohmann::json to_json(const ManyRunAuditReport& r) {
+  return {{"command", "audit dp"},
+          {"method", "many-run, gradient canary"},
+          {"runs", r.runs},
+          {"threshold", r.threshold},
+          {"selection_false_positives", r.selection_false_positives},
+          {"selection_false_negatives", r.selection_false_negatives},
+          {"negatives", r.negatives},
+          {"positives", r.positives},
+          {"false_positives", r.false_positives},
+          {"false_negatives", r.false_negatives},
+          {"fpr_upper", r.fpr_upper},
+          {"fnr_upper", r.fnr_upper},
+          {"confidence", r.confidence},
+          {"epsilon_lower", r.epsilon_lower},
+          {"epsilon_ceiling", r.epsilon_ceiling},
+          {"epsilon_accounted", r.epsilon_accounted},
+          {"delta", r.delta},
+          {"failed", r.failed},
+          {"seconds_per_run", r.seconds_per_run},
+          {"scores_out", r.scores_out},
+          {"training", to_json(r.training)}};
+}
+
+ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split, ProgressSink* progress) {
+  const DpAuditOptions& a = job.audit;
+  const std::int64_t per_kind = a.runs;
+  AEGIS_CHECK(per_kind >= 4 && per_kind % 2 == 0 && per_kind <= (std::int64_t{1} << 20),
+              "--runs " << per_kind << " must be even and lie in [4, 2^20] (R runs with the canary and R without)");
+  AEGIS_CHECK(a.confidence > 0.0 && a.confidence < 1.0, "--confidence " << a.confidence << " must lie in (0, 1)");
+  AEGIS_CHECK(a.noise_scale > 0.0 && a.noise_scale <= 1.0, "noise_scale " << a.noise_scale << " must lie in (0, 1]");
+  audit_detail::check_training(job.training);
+  const std::int64_t parameters = nn::start_model(job.training.job, split.train).model->num_parameters();
+
+  // One canary, at the quietest coordinate, with a seeded sign; the same in every run.
+  audit_detail::Canary canary;
+  canary.coordinate = audit_detail::quiet_coordinates(job.training, split.train, 1, a.seed)[0];
+  canary.sign = (philox::bits({a.seed, philox::kPurposeAuditSetup, audit_detail::kSigns}, 0) & 1u) ? 1.0f : -1.0f;
+
+  // Runs 0..R−1 (R = per_kind) with the canary, R..2R−1 without; the first R/2 of each kind select.
+  std::vector<Run> runs(static_cast<std::size_t>(2 * per_kind));
+  for (std::int64_t i = 0; i < 2 * per_kind; ++i) {
+    Run& r = runs[static_cast<std::size_t>(i)];
+    r.canary = i < per_kind;
+    r.selection = i % per_kind < per_kind / 2;
+    r.seed = job.training.job.train.seed + static_cast<std::uint64_t>(i);
+  }
+  ManyRunAuditReport report;
+  ProgressSink& p = progress_or_silent(progress);
+  p.info("many-run audit: " + std::to_string(per_kind) + " DP-SGD runs with the canary and " +
+         std::to_string(per_kind) + " without");
+  p.begin("audit runs", 2 * per_kind, "runs");
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    DpJob training = job.training;
+    training.job.train.seed = runs[i].seed;
+    std::vector<audit_detail::Canary> one = {canary};
+    one[0].included = runs[i].canary;
+    // Each run's sampling draws get their own key: step_key(seed, …, (i + 1)·2^32 + step).
+    report.training = audit_detail::train_with_canaries(
+        training, split, one, parameters, a.seed, (static_cast<std::uint64_t>(i) + 1) << 32, a.noise_scale, nullptr);
+    runs[i].score = one[0].score;
+    p.update(static_cast<std::int64_t>(i) + 1, "");
+  }
+  p.end("");
+  report.seconds_per_run =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(runs.size());
+
+  report.runs = per_kind;
+  report.confidence = a.confidence;
+  report.delta = report.training.delta;
+  report.epsilon_accounted = report.training.epsilon;
+  report.threshold = choose_threshold(runs, report.delta, a.confidence);
+  const Counts sel = count(runs, true, report.threshold), eval = count(runs, false, report.threshold);
+  report.selection_false_positives = sel.false_positives;
+  report.selection_false_negatives = sel.false_negatives;
+  report.negatives = eval.negatives;
+  report.positives = eval.positives;
+  report.false_positives = eval.false_positives;
+  report.false_negatives = eval.false_negatives;
+  report.fpr_upper = clopper_pearson(eval.false_positives, eval.negatives, a.confidence).upper;
+  report.fnr_upper = clopper_pearson(eval.false_negatives, eval.positives, a.confidence).upper;
+  report.epsilon_lower = bound(eval, report.delta, a.confidence);
+  report.epsilon_ceiling = many_run_epsilon_ceiling(eval.negatives, eval.positives, report.delta, a.confidence);
+  report.failed = report.epsilon_lower > report.epsilon_accounted;
+  if (!job.scores_out.empty()) {
+    write_runs(job.scores_out, runs);
+    report.scores_out = job.scores_out;
+  }
+  if (report.failed) {
+    std::ostringstream os;
+    os << "AUDIT FAILED: the run leaks more than it accounts for: epsilon >= " << report.epsilon_lower << " with "
+       << 100.0 * a.confidence << "% confidence (" << 2 * per_kind
+       << " runs), but the ledger says epsilon = " << report.epsilon_accounted;
+    p.warning(os.str());
+  }
+  return report;
+}
+
+}  // namespace aegis::privacy
