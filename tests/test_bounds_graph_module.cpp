@@ -22,6 +22,7 @@
 #include "nn/onnx_import.h"
 #include "nn/zoo.h"
 #include "support/testing.h"
+#include "support/zoo_twin.h"
 
 namespace aegis {
 namespace {
@@ -172,31 +173,12 @@ TEST(GraphBoundsZoo, ZooMaxPoolModelsHoldAtSampledPoints) {
   }
 }
 
-// The zoo's model of the same architecture with the graph's weights copied in by name.
-std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const std::string& zoo_name) {
-  nn::ModelSpec spec;
-  spec.name = zoo_name;
-  spec.input_shape = graph.input_shape();
-  spec.num_classes = graph.num_classes();
-  spec.activation = "relu";
-  auto zoo = nn::build_model(spec);
-  const auto params = graph.named_parameters();
-  for (const auto& [name, p] : zoo->named_parameters()) {
-    auto it = std::find_if(params.begin(), params.end(), [&](const auto& gp) { return gp.first == name; });
-    EXPECT_NE(it, params.end()) << name;
-    if (it == params.end()) continue;
-    Var q = p;
-    q.mutable_value().copy_from(it->second.value());
-  }
-  return zoo;
-}
-
 TEST(GraphBoundsZoo, ImportedZooModelsGiveTheZooModelsBounds) {
   REQUIRE_ONNX();
   for (const auto& [fixture, zoo_name] :
        {std::pair<const char*, const char*>{"zoo_mlp", "mlp"}, {"zoo_cnn_res", "cnn-res"}}) {
     auto graph = load(fixture);
-    auto zoo = zoo_twin(*graph, zoo_name);
+    auto zoo = testing::zoo_twin(*graph, zoo_name);
     const std::int64_t n = 4, k = graph->num_classes();
     const Tensor x = testing::random_tensor(batched(n, graph->input_shape()), 5, 0.0f, 1.0f);
     const Tensor labels = Tensor::from_vector(predictions(*graph, x, k), {n});
@@ -319,7 +301,7 @@ TEST(GraphBoundsCli, VerifyTakesAnOnnxModelAndMatchesTheZooModel) {
   REQUIRE_ONNX();
   const std::string onnx_path = fixture_dir() + "/zoo_mlp/model.onnx";
   const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
-  auto zoo = zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
+  auto zoo = testing::zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
   nn::ModelSpec spec = loaded.spec;
   spec.name = "mlp";
   spec.activation = "relu";

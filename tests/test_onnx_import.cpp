@@ -17,6 +17,7 @@
 #include "nn/zoo.h"
 #include "runtime/autograd.h"
 #include "support/testing.h"
+#include "support/zoo_twin.h"
 
 namespace aegis {
 namespace {
@@ -219,37 +220,12 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, OnnxParity,
                                            "zoo_mlp", "zoo_cnn_res", "tied_mlp", "torch_cnn_fmnist",
                                            "torch_resnet_cifar", "torch_mobile"));
 
-// The zoo's model of the same architecture with the graph's weights copied in by name (every
-// parameter name must match: the graph keeps torch's state_dict names).
-std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const std::string& zoo_name) {
-  nn::ModelSpec spec;
-  spec.name = zoo_name;
-  spec.input_shape = graph.input_shape();
-  spec.num_classes = graph.num_classes();
-  spec.activation = "relu";
-  auto zoo = nn::build_model(spec);
-  const auto graph_params = graph.named_parameters();
-  EXPECT_EQ(zoo->named_parameters().size(), graph_params.size());
-  for (const auto& named : zoo->named_parameters()) {
-    const std::string& name = named.first;
-    const Var& p = named.second;
-    auto it = std::find_if(graph_params.begin(), graph_params.end(), [&](const auto& gp) { return gp.first == name; });
-    if (it == graph_params.end()) {
-      ADD_FAILURE() << "the graph has no parameter '" << name << "'";
-      continue;
-    }
-    Var q = p;
-    q.mutable_value().copy_from(it->second.value());
-  }
-  return zoo;
-}
-
 TEST(OnnxImport, GraphEqualsTheZooModelBitForBit) {
   REQUIRE_ONNX();
   for (const auto& [fixture, zoo_name] :
        {std::pair<const char*, const char*>{"zoo_mlp", "mlp"}, {"zoo_cnn_res", "cnn-res"}}) {
     Fixture f = load_fixture(fixture);
-    auto zoo = zoo_twin(*f.onnx.model, zoo_name);
+    auto zoo = testing::zoo_twin(*f.onnx.model, zoo_name);
     nn::FrozenScope frozen_graph(*f.onnx.model), frozen_zoo(*zoo);
     // The same ops in the same order on the same weights: identical floats, not merely close.
     EXPECT_EQ(f.onnx.model->forward(Var(f.input)).value().to_vector<float>(),
@@ -264,7 +240,7 @@ TEST(OnnxImport, CertifyRowsEqualTheZooModelsRows) {
   REQUIRE_ONNX();
   const std::string onnx_path = fixture_dir() + "/zoo_mlp/model.onnx";
   const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
-  auto zoo = zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
+  auto zoo = testing::zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
   nn::ModelSpec spec = loaded.spec;
   spec.name = "mlp";
   spec.activation = "relu";
