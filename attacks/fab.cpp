@@ -12,9 +12,9 @@
 // x ← (1 − β)x_orig + β·x, β = 0.9 (§3.3, "final search" is not run).
 // Projection: the minimizer has the form δ(s) = clip(−s·v, lb, ub) with v = ∇f (L2: the KKT
 // point of the box-constrained least-norm problem) or v = sign(∇f) (L∞: for a radius |s| the
-// box-clipped corner that moves f most), and ∇f·δ(s) is non-increasing in s; s is found by
-// bisection (60 halvings in double) so that ∇f·δ(s) = −f, or the nearest attainable value when the
-// box makes the hyperplane unreachable.
+// box-clipped corner that moves f most), and ∇f·δ(s) is non-increasing and piecewise linear in s;
+// s solves ∇f·δ(s) = −f exactly on its linear piece, found by sorting the breakpoints (project()),
+// or gives the nearest attainable value when the box makes the hyperplane unreachable.
 // FAB is a minimal-norm attack: an example counts as broken at radius ε when the closest
 // misclassified point found lies within ε; with eps given, an example stops once that holds
 // (without it, every run goes on minimizing the distance).
@@ -33,34 +33,68 @@ namespace aegis::attacks {
 
 namespace {
 
-// δ(s) = clip(−s·v, lb, ub) with w·δ(s) = target (or closest), written to out.
+// δ(s) = clip(−s·v, lb, ub) with w·δ(s) = target (or closest), written to out. With v_j of the
+// sign of w_j (v = w, or sign(w)) and lb ≤ 0 ≤ ub, g(s) = w·δ(s) is piecewise linear and
+// monotone with g(0) = 0. Write s = σt with t ≥ 0 and σ the sign that moves g towards the target
+// (σ = +1 for a negative target) and u = σv: coordinate j follows −t·u_j until it reaches its
+// bound b_j (lb_j for u_j > 0, ub_j for u_j < 0) at t_j = b_j/(−u_j), and stays there. Between
+// consecutive breakpoints g = slope·t + constant, slope = Σ_{active} −u_j·w_j, constant =
+// Σ_{clamped} w_j·b_j. A quickselect over the breakpoints (O(d) expected, where a bisection
+// evaluates g, O(d), some 140 times) finds the segment where g reaches the target, which is then
+// solved for exactly. When the box makes the target unreachable, every coordinate ends at its
+// bound: the nearest attainable value.
 void project(const std::vector<double>& w, const std::vector<double>& v, const double* lb, const double* ub,
              double target, std::vector<double>& out) {
   const std::size_t d = w.size();
   out.resize(d);
-  const auto g = [&](double s) {
-    double acc = 0.0;
-    for (std::size_t j = 0; j < d; ++j) acc += w[j] * std::clamp(-s * v[j], lb[j], ub[j]);
-    return acc;
-  };
-  // g is non-increasing; g(0) = 0. Bracket the root on the side of the target's sign.
-  double lo = 0.0, hi = 0.0;
-  if (target < 0.0) {
-    hi = 1.0;
-    for (int k = 0; k < 80 && g(hi) > target; ++k) hi *= 2.0;
-  } else if (target > 0.0) {
-    lo = -1.0;
-    for (int k = 0; k < 80 && g(lo) < target; ++k) lo *= 2.0;
-  }
-  for (int k = 0; k < 60 && target != 0.0; ++k) {
-    const double mid = 0.5 * (lo + hi);
-    if (g(mid) > target) {
-      lo = mid;
-    } else {
-      hi = mid;
+  double s = 0.0;
+  if (target != 0.0) {
+    const double sigma = target < 0.0 ? 1.0 : -1.0;
+    struct Break {
+      double t, slope, value;  // breakpoint, −u_j·w_j (while active), w_j·b_j (once clamped)
+    };
+    std::vector<Break> breaks;
+    breaks.reserve(d);
+    double slope = 0.0, constant = 0.0;  // of the undecided and high breakpoints / of the low ones
+    for (std::size_t j = 0; j < d; ++j) {
+      const double u = sigma * v[j];
+      if (u == 0.0) continue;
+      const double bound = u > 0.0 ? lb[j] : ub[j];
+      const double t = bound / -u;
+      if (t <= 0.0) continue;  // bound 0: clamped from the start, contributes w_j·0
+      breaks.push_back({t, -u * w[j], w[j] * bound});
+      slope += -u * w[j];
     }
+    const auto reached = [&](double g) { return target < 0.0 ? g <= target : g >= target; };
+    // Undecided breakpoints [first, last); below them "low" (clamped on the root's segment, in
+    // `constant`), above them "high" (active there, in `slope` with the undecided ones).
+    auto first = breaks.begin(), last = breaks.end();
+    double low_max = 0.0, high_min = std::numeric_limits<double>::infinity();
+    while (first != last) {
+      const auto mid = first + (last - first) / 2;
+      std::nth_element(first, mid, last, [](const Break& x, const Break& y) { return x.t < y.t; });
+      double lo_slope = 0.0, lo_value = 0.0;  // of [first, mid]: clamped at t = mid->t
+      for (auto it = first; it != mid + 1; ++it) {
+        lo_slope += it->slope;
+        lo_value += it->value;
+      }
+      if (reached((slope - lo_slope) * mid->t + constant + lo_value)) {
+        high_min = mid->t;  // the root is at or below it: mid and above stay active up to the root
+        last = mid;
+      } else {
+        low_max = mid->t;  // the root is above it: [first, mid] are clamped on its segment
+        slope -= lo_slope;
+        constant += lo_value;
+        first = mid + 1;
+      }
+    }
+    double t_star;
+    if (high_min == std::numeric_limits<double>::infinity())
+      t_star = low_max;  // unreachable: every coordinate at its bound
+    else
+      t_star = slope != 0.0 ? std::clamp((target - constant) / slope, low_max, high_min) : high_min;
+    s = sigma * t_star;
   }
-  const double s = target < 0.0 ? hi : lo;
   for (std::size_t j = 0; j < d; ++j) out[j] = std::clamp(-s * v[j], lb[j], ub[j]);
 }
 
