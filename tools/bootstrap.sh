@@ -45,7 +45,7 @@ jobs=${JOBS:-$(nproc)}
 # unit selects the suites built; an unbuilt one is registered as *_NOT_BUILT without that label):
 # they are where malformed input meets the code, and they take seconds instrumented; the other
 # suites are training and end-to-end CLI runs that take minutes each even uninstrumented.
-sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import test_onnx_train)
+sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import test_onnx_train test_vnnlib)
 run_instrumented() {
   local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
   CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF \

@@ -24,7 +24,7 @@ shift $((OPTIND - 1))
 build=${FUZZ_BUILD_DIR:-build-asan}
 harnesses=("$@")
 if ((${#harnesses[@]} == 0)); then
-  harnesses=(safetensors idx cifar10 sweep_tsv sweep_settings analyze)
+  harnesses=(safetensors idx cifar10 sweep_tsv sweep_settings analyze vnnlib)
   # The ONNX harness exists when the build found libonnx-dev.
   if [ -x "$build/fuzz_onnx" ]; then harnesses+=(onnx); fi
 fi
