@@ -105,9 +105,10 @@ TEST(VnnlibParser, RefusesMalformedFilesWithLineAndColumn) {
       {d + b + "(assert (<= (+ X_0 X_0 (* -1 X_0) (* 2 Y_0)) 1))", {"bad.vnnlib:5:9", "mixes"}},
       {std::string(300, '('), {"bad.vnnlib:1:257", "nested more than 256"}},
   };
-  for (const auto& [text, fragments] : cases) {
+  for (const auto& c : cases) {  // not a structured binding: lambdas capture those only from C++20 on
+    const std::string& text = c.first;
     SCOPED_TRACE(text);
-    testing::expect_error<IoError>([&] { parse_vnnlib(text, "bad.vnnlib"); }, fragments[0], fragments[1]);
+    testing::expect_error<IoError>([&] { parse_vnnlib(text, "bad.vnnlib"); }, c.second[0], c.second[1]);
   }
 }
 
