@@ -13,7 +13,7 @@
 // Projection: the minimizer has the form δ(s) = clip(−s·v, lb, ub) with v = ∇f (L2: the KKT
 // point of the box-constrained least-norm problem) or v = sign(∇f) (L∞: for a radius |s| the
 // box-clipped corner that moves f most), and ∇f·δ(s) is non-increasing and piecewise linear in s;
-// s solves ∇f·δ(s) = −f exactly on its linear piece, found by sorting the breakpoints (project()),
+// s solves ∇f·δ(s) = −f exactly on its linear piece, found by a quickselect over the breakpoints (project()),
 // or gives the nearest attainable value when the box makes the hyperplane unreachable.
 // FAB is a minimal-norm attack: an example counts as broken at radius ε when the closest
 // misclassified point found lies within ε; with eps given, an example stops once that holds
@@ -43,18 +43,19 @@ namespace {
 // evaluates g, O(d), some 140 times) finds the segment where g reaches the target, which is then
 // solved for exactly. When the box makes the target unreachable, every coordinate ends at its
 // bound: the nearest attainable value.
+struct Breakpoint {
+  double t, slope, value;  // breakpoint, −u_j·w_j (while active), w_j·b_j (once clamped)
+};
+
+// `breaks` is scratch, reused across calls.
 void project(const std::vector<double>& w, const std::vector<double>& v, const double* lb, const double* ub,
-             double target, std::vector<double>& out) {
+             double target, std::vector<double>& out, std::vector<Breakpoint>& breaks) {
   const std::size_t d = w.size();
   out.resize(d);
   double s = 0.0;
   if (target != 0.0) {
     const double sigma = target < 0.0 ? 1.0 : -1.0;
-    struct Break {
-      double t, slope, value;  // breakpoint, −u_j·w_j (while active), w_j·b_j (once clamped)
-    };
-    std::vector<Break> breaks;
-    breaks.reserve(d);
+    breaks.clear();
     double slope = 0.0, constant = 0.0;  // of the undecided and high breakpoints / of the low ones
     for (std::size_t j = 0; j < d; ++j) {
       const double u = sigma * v[j];
@@ -72,7 +73,7 @@ void project(const std::vector<double>& w, const std::vector<double>& v, const d
     double low_max = 0.0, high_min = std::numeric_limits<double>::infinity();
     while (first != last) {
       const auto mid = first + (last - first) / 2;
-      std::nth_element(first, mid, last, [](const Break& x, const Break& y) { return x.t < y.t; });
+      std::nth_element(first, mid, last, [](const Breakpoint& x, const Breakpoint& y) { return x.t < y.t; });
       double lo_slope = 0.0, lo_value = 0.0;  // of [first, mid]: clamped at t = mid->t
       for (auto it = first; it != mid + 1; ++it) {
         lo_slope += it->slope;
@@ -192,6 +193,7 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
         const std::vector<float> zc = run(rows, m, &dz, &grad);
         std::vector<double> next(m * ud);
         std::vector<double> w(ud), v(ud), lb(ud), ub(ud), d1, d2;
+        std::vector<Breakpoint> breaks;
         for (std::size_t a = 0; a < m; ++a) {
           const auto i = static_cast<std::size_t>(ids[static_cast<std::size_t>(active[a])]);
           const auto t = static_cast<std::size_t>(ranked[i][static_cast<std::size_t>(target_run)]);
@@ -205,9 +207,9 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
             shift += w[j] * (xo[j] - xc[j]);
           }
           for (std::size_t j = 0; j < ud; ++j) lb[j] = -xc[j], ub[j] = 1.0 - xc[j];
-          project(w, v, lb.data(), ub.data(), -f, d1);
+          project(w, v, lb.data(), ub.data(), -f, d1, breaks);
           for (std::size_t j = 0; j < ud; ++j) lb[j] = -static_cast<double>(xo[j]), ub[j] = 1.0 - xo[j];
-          project(w, v, lb.data(), ub.data(), -(f + shift), d2);
+          project(w, v, lb.data(), ub.data(), -(f + shift), d2, breaks);
           const double n1 = norm_of(d1, l2), n2 = norm_of(d2, l2);
           const double alpha = n1 + n2 > 0 ? std::min(n1 / (n1 + n2), static_cast<double>(options.alpha_max)) : 0.0;
           for (std::size_t j = 0; j < ud; ++j)
