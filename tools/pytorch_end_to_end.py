@@ -13,7 +13,6 @@ Needs torch, onnx and numpy (not dependencies of aegis). Prints one JSON object;
 when a check fails.
 """
 import argparse
-import gzip
 import json
 import os
 import struct
@@ -25,26 +24,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-
-def cnn_fmnist():
-    return nn.Sequential(nn.Conv2d(1, 16, 8, 2, padding=2), nn.Tanh(), nn.MaxPool2d(2, 1),
-                         nn.Conv2d(16, 32, 4, 2), nn.Tanh(), nn.MaxPool2d(2, 1), nn.Flatten(),
-                         nn.Linear(32 * 4 * 4, 32), nn.Tanh(), nn.Linear(32, 10))
-
-
-def mlp():
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+# The zoo's architectures in torch and the IDX reader, shared with the benchmarks.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from torch_interop import read_idx  # noqa: E402
+from torch_train_step import cnn_fmnist, mlp  # noqa: E402
 
 
 ACTIVATION = {"cnn-fmnist": "tanh", "mlp": "relu"}
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = struct.unpack(">I", data[:4])[0] & 0xFF
-    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
-    return np.frombuffer(data[4 + 4 * dims:], dtype=np.uint8).reshape(shape)
 
 
 def load_split(data_dir, split):

@@ -32,12 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class CnnFmnist(nn.Sequential):
-    def __init__(self):
-        super().__init__(nn.Conv2d(1, 16, 8, 2, padding=2), nn.Tanh(), nn.MaxPool2d(2, 1),
-                         nn.Conv2d(16, 32, 4, 2), nn.Tanh(), nn.MaxPool2d(2, 1), nn.Flatten(),
-                         nn.Linear(32 * 4 * 4, 32), nn.Tanh(), nn.Linear(32, 10))
+# The zoo's cnn-fmnist in torch, shared with the benchmarks (bench/torch_train_step.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from torch_train_step import cnn_fmnist  # noqa: E402
 
 
 class Normalize(nn.Module):
@@ -116,7 +113,7 @@ def randomize_batchnorm(model, gen):
 
 # name -> (builder, one example's shape, batch, current exporter?)
 FIXTURES = {
-    "torch_cnn_fmnist": (CnnFmnist, (1, 28, 28), 3, True),
+    "torch_cnn_fmnist": (cnn_fmnist, (1, 28, 28), 3, True),
     "torch_resnet_cifar": (ResNetCifar, (3, 16, 16), 2, True),
     "torch_mobile": (Mobile, (3, 16, 16), 2, False),
 }
