@@ -300,13 +300,8 @@ TEST(GraphBoundsDag, UnsupportedStepIsRefusedByName) {
 TEST(GraphBoundsCli, VerifyTakesAnOnnxModelAndMatchesTheZooModel) {
   REQUIRE_ONNX();
   const std::string onnx_path = fixture_dir() + "/zoo_mlp/model.onnx";
-  const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
-  auto zoo = testing::zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
-  nn::ModelSpec spec = loaded.spec;
-  spec.name = "mlp";
-  spec.activation = "relu";
   const std::string dir = testing::make_temp_dir("onnx_verify");
-  nn::save_classifier(dir + "/mlp.safetensors", *zoo, spec);
+  testing::save_zoo_twin(onnx_path, "mlp", dir + "/mlp.safetensors");
   auto run = [&](const std::string& model) {
     const testing::CliRun r =
         testing::run_cli("verify --model " + model + " --data digits --device cpu --eps 0.01 --max 40 --json --quiet");

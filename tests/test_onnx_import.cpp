@@ -239,13 +239,8 @@ TEST(OnnxImport, GraphEqualsTheZooModelBitForBit) {
 TEST(OnnxImport, CertifyRowsEqualTheZooModelsRows) {
   REQUIRE_ONNX();
   const std::string onnx_path = fixture_dir() + "/zoo_mlp/model.onnx";
-  const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
-  auto zoo = testing::zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), "mlp");
-  nn::ModelSpec spec = loaded.spec;
-  spec.name = "mlp";
-  spec.activation = "relu";
   const std::string dir = testing::make_temp_dir("onnx_certify");
-  nn::save_classifier(dir + "/mlp.safetensors", *zoo, spec);
+  testing::save_zoo_twin(onnx_path, "mlp", dir + "/mlp.safetensors");
   auto rows = [&](const std::string& model, const std::string& out) {
     const testing::CliRun r = testing::run_cli("certify --model " + model +
                                                " --data digits --device cpu --sigma 0.5 --n0 20 "

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "nn/graph_module.h"
+#include "nn/model_file.h"
 #include "nn/zoo.h"
 
 namespace aegis::testing {
@@ -34,6 +35,17 @@ inline std::shared_ptr<nn::Module> zoo_twin(const nn::GraphModule& graph, const 
     q.mutable_value().copy_from(it->second.value());
   }
   return zoo;
+}
+
+// The zoo twin of the ONNX file `onnx_path` written as an aegis model file at `path` (the
+// safetensors twin of the same weights, for comparing commands on the two files).
+inline void save_zoo_twin(const std::string& onnx_path, const std::string& zoo_name, const std::string& path) {
+  const nn::LoadedClassifier loaded = nn::load_classifier(onnx_path);
+  auto zoo = zoo_twin(dynamic_cast<const nn::GraphModule&>(*loaded.model), zoo_name);
+  nn::ModelSpec spec = loaded.spec;
+  spec.name = zoo_name;
+  spec.activation = "relu";
+  nn::save_classifier(path, *zoo, spec);
 }
 
 }  // namespace aegis::testing
