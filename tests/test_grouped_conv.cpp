@@ -103,6 +103,8 @@ TEST(GroupedConv2d, RefusesShapesThatDoNotSplitIntoGroups) {
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 3, 3, 3}, 21)), Var(), {}, 3), ShapeError);
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({5, 2, 3, 3}, 21)), Var(), {}, 3), ShapeError);
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 2, 3, 3}, 21)), Var(), {}, 0), InvalidArgument);
+  // The grouped kernel has no dilation: refused, never ignored.
+  EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 2, 3, 3}, 21)), Var(), {1, 0, 2}, 3), InvalidArgument);
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 2, 7, 7}, 21)), Var(), {}, 3), ShapeError);
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 2, 3, 3}, 21)),
                                  Var(testing::random_tensor({5}, 22)), {}, 3),

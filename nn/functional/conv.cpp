@@ -3,38 +3,57 @@
 // each formed only when that Var requires a gradient, so an input-only attack pays for no dw.
 #include "kernels/conv.h"
 
+#include <string>
+
 #include "nn/functional.h"
 #include "nn/functional/conv_geometry.h"
 #include "runtime/dispatch.h"
 
-namespace aegis::nn::F {
+namespace aegis::nn {
+
+kernels::Conv2dGeometry checked_conv2d_geometry(const Tensor& xv, const Tensor& wv, const autograd::Var& b,
+                                                const Conv2dOptions& opt, std::int64_t groups, const char* op) {
+  const std::string name(op);
+  check_dim(xv, 4, (name + " input").c_str());
+  check_dim(wv, 4, (name + " weight").c_str());
+  check_dtype(xv, DType::F32, (name + " input").c_str());
+  check_dtype(wv, DType::F32, (name + " weight").c_str());
+  check_same_device(xv, wv, op);
+  AEGIS_CHECK(opt.stride > 0, op << ": stride must be positive, got " << opt.stride);
+  AEGIS_CHECK(opt.padding >= 0, op << ": padding must be non-negative, got " << opt.padding);
+  AEGIS_CHECK(opt.dilation > 0, op << ": dilation must be positive, got " << opt.dilation);
+  AEGIS_CHECK(groups >= 1, op << ": groups must be at least 1, got " << groups);
+  AEGIS_CHECK(groups == 1 || opt.dilation == 1,
+              op << ": dilation " << opt.dilation << " is not supported with groups (the grouped kernel has none)");
+  const kernels::Conv2dGeometry g = conv2d_geometry(xv, wv, opt);
+  AEGIS_CHECK_AS(ShapeError, g.out_channels > 0 && g.in_channels > 0 && g.kernel_h > 0 && g.kernel_w > 0,
+                 op << ": empty weight " << wv.describe() << " or input " << xv.describe());
+  if (groups == 1)
+    AEGIS_CHECK_AS(ShapeError, wv.size(1) == g.in_channels,
+                   op << ": input " << xv.describe() << " has " << g.in_channels << " channels but weight "
+                      << wv.describe() << " expects " << wv.size(1));
+  else
+    AEGIS_CHECK_AS(ShapeError,
+                   g.in_channels % groups == 0 && g.out_channels % groups == 0 && wv.size(1) * groups == g.in_channels,
+                   op << ": input " << xv.describe() << " and weight " << wv.describe() << " do not split into "
+                      << groups << " groups (C and O divisible by the groups, weight [O, C/groups, kh, kw])");
+  AEGIS_CHECK_AS(ShapeError, g.height + 2 * g.padding >= g.extent_h() && g.width + 2 * g.padding >= g.extent_w(),
+                 op << ": kernel " << g.kernel_h << "x" << g.kernel_w << " (dilation " << g.dilation
+                    << ") is larger than the input " << xv.describe() << " padded by " << g.padding);
+  if (b.defined()) {
+    check_shape(b.value(), {g.out_channels}, (name + " bias").c_str());
+    check_dtype(b.value(), DType::F32, (name + " bias").c_str());
+    check_same_device(xv, b.value(), (name + " bias").c_str());
+  }
+  return g;
+}
+
+namespace F {
 
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCapture* capture) {
   const Tensor& xv = x.value();
   const Tensor& wv = w.value();
-  check_dim(xv, 4, "conv2d input");
-  check_dim(wv, 4, "conv2d weight");
-  check_dtype(xv, DType::F32, "conv2d input");
-  check_dtype(wv, DType::F32, "conv2d weight");
-  check_same_device(xv, wv, "conv2d");
-  AEGIS_CHECK(opt.stride > 0, "conv2d: stride must be positive, got " << opt.stride);
-  AEGIS_CHECK(opt.padding >= 0, "conv2d: padding must be non-negative, got " << opt.padding);
-  AEGIS_CHECK(opt.dilation > 0, "conv2d: dilation must be positive, got " << opt.dilation);
-
-  const kernels::Conv2dGeometry g = conv2d_geometry(xv, wv, opt);
-  AEGIS_CHECK_AS(ShapeError, g.out_channels > 0 && g.in_channels > 0 && g.kernel_h > 0 && g.kernel_w > 0,
-                 "conv2d: empty weight " << wv.describe() << " or input " << xv.describe());
-  AEGIS_CHECK_AS(ShapeError, wv.size(1) == g.in_channels,
-                 "conv2d: input " << xv.describe() << " has " << g.in_channels << " channels but weight "
-                                  << wv.describe() << " expects " << wv.size(1));
-  AEGIS_CHECK_AS(ShapeError, g.height + 2 * g.padding >= g.extent_h() && g.width + 2 * g.padding >= g.extent_w(),
-                 "conv2d: kernel " << g.kernel_h << "x" << g.kernel_w << " (dilation " << g.dilation
-                                   << ") is larger than the input " << xv.describe() << " padded by " << g.padding);
-  if (b.defined()) {
-    check_shape(b.value(), {g.out_channels}, "conv2d bias");
-    check_dtype(b.value(), DType::F32, "conv2d bias");
-    check_same_device(xv, b.value(), "conv2d bias");
-  }
+  const kernels::Conv2dGeometry g = checked_conv2d_geometry(xv, wv, b, opt, 1, "conv2d");
 
   const Device dev = xv.device();
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_height(), g.out_width()}, DType::F32, dev);
@@ -66,4 +85,5 @@ Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCap
   });
 }
 
-}  // namespace aegis::nn::F
+}  // namespace F
+}  // namespace aegis::nn

@@ -22,4 +22,11 @@ inline kernels::Conv2dGeometry conv2d_geometry(const Tensor& x, const Tensor& w,
   return g;
 }
 
+// The checks of F::conv2d (groups = 1) and F::grouped_conv2d: x [N,C,H,W] and w [O, C/groups, kh, kw]
+// float32 on one device, bias [O] or undefined, positive stride and dilation (grouped: dilation 1,
+// its kernel has none), non-negative padding, a kernel that fits the padded input. Returns the
+// geometry; ShapeError / InvalidArgument naming `op`.
+kernels::Conv2dGeometry checked_conv2d_geometry(const Tensor& x, const Tensor& w, const autograd::Var& b,
+                                                const Conv2dOptions& opt, std::int64_t groups, const char* op);
+
 }  // namespace aegis::nn
