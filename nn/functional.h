@@ -95,8 +95,8 @@ Var linear(const Var& x, const Var& w, const Var& b, LayerCapture* capture = nul
 // H' = (H + 2p − d·(kh − 1) − 1)/s + 1 (floor) with d the dilation, likewise W'.
 Var conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, LayerCapture* capture = nullptr);
 // Grouped convolution (depthwise when groups = C): w [O, C/groups, kh, kw], output channel o
-// reading only the C/groups input channels of its group (kernels/grouped_conv.h). No per-example
-// capture: DP-SGD does not train grouped layers.
+// reading only the C/groups input channels of its group (kernels/grouped_conv.h); dilation 1 only.
+// No per-example capture: DP-SGD does not train grouped weights (imported ones are constants).
 Var grouped_conv2d(const Var& x, const Var& w, const Var& b, Conv2dOptions opt, std::int64_t groups);
 // y = x·scale[c] + shift[c] over dimension 1 of x [N, C, ...]; scale and shift are constants [C]
 // on x's device (no gradient). An input normalization or a BatchNorm in inference form.

@@ -50,32 +50,6 @@ Var Conv2d::forward(const Var& x) {
   return F::conv2d(x, m_weight, m_bias, m_opt, &m_capture);
 }
 
-GroupedConv2d::GroupedConv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel,
-                             std::int64_t groups, InitRng& rng, Conv2dOptions opt, bool bias)
-    : m_in(in_channels), m_out(out_channels), m_kernel(kernel), m_groups(groups), m_opt(opt) {
-  AEGIS_CHECK(in_channels > 0 && out_channels > 0 && kernel > 0 && groups > 0 && in_channels % groups == 0 &&
-                  out_channels % groups == 0,
-              "GroupedConv2d(" << in_channels << ", " << out_channels << ", kernel=" << kernel << ", groups=" << groups
-                               << "): sizes must be positive and the groups must divide both channel counts");
-  AEGIS_CHECK(opt.stride > 0 && opt.padding >= 0, "GroupedConv2d: stride " << opt.stride
-                                                                           << " must be positive and padding "
-                                                                           << opt.padding << " non-negative");
-  const std::int64_t fan_in = in_channels / groups * kernel * kernel;
-  m_weight = register_parameter("weight", uniform_init({out_channels, in_channels / groups, kernel, kernel}, fan_in, rng));
-  if (bias) m_bias = register_parameter("bias", uniform_init({out_channels}, fan_in, rng));
-}
-
-Var GroupedConv2d::forward(const Var& x) {
-  return F::grouped_conv2d(x, m_weight, m_bias, m_opt, m_groups);
-}
-
-std::string GroupedConv2d::describe() const {
-  std::ostringstream os;
-  os << "GroupedConv2d(" << m_in << ", " << m_out << ", kernel=" << m_kernel << ", groups=" << m_groups
-     << ", stride=" << m_opt.stride << ", padding=" << m_opt.padding << (m_bias.defined() ? "" : ", bias=false") << ")";
-  return os.str();
-}
-
 std::string Conv2d::describe() const {
   std::ostringstream os;
   os << "Conv2d(" << m_in << ", " << m_out << ", kernel=" << m_kernel << ", stride=" << m_opt.stride

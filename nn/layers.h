@@ -46,28 +46,6 @@ class Conv2d : public Module {
   LayerCapture m_capture;
 };
 
-// Conv2d(groups=G): weight [out, in/G, k, k], each group of out/G output channels reading only
-// its in/G input channels (depthwise when G = in = out); F::grouped_conv2d. It has no per-example
-// capture, so DP-SGD refuses a model that trains one (privacy/per_example.h).
-class GroupedConv2d : public Module {
- public:
-  GroupedConv2d(std::int64_t in_channels, std::int64_t out_channels, std::int64_t kernel, std::int64_t groups,
-                InitRng& rng, Conv2dOptions opt = {}, bool bias = true);
-  Var forward(const Var& x) override;
-  std::string kind() const override { return "GroupedConv2d"; }
-  std::string describe() const override;
-  const Var& weight() const { return m_weight; }
-  const Var& bias() const { return m_bias; }
-  const Conv2dOptions& options() const { return m_opt; }
-  std::int64_t groups() const { return m_groups; }
-  std::int64_t in_channels() const { return m_in; }
-
- private:
-  std::int64_t m_in, m_out, m_kernel, m_groups;
-  Conv2dOptions m_opt;
-  Var m_weight, m_bias;
-};
-
 enum class ActivationKind { ReLU, Tanh, Sigmoid };
 ActivationKind parse_activation(const std::string& name);  // "relu" | "tanh" | "sigmoid"
 

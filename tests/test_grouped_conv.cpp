@@ -1,4 +1,4 @@
-// Grouped and depthwise convolution (kernels/grouped_conv.h, F::grouped_conv2d, GroupedConv2d):
+// Grouped and depthwise convolution (kernels/grouped_conv.h, F::grouped_conv2d):
 // forward and backward equal the dense convolution with the block-diagonal weight, gradients
 // pass gradcheck, bad shapes are refused, and the CUDA kernels match the CPU's.
 #include <cstdint>
@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "nn/functional.h"
-#include "nn/layers.h"
 #include "support/backend_compare.h"
 #include "support/testing.h"
 
@@ -109,18 +108,6 @@ TEST(GroupedConv2d, RefusesShapesThatDoNotSplitIntoGroups) {
   EXPECT_THROW(F::grouped_conv2d(x, Var(testing::random_tensor({6, 2, 3, 3}, 21)),
                                  Var(testing::random_tensor({5}, 22)), {}, 3),
                ShapeError);
-}
-
-TEST(GroupedConv2d, LayerHoldsTheGroupedWeightAsAParameter) {
-  nn::InitRng rng(1);
-  nn::GroupedConv2d layer(8, 16, 3, 8, rng, {2, 1});
-  const auto params = layer.named_parameters();
-  ASSERT_EQ(params.size(), 2u);
-  EXPECT_EQ(layer.weight().shape(), (Shape{16, 1, 3, 3}));
-  const Var y = layer.forward(Var(testing::random_tensor({2, 8, 9, 9}, 3)));
-  EXPECT_EQ(y.shape(), (Shape{2, 16, 5, 5}));
-  EXPECT_NE(layer.describe().find("groups=8"), std::string::npos) << layer.describe();
-  EXPECT_THROW(nn::GroupedConv2d(6, 8, 3, 4, rng), InvalidArgument);
 }
 
 // y sums ≤ C/G·k² = 75 products, dx ≤ O/G·k² and dw up to N·H'·W' products in double on both.
