@@ -124,13 +124,16 @@ def load_data(spec, data_dir=""):
     """(x_train, y_train, x_test, y_test) as NumPy arrays: images float32 [N, C, H, W] in [0, 1],
     labels int32. spec: 'digits' (bundled), 'fashion-mnist' (Debian's dataset-fashion-mnist),
     'fashion-mnist:DIR', 'mnist:DIR' or 'cifar10:DIR'."""
-    import os
-
     from ._arrays import numpy
 
-    if not data_dir and spec == "digits":
-        data_dir = os.path.join(os.path.dirname(__file__), "data")
-    return tuple(numpy(a) for a in _aegis.load_data(spec, data_dir))
+    return tuple(numpy(a) for a in _aegis.load_data(spec, _data_dir(data_dir)))
+
+
+def _data_dir(data_dir):
+    """Where the bundled digits set is found: the given directory, else the package's copy."""
+    import os
+
+    return str(data_dir) if data_dir else os.path.join(os.path.dirname(__file__), "data")
 
 
 def verify(model, x, y, eps, norm="linf", method="crown", relu="adaptive", batch=256, progress=None):

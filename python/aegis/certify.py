@@ -12,6 +12,12 @@ from ._arrays import like as _like
 from ._arrays import prepare as _prepare
 from ._progress import sink as _sink
 
+
+def _aegis_data_dir(data_dir):
+    from . import _data_dir
+
+    return _data_dir(data_dir)
+
 _core = _aegis.certify
 
 
@@ -73,7 +79,7 @@ class Sweep:
         y = None if self.y is None else _prepare(self.y)
         return _core.sweep(self.model._core, self.out, self.sigmas, self.n0, self.n, self.alpha, self.batch,
                            self.seed, self.precision, self.skip, self.max, self.shard, mode, self.radii, self.data, x,
-                           y, self.data_dir, _sink(progress))
+                           y, _aegis_data_dir(self.data_dir), _sink(progress))
 
     def files(self):
         """The TSV file of each sigma."""

@@ -90,6 +90,7 @@ nb::dict attack(Model& model, const Array& x, const Array& y, const AttackArgs& 
       r = attacks::run_attack(method, *model.module, xd, yd, o, a.unbounded, a.method_options);
     }
   }
+  r.adversarial = r.adversarial.to(input.device());  // where the input lives
   return result_dict(r);
 }
 

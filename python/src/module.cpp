@@ -98,7 +98,8 @@ nb::object forward(Model& m, const Array& x) {
     nn::FrozenScope frozen(*m.module);
     logits = m.module->forward(nn::Var(input.to(m.device), false)).value();
   }
-  return to_array(logits);
+  // Results live where the input did (a CPU array in, a CPU array out, whatever the model's device).
+  return to_array(logits.to(input.device()));
 }
 
 void to_device(Model& m, const std::string& spec) {
@@ -139,17 +140,51 @@ std::uintptr_t data_pointer(const Array& x) {
   return reinterpret_cast<std::uintptr_t>(float_tensor(x, "x").raw_data());
 }
 
+PyObject* new_exception(nb::module_& m, const char* name, PyObject* base) {
+  const std::string full = std::string("aegis.") + name;
+  PyObject* type = PyErr_NewException(full.c_str(), base, nullptr);
+  m.attr(name) = nb::borrow(type);
+  return type;
+}
+
+void raise(PyObject* type, const Error& e) {
+  nb::object exc = nb::steal(PyObject_CallFunction(type, "s", e.message().c_str()));
+  if (!exc.is_valid()) return;  // the call's own error is set
+  PyObject_SetAttrString(exc.ptr(), "location", nb::str(e.location().c_str()).ptr());
+  PyErr_SetObject(type, exc.ptr());
+}
+
 }  // namespace
 
 void register_core(nb::module_& m) {
-  // aegis's typed errors, as Python exceptions with the library's messages.
-  static nb::exception<Error> error(m, "Error", PyExc_RuntimeError);
-  static nb::exception<InvalidArgument> invalid(m, "InvalidArgument", PyExc_ValueError);
-  static nb::exception<ShapeError> shape(m, "ShapeError", PyExc_ValueError);
-  static nb::exception<IoError> io(m, "IoError", PyExc_OSError);
-  static nb::exception<DeviceError> device(m, "DeviceError", PyExc_RuntimeError);
-  static nb::exception<Unsupported> unsupported(m, "Unsupported", PyExc_ValueError);
-  static nb::exception<NumericError> numeric(m, "NumericError", PyExc_ArithmeticError);
+  // aegis's typed errors, as Python exceptions carrying the message the command line prints
+  // (Error::message(), without the throwing file:line, which is kept in the `location` attribute).
+  static PyObject* error = new_exception(m, "Error", PyExc_RuntimeError);
+  static PyObject* invalid = new_exception(m, "InvalidArgument", PyExc_ValueError);
+  static PyObject* shape = new_exception(m, "ShapeError", PyExc_ValueError);
+  static PyObject* io = new_exception(m, "IoError", PyExc_OSError);
+  static PyObject* device = new_exception(m, "DeviceError", PyExc_RuntimeError);
+  static PyObject* unsupported = new_exception(m, "Unsupported", PyExc_ValueError);
+  static PyObject* numeric = new_exception(m, "NumericError", PyExc_ArithmeticError);
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const InvalidArgument& e) {
+      raise(invalid, e);
+    } catch (const ShapeError& e) {
+      raise(shape, e);
+    } catch (const IoError& e) {
+      raise(io, e);
+    } catch (const DeviceError& e) {
+      raise(device, e);
+    } catch (const Unsupported& e) {
+      raise(unsupported, e);
+    } catch (const NumericError& e) {
+      raise(numeric, e);
+    } catch (const Error& e) {
+      raise(error, e);
+    }
+  });
 
   nb::class_<Model>(m, "Model", "A classifier: a zoo architecture or an imported ONNX graph, with its file's metadata.")
       .def_prop_ro("name", [](const Model& s) { return s.spec.name; }, "zoo architecture name, or 'onnx'")

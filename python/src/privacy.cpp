@@ -1,6 +1,7 @@
 // aegis.privacy: the accountants, DP-SGD training, and a step-level DP-SGD object from Python.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
