@@ -105,8 +105,15 @@ Tensor float_tensor(const Array& a, const char* what) {
                              .c_str());
   const Device device = array_device(a, what);
   const Shape shape = array_shape(a);
-  if (d.bits == 32 && c_contiguous(a))
-    return Tensor::from_blob(const_cast<void*>(a.data()), shape, DType::F32, device);
+  if (d.bits == 32 && c_contiguous(a)) {
+    // The Tensor keeps the caller's array alive (a result can be a view of its input, a reshape
+    // for instance); the last reference may drop on any thread, so it takes the GIL to let go.
+    auto* keep = new Array(a);
+    return Tensor::from_blob(const_cast<void*>(a.data()), shape, DType::F32, device, [keep](void*) {
+      nb::gil_scoped_acquire gil;
+      delete keep;
+    });
+  }
   if (device.is_cuda())
     throw nb::value_error((std::string(what) + " is a CUDA array that is not C-contiguous float32 (dtype " +
                            dtype_text(d) + "); pass x.contiguous().float()")

@@ -22,7 +22,8 @@ namespace nb = nanobind;
 // A classifier and what its file said about it. `path` is the file it was loaded from or last
 // saved to ("" for a model made in memory): a sweep records it and its fingerprint. Calls lock
 // `mutex` while they use the model (they run without the GIL, and a module's forward pass keeps
-// per-call state such as captured activations).
+// per-call state such as captured activations). The lock is only ever taken after releasing the
+// GIL, so that a thread waiting for it never holds the GIL the holder may need.
 struct Model {
   std::shared_ptr<nn::Module> module;
   nn::ModelSpec spec;
@@ -34,8 +35,8 @@ struct Model {
 
 // ---- arrays ----------------------------------------------------------------------------------
 // Any DLPack-capable array (NumPy, PyTorch, ...). A C-contiguous float32 array is wrapped without
-// a copy: the Tensor's data pointer is the array's; the array must stay alive as long as the
-// Tensor, which the callers ensure by holding the argument for the whole call. Other float dtypes
+// a copy: the Tensor's data pointer is the array's, and the Tensor holds a reference to the array
+// for as long as it (or a view of it) lives. Other float dtypes
 // and non-contiguous layouts are copied into float32 (a copy the caller could avoid). Integer,
 // complex or bool arrays are a TypeError naming the dtype.
 using Array = nb::ndarray<nb::ro>;

@@ -7,6 +7,7 @@
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <optional>
 
 #include "bindings.h"
@@ -154,6 +155,25 @@ void raise(PyObject* type, const Error& e) {
   PyErr_SetObject(type, exc.ptr());
 }
 
+// The array aegis reads for `x`, handed straight back: a DLPack round trip (for the benchmark of
+// the zero-copy path and its tests; the result shares x's memory and keeps x alive).
+nb::object round_trip(const Array& x) { return to_array(float_tensor(x, "x")); }
+
+// Seconds of `repeats` forward passes of x in C++ (the same work as model(x) without the Python
+// layer): the benchmark of the per-call overhead subtracts it.
+double forward_seconds(Model& m, const Array& x, int repeats) {
+  const Tensor input = model_input(m, x);
+  nb::gil_scoped_release release;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  nn::FrozenScope frozen(*m.module);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repeats; ++i) {
+    Tensor logits = m.module->forward(nn::Var(input.to(m.device), false)).value().to(input.device());
+    (void)logits;
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 }  // namespace
 
 void register_core(nb::module_& m) {
@@ -212,6 +232,8 @@ void register_core(nb::module_& m) {
   m.def("load_data", &load_data, nb::arg("spec"), nb::arg("data_dir") = "",
         "(x_train, y_train, x_test, y_test) of a dataset spec ('digits', 'fashion-mnist', 'fashion-mnist:DIR', ...)");
   m.def("_data_pointer", &data_pointer, nb::arg("x"));
+  m.def("_round_trip", &round_trip, nb::arg("x"));
+  m.def("_forward_seconds", &forward_seconds, nb::arg("model"), nb::arg("x"), nb::arg("repeats"));
   m.def("cuda_compiled", [] { return cuda_compiled(); });
   m.def("cuda_device_count", &cuda_device_count);
   m.def("onnx_supported", &nn::onnx_supported);

@@ -185,6 +185,7 @@ std::unique_ptr<Stepper> make_stepper(std::shared_ptr<Model> model, double noise
   o.seed = seed;
   auto s = std::make_unique<Stepper>();
   s->model = std::move(model);
+  nb::gil_scoped_release release;
   std::lock_guard<std::mutex> lock(s->model->mutex);
   s->stepper = std::make_unique<privacy::DpStepper>(*s->model->module, o);
   return s;
@@ -213,9 +214,13 @@ nb::dict step(Stepper& s, const Array& x, const Array& y) {
 // metadata, so that model.save() records what was spent.
 nb::dict seal(Stepper& s) {
   Model& model = *s.model;
-  std::lock_guard<std::mutex> lock(model.mutex);
-  const privacy::PrivacyLedger l = s.stepper->ledger();
-  for (auto& [key, value] : privacy::sealed_ledger_metadata(l, *model.module)) model.metadata[key] = value;
+  privacy::PrivacyLedger l;
+  {
+    nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(model.mutex);
+    l = s.stepper->ledger();
+    for (auto& [key, value] : privacy::sealed_ledger_metadata(l, *model.module)) model.metadata[key] = value;
+  }
   return ledger_dict(l);
 }
 

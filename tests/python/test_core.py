@@ -122,3 +122,15 @@ def test_load_data_digits():
     assert x.shape == (1500, 1, 8, 8) and xt.shape == (297, 1, 8, 8)
     assert x.dtype == np.float32 and y.dtype == np.int32
     assert 0.0 <= x.min() and x.max() <= 1.0 and set(np.unique(y)) == set(range(10))
+
+
+def test_round_trip_shares_memory_and_keeps_the_input_alive():
+    import gc
+
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    address = x.ctypes.data
+    y = np.from_dlpack(aegis._aegis._round_trip(x))
+    del x
+    gc.collect()
+    assert y.ctypes.data == address
+    np.testing.assert_array_equal(y, np.arange(24, dtype=np.float32).reshape(2, 3, 4))
