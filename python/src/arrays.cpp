@@ -149,6 +149,28 @@ Tensor label_tensor(const Array& a, std::int64_t rows, std::int64_t num_classes,
   return out;
 }
 
+std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const char* what) {
+  const auto code = static_cast<nb::dlpack::dtype_code>(a.dtype().code);
+  if (code != nb::dlpack::dtype_code::Int && code != nb::dlpack::dtype_code::UInt)
+    throw nb::type_error((std::string(what) + " has dtype " + dtype_text(a.dtype()) + "; indices are integers").c_str());
+  if (a.ndim() != 1 || static_cast<std::int64_t>(a.shape(0)) != rows)
+    throw nb::value_error((std::string(what) + " has shape " + shape_text(a) + "; expected (" + std::to_string(rows) +
+                           ",): one per example")
+                              .c_str());
+  if (array_device(a, what).is_cuda())
+    throw nb::value_error((std::string(what) + " is a CUDA array; pass it on the CPU").c_str());
+  std::vector<std::int64_t> out(static_cast<std::size_t>(rows));
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const double v = element_as_double(a, i);
+    if (v < 0)
+      throw nb::value_error((std::string(what) + "[" + std::to_string(i) + "] = " +
+                             std::to_string(static_cast<long long>(v)) + " is negative")
+                                .c_str());
+    out[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(v);
+  }
+  return out;
+}
+
 Tensor model_input(const Model& model, const Array& a, const char* what) {
   const Shape& in = model.spec.input_shape;
   bool ok = a.ndim() == in.size() + 1;

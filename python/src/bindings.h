@@ -44,6 +44,8 @@ Tensor float_tensor(const Array& a, const char* what);
 // Class labels: any integer dtype, 1-D, values in [0, num_classes) when num_classes > 0
 // (ValueError naming the first bad value); a CPU int32 tensor (copied).
 Tensor label_tensor(const Array& a, std::int64_t rows, std::int64_t num_classes, const char* what);
+// Non-negative integer indices, 1-D with `rows` entries (ValueError naming the first negative one).
+std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const char* what);
 // Images for `model`: [N, C, H, W] matching its input shape (ValueError naming both shapes).
 Tensor model_input(const Model& model, const Array& a, const char* what = "x");
 // A Tensor as an array object with __dlpack__ and the buffer protocol; it keeps the Tensor's

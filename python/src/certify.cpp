@@ -40,8 +40,7 @@ std::vector<std::uint64_t> key_ids(const std::optional<Array>& ids, std::int64_t
     for (std::int64_t i = 0; i < m; ++i) out[static_cast<std::size_t>(i)] = static_cast<std::uint64_t>(i);
     return out;
   }
-  const Tensor t = label_tensor(*ids, m, 0, "ids");
-  const std::int32_t* v = t.data<std::int32_t>();
+  const std::vector<std::int64_t> v = index_vector(*ids, m, "ids");
   for (std::int64_t i = 0; i < m; ++i) out[static_cast<std::size_t>(i)] = static_cast<std::uint64_t>(v[i]);
   return out;
 }

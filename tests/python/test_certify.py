@@ -54,6 +54,14 @@ def test_certify_results(model, digits):
     assert np.mean(c["prediction"] == yt[:30]) > 0.5
 
 
+def test_bad_ids(model, digits):
+    _, _, xt, _ = digits
+    with pytest.raises(ValueError, match=r"ids\[1\] = -3 is negative"):
+        aegis.certify.certify(model, xt[:2], sigma=0.25, n=10, ids=np.array([0, -3]))
+    with pytest.raises(ValueError, match=r"ids has shape \(3,\); expected \(2,\)"):
+        aegis.certify.certify(model, xt[:2], sigma=0.25, n=10, ids=np.arange(3))
+
+
 def test_predict(model, digits):
     _, _, xt, yt = digits
     p = aegis.certify.predict(model, xt[:20], sigma=0.1, n=500, alpha=0.01, progress=False)
