@@ -111,6 +111,8 @@ python_tests() {
   case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
   if ! "$venv/bin/python" -c 'import numpy, pytest, nanobind, scikit_build_core, torch, onnx' 2>/dev/null; then
     python3 -m venv "$venv"
+    # A current pip first: the one a Debian venv starts with may predate build options (-C).
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy pytest nanobind scikit-build-core torch onnx
   fi
   local root=$PWD
@@ -118,7 +120,8 @@ python_tests() {
   case "$build" in /*) wheels="$build/wheel" ;; esac
   rm -rf "$wheels"
   "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-build-isolation --no-deps -w "$wheels" \
-    -C cmake.define.AEGIS_LIBRARY_DIR="$(cd "$build" && pwd)" -C build-dir="$(cd "$build" && pwd)/python-build" .
+    --config-settings=cmake.define.AEGIS_LIBRARY_DIR="$(cd "$build" && pwd)" \
+    --config-settings=build-dir="$(cd "$build" && pwd)/python-build" .
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/aegis-*.whl
   # From the build tree, so that nothing of the source tree shadows the installed package.
   (cd "$build" && AEGIS_CLI="$PWD/aegis" OMP_NUM_THREADS=${OMP_NUM_THREADS:-$jobs} \
