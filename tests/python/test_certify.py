@@ -149,3 +149,10 @@ def test_analyze_and_several_sigmas(tmp_path, model_file):
     cli = json.loads(out)
     assert cli.pop("command") == "analyze"
     assert a == cli
+
+
+def test_progress_is_drawn_on_request(model, digits, capsys):
+    _, _, xt, _ = digits
+    aegis.certify.certify(model, xt[:5], sigma=0.25, n0=10, n=400, batch=100, progress=True)
+    err = capsys.readouterr().err
+    assert "certify" in err and "2050" in err  # 5 inputs x (10 + 400) samples
