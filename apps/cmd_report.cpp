@@ -4,7 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "options.h"
 #include "privacy/model_report.h"
+#include "progress.h"
+#include "trust/trust_report.h"
 
 namespace aegis::app {
 
@@ -41,24 +44,91 @@ void print_text(const privacy::ModelReport& r) {
   std::printf("verification  %s\n", r.ledger_check.detail.c_str());
 }
 
+void print_trust(const nlohmann::json& j) {
+  std::printf("model         %s (%s) on %lld %s test examples\n", j["model_file"].get<std::string>().c_str(),
+              j["model"].get<std::string>().c_str(), j["examples"].get<long long>(), j["data"].get<std::string>().c_str());
+  std::printf("accuracy      %.4f\n", j["accuracy"].get<double>());
+  if (j["epsilon"].is_null())
+    std::printf("privacy       no DP ledger (%s)\n", j["ledger_status"].get<std::string>().c_str());
+  else
+    std::printf("privacy       epsilon %.4g at delta %g, ledger %s\n", j["epsilon"].get<double>(),
+                j["delta"].get<double>(), j["ledger_status"].get<std::string>().c_str());
+  if (j["sigma"].is_null()) {
+    std::printf("certified     skipped: %s\n", j["certification_skipped"].get<std::string>().c_str());
+  } else {
+    std::printf("certified     sigma %g:", j["sigma"].get<double>());
+    for (const auto& [radius, acc] : j["certified_accuracy"].items())
+      std::printf(" r=%s %.4f", radius.c_str(), acc.get<double>());
+    std::printf(", ACR %.3f, abstained %.4f\n", j["acr"].get<double>(), j["abstention_rate"].get<double>());
+  }
+  std::printf("robust        L-inf eps %g: PGD %.4f", j["eps"].get<double>(), j["pgd_robust_accuracy"].get<double>());
+  if (!j["suite_robust_accuracy"].is_null())
+    std::printf(", suite (worst case) %.4f", j["suite_robust_accuracy"].get<double>());
+  std::printf("\n");
+  if (!j["mia_auc"].is_null())
+    std::printf("membership    loss attack AUC %.4f, TPR %.4f at 1%% FPR, %.4f at 0.1%% FPR\n",
+                j["mia_auc"].get<double>(), j["mia_tpr_at_1_fpr"].get<double>(), j["mia_tpr_at_0_1_fpr"].get<double>());
+}
+
 }  // namespace
 
 Runner add_report(CLI::App& app) {
   struct ReportArgs {
     std::string model;
-    bool json = false;
+    CommonOptions common;
+    trust::TrustOptions trust;
+    bool no_membership = false;
   };
   auto a = std::make_shared<ReportArgs>();
   auto* cmd = app.add_subcommand("report",
-                                 "what a model file holds: architecture, training metadata and the "
-                                 "privacy ledger with its verification");
+                                 "what a model file holds: architecture, training metadata and the privacy ledger "
+                                 "with its verification; with --data, its whole trust profile measured on test data "
+                                 "(accuracy, epsilon, certified accuracy, PGD and suite robust accuracy, membership "
+                                 "inference)");
   cmd->add_option("model", a->model, "model file written by `aegis train`")->required();
-  cmd->add_flag("--json", a->json, "print one JSON object on stdout");
-  return [a]() {
-    const privacy::ModelReport r = privacy::describe_model_file(a->model);
-    nlohmann::json j = privacy::to_json(r);
+  cmd->add_option("--data", a->trust.data, "measure the trust profile on this dataset's test split");
+  cmd->add_option("--max", a->trust.max, "test examples per measurement (and as many training examples)")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxExamples));
+  cmd->add_option("--sigma", a->trust.sigma, "certify at this sigma (default: the model's Gaussian augmentation)")
+      ->check(positive());
+  cmd->add_option("--n0", a->trust.n0, "CERTIFY's selection samples")->capture_default_str()->check(integer_in(1, kMaxSamples));
+  cmd->add_option("--n", a->trust.n, "CERTIFY's estimation samples")->capture_default_str()->check(integer_in(1, kMaxSamples));
+  cmd->add_option("--alpha", a->trust.alpha, "CERTIFY's failure probability")->capture_default_str()->check(open_unit());
+  cmd->add_option("--batch", a->trust.batch, "noisy inputs per forward pass")
+      ->capture_default_str()
+      ->check(integer_in(1, kMaxBatch));
+  cmd->add_option("--radii", a->trust.radii, "radii of the certified accuracy, comma-separated")
+      ->delimiter(',')
+      ->check(non_negative());
+  cmd->add_option("--eps", a->trust.eps, "L-inf radius of PGD and the suite")->capture_default_str()->check(non_negative());
+  cmd->add_option("--pgd-steps", a->trust.pgd_steps, "PGD iterations")->capture_default_str()->check(integer_in(1, 1000000));
+  cmd->add_option("--suite-steps", a->trust.suite_steps, "iterations of the suite's attacks (0: no suite)")
+      ->capture_default_str()
+      ->check(integer_in(0, 1000000));
+  cmd->add_flag("--no-membership", a->no_membership, "leave out the membership-inference loss attack");
+  cmd->add_option("--seed", a->trust.seed, "seed of the smoothing noise and the random starts")
+      ->capture_default_str()
+      ->check(seed_value());
+  cmd->add_option("--plot", a->trust.plot, "draw certified accuracy against radius into this .png, .svg or .pdf");
+  add_common_options(*cmd, a->common);
+  CLI::Option* data = cmd->get_option("--data");
+  return [a, data]() {
+    if (data->count() == 0) {
+      const privacy::ModelReport r = privacy::describe_model_file(a->model);
+      nlohmann::json j = privacy::to_json(r);
+      j["command"] = "report";
+      return print_result(j, a->common.json, [&](const nlohmann::json&) { print_text(r); });
+    }
+    trust::TrustOptions o = a->trust;
+    o.model_file = a->model;
+    o.data_dir = data_dir_hint(a->common);
+    o.device = resolve_device(a->common);
+    o.membership = !a->no_membership;
+    CliProgress progress(!a->common.quiet);
+    nlohmann::json j = trust::to_json(trust::trust_report(o, &progress));
     j["command"] = "report";
-    return print_result(j, a->json, [&](const nlohmann::json&) { print_text(r); });
+    return print_result(j, a->common.json, print_trust);
   };
 }
 
