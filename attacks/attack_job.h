@@ -29,11 +29,13 @@ struct AttackJob {
   std::string attack;  // one of kAttackJobNames
   std::string norm;    // "linf" | "l2" for the APGD family, square, suite, autoattack; "": the attack's own
   std::string version = "standard";  // autoattack: standard | rand
+  std::string square_proposals;      // square, autoattack: shared | per-example; "": shared
   float eps = -1.0f;                 // < 0: not given (C&W only: then every perturbation found counts)
   float step_size = 0.0f;            // 0: the attack's own
   int steps = 0;                     // 0: the attack's default (check_attack_job fills it)
   int restarts = 1, queries = 5000, target_classes = 9;
   int eot = 0;  // EOT draws per gradient; 0: the attack's default
+  int final_search = -1;  // fab-t: steps of its final search; < 0: the default, 3
   int vote = 1;  // single attacks: predictions by majority over this many forward passes
   bool targeted = false;
   std::int64_t batch = 256;

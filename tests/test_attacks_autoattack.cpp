@@ -358,7 +358,7 @@ TEST(Square, StopsAtTheFirstSuccessAndSkipsMisclassifiedInputs) {
     if (i != 2) {
       EXPECT_LT(q[i], 100) << i;
     }
-  // The same seed gives the same run; an example's run does not depend on its batch.
+  // The same seed gives the same run.
   const AttackResult again = attacks::square(*p.model, p.x, Tensor::from_vector(y, {6}), o);
   EXPECT_EQ(floats(again.adversarial), floats(r.adversarial));
 }
