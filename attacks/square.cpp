@@ -18,10 +18,12 @@
 // Proposals. Shared (the official code's way): at each iteration one draw serves every example
 // still attacked — the window positions, the L2 block's orientation, and the L∞ per-channel
 // signs; the L2 per-channel signs and the starts' signs stay per example. As in that code, an L∞
-// proposal that leaves the window unchanged is not redrawn. Per example: every example draws its
-// own windows and signs, and unchanged L∞ windows are redrawn (Alg. 2's resampling); an
-// example's run then does not depend on the rest of the batch. In both, window offsets are
-// uniform over all positions (square_parts::window_offset says where the official code differs).
+// proposal that leaves the window unchanged is not redrawn, and window offsets range over
+// {0, …, H − s − 1}: the last row and column are never in a window (square_parts::window_offset;
+// this, not the sharing, is what makes the official Square weaker than per-example proposals).
+// Per example: every example draws its own windows and signs from all H − s + 1 offsets, and
+// unchanged L∞ windows are redrawn (Alg. 2's resampling); an example's run then does not depend
+// on the rest of the batch.
 // Randomness is Philox keyed by (seed, kPurposeSquare, iteration) and the example's position in
 // the batch (shared draws: a stream above all examples'), so a run is reproducible given the seed
 // (and, with shared proposals, the batch). The search runs on the host in float (the proposals
@@ -196,7 +198,7 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
       float* row = &rows[r * static_cast<std::size_t>(d)];
       const float* x0 = &clean[static_cast<std::size_t>(i * d)];
       if (!l2) {
-        const std::int64_t vh = window_offset(place, g.h, s), vw = window_offset(place, g.w, s);
+        const std::int64_t vh = window_offset(place, g.h, s, shared), vw = window_offset(place, g.w, s, shared);
         // Per example, signs that would leave the window unchanged are redrawn (Alg. 2's
         // resampling), a few times at most; shared signs are not (nor are they in the reference).
         for (int attempt = 0; attempt < (shared ? 1 : 8); ++attempt) {
@@ -216,7 +218,7 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
           if (changed) break;
         }
       } else {
-        l2_proposal(g, s, e, x0, place, own, row);
+        l2_proposal(g, s, e, x0, place, own, shared, row);
       }
     }
     const std::vector<double> m = margins(active, rows);

@@ -33,8 +33,8 @@ Draws batch_draws(std::uint64_t seed, int iteration) {
                std::uint64_t{1} << 56};
 }
 
-std::int64_t window_offset(Draws& draws, std::int64_t extent, std::int64_t s) {
-  return draws.below(extent - s + 1);
+std::int64_t window_offset(Draws& draws, std::int64_t extent, std::int64_t s, bool reference_range) {
+  return draws.below(reference_range ? std::max<std::int64_t>(extent - s, 1) : extent - s + 1);
 }
 
 namespace {
@@ -103,13 +103,13 @@ void l2_start(const Geometry& g, double eps, const float* x0, Draws& place, Draw
 }
 
 void l2_proposal(const Geometry& g, std::int64_t s, double eps, const float* x0, Draws& place, Draws& signs,
-                 float* row) {
+                 bool reference_range, float* row) {
   const std::int64_t d = g.c * g.h * g.w;
   const auto at = [&](std::int64_t ch, std::int64_t i, std::int64_t j) { return (ch * g.h + i) * g.w + j; };
-  const std::int64_t vh = window_offset(place, g.h, s);
-  const std::int64_t vw = window_offset(place, g.w, s);
-  const std::int64_t vh2 = window_offset(place, g.h, s);
-  const std::int64_t vw2 = window_offset(place, g.w, s);
+  const std::int64_t vh = window_offset(place, g.h, s, reference_range);
+  const std::int64_t vw = window_offset(place, g.w, s, reference_range);
+  const std::int64_t vh2 = window_offset(place, g.h, s, reference_range);
+  const std::int64_t vw2 = window_offset(place, g.w, s, reference_range);
   std::vector<double> delta(static_cast<std::size_t>(d));
   double image_sq = 0.0;
   for (std::int64_t q = 0; q < d; ++q) {

@@ -80,19 +80,22 @@ TEST(SquareProposals, OneWindowServesEveryActiveExampleOfAnIteration) {
   EXPECT_GE(per_example_spread, 2);
 }
 
-TEST(SquareProposals, OffsetsCoverEveryPosition) {
-  sp::Draws draws = sp::batch_draws(7, 3);
-  std::vector<int> seen(8, 0);
-  for (int k = 0; k < 2000; ++k) ++seen[static_cast<std::size_t>(sp::window_offset(draws, 8, 3))];
-  // Extent 8, side 3: offsets 0..5, the last included (the window then ends at the image's edge).
-  for (int v = 0; v < 8; ++v) {
-    if (v <= 5) {
-      EXPECT_GT(seen[static_cast<std::size_t>(v)], 250) << v;  // 2000/6 ≈ 333 expected; sd ≈ 17
-    } else {
-      EXPECT_EQ(seen[static_cast<std::size_t>(v)], 0) << v;
+TEST(SquareProposals, OffsetsCoverThePaperOrTheReferenceRange) {
+  for (const bool reference : {false, true}) {
+    sp::Draws draws = sp::batch_draws(7, 3);
+    std::vector<int> seen(8, 0);
+    for (int k = 0; k < 2000; ++k) ++seen[static_cast<std::size_t>(sp::window_offset(draws, 8, 3, reference))];
+    // Extent 8, side 3: the paper's offsets are 0..5, the reference's 0..4 (the window never
+    // reaches the last column). 2000 draws over 5 or 6 values: ≥ 333 expected each, sd ≈ 17.
+    for (int v = 0; v < 8; ++v) {
+      if (v <= (reference ? 4 : 5)) {
+        EXPECT_GT(seen[static_cast<std::size_t>(v)], 250) << v << (reference ? " reference" : " paper");
+      } else {
+        EXPECT_EQ(seen[static_cast<std::size_t>(v)], 0) << v << (reference ? " reference" : " paper");
+      }
     }
+    EXPECT_EQ(sp::window_offset(draws, 5, 5, reference), 0);  // a window as wide as the image
   }
-  EXPECT_EQ(sp::window_offset(draws, 5, 5), 0);  // a window as wide as the image
 }
 
 // The positions an L2 proposal empties (δ = 0: window 2 outside window 1).
@@ -115,9 +118,9 @@ TEST(SquareProposals, L2ExamplesEmptyTheSameWindowWhenShared) {
     ASSERT_TRUE(emptied(x0, row).empty());
     std::vector<float> shared_row = row, own_row = row;
     sp::Draws signs = sp::example_draws(11, 1, i), batch = sp::batch_draws(11, 1);
-    sp::l2_proposal(g, 3, 1.0, x0.data(), batch, signs, shared_row.data());
+    sp::l2_proposal(g, 3, 1.0, x0.data(), batch, signs, true, shared_row.data());
     sp::Draws mine = sp::example_draws(11, 1, i);
-    sp::l2_proposal(g, 3, 1.0, x0.data(), mine, mine, own_row.data());
+    sp::l2_proposal(g, 3, 1.0, x0.data(), mine, mine, false, own_row.data());
     for (const std::vector<float>* r : {&shared_row, &own_row}) {
       double sq = 0.0;
       for (std::size_t k = 0; k < 64; ++k) {
@@ -158,14 +161,18 @@ TEST(SquareProposals, SharedRunsStayInTheBallAndBoxAndRepeat) {
       // 1e-6: ε and x ± ε are rounded to float once each.
       EXPECT_LE(l2 ? std::sqrt(acc) : acc, e[static_cast<std::size_t>(i)] + 1e-6) << norm << " example " << i;
     }
-    // Success is misclassification, and 3× the minimal distance is found for every example.
+    // Success is misclassification, and 3× the minimal distance is found for nearly every example
+    // (not all: with the reference's offsets an L2 window, side ≥ 3, never covers the 4th row of
+    // this 4-row image).
     const std::vector<std::int32_t> pred =
         nn::argmax(p.model->forward(nn::Var(r.adversarial, false)).value()).to_vector<std::int32_t>();
     const std::vector<std::int32_t> y = p.labels.to_vector<std::int32_t>(), ok = r.success.to_vector<std::int32_t>();
+    int broken = 0;
     for (std::size_t i = 0; i < 10; ++i) {
       EXPECT_EQ(ok[i], pred[i] != y[i]) << norm << " example " << i;
-      EXPECT_EQ(ok[i], 1) << norm << " example " << i;
+      broken += ok[i];
     }
+    EXPECT_GE(broken, 8) << norm;
     const AttackResult again = attacks::square(*p.model, p.x, p.labels, o);
     EXPECT_EQ(floats(again.adversarial), a) << norm;
   }
