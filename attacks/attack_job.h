@@ -47,7 +47,8 @@ struct AttackJob {
 
 // Refuses the options that do not apply to job.attack (InvalidArgument naming them) and fills
 // job.steps with the attack's default when it is 0: 100 for the APGD family, fab-t, cw-l2, the
-// suite and autoattack, 10 for bim, pgd and mifgsm, 1 for fgsm.
+// suite and autoattack, 10 for bim, pgd and mifgsm, 1 for fgsm; for fab-t also job.final_search
+// (3) when it is < 0.
 void check_attack_job(AttackJob& job);
 
 struct AttackReport {
