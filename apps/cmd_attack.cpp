@@ -49,18 +49,26 @@ Runner add_attack(CLI::App& app) {
   cmd->add_option("--step-size", a->job.step_size, "step size > 0 (default: the attack's own, from eps and steps)")
       ->check(positive(FLT_MAX));
   cmd->add_option("--restarts", a->job.restarts,
-                  "random restarts of pgd-linf, pgd-l2, apgd-ce and apgd-dlr, per target class for apgd-t, and "
-                  "of PGD in the suite; the other attacks run once")
+                  "random restarts of pgd-linf, pgd-l2, apgd-ce and apgd-dlr, per target class for apgd-t and "
+                  "fab-t, and of PGD in the suite; the other attacks (and autoattack) run once")
       ->capture_default_str()
       ->check(integer_in(1, kMaxIterations));
   cmd->add_flag("--targeted", a->job.targeted, "targeted attack with target (label + 1) mod K");
   cmd->add_option("--queries", a->job.queries, "square (and autoattack's square): model queries per example")
       ->capture_default_str()
       ->check(integer_in(1, kMaxIterations));
+  cmd->add_option("--square-proposals", a->job.square_proposals,
+                  "square (and autoattack's square): shared (one window per iteration for the batch, as the "
+                  "official code; default) | per-example")
+      ->check(one_of({"shared", "per-example"}));
   cmd->add_option("--target-classes", a->job.target_classes,
                   "apgd-t, fab-t (and autoattack): target classes per example")
       ->capture_default_str()
       ->check(integer_in(1, 1000));
+  cmd->add_option("--final-search", a->job.final_search,
+                  "fab-t: steps of the final search from the closest point found towards the input (default 3; "
+                  "0: none)")
+      ->check(integer_in(0, 1000));
   cmd->add_option("--version", a->job.version, "autoattack: standard | rand (APGD-CE and APGD-DLR with EOT)")
       ->capture_default_str()
       ->check(one_of({"standard", "rand"}));

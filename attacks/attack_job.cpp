@@ -59,6 +59,10 @@ void write_outputs(const AttackJob& a, const std::vector<PerExampleRow>& rows, c
         {{"aegis.attack", a.attack}, {"aegis.eps", std::to_string(a.eps)}, {"aegis.norm", norm_name(norm)}});
 }
 
+SquareProposals proposals(const AttackJob& a) {
+  return a.square_proposals.empty() ? SquareProposals::Shared : parse_square_proposals(a.square_proposals);
+}
+
 double success_rate(double clean, double robust) {
   return clean > 0 ? (clean - robust) / clean : 0.0;
 }
@@ -98,6 +102,7 @@ nlohmann::json autoattack_json(const AttackReport& rep) {
   if (version == AutoAttackVersion::Standard) {
     j["target_classes"] = rep.job.target_classes;
     j["queries"] = rep.job.queries;
+    j["square_proposals"] = square_proposals_name(proposals(rep.job));
   } else {
     j["eot_draws"] = rep.job.eot > 0 ? rep.job.eot : AutoAttackOptions{}.eot_draws;
   }
@@ -118,11 +123,13 @@ nlohmann::json single_json(const AttackReport& rep) {
   // Only what the method reads: FGSM takes one step, Square counts queries instead.
   if (method == AttackMethod::Square) {
     j["queries"] = a.queries;
+    j["square_proposals"] = square_proposals_name(proposals(a));
   } else if (method != AttackMethod::Fgsm) {
     j["steps"] = a.steps;
   }
   if (has_restarts(method)) j["restarts"] = a.restarts;
   if (method == AttackMethod::ApgdT || method == AttackMethod::FabT) j["target_classes"] = a.target_classes;
+  if (method == AttackMethod::FabT) j["final_search_steps"] = a.final_search;
   if (method == AttackMethod::CwL2) {
     j["c"] = a.method.cw_initial_const;
     j["kappa"] = a.method.cw_confidence;
@@ -153,11 +160,19 @@ void check_attack_job(AttackJob& a) {
                   << a.attack
                   << (c && c->method == AttackMethod::ApgdT ? " (it picks its targets: --target-classes)" : ""));
   AEGIS_CHECK(a.attack == "autoattack" || a.version == "standard", "--version applies to --attack autoattack only");
+  if (!a.square_proposals.empty()) {
+    parse_square_proposals(a.square_proposals);
+    AEGIS_CHECK((c && c->method == AttackMethod::Square) || (a.attack == "autoattack" && a.version == "standard"),
+                "--square-proposals applies to square and autoattack --version standard, not " << a.attack);
+  }
   const bool gradient =
       c && c->method != AttackMethod::CwL2 && c->method != AttackMethod::FabT && c->method != AttackMethod::Square;
   AEGIS_CHECK(
       a.eot == 0 || gradient || (a.attack == "autoattack" && a.version == "rand"),
       "--eot applies to fgsm, bim, pgd, mifgsm, the APGD family and autoattack --version rand, not " << a.attack);
+  AEGIS_CHECK(a.final_search < 0 || (c && c->method == AttackMethod::FabT),
+              "--final-search applies to fab-t, not " << a.attack);
+  if (c && c->method == AttackMethod::FabT && a.final_search < 0) a.final_search = 3;
   AEGIS_CHECK(a.vote >= 1, "--vote " << a.vote << " must be at least 1");
   AEGIS_CHECK(a.vote == 1 || !group, "--vote applies to single attacks, not the " << a.attack);
   if (a.steps == 0) a.steps = group ? 100 : std::max(c->default_steps, 1);
@@ -209,6 +224,7 @@ AttackReport run_attack_job(nn::Module& model, const nn::ModelSpec& spec, const 
     o.steps = a.steps;
     o.target_classes = a.target_classes;
     o.queries = a.queries;
+    o.square_proposals = proposals(a);
     if (a.eot > 0) o.eot_draws = a.eot;
     o.seed = a.seed;
     o.batch_size = a.batch;
@@ -234,7 +250,9 @@ AttackReport run_attack_job(nn::Module& model, const nn::ModelSpec& spec, const 
     o.attack.bpda = a.bpda;
     o.method_options = a.method;
     o.method_options.queries = a.queries;
+    o.method_options.square_proposals = proposals(a);
     o.method_options.target_classes = a.target_classes;
+    o.method_options.fab_final_search_steps = std::max(a.final_search, 0);
     if (a.eot > 0) o.attack.eot_draws = a.eot;
     o.batch_size = a.batch;
     o.keep_adversarial = !a.save_adv.empty();

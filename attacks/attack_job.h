@@ -29,11 +29,13 @@ struct AttackJob {
   std::string attack;  // one of kAttackJobNames
   std::string norm;    // "linf" | "l2" for the APGD family, square, suite, autoattack; "": the attack's own
   std::string version = "standard";  // autoattack: standard | rand
+  std::string square_proposals;      // square, autoattack: shared | per-example; "": shared
   float eps = -1.0f;                 // < 0: not given (C&W only: then every perturbation found counts)
   float step_size = 0.0f;            // 0: the attack's own
   int steps = 0;                     // 0: the attack's default (check_attack_job fills it)
   int restarts = 1, queries = 5000, target_classes = 9;
   int eot = 0;  // EOT draws per gradient; 0: the attack's default
+  int final_search = -1;  // fab-t: steps of its final search; < 0: the default, 3
   int vote = 1;  // single attacks: predictions by majority over this many forward passes
   bool targeted = false;
   std::int64_t batch = 256;
@@ -45,7 +47,8 @@ struct AttackJob {
 
 // Refuses the options that do not apply to job.attack (InvalidArgument naming them) and fills
 // job.steps with the attack's default when it is 0: 100 for the APGD family, fab-t, cw-l2, the
-// suite and autoattack, 10 for bim, pgd and mifgsm, 1 for fgsm.
+// suite and autoattack, 10 for bim, pgd and mifgsm, 1 for fgsm; for fab-t also job.final_search
+// (3) when it is < 0.
 void check_attack_job(AttackJob& job);
 
 struct AttackReport {

@@ -36,7 +36,7 @@ enum class AttackMethod { Fgsm, Bim, Pgd, Mifgsm, CwL2, ApgdCe, ApgdDlr, ApgdT, 
 const char* attack_method_name(AttackMethod method) noexcept;
 // The inverse of attack_method_name; InvalidArgument naming the text and the names otherwise.
 AttackMethod parse_attack_method(const std::string& name);
-// PGD and APGD (APGD-T: per target class) run random restarts; the others do not.
+// PGD and APGD (APGD-T and FAB-T: per target class) run random restarts; the others do not.
 bool has_restarts(AttackMethod method) noexcept;
 
 struct AttackOptions {
@@ -166,6 +166,12 @@ AttackResult apgd(nn::Module& model, const Tensor& x, const Tensor& labels, cons
 AttackResult apgd_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const ApgdOptions& opt,
                            int target_classes = 9);
 
+// How Square draws its proposals: one window (and L∞ signs) per iteration for the whole batch, as
+// the official code does, or one per example (attacks/square.cpp says exactly what is shared).
+enum class SquareProposals { Shared, PerExample };
+const char* square_proposals_name(SquareProposals proposals) noexcept;  // "shared", "per-example"
+SquareProposals parse_square_proposals(const std::string& name);
+
 // Square attack (Andriushchenko et al. 2020), untargeted, L∞ or L2 (attack.norm), score-based:
 // reads only logits. Reads of `attack`: norm, eps (required), seed. At most `queries` forward
 // passes per example (the first is the initialization); an example stops at its first success.
@@ -173,22 +179,30 @@ struct SquareOptions {
   AttackOptions attack;
   int queries = 5000;
   float p_init = 0.8f;  // initial fraction of the image a square covers
+  SquareProposals proposals = SquareProposals::Shared;
+  // The schedule of p stretched over the query budget (the paper's and torchattacks' default), or
+  // read at the raw iteration of a 10,000-iteration run (the official AutoAttack's setting).
+  bool rescale_schedule = true;
 };
 AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, const SquareOptions& opt);
 // FAB-T (Croce & Hein 2020, fast adaptive boundary attack), targeted, L∞ or L2: minimal-norm.
-// One run of `attack.steps` iterations (default 100) per target class (the example's
-// `target_classes` highest non-true classes by clean logit), on the examples not yet broken.
+// `attack.restarts` runs of `attack.steps` iterations (default 100) per target class (the
+// example's `target_classes` highest non-true classes by clean logit), each on the examples not
+// yet broken; the first run starts at x, the others at a random point at distance
+// ½·min(ε, closest so far) (ε: attack.eps, else 0.3 for L∞ and 1 for L2). Then `final_search_steps`
+// steps of the final search along the segment from x to the closest point found.
 // With attack.eps, success = a misclassified point found within ε (the example then stops) and
 // the returned point is that one (the clean input otherwise); without eps, success = any
 // misclassified point found, and the closest is returned. final_loss holds the smallest distance
-// found (+∞ when none). Reads of `attack`: norm, eps (optional), steps.
+// found (+∞ when none). Reads of `attack`: norm, eps (optional), steps, restarts, seed.
 struct FabOptions {
   FabOptions() { attack.steps = 100; }
   AttackOptions attack;
   int target_classes = 9;
-  float alpha_max = 0.1f;  // bias towards x_orig
-  float eta = 1.05f;       // extrapolation of the projection step
-  float beta = 0.9f;       // backward step after a success
+  float alpha_max = 0.1f;      // bias towards x_orig
+  float eta = 1.05f;           // extrapolation of the projection step
+  float beta = 0.9f;           // backward step after a success
+  int final_search_steps = 0;  // ≥ 0; 0: none (AutoAttack's FAB-T); the original FAB code uses 3
 };
 AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const FabOptions& opt);
 

@@ -92,6 +92,8 @@ AutoAttackResult run_autoattack(nn::Module& model, const nn::Dataset& data, Devi
   MethodOptions mo;
   mo.target_classes = o.target_classes;
   mo.queries = o.queries;
+  mo.square_proposals = o.square_proposals;
+  mo.square_rescale_schedule = false;  // the official AutoAttack builds Square with resc_schedule=False
   ao.eot_draws = o.version == AutoAttackVersion::Rand ? o.eot_draws : 1;
   report.begin("autoattack " + std::string(autoattack_version_name(o.version)), n, "examples");
   for (std::int64_t b = 0; b < n; b += o.batch_size) {

@@ -3,9 +3,9 @@
 // only on the examples that every earlier attack left unbroken, and robust accuracy as the
 // per-example worst case.
 //   standard: APGD-CE (no restarts, 100 iterations), APGD-T (9 target classes, 100 iterations
-//             each), FAB-T (9 targets, 100 iterations each), Square (5000 queries), as in the
-//             reference. (FAB-T here omits the reference's final search and its random restarts,
-//             which the standard version does not use: n_restarts = 1.)
+//             each), FAB-T (9 targets, 100 iterations each, one run per target and no final
+//             search, as the reference's n_restarts = 1), Square (5000 queries, proposals shared
+//             by the batch and p's schedule unscaled, as the reference runs it).
 //   rand:     APGD-CE and APGD-DLR with EOT over 20 draws per gradient, for randomized models.
 // An example misclassified on the clean input counts as broken ("clean"). The adversarial point
 // kept per input is that of the attack that broke it (the clean input when none did), inside the
@@ -40,6 +40,8 @@ struct AutoAttackOptions {
   std::int64_t batch_size = 256;
   bool keep_adversarial = false;  // fill AutoAttackResult::adversarial
   bool bpda = false;              // gradient attacks go through non-differentiable layers (AttackOptions::bpda)
+  // Square's proposals; its schedule of p is the reference's unscaled one (SquareOptions).
+  SquareProposals square_proposals = SquareProposals::Shared;
 };
 
 struct AutoAttackResult {

@@ -52,7 +52,7 @@ AttackMethod parse_attack_method(const std::string& name) {
 
 bool has_restarts(AttackMethod method) noexcept {
   return method == AttackMethod::Pgd || method == AttackMethod::ApgdCe || method == AttackMethod::ApgdDlr ||
-         method == AttackMethod::ApgdT;
+         method == AttackMethod::ApgdT || method == AttackMethod::FabT;
 }
 
 AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x, const Tensor& labels,
@@ -78,6 +78,7 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       FabOptions fo;
       fo.attack = options;
       fo.target_classes = mo.target_classes;
+      fo.final_search_steps = mo.fab_final_search_steps;
       return fab_targeted(model, x, labels, fo);
     }
     case AttackMethod::Square: {
@@ -85,6 +86,8 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       so.attack = options;
       so.queries = mo.queries;
       so.p_init = mo.p_init;
+      so.proposals = mo.square_proposals;
+      so.rescale_schedule = mo.square_rescale_schedule;
       return square(model, x, labels, so);
     }
     case AttackMethod::CwL2: {

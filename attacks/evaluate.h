@@ -24,9 +24,13 @@ struct MethodOptions {
   float cw_lr = 1e-2f;
   int cw_binary_search_steps = 9;
   bool cw_abort_early = true;
-  int target_classes = 9;  // APGD-T
+  int target_classes = 9;  // APGD-T, FAB-T
   int queries = 5000;      // Square: forward passes per example
   float p_init = 0.8f;     // Square
+  // FAB-T's FabOptions::final_search_steps; Square's SquareOptions::proposals and rescale_schedule.
+  int fab_final_search_steps = 0;
+  SquareProposals square_proposals = SquareProposals::Shared;
+  bool square_rescale_schedule = true;
 };
 
 // One attack by method on a batch (x on the model's device), with `options` (CwOptions,

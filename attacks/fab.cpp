@@ -9,7 +9,11 @@
 //   x ← clip[0,1]((1 − α)(x + η·δ) + α(x_orig + η·δ_orig)),  α = min(‖δ‖/(‖δ‖ + ‖δ_orig‖), α_max),
 // with η = 1.05 (extrapolation) and α_max = 0.1; when the new point is misclassified it is
 // recorded if it is the closest so far and the iterate moves back towards x_orig,
-// x ← (1 − β)x_orig + β·x, β = 0.9 (§3.3, "final search" is not run).
+// x ← (1 − β)x_orig + β·x, β = 0.9.
+// Restarts (attack.restarts per target class, on the examples not broken yet) start from random
+// points around x_orig; the optional final search (final_search()) then moves each closest point
+// found along its segment towards x_orig while it stays misclassified. AutoAttack's standard
+// version runs neither (one run per target, as the reference's n_restarts = 1).
 // Projection: the minimizer has the form δ(s) = clip(−s·v, lb, ub) with v = ∇f (L2: the KKT
 // point of the box-constrained least-norm problem) or v = sign(∇f) (L∞: for a radius |s| the
 // box-clipped corner that moves f most), and ∇f·δ(s) is non-increasing and piecewise linear in s;
@@ -26,6 +30,7 @@
 #include <vector>
 
 #include "attacks/attacks.h"
+#include "core/philox.h"
 #include "nn/functional.h"
 #include "nn/quantize.h"
 
@@ -105,6 +110,71 @@ double norm_of(const std::vector<double>& v, bool l2) {
   return l2 ? std::sqrt(acc) : acc;
 }
 
+// The final search (Croce & Hein 2020, after Alg. 1; the original FAB implementation's
+// three-step search): on the segment from x_orig (class y) to the closest adversarial point found
+// (class l), regula falsi on the logit margin. a1 = x_orig and a2 = x_adv bracket the boundary;
+// the linear interpolation of z_y − z_l between them, t = f(a1)/(f(a1) + (−f(a2))), pushed 1% of
+// the remaining way past that root (as FAB's η = 1.05 overshoots its projections: on the exact
+// root float rounding picks the class, and a1 would creep towards it while a2 never moves), gives
+// a3 = (1 − t)·a1 + t·a2, which replaces a1 when classified y and a2 (and l) otherwise; on a
+// linear margin each step shrinks a2's margin a hundredfold. Where the interpolation falls
+// outside (0, 1) — the margin is not monotone along the segment — the midpoint is taken (the
+// original keeps a3 = a2, a query spent for nothing). a2 stays on the segment, so it
+// stays misclassified, inside [0, 1] (a convex combination of two points of the box) and never
+// farther from x_orig; the recorded point is the float one the model saw, kept only when its
+// distance does not grow.
+template <class LogitsOf>
+void final_search(const LogitsOf& logits_of, const std::vector<float>& clean, const std::vector<std::int32_t>& y,
+                  bool l2, int steps, std::vector<float>& best, std::vector<double>& best_norm) {
+  const std::size_t n = y.size(), ud = clean.size() / std::max<std::size_t>(n, 1);
+  std::vector<std::size_t> ids;
+  for (std::size_t i = 0; i < n; ++i)
+    if (std::isfinite(best_norm[i]) && best_norm[i] > 0.0) ids.push_back(i);
+  if (ids.empty()) return;
+  const std::size_t m = ids.size();
+  std::vector<double> a1(m * ud), a2(m * ud);
+  for (std::size_t r = 0; r < m; ++r)
+    for (std::size_t j = 0; j < ud; ++j) {
+      a1[r * ud + j] = clean[ids[r] * ud + j];
+      a2[r * ud + j] = best[ids[r] * ud + j];
+    }
+  std::vector<float> z1 = logits_of(a1, m), z2 = logits_of(a2, m);
+  const std::size_t k = z1.size() / m;
+  const auto label = [&](const float* z) { return static_cast<std::size_t>(std::max_element(z, z + k) - z); };
+  std::vector<double> a3(m * ud);
+  for (int step = 0; step < steps; ++step) {
+    for (std::size_t r = 0; r < m; ++r) {
+      const auto yi = static_cast<std::size_t>(y[ids[r]]), li = label(&z2[r * k]);
+      const double f1 = static_cast<double>(z1[r * k + yi]) - z1[r * k + li];
+      const double f2 = static_cast<double>(z2[r * k + li]) - z2[r * k + yi];
+      double t = f1 / (f1 + f2);
+      t = t > 0.0 && t < 1.0 ? t + 0.01 * (1.0 - t) : 0.5;
+      for (std::size_t j = 0; j < ud; ++j)
+        a3[r * ud + j] = static_cast<float>((1.0 - t) * a1[r * ud + j] + t * a2[r * ud + j]);
+    }
+    const std::vector<float> z3 = logits_of(a3, m);
+    for (std::size_t r = 0; r < m; ++r) {
+      const std::size_t i = ids[r];
+      const bool adversarial = label(&z3[r * k]) != static_cast<std::size_t>(y[i]);
+      std::vector<double>& side = adversarial ? a2 : a1;
+      std::vector<float>& zs = adversarial ? z2 : z1;
+      std::copy_n(&a3[r * ud], ud, &side[r * ud]);
+      std::copy_n(&z3[r * k], k, &zs[r * k]);
+      if (!adversarial) continue;
+      double dist = 0.0;
+      for (std::size_t j = 0; j < ud; ++j) {
+        const double e = a3[r * ud + j] - clean[i * ud + j];
+        dist = l2 ? dist + e * e : std::max(dist, std::fabs(e));
+      }
+      if (l2) dist = std::sqrt(dist);
+      if (dist <= best_norm[i]) {
+        best_norm[i] = dist;
+        for (std::size_t j = 0; j < ud; ++j) best[i * ud + j] = static_cast<float>(a3[r * ud + j]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labels, const FabOptions& options) {
@@ -169,13 +239,34 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
       }
     }
     const int runs = static_cast<int>(std::min<std::int64_t>(options.target_classes, k - 1));
-    for (int target_run = 0; target_run < runs; ++target_run) {
+    const int restarts = std::max(opt.restarts, 1);
+    for (int run_index = 0; run_index < runs * restarts; ++run_index) {
+      const int target_run = run_index / restarts, restart = run_index % restarts;
       std::vector<std::int32_t> ids;
       for (std::int32_t i = 0; i < n; ++i)
         if (!success[static_cast<std::size_t>(i)]) ids.push_back(i);
       if (ids.empty()) break;
       std::vector<double> cur;
       for (std::int32_t i : ids) cur.insert(cur.end(), clean.begin() + i * d, clean.begin() + (i + 1) * d);
+      if (restart > 0) {
+        // A random start on the sphere of radius ½·min(ε, best distance so far) around x_orig
+        // (Croce & Hein 2020, the random restarts of FAB: Alg. 1 from a random x^(0); the radius
+        // rule of the reference code, with its default ε of 0.3 for L∞ and 1 for L2 when none is
+        // given): L∞ along t/‖t‖∞, t uniform in [−1, 1]^d; L2 along a Gaussian direction; then
+        // clipped to [0, 1].
+        const philox::Key key{opt.seed, philox::kPurposeAttackStart, static_cast<std::uint32_t>(run_index)};
+        std::vector<double> t(ud);
+        for (std::size_t p = 0; p < ids.size(); ++p) {
+          const auto i = static_cast<std::size_t>(ids[p]);
+          const double reach = opt.eps.defined() ? static_cast<double>(eps[i]) : (l2 ? 1.0 : 0.3);
+          const double radius = 0.5 * std::min(reach, best_norm[i]);
+          for (std::size_t j = 0; j < ud; ++j)
+            t[j] = l2 ? philox::normal_double(key, i * ud + j) : 2.0 * philox::uniform(key, i * ud + j) - 1.0;
+          const double scale = norm_of(t, l2);
+          for (std::size_t j = 0; j < ud; ++j)
+            cur[p * ud + j] = std::clamp(cur[p * ud + j] + (scale > 0 ? radius * t[j] / scale : 0.0), 0.0, 1.0);
+        }
+      }
       std::vector<std::int32_t> active(ids.size());
       std::iota(active.begin(), active.end(), 0);  // positions in ids
       for (int it = 0; it < opt.steps && !active.empty(); ++it) {
@@ -250,6 +341,14 @@ AttackResult fab_targeted(nn::Module& model, const Tensor& x, const Tensor& labe
         active = std::move(still);
       }
     }
+  }
+  if (options.final_search_steps > 0 && n > 0) {
+    const auto logits_of = [&](const std::vector<double>& rows, std::size_t m) {
+      return run(rows, m, nullptr, nullptr);
+    };
+    final_search(logits_of, clean, y, l2, options.final_search_steps, best, best_norm);
+    if (opt.eps.defined())
+      for (std::size_t i = 0; i < static_cast<std::size_t>(n); ++i) success[i] = success[i] || best_norm[i] <= eps[i];
   }
   // Without ε every example found misclassified counts (minimal-norm use).
   if (!opt.eps.defined())

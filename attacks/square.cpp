@@ -5,28 +5,62 @@
 // L∞ (Alg. 2): start at x + ε·s with s ∈ {±1} constant along each column of each channel
 // ("vertical stripes", §3.1); each iteration proposes, inside a random s×s window, the value
 // x_best + 2ε·σ_c with one random sign σ_c per channel, clipped to the ε-ball and [0, 1], and
-// keeps it when the margin decreases (a proposal that does not change the window is redrawn).
+// keeps it when the margin decreases.
 // L2 (Alg. 3): start with a grid of the paper's "pseudo-Gaussian" blocks (§3.2, η of Eq. 4: a
 // sum of nested rectangles weighted 1/(k+1)², positive on one half and negative on the other)
 // with random signs, scaled to ‖δ‖₂ = ε; each iteration moves the mass of a second window into a
 // new block at the first window, rescaled per channel so that the total norm stays ε, and keeps
-// the proposal when the margin decreases.
+// the proposal when the margin decreases (attacks/square_parts.cpp).
 // Square size: s = round(√(p·d/c)) (L∞: ≥ 1; L2: ≥ 3 and odd), p halved on the reference
 // schedule, p_init at iterations ≤ 10 and p_init/2^k after 10, 50, 200, 500, 1000, 2000, 4000,
-// 6000, 8000 of a 10,000-iteration run, rescaled to the query budget.
+// 6000, 8000 of a 10,000-iteration run, rescaled to the query budget (or not: AutoAttack's
+// setting, where a 5000-query run stops at p_init/128).
+// Proposals. Shared (the official code's way): at each iteration one draw serves every example
+// still attacked — the window positions, the L2 block's orientation, and the L∞ per-channel
+// signs; the L2 per-channel signs and the starts' signs stay per example. As in that code, an L∞
+// proposal that leaves the window unchanged is not redrawn, and window offsets range over
+// {0, …, H − s − 1}: the last row and column are never in a window (square_parts::window_offset;
+// this, not the sharing, is what makes the official Square weaker than per-example proposals).
+// Per example: every example draws its own windows and signs from all H − s + 1 offsets, and
+// unchanged L∞ windows are redrawn (Alg. 2's resampling); an example's run then does not depend
+// on the rest of the batch.
 // Randomness is Philox keyed by (seed, kPurposeSquare, iteration) and the example's position in
-// the batch, so an example's run does not depend on the others. The search runs on the host in
-// float (the proposals are sparse edits of one row); only forward passes run on the model's device.
+// the batch (shared draws: a stream above all examples'), so a run is reproducible given the seed
+// (and, with shared proposals, the batch). The search runs on the host in float (the proposals
+// are sparse edits of one row); only forward passes run on the model's device.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "attacks/attacks.h"
-#include "core/philox.h"
+#include "attacks/square_parts.h"
+#include "core/named_enum.h"
 #include "nn/functional.h"
 
 namespace aegis::attacks {
+
+using square_parts::batch_draws;
+using square_parts::Draws;
+using square_parts::example_draws;
+using square_parts::l2_proposal;
+using square_parts::l2_start;
+using square_parts::window_offset;
+
+const char* square_proposals_name(SquareProposals proposals) noexcept {
+  switch (proposals) {
+    case SquareProposals::Shared:
+      return "shared";
+    case SquareProposals::PerExample:
+      return "per-example";
+  }
+  return "?";
+}
+
+SquareProposals parse_square_proposals(const std::string& name) {
+  return parse_named(name, {SquareProposals::Shared, SquareProposals::PerExample}, square_proposals_name,
+                     "square proposals mode");
+}
 
 double square_fraction(int iteration, int budget, double p_init) {
   // Andriushchenko et al. 2020, §3.1 and their reference schedule, rescaled to `budget` iterations.
@@ -37,79 +71,6 @@ double square_fraction(int iteration, int budget, double p_init) {
     if (it > b) p /= 2.0;
   return p;
 }
-
-namespace {
-
-struct Geometry {
-  std::int64_t c = 1, h = 1, w = 1;
-};
-
-Geometry geometry(const Tensor& x) {
-  Geometry g;
-  if (x.dim() == 4) {
-    g.c = x.size(1);
-    g.h = x.size(2);
-    g.w = x.size(3);
-  } else if (x.dim() == 3) {
-    g.h = x.size(1);
-    g.w = x.size(2);
-  } else {
-    g.w = x.size(0) > 0 ? x.numel() / x.size(0) : 1;
-  }
-  return g;
-}
-
-// One Philox stream per (iteration, example): word j of example i.
-struct Draws {
-  philox::Key key;
-  std::uint64_t base;
-  std::uint32_t next = 0;
-  std::uint32_t bits() { return philox::bits(key, base + next++); }
-  double uniform() { return (bits() >> 8) * (1.0 / 16777216.0); }
-  int below(std::int64_t n) { return static_cast<int>(bits() % static_cast<std::uint32_t>(n)); }  // n ≤ 2^16 here
-  float sign() { return (bits() & 1u) ? 1.0f : -1.0f; }
-};
-
-// Eq. 4's η on an r×c block: Σ_k 1/(k+1)² over nested rectangles centred on (r/2, c/2), L2-normalized.
-std::vector<double> rectangles(std::int64_t rows, std::int64_t cols) {
-  std::vector<double> e(static_cast<std::size_t>(rows * cols), 0.0);
-  const std::int64_t rc = rows / 2 + 1, cc = cols / 2 + 1;
-  std::int64_t r0 = rc - 1, c0 = cc - 1;
-  for (std::int64_t k = 0; k < std::max(rc, cc); ++k, --r0, --c0)
-    for (std::int64_t i = std::max<std::int64_t>(r0, 0); i < std::min(r0 + 2 * k + 1, rows); ++i)
-      for (std::int64_t j = std::max<std::int64_t>(c0, 0); j < std::min(c0 + 2 * k + 1, cols); ++j)
-        e[static_cast<std::size_t>(i * cols + j)] += 1.0 / static_cast<double>((k + 1) * (k + 1));
-  double norm = 0.0;
-  for (double v : e) norm += v * v;
-  norm = std::sqrt(norm);
-  for (double& v : e) v /= norm > 0 ? norm : 1.0;
-  return e;
-}
-
-// The s×s pseudo-Gaussian block: η on the top half, −η on the bottom, unit L2 norm, transposed
-// with probability ½.
-std::vector<double> pseudo_gaussian(std::int64_t s, Draws& draws) {
-  std::vector<double> b(static_cast<std::size_t>(s * s), 0.0);
-  const std::int64_t top = s / 2;
-  const std::vector<double> up = rectangles(top, s), down = rectangles(s - top, s);
-  for (std::int64_t i = 0; i < top; ++i)
-    for (std::int64_t j = 0; j < s; ++j)
-      b[static_cast<std::size_t>(i * s + j)] = up[static_cast<std::size_t>(i * s + j)];
-  for (std::int64_t i = top; i < s; ++i)
-    for (std::int64_t j = 0; j < s; ++j)
-      b[static_cast<std::size_t>(i * s + j)] = -down[static_cast<std::size_t>((i - top) * s + j)];
-  double norm = 0.0;
-  for (double v : b) norm += v * v;
-  norm = std::sqrt(norm);
-  for (double& v : b) v /= norm > 0 ? norm : 1.0;
-  if (draws.uniform() > 0.5)
-    for (std::int64_t i = 0; i < s; ++i)
-      for (std::int64_t j = i + 1; j < s; ++j)
-        std::swap(b[static_cast<std::size_t>(i * s + j)], b[static_cast<std::size_t>(j * s + i)]);
-  return b;
-}
-
-}  // namespace
 
 AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, const SquareOptions& options) {
   const AttackOptions& opt = options.attack;
@@ -128,7 +89,8 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
   for (std::size_t i = 0; i < eps.size(); ++i)
     AEGIS_CHECK(std::isfinite(eps[i]) && eps[i] >= 0.0f, "eps[" << i << "] = " << eps[i] << " must be finite and ≥ 0");
   const Device dev = x.device();
-  const Geometry g = geometry(x);
+  const square_parts::Geometry g = square_parts::geometry(x);
+  const bool shared = options.proposals == SquareProposals::Shared;
   const bool l2 = opt.norm == Norm::L2;
   const std::vector<float> clean = x.to(Device::cpu()).to_vector<float>();
   std::vector<float> best = clean;
@@ -175,44 +137,30 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
       if (m0[static_cast<std::size_t>(i)] > 0.0) active.push_back(i);
     }
   }
-  // Initialization (query 1).
+  // Initialization (query 1). L∞: vertical stripes, one sign per example, channel and column, in
+  // both modes (the reference draws them per example too); L2: the block grid, its blocks shared
+  // by the batch with shared proposals.
   if (!active.empty()) {
     std::vector<float> rows = gather(active, clean);
+    const Draws batch0 = batch_draws(opt.seed, 0);
     for (std::size_t r = 0; r < active.size(); ++r) {
       const std::int32_t i = active[r];
       const double e = eps[static_cast<std::size_t>(i)];
-      Draws draws{philox::Key{opt.seed, philox::kPurposeSquare, 0}, static_cast<std::uint64_t>(i) << 24};
+      Draws own = example_draws(opt.seed, 0, i), batch = batch0;
+      Draws& place = shared ? batch : own;
       float* row = &rows[r * static_cast<std::size_t>(d)];
       const float* x0 = &clean[static_cast<std::size_t>(i * d)];
       if (!l2) {
         for (std::int64_t ch = 0; ch < g.c; ++ch)
           for (std::int64_t j = 0; j < g.w; ++j) {
-            const float s = draws.sign();
+            const float sign = own.sign();
             for (std::int64_t i2 = 0; i2 < g.h; ++i2) {
               const std::int64_t p = at(ch, i2, j);
-              row[p] = std::clamp(static_cast<float>(x0[p] + e * s), 0.0f, 1.0f);
+              row[p] = std::clamp(static_cast<float>(x0[p] + e * sign), 0.0f, 1.0f);
             }
           }
       } else {
-        std::vector<double> delta(static_cast<std::size_t>(d), 0.0);
-        const std::int64_t s = std::max<std::int64_t>(std::min(g.h, g.w) / 5, 1);
-        const std::int64_t sp = (g.h - s * (g.h / s)) / 2, sw = (g.w - s * (g.w / s)) / 2;
-        for (std::int64_t bh = 0; bh < g.h / s; ++bh)
-          for (std::int64_t bw = 0; bw < g.w / s; ++bw) {
-            const std::vector<double> block = pseudo_gaussian(s, draws);
-            for (std::int64_t ch = 0; ch < g.c; ++ch) {
-              const float sign = draws.sign();
-              for (std::int64_t a = 0; a < s; ++a)
-                for (std::int64_t b = 0; b < s; ++b)
-                  delta[static_cast<std::size_t>(at(ch, sp + bh * s + a, sw + bw * s + b))] +=
-                      sign * block[static_cast<std::size_t>(a * s + b)];
-            }
-          }
-        double norm = 0.0;
-        for (double v : delta) norm += v * v;
-        norm = std::sqrt(norm) + 1e-12;
-        for (std::int64_t p = 0; p < d; ++p)
-          row[p] = std::clamp(static_cast<float>(x0[p] + delta[static_cast<std::size_t>(p)] / norm * e), 0.0f, 1.0f);
+        l2_start(g, e, x0, place, own, row);
       }
     }
     const std::vector<double> m = margins(active, rows);
@@ -225,13 +173,15 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
     }
   }
   const std::int64_t plane = g.h * g.w;
+  // The reference's AutoAttack runs its schedule unscaled (iteration i of 10,000).
+  const int schedule_length = options.rescale_schedule ? options.queries - 1 : 10000;
   for (int it = 1; it < options.queries; ++it) {
     std::vector<std::int32_t> ids;
     for (std::int32_t i : active)
       if (margin[static_cast<std::size_t>(i)] > 0.0) ids.push_back(i);
     active = ids;
     if (active.empty()) break;
-    const double p = square_fraction(it - 1, options.queries - 1, options.p_init);
+    const double p = square_fraction(it - 1, schedule_length, options.p_init);
     std::int64_t s = static_cast<std::int64_t>(std::lround(std::sqrt(p * static_cast<double>(plane))));
     if (l2) {
       s = std::max<std::int64_t>(s, 3);
@@ -239,20 +189,22 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
     }
     s = std::clamp<std::int64_t>(s, 1, std::min(g.h, g.w));
     std::vector<float> rows = gather(active, best);
+    const Draws batch_it = batch_draws(opt.seed, it);
     for (std::size_t r = 0; r < active.size(); ++r) {
       const std::int32_t i = active[r];
       const double e = eps[static_cast<std::size_t>(i)];
-      Draws draws{philox::Key{opt.seed, philox::kPurposeSquare, static_cast<std::uint32_t>(it)},
-                  static_cast<std::uint64_t>(i) << 24};
+      Draws own = example_draws(opt.seed, it, i), batch = batch_it;
+      Draws& place = shared ? batch : own;
       float* row = &rows[r * static_cast<std::size_t>(d)];
       const float* x0 = &clean[static_cast<std::size_t>(i * d)];
-      const std::int64_t vh = draws.below(g.h - s + 1), vw = draws.below(g.w - s + 1);
       if (!l2) {
-        // Redraw signs that would leave the window unchanged (Alg. 2's resampling), a few times at most.
-        for (int attempt = 0; attempt < 8; ++attempt) {
+        const std::int64_t vh = window_offset(place, g.h, s, shared), vw = window_offset(place, g.w, s, shared);
+        // Per example, signs that would leave the window unchanged are redrawn (Alg. 2's
+        // resampling), a few times at most; shared signs are not (nor are they in the reference).
+        for (int attempt = 0; attempt < (shared ? 1 : 8); ++attempt) {
           bool changed = false;
           for (std::int64_t ch = 0; ch < g.c; ++ch) {
-            const double v = 2.0 * e * draws.sign();
+            const double v = 2.0 * e * place.sign();
             for (std::int64_t a = 0; a < s; ++a)
               for (std::int64_t b = 0; b < s; ++b) {
                 const std::int64_t q = at(ch, vh + a, vw + b);
@@ -266,67 +218,7 @@ AttackResult square(nn::Module& model, const Tensor& x, const Tensor& labels, co
           if (changed) break;
         }
       } else {
-        const std::int64_t vh2 = draws.below(g.h - s + 1), vw2 = draws.below(g.w - s + 1);
-        std::vector<double> delta(static_cast<std::size_t>(d));
-        double image_sq = 0.0;
-        for (std::int64_t q = 0; q < d; ++q) {
-          delta[static_cast<std::size_t>(q)] = static_cast<double>(row[q]) - x0[q];
-          image_sq += delta[static_cast<std::size_t>(q)] * delta[static_cast<std::size_t>(q)];
-        }
-        const auto in_window = [&](std::int64_t a, std::int64_t b, std::int64_t h0, std::int64_t w0) {
-          return a >= h0 && a < h0 + s && b >= w0 && b < w0 + s;
-        };
-        const std::vector<double> block = pseudo_gaussian(s, draws);
-        std::vector<double> fresh(static_cast<std::size_t>(g.c * s * s));
-        double fresh_sq = 0.0;
-        std::vector<double> windows_sq(static_cast<std::size_t>(g.c), 0.0);
-        for (std::int64_t ch = 0; ch < g.c; ++ch) {
-          double w1 = 0.0;  // ‖δ‖ on window 1 in this channel
-          for (std::int64_t a = 0; a < g.h; ++a)
-            for (std::int64_t b = 0; b < g.w; ++b) {
-              const double v = delta[static_cast<std::size_t>(at(ch, a, b))];
-              if (in_window(a, b, vh, vw)) w1 += v * v;
-              if (in_window(a, b, vh, vw) || in_window(a, b, vh2, vw2))
-                windows_sq[static_cast<std::size_t>(ch)] += v * v;
-            }
-          w1 = std::sqrt(w1);
-          const float sign = draws.sign();
-          for (std::int64_t a = 0; a < s; ++a)
-            for (std::int64_t b = 0; b < s; ++b) {
-              double& f = fresh[static_cast<std::size_t>((ch * s + a) * s + b)];
-              f = sign * block[static_cast<std::size_t>(a * s + b)] +
-                  delta[static_cast<std::size_t>(at(ch, vh + a, vw + b))] / (1e-12 + w1);
-              fresh_sq += f * f;
-            }
-        }
-        const double fresh_norm = std::sqrt(fresh_sq) + 1e-12;
-        for (std::int64_t ch = 0; ch < g.c; ++ch) {
-          // The window's new mass: what the ball leaves free, shared per channel, plus what the
-          // two windows held (Alg. 3, lines 8–11).
-          const double budget = std::sqrt(std::max(e * e - image_sq, 0.0) / static_cast<double>(g.c) +
-                                          windows_sq[static_cast<std::size_t>(ch)]);
-          for (std::int64_t a = vh2; a < vh2 + s; ++a)
-            for (std::int64_t b = vw2; b < vw2 + s; ++b) delta[static_cast<std::size_t>(at(ch, a, b))] = 0.0;
-          for (std::int64_t a = 0; a < s; ++a)
-            for (std::int64_t b = 0; b < s; ++b)
-              delta[static_cast<std::size_t>(at(ch, vh + a, vw + b))] =
-                  fresh[static_cast<std::size_t>((ch * s + a) * s + b)] / fresh_norm * budget;
-        }
-        double norm = 0.0;
-        for (double v : delta) norm += v * v;
-        norm = std::sqrt(norm) + 1e-12;
-        // Rescaled to ‖δ‖ = ε; the float result is shrunk, if need be, to stay inside the ball.
-        double scale = e / norm;
-        for (int shrink = 0; shrink < 4; ++shrink) {
-          double sq = 0.0;
-          for (std::int64_t q = 0; q < d; ++q) {
-            row[q] = std::clamp(static_cast<float>(x0[q] + delta[static_cast<std::size_t>(q)] * scale), 0.0f, 1.0f);
-            const double diff = static_cast<double>(row[q]) - x0[q];
-            sq += diff * diff;
-          }
-          if (std::sqrt(sq) <= e) break;
-          scale *= 1.0 - 1e-6;
-        }
+        l2_proposal(g, s, e, x0, place, own, shared, row);
       }
     }
     const std::vector<double> m = margins(active, rows);

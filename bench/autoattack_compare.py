@@ -13,6 +13,10 @@ The model is an aegis `mlp` or `cnn-res` file (ReLU); its tensors load into the 
 module by their state_dict names (bench/torch_interop.py). --data digits uses the bundled digits
 test split; --data fashion-mnist:DIR reads DIR/t10k-images-idx3-ubyte.gz and the labels file.
 Prints one JSON object: robust accuracy per attack for both, Square's success rate, seconds.
+--attacks picks the comparisons (apgd-t, square, autoattack); --square-seeds K runs Square with
+seeds 0..K-1 on both sides (torchattacks' Square and, where installed, the official code's
+SquareAttack with the same rescaled schedule) and reports each seed's success rate and the mean;
+--square-proposals passes aegis's proposal mode to its square and autoattack runs.
 """
 import argparse
 import json
@@ -88,6 +92,46 @@ def run_aegis(args, attack, extra):
         return json.loads(out), tensors["adversarial"], seconds
 
 
+def compare_square(args, model, x, y, clean, norm, extra):
+    """Square's success rate among the clean-correct examples, per seed and side."""
+    import torch
+    import torchattacks
+    references = {"torchattacks": lambda seed: torchattacks.Square(
+        model, norm=norm, eps=args.eps, n_queries=args.queries, n_restarts=1, seed=seed)}
+    try:
+        from autoattack.square import SquareAttack
+        references["official"] = lambda seed: SquareAttack(
+            model, norm=norm, eps=args.eps, n_queries=args.queries, n_restarts=1, seed=seed, p_init=0.8,
+            resc_schedule=True, device="cpu").perturb
+    except ImportError:
+        pass
+    out = {"seeds": args.square_seeds, "aegis_square_proposals": args.square_proposals}
+    for side, make in references.items():
+        rates, seconds, in_ball_all = [], 0.0, True
+        for seed in range(args.square_seeds):
+            t0 = time.perf_counter()
+            adv = make(seed)(x, y)
+            seconds += time.perf_counter() - t0
+            with torch.no_grad():
+                robust = (model(adv).argmax(1) == y).float().mean().item()
+            rates.append(1.0 - robust / clean if clean > 0 else 0.0)
+            in_ball_all = in_ball_all and in_ball(adv, x, args.eps, args.norm)
+        out[side] = {"success_rates": rates, "mean_success_rate": sum(rates) / len(rates), "seconds": seconds,
+                     "in_ball": in_ball_all}
+    rates, seconds, in_ball_all, torch_agrees = [], 0.0, True, True
+    for seed in range(args.square_seeds):
+        ours, our_adv, s = run_aegis(args, "square", extra + ["--seed", str(seed)])
+        seconds += s
+        rates.append(ours["attack_success_rate"])
+        in_ball_all = in_ball_all and in_ball(our_adv, x, args.eps, args.norm)
+        with torch.no_grad():
+            torch_robust = (model(our_adv).argmax(1) == y).float().mean().item()
+        torch_agrees = torch_agrees and abs(torch_robust - ours["robust_accuracy"]) < 1e-6
+    out["aegis"] = {"success_rates": rates, "mean_success_rate": sum(rates) / len(rates), "seconds": seconds,
+                    "in_ball": in_ball_all, "points_agree_in_torch": torch_agrees}
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--setup", action="store_true", help="create the venv under /tmp and run inside it")
@@ -99,6 +143,9 @@ def main():
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
     p.add_argument("--max", type=int, default=200)
     p.add_argument("--queries", type=int, default=5000)
+    p.add_argument("--attacks", default="apgd-t,square,autoattack", help="comma-separated: apgd-t, square, autoattack")
+    p.add_argument("--square-seeds", type=int, default=1, help="Square runs per side, seeds 0..K-1")
+    p.add_argument("--square-proposals", default="shared", choices=["shared", "per-example"])
     p.add_argument("--source-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     args = p.parse_args()
     if args.setup and sys.prefix != VENV:
@@ -117,7 +164,13 @@ def main():
         "square": torchattacks.Square(model, norm=norm, eps=args.eps, n_queries=args.queries, n_restarts=1),
         "autoattack": torchattacks.AutoAttack(model, norm=norm, eps=args.eps, version="standard", n_classes=10),
     }
-    extra = {"apgd-t": [], "square": ["--queries", str(args.queries)], "autoattack": ["--queries", str(args.queries)]}
+    proposals = ["--square-proposals", args.square_proposals]
+    extra = {"apgd-t": [], "square": ["--queries", str(args.queries)] + proposals,
+             "autoattack": ["--queries", str(args.queries)] + proposals}
+    wanted = args.attacks.split(",")
+    unknown = [a for a in wanted if a not in reference]
+    if unknown:
+        sys.exit("unknown --attacks entries: %s" % ", ".join(unknown))
     try:
         from autoattack import AutoAttack as OfficialAutoAttack
         official = OfficialAutoAttack(model, norm=norm, eps=args.eps, version="standard", verbose=False, device="cpu")
@@ -127,6 +180,11 @@ def main():
     except ImportError:
         result["autoattack_reference"] = "torchattacks.AutoAttack (APGD at 10 steps)"
     for name, attack in reference.items():
+        if name not in wanted:
+            continue
+        if name == "square":
+            result[name] = compare_square(args, model, x, y, clean, norm, extra[name])
+            continue
         t0 = time.perf_counter()
         adv = attack(x, y)
         ref_seconds = time.perf_counter() - t0

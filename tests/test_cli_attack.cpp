@@ -202,9 +202,20 @@ TEST(CliAttack, ApgdTFabTAndSquareWithPerExampleRows) {
   EXPECT_EQ(fab["norm"], "l2");
   EXPECT_EQ(fab["target_classes"].get<int>(), 2);
   EXPECT_LE(fab["median_perturbation_norm"].get<double>(), 0.5 + 1e-6);
+  EXPECT_EQ(fab["final_search_steps"].get<int>(), 3);
+  EXPECT_EQ(fab["restarts"].get<int>(), 1);
+  const auto fab2 = attack_json("--attack fab-t --norm l2 --eps 0.5 --steps 10 --target-classes 2 --max 20 "
+                                "--restarts 2 --final-search 0");
+  EXPECT_EQ(fab2["final_search_steps"].get<int>(), 0);
+  EXPECT_EQ(fab2["restarts"].get<int>(), 2);
+  EXPECT_LE(fab2["median_perturbation_norm"].get<double>(), 0.5 + 1e-6);
   const auto sq = attack_json("--attack square --eps 0.1 --queries 40 --max 20");
   EXPECT_EQ(sq["queries"].get<int>(), 40);
+  EXPECT_EQ(sq["square_proposals"], "shared");
   EXPECT_FALSE(sq.contains("steps"));
+  const auto own = attack_json("--attack square --eps 0.1 --queries 40 --max 20 --square-proposals per-example");
+  EXPECT_EQ(own["square_proposals"], "per-example");
+  EXPECT_LE(own["robust_accuracy"].get<double>(), own["clean_accuracy"].get<double>());
   EXPECT_LE(sq["robust_accuracy"].get<double>(), sq["clean_accuracy"].get<double>());
   std::filesystem::remove(tsv);
 }
@@ -216,6 +227,7 @@ TEST(CliAttack, AutoAttackWritesWorstCasePointsAndRows) {
   EXPECT_EQ(j["version"], "standard");
   EXPECT_TRUE(j["missing"].empty());
   EXPECT_EQ(j["sequence"], nlohmann::json::array({"apgd-ce", "apgd-t", "fab-t", "square"}));
+  EXPECT_EQ(j["square_proposals"], "shared");
   const auto rows = read_tsv(tsv);
   ASSERT_EQ(rows.size(), 31u);
   std::int64_t robust = 0;
@@ -292,6 +304,9 @@ TEST(CliAttack, EveryParseErrorIsOneLineWithStatusOne) {
       "attack --model " + m + " --data digits --attack fgsm --eps 0.1 --version rand",
       "attack --model " + m + " --data digits --attack apgd-t --eps 0.1 --targeted",
       "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --norm l2",
+      "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --square-proposals shared",
+      "attack --model " + m + " --data digits --attack square --eps 0.1 --square-proposals sideways",
+      "attack --model " + m + " --data digits --attack pgd-linf --eps 0.1 --final-search 2",
   };
   for (const std::string& args : cases) {
     const CliRun r = run_cli(args + " --quiet");
