@@ -1,4 +1,4 @@
-// aegis audit mia: membership inference (loss attack, LiRA) against a recipe, with shadow models
+// aegis audit mia: membership inference (loss attack, LiRA, RMIA) against a recipe, with shadow models
 // trained by aegis itself (privacy/audit_mia.h).
 // aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient canaries
 // (privacy/audit_dp.h); exit status 3 with --strict when the audit fails.
@@ -31,6 +31,9 @@ struct AuditArgs {
   // mia
   std::int64_t shadows = 16, pool = 0;
   std::string out_dir, roc_plot;
+  std::vector<std::string> attacks = {"loss", "lira", "rmia"};
+  std::int64_t augment = 1, population = 0;
+  privacy::RmiaOptions rmia;
   // dp
   privacy::DpAuditOptions audit;
   std::string scores_out, model_out = "audit-dp.safetensors";
@@ -105,6 +108,10 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   j.seed = a.audit_seed;
   j.out_dir = a.out_dir;
   j.roc_plot = a.roc_plot;
+  j.attacks = a.attacks;
+  j.augment = a.augment;
+  j.population = a.population;
+  j.rmia = a.rmia;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
@@ -117,6 +124,10 @@ void print_mia(const nlohmann::json& j) {
       j["model"].get<std::string>().c_str(), j["recipe"].get<std::string>().c_str(), j["pool"].get<long long>(),
       j["members"].get<long long>(), j["shadows"].get<long long>(), j["models_trained"].get<long long>(),
       j["models_reused"].get<long long>(), j["seconds_per_model"].get<double>());
+  if (j["augment"].get<long long>() > 1)
+    std::printf("LiRA queries %lld views of each example (shifted, then mirrored)\n", j["augment"].get<long long>());
+  if (j["population"].get<long long>() > 0)
+    std::printf("RMIA compares with %lld population samples from the test split\n", j["population"].get<long long>());
   std::printf("target: train accuracy %.4f, test accuracy %.4f", j["target_train_accuracy"].get<double>(),
               j["target_test_accuracy"].get<double>());
   if (j["recipe"] == "dp") std::printf(", epsilon %.4g", j["target_epsilon"].get<double>());
@@ -215,7 +226,7 @@ Runner add_audit(CLI::App& app) {
   cmd->require_subcommand(1);
 
   auto* m = cmd->add_subcommand("mia",
-                                "membership inference (loss attack, LiRA online/offline) against a training "
+                                "membership inference (loss attack, LiRA and RMIA online/offline) against a training "
                                 "recipe, with shadow models; resumable in --out-dir");
   add_recipe_options(m, *mia);
   m->add_flag("--dp", mia->use_dp, "the recipe is DP-SGD (with the DP options)");
@@ -230,6 +241,24 @@ Runner add_audit(CLI::App& app) {
       ->check(seed_value());
   m->add_option("--out-dir", mia->out_dir, "model files and scores.tsv; a rerun reuses the models already there")
       ->required();
+  m->add_option("--attack", mia->attacks, "attacks to run, comma-separated: loss, lira, rmia")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(one_of({"loss", "lira", "rmia"}));
+  m->add_option(
+       "--augment", mia->augment,
+       "LiRA queries per example: the example, its 8 one-pixel shifts, then all 9 mirrored (1 to 18; images only)")
+      ->capture_default_str()
+      ->check(integer_in(1, 18));
+  m->add_option("--population", mia->population, "RMIA's population samples: the first N of the test split (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  m->add_option("--rmia-gamma", mia->rmia.gamma, "RMIA's threshold gamma on the pairwise likelihood ratio")
+      ->capture_default_str()
+      ->check(positive(1e6));
+  m->add_option("--rmia-a", mia->rmia.offline_a, "RMIA offline: a of Pr(x) = ((1+a) Pr_OUT(x) + 1 - a)/2")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, false));
   m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
   auto* d = cmd->add_subcommand("dp",
