@@ -1,6 +1,6 @@
 // aegis audit mia: membership inference (loss attack, LiRA, RMIA) against a recipe, with shadow models
 // trained by aegis itself (privacy/audit_mia.h).
-// aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient canaries
+// aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient or input canaries
 // (privacy/audit_dp.h); exit status 3 with --strict when the audit fails.
 // aegis audit invert: MI-Face model inversion of a model file, compared with the class means of
 // the training data (privacy/audit_invert.h).
@@ -36,7 +36,7 @@ struct AuditArgs {
   privacy::RmiaOptions rmia;
   // dp
   privacy::DpAuditOptions audit;
-  std::string scores_out, model_out = "audit-dp.safetensors";
+  std::string scores_out, model_out = "audit-dp.safetensors", canary = "gradient", runs_dir;
   bool strict = false;
   std::uint64_t audit_seed = 0;
 
@@ -149,7 +149,11 @@ nlohmann::json run_dp(const AuditArgs& a) {
   j.training.dp = a.dp;
   j.audit = a.audit;
   j.audit.seed = a.audit_seed;
+  j.audit.canary = privacy::parse_canary_kind(a.canary);
   j.scores_out = a.scores_out;
+  AEGIS_CHECK(a.runs_dir.empty() || a.audit.runs > 0,
+              "--out-dir holds the run records of the many-run audit: add --runs R, or leave it out");
+  j.runs_dir = a.runs_dir;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   if (a.audit.runs > 0) return privacy::to_json(privacy::run_many_run_dp_audit(j, split, &progress));
@@ -157,9 +161,12 @@ nlohmann::json run_dp(const AuditArgs& a) {
 }
 
 void print_dp(const nlohmann::json& j) {
-  if (j["method"] == "many-run, gradient canary") {
-    std::printf("many-run audit: %lld DP-SGD runs with a gradient canary and %lld without (%.2f s per run)\n",
-                j["runs"].get<long long>(), j["runs"].get<long long>(), j["seconds_per_run"].get<double>());
+  if (j.contains("runs")) {
+    std::printf(
+        "many-run audit: %lld DP-SGD runs with the %s canary and %lld without (%lld trained, %.2f s per run; "
+        "%lld reused)\n",
+        j["runs"].get<long long>(), j["canary"].get<std::string>().c_str(), j["runs"].get<long long>(),
+        j["runs_trained"].get<long long>(), j["seconds_per_run"].get<double>(), j["runs_reused"].get<long long>());
     std::printf(
         "threshold %.6g chosen on half of the runs; on the other half: %lld of %lld false positives, %lld of "
         "%lld false negatives (upper bounds %.4f, %.4f)\n",
@@ -167,9 +174,9 @@ void print_dp(const nlohmann::json& j) {
         j["false_negatives"].get<long long>(), j["positives"].get<long long>(), j["fpr_upper"].get<double>(),
         j["fnr_upper"].get<double>());
   } else {
-    std::printf("one-run audit with %lld gradient canaries (%lld included), %lld guesses, %lld right\n",
-                j["canaries"].get<long long>(), j["included"].get<long long>(), j["guesses"].get<long long>(),
-                j["correct"].get<long long>());
+    std::printf("one-run audit with %lld %s canaries (%lld included), %lld guesses, %lld right\n",
+                j["canaries"].get<long long>(), j["canary"].get<std::string>().c_str(), j["included"].get<long long>(),
+                j["guesses"].get<long long>(), j["correct"].get<long long>());
   }
   std::printf("epsilon lower bound %.4f at %.0f%% confidence (delta %g; at most %.4f with these %s)\n",
               j["epsilon_lower"].get<double>(), 100.0 * j["confidence"].get<double>(), j["delta"].get<double>(),
@@ -261,11 +268,17 @@ Runner add_audit(CLI::App& app) {
       ->check(real_in(0.0, 1.0, false, false));
   m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
-  auto* d = cmd->add_subcommand("dp",
-                                "empirical epsilon of DP-SGD with gradient canaries (one run, or --runs R), beside "
-                                "the accounted epsilon; exit status 3 with --strict when the audit fails");
+  auto* d =
+      cmd->add_subcommand("dp",
+                          "empirical epsilon of DP-SGD with gradient or input canaries (one run, or --runs R), beside "
+                          "the accounted epsilon; exit status 3 with --strict when the audit fails");
   add_recipe_options(d, *dp);
-  d->add_option("--canaries", dp->audit.canaries, "gradient canaries m (at most the model's parameters)")
+  d->add_option("--canary", dp->canary,
+                "gradient: a Dirac gradient of norm C (white box); input: a mislabelled test example (black box)")
+      ->capture_default_str()
+      ->check(one_of({"gradient", "input"}));
+  d->add_option("--canaries", dp->audit.canaries,
+                "canaries m (gradient: at most the model's parameters; input: at most the test split's size)")
       ->capture_default_str()
       ->check(integer_in(1, kMaxExamples));
   d->add_option("--guesses", dp->audit.guesses, "guesses r (even): r/2 highest scores in, r/2 lowest out")
@@ -285,6 +298,8 @@ Runner add_audit(CLI::App& app) {
                 "audit)")
       ->capture_default_str()
       ->check(integer_in(0, 1 << 20));
+  d->add_option("--out-dir", dp->runs_dir,
+                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes)");
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
   auto* v = cmd->add_subcommand("invert",
