@@ -26,8 +26,9 @@ double log_mean_exp(const std::vector<double>& v) {
 }
 
 // log Pr(x) from log Pr_OUT(x) by the linear approximation of RMIA's offline attack (Zarifzadeh,
-// Liu & Shokri 2024, §3, "offline" paragraph and App. B): Pr(x) = ½((1 + a)·Pr_OUT(x) + (1 − a)),
-// with a the slope fitted once per setting (0.3 their default for offline attacks).
+// Liu & Shokri 2024, the offline variant of §3): Pr(x) = ½((1 + a)·Pr_OUT(x) + (1 − a)), with a a
+// slope the paper fits once per setting from reference models (0.3 its value for offline attacks);
+// here a is given by the caller, not fitted.
 double offline_log_marginal(double log_out, double a) {
   const double scaled = std::log1p(a) + log_out;  // log((1 + a)·Pr_OUT)
   if (a >= 1.0) return std::log(0.5) + scaled;
