@@ -112,6 +112,7 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   j.augment = a.augment;
   j.population = a.population;
   j.rmia = a.rmia;
+  AEGIS_CHECK(!(a.rmia.fit_a && cmd.count("--rmia-a") > 0), "--rmia-fit-a fits a: leave out --rmia-a, or the fit");
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
@@ -127,7 +128,8 @@ void print_mia(const nlohmann::json& j) {
   if (j["augment"].get<long long>() > 1)
     std::printf("LiRA queries %lld views of each example (shifted, then mirrored)\n", j["augment"].get<long long>());
   if (j["population"].get<long long>() > 0)
-    std::printf("RMIA compares with %lld population samples from the test split\n", j["population"].get<long long>());
+    std::printf("RMIA compares with %lld population samples from the test split; offline a = %.2f\n",
+                j["population"].get<long long>(), j["rmia_a"].get<double>());
   std::printf("target: train accuracy %.4f, test accuracy %.4f", j["target_train_accuracy"].get<double>(),
               j["target_test_accuracy"].get<double>());
   if (j["recipe"] == "dp") std::printf(", epsilon %.4g", j["target_epsilon"].get<double>());
@@ -266,6 +268,8 @@ Runner add_audit(CLI::App& app) {
   m->add_option("--rmia-a", mia->rmia.offline_a, "RMIA offline: a of Pr(x) = ((1+a) Pr_OUT(x) + 1 - a)/2")
       ->capture_default_str()
       ->check(real_in(0.0, 1.0, false, false));
+  m->add_flag("--rmia-fit-a", mia->rmia.fit_a,
+              "RMIA offline: fit a on the shadow models (each in turn as the target) instead of --rmia-a");
   m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
   auto* d =

@@ -163,6 +163,7 @@ nlohmann::json to_json(const MiaReport& r) {
           {"shadows", r.shadows},
           {"augment", r.augment},
           {"population", r.population},
+          {"rmia_a", r.rmia_a},
           {"models_trained", r.models_trained},
           {"models_reused", r.models_reused},
           {"target_train_accuracy", r.target_train_accuracy},
@@ -345,8 +346,12 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
     }
     const std::vector<std::vector<double>> shadow_log_prob(log_prob.begin() + 1, log_prob.end());
     const std::vector<std::vector<double>> shadow_population(population_log_prob.begin() + 1, population_log_prob.end());
+    RmiaOptions rmia_options = j.rmia;
+    if (rmia_options.fit_a)
+      rmia_options.offline_a = fit_rmia_offline_a(shadow_log_prob, shadow_in, shadow_population, rmia_options.gamma);
+    report.rmia_a = rmia_options.offline_a;
     std::vector<std::vector<double>> s =
-        rmia_scores(shadow_log_prob, shadow_in, log_prob[0], shadow_population, population_log_prob[0], j.rmia);
+        rmia_scores(shadow_log_prob, shadow_in, log_prob[0], shadow_population, population_log_prob[0], rmia_options);
     for (std::size_t v = 0; v < s.size(); ++v) {
       names.emplace_back(kRmiaNames[v]);
       scores.push_back(std::move(s[v]));

@@ -19,8 +19,9 @@
 //     ICML, §3): the share of population samples z (the test split: never in any model) with
 //     LR(x, z) = (Pr(x|θ)/Pr(x)) / (Pr(z|θ)/Pr(z)) ≥ γ, Pr(·|θ) the softmax probability of the
 //     true label and Pr(x) the mean of Pr(x|θ') over the shadow (reference) models (online), or
-//     ½((1 + a)·Pr_OUT(x) + (1 − a)) from the models without x only (offline; a fixed by the
-//     caller, 0.3 by default as the paper uses for offline attacks, not learned here).
+//     ½((1 + a)·Pr_OUT(x) + (1 − a)) from the models without x only (offline; a given by the
+//     caller, 0.3 by default as the paper uses for offline attacks, or fitted on the shadow models
+//     by fit_rmia_offline_a).
 // Model files go to out_dir (target.safetensors, shadow-<k>.safetensors), each tagged with the
 // audit that made it; a rerun with the same audit reuses every file already written (a killed
 // audit resumes), and a file of another audit is an InvalidArgument. With roc_plot set, the ROC
@@ -45,6 +46,7 @@ namespace aegis::privacy {
 struct RmiaOptions {
   double gamma = 1.0;      // γ > 0: x beats z when LR(x, z) ≥ γ
   double offline_a = 0.3;  // a in [0, 1] of the offline Pr(x)
+  bool fit_a = false;      // run_mia_audit: fit a on the shadow models (fit_rmia_offline_a) instead
 };
 
 struct MiaJob {
@@ -70,6 +72,7 @@ struct MiaReport {
   std::string model, dataset, recipe;  // recipe: "standard" or "dp"
   std::int64_t pool = 0, members = 0, shadows = 0;
   std::int64_t augment = 1, population = 0;  // LiRA's queries per example; RMIA's z (0 without RMIA)
+  double rmia_a = 0.0;  // the offline a used, given or fitted (0 without RMIA)
   std::int64_t models_trained = 0, models_reused = 0;  // this run's, over target and shadows
   double target_train_accuracy = 0.0, target_test_accuracy = 0.0;  // members; the test split
   double target_epsilon = 0.0;  // the target's accounted ε (DP recipe), else 0
@@ -125,5 +128,15 @@ std::vector<std::vector<double>> rmia_scores(const std::vector<std::vector<doubl
                                              const std::vector<std::vector<double>>& population_log_prob,
                                              const std::vector<double>& target_population_log_prob,
                                              const RmiaOptions& options = {});
+
+// RMIA's offline a fitted on the reference models alone: each model in turn plays the target, the
+// others are its references, and the a of the grid 0, 0.05, …, 1 whose offline scores have the
+// highest mean AUC over those pseudo-targets wins (ties: the smaller a). The paper sets a per
+// dataset from reference models in this way; its default 0.3 needs no fitting. Arguments as for
+// rmia_scores; InvalidArgument for fewer than 3 models or an example without a pseudo-target on
+// each side of membership (then the AUC means nothing).
+double fit_rmia_offline_a(const std::vector<std::vector<double>>& log_prob,
+                          const std::vector<std::vector<bool>>& in_model,
+                          const std::vector<std::vector<double>>& population_log_prob, double gamma = 1.0);
 
 }  // namespace aegis::privacy

@@ -148,4 +148,38 @@ std::vector<std::vector<double>> rmia_scores(const std::vector<std::vector<doubl
   return out;
 }
 
+double fit_rmia_offline_a(const std::vector<std::vector<double>>& log_prob,
+                          const std::vector<std::vector<bool>>& in_model,
+                          const std::vector<std::vector<double>>& population_log_prob, double gamma) {
+  const std::size_t k_models = log_prob.size();
+  AEGIS_CHECK(
+      k_models >= 3 && in_model.size() == k_models && population_log_prob.size() == k_models,
+      "RMIA: fitting a needs at least 3 reference models with membership and population scores, got " << k_models);
+  constexpr int kSteps = 20;
+  std::vector<double> total_auc(kSteps + 1, 0.0);
+  for (std::size_t t = 0; t < k_models; ++t) {
+    std::vector<std::vector<double>> refs, refs_population;
+    std::vector<std::vector<bool>> refs_in;
+    for (std::size_t k = 0; k < k_models; ++k) {
+      if (k == t) continue;
+      refs.push_back(log_prob[k]);
+      refs_in.push_back(in_model[k]);
+      refs_population.push_back(population_log_prob[k]);
+    }
+    const auto members = std::count(in_model[t].begin(), in_model[t].end(), true);
+    AEGIS_CHECK(members > 0 && members < static_cast<std::ptrdiff_t>(in_model[t].size()),
+                "RMIA: reference model " << t << " has no members or no non-members to fit a on");
+    for (int step = 0; step <= kSteps; ++step) {
+      RmiaOptions o;
+      o.gamma = gamma;
+      o.offline_a = static_cast<double>(step) / kSteps;
+      const std::vector<std::vector<double>> s =
+          rmia_scores(refs, refs_in, log_prob[t], refs_population, population_log_prob[t], o);
+      total_auc[static_cast<std::size_t>(step)] += roc_curve(s[1], in_model[t]).auc;
+    }
+  }
+  const auto best = std::max_element(total_auc.begin(), total_auc.end()) - total_auc.begin();  // first maximum
+  return static_cast<double>(best) / kSteps;
+}
+
 }  // namespace aegis::privacy

@@ -204,6 +204,14 @@ TEST(AuditMia, CliJson) {
   EXPECT_EQ(jr["attacks"].size(), 2u);
   EXPECT_EQ(jr["population"], 100);
   EXPECT_EQ(jr["models_trained"], 0);
+  EXPECT_EQ(jr["rmia_a"], 0.5);
+  const testing::CliRun fit = testing::run_cli("audit mia --data digits --model mlp --shadows 4 --pool 100 --epochs 2 "
+                                               "--device cpu --quiet --json --attack rmia --rmia-fit-a --out-dir " + dir);
+  ASSERT_EQ(fit.status, 0) << fit.err;
+  const double a = nlohmann::json::parse(fit.out)["rmia_a"].get<double>();
+  EXPECT_GE(a, 0.0);
+  EXPECT_LE(a, 1.0);
+  EXPECT_NEAR(a * 20.0, std::round(a * 20.0), 1e-9);  // a point of the grid
   // The ROC plot: a wrong extension is refused before any training; gnuplot draws the rest.
   const testing::CliRun jpg = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + "/jpg --roc r.jpg");
   EXPECT_EQ(jpg.status, 1);
@@ -220,7 +228,8 @@ TEST(AuditMia, CliJson) {
   for (const std::string& args : {std::string("--shadows 5"), std::string("--target-epsilon 1"),
                                   std::string("--attack lira,shokri"), std::string("--augment 19"),
                                   std::string("--rmia-a 1.5"), std::string("--rmia-gamma 0"),
-                                  std::string("--attack loss --augment 2")}) {
+                                  std::string("--attack loss --augment 2"),
+                                  std::string("--rmia-fit-a --rmia-a 0.3")}) {
     const testing::CliRun bad = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + " " + args);
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;

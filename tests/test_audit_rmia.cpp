@@ -3,6 +3,7 @@
 // on a small pool of the bundled digits set.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -125,6 +126,38 @@ TEST(AuditRmia, SeparatesMembersAndReadsChanceWhenTheTargetIsItsReferences) {
                                                               half_in, unrelated, same_population, target_population);
   EXPECT_NEAR(roc_curve(chance[0], member).auc, 0.5, 0.06);
   EXPECT_NEAR(roc_curve(chance[1], member).auc, 0.5, 0.06);
+}
+
+TEST(AuditRmia, FittedSlopeIsTheBestOnTheLeaveOneOutTargets) {
+  // The fit against a brute-force recomputation: every reference model in turn as the target,
+  // the others as references, the mean offline AUC at each a of the grid.
+  std::mt19937 rng(11);
+  const std::size_t n = 300, m = 200, k_models = 6;
+  const Synthetic s = synthetic(n, m, k_models, 0.7, rng);
+  std::vector<double> mean_auc;
+  for (int step = 0; step <= 20; ++step) {
+    RmiaOptions o;
+    o.offline_a = step / 20.0;
+    double total = 0.0;
+    for (std::size_t t = 0; t < k_models; ++t) {
+      std::vector<std::vector<double>> refs, refs_population;
+      std::vector<std::vector<bool>> refs_in;
+      for (std::size_t k = 0; k < k_models; ++k)
+        if (k != t)
+          refs.push_back(s.ref[k]), refs_in.push_back(s.in[k]), refs_population.push_back(s.ref_population[k]);
+      total += roc_curve(rmia_scores(refs, refs_in, s.ref[t], refs_population, s.ref_population[t], o)[1], s.in[t]).auc;
+    }
+    mean_auc.push_back(total / k_models);
+  }
+  const auto best = std::max_element(mean_auc.begin(), mean_auc.end()) - mean_auc.begin();
+  const double a = fit_rmia_offline_a(s.ref, s.in, s.ref_population);
+  EXPECT_DOUBLE_EQ(a, best / 20.0);
+  RecordProperty("fitted_a", std::to_string(a));
+  // The grid's AUCs differ (a matters here), so the fit is a real choice.
+  EXPECT_GT(*std::max_element(mean_auc.begin(), mean_auc.end()) - *std::min_element(mean_auc.begin(), mean_auc.end()),
+            1e-3);
+  EXPECT_THROW(fit_rmia_offline_a({s.ref[0], s.ref[1]}, {s.in[0], s.in[1]}, {s.ref_population[0], s.ref_population[1]}),
+               InvalidArgument);
 }
 
 TEST(AuditLira, ViewsAddTheirLikelihoodRatios) {
