@@ -1,6 +1,6 @@
-// aegis audit mia: membership inference (loss attack, LiRA) against a recipe, with shadow models
+// aegis audit mia: membership inference (loss attack, LiRA, RMIA) against a recipe, with shadow models
 // trained by aegis itself (privacy/audit_mia.h).
-// aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient canaries
+// aegis audit dp: the one-run (or with --runs, many-run) empirical-ε audit of DP-SGD with gradient or input canaries
 // (privacy/audit_dp.h); exit status 3 with --strict when the audit fails.
 // aegis audit invert: MI-Face model inversion of a model file, compared with the class means of
 // the training data (privacy/audit_invert.h).
@@ -31,9 +31,12 @@ struct AuditArgs {
   // mia
   std::int64_t shadows = 16, pool = 0;
   std::string out_dir, roc_plot;
+  std::vector<std::string> attacks = {"loss", "lira", "rmia"};
+  std::int64_t augment = 1, population = 0;
+  privacy::RmiaOptions rmia;
   // dp
   privacy::DpAuditOptions audit;
-  std::string scores_out, model_out = "audit-dp.safetensors";
+  std::string scores_out, model_out = "audit-dp.safetensors", canary = "gradient", runs_dir;
   bool strict = false;
   std::uint64_t audit_seed = 0;
 
@@ -105,6 +108,11 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   j.seed = a.audit_seed;
   j.out_dir = a.out_dir;
   j.roc_plot = a.roc_plot;
+  j.attacks = a.attacks;
+  j.augment = a.augment;
+  j.population = a.population;
+  j.rmia = a.rmia;
+  AEGIS_CHECK(!(a.rmia.fit_a && cmd.count("--rmia-a") > 0), "--rmia-fit-a fits a: leave out --rmia-a, or the fit");
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
@@ -117,6 +125,11 @@ void print_mia(const nlohmann::json& j) {
       j["model"].get<std::string>().c_str(), j["recipe"].get<std::string>().c_str(), j["pool"].get<long long>(),
       j["members"].get<long long>(), j["shadows"].get<long long>(), j["models_trained"].get<long long>(),
       j["models_reused"].get<long long>(), j["seconds_per_model"].get<double>());
+  if (j["augment"].get<long long>() > 1)
+    std::printf("LiRA queries %lld views of each example (shifted, then mirrored)\n", j["augment"].get<long long>());
+  if (j["population"].get<long long>() > 0)
+    std::printf("RMIA compares with %lld population samples from the test split; offline a = %.2f\n",
+                j["population"].get<long long>(), j["rmia_a"].get<double>());
   std::printf("target: train accuracy %.4f, test accuracy %.4f", j["target_train_accuracy"].get<double>(),
               j["target_test_accuracy"].get<double>());
   if (j["recipe"] == "dp") std::printf(", epsilon %.4g", j["target_epsilon"].get<double>());
@@ -138,7 +151,11 @@ nlohmann::json run_dp(const AuditArgs& a) {
   j.training.dp = a.dp;
   j.audit = a.audit;
   j.audit.seed = a.audit_seed;
+  j.audit.canary = privacy::parse_canary_kind(a.canary);
   j.scores_out = a.scores_out;
+  AEGIS_CHECK(a.runs_dir.empty() || a.audit.runs > 0,
+              "--out-dir holds the run records of the many-run audit: add --runs R, or leave it out");
+  j.runs_dir = a.runs_dir;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
   CliProgress progress(!a.common.quiet);
   if (a.audit.runs > 0) return privacy::to_json(privacy::run_many_run_dp_audit(j, split, &progress));
@@ -146,9 +163,12 @@ nlohmann::json run_dp(const AuditArgs& a) {
 }
 
 void print_dp(const nlohmann::json& j) {
-  if (j["method"] == "many-run, gradient canary") {
-    std::printf("many-run audit: %lld DP-SGD runs with a gradient canary and %lld without (%.2f s per run)\n",
-                j["runs"].get<long long>(), j["runs"].get<long long>(), j["seconds_per_run"].get<double>());
+  if (j.contains("runs")) {
+    std::printf(
+        "many-run audit: %lld DP-SGD runs with the %s canary and %lld without (%lld trained, %.2f s per run; "
+        "%lld reused)\n",
+        j["runs"].get<long long>(), j["canary"].get<std::string>().c_str(), j["runs"].get<long long>(),
+        j["runs_trained"].get<long long>(), j["seconds_per_run"].get<double>(), j["runs_reused"].get<long long>());
     std::printf(
         "threshold %.6g chosen on half of the runs; on the other half: %lld of %lld false positives, %lld of "
         "%lld false negatives (upper bounds %.4f, %.4f)\n",
@@ -156,9 +176,9 @@ void print_dp(const nlohmann::json& j) {
         j["false_negatives"].get<long long>(), j["positives"].get<long long>(), j["fpr_upper"].get<double>(),
         j["fnr_upper"].get<double>());
   } else {
-    std::printf("one-run audit with %lld gradient canaries (%lld included), %lld guesses, %lld right\n",
-                j["canaries"].get<long long>(), j["included"].get<long long>(), j["guesses"].get<long long>(),
-                j["correct"].get<long long>());
+    std::printf("one-run audit with %lld %s canaries (%lld included), %lld guesses, %lld right\n",
+                j["canaries"].get<long long>(), j["canary"].get<std::string>().c_str(), j["included"].get<long long>(),
+                j["guesses"].get<long long>(), j["correct"].get<long long>());
   }
   std::printf("epsilon lower bound %.4f at %.0f%% confidence (delta %g; at most %.4f with these %s)\n",
               j["epsilon_lower"].get<double>(), 100.0 * j["confidence"].get<double>(), j["delta"].get<double>(),
@@ -215,7 +235,7 @@ Runner add_audit(CLI::App& app) {
   cmd->require_subcommand(1);
 
   auto* m = cmd->add_subcommand("mia",
-                                "membership inference (loss attack, LiRA online/offline) against a training "
+                                "membership inference (loss attack, LiRA and RMIA online/offline) against a training "
                                 "recipe, with shadow models; resumable in --out-dir");
   add_recipe_options(m, *mia);
   m->add_flag("--dp", mia->use_dp, "the recipe is DP-SGD (with the DP options)");
@@ -230,13 +250,39 @@ Runner add_audit(CLI::App& app) {
       ->check(seed_value());
   m->add_option("--out-dir", mia->out_dir, "model files and scores.tsv; a rerun reuses the models already there")
       ->required();
+  m->add_option("--attack", mia->attacks, "attacks to run, comma-separated: loss, lira, rmia")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(one_of({"loss", "lira", "rmia"}));
+  m->add_option(
+       "--augment", mia->augment,
+       "LiRA queries per example: the example, its 8 one-pixel shifts, then all 9 mirrored (1 to 18; images only)")
+      ->capture_default_str()
+      ->check(integer_in(1, 18));
+  m->add_option("--population", mia->population, "RMIA's population samples: the first N of the test split (0: all)")
+      ->capture_default_str()
+      ->check(integer_in(0, kMaxExamples));
+  m->add_option("--rmia-gamma", mia->rmia.gamma, "RMIA's threshold gamma on the pairwise likelihood ratio")
+      ->capture_default_str()
+      ->check(positive(1e6));
+  m->add_option("--rmia-a", mia->rmia.offline_a, "RMIA offline: a of Pr(x) = ((1+a) Pr_OUT(x) + 1 - a)/2")
+      ->capture_default_str()
+      ->check(real_in(0.0, 1.0, false, false));
+  m->add_flag("--rmia-fit-a", mia->rmia.fit_a,
+              "RMIA offline: fit a on the shadow models (each in turn as the target) instead of --rmia-a");
   m->add_option("--roc", mia->roc_plot, "draw the ROC curves on log-log axes (.png, .svg or .pdf; needs gnuplot)");
 
-  auto* d = cmd->add_subcommand("dp",
-                                "empirical epsilon of DP-SGD with gradient canaries (one run, or --runs R), beside "
-                                "the accounted epsilon; exit status 3 with --strict when the audit fails");
+  auto* d =
+      cmd->add_subcommand("dp",
+                          "empirical epsilon of DP-SGD with gradient or input canaries (one run, or --runs R), beside "
+                          "the accounted epsilon; exit status 3 with --strict when the audit fails");
   add_recipe_options(d, *dp);
-  d->add_option("--canaries", dp->audit.canaries, "gradient canaries m (at most the model's parameters)")
+  d->add_option("--canary", dp->canary,
+                "gradient: a Dirac gradient of norm C (white box); input: a mislabelled test example (black box)")
+      ->capture_default_str()
+      ->check(one_of({"gradient", "input"}));
+  d->add_option("--canaries", dp->audit.canaries,
+                "canaries m (gradient: at most the model's parameters; input: at most the test split's size)")
       ->capture_default_str()
       ->check(integer_in(1, kMaxExamples));
   d->add_option("--guesses", dp->audit.guesses, "guesses r (even): r/2 highest scores in, r/2 lowest out")
@@ -256,6 +302,8 @@ Runner add_audit(CLI::App& app) {
                 "audit)")
       ->capture_default_str()
       ->check(integer_in(0, 1 << 20));
+  d->add_option("--out-dir", dp->runs_dir,
+                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes)");
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
   auto* v = cmd->add_subcommand("invert",

@@ -48,9 +48,9 @@ std::vector<double> data_activity(const DpJob& training, const nn::Dataset& trai
 
 }  // namespace
 
-void check_training(const DpJob& training) {
+void check_training(const DpJob& training, bool gradient_canaries) {
   const DpTrainOptions& dp = training.dp;
-  AEGIS_CHECK(dp.clipping == Clipping::Flat,
+  AEGIS_CHECK(!gradient_canaries || dp.clipping == Clipping::Flat,
               "the DP audit needs flat clipping (a canary is a record of gradient norm C), not --clipping "
                   << clipping_name(dp.clipping));
   AEGIS_CHECK(dp.sampling == Sampling::Poisson,

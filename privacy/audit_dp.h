@@ -25,8 +25,16 @@
 // score is ≥ τ; a midpoint between two of their scores) that gives the highest bound on them; the other R/2 + R/2 runs count its false
 // positives and negatives, and many_run_epsilon (privacy/audit_stats.h) turns the counts into ε_lower
 // with Clopper–Pearson bounds. The ceiling is the bound of a perfect test on R/2 + R/2 runs
-// (about 5.6 with 1000 runs each side at δ = 1e-5). Not resumable: the runs are short by design
-// (a small set, few steps), and each writes the same model file, which holds the last run.
+// (about 5.6 with 1000 runs each side at δ = 1e-5). With a runs directory each run leaves a
+// record (run-<i>.json: its key (audit seed, run index, canary or not, training seed), the
+// settings and the exact score), written atomically; a rerun reuses the records and trains only
+// the missing runs, so a killed audit resumes and ends with the numbers of an uninterrupted one.
+// Every run writes the same model file, which holds the last run trained.
+// Both audits also take input-space canaries (CanaryKind::Input) instead: a canary is then a
+// held-out example (the test split) with a wrong label, joining the training set as one more
+// record when included, and its score is −loss of the trained model on it (black box: only the
+// released model is seen). Weaker than gradient canaries, but it audits the whole pipeline
+// (clipping of real per-example gradients included) as a user's data would meet it.
 // The guesses are fixed before the run (no choosing r after seeing the scores, which would void the
 // confidence). The bound is a lower bound that is usually far below ε (a single run extracts
 // little), so a passing audit is weak evidence, while a failing one is proof of a bug.
@@ -42,8 +50,13 @@
 
 namespace aegis::privacy {
 
+enum class CanaryKind { Gradient, Input };
+CanaryKind parse_canary_kind(const std::string& name);  // "gradient" | "input"; InvalidArgument otherwise
+const char* canary_kind_name(CanaryKind kind);
+
 struct DpAuditOptions {
-  std::int64_t canaries = 1000;  // m ≤ the model's parameters
+  CanaryKind canary = CanaryKind::Gradient;
+  std::int64_t canaries = 1000;  // m ≤ the model's parameters (gradient) or the test split's size (input)
   std::int64_t guesses = 100;    // r ≤ m, even: r/2 from each end of the ranking
   double confidence = 0.95;      // of the ε lower bound
   std::uint64_t seed = 0;        // canary coordinates, signs, inclusion and per-step sampling
@@ -59,10 +72,12 @@ struct DpAuditJob {
   DpJob training;  // the DP-SGD run to audit (flat clipping, Poisson sampling, no resume)
   DpAuditOptions audit;
   std::string scores_out;  // TSV of every canary (index, parameter, element, sign, included, score); "" = none
+  std::string runs_dir;    // many-run audit: one record per run, reused by a rerun; "" = none (not resumable)
 };
 
 struct DpAuditReport {
   DpReport training;
+  std::string canary;  // "gradient" or "input"
   std::int64_t canaries = 0, included = 0, guesses = 0, correct = 0;
   double confidence = 0.0;
   double epsilon_lower = 0.0;      // the one-run bound at (δ, confidence) of the ledger
@@ -77,12 +92,15 @@ nlohmann::json to_json(const DpAuditReport& report);
 // Trains job.training with canaries, writes its model file (the canaries are in its weights: it
 // is an audit artifact, not a model to release) and the scores, and bounds ε. InvalidArgument for
 // m < 1, m above the model's parameter count, r odd or outside [2, m], confidence outside (0, 1),
-// noise_scale outside (0, 1], clipping other than flat, shuffled batches, secure noise or a resume.
+// noise_scale outside (0, 1], clipping other than flat (gradient canaries), shuffled batches, secure
+// noise or a resume; with input canaries, m above the test split's size.
 DpAuditReport run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split, ProgressSink* progress = nullptr);
 
 struct ManyRunAuditReport {
   DpReport training;       // the last run's
+  std::string canary;      // "gradient" or "input"
   std::int64_t runs = 0;   // R per kind: 2R models in all
+  std::int64_t runs_trained = 0, runs_reused = 0;  // by this call; reused: records in runs_dir
   double threshold = 0.0;  // τ, chosen on the selection half
   std::int64_t selection_false_positives = 0, selection_false_negatives = 0;
   // The evaluation half: R/2 runs without the canary (negatives), R/2 with it (positives).
@@ -91,14 +109,15 @@ struct ManyRunAuditReport {
   double confidence = 0.0;
   double epsilon_lower = 0.0, epsilon_ceiling = 0.0, epsilon_accounted = 0.0, delta = 0.0;
   bool failed = false;  // epsilon_lower > epsilon_accounted
-  double seconds_per_run = 0.0;
-  std::string scores_out;
+  double seconds_per_run = 0.0;  // of the runs trained by this call (0 when every run was reused)
+  std::string scores_out, runs_dir;
 };
 nlohmann::json to_json(const ManyRunAuditReport& report);
 
 // The many-run audit of the header comment (job.audit.runs = R). Writes the scores TSV (run,
 // canary, half, seed, score) when job.scores_out is set. InvalidArgument for R odd or < 4 and
-// the training restrictions of run_dp_audit.
+// the training restrictions of run_dp_audit; InvalidArgument for a run record in job.runs_dir that
+// another audit (other settings, seeds or R) wrote, IoError for one that cannot be read.
 ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split,
                                          ProgressSink* progress = nullptr);
 

@@ -1,8 +1,10 @@
-// The many-run audit of privacy/audit_dp.h: 2R DP-SGD runs, one gradient canary, a threshold
-// chosen on half of the runs and the Clopper–Pearson ε bound on the other half.
+// The many-run audit of privacy/audit_dp.h: 2R DP-SGD runs, one gradient or input canary, a
+// threshold chosen on half of the runs and the Clopper–Pearson ε bound on the other half; with a
+// runs directory, resumable from its run records.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -71,6 +73,25 @@ double choose_threshold(const std::vector<Run>& runs, double delta, double confi
   return best_tau;
 }
 
+// Everything that decides the runs (their scores), so that a record is reused only for the same
+// audit. The confidence is left out: it only reads the scores.
+std::string settings(const DpAuditJob& j) {
+  const nn::TrainJob& t = j.training.job;
+  const nn::TrainOptions& o = t.train;
+  const DpTrainOptions& d = j.training.dp;
+  std::ostringstream os;
+  os.precision(17);
+  os << "v1 model=" << t.model << " activation=" << t.activation << " init=" << t.init << " dataset=" << t.dataset
+     << " epochs=" << o.epochs << " batch=" << o.batch_size << " lr=" << o.lr
+     << " optimizer=" << nn::optimizer_name(o.optimizer) << " momentum=" << o.momentum
+     << " schedule=" << nn::schedule_name(o.schedule) << " train_seed=" << o.seed
+     << " sigma=" << d.noise.noise_multiplier << " C=" << d.noise.max_grad_norm << " eps=" << d.target_epsilon
+     << " delta=" << d.delta << " q=" << (d.sampling_rate ? *d.sampling_rate : 0.0)
+     << " accountant=" << accountant_name(d.accountant) << " canary=" << canary_kind_name(j.audit.canary)
+     << " audit_seed=" << j.audit.seed << " runs=" << j.audit.runs << " noise_scale=" << j.audit.noise_scale;
+  return os.str();
+}
+
 void write_runs(const std::string& path, const std::vector<Run>& runs) {
   std::ostringstream os;
   os << "run\tcanary\thalf\tseed\tscore\n";
@@ -88,7 +109,11 @@ void write_runs(const std::string& path, const std::vector<Run>& runs) {
 
 nlohmann::json to_json(const ManyRunAuditReport& r) {
   return {{"command", "audit dp"},
-          {"method", "many-run, gradient canary"},
+          {"method", "many-run, " + r.canary + " canary"},
+          {"canary", r.canary},
+          {"runs_trained", r.runs_trained},
+          {"runs_reused", r.runs_reused},
+          {"runs_dir", r.runs_dir},
           {"runs", r.runs},
           {"threshold", r.threshold},
           {"selection_false_positives", r.selection_false_positives},
@@ -117,13 +142,26 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
               "--runs " << per_kind << " must be even and lie in [4, 2^20] (R runs with the canary and R without)");
   AEGIS_CHECK(a.confidence > 0.0 && a.confidence < 1.0, "--confidence " << a.confidence << " must lie in (0, 1)");
   AEGIS_CHECK(a.noise_scale > 0.0 && a.noise_scale <= 1.0, "noise_scale " << a.noise_scale << " must lie in (0, 1]");
-  audit_detail::check_training(job.training);
+  const bool gradient = a.canary == CanaryKind::Gradient;
+  audit_detail::check_training(job.training, gradient);
   const std::int64_t parameters = nn::start_model(job.training.job, split.train).model->num_parameters();
+  if (!job.runs_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(job.runs_dir, ec);
+    AEGIS_CHECK_AS(IoError, !ec && std::filesystem::is_directory(job.runs_dir),
+                   "cannot create the audit directory " << job.runs_dir << (ec ? ": " + ec.message() : std::string()));
+  }
 
-  // One canary, at the quietest coordinate, with a seeded sign; the same in every run.
+  // One canary, the same in every run: the quietest coordinate with a seeded sign (gradient), or
+  // the first test example with a seeded wrong label (input).
   audit_detail::Canary canary;
-  canary.coordinate = audit_detail::quiet_coordinates(job.training, split.train, 1, a.seed)[0];
-  canary.sign = (philox::bits({a.seed, philox::kPurposeAuditSetup, audit_detail::kSigns}, 0) & 1u) ? 1.0f : -1.0f;
+  nn::Dataset input_canary;
+  if (gradient) {
+    canary.coordinate = audit_detail::quiet_coordinates(job.training, split.train, 1, a.seed)[0];
+    canary.sign = (philox::bits({a.seed, philox::kPurposeAuditSetup, audit_detail::kSigns}, 0) & 1u) ? 1.0f : -1.0f;
+  } else {
+    input_canary = audit_detail::input_canaries(split, 1, a.seed);
+  }
 
   // Runs 0..R−1 (R = per_kind) with the canary, R..2R−1 without; the first R/2 of each kind select.
   std::vector<Run> runs(static_cast<std::size_t>(2 * per_kind));
@@ -134,30 +172,68 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
     r.seed = job.training.job.train.seed + static_cast<std::uint64_t>(i);
   }
   ManyRunAuditReport report;
+  report.canary = canary_kind_name(a.canary);
+  report.runs_dir = job.runs_dir;
+  const std::string tag = settings(job);
   ProgressSink& p = progress_or_silent(progress);
-  p.info("many-run audit: " + std::to_string(per_kind) + " DP-SGD runs with the canary and " +
+  p.info("many-run audit: " + std::to_string(per_kind) + " DP-SGD runs with the " + report.canary + " canary and " +
          std::to_string(per_kind) + " without");
   p.begin("audit runs", 2 * per_kind, "runs");
-  const auto t0 = std::chrono::steady_clock::now();
+  double seconds = 0.0;
   for (std::size_t i = 0; i < runs.size(); ++i) {
+    const std::string record_path =
+        job.runs_dir.empty() ? std::string()
+                             : (std::filesystem::path(job.runs_dir) / ("run-" + std::to_string(i) + ".json")).string();
+    if (!record_path.empty() && std::filesystem::exists(record_path)) {
+      const audit_detail::RunRecord record = audit_detail::read_run_record(record_path);
+      AEGIS_CHECK(record.settings == tag && record.run == static_cast<std::int64_t>(i) &&
+                      record.canary == runs[i].canary && record.seed == runs[i].seed,
+                  record_path << " was written by an audit with other settings (recipe, seeds, canary kind or --runs); "
+                              << "use a fresh directory, or the settings of that audit");
+      runs[i].score = record.score;
+      report.training = record.training;  // the report's run is the last one, reused or trained
+      report.epsilon_accounted = std::max(report.epsilon_accounted, record.training.epsilon);
+      ++report.runs_reused;
+      p.update(static_cast<std::int64_t>(i) + 1, std::to_string(report.runs_reused) + " reused");
+      continue;
+    }
     DpJob training = job.training;
     training.job.train.seed = runs[i].seed;
     std::vector<audit_detail::Canary> one = {canary};
     one[0].included = runs[i].canary;
-    // Each run's sampling draws get their own key: step_key(seed, …, (i + 1)·2^32 + step).
-    report.training = audit_detail::train_with_canaries(
-        training, split, one, parameters, a.seed, (static_cast<std::uint64_t>(i) + 1) << 32, a.noise_scale, nullptr);
+    const auto t0 = std::chrono::steady_clock::now();
+    // Gradient canary: each run's sampling draws get their own key, step_key(seed, …, (i + 1)·2^32 + step).
+    report.training =
+        gradient ? audit_detail::train_with_canaries(training, split, one, parameters, a.seed,
+                                                     (static_cast<std::uint64_t>(i) + 1) << 32, a.noise_scale, nullptr)
+                 : audit_detail::train_with_input_canaries(training, split, input_canary, one, a.noise_scale, nullptr);
+    const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    seconds += run_seconds;
     runs[i].score = one[0].score;
-    p.update(static_cast<std::int64_t>(i) + 1, "");
+    // With an input canary the runs with it train on one more record: the larger of the ledgers' ε
+    // is the claim to test.
+    report.epsilon_accounted = std::max(report.epsilon_accounted, report.training.epsilon);
+    ++report.runs_trained;
+    if (!record_path.empty()) {
+      audit_detail::RunRecord record;
+      record.settings = tag;
+      record.run = static_cast<std::int64_t>(i);
+      record.canary = runs[i].canary;
+      record.seed = runs[i].seed;
+      record.score = runs[i].score;
+      record.seconds = run_seconds;
+      record.training = report.training;
+      audit_detail::write_run_record(record_path, record);
+    }
+    p.update(static_cast<std::int64_t>(i) + 1,
+             report.runs_reused ? std::to_string(report.runs_reused) + " reused" : "");
   }
   p.end("");
-  report.seconds_per_run =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(runs.size());
+  report.seconds_per_run = report.runs_trained ? seconds / static_cast<double>(report.runs_trained) : 0.0;
 
   report.runs = per_kind;
   report.confidence = a.confidence;
   report.delta = report.training.delta;
-  report.epsilon_accounted = report.training.epsilon;
   report.threshold = choose_threshold(runs, report.delta, a.confidence);
   const Counts sel = count(runs, true, report.threshold), eval = count(runs, false, report.threshold);
   report.selection_false_positives = sel.false_positives;

@@ -16,6 +16,7 @@
 #include "core/timing.h"
 #include "nn/model_file.h"
 #include "nn/train.h"
+#include "privacy/audit_mia_query.h"
 
 namespace aegis::privacy {
 
@@ -25,27 +26,45 @@ namespace {
 constexpr std::uint32_t kTargetHalf = 16;
 constexpr std::uint32_t kShadowDesign = 17;
 const char* const kTagKey = "aegis.audit.mia";
-const char* const kAttackNames[] = {"loss", "lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed"};
+const char* const kLiraNames[] = {"lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed"};
+const char* const kRmiaNames[] = {"rmia-online", "rmia-offline"};
 
-nn::Dataset subset(const nn::Dataset& data, const std::vector<std::int64_t>& indices, const std::string& name) {
-  const Shape& s = data.images.shape();
-  const std::int64_t per = s[1] * s[2] * s[3];
-  const std::vector<float> images = data.images.to_vector<float>();
-  const std::vector<std::int32_t> labels = data.labels.to_vector<std::int32_t>();
-  std::vector<float> out_images;
-  std::vector<std::int32_t> out_labels;
-  out_images.reserve(indices.size() * static_cast<std::size_t>(per));
-  for (std::int64_t i : indices) {
-    out_images.insert(out_images.end(), images.begin() + i * per, images.begin() + (i + 1) * per);
-    out_labels.push_back(labels[static_cast<std::size_t>(i)]);
+using audit_detail::augmented_view;
+using audit_detail::logits_of;
+using audit_detail::phi_and_loss;
+using audit_detail::subset;
+
+bool runs(const MiaJob& j, const char* family) {
+  return std::find(j.attacks.begin(), j.attacks.end(), family) != j.attacks.end();
+}
+
+void check_attacks(const MiaJob& j, const nn::DatasetSplit& split) {
+  AEGIS_CHECK(!j.attacks.empty(), "--attack names no attack (loss, lira, rmia)");
+  for (std::size_t a = 0; a < j.attacks.size(); ++a) {
+    const std::string& name = j.attacks[a];
+    AEGIS_CHECK(name == "loss" || name == "lira" || name == "rmia",
+                "--attack " << name << " is not an attack: loss, lira or rmia");
+    AEGIS_CHECK(std::find(j.attacks.begin(), j.attacks.begin() + static_cast<std::ptrdiff_t>(a), name) ==
+                    j.attacks.begin() + static_cast<std::ptrdiff_t>(a),
+                "--attack names " << name << " twice");
   }
-  nn::Dataset d;
-  d.name = name;
-  const auto n = static_cast<std::int64_t>(indices.size());
-  d.images = Tensor::from_vector(out_images, {n, s[1], s[2], s[3]});
-  d.labels = Tensor::from_vector(out_labels, {n});
-  d.num_classes = data.num_classes;
-  return d;
+  AEGIS_CHECK(j.augment >= 1 && j.augment <= audit_detail::kMaxQueries,
+              "--augment " << j.augment << " must lie in [1, " << audit_detail::kMaxQueries << "]");
+  AEGIS_CHECK(j.augment == 1 || runs(j, "lira"), "--augment " << j.augment << " is LiRA's: add lira to --attack");
+  if (j.augment > 1) {
+    const Shape& s = split.train.images.shape();
+    AEGIS_CHECK(s[2] >= 2 && s[3] >= 2,
+                "--augment mirrors and shifts images; " << split.train.name << " has " << s[2] << "x" << s[3] << " inputs");
+  }
+  if (runs(j, "rmia")) {
+    AEGIS_CHECK(split.test.size() > 0, "RMIA draws its population from the test split, and it is empty");
+    AEGIS_CHECK(j.population >= 0 && j.population <= split.test.size(),
+                "--population " << j.population << " must lie in [0, " << split.test.size()
+                                << "] (the test split's size; 0: all of it)");
+    AEGIS_CHECK(j.rmia.gamma > 0.0 && std::isfinite(j.rmia.gamma), "--rmia-gamma " << j.rmia.gamma << " must be > 0");
+    AEGIS_CHECK(j.rmia.offline_a >= 0.0 && j.rmia.offline_a <= 1.0,
+                "--rmia-a " << j.rmia.offline_a << " must lie in [0, 1]");
+  }
 }
 
 // Everything that decides a model of the audit, so that a file is reused only for the same one.
@@ -68,59 +87,11 @@ std::string model_tag(const MiaJob& j, std::int64_t pool, std::int64_t index) {
   return os.str();
 }
 
-// Logits of `model` on every example of `data`, row-major [N, classes].
-std::vector<float> logits_of(nn::Module& model, const nn::Dataset& data, Device device) {
-  model.to(device);
-  nn::FrozenScope frozen(model);
-  nn::BatchOptions bo;
-  bo.batch_size = 1000;
-  bo.device = device;
-  nn::BatchIterator batches(data, bo, 0);
-  std::vector<float> out;
-  nn::Batch batch;
-  while (batches.next(batch)) {
-    const std::vector<float> z = model.forward(autograd::Var(batch.images, false)).value().to(Device::cpu()).to_vector<float>();
-    out.insert(out.end(), z.begin(), z.end());
-  }
-  return out;
-}
-
-// φ = z_y − logsumexp_{j≠y} z_j, the loss logsumexp_j z_j − z_y and whether the argmax is y, for
-// each example.
-void phi_and_loss(const std::vector<float>& logits, const std::vector<std::int32_t>& labels, std::int64_t classes,
-                  std::vector<double>& phi, std::vector<double>& loss, std::vector<bool>& correct) {
-  phi.assign(labels.size(), 0.0);
-  loss.assign(labels.size(), 0.0);
-  correct.assign(labels.size(), false);
-  for (std::size_t i = 0; i < labels.size(); ++i) {
-    const float* z = logits.data() + i * static_cast<std::size_t>(classes);
-    const auto y = static_cast<std::size_t>(labels[i]);
-    double top_other = -INFINITY, top = -INFINITY;
-    for (std::int64_t c = 0; c < classes; ++c) {
-      top = std::max(top, static_cast<double>(z[c]));
-      if (static_cast<std::size_t>(c) != y) top_other = std::max(top_other, static_cast<double>(z[c]));
-    }
-    double sum_other = 0.0, sum_all = 0.0;
-    for (std::int64_t c = 0; c < classes; ++c) {
-      sum_all += std::exp(static_cast<double>(z[c]) - top);
-      if (static_cast<std::size_t>(c) != y) sum_other += std::exp(static_cast<double>(z[c]) - top_other);
-    }
-    phi[i] = static_cast<double>(z[y]) - (top_other + std::log(sum_other));
-    loss[i] = top + std::log(sum_all) - static_cast<double>(z[y]);
-    correct[i] = static_cast<double>(z[y]) > top_other;
-  }
-}
-
-double log_normal_pdf(double x, double mean, double sd) {
-  const double t = (x - mean) / sd;
-  return -0.5 * t * t - std::log(sd);
-}
-
 void write_scores(const std::string& path, const std::vector<std::int32_t>& labels, const std::vector<bool>& members,
-                  const std::vector<std::vector<double>>& scores) {
+                  const std::vector<std::string>& names, const std::vector<std::vector<double>>& scores) {
   std::ostringstream os;
   os << "idx\tlabel\tmember";
-  for (const char* name : kAttackNames) os << '\t' << name;
+  for (const std::string& name : names) os << '\t' << name;
   os << '\n';
   char value[32];
   for (std::size_t i = 0; i < labels.size(); ++i) {
@@ -136,48 +107,6 @@ void write_scores(const std::string& path, const std::vector<std::int32_t>& labe
 }
 
 }  // namespace
-
-std::vector<std::vector<double>> lira_scores(const std::vector<std::vector<double>>& phi,
-                                             const std::vector<std::vector<bool>>& in_model,
-                                             const std::vector<double>& target_phi) {
-  const std::size_t k_models = phi.size(), n = target_phi.size();
-  AEGIS_CHECK(k_models == in_model.size(), "LiRA: " << k_models << " models of scores, " << in_model.size() << " of membership");
-  std::vector<double> mu_in(n), mu_out(n), var_in(n), var_out(n);
-  double pooled_in = 0.0, pooled_out = 0.0;
-  for (std::size_t i = 0; i < n; ++i) {
-    double s_in = 0, s_out = 0, ss_in = 0, ss_out = 0, c_in = 0, c_out = 0;
-    for (std::size_t k = 0; k < k_models; ++k) {
-      AEGIS_CHECK(phi[k].size() == n && in_model[k].size() == n, "LiRA: model " << k << " scores another number of examples");
-      const double x = phi[k][i];
-      (in_model[k][i] ? s_in : s_out) += x;
-      (in_model[k][i] ? ss_in : ss_out) += x * x;
-      (in_model[k][i] ? c_in : c_out) += 1.0;
-    }
-    AEGIS_CHECK(c_in >= 2 && c_out >= 2, "LiRA: example " << i << " is in " << c_in << " and out of " << c_out
-                                                          << " shadow models; each needs at least 2");
-    mu_in[i] = s_in / c_in;
-    mu_out[i] = s_out / c_out;
-    // Population variances (the per-example Gaussian fit of Carlini et al. 2022, Alg. 1).
-    var_in[i] = std::max(0.0, ss_in / c_in - mu_in[i] * mu_in[i]);
-    var_out[i] = std::max(0.0, ss_out / c_out - mu_out[i] * mu_out[i]);
-    pooled_in += var_in[i];
-    pooled_out += var_out[i];
-  }
-  // A floor keeps identical φ (a saturated model) from dividing by zero.
-  constexpr double kMinSd = 1e-6;
-  const double global_in = std::max(kMinSd, std::sqrt(pooled_in / static_cast<double>(std::max<std::size_t>(n, 1))));
-  const double global_out = std::max(kMinSd, std::sqrt(pooled_out / static_cast<double>(std::max<std::size_t>(n, 1))));
-  std::vector<std::vector<double>> out(4, std::vector<double>(n));
-  for (std::size_t i = 0; i < n; ++i) {
-    const double x = target_phi[i];
-    const double sd_in = std::max(kMinSd, std::sqrt(var_in[i])), sd_out = std::max(kMinSd, std::sqrt(var_out[i]));
-    out[0][i] = log_normal_pdf(x, mu_in[i], sd_in) - log_normal_pdf(x, mu_out[i], sd_out);
-    out[1][i] = log_normal_pdf(x, mu_in[i], global_in) - log_normal_pdf(x, mu_out[i], global_out);
-    out[2][i] = (x - mu_out[i]) / sd_out;
-    out[3][i] = (x - mu_out[i]) / global_out;
-  }
-  return out;
-}
 
 nlohmann::json to_json(const LossAttackReport& r) {
   return {{"attack", "loss"},
@@ -232,6 +161,9 @@ nlohmann::json to_json(const MiaReport& r) {
           {"pool", r.pool},
           {"members", r.members},
           {"shadows", r.shadows},
+          {"augment", r.augment},
+          {"population", r.population},
+          {"rmia_a", r.rmia_a},
           {"models_trained", r.models_trained},
           {"models_reused", r.models_reused},
           {"target_train_accuracy", r.target_train_accuracy},
@@ -253,6 +185,7 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   AEGIS_CHECK(pool >= 4 && pool <= available,
               "--pool " << j.pool << " must lie in [4, " << available << "] (the training split's size), or be 0 for all");
   AEGIS_CHECK(!j.out_dir.empty(), "the membership audit needs an output directory (--out-dir)");
+  check_attacks(j, split);
   if (!j.roc_plot.empty()) plot_format(j.roc_plot);  // a wrong extension fails before any training
   nn::check_train_options(j.job.train);
   std::error_code ec;
@@ -265,6 +198,14 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   const std::vector<std::int32_t> labels = pool_data.labels.to_vector<std::int32_t>();
   const auto n = static_cast<std::size_t>(pool);
   const auto K = static_cast<std::size_t>(j.shadows);
+  // The queries: the pool's views for LiRA (view 0 is the pool itself) and RMIA's population.
+  std::vector<nn::Dataset> views = {pool_data};
+  for (std::int64_t a = 1; a < j.augment; ++a) views.push_back(augmented_view(pool_data, a));
+  const bool rmia = runs(j, "rmia");
+  const nn::Dataset population =
+      rmia ? nn::take(split.test, 0, j.population == 0 ? split.test.size() : j.population) : nn::Dataset{};
+  const std::vector<std::int32_t> population_labels =
+      rmia ? population.labels.to_vector<std::int32_t>() : std::vector<std::int32_t>{};
 
   // in[0]: the target's half (the pool/2 smallest of one uniform per example); in[1..K]: the
   // balanced design, each example in the K/2 shadow models with its smallest uniforms.
@@ -294,7 +235,11 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   report.recipe = j.dp ? "dp" : "standard";
   report.pool = pool;
   report.shadows = j.shadows;
-  std::vector<std::vector<double>> phi(K + 1), loss(K + 1);
+  report.augment = j.augment;
+  report.population = population.size();
+  // phi[k]: model k's φ on every view, view-major (LiRA's layout); population_log_prob[k]: its
+  // log Pr(y|z) on the population.
+  std::vector<std::vector<double>> phi(K + 1), loss(K + 1), population_log_prob(K + 1);
   std::vector<bool> target_correct, correct;
   double train_seconds = 0.0;
   p.begin("target and shadow models", static_cast<std::int64_t>(K + 1), "models");
@@ -338,6 +283,21 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
     }
     const std::vector<float> z = logits_of(*model, pool_data, j.job.train.device);
     phi_and_loss(z, labels, pool_data.num_classes, phi[k], loss[k], correct);
+    for (std::size_t a = 1; a < views.size(); ++a) {
+      std::vector<double> view_phi, view_loss;
+      std::vector<bool> view_correct;
+      phi_and_loss(logits_of(*model, views[a], j.job.train.device), labels, pool_data.num_classes, view_phi, view_loss,
+                   view_correct);
+      phi[k].insert(phi[k].end(), view_phi.begin(), view_phi.end());
+    }
+    if (rmia) {
+      std::vector<double> population_phi, population_loss;
+      std::vector<bool> population_correct;
+      phi_and_loss(logits_of(*model, population, j.job.train.device), population_labels, population.num_classes,
+                   population_phi, population_loss, population_correct);
+      for (double& l : population_loss) l = -l;
+      population_log_prob[k] = std::move(population_loss);
+    }
     if (k == 0) {
       target_correct = correct;
       report.target_test_accuracy = nn::evaluate(*model, split.test, j.job.train.device).accuracy;
@@ -360,22 +320,50 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
     report.target_train_accuracy = static_cast<double>(right) / static_cast<double>(report.members);
   }
 
+  std::vector<std::string> names;
   std::vector<std::vector<double>> scores;
-  {
+  const std::vector<std::vector<bool>> shadow_in(in.begin() + 1, in.end());
+  if (runs(j, "loss")) {
     std::vector<double> loss_score(n);
     for (std::size_t i = 0; i < n; ++i) loss_score[i] = -loss[0][i];
+    names.emplace_back("loss");
     scores.push_back(std::move(loss_score));
+  }
+  if (runs(j, "lira")) {
     const std::vector<std::vector<double>> shadow_phi(phi.begin() + 1, phi.end());
-    const std::vector<std::vector<bool>> shadow_in(in.begin() + 1, in.end());
-    for (auto& s : lira_scores(shadow_phi, shadow_in, phi[0])) scores.push_back(std::move(s));
+    std::vector<std::vector<double>> s = lira_scores(shadow_phi, shadow_in, phi[0], j.augment);
+    for (std::size_t v = 0; v < s.size(); ++v) {
+      names.emplace_back(kLiraNames[v]);
+      scores.push_back(std::move(s[v]));
+    }
+  }
+  if (rmia) {
+    // log Pr(y|x, θ) = −loss on the pool (the example itself, not its views).
+    std::vector<std::vector<double>> log_prob(K + 1);
+    for (std::size_t k = 0; k <= K; ++k) {
+      log_prob[k] = loss[k];
+      for (double& l : log_prob[k]) l = -l;
+    }
+    const std::vector<std::vector<double>> shadow_log_prob(log_prob.begin() + 1, log_prob.end());
+    const std::vector<std::vector<double>> shadow_population(population_log_prob.begin() + 1, population_log_prob.end());
+    RmiaOptions rmia_options = j.rmia;
+    if (rmia_options.fit_a)
+      rmia_options.offline_a = fit_rmia_offline_a(shadow_log_prob, shadow_in, shadow_population, rmia_options.gamma);
+    report.rmia_a = rmia_options.offline_a;
+    std::vector<std::vector<double>> s =
+        rmia_scores(shadow_log_prob, shadow_in, log_prob[0], shadow_population, population_log_prob[0], rmia_options);
+    for (std::size_t v = 0; v < s.size(); ++v) {
+      names.emplace_back(kRmiaNames[v]);
+      scores.push_back(std::move(s[v]));
+    }
   }
   std::vector<std::pair<std::string, RocCurve>> curves;
   for (std::size_t a = 0; a < scores.size(); ++a) {
-    curves.emplace_back(kAttackNames[a], roc_curve(scores[a], in[0]));
-    report.attacks.push_back({kAttackNames[a], attack_metrics(curves.back().second)});
+    curves.emplace_back(names[a], roc_curve(scores[a], in[0]));
+    report.attacks.push_back({names[a], attack_metrics(curves.back().second)});
   }
   report.scores_out = (std::filesystem::path(j.out_dir) / "scores.tsv").string();
-  write_scores(report.scores_out, labels, in[0], scores);
+  write_scores(report.scores_out, labels, in[0], names, scores);
   if (!j.roc_plot.empty()) {
     plot_roc_curves(curves,
                     j.job.model + " (" + report.recipe + ") on " + j.job.dataset + ", pool " + std::to_string(pool) +

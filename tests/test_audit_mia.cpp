@@ -92,12 +92,16 @@ TEST(AuditMia, AuditsDigitsAndResumesExactly) {
   EXPECT_EQ(first.models_trained, 5);
   EXPECT_EQ(first.models_reused, 0);
   EXPECT_EQ(first.members, 100);
-  ASSERT_EQ(first.attacks.size(), 5u);
+  ASSERT_EQ(first.attacks.size(), 7u);
   EXPECT_EQ(first.attacks[0].name, "loss");
+  EXPECT_EQ(first.attacks[5].name, "rmia-online");
+  EXPECT_EQ(first.population, 297);  // the digits test split
   // 100 training examples, 20 epochs: the target is overfit (train accuracy 1, test below), and
   // the loss attack sees it.
   EXPECT_GT(first.target_train_accuracy, first.target_test_accuracy);
   EXPECT_GT(first.attacks[0].metrics.auc, 0.55);
+  EXPECT_GT(first.attacks[5].metrics.auc, 0.55) << "RMIA online";
+  EXPECT_GT(first.attacks[6].metrics.auc, 0.55) << "RMIA offline";
   for (const MiaAttackResult& a : first.attacks) {
     EXPECT_GE(a.metrics.auc, 0.0);
     EXPECT_LE(a.metrics.tpr_at_0_1_fpr, a.metrics.tpr_at_1_fpr) << a.name;
@@ -125,6 +129,29 @@ TEST(AuditMia, AuditsDigitsAndResumesExactly) {
   EXPECT_THROW(run_mia_audit(other, digits()), InvalidArgument);
 }
 
+TEST(AuditMia, AugmentedQueriesReuseTheModelsAndMoveLiraScores) {
+  // 16 shadow models on 400 examples: 8 on each side of every example, enough for the per-view
+  // Gaussians. aegis trains without augmentation and a one-pixel shift of an 8x8 digit is a large
+  // change, so the shifted view carries less signal than the example itself and the sum loses a
+  // little here (measured: 0.02–0.04 AUC for 2 views); a view that carried nothing would cost more.
+  const std::string dir = testing::make_temp_dir("aegis_audit_mia_aug");
+  MiaJob j = small_job(dir);
+  j.shadows = 16;
+  j.pool = 400;
+  j.attacks = {"lira"};
+  const MiaReport one = run_mia_audit(j, digits());
+  j.augment = 2;
+  const MiaReport two = run_mia_audit(j, digits());
+  EXPECT_EQ(two.models_trained, 0);  // the attacks do not change the models
+  EXPECT_EQ(two.augment, 2);
+  ASSERT_EQ(two.attacks.size(), 4u);
+  for (std::size_t a = 0; a < 4; ++a) {
+    EXPECT_EQ(two.attacks[a].name, one.attacks[a].name);
+    EXPECT_NE(two.attacks[a].metrics.auc, one.attacks[a].metrics.auc) << two.attacks[a].name;
+    EXPECT_GT(two.attacks[a].metrics.auc, one.attacks[a].metrics.auc - 0.06) << two.attacks[a].name;
+  }
+}
+
 TEST(AuditMia, RejectsBadOptions) {
   const std::string dir = testing::make_temp_dir("aegis_audit_mia");
   MiaJob j = small_job(dir);
@@ -138,6 +165,23 @@ TEST(AuditMia, RejectsBadOptions) {
   EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
   j = small_job("");
   EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  j = small_job(dir);
+  j.attacks = {"lira", "lira"};
+  EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  j = small_job(dir);
+  j.attacks = {"shokri"};
+  EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  j = small_job(dir);
+  j.augment = 19;
+  EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  j = small_job(dir);
+  j.attacks = {"loss", "rmia"};
+  j.augment = 2;  // LiRA's option without LiRA
+  EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  j = small_job(dir);
+  j.population = 298;  // the digits test split has 297
+  EXPECT_THROW(run_mia_audit(j, digits()), InvalidArgument);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/target.safetensors"));  // every refusal before training
 }
 
 TEST(AuditMia, CliJson) {
@@ -148,8 +192,26 @@ TEST(AuditMia, CliJson) {
   const nlohmann::json j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["command"], "audit mia");
   EXPECT_EQ(j["shadows"], 4);
-  for (const char* name : {"loss", "lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed"})
+  for (const char* name : {"loss", "lira-online", "lira-online-fixed", "lira-offline", "lira-offline-fixed",
+                           "rmia-online", "rmia-offline"})
     EXPECT_TRUE(j["attacks"].contains(name)) << name;
+  // --attack picks families; the models are reused.
+  const testing::CliRun rmia = testing::run_cli("audit mia --data digits --model mlp --shadows 4 --pool 100 --epochs 2 "
+                                                "--device cpu --quiet --json --attack rmia --population 100 "
+                                                "--rmia-gamma 2 --rmia-a 0.5 --out-dir " + dir);
+  ASSERT_EQ(rmia.status, 0) << rmia.err;
+  const nlohmann::json jr = nlohmann::json::parse(rmia.out);
+  EXPECT_EQ(jr["attacks"].size(), 2u);
+  EXPECT_EQ(jr["population"], 100);
+  EXPECT_EQ(jr["models_trained"], 0);
+  EXPECT_EQ(jr["rmia_a"], 0.5);
+  const testing::CliRun fit = testing::run_cli("audit mia --data digits --model mlp --shadows 4 --pool 100 --epochs 2 "
+                                               "--device cpu --quiet --json --attack rmia --rmia-fit-a --out-dir " + dir);
+  ASSERT_EQ(fit.status, 0) << fit.err;
+  const double a = nlohmann::json::parse(fit.out)["rmia_a"].get<double>();
+  EXPECT_GE(a, 0.0);
+  EXPECT_LE(a, 1.0);
+  EXPECT_NEAR(a * 20.0, std::round(a * 20.0), 1e-9);  // a point of the grid
   // The ROC plot: a wrong extension is refused before any training; gnuplot draws the rest.
   const testing::CliRun jpg = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + "/jpg --roc r.jpg");
   EXPECT_EQ(jpg.status, 1);
@@ -163,7 +225,11 @@ TEST(AuditMia, CliJson) {
     EXPECT_GT(std::filesystem::file_size(png), 1000u);
     EXPECT_NE(plot.out.find("ROC curves: " + png), std::string::npos) << plot.out;
   }
-  for (const std::string& args : {std::string("--shadows 5"), std::string("--target-epsilon 1")}) {
+  for (const std::string& args : {std::string("--shadows 5"), std::string("--target-epsilon 1"),
+                                  std::string("--attack lira,shokri"), std::string("--augment 19"),
+                                  std::string("--rmia-a 1.5"), std::string("--rmia-gamma 0"),
+                                  std::string("--attack loss --augment 2"),
+                                  std::string("--rmia-fit-a --rmia-a 0.3")}) {
     const testing::CliRun bad = testing::run_cli("audit mia --data digits --quiet --out-dir " + dir + " " + args);
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_EQ(bad.err.rfind("aegis: error: ", 0), 0u) << bad.err;
