@@ -49,8 +49,7 @@ AdvReport run_adversarial_training(const nn::TrainJob& job, const AdvTrainOption
        << " points; stopped after " << epochs_done << " epoch(s) and restored epoch " << r.best_epoch;
     progress_or_silent(progress).warning(os.str());
   }
-  t.metadata["aegis.adv_method"] = adv_method_name(adv.method);
-  t.metadata["aegis.adv_eps"] = std::to_string(adv.eps);
+  for (const auto& [key, value] : adv_metadata(adv)) t.metadata[key] = value;
   AdvReport report;
   report.training = nn::finish_training(job, t, split.test, r, progress);
   report.adv_method = adv_method_name(adv.method);
