@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/layers.h"
@@ -141,6 +143,53 @@ TEST(Augmult, GroupedClippingMatchesTheCopiesRunAlone) {
   SCOPED_TRACE("cnn-fmnist");
   expect_grouped_clipping_matches_loop(
       grouped_problem(nn::build_model({"cnn-fmnist", {1, 28, 28}, 10, "", 3}), {1, 28, 28}, 3, 4, 10, false, 21));
+}
+
+TEST(Augmult, PerLayerClippingOfGroupsMatchesTheLoop) {
+  const GroupedProblem p = grouped_problem(mixed_model(8), {2, 5, 7}, 5, 3, 5, false, 51);
+  const auto grads = loop_grads(p);
+  // Each clipped layer's slice of the flat gradient (a parameter "a.b.weight" belongs to layer "a.b").
+  const std::vector<std::string> names = privacy::per_example_layer_names(*p.model);
+  std::vector<std::vector<std::pair<std::size_t, std::size_t>>> ranges(names.size());
+  std::size_t offset = 0;
+  for (const auto& [name, param] : p.model->named_parameters()) {
+    const auto n = static_cast<std::size_t>(param.value().numel());
+    const auto it = std::find(names.begin(), names.end(), name.substr(0, name.rfind('.')));
+    if (it != names.end()) ranges[static_cast<std::size_t>(it - names.begin())].emplace_back(offset, offset + n);
+    offset += n;
+  }
+  std::vector<std::vector<double>> layer_norms(names.size());  // [layer][example], from the loop
+  for (std::size_t l = 0; l < names.size(); ++l)
+    for (const auto& g : grads) {
+      double sq = 0.0;
+      for (auto [b, e] : ranges[l])
+        for (std::size_t j = b; j < e; ++j) sq += g[j] * g[j];
+      layer_norms[l].push_back(std::sqrt(sq));
+    }
+  // C/√L between the two middle norms of the first layer: that layer clips some examples and not
+  // others.
+  std::vector<double> first = layer_norms[0];
+  std::sort(first.begin(), first.end());
+  const double bound = 0.5 * (first[first.size() / 2 - 1] + first[first.size() / 2]);
+  ClipOptions opt;
+  opt.per_layer = true;
+  opt.max_grad_norm = static_cast<float>(bound * std::sqrt(static_cast<double>(names.size())));
+  const ClipStats st = grouped_clip(p, opt);
+  ASSERT_EQ(st.per_layer_norms.size(), names.size());
+  const double layer_bound = opt.max_grad_norm / std::sqrt(static_cast<float>(names.size()));
+  std::vector<double> expected(grads[0].size(), 0.0);
+  for (std::size_t l = 0; l < names.size(); ++l) {
+    SCOPED_TRACE("layer " + names[l]);
+    EXPECT_TRUE(testing::all_close(st.per_layer_norms[l], layer_norms[l], 2e-4, 1e-6));
+    for (std::size_t b = 0; b < grads.size(); ++b) {
+      const double c = std::min(1.0, layer_bound / (layer_norms[l][b] + 1e-6));
+      for (auto [lo, hi] : ranges[l])
+        for (std::size_t j = lo; j < hi; ++j) expected[j] += c * grads[b][j];
+    }
+  }
+  EXPECT_GT(st.clipped, 0);  // some layer of some example clipped, and some example left alone
+  EXPECT_GT(st.unclipped, 0);
+  EXPECT_TRUE(sums_close(flat_grads(*p.model), expected));
 }
 
 TEST(Augmult, IdenticalCopiesClipLikeOneCopy) {
