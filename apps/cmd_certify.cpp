@@ -81,8 +81,9 @@ Runner add_certify(CLI::App& app) {
       "certify", "certify test examples with randomized smoothing; Cohen-compatible TSV rows, resumable, shardable");
   cmd->add_option("--model", a->model, "model file written by `aegis train`")->required();
   cmd->add_option("--data", a->data, "dataset spec, as for train (its test split is certified)")->capture_default_str();
-  cmd->add_option("--sigma", a->sigmas, "noise level(s) σ, comma-separated; several: one file per σ")
-      ->required()
+  cmd->add_option("--sigma", a->sigmas,
+                  "noise level(s) σ, comma-separated; several: one file per σ (default: the model's training "
+                  "--noise-sigma)")
       ->delimiter(',')
       ->check(positive());
   cmd->add_option("--n0", a->n0, "selection samples per input")

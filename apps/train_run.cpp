@@ -14,8 +14,10 @@
 namespace aegis::app {
 
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label) {
-  AEGIS_CHECK(a.adv.empty() || !a.dp, "--adv and --dp are mutually exclusive");
   AEGIS_CHECK(!a.adv.empty() || a.adv_options.eps == 0.0f, "--eps needs --adv");
+  AEGIS_CHECK(a.dp || a.dp_options.augmult == 1, "--augmult needs --dp");
+  AEGIS_CHECK(a.adv.empty() || a.train.noise_sigma == 0.0f,
+              "--adv and --noise-sigma train for two different robustness notions: give one");
   AEGIS_CHECK(a.resume.empty() || a.dp, "--resume continues a DP run: add --dp");
   nn::TrainJob job;
   job.model = a.model;
@@ -27,8 +29,20 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   job.dataset = data_label;
   CliProgress progress(!a.common.quiet);
   if (a.dp) {
-    privacy::DpJob dp{job, a.dp_options, a.resume, a.trust_unverified_ledger};
-    return privacy::to_json(privacy::run_dp_training(dp, split, &progress));
+    privacy::DpJob dp{job, a.dp_options, a.resume, a.trust_unverified_ledger, {}};
+    if (!a.adv.empty()) {  // adversarial examples of each sampled example, clipped as that example's
+      attacks::AdvTrainOptions adv = a.adv_options;
+      adv.method = attacks::parse_adv_method(a.adv);
+      AEGIS_CHECK(std::isfinite(adv.eps) && adv.eps > 0.0f, "--adv needs --eps > 0 (got " << adv.eps << ")");
+      dp.dp.make_input = attacks::dp_adversarial_inputs(adv, a.train.seed);
+      dp.metadata = attacks::adv_metadata(adv);
+    }
+    nlohmann::json j = privacy::to_json(privacy::run_dp_training(dp, split, &progress));
+    if (!a.adv.empty()) {
+      j["adv_method"] = a.adv;
+      j["adv_eps"] = a.adv_options.eps;
+    }
+    return j;
   }
   AEGIS_CHECK(!a.trust_unverified_ledger, "--trust-unverified-ledger needs --resume");
   if (!a.adv.empty()) {
@@ -136,6 +150,11 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
          "DP: poisson | shuffle (shuffle: fixed-size batches, NOT covered by the accountants' guarantee)")
       ->default_str("poisson")
       ->check(one_of({"poisson", "shuffle"}));
+  cmd->add_option("--augmult", d.augmult,
+                  "DP: augmentation multiplicity K, copies of each sampled example (each with its own --noise-sigma "
+                  "noise or adversarial start), their gradients averaged before clipping")
+      ->capture_default_str()
+      ->check(integer_in(1, 1024));
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
   cmd->add_flag("--trust-unverified-ledger", a.trust_unverified_ledger,
                 "DP: --resume from a file whose ledger has no digest to check (older aegis) instead of refusing");

@@ -26,7 +26,8 @@ struct TrainArgs {
   privacy::DpTrainOptions dp_options;
   std::string resume;                    // a DP model file whose weights and ledger the run continues
   bool trust_unverified_ledger = false;  // resume from a ledger without a digest (older files)
-  // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none.
+  // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none. With --dp: pgd or
+  // fgsm-rs examples of each sampled example (attacks::dp_adversarial_inputs).
   std::string adv;
   attacks::AdvTrainOptions adv_options;
 

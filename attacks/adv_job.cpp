@@ -27,7 +27,7 @@ AdvReport run_adversarial_training(const nn::TrainJob& job, const AdvTrainOption
                                    ProgressSink* progress) {
   const nn::TrainOptions& opt = job.train;
   AEGIS_CHECK(opt.noise_sigma == 0.0f,
-              "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
+              "--adv and --noise-sigma train for two different robustness notions: give one");
   AEGIS_CHECK(std::isfinite(adv.eps) && adv.eps > 0.0f, "--adv needs --eps > 0 (got " << adv.eps << ")");
   nn::check_train_options(opt);
   nn::TrainedModel t = nn::start_model(job, split.train);
@@ -49,8 +49,7 @@ AdvReport run_adversarial_training(const nn::TrainJob& job, const AdvTrainOption
        << " points; stopped after " << epochs_done << " epoch(s) and restored epoch " << r.best_epoch;
     progress_or_silent(progress).warning(os.str());
   }
-  t.metadata["aegis.adv_method"] = adv_method_name(adv.method);
-  t.metadata["aegis.adv_eps"] = std::to_string(adv.eps);
+  for (const auto& [key, value] : adv_metadata(adv)) t.metadata[key] = value;
   AdvReport report;
   report.training = nn::finish_training(job, t, split.test, r, progress);
   report.adv_method = adv_method_name(adv.method);

@@ -29,7 +29,7 @@ struct AdvReport {
 nlohmann::json to_json(const AdvReport& report);  // the training keys and the adv_* keys, flat
 
 // Trains adversarially and writes job.out. InvalidArgument for ε ≤ 0 or options out of range, and
-// for Gaussian augmentation (job.train.noise_sigma > 0: it is standard training's). A stop by the
+// for Gaussian augmentation (job.train.noise_sigma > 0: a different robustness notion). A stop by the
 // overfitting check is reported through progress->warning as well as in the report.
 AdvReport run_adversarial_training(const nn::TrainJob& job, const AdvTrainOptions& adv, const nn::DatasetSplit& split,
                                    ProgressSink* progress = nullptr);

@@ -118,6 +118,24 @@ void check_adv_options(const AdvTrainOptions& adv) {
 
 }  // namespace
 
+std::function<Tensor(nn::Module&, const Tensor&, const Tensor&, std::uint64_t)> dp_adversarial_inputs(
+    const AdvTrainOptions& adv, std::uint64_t seed) {
+  check_adv_options(adv);
+  AEGIS_CHECK(adv.method != AdvMethod::Free,
+              "free adversarial training cannot run under DP-SGD: its perturbation carries over from other "
+              "minibatches' examples, so an example's gradient would depend on other examples (use pgd or fgsm-rs)");
+  const float fgsm_alpha = adv.step_size > 0 ? adv.step_size : 1.25f * adv.eps;
+  return [adv, seed, fgsm_alpha](nn::Module& model, const Tensor& x, const Tensor& y, std::uint64_t step) {
+    const std::uint64_t s = step_seed(seed, static_cast<std::int64_t>(step));
+    return adv.method == AdvMethod::Pgd ? pgd_examples(model, x, y, adv, s)
+                                        : fgsm_rs_examples(model, x, y, adv.eps, fgsm_alpha, s);
+  };
+}
+
+std::map<std::string, std::string> adv_metadata(const AdvTrainOptions& adv) {
+  return {{"aegis.adv_method", adv_method_name(adv.method)}, {"aegis.adv_eps", std::to_string(adv.eps)}};
+}
+
 AdvPlan plan_adversarial(std::int64_t dataset_size, const nn::TrainOptions& o, const AdvTrainOptions& adv) {
   check_adv_options(adv);
   nn::check_train_options(o);

@@ -20,7 +20,9 @@
 // restored.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,5 +69,20 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
                                  const AdvTrainOptions& adv,
                                  const std::function<void(const nn::StepInfo&)>& on_step = {},
                                  const std::function<void(const nn::EpochResult&)>& on_epoch = {});
+
+// Adversarial examples for DP-SGD (`aegis train --dp --adv pgd|fgsm-rs`): a function that turns a
+// step's batch into PGD-K or FGSM-RS examples of the current model, with the options' ε, steps and
+// step size; privacy::DpTrainOptions::make_input takes it (the signature is privacy::DpInputFn).
+// Each adversarial example is made from its own row only: the loss is a sum over rows, so
+// ∂loss/∂x_i is example i's own, and the random starts are keyed by (seed, step, element), not by
+// data. An example's clipped gradient therefore still depends on that one example, the model and
+// data-independent randomness, so DP-SGD's sensitivity C and its accounting are unchanged.
+// "free" is refused: its perturbation carries over from other minibatches' examples. The
+// catastrophic-overfitting check of fgsm-rs does not run under DP (its held-out check would be
+// one more use of the data that the ledger does not count).
+std::function<Tensor(nn::Module& model, const Tensor& images, const Tensor& labels, std::uint64_t step)>
+dp_adversarial_inputs(const AdvTrainOptions& adv, std::uint64_t seed);
+// The model-file keys of an adversarially trained model: aegis.adv_method, aegis.adv_eps.
+std::map<std::string, std::string> adv_metadata(const AdvTrainOptions& adv);
 
 }  // namespace aegis::attacks

@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -156,16 +158,36 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
   return run;
 }
 
+double trained_noise_sigma(const std::map<std::string, std::string>& metadata, const std::string& source) {
+  const auto it = metadata.find("aegis.noise_sigma");
+  AEGIS_CHECK(it != metadata.end(), "certify: no --sigma given, and " << source
+                                        << " records no training noise (aegis.noise_sigma: it was not trained with "
+                                           "--noise-sigma); give --sigma");
+  double sigma = 0.0;
+  try {
+    std::size_t used = 0;
+    sigma = std::stod(it->second, &used);
+    AEGIS_CHECK(used == it->second.size(), "trailing text");
+  } catch (const std::exception&) {
+    AEGIS_THROW(IoError, source << ": aegis.noise_sigma '" << it->second << "' is not a number");
+  }
+  AEGIS_CHECK_AS(IoError, std::isfinite(sigma) && sigma > 0.0,
+                 source << ": aegis.noise_sigma " << it->second << " must be positive");
+  return sigma;
+}
+
 CertifyFileReport certify_file(const CertifyRunOptions& options, const std::string& data_dir, Device device,
                                ProgressSink* progress) {
   nn::LoadedClassifier loaded = nn::load_classifier(options.model_file);
-  const nn::DatasetSplit split = nn::load_dataset(options.data, data_dir);
-  nn::check_data_fits(split.test, loaded.spec, options.model_file, options.data);
+  CertifyRunOptions o = options;
+  if (o.sigmas.empty()) o.sigmas = {trained_noise_sigma(loaded.metadata, options.model_file)};
+  const nn::DatasetSplit split = nn::load_dataset(o.data, data_dir);
+  nn::check_data_fits(split.test, loaded.spec, o.model_file, o.data);
   loaded.model->to(device);
   SmoothedClassifier smoothed(*loaded.model, loaded.spec.input_shape, loaded.spec.num_classes, device);
   CertifyFileReport r;
-  r.run = run_certify(smoothed, split.test, options, progress);
-  r.options = options;
+  r.run = run_certify(smoothed, split.test, o, progress);
+  r.options = o;
   r.model = loaded.spec.name;
   r.device = device.str();
   return r;

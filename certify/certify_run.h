@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -61,13 +62,19 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
 
 // `aegis certify` as one library call: loads options.model_file, then the dataset options.data
 // (nn::load_dataset, with `data_dir` as its search hint), checks that the model fits the test set,
-// moves it to `device` and runs run_certify. The report holds the run and the model's zoo name.
+// moves it to `device` and runs run_certify. With options.sigmas empty it certifies at the σ the
+// model was trained with (trained_noise_sigma). The report holds the run, the options used and the
+// model's zoo name.
 struct CertifyFileReport {
   CertifyRunOptions options;
   std::string model;   // the zoo name the file records
   std::string device;  // where it ran
   CertifyRun run;
 };
+// σ of a model trained with Gaussian augmentation (its "aegis.noise_sigma" entry, written by
+// `aegis train --noise-sigma`, with or without --dp). InvalidArgument when the model has none,
+// IoError when the entry is not a positive number.
+double trained_noise_sigma(const std::map<std::string, std::string>& metadata, const std::string& source);
 CertifyFileReport certify_file(const CertifyRunOptions& options, const std::string& data_dir, Device device,
                                ProgressSink* progress = nullptr);
 // `aegis certify --json`'s object: the settings, one entry per σ (file, rows resumed and written,

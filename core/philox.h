@@ -60,6 +60,7 @@ enum Purpose : std::uint32_t {
   kPurposeSquare = 10,        // Square attack windows and signs (attacks/square.cpp)
   kPurposeAuditSetup = 12,    // privacy audits: canary and shadow-model choices (step = which choice)
   kPurposeAuditSampling = 13, // privacy audits: per-step canary sampling (keyed by step_key)
+  kPurposeDpAugment = 14,     // DP-SGD augmentation noise on sampled examples (keyed by step_key)
 };
 
 struct Key {

@@ -145,8 +145,13 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
   const ClearOnExit clear(model);
   AEGIS_CHECK(std::isfinite(opt.max_grad_norm) && opt.max_grad_norm > 0.0f,
               "clip_and_accumulate: max_grad_norm must be positive and finite, got " << opt.max_grad_norm);
-  std::int64_t n = 0;
-  const std::vector<Layer> layers = captured_layers(model, n);
+  AEGIS_CHECK(opt.group_size >= 1, "clip_and_accumulate: group_size " << opt.group_size << " must be at least 1");
+  std::int64_t rows = 0;
+  const std::vector<Layer> layers = captured_layers(model, rows);
+  AEGIS_CHECK_AS(ShapeError, rows % opt.group_size == 0,
+                 "clip_and_accumulate: " << rows << " captured rows are not whole groups of " << opt.group_size
+                                         << " copies");
+  const std::int64_t n = rows / opt.group_size;  // examples
   const Device dev = capture_device(layers);
   check_all_clippable(model, layers);
   const float* mask = nullptr;
@@ -167,12 +172,16 @@ ClipStats clip_and_accumulate(nn::Module& model, const ClipOptions& opt, const T
   std::size_t keep_bytes = opt.keep_per_example_bytes;
   for (std::size_t l = 0; l < layers.size(); ++l) {
     if (!layers[l].capture->output_grad.defined()) continue;  // not reached by this backward pass
+    const auto norms_into = [&](Tensor& sq) {
+      return opt.group_size > 1 ? layer_norms_grouped(layers[l], opt.group_size, sq)
+                                : layer_norms(layers[l], opt.method, keep_bytes, sq);
+    };
     if (opt.per_layer) {
       layer_sq[l] = Tensor::zeros({n}, DType::F32, dev);
-      grads[l] = layer_norms(layers[l], opt.method, keep_bytes, layer_sq[l]);
+      grads[l] = norms_into(layer_sq[l]);
       ops::add_inplace(total, layer_sq[l]);
     } else {
-      grads[l] = layer_norms(layers[l], opt.method, keep_bytes, total);
+      grads[l] = norms_into(total);
     }
   }
   Clipper clipper(dev, n, mask, opt.per_layer ? layers.size() : 1);

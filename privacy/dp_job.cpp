@@ -22,6 +22,7 @@ nlohmann::json to_json(const DpReport& r) {
   j["clipping"] = r.clipping;
   j["sampling"] = r.sampling;
   j["total_steps"] = r.total_steps;
+  j["augmult"] = r.augmult;
   return j;
 }
 
@@ -46,8 +47,6 @@ void check_resumable_ledger(const DpJob& j, const LedgerCheck& check, ProgressSi
 DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
   ProgressSink& p = progress_or_silent(progress);
   const nn::TrainOptions& opt = j.job.train;
-  AEGIS_CHECK(opt.noise_sigma == 0.0f,
-              "--noise-sigma (Gaussian augmentation) applies to standard training, not to --dp or --adv");
   AEGIS_CHECK(!j.trust_unverified_ledger || !j.resume.empty(), "--trust-unverified-ledger needs --resume");
   AEGIS_CHECK(j.resume.empty() || j.job.init.empty(), "--resume and --init both name the model to start from ("
                                                           << j.resume << ", " << j.job.init << "): give one");
@@ -74,7 +73,9 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     AEGIS_CHECK(!t.init_has_ledger, j.job.init << " carries a privacy ledger from an earlier DP run: continue it with "
                                                   "--resume, which composes the two ledgers, instead of --init");
   }
-  nn::announce_training(j.job, t, split, ", DP-SGD", progress);
+  std::string kind = ", DP-SGD";
+  if (j.dp.augmult > 1) kind += " with " + std::to_string(j.dp.augmult) + " copies per example";
+  nn::announce_training(j.job, t, split, kind, progress);
   const double n = static_cast<double>(split.train.size());
   if (j.dp.delta >= 1.0 / n) {
     std::ostringstream os;
@@ -105,6 +106,11 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
         bars.finish(text);
       });
   for (auto& [key, value] : sealed_ledger_metadata(r.ledger, *t.model)) t.metadata[key] = value;
+  for (const auto& [key, value] : j.metadata) {
+    AEGIS_CHECK(key.rfind("aegis.dp.", 0) != 0, "DP job metadata key '" << key << "' would overwrite the ledger");
+    t.metadata[key] = value;
+  }
+  if (j.dp.augmult > 1) t.metadata["aegis.augmult"] = std::to_string(j.dp.augmult);
   nn::TrainResult loop;
   loop.steps = r.steps;
   loop.seconds = r.seconds;
@@ -120,6 +126,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   report.clipping = clipping_name(r.ledger.clipping);
   report.sampling = sampling_name(r.ledger.sampling);
   report.total_steps = r.ledger.steps();
+  report.augmult = j.dp.augmult;
   return report;
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
+#include <map>
 #include <string>
 
 #include "core/progress.h"
@@ -22,6 +23,8 @@ struct DpJob {
   // written before aegis stored digests), which resumes with a warning.
   std::string resume;
   bool trust_unverified_ledger = false;
+  // Further keys for the model file (e.g. the adversarial training method of dp.make_input).
+  std::map<std::string, std::string> metadata;
 };
 
 struct DpReport {
@@ -30,12 +33,14 @@ struct DpReport {
   double noise_multiplier = 0.0, sampling_rate = 0.0, max_grad_norm = 0.0;
   std::string accountant, clipping, sampling;
   std::int64_t total_steps = 0;  // over every phase of the ledger
+  std::int64_t augmult = 1;      // copies per sampled example (DpTrainOptions::augmult)
 };
 nlohmann::json to_json(const DpReport& report);  // the training keys and the privacy keys, flat
 
 // Trains with DP-SGD and writes job.out. Warns (progress->warning) when δ ≥ 1/N and for shuffled
-// batches, whose ε the accountants do not prove. InvalidArgument for options out of range, for
-// Gaussian augmentation (job.train.noise_sigma > 0: it is standard training's), for a resumed
+// batches, whose ε the accountants do not prove. Gaussian augmentation (job.train.noise_sigma > 0)
+// noises every copy of each sampled example and is recorded as aegis.noise_sigma beside the
+// ledger, for `aegis certify` (privacy/dp_augment.h). InvalidArgument for options out of range, for a resumed
 // file without a ledger or with inputs of another shape, for an init file with a ledger (that
 // is --resume's); IoError for a ledger that does not match its weights or, without
 // trust_unverified_ledger, has no digest.

@@ -109,6 +109,9 @@ DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& 
                 "count noise " << a.count_noise << " must be non-negative (0: expected batch size / 20)");
     AEGIS_CHECK(!dp.noise.secure, "adaptive clipping is not available in secure mode");
   }
+  AEGIS_CHECK(dp.augmult >= 1 && dp.augmult <= 1024, "augmentation multiplicity " << dp.augmult
+                                                                                  << " must be in [1, 1024]");
+  AEGIS_CHECK(dp.augmult_bytes > 0, "augmult_bytes must be positive");
   DpPlan plan;
   double& q = plan.sampling_rate;
   if (dp.sampling_rate) {
@@ -166,6 +169,46 @@ struct StepOutcome {
   std::int64_t clipped = 0, unclipped = 0, correct = 0;
 };
 
+void check_chunk_loss(double chunk_loss, std::int64_t step, float lr) {
+  if (!std::isfinite(chunk_loss))
+    AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << step + 1 << " (learning rate "
+                                                      << lr << " may be too large)");
+}
+
+// The same with the sample's examples transformed (privacy/dp_augment.h): K copies each, noise,
+// an input hook. The loss weights 1/K make the K rows of an example sum to the copies' average
+// gradient, which clip_and_accumulate clips as one (group_size K). `correct` counts copies.
+StepOutcome clip_augmented_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
+                                  std::int64_t chunk_cap, ClipOptions clip, const AugmentOptions& augment,
+                                  Device device, std::int64_t step, std::uint64_t global_step, float lr) {
+  StepOutcome out;
+  if (sample.empty()) return out;
+  clip.group_size = augment.copies;
+  std::uint64_t first = 0;
+  for (const auto& chunk : split_into_chunks(sample, chunk_cap)) {
+    // On the CPU a batch is exactly the chunk; on the GPU shapes stay at chunk_cap.
+    const std::int64_t cap =
+        device.is_cuda() ? chunk_cap : std::max<std::int64_t>(1, static_cast<std::int64_t>(chunk.size()));
+    const AugmentedBatch b = augmented_batch(model, train, chunk, cap, augment, global_step, first, device);
+    first += chunk.size();  // the next chunk's examples draw the noise after this one's
+    nn::Var logits = model.forward(nn::Var(b.images, false));
+    nn::Var loss = nn::F::cross_entropy(logits, b.labels, nn::Reduction::None);
+    const std::int64_t rows = b.labels.numel();
+    nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, rows}), nn::Var(b.loss_weights.reshape({1, -1}), false),
+                                  nn::Var());
+    autograd::backward(total);
+    const ClipStats st = clip_and_accumulate(model, clip, &b.example_mask);
+    out.clipped += st.clipped;
+    out.unclipped += st.unclipped;
+    const double chunk_loss = total.value().item();
+    check_chunk_loss(chunk_loss, step, lr);
+    out.loss += chunk_loss;
+    const std::int64_t real = b.examples * augment.copies;
+    out.correct += nn::count_correct(logits.value().rows(0, real), b.labels.rows(0, real));
+  }
+  return out;
+}
+
 // Forward, one backward pass of the summed loss, per-example clipping into the parameters'
 // gradients, chunk by chunk (on the GPU at a fixed capacity, padding rows masked out).
 StepOutcome clip_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
@@ -186,9 +229,7 @@ StepOutcome clip_sample(nn::Module& model, const nn::Dataset& train, const std::
     out.clipped += st.clipped;
     out.unclipped += st.unclipped;
     const double chunk_loss = total.value().item();
-    if (!std::isfinite(chunk_loss))
-      AEGIS_THROW(NumericError, "training loss became " << chunk_loss << " at step " << step + 1 << " (learning rate "
-                                                        << lr << " may be too large)");
+    check_chunk_loss(chunk_loss, step, lr);
     out.loss += chunk_loss;
     // Padding rows (mask 0) sit after the b.size real ones: count the real rows only.
     out.correct += nn::count_correct(logits.value().rows(0, b.size), b.labels.rows(0, b.size));
@@ -265,6 +306,18 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   const auto chunk_capacity = [&](std::size_t sample_size) {
     return o.device.is_cuda() ? capacity : std::max<std::int64_t>(1, static_cast<std::int64_t>(sample_size));
   };
+  // Transformed examples (privacy/dp_augment.h) take their own path; without any, the plain one.
+  AugmentOptions augment;
+  augment.copies = dp.augmult;
+  augment.noise_sigma = o.noise_sigma;
+  augment.make_input = dp.make_input;
+  augment.seed = o.seed;
+  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || dp.make_input;
+  // With K > 1 a chunk forms K·B rows of per-example gradients (privacy/per_example_group.cpp):
+  // at most augmult_bytes of them.
+  const auto params = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
+  const auto augmult_cap = static_cast<std::int64_t>(std::max<std::size_t>(
+      1, dp.augmult_bytes / (sizeof(float) * params * static_cast<std::size_t>(dp.augmult + 1))));
 
   DpTrainResult result;
   result.noise_multiplier = plan.noise_multiplier;
@@ -289,8 +342,11 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const std::vector<std::int64_t> sample =
           shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
       clip.max_grad_norm = static_cast<float>(clip_norm);
+      const std::int64_t cap = chunk_capacity(sample.size());
       const StepOutcome step =
-          clip_sample(model, train, sample, chunk_capacity(sample.size()), clip, o.device, result.steps, lr);
+          augmented ? clip_augmented_sample(model, train, sample, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
+                                            clip, augment, o.device, result.steps, global_step, lr)
+                    : clip_sample(model, train, sample, cap, clip, o.device, result.steps, lr);
       correct += step.correct;
       if (dp.before_update) dp.before_update(*optimizer, result.steps);
       optimizer->step();
@@ -324,7 +380,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     DpEpochResult er;
     er.epoch = epoch + 1;
     er.train_loss = seen ? loss_sum / static_cast<double>(seen) : 0.0;
-    er.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+    // Accuracy over the copies when there are several (each example counts K times).
+    er.train_accuracy = seen ? static_cast<double>(correct) / static_cast<double>(seen * dp.augmult) : 0.0;
     er.epsilon = compute_epsilon(dp.accountant, so_far, dp.delta).epsilon;
     er.seconds = seconds_since(t_epoch);
     result.epochs.push_back(er);

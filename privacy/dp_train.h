@@ -19,6 +19,7 @@
 #include "nn/module.h"
 #include "nn/train.h"
 #include "privacy/accountant.h"
+#include "privacy/dp_augment.h"
 #include "privacy/noise.h"
 #include "privacy/per_example.h"
 
@@ -65,6 +66,23 @@ struct DpTrainOptions {
   std::optional<double> sampling_rate;  // q in (0, 1]; unset: batch_size / N
   Accountant accountant = Accountant::Rdp;
   Sampling sampling = Sampling::Poisson;
+  // Augmentation multiplicity K (De et al. 2022, §3.1): each sampled example enters the step as K
+  // copies, each with its own Gaussian noise of the training options' noise_sigma (Gaussian
+  // augmentation for randomized smoothing) and its own random start under make_input. The
+  // copies' gradients are averaged per example BEFORE clipping (ClipOptions::group_size), so the
+  // sensitivity C, the sampling and therefore the ledger are those of K = 1. The data path knows
+  // no flips or crops, so the copies differ by the noise (and the hook's randomness) only; with
+  // neither, K identical copies give the K = 1 update. K = 1 without noise or hook is the plain
+  // path, unchanged.
+  std::int64_t augmult = 1;
+  // Per-row input transformation of every step (DpInputFn: row r may depend on row r only), e.g.
+  // attacks::dp_adversarial_inputs for adversarial examples of the current model. Applied after
+  // the noise, with per-example capture paused. Unset: none.
+  DpInputFn make_input;
+  // Bytes of per-example gradients one batch may form when K > 1 (each layer's [B, params]
+  // group sums plus a convolution's [B·K, params] rows): the sample is processed in chunks of B
+  // examples that fit, whose clipped sums add up before the one noisy update.
+  std::size_t augmult_bytes = std::size_t{256} << 20;
   // For auditing (privacy/audit_dp.h): called before every noisy update with the optimizer and
   // the step (counted from 0 in this run), after the step's clipped sums are in place; it may set
   // a canary or an update observer on the optimizer. Unset: nothing happens.

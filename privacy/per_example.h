@@ -66,6 +66,14 @@ struct ClipOptions {
   // and the second (32 MiB) does not, for a DP step of 1.10x the non-private one in time and 1.03x
   // in peak memory (with 256 MiB both are kept: 1.02x and 1.29x; bench/RESULTS.md).
   std::size_t keep_per_example_bytes = std::size_t{16} << 20;
+  // Augmentation multiplicity (De et al. 2022, §3.1): the captured batch holds group_size
+  // consecutive rows per example (its augmented copies), and an example's gradient is the SUM of
+  // its rows' gradients (weight each copy's loss by 1/group_size for their average). That sum is
+  // what is clipped, so one example still moves the clipped sum by at most C. The norms, factors
+  // and example_mask are then per example ([rows / group_size]). With group_size > 1 every
+  // layer's per-example gradients are formed explicitly (privacy/per_example_group.cpp) and
+  // `method` and keep_per_example_bytes do not apply.
+  std::int64_t group_size = 1;
 };
 
 struct ClipStats {

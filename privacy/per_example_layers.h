@@ -32,6 +32,9 @@ struct LayerGrads {
 // Adds the layer's per-example squared norms into sq_norms [N]. keep_bytes is what is left of
 // the budget for stored per-example gradients; a layer that stores its own takes from it.
 LayerGrads layer_norms(const Layer& layer, NormMethod method, std::size_t& keep_bytes, Tensor& sq_norms);
+// The same when each example is `group` consecutive rows of the captures (ClipOptions::group_size
+// > 1; privacy/per_example_group.cpp): the per-example gradients are always formed and kept.
+LayerGrads layer_norms_grouped(const Layer& layer, std::int64_t group, Tensor& sq_norms);
 // Adds Σ_i factors_i·grad_i of the layer into its parameters' gradients.
 void accumulate_clipped_sum(const LayerGrads& r, const Tensor& factors);
 // The clipped layers with a capture from this backward pass, checked for one batch size.

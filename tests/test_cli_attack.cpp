@@ -123,8 +123,11 @@ TEST(CliAttack, BadInputGivesClearErrors) {
        "--steps: 0 is not in [1, "},
       {"attack --model " + m + " --data digits --attack sideways --eps 0.1 --quiet", "unknown attack 'sideways'"},
       {"attack --model " + not_a_model + " --data digits --attack fgsm --eps 0.1 --quiet", not_a_model},
-      {"train --data digits --model mlp --adv pgd --eps 0.1 --dp --noise-multiplier 1 --quiet --out " + out,
-       "mutually exclusive"},
+      {"train --data digits --model mlp --adv free --eps 0.1 --dp --noise-multiplier 1 --quiet --out " + out,
+       "free adversarial training cannot run under DP-SGD"},
+      {"train --data digits --model mlp --adv pgd --eps 0.1 --noise-sigma 0.25 --quiet --out " + out,
+       "--adv and --noise-sigma"},
+      {"train --data digits --model mlp --augmult 4 --quiet --out " + out, "--augmult needs --dp"},
       {"train --data digits --model mlp --adv pgd --quiet --out " + out, "--adv needs --eps"},
       {"train --data digits --model mlp --adv sideways --eps 0.1 --quiet --out " + out, "'sideways'"},
   };

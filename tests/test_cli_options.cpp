@@ -136,6 +136,7 @@ std::vector<NumericOption> numeric_options(const std::string& dir) {
       {train_dp + " --noise-multiplier 1", "--delta", Kind::Fraction},
       {train_dp + " --noise-multiplier 1", "--max-grad-norm", Kind::Positive},
       {train_dp + " --noise-multiplier 1", "--sampling-rate", Kind::Fraction},
+      {train_dp + " --noise-multiplier 1", "--augmult", Kind::Count},
       {train_dp + " --noise-multiplier 1 --clipping adaptive", "--target-quantile", Kind::Fraction},
       {train_dp + " --noise-multiplier 1 --clipping adaptive", "--clip-lr", Kind::Positive},
       {train_dp + " --noise-multiplier 1 --clipping adaptive", "--count-noise", Kind::Positive},

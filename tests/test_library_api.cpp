@@ -22,6 +22,7 @@
 #include "nn/zoo.h"
 #include "privacy/dp_job.h"
 #include "privacy/dp_train.h"
+#include "privacy/ledger_digest.h"
 #include "privacy/model_report.h"
 #include "support/testing.h"
 
@@ -316,10 +317,18 @@ TEST(DpJob, SealsTheLedgerAndResumesOnlyFromAVerifiedOne) {
   more.resume = plain.out;
   testing::expect_error<InvalidArgument>([&] { privacy::run_dp_training(more, split); }, plain.out,
                                          "carries no privacy ledger");
-  // Gaussian augmentation belongs to standard training.
+  // Gaussian augmentation with copies under DP (DP-CERT): the file carries the same ledger as the
+  // plain run beside the augmentation σ, and the digest verifies.
   privacy::DpJob noisy = job;
   noisy.job.train.noise_sigma = 0.25f;
-  EXPECT_THROW(privacy::run_dp_training(noisy, split), InvalidArgument);
+  noisy.dp.augmult = 2;
+  noisy.job.out = dir + "/dp_noisy.safetensors";
+  const privacy::DpReport rn = privacy::run_dp_training(noisy, split);
+  EXPECT_EQ(rn.epsilon, r.epsilon);
+  EXPECT_EQ(rn.augmult, 2);
+  const nn::LoadedClassifier noisy_file = nn::load_classifier(rn.training.out);
+  EXPECT_EQ(std::stod(noisy_file.metadata.at("aegis.noise_sigma")), 0.25);
+  EXPECT_EQ(privacy::verify_ledger(noisy_file.metadata, *noisy_file.model).status, privacy::LedgerStatus::Verified);
 }
 
 TEST(AdvJob, RecordsMethodAndRadius) {

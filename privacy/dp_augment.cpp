@@ -1,0 +1,89 @@
+#include "privacy/dp_augment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/philox.h"
+#include "privacy/sampling.h"
+#include "runtime/ops.h"
+
+namespace aegis::privacy {
+
+namespace {
+
+// Turns every layer's capture off while the input hook runs its own forward and backward passes
+// (an attack's), and back on after, keeping the per-example scratch the layers hold.
+class PausedCapture {
+ public:
+  explicit PausedCapture(nn::Module& model) : m_model(model) { walk(m_model, false); }
+  ~PausedCapture() { walk(m_model, true); }
+  PausedCapture(const PausedCapture&) = delete;
+  PausedCapture& operator=(const PausedCapture&) = delete;
+
+ private:
+  void walk(nn::Module& m, bool restore) {
+    if (nn::LayerCapture* c = m.capture()) {
+      if (restore) {
+        c->enabled = m_enabled[m_next];
+        c->skip_param_grads = m_skip[m_next++];
+      } else {
+        m_enabled.push_back(c->enabled);
+        m_skip.push_back(c->skip_param_grads);
+        c->enabled = false;
+        c->skip_param_grads = false;
+      }
+    }
+    for (const auto& [name, child] : m.children()) walk(*child, restore);
+  }
+  nn::Module& m_model;
+  std::vector<bool> m_enabled, m_skip;
+  std::size_t m_next = 0;
+};
+
+}  // namespace
+
+AugmentedBatch augmented_batch(nn::Module& model, const nn::Dataset& dataset, const std::vector<std::int64_t>& indices,
+                               std::int64_t capacity, const AugmentOptions& o, std::uint64_t step,
+                               std::uint64_t first_example, Device device) {
+  AEGIS_CHECK(o.copies >= 1, "augmentation multiplicity " << o.copies << " must be at least 1");
+  AEGIS_CHECK(std::isfinite(o.noise_sigma) && o.noise_sigma >= 0.0f,
+              "augmentation noise sigma " << o.noise_sigma << " must be non-negative and finite");
+  const std::int64_t k = o.copies;
+  std::vector<std::int64_t> repeated;
+  repeated.reserve(indices.size() * static_cast<std::size_t>(k));
+  for (std::int64_t i : indices)
+    for (std::int64_t c = 0; c < k; ++c) repeated.push_back(i);
+  MaskedBatch b = gather_masked(dataset, repeated, capacity * k, device);
+  AugmentedBatch out;
+  out.examples = static_cast<std::int64_t>(indices.size());
+  out.labels = b.labels;
+  std::vector<float> weights(static_cast<std::size_t>(capacity * k), 0.0f);
+  std::vector<float> mask(static_cast<std::size_t>(capacity), 0.0f);
+  for (std::int64_t j = 0; j < out.examples; ++j) {
+    mask[static_cast<std::size_t>(j)] = 1.0f;
+    for (std::int64_t c = 0; c < k; ++c) weights[static_cast<std::size_t>(j * k + c)] = 1.0f / static_cast<float>(k);
+  }
+  out.loss_weights = Tensor::from_vector(weights, {capacity * k}).to(device);
+  out.example_mask = Tensor::from_vector(mask, {capacity}).to(device);
+  Tensor images = b.images;
+  if (o.noise_sigma > 0.0f) {
+    const std::int64_t d = images.numel() / std::max<std::int64_t>(1, images.size(0));
+    Tensor noise = Tensor::empty_like(images);
+    ops::fill_normal(noise, philox::step_key(o.seed, philox::kPurposeDpAugment, step), 0.0f, o.noise_sigma,
+                     first_example * static_cast<std::uint64_t>(k * d));
+    images = ops::add(images, noise);
+  }
+  if (o.make_input) {
+    const PausedCapture paused(model);
+    Tensor made = o.make_input(model, images, b.labels, step);
+    AEGIS_CHECK_AS(
+        ShapeError, made.defined() && made.shape() == images.shape() && made.device() == images.device(),
+        "DP-SGD input hook: returned a tensor of another shape or device than its batch " << shape_str(images.shape()));
+    images = std::move(made);
+  }
+  out.images = images;
+  return out;
+}
+
+}  // namespace aegis::privacy
