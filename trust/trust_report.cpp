@@ -34,22 +34,6 @@ void check_options(const TrustOptions& o) {
   for (double r : o.radii) AEGIS_CHECK(std::isfinite(r) && r >= 0.0, "radius " << r << " must be non-negative");
 }
 
-// σ of the file's Gaussian augmentation (aegis.noise_sigma), 0 when it has none.
-double model_sigma(const std::map<std::string, std::string>& metadata, const std::string& path) {
-  const auto it = metadata.find("aegis.noise_sigma");
-  if (it == metadata.end()) return 0.0;
-  std::size_t used = 0;
-  double v = 0.0;
-  try {
-    v = std::stod(it->second, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  AEGIS_CHECK_AS(IoError, used == it->second.size() && std::isfinite(v) && v >= 0.0,
-                 path << ": metadata 'aegis.noise_sigma' = '" << it->second << "' is not a noise level");
-  return v;
-}
-
 }  // namespace
 
 TrustReport trust_report(const TrustOptions& o, ProgressSink* progress) {
@@ -85,7 +69,9 @@ TrustReport trust_report(const TrustOptions& o, ProgressSink* progress) {
   r.seconds["accuracy"] = seconds_since(start);
 
   // Certification at the model's σ.
-  const double sigma = o.sigma > 0.0 ? o.sigma : model_sigma(loaded.metadata, o.model_file);
+  const double sigma = o.sigma > 0.0                               ? o.sigma
+                       : loaded.metadata.count("aegis.noise_sigma") ? certify::trained_noise_sigma(loaded.metadata, o.model_file)
+                                                                    : 0.0;
   if (sigma > 0.0) {
     start = std::chrono::steady_clock::now();
     certify::SmoothingOptions so;
