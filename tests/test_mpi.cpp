@@ -149,66 +149,73 @@ TEST(Mpi, SweepOverRanksEqualsOneProcess) {
   }
 }
 
-// The pid of a rank: a child of mpirun running aegis.
-pid_t child_rank(pid_t mpirun) {
+// The pid of rank `rank`: a child of mpirun running aegis whose environment names that rank.
+pid_t rank_pid(pid_t mpirun, int rank) {
+  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
   DIR* proc = opendir("/proc");
   pid_t found = 0;
   while (dirent* e = proc ? readdir(proc) : nullptr) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::string(e->d_name) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    if (std::atoi(e->d_name) <= 0) continue;
+    const std::string base = "/proc/" + std::string(e->d_name);
+    std::ifstream stat(base + "/stat");
+    const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
     const std::size_t close = text.rfind(')');
     if (close == std::string::npos || text.find("(aegis)") == std::string::npos) continue;
     std::istringstream rest(text.substr(close + 2));
     char state = 0;
     long parent = 0;
     rest >> state >> parent;
-    if (parent == mpirun) found = pid;
+    if (parent != mpirun) continue;
+    std::ifstream environ_file(base + "/environ");
+    for (std::string var; std::getline(environ_file, var, '\0');)
+      if (var == wanted) found = static_cast<pid_t>(std::atoi(e->d_name));
   }
   if (proc) closedir(proc);
   return found;
 }
 
 TEST(Mpi, SigkilledRankResumesToTheOneProcessRows) {
-  // One input per chunk; n large enough that the kill lands mid-sweep.
-  const std::string flags = "--sigma 0.5 --batch 2000 --max 80 --quiet", sampling = "--n0 20 --n 1500";
-  const std::string whole = dir() + "/whole.tsv", killed = dir() + "/killed.tsv";
+  // One input per chunk; n large enough that the kill lands mid-sweep (the sweep takes about a
+  // second of one core; the kill comes within milliseconds of the 8th line).
+  const std::string flags = "--sigma 0.5 --batch 2000 --max 120 --quiet", sampling = "--n0 20 --n 5000";
+  const std::string whole = dir() + "/whole.tsv";
   ASSERT_EQ(run_cli(certify_args(whole, flags, sampling)).status, 0);
   const std::vector<std::string> expected = sorted_rows(whole);
-  ASSERT_EQ(expected.size(), 81u);
+  ASSERT_EQ(expected.size(), 121u);
 
-  std::vector<std::string> args = mpirun_words(2);
-  std::istringstream words(certify_args(killed, flags, sampling));
-  for (std::string w; words >> w;) args.push_back(w);
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (lines_in(killed) < 8 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  // Rank 1 or rank 0 (whichever the scan finds last): either way mpirun ends the other one.
-  const pid_t rank = child_rank(pid);
-  ASSERT_GT(rank, 0);
-  ASSERT_EQ(kill(rank, SIGKILL), 0);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  const std::size_t before = lines_in(killed);
-  ASSERT_GE(before, 8u);
-  ASSERT_LT(before, expected.size()) << "the sweep finished before the kill; the test needs a longer sweep";
+  for (int victim : {1, 0}) {  // a rank that certifies, then the one that writes
+    const std::string killed = dir() + "/killed" + std::to_string(victim) + ".tsv";
+    std::vector<std::string> args = mpirun_words(2);
+    std::istringstream words(certify_args(killed, flags, sampling));
+    for (std::string w; words >> w;) args.push_back(w);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&actions);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (lines_in(killed) < 8 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const pid_t rank = rank_pid(pid, victim);
+    ASSERT_GT(rank, 0) << "rank " << victim << " not found";
+    ASSERT_EQ(kill(rank, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);  // mpirun ends the other rank and fails
+    EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const std::size_t before = lines_in(killed);
+    ASSERT_GE(before, 8u);
+    ASSERT_LT(before, expected.size()) << "the sweep finished before the kill; the test needs a longer sweep";
 
-  const auto j = json_of(run_mpi(2, certify_args(killed, flags + " --resume --json", sampling)), "resume");
-  EXPECT_EQ(j["sweeps"][0]["inputs"], 80);
-  EXPECT_EQ(j["sweeps"][0]["resumed"].get<std::size_t>() + j["sweeps"][0]["written"].get<std::size_t>(), 80u);
-  EXPECT_EQ(sorted_rows(killed), expected);  // no row lost, none repeated, same values
+    const auto j = json_of(run_mpi(2, certify_args(killed, flags + " --resume --json", sampling)), "resume");
+    EXPECT_EQ(j["sweeps"][0]["inputs"], 120);
+    EXPECT_EQ(j["sweeps"][0]["resumed"].get<std::size_t>() + j["sweeps"][0]["written"].get<std::size_t>(), 120u);
+    EXPECT_EQ(sorted_rows(killed), expected) << "rank " << victim << " killed";  // none lost, none repeated
+  }
 }
 
 std::vector<float> parameters_of(const std::string& path) {
