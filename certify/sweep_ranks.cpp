@@ -52,7 +52,9 @@ std::vector<double> encode_result(std::int64_t number, const std::vector<SweepIn
 void work(const std::vector<SweepInput>& inputs, std::int64_t chunk, const ChunkCertifier& certify) {
   std::deque<std::int64_t> queue;
   for (;;) {
-    while (queue.empty() || mpi::message_waiting(0, kTagAssign))
+    // Take what has arrived, but nothing after this sweep's stop: what follows it is the next
+    // sweep's (the next σ), whose work() receives it.
+    while (queue.empty() || (queue.back() >= 0 && mpi::message_waiting(0, kTagAssign)))
       queue.push_back(static_cast<std::int64_t>(mpi::receive(0, kTagAssign).data.at(0)));
     const std::int64_t number = queue.front();
     queue.pop_front();
