@@ -34,10 +34,13 @@ using testing::CliRun;
 using testing::run_cli;
 
 // One thread per rank (the ranks share the cores), no core binding (3 ranks on 2 cores), root
-// allowed (CI containers run as root).
+// allowed (CI containers run as root), and a run that hangs is ended after 2 minutes.
 std::vector<std::string> mpirun_words(int ranks) {
-  return {AEGIS_MPIEXEC, "--oversubscribe",     "--allow-run-as-root", "--bind-to", "none", "-x", "OMP_NUM_THREADS=1",
-          "-n",          std::to_string(ranks), testing::cli_path()};
+  std::vector<std::string> words{AEGIS_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"};
+  for (const char* w : {"--timeout", "120", "-x", "OMP_NUM_THREADS=1", "-n"}) words.push_back(w);
+  words.push_back(std::to_string(ranks));
+  words.push_back(testing::cli_path());
+  return words;
 }
 
 std::string joined(const std::vector<std::string>& words) {
