@@ -19,6 +19,7 @@
 #include "certify/sweep.h"
 #include "commands.h"
 #include "core/math_precision.h"
+#include "core/mpi.h"
 #include "nn/data/dataset.h"
 #include "nn/model_file.h"
 #include "options.h"
@@ -123,7 +124,9 @@ Runner add_certify(CLI::App& app) {
       ->check(non_negative());
   add_common_options(*cmd, a->common);
   return [a]() {
-    return print_result(run_certify(*a), a->common.json, [](const nlohmann::json& j) {
+    const nlohmann::json result = run_certify(*a);
+    if (mpi::world().rank != 0) return 0;  // under mpirun, rank 0 prints the run's result
+    return print_result(result, a->common.json, [](const nlohmann::json& j) {
       for (const auto& sw : j["sweeps"])
         std::printf(
             "sigma %g: %lld rows in %s (%lld resumed, %lld written), certified accuracy at r=0 %.4f, ACR %.3f, "

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "core/mpi.h"
 #include "kernels/blas.h"
 #include "nn/onnx_import.h"
 
@@ -19,6 +20,19 @@ Runner add_info(CLI::App& app) {
     j["blas"] = kernels::cpu::blas_description();
     j["cuda"] = cuda_compiled() ? cuda_version_string() : "not compiled in";
     j["onnx"] = nn::onnx_supported() ? "import (.onnx models)" : "not compiled in";
+    // Starts MPI when mpirun or srun started this process (core/mpi.h).
+    const mpi::World& world = mpi::world();
+    j["mpi"] = {{"compiled", mpi::compiled()},
+                {"library", mpi::library_version()},
+                {"launched", mpi::launched_by_launcher()},
+                {"world_size", world.size},
+                {"rank", world.rank}};
+    std::string mpi_line = "not compiled in";
+    if (mpi::compiled())
+      mpi_line = mpi::library_version() + ", world size " + std::to_string(world.size) + ", rank " +
+                 std::to_string(world.rank);
+    else if (mpi::launched_by_launcher())
+      mpi_line += " (started by a launcher: every process runs alone)";
     nlohmann::json devices = nlohmann::json::array();
     devices.push_back({{"device", "cpu"}, {"description", "host"}});
     for (int i = 0; i < cuda_device_count(); ++i)
@@ -33,6 +47,7 @@ Runner add_info(CLI::App& app) {
               << "blas:     " << kernels::cpu::blas_description() << "\n"
               << "cuda:     " << j["cuda"].get<std::string>() << "\n"
               << "onnx:     " << j["onnx"].get<std::string>() << "\n"
+              << "mpi:      " << mpi_line << "\n"
               << "devices:\n";
     for (const auto& d : devices)
       std::cout << "  " << d["device"].get<std::string>() << "  " << d["description"].get<std::string>() << "\n";

@@ -12,6 +12,7 @@
 #include "certify/certify_run.h"
 #include "certify/smoothing.h"
 #include "certify/sweep.h"
+#include "core/mpi.h"
 #include "nn/model_file.h"
 #include "options.h"
 #include "privacy/audit_mia.h"
@@ -38,6 +39,8 @@ Runner add_train(CLI::App& app) {
     const nn::DatasetSplit split = nn::load_dataset(a->data, data_dir_hint(a->common));
     nlohmann::json j = run_training(*a, split, a->data);
     j["command"] = "train";
+    j["ranks"] = mpi::world().size;
+    if (mpi::world().rank != 0) return 0;  // under mpirun, rank 0 prints the run's result
     return print_result(j, a->common.json, print_training_text);
   };
 }

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/mpi.h"
 
 namespace {
 // CLI11 messages may span lines (a list of unexpected arguments); the contract is one line.
@@ -56,20 +57,35 @@ int main(int argc, char** argv) {
     std::cerr << "aegis: error: " << one_line(e.what()) << "\n";
     return 1;
   }
+  // Under mpirun a failing rank ends the whole run (the others would wait for it forever); a rank
+  // other than 0 names itself in its error line. Without MPI, abort_run returns and so do we.
+  const auto fail = [](const std::string& kind, const std::string& message, int status) {
+    const aegis::mpi::World& world = aegis::mpi::world();
+    const std::string rank = world.size > 1 && world.rank != 0 ? "rank " + std::to_string(world.rank) + ": " : "";
+    // One write: mpirun forwards each rank's stderr, and lines written piecewise would interleave.
+    std::cerr << "aegis: " + kind + ": " + rank + message + "\n";
+    aegis::mpi::abort_run(status);
+    return status;
+  };
   try {
     for (auto& [cmd, run] : runners)
-      if (cmd->parsed()) return run();
+      if (cmd->parsed()) {
+        // Under mpirun, certify and train --dp share the work; any other command would run K times.
+        const std::string name = cmd->get_name();
+        if (aegis::mpi::launched_by_launcher() && aegis::mpi::world().size > 1 && name != "info" && name != "certify" &&
+            name != "train")
+          throw aegis::InvalidArgument("aegis " + name + " runs in one process; under mpirun only certify and " +
+                                       "train --dp share their work over the ranks");
+        return run();
+      }
   } catch (const aegis::Error& e) {
     // A user's bad input gets the message; the source location is for --verbose (and bug reports).
-    std::cerr << "aegis: error: " << (verbose ? std::string(e.what()) : e.message()) << "\n";
-    return 1;
+    return fail("error", verbose ? std::string(e.what()) : e.message(), 1);
   } catch (const std::bad_alloc&) {
     // Sizes are bounded where they enter, but a request can still exceed this machine's memory.
-    std::cerr << "aegis: error: out of memory (try a smaller --batch or fewer examples)\n";
-    return 1;
+    return fail("error", "out of memory (try a smaller --batch or fewer examples)", 1);
   } catch (const std::exception& e) {
-    std::cerr << "aegis: internal error: " << e.what() << "\n";
-    return 3;
+    return fail("internal error", e.what(), 3);
   }
   return 0;
 }

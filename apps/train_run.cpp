@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "attacks/adv_job.h"
+#include "core/mpi.h"
 #include "nn/train_job.h"
 #include "options.h"
 #include "privacy/dp_job.h"
@@ -45,6 +46,8 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
     return j;
   }
   AEGIS_CHECK(!a.trust_unverified_ledger, "--trust-unverified-ledger needs --resume");
+  AEGIS_CHECK(mpi::world().size == 1, "under mpirun, train runs data-parallel with --dp only (this run has "
+                                          << mpi::world().size << " processes)");
   if (!a.adv.empty()) {
     attacks::AdvTrainOptions adv = a.adv_options;
     adv.method = attacks::parse_adv_method(a.adv);

@@ -9,9 +9,12 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
+#include "certify/sweep_ranks.h"
 #include "core/error.h"
+#include "core/mpi.h"
 #include "nn/job.h"
 #include "nn/model_file.h"
 
@@ -73,7 +76,10 @@ std::vector<Certificate> certify_examples(SmoothedClassifier& smoothed, const nn
 
 CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, const CertifyRunOptions& options,
                        ProgressSink* progress) {
-  ProgressSink& report = progress_or_silent(progress);
+  // Under mpirun every rank runs this with the same options; rank 0 alone opens the files, reports
+  // progress and summarizes, the others certify the chunks it hands out (certify/sweep_ranks.h).
+  const bool writer = mpi::world().rank == 0;
+  ProgressSink& report = progress_or_silent(writer ? progress : nullptr);
   std::vector<std::string> paths;
   for (double sigma : options.sigmas)
     paths.push_back(options.sigmas.size() == 1 ? options.out : sigma_out_path(options.out, sigma));
@@ -93,14 +99,14 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
   }
   // Checked before the first sweep starts, so that no file is touched when a later one would be
   // refused (SweepFile checks again when it opens each).
-  if (options.mode == OpenMode::Create)
+  if (options.mode == OpenMode::Create && writer)
     for (const std::string& p : paths) {
       struct stat st {};
       AEGIS_CHECK(::stat(p.c_str(), &st) != 0 || st.st_size == 0,
                   p << " already exists and is not empty: pass --resume to continue that sweep or --force to "
                        "overwrite it");
     }
-  const std::string fingerprint = file_fingerprint(options.model_file);
+  const std::string fingerprint = writer ? file_fingerprint(options.model_file) : "";
 
   const std::vector<std::int32_t> labels = test.labels.to_vector<std::int32_t>();
   std::vector<SweepInput> inputs;
@@ -109,21 +115,23 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
   const SmoothingOptions& o = options.smoothing;
   CertifyRun run;
   run.chunk = chunk_size(o.batch, o.n0, o.n);
+  run.ranks = mpi::world().size;
 
   std::vector<SweepRows> finished;
   for (std::size_t k = 0; k < settings.size(); ++k) {
     settings[k].model_fingerprint = fingerprint;
-    SweepFile file(paths[k], settings[k], options.mode);
-    if (!file.resume_warning().empty()) report.warning(file.resume_warning());
+    std::unique_ptr<SweepFile> file;
+    if (writer) file = std::make_unique<SweepFile>(paths[k], settings[k], options.mode);
+    if (file && !file->resume_warning().empty()) report.warning(file->resume_warning());
     const SmoothingOptions& sigma_options = settings[k].smoothing;
     char label[64];
     std::snprintf(label, sizeof label, "certify sigma %g", sigma_options.sigma);
-    report.begin(label, inputs_to_certify(file, inputs, run.chunk) * (o.n0 + o.n), "samples");
+    report.begin(label, file ? inputs_to_certify(*file, inputs, run.chunk) * (o.n0 + o.n) : 0, "samples");
     std::int64_t samples = 0;
     const auto inputs_text = [&](std::size_t done) {
       return "inputs " + std::to_string(done) + "/" + std::to_string(inputs.size());
     };
-    std::string rows_text = inputs_text(file.rows().size());
+    std::string rows_text = inputs_text(file ? file->rows().size() : 0);
     const ChunkCertifier certifier = [&](const std::vector<std::int64_t>& idx) {
       return certify_examples(smoothed, test, idx, sigma_options, [&](std::int64_t rows) {
         samples += rows;
@@ -131,8 +139,13 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
       });
     };
     SigmaSweep sweep;
-    sweep.summary = run_sweep(file, inputs, run.chunk, certifier,
-                              [&](std::int64_t done) { rows_text = inputs_text(static_cast<std::size_t>(done)); });
+    sweep.summary = run_sweep_ranks(
+        file.get(), inputs, run.chunk, certifier,
+        [&](std::int64_t done) { rows_text = inputs_text(static_cast<std::size_t>(done)); },
+        [&](std::int64_t remote_inputs) {
+          samples += remote_inputs * (o.n0 + o.n);
+          report.update(samples, rows_text);
+        });
     report.end(rows_text);
     sweep.sigma = sigma_options.sigma;
     sweep.file = paths[k];
@@ -141,8 +154,10 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
     run.samples += samples;
     run.seconds += sweep.summary.seconds;
     run.sweeps.push_back(sweep);
-    finished.push_back({paths[k], settings[k], file.rows()});
+    if (file) finished.push_back({paths[k], settings[k], file->rows()});
   }
+  run.sampling = smoothed.stats();
+  if (!writer) return run;  // the files and their summary are rank 0's
   // The summary `aegis analyze` prints for these files, from the rows in memory.
   AnalyzeOptions analyze_options;
   analyze_options.radii = options.radii;
@@ -154,7 +169,6 @@ CertifyRun run_certify(SmoothedClassifier& smoothed, const nn::Dataset& test, co
     AEGIS_CHECK(curve != analysis.curves.end(), "certify: no summary for " << sweep.file);
     sweep.curve = *curve;
   }
-  run.sampling = smoothed.stats();
   return run;
 }
 
@@ -227,6 +241,7 @@ nlohmann::json to_json(const CertifyFileReport& report) {
       {"batch", o.smoothing.batch},
       {"precision", math_precision_name(o.smoothing.precision)},
       {"chunk", r.chunk},
+      {"ranks", r.ranks},
       {"skip", o.inputs.skip},
       {"max", o.inputs.max},
       {"shard", std::to_string(o.inputs.shard.index) + "/" + std::to_string(o.inputs.shard.count)},

@@ -46,6 +46,7 @@ struct CertifyRun {
   std::vector<SigmaSweep> sweeps;  // in the order of options.sigmas
   std::vector<double> radii;       // of every curve's certified_accuracy
   std::int64_t chunk = 0;          // inputs per CERTIFY call (chunk_size)
+  int ranks = 1;                   // processes of the MPI run that shared the chunks (core/mpi.h)
   std::int64_t rows_written = 0;
   std::int64_t samples = 0;
   double seconds = 0.0;

@@ -317,18 +317,7 @@ std::int64_t chunk_size(std::int64_t batch, std::int64_t n0, std::int64_t n) {
 SweepSummary run_sweep(SweepFile& file, const std::vector<SweepInput>& inputs, std::int64_t chunk,
                        const ChunkCertifier& certify, const std::function<void(std::int64_t)>& on_chunk) {
   AEGIS_CHECK(chunk >= 1, "chunk " << chunk << " must be ≥ 1");
-  std::unordered_map<std::int64_t, std::int64_t> label_of;
-  for (const SweepInput& in : inputs)
-    AEGIS_CHECK(label_of.emplace(in.idx, in.label).second, "input idx " << in.idx << " is listed twice");
-  for (const SweepRow& row : file.rows()) {
-    const auto it = label_of.find(row.idx);
-    AEGIS_CHECK_AS(IoError, it != label_of.end(),
-                   file.path() << " holds idx " << row.idx
-                               << ", which is not an input of this sweep (other --skip, --max, --shard or data?)");
-    AEGIS_CHECK_AS(
-        IoError, it->second == row.label,
-        file.path() << ": idx " << row.idx << " has label " << row.label << " but the dataset says " << it->second);
-  }
+  check_file_rows(file, inputs);
   // Chunks are fixed slices of `inputs`, the same in every run: a resumed sweep feeds the model the
   // same batches as an uninterrupted one, so even float rounding in the forward pass cannot tell
   // them apart. A chunk cut short by a kill is certified again whole (at most one forward batch
@@ -349,25 +338,53 @@ SweepSummary run_sweep(SweepFile& file, const std::vector<SweepInput>& inputs, s
     const std::vector<Certificate> certs = certify(ids);
     const double per_input =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(e - b);
-    AEGIS_CHECK(certs.size() == ids.size(),
-                "certifier returned " << certs.size() << " certificates for " << ids.size() << " inputs");
-    for (std::size_t i = b; i < e; ++i) {
-      if (file.contains(inputs[i].idx)) continue;
-      const Certificate& c = certs[i - b];
-      AEGIS_CHECK_AS(NumericError, std::isfinite(c.radius) && c.radius >= 0,
-                     "certificate of idx " << inputs[i].idx << " has radius " << c.radius);
-      file.append(sweep_row(inputs[i].idx, inputs[i].label, c, per_input));
-      ++s.written;
-    }
+    s.written += append_chunk(
+        file, {inputs.begin() + static_cast<std::ptrdiff_t>(b), inputs.begin() + static_cast<std::ptrdiff_t>(e)}, certs,
+        per_input);
     if (on_chunk) on_chunk(static_cast<std::int64_t>(file.rows().size()));
   }
+  finish_summary(file, start, s);
+  return s;
+}
+
+void check_file_rows(const SweepFile& file, const std::vector<SweepInput>& inputs) {
+  std::unordered_map<std::int64_t, std::int64_t> label_of;
+  for (const SweepInput& in : inputs)
+    AEGIS_CHECK(label_of.emplace(in.idx, in.label).second, "input idx " << in.idx << " is listed twice");
+  for (const SweepRow& row : file.rows()) {
+    const auto it = label_of.find(row.idx);
+    AEGIS_CHECK_AS(IoError, it != label_of.end(),
+                   file.path() << " holds idx " << row.idx
+                               << ", which is not an input of this sweep (other --skip, --max, --shard or data?)");
+    AEGIS_CHECK_AS(
+        IoError, it->second == row.label,
+        file.path() << ": idx " << row.idx << " has label " << row.label << " but the dataset says " << it->second);
+  }
+}
+
+std::int64_t append_chunk(SweepFile& file, const std::vector<SweepInput>& chunk, const std::vector<Certificate>& certs,
+                          double seconds_per_input) {
+  AEGIS_CHECK(certs.size() == chunk.size(),
+              "certifier returned " << certs.size() << " certificates for " << chunk.size() << " inputs");
+  std::int64_t written = 0;
+  for (std::size_t i = 0; i < chunk.size(); ++i) {
+    if (file.contains(chunk[i].idx)) continue;
+    const Certificate& c = certs[i];
+    AEGIS_CHECK_AS(NumericError, std::isfinite(c.radius) && c.radius >= 0,
+                   "certificate of idx " << chunk[i].idx << " has radius " << c.radius);
+    file.append(sweep_row(chunk[i].idx, chunk[i].label, c, seconds_per_input));
+    ++written;
+  }
+  return written;
+}
+
+void finish_summary(const SweepFile& file, std::chrono::steady_clock::time_point start, SweepSummary& s) {
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   s.inputs = static_cast<std::int64_t>(file.rows().size());
   for (const SweepRow& row : file.rows()) {
     s.correct += row.correct;
     s.abstained += row.predict < 0;
   }
-  return s;
 }
 
 }  // namespace aegis::certify

@@ -17,6 +17,7 @@
 // so a resumed or sharded sweep writes the same rows as one uninterrupted run, time excepted.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -192,5 +193,14 @@ std::int64_t chunk_size(std::int64_t batch, std::int64_t n0, std::int64_t n);
 // belongs to another sweep). The time column of a chunk's rows is its wall time / its size.
 SweepSummary run_sweep(SweepFile& file, const std::vector<SweepInput>& inputs, std::int64_t chunk,
                        const ChunkCertifier& certify, const std::function<void(std::int64_t)>& on_chunk = {});
+
+// The pieces of run_sweep that a sweep over several processes (certify/sweep_ranks.h) shares:
+// rows already in the file must be inputs of this sweep with the same label (IoError otherwise);
+// the rows of one certified chunk the file misses are appended (returns how many); the summary
+// counts over all rows of the file and this run's time since `start`.
+void check_file_rows(const SweepFile& file, const std::vector<SweepInput>& inputs);
+std::int64_t append_chunk(SweepFile& file, const std::vector<SweepInput>& chunk, const std::vector<Certificate>& certs,
+                          double seconds_per_input);
+void finish_summary(const SweepFile& file, std::chrono::steady_clock::time_point start, SweepSummary& s);
 
 }  // namespace aegis::certify

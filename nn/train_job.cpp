@@ -6,6 +6,7 @@
 
 #include "core/checked_math.h"
 #include "core/error.h"
+#include "core/mpi.h"
 #include "nn/graph_module.h"
 #include "nn/job.h"
 #include "nn/model_file.h"
@@ -96,7 +97,8 @@ TrainReport finish_training(const TrainJob& job, TrainedModel& t, const Dataset&
   p.end("");
   t.metadata["aegis.dataset"] = job.dataset;
   if (o.noise_sigma > 0.0f) t.metadata["aegis.noise_sigma"] = std::to_string(o.noise_sigma);
-  save_classifier(job.out, *t.model, t.spec, t.metadata);
+  // Under mpirun the ranks hold the same parameters (privacy/dp_ranks.h): rank 0 writes them.
+  if (mpi::world().rank == 0) save_classifier(job.out, *t.model, t.spec, t.metadata);
 
   TrainReport r;
   r.model = job.init.empty() ? t.spec.name : job.init;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/mpi.h"
 #include "nn/model_file.h"
 #include "privacy/ledger_digest.h"
 
@@ -45,7 +46,8 @@ void check_resumable_ledger(const DpJob& j, const LedgerCheck& check, ProgressSi
 }  // namespace
 
 DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
-  ProgressSink& p = progress_or_silent(progress);
+  // Under mpirun every rank runs this (privacy/dp_ranks.h); rank 0 reports and writes the model.
+  ProgressSink& p = progress_or_silent(mpi::world().rank == 0 ? progress : nullptr);
   const nn::TrainOptions& opt = j.job.train;
   AEGIS_CHECK(!j.trust_unverified_ledger || !j.resume.empty(), "--trust-unverified-ledger needs --resume");
   AEGIS_CHECK(j.resume.empty() || j.job.init.empty(), "--resume and --init both name the model to start from ("

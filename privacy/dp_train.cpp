@@ -7,9 +7,11 @@
 
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "privacy/dp_ranks.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
 #include "core/checked_math.h"
+#include "core/mpi.h"
 #include "core/timing.h"
 #include "core/named_enum.h"
 
@@ -17,9 +19,12 @@ namespace aegis::privacy {
 
 const char* clipping_name(Clipping clipping) noexcept {
   switch (clipping) {
-    case Clipping::Flat: return "flat";
-    case Clipping::PerLayer: return "per-layer";
-    case Clipping::Adaptive: return "adaptive";
+    case Clipping::Flat:
+      return "flat";
+    case Clipping::PerLayer:
+      return "per-layer";
+    case Clipping::Adaptive:
+      return "adaptive";
   }
   return "?";
 }
@@ -134,8 +139,9 @@ DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& 
   if (sigma == 0.0) {
     AEGIS_CHECK(std::isfinite(dp.target_epsilon) && dp.target_epsilon > 0.0,
                 "target epsilon " << dp.target_epsilon << " must be positive (or give a noise multiplier)");
-    AEGIS_CHECK(!previous || previous->phases.empty(), "calibrating to a target epsilon while resuming is not "
-                                                       "supported: give --noise-multiplier for the new phase");
+    AEGIS_CHECK(!previous || previous->phases.empty(),
+                "calibrating to a target epsilon while resuming is not "
+                "supported: give --noise-multiplier for the new phase");
     sigma = calibrate_noise_multiplier(dp.accountant, dp.target_epsilon, q, plan.steps, dp.delta);
   }
   AEGIS_CHECK(std::isfinite(sigma) && sigma > 0.0, "noise multiplier " << sigma << " must be positive and finite");
@@ -146,9 +152,9 @@ DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& 
   plan.gradient_noise_multiplier = sigma;
   if (adaptive) {
     const double count_sigma = plan.count_noise;
-    AEGIS_CHECK(2.0 * count_sigma > sigma, "adaptive clipping needs count noise σ_b = "
-                                               << count_sigma << " above σ/2 = " << sigma / 2
-                                               << " (raise --count-noise or the batch size)");
+    AEGIS_CHECK(2.0 * count_sigma > sigma,
+                "adaptive clipping needs count noise σ_b = " << count_sigma << " above σ/2 = " << sigma / 2
+                                                             << " (raise --count-noise or the batch size)");
     plan.gradient_noise_multiplier = 1.0 / std::sqrt(1.0 / (sigma * sigma) - 1.0 / (4.0 * count_sigma * count_sigma));
   }
   // Noise and sampling are keyed by the full 64-bit global step (philox::step_key); a step beyond
@@ -212,8 +218,7 @@ StepOutcome clip_augmented_sample(nn::Module& model, const nn::Dataset& train, c
 // Forward, one backward pass of the summed loss, per-example clipping into the parameters'
 // gradients, chunk by chunk (on the GPU at a fixed capacity, padding rows masked out).
 StepOutcome clip_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
-                        std::int64_t chunk_cap, const ClipOptions& clip, Device device, std::int64_t step,
-                        float lr) {
+                        std::int64_t chunk_cap, const ClipOptions& clip, Device device, std::int64_t step, float lr) {
   StepOutcome out;
   if (sample.empty()) return out;
   for (const auto& chunk : split_into_chunks(sample, chunk_cap)) {
@@ -221,8 +226,8 @@ StepOutcome clip_sample(nn::Module& model, const nn::Dataset& train, const std::
     nn::Var logits = model.forward(nn::Var(b.images, false));
     // The summed loss makes row i of every captured output gradient example i's own.
     nn::Var loss = nn::F::cross_entropy(logits, b.labels, nn::Reduction::None);
-    nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, b.labels.numel()}), nn::Var(b.mask.reshape({1, -1}), false),
-                                  nn::Var());
+    nn::Var total =
+        nn::F::linear(nn::F::reshape(loss, {1, b.labels.numel()}), nn::Var(b.mask.reshape({1, -1}), false), nn::Var());
     autograd::backward(total);
     const bool padded = b.size < b.labels.numel();
     const ClipStats st = clip_and_accumulate(model, clip, padded ? &b.mask : nullptr);
@@ -290,8 +295,11 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   noise.expected_batch_size = plan.expected_batch_size;
   noise.seed = o.seed;
   noise.first_step = static_cast<std::uint64_t>(plan.steps_before);
-  std::unique_ptr<DpOptimizer> optimizer =
-      make_dp_optimizer(o.optimizer, model.parameters(), o.lr, noise, o.momentum);
+  const std::vector<nn::Var> params = model.parameters();
+  AEGIS_CHECK(!(noise.secure && mpi::world().size > 1),
+              "DP-SGD: secure mode draws its noise key from each process's OS randomness, so the ranks of an "
+              "mpirun would add different noise; run secure training in one process");
+  std::unique_ptr<DpOptimizer> optimizer = make_dp_optimizer(o.optimizer, params, o.lr, noise, o.momentum);
   // The accountant composes the mechanism's overall multiplier: σ itself under adaptive clipping
   // (gradient and count noise together), else what the optimizer really adds.
   const double accounted_sigma = adaptive ? plan.noise_multiplier : optimizer->effective_noise_multiplier();
@@ -315,9 +323,14 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || dp.make_input;
   // With K > 1 a chunk forms K·B rows of per-example gradients (privacy/per_example_group.cpp):
   // at most augmult_bytes of them.
-  const auto params = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
+  const auto param_count = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
   const auto augmult_cap = static_cast<std::int64_t>(std::max<std::size_t>(
-      1, dp.augmult_bytes / (sizeof(float) * params * static_cast<std::size_t>(dp.augmult + 1))));
+      1, dp.augmult_bytes / (sizeof(float) * param_count * static_cast<std::size_t>(dp.augmult + 1))));
+  // The copies' noise and the input hook's random starts are keyed by an example's position in
+  // the sample, which a rank's slice does not know: transformed examples run in one process.
+  AEGIS_CHECK(!(augmented && mpi::world().size > 1),
+              "DP-SGD: augmentation multiplicity, --noise-sigma and --adv run in one process, not under mpirun "
+              "(their random draws are keyed by an example's place in the whole sample)");
 
   DpTrainResult result;
   result.noise_multiplier = plan.noise_multiplier;
@@ -342,11 +355,21 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const std::vector<std::int64_t> sample =
           shuffle ? epoch_batches[static_cast<std::size_t>(s) % epoch_batches.size()] : sampler.sample(global_step);
       clip.max_grad_norm = static_cast<float>(clip_norm);
-      const std::int64_t cap = chunk_capacity(sample.size());
-      const StepOutcome step =
-          augmented ? clip_augmented_sample(model, train, sample, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
+      // Under mpirun each rank clips its slice of the sample and the sums are added over the ranks
+      // (privacy/dp_ranks.h); in one process the slice is the sample and nothing is exchanged.
+      const std::vector<std::int64_t> slice = rank_slice(sample);
+      const std::int64_t cap = chunk_capacity(slice.size());
+      StepOutcome step =
+          augmented ? clip_augmented_sample(model, train, slice, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
                                             clip, augment, o.device, result.steps, global_step, lr)
-                    : clip_sample(model, train, sample, cap, clip, o.device, result.steps, lr);
+                    : clip_sample(model, train, slice, cap, clip, o.device, result.steps, lr);
+      const std::vector<double> totals =
+          sum_gradients_over_ranks(params, {step.loss, static_cast<double>(step.clipped),
+                                            static_cast<double>(step.unclipped), static_cast<double>(step.correct)});
+      step.loss = totals[0];
+      step.clipped = std::llround(totals[1]);
+      step.unclipped = std::llround(totals[2]);
+      step.correct = std::llround(totals[3]);
       correct += step.correct;
       if (dp.before_update) dp.before_update(*optimizer, result.steps);
       optimizer->step();

@@ -13,7 +13,7 @@
 # SANITIZE=address,undefined bash tools/bootstrap.sh test does only that second part (the
 # sanitizer job); SANITIZE=off skips it. FUZZ_SECONDS=0 skips the fuzzing.
 # Environment: BUILD_DIR (default build), AEGIS_CUDA (AUTO|ON|OFF, default AUTO),
-# AEGIS_CUDA_ARCHS (default "80;90"), JOBS (default: number of cores).
+# AEGIS_CUDA_ARCHS (default "80;90"), AEGIS_MPI (AUTO|ON|OFF, default AUTO), JOBS (default: number of cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +21,7 @@ job=${1:-demo}
 case "$job" in demo|test|build) ;; *) echo "usage: $0 demo|test|build" >&2; exit 2 ;; esac
 
 packages=(cmake g++ make pkg-config libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
-          nlohmann-json3-dev zlib1g-dev libsodium-dev libonnx-dev libprotobuf-dev dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3 python3-venv)
+          nlohmann-json3-dev zlib1g-dev libsodium-dev libonnx-dev libprotobuf-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist gnuplot-nox fonts-dejavu-core xz-utils python3 python3-venv)
 sanitize=${SANITIZE:-}
 if [ "$job" = test ] && [ "$sanitize" != off ]; then
   # clang with its sanitizer and libFuzzer runtimes, and LLVM's OpenMP for clang's -fopenmp.
@@ -50,7 +50,7 @@ jobs=${JOBS:-$(nproc)}
 sanitized_suites=(test_data test_serialize test_sweep test_analyze test_runtime test_option_checks test_onnx_import test_onnx_train test_vnnlib)
 run_instrumented() {
   local asan_build=${SANITIZE_BUILD_DIR:-build-asan}
-  CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF \
+  CC=clang CXX=clang++ cmake -S . -B "$asan_build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA=OFF -DAEGIS_MPI=OFF \
         -DAEGIS_SANITIZE="$1" -DAEGIS_FUZZ=ON -DAEGIS_BUILD_BENCH=OFF >/dev/null
   cmake --build "$asan_build" -j "$jobs" --target "${sanitized_suites[@]}" fuzz_harnesses
   # A sanitizer report fails the test that caused it; leaks count.
@@ -66,7 +66,7 @@ if [ "$job" = test ] && [ -n "$sanitize" ] && [ "$sanitize" != off ]; then
 fi
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAEGIS_CUDA="${AEGIS_CUDA:-AUTO}" \
-      -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" >/dev/null
+      -DAEGIS_CUDA_ARCHS="${AEGIS_CUDA_ARCHS:-80;90}" -DAEGIS_MPI="${AEGIS_MPI:-AUTO}" >/dev/null
 # The demo needs only the command-line tool (and the library under it); tests and benchmarks are
 # built by the test and build jobs.
 if [ "$job" = demo ]; then

@@ -1,0 +1,71 @@
+// The processes of one run started by mpirun or srun, and the few messages aegis sends between
+// them: the only code that knows about MPI. core/mpi/world.cpp implements it over MPI when the
+// build has it (-DAEGIS_MPI); core/no_mpi/world.cpp is the same interface for one process, so
+// code above needs no #if and a build without MPI runs as it always did.
+//
+// MPI is initialized on the first call of world(), and only when the environment says that the
+// process was started by a launcher (OMPI_COMM_WORLD_SIZE from Open MPI's mpirun, PMI_SIZE or
+// PMIX_RANK from Slurm's srun): a plain `aegis ...` never loads an MPI runtime and is rank 0 of 1.
+// MPI is finalized when the program exits. Only the thread that called world() may send or
+// receive (MPI_THREAD_FUNNELED); the OpenMP threads inside a rank never do.
+//
+// Payloads are vectors of double: chunk indices, certificates (a class index is exact in a
+// double) and gradient sums, which are summed in double in rank order (sum_over_ranks).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+
+namespace aegis::mpi {
+
+// True when this build links MPI.
+constexpr bool compiled() {
+  return AEGIS_HAS_MPI != 0;
+}
+
+// True when a launcher started this process (the environment variables above are set).
+bool launched_by_launcher();
+
+struct World {
+  int rank = 0;
+  int size = 1;
+  bool initialized = false;  // MPI_Init ran (never in a build without MPI)
+};
+// This process's place in the run; initializes MPI on first use as described above.
+const World& world();
+
+// The MPI library's own version line ("" without MPI).
+std::string library_version();
+
+constexpr int kAnySource = -1;
+
+struct Message {
+  int source = 0;
+  int tag = 0;
+  std::vector<double> data;
+};
+
+// Blocking point-to-point messages (size > 1 only; DeviceError otherwise). Messages between
+// two ranks with the same tag arrive in the order they were sent.
+void send(int dest, int tag, const std::vector<double>& data);
+Message receive(int source, int tag);  // source: a rank or kAnySource
+// True when a message with this tag waits from `source` (kAnySource: any rank); never blocks.
+bool message_waiting(int source, int tag);
+
+// Collectives: every rank calls them in the same order. (With one process they return at once.)
+void barrier();
+// Σ over ranks of `values` (the same length on every rank), identical on every rank: rank 0
+// gathers the vectors and adds them in rank order (in double), then broadcasts the sum, so the
+// result does not depend on MPI's reduction tree.
+std::vector<double> sum_over_ranks(const std::vector<double>& values);
+// Rank `root`'s `values` on every rank.
+void broadcast(std::vector<double>& values, int root);
+
+// Ends every rank of the run with this exit status (MPI_Abort); returns when there is no MPI run.
+// For a front end whose rank failed: the others would otherwise wait for it forever.
+void abort_run(int status) noexcept;
+
+}  // namespace aegis::mpi

@@ -1,0 +1,32 @@
+// Data-parallel DP-SGD over the ranks of an MPI run (core/mpi.h): `mpirun -n K aegis train --dp`.
+//
+// Every rank holds the whole model and the whole training set and runs the same step loop. The
+// Poisson sample of a step is keyed by (seed, step, example) (privacy/sampling.h), so every rank
+// draws the same batch without a message; rank r takes the r-th of K contiguous slices of it and
+// clips its examples' gradients into the parameters' grads (the book-keeping pass of
+// privacy/per_example.h). The clipped sums, and the step's counts, are then summed over the
+// ranks in a fixed order (mpi::sum_over_ranks: gathered to rank 0, added in rank order in double,
+// broadcast), so every rank holds the same Σ_i clip_C(g_i) bit for bit. The noise that
+// DpOptimizer adds is keyed by (seed, step, element) (privacy/noise.h), the same draw on every
+// rank, so the parameters stay identical without a broadcast, and the privacy ledger is the
+// one-process run's: the mechanism (sample, clipping, noise) is the same, only the work is split.
+// With one rank the sums are the one-process run's exactly; with K ranks they differ from it only
+// by the order of float32 additions within each slice.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace aegis::privacy {
+
+// This rank's contiguous part of a step's sample (all of it in a one-process run).
+std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample);
+
+// Replaces each parameter's grad by its sum over the ranks and returns the sums of `counts`
+// (the same on every rank). A parameter that no rank reached keeps no grad, as in one process;
+// one reached elsewhere gets the others' sum. A one-process run returns `counts` untouched.
+std::vector<double> sum_gradients_over_ranks(const std::vector<nn::Var>& parameters, const std::vector<double>& counts);
+
+}  // namespace aegis::privacy
