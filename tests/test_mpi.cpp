@@ -271,6 +271,10 @@ TEST(Mpi, OtherCommandsAndPlainTrainingAreRefused) {
       2, "train --data digits --model mlp --epochs 1 --device cpu --quiet --out " + dir() + "/plain.safetensors");
   EXPECT_NE(plain.status, 0);
   EXPECT_NE(plain.err.find("data-parallel with --dp only"), std::string::npos) << plain.err;
+  const CliRun noisy = run_mpi(2, "train --dp --noise-sigma 0.25 --data digits --model mlp --epochs 1 --device cpu "
+                                  "--quiet --noise-multiplier 1 --out " + dir() + "/noisy.safetensors");
+  EXPECT_NE(noisy.status, 0);
+  EXPECT_NE(noisy.err.find("run in one process, not under mpirun"), std::string::npos) << noisy.err;
 }
 
 }  // namespace
