@@ -13,13 +13,7 @@
 namespace aegis {
 namespace {
 
-nn::Dataset toy_dataset(std::int64_t n, std::uint64_t seed) {
-  Tensor x = testing::random_tensor({n, 1, 4, 4}, seed, 0.0f, 1.0f);
-  std::vector<std::int32_t> y(static_cast<std::size_t>(n));
-  const auto xv = x.to_vector<float>();
-  for (std::int64_t i = 0; i < n; ++i) y[static_cast<std::size_t>(i)] = xv[16 * i] > xv[16 * i + 15] ? 1 : 0;
-  return nn::Dataset{"toy", x, Tensor::from_vector(y, {n}), 2};
-}
+using testing::toy_dataset;
 
 // Rows `idx` of the dataset as a batch.
 std::pair<Tensor, Tensor> gather(const nn::Dataset& d, const std::vector<std::int64_t>& idx) {

@@ -82,6 +82,10 @@ struct TrainedDigits {
 };
 const TrainedDigits& trained_digits_mlp();
 
+// A two-class toy set: n random 1×4×4 images in [0, 1) (random_tensor with `seed`), labelled 1
+// when the first pixel exceeds the last. Small enough for DP-SGD tests that train in seconds.
+nn::Dataset toy_dataset(std::int64_t n, std::uint64_t seed);
+
 // Writes `bytes` to `path` (truncating); a failure is a test failure naming the path.
 void write_file(const std::string& path, const std::vector<unsigned char>& bytes);
 }  // namespace aegis::testing
