@@ -151,6 +151,24 @@ def verify(model, x, y, eps, norm="linf", method="crown", relu="adaptive", batch
     return r
 
 
+def report(model, data, max=1000, sigma=0.0, n0=100, n=1000, alpha=0.001, batch=1000, radii=(), eps=0.1,
+           pgd_steps=20, suite_steps=100, membership=True, seed=0, plot="", device="cpu", data_dir="",
+           progress=None):
+    """The trust profile of a model file on a dataset's first `max` test examples, as
+    `aegis report MODEL --data D --json` prints it: 'accuracy', the ledger's 'epsilon' and
+    'delta' (None without DP), 'certified_accuracy' at radii (radius -> fraction) with 'acr' at the
+    model's Gaussian-augmentation sigma (or `sigma`; None and 'certification_skipped' when it has
+    none), 'pgd_robust_accuracy' and 'suite_robust_accuracy' at L-inf `eps` (suite_steps=0 leaves
+    the suite out), and the loss attack's 'mia_auc', 'mia_tpr_at_1_fpr', 'mia_tpr_at_0_1_fpr'.
+    model: a Model loaded from or saved to a file, or a path."""
+    path = model.path if isinstance(model, Model) else str(model)
+    if not path:
+        raise ValueError("the report reads the model file: save the model first (model.save(path))")
+    return _aegis.report(path, data, _data_dir(data_dir), device, int(max), float(sigma), int(n0), int(n),
+                         float(alpha), int(batch), [float(r) for r in radii], float(eps), int(pgd_steps),
+                         int(suite_steps), bool(membership), int(seed), str(plot), _sink(progress))
+
+
 from . import attacks, certify, privacy  # noqa: E402  (they use Model and the helpers above)
 
 __all__ = [
@@ -159,6 +177,7 @@ __all__ = [
     "zoo",
     "load_data",
     "verify",
+    "report",
     "certify",
     "attacks",
     "privacy",

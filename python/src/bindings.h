@@ -89,5 +89,6 @@ void register_certify(nb::module_& m);
 void register_attacks(nb::module_& m);
 void register_privacy(nb::module_& m);
 void register_verify(nb::module_& m);
+void register_report(nb::module_& m);
 
 }  // namespace aegis::python

@@ -254,4 +254,5 @@ NB_MODULE(_aegis, m) {
   nb::module_ privacy = m.def_submodule("privacy", "DP-SGD and its accounting");
   aegis::python::register_privacy(privacy);
   aegis::python::register_verify(m);
+  aegis::python::register_report(m);
 }

@@ -46,3 +46,21 @@ def test_verify_refuses_bad_arguments(model, digits):
         aegis.verify(model, xt[:2], yt[:2], eps=0.01, method="deeppoly")
     with pytest.raises(aegis.InvalidArgument):
         aegis.verify(model, xt[:2], yt[:2], eps=-1.0)
+
+
+def test_trust_report_equals_the_command_lines(model_file):
+    import json
+
+    from conftest import run_cli
+
+    ours = aegis.report(aegis.load(model_file), "digits", max=60, sigma=0.25, n0=20, n=200, suite_steps=5,
+                        seed=2, progress=False)
+    status, out, err = run_cli("report", model_file, "--data", "digits", "--max", 60, "--sigma", 0.25, "--n0", 20,
+                               "--n", 200, "--suite-steps", 5, "--seed", 2, "--device", "cpu", "--quiet", "--json")
+    assert status == 0, err
+    theirs = json.loads(out)
+    for key in ("accuracy", "epsilon", "certified_accuracy", "acr", "pgd_robust_accuracy", "suite_robust_accuracy",
+                "mia_auc", "ledger_status"):
+        assert ours[key] == theirs[key], key
+    with pytest.raises(ValueError, match="save the model first"):
+        aegis.report(aegis.zoo("mlp", (1, 8, 8)), "digits")
