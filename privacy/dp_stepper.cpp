@@ -63,7 +63,6 @@ DpStepResult DpStepper::step(const Tensor& x, const Tensor& labels) {
   m_optimizer->step();
   clear_captures(m_model);
   r.step = ++m_steps;
-  r.epsilon = ledger().epsilon;
   return r;
 }
 

@@ -42,7 +42,6 @@ struct DpStepResult {
   std::int64_t batch_size = 0;  // rows of this batch
   std::int64_t clipped = 0;     // examples whose gradient norm exceeded C
   double loss = 0.0;            // mean cross-entropy over the batch (0 for an empty batch)
-  double epsilon = 0.0;         // ε spent so far at options.delta
 };
 
 class DpStepper {
@@ -57,7 +56,8 @@ class DpStepper {
   // One step on images x (f32 [B, ...], any device) with labels (i32 [B]); B may be 0 (a Poisson
   // sample can be empty: the step then adds noise only, as the mechanism requires).
   DpStepResult step(const Tensor& x, const Tensor& labels);
-  // The phases composed so far and ε (δ = options.delta) — what a model file records.
+  // The phases composed so far and ε (δ = options.delta) — what a model file records. ε comes from
+  // the accountant (milliseconds), so it is computed here, on demand, not at every step.
   PrivacyLedger ledger() const;
   std::int64_t steps() const { return m_steps; }
   const DpStepperOptions& options() const { return m_options; }

@@ -78,7 +78,7 @@ TEST(DpStepper, EmptyBatchesAddNoiseAndCount) {
   EXPECT_EQ(s.batch_size, 0);
   EXPECT_EQ(s.loss, 0.0);
   EXPECT_NE(model->parameters().front().value().to_vector<float>(), before);  // the noise moved it
-  EXPECT_DOUBLE_EQ(s.epsilon, privacy::rdp_epsilon({{1.0, 0.01, 1}}, 1e-5).epsilon);
+  EXPECT_DOUBLE_EQ(stepper.ledger().epsilon, privacy::rdp_epsilon({{1.0, 0.01, 1}}, 1e-5).epsilon);
 }
 
 TEST(DpStepper, RefusesBadOptionsAndShapes) {

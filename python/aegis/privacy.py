@@ -82,8 +82,8 @@ class DPSGD:
                                         float(lr), float(momentum), int(seed))
 
     def step(self, x, y):
-        """One step on a batch (may be empty); returns 'step', 'batch_size', 'clipped', 'loss',
-        'epsilon'."""
+        """One step on a batch (may be empty); returns 'step', 'batch_size', 'clipped' and 'loss'
+        (the epsilon spent so far is the `epsilon` property)."""
         return self._core.step(_prepare(x), _prepare(y))
 
     def seal(self):
