@@ -15,7 +15,8 @@
 #include "nn/model_file.h"
 #include "nn/train.h"
 #include "privacy/audit_mia.h"
-#include "privacy/model_report.h"
+#include "privacy/dp_train.h"
+#include "privacy/ledger_digest.h"
 
 namespace aegis::trust {
 
@@ -45,13 +46,14 @@ TrustReport trust_report(const TrustOptions& o, ProgressSink* progress) {
   r.device = o.device.str();
   r.eps = o.eps;
 
-  const privacy::ModelReport described = privacy::describe_model_file(o.model_file);
   nn::LoadedClassifier loaded = nn::load_classifier(o.model_file);
   r.model = loaded.spec.name;
-  r.ledger_status = privacy::ledger_status_name(described.ledger_check.status);
-  if (described.ledger && !described.ledger->phases.empty()) {
-    r.epsilon = described.ledger->epsilon;
-    r.delta = described.ledger->delta;
+  // The ledger as `aegis report` checks it, on the weights just loaded (not a second read).
+  r.ledger_status = privacy::ledger_status_name(privacy::verify_ledger(loaded.metadata, *loaded.model).status);
+  const privacy::PrivacyLedger ledger = privacy::PrivacyLedger::from_metadata(loaded.metadata, o.model_file);
+  if (!ledger.phases.empty()) {
+    r.epsilon = ledger.epsilon;
+    r.delta = ledger.delta;
   }
   const nn::DatasetSplit split = nn::load_dataset(o.data, o.data_dir);
   nn::check_data_fits(split.test, loaded.spec, o.model_file, o.data);
