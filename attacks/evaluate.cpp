@@ -67,11 +67,13 @@ AttackResult run_attack(AttackMethod method, nn::Module& model, const Tensor& x,
       ApgdOptions ao;
       ao.attack = options;
       ao.loss = method == AttackMethod::ApgdCe ? ApgdLoss::Ce : ApgdLoss::Dlr;
+      ao.rho = mo.apgd_rho;
       return apgd(model, x, labels, ao);
     }
     case AttackMethod::ApgdT: {
       ApgdOptions ao;
       ao.attack = options;
+      ao.rho = mo.apgd_rho;
       return apgd_targeted(model, x, labels, ao, mo.target_classes);
     }
     case AttackMethod::FabT: {

@@ -27,6 +27,7 @@ struct MethodOptions {
   int target_classes = 9;  // APGD-T, FAB-T
   int queries = 5000;      // Square: forward passes per example
   float p_init = 0.8f;     // Square
+  float apgd_rho = 0.75f;  // APGD (CE, DLR, T): the step-size checkpoint condition ρ
   // FAB-T's FabOptions::final_search_steps; Square's SquareOptions::proposals and rescale_schedule.
   int fab_final_search_steps = 0;
   SquareProposals square_proposals = SquareProposals::Shared;

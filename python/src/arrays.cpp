@@ -54,30 +54,35 @@ bool c_contiguous(const Array& a) {
   return true;
 }
 
-// Element `flat` (row-major over the shape) of a strided array, as double.
-template <class T>
-double element(const Array& a, std::int64_t flat) {
-  std::int64_t offset = 0;
-  for (size_t k = a.ndim(); k-- > 0;) {
-    const auto extent = static_cast<std::int64_t>(a.shape(k));
-    offset += (flat % extent) * a.stride(k);
-    flat /= extent;
+// Every element of a strided array, row-major over its shape, converted to Out.
+template <class T, class Out>
+void copy_elements(const Array& a, Out* dst, std::int64_t n) {
+  const auto* src = static_cast<const T*>(a.data());
+  for (std::int64_t flat = 0; flat < n; ++flat) {
+    std::int64_t offset = 0, rest = flat;
+    for (size_t k = a.ndim(); k-- > 0;) {
+      const auto extent = static_cast<std::int64_t>(a.shape(k));
+      offset += (rest % extent) * a.stride(k);
+      rest /= extent;
+    }
+    dst[flat] = static_cast<Out>(src[offset]);
   }
-  return static_cast<double>(static_cast<const T*>(a.data())[offset]);
 }
 
-double element_as_double(const Array& a, std::int64_t flat) {
+// The same for any real or integer dtype, dispatched once on the dtype (TypeError otherwise).
+template <class Out>
+void copy_as(const Array& a, Out* dst, std::int64_t n) {
   const nb::dlpack::dtype d = a.dtype();
-  if (d == nb::dtype<float>()) return element<float>(a, flat);
-  if (d == nb::dtype<double>()) return element<double>(a, flat);
-  if (d == nb::dtype<std::int8_t>()) return element<std::int8_t>(a, flat);
-  if (d == nb::dtype<std::uint8_t>()) return element<std::uint8_t>(a, flat);
-  if (d == nb::dtype<std::int16_t>()) return element<std::int16_t>(a, flat);
-  if (d == nb::dtype<std::uint16_t>()) return element<std::uint16_t>(a, flat);
-  if (d == nb::dtype<std::int32_t>()) return element<std::int32_t>(a, flat);
-  if (d == nb::dtype<std::uint32_t>()) return element<std::uint32_t>(a, flat);
-  if (d == nb::dtype<std::int64_t>()) return element<std::int64_t>(a, flat);
-  if (d == nb::dtype<std::uint64_t>()) return element<std::uint64_t>(a, flat);
+  if (d == nb::dtype<float>()) return copy_elements<float>(a, dst, n);
+  if (d == nb::dtype<double>()) return copy_elements<double>(a, dst, n);
+  if (d == nb::dtype<std::int8_t>()) return copy_elements<std::int8_t>(a, dst, n);
+  if (d == nb::dtype<std::uint8_t>()) return copy_elements<std::uint8_t>(a, dst, n);
+  if (d == nb::dtype<std::int16_t>()) return copy_elements<std::int16_t>(a, dst, n);
+  if (d == nb::dtype<std::uint16_t>()) return copy_elements<std::uint16_t>(a, dst, n);
+  if (d == nb::dtype<std::int32_t>()) return copy_elements<std::int32_t>(a, dst, n);
+  if (d == nb::dtype<std::uint32_t>()) return copy_elements<std::uint32_t>(a, dst, n);
+  if (d == nb::dtype<std::int64_t>()) return copy_elements<std::int64_t>(a, dst, n);
+  if (d == nb::dtype<std::uint64_t>()) return copy_elements<std::uint64_t>(a, dst, n);
   throw nb::type_error(("unsupported dtype " + dtype_text(d)).c_str());
 }
 
@@ -119,40 +124,16 @@ Tensor float_tensor(const Array& a, const char* what) {
                            dtype_text(d) + "); pass x.contiguous().float()")
                               .c_str());
   Tensor out = Tensor::empty(shape, DType::F32);
-  float* dst = out.data<float>();
-  const std::int64_t n = element_count(a);
-  for (std::int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(element_as_double(a, i));
+  copy_as(a, out.data<float>(), element_count(a));
   return out;
 }
 
-Tensor label_tensor(const Array& a, std::int64_t rows, std::int64_t num_classes, const char* what) {
-  const nb::dlpack::dtype d = a.dtype();
-  const auto code = static_cast<nb::dlpack::dtype_code>(d.code);
-  if (code != nb::dlpack::dtype_code::Int && code != nb::dlpack::dtype_code::UInt)
-    throw nb::type_error((std::string(what) + " has dtype " + dtype_text(d) + "; class labels are integers").c_str());
-  if (a.ndim() != 1 || static_cast<std::int64_t>(a.shape(0)) != rows)
-    throw nb::value_error((std::string(what) + " has shape " + shape_text(a) + "; expected (" + std::to_string(rows) +
-                           ",): one label per example")
-                              .c_str());
-  if (array_device(a, what).is_cuda())
-    throw nb::value_error((std::string(what) + " is a CUDA array; pass the labels on the CPU (x.cpu())").c_str());
-  Tensor out = Tensor::empty({rows}, DType::I32);
-  std::int32_t* dst = out.data<std::int32_t>();
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const double v = element_as_double(a, i);
-    if (v < 0 || (num_classes > 0 && v >= static_cast<double>(num_classes)))
-      throw nb::value_error((std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(static_cast<long long>(v)) +
-                             " is not a class in [0, " + std::to_string(num_classes) + ")")
-                                .c_str());
-    dst[i] = static_cast<std::int32_t>(v);
-  }
-  return out;
-}
-
-std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const char* what) {
+// The integers of a 1-D CPU array of `rows` entries (TypeError for another dtype, with `kind`
+// naming what they are; ValueError naming a wrong shape or a CUDA array).
+std::vector<std::int64_t> integers(const Array& a, std::int64_t rows, const char* what, const char* kind) {
   const auto code = static_cast<nb::dlpack::dtype_code>(a.dtype().code);
   if (code != nb::dlpack::dtype_code::Int && code != nb::dlpack::dtype_code::UInt)
-    throw nb::type_error((std::string(what) + " has dtype " + dtype_text(a.dtype()) + "; indices are integers").c_str());
+    throw nb::type_error((std::string(what) + " has dtype " + dtype_text(a.dtype()) + "; " + kind).c_str());
   if (a.ndim() != 1 || static_cast<std::int64_t>(a.shape(0)) != rows)
     throw nb::value_error((std::string(what) + " has shape " + shape_text(a) + "; expected (" + std::to_string(rows) +
                            ",): one per example")
@@ -160,15 +141,43 @@ std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const 
   if (array_device(a, what).is_cuda())
     throw nb::value_error((std::string(what) + " is a CUDA array; pass it on the CPU").c_str());
   std::vector<std::int64_t> out(static_cast<std::size_t>(rows));
-  for (std::int64_t i = 0; i < rows; ++i) {
-    const double v = element_as_double(a, i);
-    if (v < 0)
+  copy_as(a, out.data(), rows);
+  return out;
+}
+
+std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const char* what) {
+  std::vector<std::int64_t> out = integers(a, rows, what, "indices are integers");
+  for (std::int64_t i = 0; i < rows; ++i)
+    if (out[static_cast<std::size_t>(i)] < 0)
       throw nb::value_error((std::string(what) + "[" + std::to_string(i) + "] = " +
-                             std::to_string(static_cast<long long>(v)) + " is negative")
+                             std::to_string(out[static_cast<std::size_t>(i)]) + " is negative")
                                 .c_str());
-    out[static_cast<std::size_t>(i)] = static_cast<std::int64_t>(v);
+  return out;
+}
+
+Tensor label_tensor(const Array& a, std::int64_t rows, std::int64_t num_classes, const char* what) {
+  const std::vector<std::int64_t> v = integers(a, rows, what, "class labels are integers");
+  Tensor out = Tensor::empty({rows}, DType::I32);
+  std::int32_t* dst = out.data<std::int32_t>();
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const std::int64_t c = v[static_cast<std::size_t>(i)];
+    if (c < 0 || (num_classes > 0 && c >= num_classes))
+      throw nb::value_error((std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(c) +
+                             " is not a class in [0, " + std::to_string(num_classes) + ")")
+                                .c_str());
+    dst[i] = static_cast<std::int32_t>(c);
   }
   return out;
+}
+
+nn::Dataset array_dataset(const Model& model, const Array& x, const Array& y, const char* x_name,
+                          const char* y_name) {
+  nn::Dataset d;
+  d.name = "arrays";
+  d.images = model_input(model, x, x_name);
+  d.labels = label_tensor(y, d.images.shape()[0], model.spec.num_classes, y_name);
+  d.num_classes = model.spec.num_classes;
+  return d;
 }
 
 Tensor model_input(const Model& model, const Array& a, const char* what) {

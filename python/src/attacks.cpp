@@ -33,7 +33,6 @@ struct AttackArgs {
   bool bpda = false;
   bool unbounded = false;  // C&W: the minimal-norm result, not judged against eps
   attacks::MethodOptions method_options;
-  float rho = 0.75f;
 };
 
 nb::dict result_dict(const attacks::AttackResult& r) {
@@ -80,27 +79,10 @@ nb::dict attack(Model& model, const Array& x, const Array& y, const AttackArgs& 
     nn::FrozenScope frozen(*model.module);
     const Tensor xd = input.to(model.device);
     const Tensor yd = labels.to(model.device);
-    if (method == attacks::AttackMethod::ApgdCe || method == attacks::AttackMethod::ApgdDlr) {
-      attacks::ApgdOptions ao;
-      ao.attack = o;
-      ao.loss = method == attacks::AttackMethod::ApgdCe ? attacks::ApgdLoss::Ce : attacks::ApgdLoss::Dlr;
-      ao.rho = a.rho;
-      r = attacks::apgd(*model.module, xd, yd, ao);
-    } else {
-      r = attacks::run_attack(method, *model.module, xd, yd, o, a.unbounded, a.method_options);
-    }
+    r = attacks::run_attack(method, *model.module, xd, yd, o, a.unbounded, a.method_options);
   }
   r.adversarial = r.adversarial.to(input.device());  // where the input lives
   return result_dict(r);
-}
-
-nn::Dataset array_dataset(const Model& model, const Array& x, const Array& y) {
-  nn::Dataset d;
-  d.name = "arrays";
-  d.images = model_input(model, x, "x");
-  d.labels = label_tensor(y, d.images.shape()[0], model.spec.num_classes, "y");
-  d.num_classes = model.spec.num_classes;
-  return d;
 }
 
 nb::dict per_example_dict(const std::vector<attacks::PerExampleRow>& rows) {
@@ -222,7 +204,9 @@ void register_attacks(nb::module_& m) {
       .def_rw("eot", &AttackArgs::eot)
       .def_rw("bpda", &AttackArgs::bpda)
       .def_rw("unbounded", &AttackArgs::unbounded)
-      .def_rw("rho", &AttackArgs::rho)
+      .def_prop_rw(
+          "rho", [](const AttackArgs& a) { return a.method_options.apgd_rho; },
+          [](AttackArgs& a, float v) { a.method_options.apgd_rho = v; })
       .def_prop_rw(
           "cw_c", [](const AttackArgs& a) { return a.method_options.cw_initial_const; },
           [](AttackArgs& a, float v) { a.method_options.cw_initial_const = v; })

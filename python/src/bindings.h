@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/progress.h"
+#include "nn/data/dataset.h"
 #include "nn/zoo.h"
 #include "runtime/tensor.h"
 
@@ -46,6 +47,9 @@ Tensor float_tensor(const Array& a, const char* what);
 Tensor label_tensor(const Array& a, std::int64_t rows, std::int64_t num_classes, const char* what);
 // Non-negative integer indices, 1-D with `rows` entries (ValueError naming the first negative one).
 std::vector<std::int64_t> index_vector(const Array& a, std::int64_t rows, const char* what);
+// Images and labels for `model` as a Dataset (the images wrapped without a copy where possible).
+nn::Dataset array_dataset(const Model& model, const Array& x, const Array& y, const char* x_name = "x",
+                          const char* y_name = "y");
 // Images for `model`: [N, C, H, W] matching its input shape (ValueError naming both shapes).
 Tensor model_input(const Model& model, const Array& a, const char* what = "x");
 // A Tensor as an array object with __dlpack__ and the buffer protocol; it keeps the Tensor's

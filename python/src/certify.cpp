@@ -173,11 +173,7 @@ nb::object sweep(Model& model, const std::string& out, const std::vector<double>
     report = certify::certify_file(o, data_dir, model.device, &sink);
   } else {
     if (!x || !y) throw nb::value_error("pass data (a dataset spec such as 'fashion-mnist') or both x and y");
-    nn::Dataset d;
-    d.name = "arrays";
-    d.images = model_input(model, *x, "x");
-    d.labels = label_tensor(*y, d.images.shape()[0], model.spec.num_classes, "y");
-    d.num_classes = model.spec.num_classes;
+    const nn::Dataset d = array_dataset(model, *x, *y);
     o.data = array_data_name(d);
     nb::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(model.mutex);

@@ -97,11 +97,7 @@ struct TrainArgs {
 };
 
 nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a, nb::object progress) {
-  nn::Dataset d;
-  d.name = "arrays";
-  d.images = model_input(model, x, "x_train");
-  d.labels = label_tensor(y, d.images.shape()[0], model.spec.num_classes, "y_train");
-  d.num_classes = model.spec.num_classes;
+  const nn::Dataset d = array_dataset(model, x, y, "x_train", "y_train");
   nn::TrainOptions o;
   o.epochs = a.epochs;
   o.batch_size = a.batch_size;
@@ -206,7 +202,6 @@ nb::dict step(Stepper& s, const Array& x, const Array& y) {
   out["batch_size"] = r.batch_size;
   out["clipped"] = r.clipped;
   out["loss"] = r.loss;
-  out["epsilon"] = r.epsilon;
   return out;
 }
 
