@@ -57,9 +57,10 @@ bool message_waiting(int source, int tag);
 
 // Collectives: every rank calls them in the same order. (With one process they return at once.)
 void barrier();
-// Σ over ranks of `values` (the same length on every rank), identical on every rank: rank 0
-// gathers the vectors and adds them in rank order (in double), then broadcasts the sum, so the
-// result does not depend on MPI's reduction tree.
+// Σ over ranks of `values` (the same length on every rank), identical on every rank: each
+// element is added in rank order (in double), so the result does not depend on MPI's reduction
+// tree. Rank b adds the b-th block of the vector and the blocks are then gathered everywhere
+// (a reduce-scatter and an all-gather: each rank moves 2·(K−1)/K of the vector).
 std::vector<double> sum_over_ranks(const std::vector<double>& values);
 // Rank `root`'s `values` on every rank.
 void broadcast(std::vector<double>& values, int root);

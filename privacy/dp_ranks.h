@@ -5,13 +5,14 @@
 // draws the same batch without a message; rank r takes the r-th of K contiguous slices of it and
 // clips its examples' gradients into the parameters' grads (the book-keeping pass of
 // privacy/per_example.h). The clipped sums, and the step's counts, are then summed over the
-// ranks in a fixed order (mpi::sum_over_ranks: gathered to rank 0, added in rank order in double,
-// broadcast), so every rank holds the same Σ_i clip_C(g_i) bit for bit. The noise that
-// DpOptimizer adds is keyed by (seed, step, element) (privacy/noise.h), the same draw on every
-// rank, so the parameters stay identical without a broadcast, and the privacy ledger is the
-// one-process run's: the mechanism (sample, clipping, noise) is the same, only the work is split.
-// With one rank the sums are the one-process run's exactly; with K ranks they differ from it only
-// by the order of float32 additions within each slice.
+// ranks in a fixed order (mpi::sum_over_ranks: each element added in rank order in double by
+// the rank that owns its block, then gathered everywhere), so every rank holds the same
+// Σ_i clip_C(g_i) bit for bit. The noise that DpOptimizer adds is keyed by (seed, step, element)
+// (privacy/noise.h), the same draw on every rank, so the parameters stay identical without a
+// broadcast, and the privacy ledger is the one-process run's: the mechanism (sample, clipping,
+// noise) is the same, only the work is split. With one rank the sums are the one-process run's
+// exactly; with K ranks they differ from it only by the order of float32 additions within each
+// slice.
 #pragma once
 
 #include <cstdint>

@@ -107,15 +107,32 @@ void barrier() {
 std::vector<double> sum_over_ranks(const std::vector<double>& values) {
   const World& w = world();
   if (w.size <= 1) return values;
-  const int n = count_of(values.size());
-  std::vector<double> all;
-  if (w.rank == 0) all.resize(values.size() * static_cast<std::size_t>(w.size));
-  check(MPI_Gather(values.data(), n, MPI_DOUBLE, all.data(), n, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Gather");
-  std::vector<double> sum(values.size(), 0.0);
-  if (w.rank == 0)
-    for (int r = 0; r < w.size; ++r)  // rank order: the same rounding in every run with this many ranks
-      for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += all[static_cast<std::size_t>(r) * sum.size() + i];
-  check(MPI_Bcast(sum.data(), n, MPI_DOUBLE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+  // Reduce-scatter then all-gather, each by rank order: rank b owns the b-th of `size` contiguous
+  // blocks, receives every rank's copy of that block (MPI_Alltoallv), adds the copies in rank
+  // order in double, and the owned sums are gathered everywhere (MPI_Allgatherv). Every element
+  // is Σ_r values_r[i] added from rank 0 up, so the result is bit-identical to gathering all on
+  // one rank, while each rank sends and receives 2·(size−1)/size of the vector (as a ring
+  // all-reduce does) and does 1/size of the additions.
+  const std::size_t n = values.size(), size = static_cast<std::size_t>(w.size);
+  std::vector<int> counts(size), offsets(size);
+  for (std::size_t b = 0; b < size; ++b) {
+    offsets[b] = count_of(n * b / size);
+    counts[b] = count_of(n * (b + 1) / size) - offsets[b];
+  }
+  const auto own = static_cast<std::size_t>(counts[static_cast<std::size_t>(w.rank)]);
+  std::vector<double> copies(own * size);
+  std::vector<int> recv_counts(size, static_cast<int>(own)), recv_offsets(size);
+  for (std::size_t r = 0; r < size; ++r) recv_offsets[r] = count_of(own * r);
+  check(MPI_Alltoallv(values.data(), counts.data(), offsets.data(), MPI_DOUBLE, copies.data(), recv_counts.data(),
+                      recv_offsets.data(), MPI_DOUBLE, MPI_COMM_WORLD),
+        "MPI_Alltoallv");
+  std::vector<double> block(own, 0.0);
+  for (std::size_t r = 0; r < size; ++r)  // rank order: the same rounding in every run with this many ranks
+    for (std::size_t i = 0; i < own; ++i) block[i] += copies[r * own + i];
+  std::vector<double> sum(n);
+  check(MPI_Allgatherv(block.data(), static_cast<int>(own), MPI_DOUBLE, sum.data(), counts.data(), offsets.data(),
+                       MPI_DOUBLE, MPI_COMM_WORLD),
+        "MPI_Allgatherv");
   return sum;
 }
 
