@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "core/mpi.h"
 #include "kernels/blas.h"
+#include "kernels/rank_sum.h"
 #include "nn/onnx_import.h"
 
 namespace aegis::app {
@@ -27,10 +28,16 @@ Runner add_info(CLI::App& app) {
                 {"launched", mpi::launched_by_launcher()},
                 {"world_size", world.size},
                 {"rank", world.rank}};
+    // The rank's place on its node and the device that --device cuda (or auto) gives it there.
+    const int local_rank = mpi::local_rank(), gpus = cuda_device_count();
+    const std::string rank_device = gpus > 0 ? Device::cuda(mpi::gpu_for_local_rank(local_rank, gpus)).str() : "cpu";
+    j["mpi"]["local_rank"] = local_rank;
+    j["mpi"]["device"] = rank_device;
+    j["nccl"] = kernels::nccl_compiled() ? "compiled in (device sums over ranks)" : "not compiled in";
     std::string mpi_line = "not compiled in";
     if (mpi::compiled())
       mpi_line = mpi::library_version() + ", world size " + std::to_string(world.size) + ", rank " +
-                 std::to_string(world.rank);
+                 std::to_string(world.rank) + ", local rank " + std::to_string(local_rank) + " on " + rank_device;
     else if (mpi::launched_by_launcher())
       mpi_line += " (started by a launcher: every process runs alone)";
     nlohmann::json devices = nlohmann::json::array();
@@ -48,6 +55,7 @@ Runner add_info(CLI::App& app) {
               << "cuda:     " << j["cuda"].get<std::string>() << "\n"
               << "onnx:     " << j["onnx"].get<std::string>() << "\n"
               << "mpi:      " << mpi_line << "\n"
+              << "nccl:     " << j["nccl"].get<std::string>() << "\n"
               << "devices:\n";
     for (const auto& d : devices)
       std::cout << "  " << d["device"].get<std::string>() << "  " << d["description"].get<std::string>() << "\n";

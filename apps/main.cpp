@@ -70,12 +70,12 @@ int main(int argc, char** argv) {
   try {
     for (auto& [cmd, run] : runners)
       if (cmd->parsed()) {
-        // Under mpirun, certify and train --dp share the work; any other command would run K times.
+        // Under mpirun, certify and train share the work; any other command would run K times.
         const std::string name = cmd->get_name();
         if (aegis::mpi::launched_by_launcher() && aegis::mpi::world().size > 1 && name != "info" && name != "certify" &&
             name != "train")
           throw aegis::InvalidArgument("aegis " + name + " runs in one process; under mpirun only certify and " +
-                                       "train --dp share their work over the ranks");
+                                       "train share their work over the ranks");
         return run();
       }
   } catch (const aegis::Error& e) {

@@ -46,8 +46,12 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
     return j;
   }
   AEGIS_CHECK(!a.trust_unverified_ledger, "--trust-unverified-ledger needs --resume");
-  AEGIS_CHECK(mpi::world().size == 1, "under mpirun, train runs data-parallel with --dp only (this run has "
-                                          << mpi::world().size << " processes)");
+  // Under mpirun plain training (and Gaussian augmentation) is data-parallel (nn/data_parallel.h);
+  // adversarial examples are formed over the whole batch, so adversarial training stays in one process.
+  AEGIS_CHECK(a.adv.empty() || mpi::world().size == 1,
+              "--adv runs in one process (this run has " << mpi::world().size
+                                                          << " processes); under mpirun, train shares plain training, "
+                                                             "--noise-sigma and --dp over the ranks");
   if (!a.adv.empty()) {
     attacks::AdvTrainOptions adv = a.adv_options;
     adv.method = attacks::parse_adv_method(a.adv);

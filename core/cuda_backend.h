@@ -15,6 +15,9 @@
 namespace aegis::cuda_backend {
 
 int device_count() noexcept;  // 0 when the driver or a GPU is missing
+// Makes `device` this thread's current device, so that library handles created lazily later
+// (cuBLAS, cuDNN) belong to it: for a rank that runs on a GPU other than 0.
+void make_current(int device);
 std::string device_description(int device);
 std::string version_string();
 

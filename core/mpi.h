@@ -10,7 +10,8 @@
 // receive (MPI_THREAD_FUNNELED); the OpenMP threads inside a rank never do.
 //
 // Payloads are vectors of double: chunk indices, certificates (a class index is exact in a
-// double) and gradient sums, which are summed in double in rank order (sum_over_ranks).
+// double) and gradient sums, which are summed in double in rank order (sum_over_ranks); and
+// bytes, for what is no number (NCCL's unique id, a GPU's UUID: kernels/rank_sum.h).
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,20 @@ const World& world();
 // The MPI library's own version line ("" without MPI).
 std::string library_version();
 
+// This process's rank among the ranks on its node (0 in a plain process): from the launcher's
+// environment (OMPI_COMM_WORLD_LOCAL_RANK from Open MPI's mpirun, SLURM_LOCALID from srun), else,
+// under MPI, its rank among the processes that share its memory (MPI_Comm_split_type with
+// MPI_COMM_TYPE_SHARED; collective, so on first use every rank must ask, as world() does).
+int local_rank();
+// The launcher's local rank alone: OMPI_COMM_WORLD_LOCAL_RANK, else SLURM_LOCALID; -1 when neither is
+// set to a number ≥ 0.
+int local_rank_from_environment();
+// The GPU a rank uses when its device is `cuda` or `auto` without a number: local rank mod the
+// visible GPU count, so the ranks of a node spread over its GPUs (and one GPU made visible per rank,
+// as srun --gpus-per-task does, is GPU 0 of every rank). InvalidArgument for a negative local rank
+// or fewer than one GPU. A pure function, tested without a GPU.
+int gpu_for_local_rank(int local_rank, int gpu_count);
+
 constexpr int kAnySource = -1;
 
 struct Message {
@@ -64,6 +79,10 @@ void barrier();
 std::vector<double> sum_over_ranks(const std::vector<double>& values);
 // Rank `root`'s `values` on every rank.
 void broadcast(std::vector<double>& values, int root);
+// The same for bytes (`bytes` has the same length on every rank).
+void broadcast_bytes(std::vector<unsigned char>& bytes, int root);
+// Every rank's `mine` (the same length on every rank), concatenated in rank order, on every rank.
+std::vector<unsigned char> all_gather_bytes(const std::vector<unsigned char>& mine);
 
 // Ends every rank of the run with this exit status (MPI_Abort); returns when there is no MPI run.
 // For a front end whose rank failed: the others would otherwise wait for it forever.

@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/mpi.h"
+#include "nn/data_parallel.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "core/checked_math.h"
@@ -33,6 +35,13 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
                              const std::function<void(const EpochResult&)>& on_epoch) {
   check_train_options(o);
   AEGIS_CHECK(train.size() > 0, "training set '" << train.name << "' is empty");
+  // Under mpirun each rank takes its slice of every batch (nn/data_parallel.h). The hooks that
+  // transform the input (adversarial training) see the whole batch and key their randomness by an
+  // example's place in it, so they are not split.
+  const bool split = mpi::world().size > 1;
+  AEGIS_CHECK(!split || (!o.make_input && !o.after_backward),
+              "adversarial training runs in one process; under mpirun, train shares plain training (with or without "
+              "--noise-sigma) and --dp over the ranks");
 
   model.to(o.device);
   model.train(true);
@@ -78,14 +87,39 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
         }
         optimizer->set_lr(lr);
         optimizer->zero_grad();
-        Var logits = model.forward(input);
-        Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
-        const Tensor step_correct = count_correct_on_device(logits.value(), batch.labels);
-        autograd::backward(loss);
-        // The loss is read once the backward pass is queued, so that on a GPU the step waits for
-        // the device once here (and for the optimizer's finite check) instead of between the
-        // forward and the backward pass. A non-finite loss still stops before any update.
-        const double loss_value = loss.value().item();
+        const std::int64_t b = batch.labels.numel();
+        double loss_value = 0.0;
+        std::int64_t step_correct = 0;
+        if (!split) {
+          Var logits = model.forward(input);
+          Var loss = F::cross_entropy(logits, batch.labels, Reduction::Mean);
+          const Tensor correct_here = count_correct_on_device(logits.value(), batch.labels);
+          autograd::backward(loss);
+          // The loss is read once the backward pass is queued, so that on a GPU the step waits for
+          // the device once here (and for the optimizer's finite check) instead of between the
+          // forward and the backward pass. A non-finite loss still stops before any update.
+          loss_value = loss.value().item();
+          step_correct = static_cast<std::int64_t>(correct_here.item());
+        } else {
+          // This rank's rows of the batch: the sum of their losses, backward, then the gradient
+          // sums added over the ranks and divided by the whole batch's size, which is the
+          // gradient of the batch's mean loss, as in one process (up to float32 summation order).
+          // No zoo layer keeps batch statistics (GroupNorm is per example; an imported graph's
+          // BatchNorm is frozen: nn::announce_training), so a slice's gradient is its own.
+          const auto [begin, end] = rank_rows(b);
+          std::vector<double> sums{0.0, 0.0};
+          if (end > begin) {
+            const Tensor labels = batch.labels.rows(begin, end);
+            Var logits = model.forward(Var(input.value().rows(begin, end), false));
+            Var loss = F::cross_entropy(logits, labels, Reduction::Sum);
+            const Tensor correct_here = count_correct_on_device(logits.value(), labels);
+            autograd::backward(loss);
+            sums = {loss.value().item(), correct_here.item()};
+          }
+          sums = sum_gradients_over_ranks(model.parameters(), sums, 1.0 / static_cast<double>(b));
+          loss_value = sums[0] / static_cast<double>(b);
+          step_correct = std::llround(sums[1]);
+        }
         if (!std::isfinite(loss_value))
           AEGIS_THROW(NumericError, "training loss became " << loss_value << " at epoch " << epoch + 1 << ", step "
                                                             << result.steps + 1 << " (learning rate " << lr
@@ -93,9 +127,8 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
         if (o.after_backward) o.after_backward(input);
         optimizer->step();
         if (o.after_step) o.after_step();
-        const std::int64_t b = batch.labels.numel();
         loss_sum += loss_value * static_cast<double>(b);
-        correct += static_cast<std::int64_t>(step_correct.item());
+        correct += step_correct;
         seen += b;
         ++result.steps;
         if (on_step) {

@@ -150,6 +150,8 @@ void EpochProgress::finish(const std::string& text) {
 
 TrainReport run_training(const TrainJob& job, const DatasetSplit& split, ProgressSink* progress) {
   check_train_options(job.train);  // before the progress divides by the batch size
+  // Under mpirun every rank runs this (nn/data_parallel.h); rank 0 reports and writes the model.
+  if (mpi::world().rank != 0) progress = nullptr;
   TrainedModel t = start_model(job, split.train);
   announce_training(job, t, split, "", progress);
   EpochProgress bars(progress, job.train.epochs, ceil_div(split.train.size(), job.train.batch_size));

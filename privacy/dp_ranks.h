@@ -5,29 +5,26 @@
 // draws the same batch without a message; rank r takes the r-th of K contiguous slices of it and
 // clips its examples' gradients into the parameters' grads (the book-keeping pass of
 // privacy/per_example.h). The clipped sums, and the step's counts, are then summed over the
-// ranks in a fixed order (mpi::sum_over_ranks: each element added in rank order in double by
-// the rank that owns its block, then gathered everywhere), so every rank holds the same
-// Σ_i clip_C(g_i) bit for bit. The noise that DpOptimizer adds is keyed by (seed, step, element)
-// (privacy/noise.h), the same draw on every rank, so the parameters stay identical without a
-// broadcast, and the privacy ledger is the one-process run's: the mechanism (sample, clipping,
-// noise) is the same, only the work is split. With one rank the sums are the one-process run's
-// exactly; with K ranks they differ from it only by the order of float32 additions within each
-// slice.
+// ranks in a fixed order (nn/data_parallel.h: added in rank order in double, through MPI on the
+// host or NCCL on GPUs), so every rank holds the same Σ_i clip_C(g_i) bit for bit. The noise that
+// DpOptimizer adds is keyed by (seed, step, element) (privacy/noise.h), the same draw on every
+// rank, so the parameters stay identical without a broadcast, and the privacy ledger is the
+// one-process run's: the mechanism (sample, clipping, noise) is the same, only the work is split.
+// With one rank the sums are the one-process run's exactly; with K ranks they differ from it only
+// by the order of float32 additions within each slice.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "nn/module.h"
+#include "nn/data_parallel.h"
 
 namespace aegis::privacy {
 
-// This rank's contiguous part of a step's sample (all of it in a one-process run).
+// This rank's contiguous part of a step's sample (all of it in a one-process run; nn::rank_rows).
 std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample);
 
-// Replaces each parameter's grad by its sum over the ranks and returns the sums of `counts`
-// (the same on every rank). A parameter that no rank reached keeps no grad, as in one process;
-// one reached elsewhere gets the others' sum. A one-process run returns `counts` untouched.
-std::vector<double> sum_gradients_over_ranks(const std::vector<nn::Var>& parameters, const std::vector<double>& counts);
+// The clipped sums and the step's counts over the ranks (nn/data_parallel.h).
+using nn::sum_gradients_over_ranks;
 
 }  // namespace aegis::privacy

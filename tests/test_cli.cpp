@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/device.h"
+#include "kernels/rank_sum.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -38,6 +39,10 @@ TEST(Cli, InfoReportsBackendsAsJson) {
   EXPECT_EQ(j["backends"][0], "cpu");
   EXPECT_EQ(j["backends"].size(), cuda_compiled() ? 2u : 1u);
   EXPECT_GE(j["devices"].size(), 1u);
+  // A plain process is local rank 0; `--device cuda` would give it GPU 0 (core/mpi.h).
+  EXPECT_EQ(j["mpi"]["local_rank"], 0);
+  EXPECT_EQ(j["mpi"]["device"], cuda_device_count() > 0 ? "cuda:0" : "cpu");
+  EXPECT_EQ(j["nccl"] == "not compiled in", !kernels::nccl_compiled());
 }
 
 TEST(Cli, TrainThenEvalOnBundledDigits) {

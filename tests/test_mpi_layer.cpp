@@ -1,15 +1,21 @@
 // The communication layer (core/mpi.h) in a process that no launcher started, with or without MPI
 // compiled in: rank 0 of 1, collectives that return their input, messages refused with an error,
-// and the sweep and DP-SGD helpers above it reducing to the one-process code (the mpirun runs are
-// tests/test_mpi.cpp, built with MPI only).
+// the GPU a rank takes, the sums over ranks (kernels/rank_sum.h; on a GPU, through NCCL with a
+// one-rank communicator when the build has it), and the sweep, data-parallel and DP-SGD helpers
+// above it reducing to the one-process code (the mpirun runs are tests/test_mpi.cpp, built with
+// MPI only).
 #include <cstdlib>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "certify/sweep_ranks.h"
 #include "core/error.h"
 #include "core/mpi.h"
+#include "kernels/rank_sum.h"
+#include "nn/data_parallel.h"
 #include "privacy/dp_ranks.h"
+#include "runtime/dispatch.h"
 #include "support/testing.h"
 
 namespace aegis {
@@ -50,6 +56,94 @@ TEST(MpiLayer, DpHelpersAreTheIdentityInOneProcess) {
   EXPECT_EQ(privacy::sum_gradients_over_ranks({w, unreached}, counts), counts);
   EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{0.25f, -0.5f}));
   EXPECT_FALSE(unreached.has_grad());
+}
+
+TEST(MpiLayer, ARankTakesLocalRankModGpuCount) {
+  EXPECT_EQ(mpi::gpu_for_local_rank(0, 1), 0);
+  EXPECT_EQ(mpi::gpu_for_local_rank(3, 1), 0);  // srun --gpus-per-task: each rank sees one GPU
+  EXPECT_EQ(mpi::gpu_for_local_rank(2, 8), 2);
+  EXPECT_EQ(mpi::gpu_for_local_rank(5, 4), 1);  // more ranks than GPUs: they wrap around
+  EXPECT_EQ(mpi::gpu_for_local_rank(7, 8), 7);
+  EXPECT_THROW(mpi::gpu_for_local_rank(0, 0), InvalidArgument);
+  EXPECT_THROW(mpi::gpu_for_local_rank(-1, 2), InvalidArgument);
+}
+
+TEST(MpiLayer, LocalRankComesFromTheLauncher) {
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  ::unsetenv("SLURM_LOCALID");
+  EXPECT_EQ(mpi::local_rank_from_environment(), -1);
+  EXPECT_EQ(mpi::local_rank(), 0);  // a plain process
+  ::setenv("SLURM_LOCALID", "2", 1);
+  EXPECT_EQ(mpi::local_rank_from_environment(), 2);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "3", 1);  // Open MPI's word first
+  EXPECT_EQ(mpi::local_rank_from_environment(), 3);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "x1", 1);  // not a number: the next variable
+  EXPECT_EQ(mpi::local_rank_from_environment(), 2);
+  ::setenv("SLURM_LOCALID", "-4", 1);
+  EXPECT_EQ(mpi::local_rank_from_environment(), -1);
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  ::unsetenv("SLURM_LOCALID");
+}
+
+TEST(MpiLayer, BytesCollectivesReturnTheirInput) {
+  std::vector<unsigned char> bytes{0, 255, 7};
+  mpi::broadcast_bytes(bytes, 0);
+  EXPECT_EQ(bytes, (std::vector<unsigned char>{0, 255, 7}));
+  EXPECT_EQ(mpi::all_gather_bytes(bytes), bytes);
+}
+
+TEST(MpiLayer, RanksAreAddedInDoubleInRankOrder) {
+  // Three ranks' values; in float32, 1e8 + 1 − 1e8 is 0 (1e8 + 1 rounds back to 1e8), in double 1.
+  const std::vector<float> all{1e8f, 0.5f, -3.0f, 1.0f, 0.25f, 2.0f, -1e8f, 0.125f, 1.0f};
+  std::vector<float> out(3);
+  kernels::cpu::add_in_rank_order(all.data(), 3, 3, 1.0, out.data());
+  EXPECT_EQ(out, (std::vector<float>{1.0f, 0.875f, 0.0f}));
+  kernels::cpu::add_in_rank_order(all.data(), 3, 3, 0.5, out.data());
+  EXPECT_EQ(out, (std::vector<float>{0.5f, 0.4375f, 0.0f}));
+  std::vector<float> one{0.1f, -2.5f};  // one process: the values times the scale
+  kernels::cpu::sum_over_ranks(one.data(), 2, 4.0);
+  EXPECT_EQ(one, (std::vector<float>{static_cast<float>(0.1f * 4.0), -10.0f}));
+  EXPECT_THROW(kernels::cpu::add_in_rank_order(all.data(), 0, 3, 1.0, out.data()), InvalidArgument);
+}
+
+TEST(MpiLayer, DataParallelHelpersAreTheIdentityInOneProcess) {
+  EXPECT_EQ(nn::rank_rows(7), (std::pair<std::int64_t, std::int64_t>{0, 7}));
+  EXPECT_EQ(nn::rank_rows(0), (std::pair<std::int64_t, std::int64_t>{0, 0}));
+  nn::Var w(Tensor::from_vector(std::vector<float>{1.f, 2.f, 3.f}, {3}), true);
+  w.accumulate_grad(Tensor::from_vector(std::vector<float>{0.25f, -0.5f, 3.0f}, {3}));
+  const nn::Var unreached(Tensor::from_vector(std::vector<float>{4.f}, {1}), true);
+  // The gradient of a mean from a sum: the scale is applied once, to the summed gradient.
+  EXPECT_EQ(nn::sum_gradients_over_ranks({w, unreached}, {6.0, 1.0}, 0.25), (std::vector<double>{6.0, 1.0}));
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{0.0625f, -0.125f, 0.75f}));
+  EXPECT_FALSE(unreached.has_grad());
+}
+
+// A GPU test (skipped without one): the device sum equals the CPU reference bit for bit; in a
+// build with NCCL it goes through a one-rank NCCL communicator (all-gather, then the kernel).
+TEST(RankSumCuda, DeviceSumEqualsTheCpuReference) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  const Device gpu = Device::cuda(0);
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (const std::int64_t n : {std::int64_t{1}, std::int64_t{257}, std::int64_t{100003}}) {
+    std::vector<float> all(static_cast<std::size_t>(3 * n));
+    for (float& v : all) v = normal(rng);
+    std::vector<float> expected(static_cast<std::size_t>(n));
+    kernels::cpu::add_in_rank_order(all.data(), 3, n, 0.3, expected.data());
+    const Tensor d_all = Tensor::from_vector(all, {3 * n}).to(gpu);
+    Tensor d_out = Tensor::empty({n}, DType::F32, gpu);
+    AEGIS_DISPATCH(gpu, add_in_rank_order(d_all.data<float>(), 3, n, 0.3, d_out.data<float>()));
+    EXPECT_EQ(d_out.to_vector<float>(), expected) << n << " elements";
+
+    const std::vector<float> mine(all.begin(), all.begin() + n);
+    std::vector<float> reference = mine;
+    kernels::cpu::sum_over_ranks(reference.data(), n, 0.3);
+    Tensor d_mine = Tensor::from_vector(mine, {n}).to(gpu);
+    AEGIS_DISPATCH(gpu, sum_over_ranks(d_mine.data<float>(), n, 0.3));
+    EXPECT_EQ(d_mine.to_vector<float>(), reference) << n << " elements";
+  }
+  const std::string route = AEGIS_IF_CUDA_BUILD(kernels::cuda::rank_sum_route(), std::string());
+  EXPECT_EQ(route.rfind("nccl ", 0) == 0, kernels::nccl_compiled()) << route;
 }
 
 TEST(MpiLayer, SweepOverRanksIsRunSweepInOneProcess) {

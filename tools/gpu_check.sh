@@ -42,7 +42,7 @@ is_device_library() {
   case "$1" in
     linux-vdso.so* | ld-linux* | libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | libstdc++.so* | \
       libgcc_s.so* | libcudart.so* | libcublas.so* | libcublasLt.so* | libcurand.so* | libcudnn*.so* | libcuda.so* | \
-      libnvrtc*.so* | libz.so*) return 0 ;;
+      libnvrtc*.so* | libz.so* | libnccl.so*) return 0 ;;
   esac
   return 1
 }
@@ -99,6 +99,7 @@ pack_fallback() {
   blas_inc=$(dirname "$(find /usr/include -path '*openblas-openmp*' -name cblas.h | head -1)")
   [ -d "$blas_inc" ] && mkdir -p "$p/include/openblas" && cp "$blas_inc"/*.h "$p/include/openblas/"
   cp /usr/local/cuda/include/cudnn*.h "$p/include/" 2>/dev/null || true
+  cp /usr/local/cuda/include/nccl*.h "$p/include/" 2>/dev/null || true
   cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$p/share/cmake/" 2>/dev/null
   # GoogleTest's package files find its archives relative to themselves: keep the layout.
   local multiarch
@@ -153,12 +154,14 @@ locate_programs() {
   fi
 }
 
-# The CUDA libraries of the device: its toolkit and its pip packages (cuDNN comes from pip).
+# The CUDA libraries of the device: its toolkit and its pip packages (cuDNN comes from pip; NCCL,
+# 200 MiB, from the toolkit or from pip, never from the pack).
 device_library_path() {
   local dirs=() d lib
-  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudnn.so.9; do
+  for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libcudnn.so.9 libnccl.so.2; do
     d=""
-    for cand in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    for cand in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
+      /usr/lib/x86_64-linux-gnu; do
       [ -e "$cand/$lib" ] && d=$cand && break
     done
     if [ -z "$d" ]; then
@@ -190,6 +193,12 @@ fallback_build() {
     -DAEGIS_CBLAS_INCLUDE="$p/include/openblas" -DAEGIS_SODIUM_LIBRARY="$stage/lib/libsodium.so.23"
     -DAEGIS_SODIUM_INCLUDE="$p/include" -DAEGIS_CUDNN_INCLUDE="$cudnn_inc" -DZLIB_INCLUDE_DIR="$p/include")
   [ -n "$cudnn_lib" ] && flags+=(-DAEGIS_CUDNN_LIBRARY="$cudnn_lib")
+  # NCCL (kernels/rank_sum.h): the device's library (pip's has no unversioned libnccl.so) with the
+  # carried header, when the device's toolkit has none of its own.
+  local nccl_lib
+  nccl_lib=$(echo "$DEVICE_LIBS" | tr ':' '\n' | while read -r d; do [ -e "$d/libnccl.so.2" ] && echo "$d/libnccl.so.2"; done | head -1)
+  [ -n "$nccl_lib" ] && [ -f "$p/include/nccl.h" ] &&
+    flags+=(-DAEGIS_NCCL_LIBRARY="$nccl_lib" -DAEGIS_NCCL_INCLUDE="$p/include")
   # A machine without zlib's development package still has its runtime library.
   local zlib_lib
   zlib_lib=$(ldconfig -p 2>/dev/null | awk '/libz\.so\.1 .*x86-64/ {print $NF; exit}')

@@ -19,6 +19,10 @@ int device_count() noexcept {
   return n;
 }
 
+void make_current(int device) {
+  CUDA_CHECK(cudaSetDevice(device));
+}
+
 std::string device_description(int device) {
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, device));

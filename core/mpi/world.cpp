@@ -6,6 +6,7 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <limits>
 
@@ -60,6 +61,22 @@ int count_of(std::size_t n) {
 const World& world() {
   static const Session session;
   return session.world;
+}
+
+int local_rank() {
+  // The launcher's word first; MPI's shared-memory split otherwise (computed once: it is collective).
+  static const int rank = [] {
+    const int from_launcher = local_rank_from_environment();
+    if (from_launcher >= 0 || world().size <= 1) return std::max(from_launcher, 0);
+    MPI_Comm node = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world().rank, MPI_INFO_NULL, &node),
+          "MPI_Comm_split_type");
+    int r = 0;
+    check(MPI_Comm_rank(node, &r), "MPI_Comm_rank");
+    MPI_Comm_free(&node);
+    return r;
+  }();
+  return rank;
 }
 
 std::string library_version() {
@@ -139,6 +156,20 @@ std::vector<double> sum_over_ranks(const std::vector<double>& values) {
 void broadcast(std::vector<double>& values, int root) {
   if (world().size <= 1) return;
   check(MPI_Bcast(values.data(), count_of(values.size()), MPI_DOUBLE, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+void broadcast_bytes(std::vector<unsigned char>& bytes, int root) {
+  if (world().size <= 1) return;
+  check(MPI_Bcast(bytes.data(), count_of(bytes.size()), MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+}
+
+std::vector<unsigned char> all_gather_bytes(const std::vector<unsigned char>& mine) {
+  const World& w = world();
+  if (w.size <= 1) return mine;
+  const int n = count_of(mine.size());
+  std::vector<unsigned char> all(mine.size() * static_cast<std::size_t>(w.size));
+  check(MPI_Allgather(mine.data(), n, MPI_BYTE, all.data(), n, MPI_BYTE, MPI_COMM_WORLD), "MPI_Allgather");
+  return all;
 }
 
 void abort_run(int status) noexcept {

@@ -17,6 +17,10 @@ int device_count() noexcept {
   return 0;
 }
 
+void make_current(int) {
+  throw_no_cuda("choosing a CUDA device");
+}
+
 std::string device_description(int) {
   return "";
 }

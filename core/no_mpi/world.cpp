@@ -14,6 +14,13 @@ const World& world() {
   return one;
 }
 
+// Without MPI every process runs alone; a launcher's local rank still spreads such processes over
+// a node's GPUs (a Slurm job of single-process shards, say).
+int local_rank() {
+  const int from_launcher = local_rank_from_environment();
+  return from_launcher >= 0 ? from_launcher : 0;
+}
+
 std::string library_version() {
   return "";
 }
@@ -37,6 +44,12 @@ std::vector<double> sum_over_ranks(const std::vector<double>& values) {
 }
 
 void broadcast(std::vector<double>&, int) {}
+
+void broadcast_bytes(std::vector<unsigned char>&, int) {}
+
+std::vector<unsigned char> all_gather_bytes(const std::vector<unsigned char>& mine) {
+  return mine;
+}
 
 void abort_run(int) noexcept {}
 
