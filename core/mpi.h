@@ -6,8 +6,10 @@
 // MPI is initialized on the first call of world(), and only when the environment says that the
 // process was started by a launcher (OMPI_COMM_WORLD_SIZE from Open MPI's mpirun, PMI_SIZE or
 // PMIX_RANK from Slurm's srun): a plain `aegis ...` never loads an MPI runtime and is rank 0 of 1.
-// MPI is finalized when the program exits. Only the thread that called world() may send or
-// receive (MPI_THREAD_FUNNELED); the OpenMP threads inside a rank never do.
+// MPI is finalized when the program exits. A host program that initialized MPI first (Python
+// with mpi4py) keeps it: aegis joins its MPI_COMM_WORLD and leaves finalizing to the host. Only
+// the thread that called world() may send or receive (MPI_THREAD_FUNNELED); the OpenMP threads
+// inside a rank never do.
 //
 // Payloads are vectors of double: chunk indices, certificates (a class index is exact in a
 // double) and gradient sums, which are summed in double in rank order (sum_over_ranks); and
@@ -33,7 +35,7 @@ bool launched_by_launcher();
 struct World {
   int rank = 0;
   int size = 1;
-  bool initialized = false;  // MPI_Init ran (never in a build without MPI)
+  bool initialized = false;  // MPI is running (never in a build without MPI)
 };
 // This process's place in the run; initializes MPI on first use as described above.
 const World& world();

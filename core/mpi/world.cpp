@@ -18,15 +18,22 @@ namespace aegis::mpi {
 namespace {
 
 // Finalizes MPI when the program exits, after main returns (a static's destructor), unless the
-// run was aborted or MPI was finalized already.
+// run was aborted, MPI was finalized already, or the host program (Python with mpi4py, say)
+// had initialized MPI itself: then it is the host's to finalize, and aegis only joins its world.
 struct Session {
   World world;
+  bool owns = false;  // this Session called MPI_Init_thread
   Session() {
     if (!launched_by_launcher()) return;
-    int provided = 0;
-    // A failed start ends the process inside MPI (MPI_ERRORS_ARE_FATAL); were it to return, this
-    // process runs alone rather than throwing from a static's constructor.
-    if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return;
+    int already = 0;
+    MPI_Initialized(&already);
+    if (!already) {
+      int provided = 0;
+      // A failed start ends the process inside MPI (MPI_ERRORS_ARE_FATAL); were it to return,
+      // this process runs alone rather than throwing from a static's constructor.
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return;
+      owns = true;
+    }
     world.initialized = true;
     MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world.size);
@@ -34,7 +41,7 @@ struct Session {
   ~Session() {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (world.initialized && !finalized) MPI_Finalize();
+    if (owns && !finalized) MPI_Finalize();
   }
 };
 
