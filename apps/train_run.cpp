@@ -24,7 +24,8 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
     AEGIS_CHECK(a.dp, "--consistency regularizes DP-SGD with noisy copies: add --dp");
     AEGIS_CHECK(a.dp_options.augmult >= 2, "--consistency compares an example's copies: it needs --augmult K >= 2 (got "
                                                << a.dp_options.augmult << ")");
-    AEGIS_CHECK(a.train.noise_sigma > 0.0f, "--consistency compares an example's noisy copies: it needs --noise-sigma > 0");
+    AEGIS_CHECK(a.train.noise_sigma > 0.0f,
+                "--consistency compares an example's noisy copies: it needs --noise-sigma > 0");
   }
   nn::TrainJob job;
   job.model = a.model;

@@ -121,7 +121,8 @@ Var group_norm(const Var& x, std::int64_t groups, const Var& gamma, const Var& b
 Var flatten(const Var& x);  // [N, d1, d2, ...] → [N, d1·d2·...]
 Var reshape(const Var& x, const Shape& shape);  // a view; one -1 allowed
 Var add(const Var& a, const Var& b);
-Var scale(const Var& x, float alpha);  // alpha·x, alpha finite
+// alpha·x for a finite alpha (InvalidArgument otherwise).
+Var scale(const Var& x, float alpha);
 // Fused, numerically stable softmax cross-entropy: loss_i = logsumexp(z_i) − z_i[y_i].
 // logits [N,K] f32; labels [N] i32 in [0,K) on the same device. Mean/Sum give a [1] tensor,
 // None gives [N].

@@ -90,8 +90,8 @@ nn::Var augmented_batch_loss(const nn::Var& logits, const AugmentedBatch& batch,
                              const std::optional<ConsistencyOptions>& consistency) {
   const std::int64_t rows = batch.labels.numel();
   const nn::Var loss = nn::F::cross_entropy(logits, batch.labels, nn::Reduction::None);
-  nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, rows}), nn::Var(batch.loss_weights.reshape({1, -1}), false),
-                                nn::Var());
+  nn::Var total =
+      nn::F::linear(nn::F::reshape(loss, {1, rows}), nn::Var(batch.loss_weights.reshape({1, -1}), false), nn::Var());
   if (!consistency) return total;
   const nn::Var reg = nn::F::consistency_regularizer(logits, copies, consistency->lambda, consistency->eta);
   return nn::F::add(total, nn::F::linear(nn::F::reshape(reg, {1, batch.example_mask.numel()}),

@@ -35,7 +35,8 @@ struct DpReport {
   std::string accountant, clipping, sampling;
   std::int64_t total_steps = 0;  // over every phase of the ledger
   std::int64_t augmult = 1;      // copies per sampled example (DpTrainOptions::augmult)
-  std::optional<ConsistencyOptions> consistency;  // the regularizer's weights, when it was on
+  // The consistency regularizer's weights, when it was on.
+  std::optional<ConsistencyOptions> consistency;
 };
 nlohmann::json to_json(const DpReport& report);  // the training keys and the privacy keys, flat
 

@@ -46,11 +46,11 @@ DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& 
                 "consistency regularizer: lambda " << c.lambda << " must be non-negative and finite");
     AEGIS_CHECK(std::isfinite(c.eta) && c.eta >= 0.0f,
                 "consistency regularizer: entropy weight " << c.eta << " must be non-negative and finite");
-    AEGIS_CHECK(dp.augmult >= 2, "the consistency regularizer compares an example's copies: it needs augmentation "
-                                 "multiplicity K >= 2, not "
-                                     << dp.augmult);
-    AEGIS_CHECK(o.noise_sigma > 0.0f, "the consistency regularizer compares an example's noisy copies: it needs "
-                                      "Gaussian noise on the inputs (noise sigma > 0)");
+    AEGIS_CHECK(dp.augmult >= 2,
+                "the consistency regularizer compares an example's copies: it needs K >= 2, not " << dp.augmult);
+    AEGIS_CHECK(o.noise_sigma > 0.0f,
+                "the consistency regularizer compares an example's noisy copies: it needs Gaussian noise on the "
+                "inputs (noise sigma > 0)");
   }
   DpPlan plan;
   double& q = plan.sampling_rate;
@@ -295,8 +295,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const std::int64_t cap = chunk_capacity(slice.size());
       StepOutcome step =
           augmented ? clip_augmented_sample(model, train, slice, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
-                                            clip, augment, dp.consistency, o.device, result.steps, global_step,
-                                            lr)
+                                            clip, augment, dp.consistency, o.device, result.steps, global_step, lr)
                     : clip_sample(model, train, slice, cap, clip, o.device, result.steps, lr);
       const std::vector<double> totals =
           sum_gradients_over_ranks(params, {step.loss, static_cast<double>(step.clipped),
