@@ -20,6 +20,13 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   AEGIS_CHECK(a.adv.empty() || a.train.noise_sigma == 0.0f,
               "--adv and --noise-sigma train for two different robustness notions: give one");
   AEGIS_CHECK(a.resume.empty() || a.dp, "--resume continues a DP run: add --dp");
+  if (a.consistency) {
+    AEGIS_CHECK(a.dp, "--consistency regularizes DP-SGD with noisy copies: add --dp");
+    AEGIS_CHECK(a.dp_options.augmult >= 2, "--consistency compares an example's copies: it needs --augmult K >= 2 (got "
+                                               << a.dp_options.augmult << ")");
+    AEGIS_CHECK(a.train.noise_sigma > 0.0f,
+                "--consistency compares an example's noisy copies: it needs --noise-sigma > 0");
+  }
   nn::TrainJob job;
   job.model = a.model;
   job.activation = a.activation;
@@ -31,6 +38,7 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   CliProgress progress(!a.common.quiet);
   if (a.dp) {
     privacy::DpJob dp{job, a.dp_options, a.resume, a.trust_unverified_ledger, {}};
+    if (a.consistency) dp.dp.consistency = privacy::ConsistencyOptions{*a.consistency, a.consistency_eta};
     if (!a.adv.empty()) {  // adversarial examples of each sampled example, clipped as that example's
       attacks::AdvTrainOptions adv = a.adv_options;
       adv.method = attacks::parse_adv_method(a.adv);
@@ -162,6 +170,17 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
                   "noise or adversarial start), their gradients averaged before clipping")
       ->capture_default_str()
       ->check(integer_in(1, 1024));
+  auto* consistency =
+      cmd->add_option_function<float>(
+             "--consistency", [&a](const float& v) { a.consistency = v; },
+             "DP: DP-CERT's consistency regularizer, weight LAMBDA of the copies' KL divergence from their mean "
+             "prediction (needs --augmult K >= 2 and --noise-sigma)")
+          ->check(non_negative(FLT_MAX));
+  cmd->add_option("--consistency-entropy", a.consistency_eta,
+                  "DP: weight ETA of the entropy of the copies' mean prediction in the consistency regularizer")
+      ->capture_default_str()
+      ->check(non_negative(FLT_MAX))
+      ->needs(consistency);
   cmd->add_option("--resume", a.resume, "DP: continue training this model file, composing its privacy ledger");
   cmd->add_flag("--trust-unverified-ledger", a.trust_unverified_ledger,
                 "DP: --resume from a file whose ledger has no digest to check (older aegis) instead of refusing");

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "attacks/adv_train.h"
@@ -26,6 +27,10 @@ struct TrainArgs {
   privacy::DpTrainOptions dp_options;
   std::string resume;                    // a DP model file whose weights and ledger the run continues
   bool trust_unverified_ledger = false;  // resume from a ledger without a digest (older files)
+  // DP-CERT's consistency regularizer (`--consistency LAMBDA [--consistency-entropy ETA]`): set
+  // into dp_options.consistency by run_training once the combination is checked.
+  std::optional<float> consistency;
+  float consistency_eta = privacy::ConsistencyOptions{}.eta;
   // Adversarial training (`--adv pgd|fgsm-rs|free --eps E`); empty: none. With --dp: pgd or
   // fgsm-rs examples of each sampled example (attacks::dp_adversarial_inputs).
   std::string adv;

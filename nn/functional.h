@@ -121,10 +121,36 @@ Var group_norm(const Var& x, std::int64_t groups, const Var& gamma, const Var& b
 Var flatten(const Var& x);  // [N, d1, d2, ...] → [N, d1·d2·...]
 Var reshape(const Var& x, const Shape& shape);  // a view; one -1 allowed
 Var add(const Var& a, const Var& b);
+// alpha·x for a finite alpha (InvalidArgument otherwise).
+Var scale(const Var& x, float alpha);
 // Fused, numerically stable softmax cross-entropy: loss_i = logsumexp(z_i) − z_i[y_i].
 // logits [N,K] f32; labels [N] i32 in [0,K) on the same device. Mean/Sum give a [1] tensor,
 // None gives [N].
 Var cross_entropy(const Var& logits, const Tensor& labels, Reduction reduction = Reduction::Mean);
+
+// Probability rows (kernels/softmax.h), all over f32 [rows, classes] with classes ≥ 1.
+// softmax / log_softmax over dimension 1, computed stably from the row maximum.
+Var softmax(const Var& x);
+Var log_softmax(const Var& x);
+// KL(p_r ‖ q_r) = Σ_j p_rj (log p_rj − log q_rj) per row, q given as log probabilities of p's shape:
+// → [rows]. log p is taken at max(p, 1e-20), so a zero probability adds nothing.
+Var kl_div(const Var& p, const Var& log_q);
+// −Σ_j p_rj log p_rj per row (log at max(p, 1e-20)) → [rows].
+Var entropy(const Var& p);
+// x [B·G, C] → [B, C], row b the mean of rows b·G … b·G + G − 1 (ShapeError unless G divides the rows).
+Var group_mean(const Var& x, std::int64_t group);
+// x [B, C] → [B·G, C], each row G times in a row (the adjoint of the group sum).
+Var repeat_rows(const Var& x, std::int64_t group);
+
+// The consistency regularizer of randomized-smoothing training (Jeong & Shin 2020, "Consistency
+// Regularization for Certified Robustness of Smoothed Classifiers", the loss L_con of their §3,
+// which DP-CERT, Wu et al. 2024, "Augment then Smooth", adds to each example's DP-SGD loss):
+// logits [B·K, C] hold K noisy copies of each of B examples as consecutive rows; with p_k the
+// copies' softmax and p̄ = (1/K) Σ_k p_k,
+//   R_b = lambda · (1/K) Σ_k KL(p̄ ‖ p_k) + eta · H(p̄)   → [B].
+// R_b depends on example b's rows only, so its gradient stays inside that example's copies.
+// lambda and eta must be finite and ≥ 0 (InvalidArgument); K ≥ 1 must divide the rows (ShapeError).
+Var consistency_regularizer(const Var& logits, std::int64_t copies, float lambda, float eta);
 
 }  // namespace F
 

@@ -86,4 +86,16 @@ AugmentedBatch augmented_batch(nn::Module& model, const nn::Dataset& dataset, co
   return out;
 }
 
+nn::Var augmented_batch_loss(const nn::Var& logits, const AugmentedBatch& batch, std::int64_t copies,
+                             const std::optional<ConsistencyOptions>& consistency) {
+  const std::int64_t rows = batch.labels.numel();
+  const nn::Var loss = nn::F::cross_entropy(logits, batch.labels, nn::Reduction::None);
+  nn::Var total =
+      nn::F::linear(nn::F::reshape(loss, {1, rows}), nn::Var(batch.loss_weights.reshape({1, -1}), false), nn::Var());
+  if (!consistency) return total;
+  const nn::Var reg = nn::F::consistency_regularizer(logits, copies, consistency->lambda, consistency->eta);
+  return nn::F::add(total, nn::F::linear(nn::F::reshape(reg, {1, batch.example_mask.numel()}),
+                                         nn::Var(batch.example_mask.reshape({1, -1}), false), nn::Var()));
+}
+
 }  // namespace aegis::privacy

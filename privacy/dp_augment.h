@@ -11,9 +11,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "nn/data/dataset.h"
+#include "nn/functional.h"
 #include "nn/module.h"
 #include "runtime/tensor.h"
 
@@ -39,6 +41,26 @@ struct AugmentOptions {
   DpInputFn make_input;      // applied last, on the noised copies; unset: none
   std::uint64_t seed = 0;
 };
+
+// DP-CERT's consistency regularizer (Wu et al. 2024, "Augment then Smooth", after Jeong & Shin
+// 2020; nn::F::consistency_regularizer): with K noisy copies of example i and p_ik their softmax,
+// p̄_i = (1/K) Σ_k p_ik, example i's loss becomes
+//   L_i = (1/K) Σ_k CE(f(x_ik), y_i) + lambda · (1/K) Σ_k KL(p̄_i ‖ p_ik) + eta · H(p̄_i).
+// L_i depends on example i's copies only, and the step's loss is Σ_i L_i, so the gradient that
+// per-example clipping forms for example i (the sum of its K rows' gradients) is ∇L_i itself:
+// clipping, sensitivity and accounting are unchanged. eta = 0.5 is Jeong & Shin's default.
+struct ConsistencyOptions {
+  float lambda = 0.0f;  // weight of the copies' mean KL divergence from their average prediction
+  float eta = 0.5f;     // weight of the entropy of the average prediction
+};
+
+// The loss whose gradient one backward pass forms for an augmented batch (logits [capacity·K, C]):
+//   Σ_r loss_weights_r · CE(logits_r, labels_r)  [+ Σ_i example_mask_i · R_i with the regularizer],
+// as [1, 1]. Row r's weight is 1/K, so example i's K rows sum to its copies' average gradient; R_i
+// is the consistency regularizer of example i's copies (nn::F::consistency_regularizer). Every term
+// belongs to one example, so per-example clipping with group size K clips exactly ∇L_i.
+nn::Var augmented_batch_loss(const nn::Var& logits, const AugmentedBatch& batch, std::int64_t copies,
+                             const std::optional<ConsistencyOptions>& consistency);
 
 // Rows `indices` of the dataset, each K times, in a batch of capacity ≥ indices.size() examples on
 // `device`. The noise of step `step` is Philox (seed, kPurposeDpAugment, step) at element

@@ -24,6 +24,10 @@ nlohmann::json to_json(const DpReport& r) {
   j["sampling"] = r.sampling;
   j["total_steps"] = r.total_steps;
   j["augmult"] = r.augmult;
+  if (r.consistency) {
+    j["consistency_lambda"] = r.consistency->lambda;
+    j["consistency_eta"] = r.consistency->eta;
+  }
   return j;
 }
 
@@ -44,6 +48,18 @@ void check_resumable_ledger(const DpJob& j, const LedgerCheck& check, ProgressSi
 }
 
 }  // namespace
+
+std::map<std::string, std::string> dp_transform_metadata(const DpTrainOptions& dp, float noise_sigma) {
+  std::map<std::string, std::string> m;
+  if (dp.augmult > 1) m["aegis.augmult"] = std::to_string(dp.augmult);
+  if (noise_sigma > 0.0f) m["aegis.noise_sigma"] = std::to_string(noise_sigma);
+  if (dp.consistency) {
+    // Shortest round-trip text, as the ledger writes its numbers.
+    m["aegis.consistency.lambda"] = nlohmann::json(dp.consistency->lambda).dump();
+    m["aegis.consistency.eta"] = nlohmann::json(dp.consistency->eta).dump();
+  }
+  return m;
+}
 
 DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, ProgressSink* progress) {
   // Under mpirun every rank runs this (privacy/dp_ranks.h); rank 0 reports and writes the model.
@@ -77,6 +93,12 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   }
   std::string kind = ", DP-SGD";
   if (j.dp.augmult > 1) kind += " with " + std::to_string(j.dp.augmult) + " copies per example";
+  if (j.dp.consistency) {
+    char text[96];
+    std::snprintf(text, sizeof text, " and the consistency regularizer (lambda %g, eta %g)",
+                  static_cast<double>(j.dp.consistency->lambda), static_cast<double>(j.dp.consistency->eta));
+    kind += text;
+  }
   nn::announce_training(j.job, t, split, kind, progress);
   const double n = static_cast<double>(split.train.size());
   if (j.dp.delta >= 1.0 / n) {
@@ -112,7 +134,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     AEGIS_CHECK(key.rfind("aegis.dp.", 0) != 0, "DP job metadata key '" << key << "' would overwrite the ledger");
     t.metadata[key] = value;
   }
-  if (j.dp.augmult > 1) t.metadata["aegis.augmult"] = std::to_string(j.dp.augmult);
+  for (auto& [key, value] : dp_transform_metadata(j.dp, opt.noise_sigma)) t.metadata[key] = value;
   nn::TrainResult loop;
   loop.steps = r.steps;
   loop.seconds = r.seconds;
@@ -129,6 +151,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   report.sampling = sampling_name(r.ledger.sampling);
   report.total_steps = r.ledger.steps();
   report.augmult = j.dp.augmult;
+  report.consistency = j.dp.consistency;
   return report;
 }
 

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "core/progress.h"
@@ -34,13 +35,21 @@ struct DpReport {
   std::string accountant, clipping, sampling;
   std::int64_t total_steps = 0;  // over every phase of the ledger
   std::int64_t augmult = 1;      // copies per sampled example (DpTrainOptions::augmult)
+  // The consistency regularizer's weights, when it was on.
+  std::optional<ConsistencyOptions> consistency;
 };
 nlohmann::json to_json(const DpReport& report);  // the training keys and the privacy keys, flat
+
+// The model-file keys that describe how a DP run transformed its examples: aegis.augmult (K > 1),
+// aegis.noise_sigma (σ > 0, as nn::run_training writes it) and aegis.consistency.lambda / .eta
+// (with the regularizer). The command line and the Python package write the same keys.
+std::map<std::string, std::string> dp_transform_metadata(const DpTrainOptions& dp, float noise_sigma);
 
 // Trains with DP-SGD and writes job.out. Warns (progress->warning) when δ ≥ 1/N and for shuffled
 // batches, whose ε the accountants do not prove. Gaussian augmentation (job.train.noise_sigma > 0)
 // noises every copy of each sampled example and is recorded as aegis.noise_sigma beside the
-// ledger, for `aegis certify` (privacy/dp_augment.h). InvalidArgument for options out of range, for a resumed
+// ledger, for `aegis certify` (privacy/dp_augment.h); the consistency regularizer's weights as
+// aegis.consistency.lambda and aegis.consistency.eta. InvalidArgument for options out of range, for a resumed
 // file without a ledger or with inputs of another shape, for an init file with a ledger (that
 // is --resume's); IoError for a ledger that does not match its weights or, without
 // trust_unverified_ledger, has no digest.

@@ -40,6 +40,18 @@ DpPlan plan_dp(std::int64_t n, const nn::TrainOptions& o, const DpTrainOptions& 
   AEGIS_CHECK(dp.augmult >= 1 && dp.augmult <= 1024, "augmentation multiplicity " << dp.augmult
                                                                                   << " must be in [1, 1024]");
   AEGIS_CHECK(dp.augmult_bytes > 0, "augmult_bytes must be positive");
+  if (dp.consistency) {
+    const ConsistencyOptions& c = *dp.consistency;
+    AEGIS_CHECK(std::isfinite(c.lambda) && c.lambda >= 0.0f,
+                "consistency regularizer: lambda " << c.lambda << " must be non-negative and finite");
+    AEGIS_CHECK(std::isfinite(c.eta) && c.eta >= 0.0f,
+                "consistency regularizer: entropy weight " << c.eta << " must be non-negative and finite");
+    AEGIS_CHECK(dp.augmult >= 2,
+                "the consistency regularizer compares an example's copies: it needs K >= 2, not " << dp.augmult);
+    AEGIS_CHECK(o.noise_sigma > 0.0f,
+                "the consistency regularizer compares an example's noisy copies: it needs Gaussian noise on the "
+                "inputs (noise sigma > 0)");
+  }
   DpPlan plan;
   double& q = plan.sampling_rate;
   if (dp.sampling_rate) {
@@ -107,9 +119,11 @@ void check_chunk_loss(double chunk_loss, std::int64_t step, float lr) {
 // The same with the sample's examples transformed (privacy/dp_augment.h): K copies each, noise,
 // an input hook. The loss weights 1/K make the K rows of an example sum to the copies' average
 // gradient, which clip_and_accumulate clips as one (group_size K). `correct` counts copies.
+// With the consistency regularizer the summed loss is Σ_i L_i (privacy/dp_augment.h).
 StepOutcome clip_augmented_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
                                   std::int64_t chunk_cap, ClipOptions clip, const AugmentOptions& augment,
-                                  Device device, std::int64_t step, std::uint64_t global_step, float lr) {
+                                  const std::optional<ConsistencyOptions>& consistency, Device device,
+                                  std::int64_t step, std::uint64_t global_step, float lr) {
   StepOutcome out;
   if (sample.empty()) return out;
   clip.group_size = augment.copies;
@@ -121,10 +135,7 @@ StepOutcome clip_augmented_sample(nn::Module& model, const nn::Dataset& train, c
     const AugmentedBatch b = augmented_batch(model, train, chunk, cap, augment, global_step, first, device);
     first += chunk.size();  // the next chunk's examples draw the noise after this one's
     nn::Var logits = model.forward(nn::Var(b.images, false));
-    nn::Var loss = nn::F::cross_entropy(logits, b.labels, nn::Reduction::None);
-    const std::int64_t rows = b.labels.numel();
-    nn::Var total = nn::F::linear(nn::F::reshape(loss, {1, rows}), nn::Var(b.loss_weights.reshape({1, -1}), false),
-                                  nn::Var());
+    nn::Var total = augmented_batch_loss(logits, b, augment.copies, consistency);
     autograd::backward(total);
     const ClipStats st = clip_and_accumulate(model, clip, &b.example_mask);
     out.clipped += st.clipped;
@@ -284,7 +295,7 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const std::int64_t cap = chunk_capacity(slice.size());
       StepOutcome step =
           augmented ? clip_augmented_sample(model, train, slice, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
-                                            clip, augment, o.device, result.steps, global_step, lr)
+                                            clip, augment, dp.consistency, o.device, result.steps, global_step, lr)
                     : clip_sample(model, train, slice, cap, clip, o.device, result.steps, lr);
       const std::vector<double> totals =
           sum_gradients_over_ranks(params, {step.loss, static_cast<double>(step.clipped),

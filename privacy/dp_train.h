@@ -83,6 +83,10 @@ struct DpTrainOptions {
   // group sums plus a convolution's [B·K, params] rows): the sample is processed in chunks of B
   // examples that fit, whose clipped sums add up before the one noisy update.
   std::size_t augmult_bytes = std::size_t{256} << 20;
+  // The consistency regularizer in every example's loss. Needs augmult ≥ 2 and Gaussian noise on
+  // the copies (the training options' noise_sigma > 0): it measures how the noisy copies'
+  // predictions disagree. Unset: the plain averaged cross-entropy.
+  std::optional<ConsistencyOptions> consistency;
   // For auditing (privacy/audit_dp.h): called before every noisy update with the optimizer and
   // the step (counted from 0 in this run), after the step's clipped sums are in place; it may set
   // a canary or an update observer on the optimizer. Unset: nothing happens.
@@ -130,7 +134,7 @@ struct DpStepInfo {
   std::int64_t batch_size = 0;  // this step's Poisson sample size
   std::int64_t clipped = 0;     // examples whose gradient norm exceeded C
   double max_grad_norm = 0.0;   // C used by this step (moves under adaptive clipping)
-  double loss = 0.0;            // mean loss over the sample (0 for an empty sample)
+  double loss = 0.0;            // mean loss over the sample, regularizer included (0 for an empty sample)
   float lr = 0.0f;
 };
 

@@ -1,5 +1,7 @@
-// Pointwise ops: activations (derivative from the saved output), flatten (a view), and the
-// residual add (gradient passes to both inputs unchanged).
+// Pointwise ops: activations (derivative from the saved output), flatten (a view), the residual
+// add (gradient passes to both inputs unchanged) and the scaling by a constant.
+#include <cmath>
+
 #include "kernels/elementwise.h"
 #include "nn/functional.h"
 #include "runtime/dispatch.h"
@@ -54,6 +56,19 @@ Var add(const Var& a, const Var& b) {
   return autograd::make_result(std::move(y), {a, b}, "add", [a, b](const Tensor& gy) {
     if (a.requires_grad()) a.accumulate_grad(gy);
     if (b.requires_grad()) b.accumulate_grad(gy);
+  });
+}
+
+Var scale(const Var& x, float alpha) {
+  const Tensor& xv = x.value();
+  check_dtype(xv, DType::F32, "scale");
+  AEGIS_CHECK(std::isfinite(alpha), "scale: factor " << alpha << " is not finite");
+  Tensor y = xv.clone();
+  ops::scale_inplace(y, alpha);
+  return autograd::make_result(std::move(y), {x}, "scale", [x, alpha](const Tensor& gy) {
+    Tensor dx = gy.clone();
+    ops::scale_inplace(dx, alpha);
+    x.accumulate_grad_owned(std::move(dx));
   });
 }
 

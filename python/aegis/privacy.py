@@ -29,7 +29,8 @@ def noise_multiplier_for(target_epsilon, sampling_rate, steps, delta=1e-5, accou
 
 def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.0,
           schedule="constant", noise_multiplier=None, target_epsilon=None, max_grad_norm=1.0, delta=1e-5,
-          accountant="rdp", clipping="flat", sampling="poisson", seed=0, progress=None):
+          accountant="rdp", clipping="flat", sampling="poisson", seed=0, augmult=1, noise_sigma=0.0,
+          consistency=None, consistency_entropy=0.5, progress=None):
     """Trains `model` in place with DP-SGD: Poisson sampling at q = batch_size / N, per-example
     clipping to max_grad_norm ('flat', 'per-layer' or 'adaptive'), Gaussian noise of
     noise_multiplier * max_grad_norm, the optimizer's update ('sgd', 'adam', 'adamw').
@@ -37,7 +38,13 @@ def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="
     Give noise_multiplier, or target_epsilon to calibrate it. A model loaded from a file with a
     privacy ledger continues that ledger. The sealed ledger goes into model.metadata, so
     model.save() writes it. Returns the ledger as a dict ('epsilon', 'delta', 'steps', 'phases',
-    ...) with 'noise_multiplier', 'sampling_rate' and per-epoch 'epochs'."""
+    ...) with 'noise_multiplier', 'sampling_rate' and per-epoch 'epochs'.
+
+    Private and robust training: augmult copies of each sampled example, each with its own
+    N(0, noise_sigma^2) input noise, their gradients averaged before clipping (the ledger is that
+    of augmult = 1); consistency=LAMBDA adds DP-CERT's consistency regularizer to every example's
+    loss (needs augmult >= 2 and noise_sigma > 0), consistency_entropy its entropy weight. The
+    model file then records 'aegis.noise_sigma' (which certification reads) and the weights."""
     a = _core.TrainArgs()
     a.epochs = int(epochs)
     a.batch_size = int(batch_size)
@@ -53,6 +60,10 @@ def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="
     a.clipping = clipping
     a.sampling = sampling
     a.seed = int(seed)
+    a.augmult = int(augmult)
+    a.noise_sigma = float(noise_sigma)
+    a.consistency = None if consistency is None else float(consistency)
+    a.consistency_entropy = float(consistency_entropy)
     return _core.train(model._core, _prepare(x_train), _prepare(y_train), a, _sink(progress))
 
 

@@ -13,6 +13,7 @@
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "privacy/accountant.h"
+#include "privacy/dp_job.h"
 #include "privacy/dp_stepper.h"
 #include "privacy/dp_train.h"
 #include "privacy/ledger_digest.h"
@@ -94,6 +95,12 @@ struct TrainArgs {
   std::string clipping = "flat";
   std::string sampling = "poisson";
   std::uint64_t seed = 0;
+  // Private and robust training (privacy/dp_augment.h): copies per example, Gaussian noise on each,
+  // and DP-CERT's consistency regularizer (unset: off) with its entropy weight.
+  std::int64_t augmult = 1;
+  float noise_sigma = 0.0f;
+  std::optional<float> consistency;
+  float consistency_entropy = privacy::ConsistencyOptions{}.eta;
 };
 
 nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a, nb::object progress) {
@@ -107,7 +114,10 @@ nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a,
   o.schedule = nn::parse_schedule(a.schedule);
   o.seed = a.seed;
   o.device = model.device;
+  o.noise_sigma = a.noise_sigma;
   privacy::DpTrainOptions dp;
+  dp.augmult = a.augmult;
+  if (a.consistency) dp.consistency = privacy::ConsistencyOptions{*a.consistency, a.consistency_entropy};
   dp.noise.noise_multiplier = a.noise_multiplier;
   dp.noise.max_grad_norm = a.max_grad_norm;
   dp.target_epsilon = a.target_epsilon;
@@ -138,6 +148,7 @@ nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a,
     sink.end("epsilon " + std::to_string(r.ledger.epsilon));
     model.module->train(false);
     for (auto& [key, value] : privacy::sealed_ledger_metadata(r.ledger, *model.module)) model.metadata[key] = value;
+    for (auto& [key, value] : privacy::dp_transform_metadata(dp, o.noise_sigma)) model.metadata[key] = value;
   }
   nb::dict out = ledger_dict(r.ledger);
   out["noise_multiplier"] = r.noise_multiplier;
@@ -241,7 +252,11 @@ void register_privacy(nb::module_& m) {
       .def_rw("accountant", &TrainArgs::accountant)
       .def_rw("clipping", &TrainArgs::clipping)
       .def_rw("sampling", &TrainArgs::sampling)
-      .def_rw("seed", &TrainArgs::seed);
+      .def_rw("seed", &TrainArgs::seed)
+      .def_rw("augmult", &TrainArgs::augmult)
+      .def_rw("noise_sigma", &TrainArgs::noise_sigma)
+      .def_rw("consistency", &TrainArgs::consistency)
+      .def_rw("consistency_entropy", &TrainArgs::consistency_entropy);
   m.def("train", &train, nb::arg("model"), nb::arg("x"), nb::arg("y"), nb::arg("args"), nb::arg("progress").none());
   nb::class_<Stepper>(m, "Stepper")
       .def("step", &step, nb::arg("x"), nb::arg("y"))

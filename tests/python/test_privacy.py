@@ -46,6 +46,27 @@ def test_train_reaches_its_target_and_the_file_keeps_the_ledger(tmp_path, digits
     assert report["ledger"]["epsilon"] == pytest.approx(ledger["epsilon"])
 
 
+def test_private_smoothed_training_with_the_consistency_regularizer(tmp_path, digits):
+    x, y, xt, yt = digits
+    kwargs = dict(epochs=3, batch_size=150, lr=2.0, noise_multiplier=1.0, delta=1e-4, augmult=2, noise_sigma=0.25,
+                  progress=False)
+    plain = aegis.privacy.train(aegis.zoo("mlp", (1, 8, 8), seed=0), x, y, **kwargs)
+    m = aegis.zoo("mlp", (1, 8, 8), seed=0)
+    ledger = aegis.privacy.train(m, x, y, consistency=1.0, consistency_entropy=0.25, **kwargs)
+    # The regularizer leaves the accounting alone, and the model still learns.
+    assert ledger["epsilon"] == plain["epsilon"] and ledger["phases"] == plain["phases"]
+    assert ledger["epochs"][-1]["train_loss"] < ledger["epochs"][0]["train_loss"]
+    assert accuracy(m, xt, yt) > 0.5
+    assert m.metadata["aegis.consistency.lambda"] == "1.0" and m.metadata["aegis.consistency.eta"] == "0.25"
+    assert float(m.metadata["aegis.noise_sigma"]) == 0.25 and m.metadata["aegis.augmult"] == "2"
+    with pytest.raises(aegis.InvalidArgument, match="K >= 2"):
+        aegis.privacy.train(aegis.zoo("mlp", (1, 8, 8)), x, y, epochs=1, noise_multiplier=1.0, noise_sigma=0.25,
+                            consistency=1.0, progress=False)
+    with pytest.raises(aegis.InvalidArgument, match="lambda"):
+        aegis.privacy.train(aegis.zoo("mlp", (1, 8, 8)), x, y, epochs=1, noise_multiplier=1.0, noise_sigma=0.25,
+                            augmult=2, consistency=-1.0, progress=False)
+
+
 def test_training_continues_the_files_ledger(tmp_path, model_file, digits):
     x, y, _, _ = digits
     m = aegis.load(model_file)
