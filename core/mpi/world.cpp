@@ -55,11 +55,16 @@ int count_of(std::size_t n) {
   return static_cast<int>(n);
 }
 
+const Session& session() {
+  static const Session s;
+  return s;
+}
+
 }  // namespace
 
 const World& world() {
-  static const Session session;
-  return session.world;
+  static const World alone{0, 1, session().world.initialized};
+  return solo() ? alone : session().world;
 }
 
 std::string library_version() {
@@ -125,7 +130,7 @@ void broadcast(std::vector<double>& values, int root) {
 }
 
 void abort_run(int status) noexcept {
-  const World& w = world();
+  const World& w = session().world;  // the whole run, even from inside a SoloScope
   if (w.initialized && w.size > 1) MPI_Abort(MPI_COMM_WORLD, status);
 }
 
