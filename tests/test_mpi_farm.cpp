@@ -1,8 +1,9 @@
 // The audits' model farms under mpirun (privacy/audit_farm.h over core/work_farm.h), on the
 // bundled digits with tiny recipes and 2 and 3 ranks oversubscribed on this machine's cores:
 // `audit mia` and `audit dp --runs` leave the one-process run's files byte for byte and report its
-// numbers; an audit whose rank is SIGKILLed resumes (with one process, or with the ranks) to the
-// same files, training only the models that were missing; the other audits stay refused. Built
+// numbers; an audit whose rank is SIGKILLed resumes (with one process, with the same ranks or with
+// more) to the same files, training only the models that were missing; the other audits stay
+// refused. Built
 // only with -DAEGIS_MPI.
 #include <signal.h>
 #include <sys/wait.h>
@@ -168,6 +169,50 @@ TEST(MpiFarm, SigkilledRankResumesToTheOneProcessAudit) {
     // and scores are the uninterrupted run's.
     for (const std::string& name : names_in(whole))
       EXPECT_TRUE(bytes_of(killed + "/" + name) == bytes_of(whole + "/" + name)) << name << ", rank " << victim;
+  }
+}
+
+TEST(MpiFarm, SigkilledDpAuditResumesWithMoreRanks) {
+  // 12 runs of about 0.2 s each; rank 1 is killed after the third record, 3 ranks resume.
+  const std::string args = "audit dp --runs 6 --data digits --model mlp --noise-multiplier 1 --max-grad-norm 1 "
+                           "--epochs 2 --batch-size 128 --device cpu --quiet --json";
+  const auto files = [&](const std::string& d) {
+    return " --out-dir " + d + "/runs --out " + d + "/audit.safetensors --scores " + d + "/scores.tsv";
+  };
+  const std::string whole = dir() + "/dp_whole", killed = dir() + "/dp_killed";
+  const auto expected = json_of(run_cli(args + files(whole)), "one process");
+  const pid_t pid = testing::spawn_mpi(2, args + files(killed));
+  ASSERT_GT(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto records = [&] {
+    return std::filesystem::is_directory(killed + "/runs") ? names_in(killed + "/runs").size() : std::size_t{0};
+  };
+  while (records() < 3 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const pid_t rank = testing::rank_pid(pid, 1);
+  ASSERT_GT(rank, 0);
+  ASSERT_EQ(kill(rank, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  std::set<std::string> left;  // the records, without a temporary file that the kill cut short
+  for (const std::string& name : names_in(killed + "/runs"))
+    if (name.rfind("run-", 0) == 0 && name.find(".tmp.") == std::string::npos) left.insert(name);
+  const auto before = static_cast<std::int64_t>(left.size());
+  ASSERT_GE(before, 3);
+  ASSERT_LT(before, 12) << "the audit finished before the kill; the test needs more runs";
+
+  const auto j = json_of(run_mpi(3, args + files(killed)), "resume");
+  EXPECT_EQ(j["runs_reused"], before);        // nothing lost
+  EXPECT_EQ(j["runs_trained"], 12 - before);  // nothing repeated
+  nlohmann::json a = without_times(j), b = without_times(expected);
+  for (const char* key : {"runs_trained", "runs_reused"}) a.erase(key), b.erase(key);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(bytes_of(killed + "/scores.tsv"), bytes_of(whole + "/scores.tsv"));
+  for (const std::string& name : names_in(whole + "/runs"))
+    EXPECT_EQ(record_of(killed + "/runs/" + name), record_of(whole + "/runs/" + name)) << name;
+  // The model file holds the last run trained: the uninterrupted run's when the kill came before it.
+  if (left.count("run-11.json") == 0) {
+    EXPECT_TRUE(bytes_of(killed + "/audit.safetensors") == bytes_of(whole + "/audit.safetensors"));
   }
 }
 
