@@ -1,14 +1,16 @@
 // The communication layer (core/mpi.h) in a process that no launcher started, with or without MPI
 // compiled in: rank 0 of 1, collectives that return their input, messages refused with an error,
-// and the sweep and DP-SGD helpers above it reducing to the one-process code (the mpirun runs are
-// tests/test_mpi.cpp, built with MPI only).
+// and the sweep, work farm and DP-SGD helpers above it reducing to the one-process code (the mpirun
+// runs are tests/test_mpi.cpp and tests/test_mpi_farm.cpp, built with MPI only).
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "certify/sweep_ranks.h"
 #include "core/error.h"
 #include "core/mpi.h"
+#include "core/work_farm.h"
 #include "privacy/dp_ranks.h"
 #include "support/testing.h"
 
@@ -50,6 +52,39 @@ TEST(MpiLayer, DpHelpersAreTheIdentityInOneProcess) {
   EXPECT_EQ(privacy::sum_gradients_over_ranks({w, unreached}, counts), counts);
   EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{0.25f, -0.5f}));
   EXPECT_FALSE(unreached.has_grad());
+}
+
+TEST(MpiLayer, FarmWorksEachItemInOrderInOneProcess) {
+  // Every pending item is worked on once, in the given order, inside a solo scope, and its result
+  // reaches on_result from rank 0; the idle barrier returns at once.
+  std::vector<std::pair<std::int64_t, double>> seen;
+  EXPECT_FALSE(mpi::solo());
+  mpi::run_farm(
+      {4, 0, 2},
+      [](std::int64_t item) {
+        EXPECT_TRUE(mpi::solo());
+        EXPECT_EQ(mpi::world().size, 1);
+        return std::vector<double>{10.0 * static_cast<double>(item), 0.5};
+      },
+      [&](std::int64_t item, const std::vector<double>& result, int rank) {
+        EXPECT_FALSE(mpi::solo());
+        EXPECT_EQ(rank, 0);
+        ASSERT_EQ(result.size(), 2u);
+        seen.emplace_back(item, result[0]);
+      });
+  EXPECT_EQ(seen, (std::vector<std::pair<std::int64_t, double>>{{4, 40.0}, {0, 0.0}, {2, 20.0}}));
+  mpi::run_farm({}, [](std::int64_t) { return std::vector<double>{}; },
+                [](std::int64_t, const std::vector<double>&, int) { ADD_FAILURE() << "no item to report"; });
+  EXPECT_THROW(mpi::run_farm({1, -1}, [](std::int64_t) { return std::vector<double>{}; },
+                             [](std::int64_t, const std::vector<double>&, int) {}),
+               InvalidArgument);
+  {
+    const mpi::SoloScope outer;
+    const mpi::SoloScope inner;  // scopes nest
+    EXPECT_TRUE(mpi::solo());
+  }
+  EXPECT_FALSE(mpi::solo());
+  mpi::idle_barrier();
 }
 
 TEST(MpiLayer, SweepOverRanksIsRunSweepInOneProcess) {
