@@ -304,7 +304,8 @@ Runner add_audit(CLI::App& app) {
       ->capture_default_str()
       ->check(integer_in(0, 1 << 20));
   d->add_option("--out-dir", dp->runs_dir,
-                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes)");
+                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes); required "
+                "under mpirun");
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
   auto* v = cmd->add_subcommand("invert",

@@ -10,8 +10,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/philox.h"
 #include "core/mpi.h"
+#include "core/philox.h"
 #include "core/work_farm.h"
 #include "privacy/audit_canary.h"
 #include "privacy/audit_dp.h"
@@ -193,10 +193,11 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
   };
   const auto read_record = [&](std::size_t i) {
     const audit_detail::RunRecord record = audit_detail::read_run_record(record_path(i));
-    AEGIS_CHECK(record.settings == tag && record.run == static_cast<std::int64_t>(i) &&
-                    record.canary == runs[i].canary && record.seed == runs[i].seed,
-                record_path(i) << " was written by an audit with other settings (recipe, seeds, canary kind or --runs); "
-                               << "use a fresh directory, or the settings of that audit");
+    AEGIS_CHECK(
+        record.settings == tag && record.run == static_cast<std::int64_t>(i) && record.canary == runs[i].canary &&
+            record.seed == runs[i].seed,
+        record_path(i) << " was written by an audit with other settings (recipe, seeds, canary kind or --runs); "
+                       << "use a fresh directory, or the settings of that audit");
     return record;
   };
   // Trains run i, writing its model to `model_out` (the job's own file in one process), and its
@@ -229,9 +230,9 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
   if (audit_detail::several_ranks()) {
     // Every run but the highest one trained goes to a scratch model file of its rank; the highest
     // writes the job's, which then holds what one process leaves there: the last run trained.
-    const std::string scratch = (std::filesystem::path(job.runs_dir) /
-                                 ("scratch-rank" + std::to_string(mpi::world().rank) + ".safetensors"))
-                                    .string();
+    const std::string scratch =
+        (std::filesystem::path(job.runs_dir) / ("scratch-rank" + std::to_string(mpi::world().rank) + ".safetensors"))
+            .string();
     farmed = audit_detail::farm_models(
         static_cast<std::int64_t>(runs.size()),
         [&](std::int64_t i) {
@@ -248,7 +249,8 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
     // Rank 0 also clears the scratch files that ranks of a killed run left behind.
     if (audit_detail::is_rank0())
       for (const auto& entry : std::filesystem::directory_iterator(job.runs_dir, ignored))
-        if (entry.path().filename().string().rfind("scratch-rank", 0) == 0) std::filesystem::remove(entry.path(), ignored);
+        if (entry.path().filename().string().rfind("scratch-rank", 0) == 0)
+          std::filesystem::remove(entry.path(), ignored);
     if (!audit_detail::is_rank0()) {
       mpi::idle_barrier();  // rank 0 computes the bound from the records; this rank's result is rank 0's
       return {};

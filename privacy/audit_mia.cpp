@@ -99,8 +99,9 @@ std::string model_path(const MiaJob& j, std::size_t k) {
 nn::LoadedClassifier load_audit_model(const std::string& path, const std::string& tag) {
   nn::LoadedClassifier loaded = nn::load_classifier(path);
   const auto it = loaded.metadata.find(kTagKey);
-  AEGIS_CHECK(it != loaded.metadata.end() && it->second == tag,
-              path << " was written by another audit (other recipe, pool, seed or shadow count); use a fresh --out-dir");
+  AEGIS_CHECK(
+      it != loaded.metadata.end() && it->second == tag,
+      path << " was written by another audit (other recipe, pool, seed or shadow count); use a fresh --out-dir");
   return loaded;
 }
 

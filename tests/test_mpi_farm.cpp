@@ -96,8 +96,8 @@ TEST(MpiFarm, MembershipAuditOverRanksEqualsOneProcess) {
 
 std::string dp_args(const std::string& d) {
   return "audit dp --runs 4 --data digits --model mlp --noise-multiplier 1 --max-grad-norm 1 --epochs 1 "
-         "--batch-size 128 --device cpu --quiet --json --out-dir " + d + "/runs --out " + d +
-         "/audit.safetensors --scores " + d + "/scores.tsv";
+         "--batch-size 128 --device cpu --quiet --json --out-dir " +
+         d + "/runs --out " + d + "/audit.safetensors --scores " + d + "/scores.tsv";
 }
 
 // A run record without its times and model path (each run names its own model file).
@@ -174,8 +174,9 @@ TEST(MpiFarm, SigkilledRankResumesToTheOneProcessAudit) {
 
 TEST(MpiFarm, SigkilledDpAuditResumesWithMoreRanks) {
   // 12 runs of about 0.2 s each; rank 1 is killed after the third record, 3 ranks resume.
-  const std::string args = "audit dp --runs 6 --data digits --model mlp --noise-multiplier 1 --max-grad-norm 1 "
-                           "--epochs 2 --batch-size 128 --device cpu --quiet --json";
+  const std::string args =
+      "audit dp --runs 6 --data digits --model mlp --noise-multiplier 1 --max-grad-norm 1 "
+      "--epochs 2 --batch-size 128 --device cpu --quiet --json";
   const auto files = [&](const std::string& d) {
     return " --out-dir " + d + "/runs --out " + d + "/audit.safetensors --scores " + d + "/scores.tsv";
   };
@@ -217,14 +218,18 @@ TEST(MpiFarm, SigkilledDpAuditResumesWithMoreRanks) {
 }
 
 TEST(MpiFarm, OtherAuditsAreRefused) {
-  const CliRun one_run = run_mpi(2, "audit dp --data digits --model mlp --noise-multiplier 1 --epochs 1 --device cpu "
-                                    "--quiet --out " + dir() + "/one_run.safetensors");
+  const CliRun one_run = run_mpi(2,
+                                 "audit dp --data digits --model mlp --noise-multiplier 1 --epochs 1 --device cpu "
+                                 "--quiet --out " +
+                                     dir() + "/one_run.safetensors");
   EXPECT_NE(one_run.status, 0);
   EXPECT_NE(one_run.err.find("aegis: error: aegis audit dp without --runs (the one-run audit) runs in one process"),
             std::string::npos)
       << one_run.err;
-  const CliRun no_dir = run_mpi(2, "audit dp --runs 4 --data digits --model mlp --noise-multiplier 1 --epochs 1 "
-                                   "--device cpu --quiet --out " + dir() + "/no_dir.safetensors");
+  const CliRun no_dir = run_mpi(2,
+                                "audit dp --runs 4 --data digits --model mlp --noise-multiplier 1 --epochs 1 "
+                                "--device cpu --quiet --out " +
+                                    dir() + "/no_dir.safetensors");
   EXPECT_NE(no_dir.status, 0);
   EXPECT_NE(no_dir.err.find("under mpirun the many-run audit needs --out-dir"), std::string::npos) << no_dir.err;
   const CliRun invert = run_mpi(2, "audit invert --model " + dir() + "/none.safetensors --data digits");

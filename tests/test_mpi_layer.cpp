@@ -73,10 +73,12 @@ TEST(MpiLayer, FarmWorksEachItemInOrderInOneProcess) {
         seen.emplace_back(item, result[0]);
       });
   EXPECT_EQ(seen, (std::vector<std::pair<std::int64_t, double>>{{4, 40.0}, {0, 0.0}, {2, 20.0}}));
-  mpi::run_farm({}, [](std::int64_t) { return std::vector<double>{}; },
-                [](std::int64_t, const std::vector<double>&, int) { ADD_FAILURE() << "no item to report"; });
-  EXPECT_THROW(mpi::run_farm({1, -1}, [](std::int64_t) { return std::vector<double>{}; },
-                             [](std::int64_t, const std::vector<double>&, int) {}),
+  mpi::run_farm(
+      {}, [](std::int64_t) { return std::vector<double>{}; },
+      [](std::int64_t, const std::vector<double>&, int) { ADD_FAILURE() << "no item to report"; });
+  EXPECT_THROW(mpi::run_farm(
+                   {1, -1}, [](std::int64_t) { return std::vector<double>{}; },
+                   [](std::int64_t, const std::vector<double>&, int) {}),
                InvalidArgument);
   {
     const mpi::SoloScope outer;
