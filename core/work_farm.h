@@ -12,6 +12,8 @@
 //     left. A rank that finishes early therefore takes more.
 //   - Rank 0 works on items too, from the same pending list, and between its own items hands every
 //     result that has arrived to on_result (where the caller writes it durably).
+//   - Each item is worked on inside an mpi::SoloScope: the code it calls sees a run of one process
+//     (a DP-SGD step reduces over no other rank; a model file is saved by the rank that trained it).
 //   - Waiting ranks do not spin: a rank with nothing to do polls for its next message with a
 //     short sleep between polls (50 µs growing to 2 ms), where a blocking MPI receive would keep
 //     a core busy; a rank waits only at the end of the farm or when rank 0 is slow to answer.
