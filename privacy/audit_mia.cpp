@@ -106,9 +106,10 @@ nn::LoadedClassifier load_audit_model(const std::string& path, const std::string
 }
 
 // Model k of the audit (0: the target), trained on its half of the pool (`in`) and saved, tagged,
-// at `path`. It depends on (recipe, seeds, k) alone, so any rank of an MPI run can train it.
+// at `path`; `seconds` gets its training time. It depends on (recipe, seeds, k) alone, so any
+// rank of an MPI run can train it.
 nn::TrainedModel train_audit_model(const MiaJob& j, const nn::Dataset& pool_data, const std::vector<bool>& in,
-                                   std::size_t k, const std::string& path, const std::string& tag) {
+                                   std::size_t k, const std::string& path, const std::string& tag, double& seconds) {
   std::vector<std::int64_t> members;
   for (std::size_t i = 0; i < in.size(); ++i)
     if (in[i]) members.push_back(static_cast<std::int64_t>(i));
@@ -116,12 +117,14 @@ nn::TrainedModel train_audit_model(const MiaJob& j, const nn::Dataset& pool_data
   nn::TrainJob job = j.job;
   job.train.seed = j.job.train.seed + k;  // each model its own initialization, order and noise
   nn::TrainedModel t = nn::start_model(job, half);
+  const auto t0 = std::chrono::steady_clock::now();
   if (j.dp) {
     const DpTrainResult r = train_dp_classifier(*t.model, half, job.train, *j.dp);
     t.metadata = r.ledger.to_metadata();
   } else {
     nn::train_classifier(*t.model, half, job.train);
   }
+  seconds = seconds_since(t0);
   t.metadata[kTagKey] = tag;
   t.metadata["aegis.dataset"] = j.job.dataset;
   nn::save_classifier(path, *t.model, t.spec, t.metadata);
@@ -261,10 +264,10 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
           return true;
         },
         [&](std::int64_t k, bool) {
-          const auto t0 = std::chrono::steady_clock::now();
           const auto index = static_cast<std::size_t>(k);
-          train_audit_model(j, pool_data, in[index], index, model_path(j, index), tag_of(k));
-          return seconds_since(t0);
+          double seconds = 0.0;
+          train_audit_model(j, pool_data, in[index], index, model_path(j, index), tag_of(k), seconds);
+          return seconds;
         },
         j.out_dir, p, "training the target and shadow models");
     if (!audit_detail::is_rank0()) {
@@ -289,9 +292,9 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
       metadata = loaded.metadata;
       ++(farmed.trained[k] ? report.models_trained : report.models_reused);
     } else {
-      const auto t0 = std::chrono::steady_clock::now();
-      nn::TrainedModel t = train_audit_model(j, pool_data, in[k], k, path, tag);
-      train_seconds += seconds_since(t0);
+      double seconds = 0.0;
+      nn::TrainedModel t = train_audit_model(j, pool_data, in[k], k, path, tag, seconds);
+      train_seconds += seconds;
       model = t.model;
       metadata = t.metadata;
       ++report.models_trained;
