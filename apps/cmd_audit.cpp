@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "core/mpi.h"
 #include "options.h"
 #include "privacy/audit_dp.h"
 #include "privacy/audit_invert.h"
@@ -114,7 +115,7 @@ nlohmann::json run_mia(const AuditArgs& a, const CLI::App& cmd) {
   j.rmia = a.rmia;
   AEGIS_CHECK(!(a.rmia.fit_a && cmd.count("--rmia-a") > 0), "--rmia-fit-a fits a: leave out --rmia-a, or the fit");
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  CliProgress progress(!a.common.quiet);
+  CliProgress progress(!a.common.quiet && mpi::world().rank == 0);  // under mpirun, rank 0 reports
   return privacy::to_json(privacy::run_mia_audit(j, split, &progress));
 }
 
@@ -157,7 +158,7 @@ nlohmann::json run_dp(const AuditArgs& a) {
               "--out-dir holds the run records of the many-run audit: add --runs R, or leave it out");
   j.runs_dir = a.runs_dir;
   const nn::DatasetSplit split = nn::load_dataset(a.data, data_dir_hint(a.common));
-  CliProgress progress(!a.common.quiet);
+  CliProgress progress(!a.common.quiet && mpi::world().rank == 0);  // under mpirun, rank 0 reports
   if (a.audit.runs > 0) return privacy::to_json(privacy::run_many_run_dp_audit(j, split, &progress));
   return privacy::to_json(privacy::run_dp_audit(j, split, &progress));
 }
@@ -303,7 +304,8 @@ Runner add_audit(CLI::App& app) {
       ->capture_default_str()
       ->check(integer_in(0, 1 << 20));
   d->add_option("--out-dir", dp->runs_dir,
-                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes)");
+                "many-run audit: one record per run here; a rerun reuses them (a killed audit resumes); required "
+                "under mpirun");
   d->add_flag("--strict", dp->strict, "exit with status 3 when the audit fails");
 
   auto* v = cmd->add_subcommand("invert",
@@ -336,9 +338,14 @@ Runner add_audit(CLI::App& app) {
   v->add_option("--plot", inv->plot_out, "draw reconstructions over class means (.png, .svg or .pdf; needs gnuplot)");
 
   return [mia, dp, inv, m, d, v]() {
-    if (m->parsed()) return print_result(run_mia(*mia, *m), mia->common.json, print_mia);
+    if (m->parsed()) {
+      const nlohmann::json j = run_mia(*mia, *m);
+      if (mpi::world().rank != 0) return 0;  // under mpirun, rank 0 prints the run's result
+      return print_result(j, mia->common.json, print_mia);
+    }
     if (v->parsed()) return print_result(run_invert(*inv), inv->common.json, print_invert);
     const nlohmann::json j = run_dp(*dp);
+    if (mpi::world().rank != 0) return 0;
     print_result(j, dp->common.json, print_dp);
     // The library has already warned on stderr ("aegis: warning: AUDIT FAILED ...").
     return j["failed"].get<bool>() && dp->strict ? 3 : 0;

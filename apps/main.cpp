@@ -70,12 +70,15 @@ int main(int argc, char** argv) {
   try {
     for (auto& [cmd, run] : runners)
       if (cmd->parsed()) {
-        // Under mpirun, certify and train share the work; any other command would run K times.
-        const std::string name = cmd->get_name();
+        // Under mpirun, certify, train and the audits' model farms (audit mia, audit dp --runs)
+        // share the work; any other command would run K times.
+        std::string name = cmd->get_name();
+        for (const CLI::App* sub : cmd->get_subcommands()) name += " " + sub->get_name();
         if (aegis::mpi::launched_by_launcher() && aegis::mpi::world().size > 1 && name != "info" && name != "certify" &&
-            name != "train")
-          throw aegis::InvalidArgument("aegis " + name + " runs in one process; under mpirun only certify and " +
-                                       "train share their work over the ranks");
+            name != "train" && name != "audit mia" && name != "audit dp")
+          throw aegis::InvalidArgument("aegis " + name +
+                                       " runs in one process; under mpirun only certify, train, " +
+                                       "audit mia and audit dp --runs share their work over the ranks");
         return run();
       }
   } catch (const aegis::Error& e) {

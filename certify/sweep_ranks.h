@@ -6,14 +6,11 @@
 // forward batches as in one process. A certificate depends only on (model, x, idx, seed, n0, n, σ)
 // (certify/smoothing.h), so any rank can certify any chunk and the rows equal a one-process run's.
 //   - Rank 0 alone opens the TSV (its lock, its settings sidecar, the resumed rows) and decides
-//     which chunks still miss a row. It hands chunk numbers out on demand: at the start every
-//     other rank gets two (one to work on, one queued so that it never waits for rank 0), and each
-//     returned result earns its rank the next pending chunk, or "stop" when none is left. A rank
-//     that finishes early therefore takes more; per-chunk time varies with abstentions.
-//   - Rank 0 certifies chunks too, from the same pending list, and between its own chunks writes
-//     every result that has arrived. Every other rank certifies what it is given and sends back
-//     the chunk's idx values (checked against rank 0's, so ranks with different data are caught),
-//     predictions, radii, its time and samples.
+//     which chunks still miss a row. The chunks are the items of a work farm (core/work_farm.h):
+//     rank 0 hands chunk numbers out on demand, two per rank at a time, so a rank that finishes
+//     early takes more (per-chunk time varies with abstentions), and certifies chunks too.
+//     Every rank sends back the chunk's idx values (checked against rank 0's, so ranks with
+//     different data are caught), predictions, radii and its time per input.
 //   - Rows are appended durably (one write + fdatasync each) in the order results arrive, so the
 //     TSV is not sorted by idx; nothing needs it to be: resuming keeps a set of the idx values
 //     present and `aegis analyze` sorts rows by idx.

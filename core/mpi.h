@@ -37,8 +37,24 @@ struct World {
   int size = 1;
   bool initialized = false;  // MPI is running (never in a build without MPI)
 };
-// This process's place in the run; initializes MPI on first use as described above.
+// This process's place in the run; initializes MPI on first use as described above. Inside a
+// SoloScope: rank 0 of 1.
 const World& world();
+
+// While one lives, this process is a run of its own for the code it calls: world() says rank 0
+// of 1, so that code's collectives are the identity and its writes are its own (a data-parallel
+// DP step reduces nothing; a model file is saved by the process that trained it). A work farm
+// (core/work_farm.h) does each item inside one, since an item is one process's work. Process-wide
+// (only the thread that called world() communicates); scopes nest.
+class SoloScope {
+ public:
+  SoloScope();
+  ~SoloScope();
+  SoloScope(const SoloScope&) = delete;
+  SoloScope& operator=(const SoloScope&) = delete;
+};
+// Whether a SoloScope is alive.
+bool solo();
 
 // The MPI library's own version line ("" without MPI).
 std::string library_version();

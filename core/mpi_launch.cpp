@@ -1,5 +1,6 @@
-// Whether a launcher started this process, and which GPU a rank takes (core/mpi.h): the same with
-// or without MPI.
+// Whether a launcher started this process, which GPU a rank takes, and the solo scopes
+// (core/mpi.h): the same with or without MPI.
+#include <atomic>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -30,6 +31,22 @@ int gpu_for_local_rank(int local_rank, int gpu_count) {
   AEGIS_CHECK(gpu_count >= 1, "choosing a GPU for local rank " << local_rank << ": " << gpu_count
                                                                << " GPUs visible (at least 1 needed)");
   return local_rank % gpu_count;
+}
+
+namespace {
+std::atomic<int> solo_depth{0};
+}  // namespace
+
+SoloScope::SoloScope() {
+  ++solo_depth;
+}
+
+SoloScope::~SoloScope() {
+  --solo_depth;
+}
+
+bool solo() {
+  return solo_depth.load() > 0;
 }
 
 }  // namespace aegis::mpi

@@ -12,6 +12,7 @@
 #include "core/philox.h"
 #include "nn/functional.h"
 #include "privacy/audit_canary.h"
+#include "privacy/audit_farm.h"
 #include "privacy/audit_stats.h"
 #include "runtime/autograd.h"
 
@@ -89,6 +90,9 @@ nlohmann::json to_json(const DpAuditReport& r) {
 
 DpAuditReport run_dp_audit(const DpAuditJob& job, const nn::DatasetSplit& split, ProgressSink* progress) {
   const DpAuditOptions& a = job.audit;
+  AEGIS_CHECK(!audit_detail::several_ranks(),
+              "aegis audit dp without --runs (the one-run audit) runs in one process; "
+              "under mpirun the many-run audit (--runs R) shares its runs over the ranks");
   const std::int64_t parameters = nn::start_model(job.training.job, split.train).model->num_parameters();
   check_options(job, parameters, split.test.size());
   const std::int64_t m = a.canaries;

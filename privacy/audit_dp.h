@@ -29,7 +29,9 @@
 // record (run-<i>.json: its key (audit seed, run index, canary or not, training seed), the
 // settings and the exact score), written atomically; a rerun reuses the records and trains only
 // the missing runs, so a killed audit resumes and ends with the numbers of an uninterrupted one.
-// Every run writes the same model file, which holds the last run trained.
+// Every run writes the same model file, which holds the last run trained. Under mpirun the runs
+// are trained over the ranks (privacy/audit_farm.h; the runs directory is then required), rank 0
+// returns the report and the other ranks an empty one; the one-run audit is refused there.
 // Both audits also take input-space canaries (CanaryKind::Input) instead: a canary is then a
 // held-out example (the test split) with a wrong label, joining the training set as one more
 // record when included, and its score is −loss of the trained model on it (black box: only the

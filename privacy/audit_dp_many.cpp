@@ -10,9 +10,12 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/mpi.h"
 #include "core/philox.h"
+#include "core/work_farm.h"
 #include "privacy/audit_canary.h"
 #include "privacy/audit_dp.h"
+#include "privacy/audit_farm.h"
 #include "privacy/audit_stats.h"
 
 namespace aegis::privacy {
@@ -145,7 +148,11 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
   const bool gradient = a.canary == CanaryKind::Gradient;
   audit_detail::check_training(job.training, gradient);
   const std::int64_t parameters = nn::start_model(job.training.job, split.train).model->num_parameters();
-  if (!job.runs_dir.empty()) {
+  // Under mpirun the runs are farmed over the ranks (privacy/audit_farm.h), which hand them back
+  // through their records.
+  AEGIS_CHECK(!audit_detail::several_ranks() || !job.runs_dir.empty(),
+              "under mpirun the many-run audit needs --out-dir: the ranks hand back their runs as records there");
+  if (!job.runs_dir.empty() && audit_detail::is_rank0()) {
     std::error_code ec;
     std::filesystem::create_directories(job.runs_dir, ec);
     AEGIS_CHECK_AS(IoError, !ec && std::filesystem::is_directory(job.runs_dir),
@@ -178,53 +185,101 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
   ProgressSink& p = progress_or_silent(progress);
   p.info("many-run audit: " + std::to_string(per_kind) + " DP-SGD runs with the " + report.canary + " canary and " +
          std::to_string(per_kind) + " without");
-  p.begin("audit runs", 2 * per_kind, "runs");
   double seconds = 0.0;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const std::string record_path =
-        job.runs_dir.empty() ? std::string()
-                             : (std::filesystem::path(job.runs_dir) / ("run-" + std::to_string(i) + ".json")).string();
-    if (!record_path.empty() && std::filesystem::exists(record_path)) {
-      const audit_detail::RunRecord record = audit_detail::read_run_record(record_path);
-      AEGIS_CHECK(record.settings == tag && record.run == static_cast<std::int64_t>(i) &&
-                      record.canary == runs[i].canary && record.seed == runs[i].seed,
-                  record_path << " was written by an audit with other settings (recipe, seeds, canary kind or --runs); "
-                              << "use a fresh directory, or the settings of that audit");
-      runs[i].score = record.score;
-      report.training = record.training;  // the report's run is the last one, reused or trained
-      report.epsilon_accounted = std::max(report.epsilon_accounted, record.training.epsilon);
-      ++report.runs_reused;
-      p.update(static_cast<std::int64_t>(i) + 1, std::to_string(report.runs_reused) + " reused");
-      continue;
-    }
+  const auto record_path = [&](std::size_t i) {
+    return job.runs_dir.empty()
+               ? std::string()
+               : (std::filesystem::path(job.runs_dir) / ("run-" + std::to_string(i) + ".json")).string();
+  };
+  const auto read_record = [&](std::size_t i) {
+    const audit_detail::RunRecord record = audit_detail::read_run_record(record_path(i));
+    AEGIS_CHECK(
+        record.settings == tag && record.run == static_cast<std::int64_t>(i) && record.canary == runs[i].canary &&
+            record.seed == runs[i].seed,
+        record_path(i) << " was written by an audit with other settings (recipe, seeds, canary kind or --runs); "
+                       << "use a fresh directory, or the settings of that audit");
+    return record;
+  };
+  // Trains run i, writing its model to `model_out` (the job's own file in one process), and its
+  // record when there is a runs directory.
+  const auto train_run = [&](std::size_t i, const std::string& model_out) {
+    audit_detail::RunRecord record;
     DpJob training = job.training;
     training.job.train.seed = runs[i].seed;
+    training.job.out = model_out;
     std::vector<audit_detail::Canary> one = {canary};
     one[0].included = runs[i].canary;
     const auto t0 = std::chrono::steady_clock::now();
     // Gradient canary: each run's sampling draws get their own key, step_key(seed, …, (i + 1)·2^32 + step).
-    report.training =
+    record.training =
         gradient ? audit_detail::train_with_canaries(training, split, one, parameters, a.seed,
                                                      (static_cast<std::uint64_t>(i) + 1) << 32, a.noise_scale, nullptr)
                  : audit_detail::train_with_input_canaries(training, split, input_canary, one, a.noise_scale, nullptr);
-    const double run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    seconds += run_seconds;
-    runs[i].score = one[0].score;
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    record.training.training.out = job.training.job.out;  // the record names the audit's model file
+    record.settings = tag;
+    record.run = static_cast<std::int64_t>(i);
+    record.canary = runs[i].canary;
+    record.seed = runs[i].seed;
+    record.score = one[0].score;
+    if (!job.runs_dir.empty()) audit_detail::write_run_record(record_path(i), record);
+    return record;
+  };
+  audit_detail::FarmOutcome farmed;
+  farmed.trained.assign(runs.size(), false);
+  if (audit_detail::several_ranks()) {
+    // Every run but the highest one trained goes to a scratch model file of its rank; the highest
+    // writes the job's, which then holds what one process leaves there: the last run trained.
+    const std::string scratch =
+        (std::filesystem::path(job.runs_dir) / ("scratch-rank" + std::to_string(mpi::world().rank) + ".safetensors"))
+            .string();
+    farmed = audit_detail::farm_models(
+        static_cast<std::int64_t>(runs.size()),
+        [&](std::int64_t i) {
+          if (!std::filesystem::exists(record_path(static_cast<std::size_t>(i)))) return false;
+          read_record(static_cast<std::size_t>(i));  // a record of another audit is refused before any training
+          return true;
+        },
+        [&](std::int64_t i, bool last) {
+          return train_run(static_cast<std::size_t>(i), last ? job.training.job.out : scratch).seconds;
+        },
+        job.runs_dir, p, "audit runs");
+    std::error_code ignored;  // a scratch file that is not there (this rank trained none) is fine
+    std::filesystem::remove(scratch, ignored);
+    // Rank 0 also clears the scratch files that ranks of a killed run left behind.
+    if (audit_detail::is_rank0())
+      for (const auto& entry : std::filesystem::directory_iterator(job.runs_dir, ignored))
+        if (entry.path().filename().string().rfind("scratch-rank", 0) == 0)
+          std::filesystem::remove(entry.path(), ignored);
+    if (!audit_detail::is_rank0()) {
+      mpi::idle_barrier();  // rank 0 computes the bound from the records; this rank's result is rank 0's
+      return {};
+    }
+    seconds = farmed.seconds;
+  }
+  p.begin("audit runs", 2 * per_kind, "runs");
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    AEGIS_CHECK_AS(IoError, !audit_detail::several_ranks() || std::filesystem::exists(record_path(i)),
+                   "rank 0 does not see " << record_path(i) << " after the ranks trained the runs: under mpirun "
+                                          << "--out-dir must be a directory every rank shares");
+    if (!record_path(i).empty() && std::filesystem::exists(record_path(i))) {
+      const audit_detail::RunRecord record = read_record(i);
+      runs[i].score = record.score;
+      report.training = record.training;  // the report's run is the last one, reused or trained
+      report.epsilon_accounted = std::max(report.epsilon_accounted, record.training.epsilon);
+      ++(farmed.trained[i] ? report.runs_trained : report.runs_reused);
+      p.update(static_cast<std::int64_t>(i) + 1,
+               report.runs_reused ? std::to_string(report.runs_reused) + " reused" : "");
+      continue;
+    }
+    const audit_detail::RunRecord record = train_run(i, job.training.job.out);
+    seconds += record.seconds;
+    runs[i].score = record.score;
+    report.training = record.training;
     // With an input canary the runs with it train on one more record: the larger of the ledgers' ε
     // is the claim to test.
     report.epsilon_accounted = std::max(report.epsilon_accounted, report.training.epsilon);
     ++report.runs_trained;
-    if (!record_path.empty()) {
-      audit_detail::RunRecord record;
-      record.settings = tag;
-      record.run = static_cast<std::int64_t>(i);
-      record.canary = runs[i].canary;
-      record.seed = runs[i].seed;
-      record.score = runs[i].score;
-      record.seconds = run_seconds;
-      record.training = report.training;
-      audit_detail::write_run_record(record_path, record);
-    }
     p.update(static_cast<std::int64_t>(i) + 1,
              report.runs_reused ? std::to_string(report.runs_reused) + " reused" : "");
   }
@@ -258,6 +313,7 @@ ManyRunAuditReport run_many_run_dp_audit(const DpAuditJob& job, const nn::Datase
        << " runs), but the ledger says epsilon = " << report.epsilon_accounted;
     p.warning(os.str());
   }
+  mpi::idle_barrier();
   return report;
 }
 

@@ -14,8 +14,10 @@
 #include "core/gnuplot.h"
 #include "core/philox.h"
 #include "core/timing.h"
+#include "core/work_farm.h"
 #include "nn/model_file.h"
 #include "nn/train.h"
+#include "privacy/audit_farm.h"
 #include "privacy/audit_mia_query.h"
 
 namespace aegis::privacy {
@@ -87,6 +89,48 @@ std::string model_tag(const MiaJob& j, std::int64_t pool, std::int64_t index) {
   return os.str();
 }
 
+std::string model_path(const MiaJob& j, std::size_t k) {
+  return (std::filesystem::path(j.out_dir) / (k == 0 ? std::string("target") : "shadow-" + std::to_string(k)))
+             .string() +
+         ".safetensors";
+}
+
+// A model file of the audit, refused when another audit wrote it.
+nn::LoadedClassifier load_audit_model(const std::string& path, const std::string& tag) {
+  nn::LoadedClassifier loaded = nn::load_classifier(path);
+  const auto it = loaded.metadata.find(kTagKey);
+  AEGIS_CHECK(
+      it != loaded.metadata.end() && it->second == tag,
+      path << " was written by another audit (other recipe, pool, seed or shadow count); use a fresh --out-dir");
+  return loaded;
+}
+
+// Model k of the audit (0: the target), trained on its half of the pool (`in`) and saved, tagged,
+// at `path`; `seconds` gets its training time. It depends on (recipe, seeds, k) alone, so any
+// rank of an MPI run can train it.
+nn::TrainedModel train_audit_model(const MiaJob& j, const nn::Dataset& pool_data, const std::vector<bool>& in,
+                                   std::size_t k, const std::string& path, const std::string& tag, double& seconds) {
+  std::vector<std::int64_t> members;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    if (in[i]) members.push_back(static_cast<std::int64_t>(i));
+  const nn::Dataset half = subset(pool_data, members, pool_data.name + " audit half " + std::to_string(k));
+  nn::TrainJob job = j.job;
+  job.train.seed = j.job.train.seed + k;  // each model its own initialization, order and noise
+  nn::TrainedModel t = nn::start_model(job, half);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (j.dp) {
+    const DpTrainResult r = train_dp_classifier(*t.model, half, job.train, *j.dp);
+    t.metadata = r.ledger.to_metadata();
+  } else {
+    nn::train_classifier(*t.model, half, job.train);
+  }
+  seconds = seconds_since(t0);
+  t.metadata[kTagKey] = tag;
+  t.metadata["aegis.dataset"] = j.job.dataset;
+  nn::save_classifier(path, *t.model, t.spec, t.metadata);
+  return t;
+}
+
 void write_scores(const std::string& path, const std::vector<std::int32_t>& labels, const std::vector<bool>& members,
                   const std::vector<std::string>& names, const std::vector<std::vector<double>>& scores) {
   std::ostringstream os;
@@ -107,45 +151,6 @@ void write_scores(const std::string& path, const std::vector<std::int32_t>& labe
 }
 
 }  // namespace
-
-nlohmann::json to_json(const LossAttackReport& r) {
-  return {{"attack", "loss"},
-          {"members", r.members},
-          {"non_members", r.non_members},
-          {"member_loss", r.member_loss},
-          {"non_member_loss", r.non_member_loss},
-          {"auc", r.metrics.auc},
-          {"balanced_accuracy", r.metrics.balanced_accuracy},
-          {"tpr_at_0.1%_fpr", r.metrics.tpr_at_0_1_fpr},
-          {"tpr_at_1%_fpr", r.metrics.tpr_at_1_fpr}};
-}
-
-LossAttackReport loss_attack(nn::Module& model, const nn::Dataset& members, const nn::Dataset& non_members,
-                             Device device) {
-  AEGIS_CHECK(members.size() > 0 && non_members.size() > 0,
-              "loss attack: needs members and non-members, got " << members.size() << " and " << non_members.size());
-  LossAttackReport r;
-  std::vector<double> scores;
-  std::vector<bool> is_member;
-  for (const nn::Dataset* d : {&members, &non_members}) {
-    const std::vector<float> z = logits_of(model, *d, device);
-    const std::vector<std::int32_t> y = d->labels.to(Device::cpu()).to_vector<std::int32_t>();
-    std::vector<double> phi, loss;
-    std::vector<bool> correct;
-    phi_and_loss(z, y, static_cast<std::int64_t>(z.size() / y.size()), phi, loss, correct);
-    double total = 0.0;
-    for (double l : loss) {
-      scores.push_back(-l);
-      is_member.push_back(d == &members);
-      total += l;
-    }
-    (d == &members ? r.member_loss : r.non_member_loss) = total / static_cast<double>(loss.size());
-  }
-  r.members = members.size();
-  r.non_members = non_members.size();
-  r.metrics = attack_metrics(roc_curve(scores, is_member));
-  return r;
-}
 
 nlohmann::json to_json(const MiaReport& r) {
   nlohmann::json attacks = nlohmann::json::object();
@@ -188,10 +193,12 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   check_attacks(j, split);
   if (!j.roc_plot.empty()) plot_format(j.roc_plot);  // a wrong extension fails before any training
   nn::check_train_options(j.job.train);
-  std::error_code ec;
-  std::filesystem::create_directories(j.out_dir, ec);
-  AEGIS_CHECK_AS(IoError, !ec && std::filesystem::is_directory(j.out_dir),
-                 "cannot create the audit directory " << j.out_dir << (ec ? ": " + ec.message() : std::string()));
+  if (audit_detail::is_rank0()) {  // under mpirun the other ranks must see rank 0's (audit_farm.h)
+    std::error_code ec;
+    std::filesystem::create_directories(j.out_dir, ec);
+    AEGIS_CHECK_AS(IoError, !ec && std::filesystem::is_directory(j.out_dir),
+                   "cannot create the audit directory " << j.out_dir << (ec ? ": " + ec.message() : std::string()));
+  }
   ProgressSink& p = progress_or_silent(progress);
 
   const nn::Dataset pool_data = nn::take(split.train, 0, pool);
@@ -242,41 +249,52 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
   std::vector<std::vector<double>> phi(K + 1), loss(K + 1), population_log_prob(K + 1);
   std::vector<bool> target_correct, correct;
   double train_seconds = 0.0;
-  p.begin("target and shadow models", static_cast<std::int64_t>(K + 1), "models");
+  // Under mpirun the missing models are trained over the ranks first (privacy/audit_farm.h); rank
+  // 0 then reads every model back from out_dir, as a resumed one-process audit would.
+  audit_detail::FarmOutcome farmed;
+  farmed.trained.assign(K + 1, false);
+  if (audit_detail::several_ranks()) {
+    const auto tag_of = [&](std::int64_t k) { return model_tag(j, pool, k); };
+    farmed = audit_detail::farm_models(
+        static_cast<std::int64_t>(K + 1),
+        [&](std::int64_t k) {
+          const std::string path = model_path(j, static_cast<std::size_t>(k));
+          if (!std::filesystem::exists(path)) return false;
+          load_audit_model(path, tag_of(k));  // a file of another audit is refused before any training
+          return true;
+        },
+        [&](std::int64_t k, bool) {
+          const auto index = static_cast<std::size_t>(k);
+          double seconds = 0.0;
+          train_audit_model(j, pool_data, in[index], index, model_path(j, index), tag_of(k), seconds);
+          return seconds;
+        },
+        j.out_dir, p, "training the target and shadow models");
+    if (!audit_detail::is_rank0()) {
+      mpi::idle_barrier();  // rank 0 scores the models; this rank's result is rank 0's
+      return {};
+    }
+    train_seconds = farmed.seconds;
+  }
+  p.begin(audit_detail::several_ranks() ? "scoring the target and shadow models" : "target and shadow models",
+          static_cast<std::int64_t>(K + 1), "models");
   for (std::size_t k = 0; k <= K; ++k) {
-    const std::string path =
-        (std::filesystem::path(j.out_dir) / (k == 0 ? std::string("target") : "shadow-" + std::to_string(k))).string() +
-        ".safetensors";
+    const std::string path = model_path(j, k);
     const std::string tag = model_tag(j, pool, static_cast<std::int64_t>(k));
     std::shared_ptr<nn::Module> model;
     std::map<std::string, std::string> metadata;
+    AEGIS_CHECK_AS(IoError, !audit_detail::several_ranks() || std::filesystem::exists(path),
+                   "rank 0 does not see " << path << " after the ranks trained the models: under mpirun --out-dir "
+                                          << "must be a directory every rank shares");
     if (std::filesystem::exists(path)) {
-      nn::LoadedClassifier loaded = nn::load_classifier(path);
-      const auto it = loaded.metadata.find(kTagKey);
-      AEGIS_CHECK(it != loaded.metadata.end() && it->second == tag,
-                  path << " was written by another audit (other recipe, pool, seed or shadow count); use a fresh --out-dir");
+      nn::LoadedClassifier loaded = load_audit_model(path, tag);
       model = loaded.model;
       metadata = loaded.metadata;
-      ++report.models_reused;
+      ++(farmed.trained[k] ? report.models_trained : report.models_reused);
     } else {
-      std::vector<std::int64_t> members;
-      for (std::size_t i = 0; i < n; ++i)
-        if (in[k][i]) members.push_back(static_cast<std::int64_t>(i));
-      const nn::Dataset half = subset(pool_data, members, pool_data.name + " audit half " + std::to_string(k));
-      nn::TrainJob job = j.job;
-      job.train.seed = j.job.train.seed + k;  // each model its own initialization, order and noise
-      nn::TrainedModel t = nn::start_model(job, half);
-      const auto t0 = std::chrono::steady_clock::now();
-      if (j.dp) {
-        const DpTrainResult r = train_dp_classifier(*t.model, half, job.train, *j.dp);
-        t.metadata = r.ledger.to_metadata();
-      } else {
-        nn::train_classifier(*t.model, half, job.train);
-      }
-      train_seconds += seconds_since(t0);
-      t.metadata[kTagKey] = tag;
-      t.metadata["aegis.dataset"] = j.job.dataset;
-      nn::save_classifier(path, *t.model, t.spec, t.metadata);
+      double seconds = 0.0;
+      nn::TrainedModel t = train_audit_model(j, pool_data, in[k], k, path, tag, seconds);
+      train_seconds += seconds;
       model = t.model;
       metadata = t.metadata;
       ++report.models_trained;
@@ -371,6 +389,7 @@ MiaReport run_mia_audit(const MiaJob& j, const nn::DatasetSplit& split, Progress
                     j.roc_plot);
     report.roc_plot = j.roc_plot;
   }
+  mpi::idle_barrier();
   return report;
 }
 

@@ -26,7 +26,9 @@
 // audit that made it; a rerun with the same audit reuses every file already written (a killed
 // audit resumes), and a file of another audit is an InvalidArgument. With roc_plot set, the ROC
 // curves are drawn on log-log axes. The attacks to run are chosen by family (loss, lira, rmia);
-// they do not change the models, so a rerun with other attacks reuses every model file.
+// they do not change the models, so a rerun with other attacks reuses every model file. Under
+// mpirun the missing models are trained over the ranks first (privacy/audit_farm.h); rank 0
+// returns the report, the other ranks an empty one.
 #pragma once
 
 #include <cstdint>

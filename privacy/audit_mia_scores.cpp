@@ -1,11 +1,14 @@
-// The scores of the shadow-model attacks of privacy/audit_mia.h: LiRA (with its query-time
-// augmentations) and RMIA, from the per-model statistics alone.
+// The scores of the attacks of privacy/audit_mia.h: the loss attack on a given model, and the
+// shadow-model attacks LiRA (with its query-time augmentations) and RMIA from the per-model
+// statistics alone.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "privacy/audit_mia.h"
+#include "privacy/audit_mia_query.h"
 
 namespace aegis::privacy {
 
@@ -180,6 +183,45 @@ double fit_rmia_offline_a(const std::vector<std::vector<double>>& log_prob,
   }
   const auto best = std::max_element(total_auc.begin(), total_auc.end()) - total_auc.begin();  // first maximum
   return static_cast<double>(best) / kSteps;
+}
+
+nlohmann::json to_json(const LossAttackReport& r) {
+  return {{"attack", "loss"},
+          {"members", r.members},
+          {"non_members", r.non_members},
+          {"member_loss", r.member_loss},
+          {"non_member_loss", r.non_member_loss},
+          {"auc", r.metrics.auc},
+          {"balanced_accuracy", r.metrics.balanced_accuracy},
+          {"tpr_at_0.1%_fpr", r.metrics.tpr_at_0_1_fpr},
+          {"tpr_at_1%_fpr", r.metrics.tpr_at_1_fpr}};
+}
+
+LossAttackReport loss_attack(nn::Module& model, const nn::Dataset& members, const nn::Dataset& non_members,
+                             Device device) {
+  AEGIS_CHECK(members.size() > 0 && non_members.size() > 0,
+              "loss attack: needs members and non-members, got " << members.size() << " and " << non_members.size());
+  LossAttackReport r;
+  std::vector<double> scores;
+  std::vector<bool> is_member;
+  for (const nn::Dataset* d : {&members, &non_members}) {
+    const std::vector<float> z = audit_detail::logits_of(model, *d, device);
+    const std::vector<std::int32_t> y = d->labels.to(Device::cpu()).to_vector<std::int32_t>();
+    std::vector<double> phi, loss;
+    std::vector<bool> correct;
+    audit_detail::phi_and_loss(z, y, static_cast<std::int64_t>(z.size() / y.size()), phi, loss, correct);
+    double total = 0.0;
+    for (double l : loss) {
+      scores.push_back(-l);
+      is_member.push_back(d == &members);
+      total += l;
+    }
+    (d == &members ? r.member_loss : r.non_member_loss) = total / static_cast<double>(loss.size());
+  }
+  r.members = members.size();
+  r.non_members = non_members.size();
+  r.metrics = attack_metrics(roc_curve(scores, is_member));
+  return r;
 }
 
 }  // namespace aegis::privacy

@@ -8,12 +8,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -25,47 +23,16 @@
 #include <vector>
 
 #include "nn/model_file.h"
+#include "support/mpi_run.h"
 #include "support/testing.h"
-
-extern char** environ;
 
 namespace aegis {
 namespace {
 
 using testing::CliRun;
+using testing::rank_pid;
 using testing::run_cli;
-
-// One thread per rank (the ranks share the cores), no core binding (3 ranks on 2 cores), root
-// allowed (CI containers run as root), and a run that hangs is ended after 2 minutes.
-std::vector<std::string> mpirun_words(int ranks) {
-  std::vector<std::string> words{AEGIS_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none"};
-  for (const char* w : {"--timeout", "120", "-x", "OMP_NUM_THREADS=1", "-n"}) words.push_back(w);
-  words.push_back(std::to_string(ranks));
-  words.push_back(testing::cli_path());
-  return words;
-}
-
-std::string joined(const std::vector<std::string>& words) {
-  std::string s;
-  for (const std::string& w : words) s += (s.empty() ? "" : " ") + w;
-  return s;
-}
-
-CliRun run_mpi(int ranks, const std::string& args) {
-  static int calls = 0;
-  const std::string err_path = testing::make_temp_dir("mpi_err") + "/" + std::to_string(calls++) + ".stderr";
-  const std::string cmd = joined(mpirun_words(ranks)) + " " + args + " 2>" + err_path;
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
-}
+using testing::run_mpi;
 
 nlohmann::json json_of(const CliRun& r, const std::string& what) {
   EXPECT_EQ(r.status, 0) << what << "\n" << r.err;
@@ -159,31 +126,6 @@ TEST(Mpi, SweepOverRanksEqualsOneProcess) {
   }
 }
 
-// The pid of rank `rank`: a child of mpirun running aegis whose environment names that rank.
-pid_t rank_pid(pid_t mpirun, int rank) {
-  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
-  DIR* proc = opendir("/proc");
-  pid_t found = 0;
-  while (dirent* e = proc ? readdir(proc) : nullptr) {
-    if (std::atoi(e->d_name) <= 0) continue;
-    const std::string base = "/proc/" + std::string(e->d_name);
-    std::ifstream stat(base + "/stat");
-    const std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const std::size_t close = text.rfind(')');
-    if (close == std::string::npos || text.find("(aegis)") == std::string::npos) continue;
-    std::istringstream rest(text.substr(close + 2));
-    char state = 0;
-    long parent = 0;
-    rest >> state >> parent;
-    if (parent != mpirun) continue;
-    std::ifstream environ_file(base + "/environ");
-    for (std::string var; std::getline(environ_file, var, '\0');)
-      if (var == wanted) found = static_cast<pid_t>(std::atoi(e->d_name));
-  }
-  if (proc) closedir(proc);
-  return found;
-}
-
 TEST(Mpi, SigkilledRankResumesToTheOneProcessRows) {
   // One input per chunk; n large enough that the kill lands mid-sweep (the sweep takes about a
   // second of one core; the kill comes within milliseconds of the 8th line).
@@ -195,19 +137,8 @@ TEST(Mpi, SigkilledRankResumesToTheOneProcessRows) {
 
   for (int victim : {1, 0}) {  // a rank that certifies, then the one that writes
     const std::string killed = dir() + "/killed" + std::to_string(victim) + ".tsv";
-    std::vector<std::string> args = mpirun_words(2);
-    std::istringstream words(certify_args(killed, flags, sampling));
-    for (std::string w; words >> w;) args.push_back(w);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-    pid_t pid = 0;
-    ASSERT_EQ(posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&actions);
+    const pid_t pid = testing::spawn_mpi(2, certify_args(killed, flags, sampling));
+    ASSERT_GT(pid, 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (lines_in(killed) < 8 && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -1,17 +1,19 @@
 // The communication layer (core/mpi.h) in a process that no launcher started, with or without MPI
 // compiled in: rank 0 of 1, collectives that return their input, messages refused with an error,
 // the GPU a rank takes, the sums over ranks (kernels/rank_sum.h; on a GPU, through NCCL with a
-// one-rank communicator when the build has it), and the sweep, data-parallel and DP-SGD helpers
-// above it reducing to the one-process code (the mpirun runs are tests/test_mpi.cpp, built with
-// MPI only).
+// one-rank communicator when the build has it), and the sweep, work farm, data-parallel and DP-SGD
+// helpers above it reducing to the one-process code (the mpirun runs are tests/test_mpi.cpp and
+// tests/test_mpi_farm.cpp, built with MPI only).
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "certify/sweep_ranks.h"
 #include "core/error.h"
 #include "core/mpi.h"
+#include "core/work_farm.h"
 #include "kernels/rank_sum.h"
 #include "nn/data_parallel.h"
 #include "privacy/dp_ranks.h"
@@ -144,6 +146,41 @@ TEST(RankSumCuda, DeviceSumEqualsTheCpuReference) {
   }
   const std::string route = AEGIS_IF_CUDA_BUILD(kernels::cuda::rank_sum_route(), std::string());
   EXPECT_EQ(route.rfind("nccl ", 0) == 0, kernels::nccl_compiled()) << route;
+}
+
+TEST(MpiLayer, FarmWorksEachItemInOrderInOneProcess) {
+  // Every pending item is worked on once, in the given order, inside a solo scope, and its result
+  // reaches on_result from rank 0; the idle barrier returns at once.
+  std::vector<std::pair<std::int64_t, double>> seen;
+  EXPECT_FALSE(mpi::solo());
+  mpi::run_farm(
+      {4, 0, 2},
+      [](std::int64_t item) {
+        EXPECT_TRUE(mpi::solo());
+        EXPECT_EQ(mpi::world().size, 1);
+        return std::vector<double>{10.0 * static_cast<double>(item), 0.5};
+      },
+      [&](std::int64_t item, const std::vector<double>& result, int rank) {
+        EXPECT_FALSE(mpi::solo());
+        EXPECT_EQ(rank, 0);
+        ASSERT_EQ(result.size(), 2u);
+        seen.emplace_back(item, result[0]);
+      });
+  EXPECT_EQ(seen, (std::vector<std::pair<std::int64_t, double>>{{4, 40.0}, {0, 0.0}, {2, 20.0}}));
+  mpi::run_farm(
+      {}, [](std::int64_t) { return std::vector<double>{}; },
+      [](std::int64_t, const std::vector<double>&, int) { ADD_FAILURE() << "no item to report"; });
+  EXPECT_THROW(mpi::run_farm(
+                   {1, -1}, [](std::int64_t) { return std::vector<double>{}; },
+                   [](std::int64_t, const std::vector<double>&, int) {}),
+               InvalidArgument);
+  {
+    const mpi::SoloScope outer;
+    const mpi::SoloScope inner;  // scopes nest
+    EXPECT_TRUE(mpi::solo());
+  }
+  EXPECT_FALSE(mpi::solo());
+  mpi::idle_barrier();
 }
 
 TEST(MpiLayer, SweepOverRanksIsRunSweepInOneProcess) {

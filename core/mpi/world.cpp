@@ -63,11 +63,16 @@ int count_of(std::size_t n) {
   return static_cast<int>(n);
 }
 
+const Session& session() {
+  static const Session s;
+  return s;
+}
+
 }  // namespace
 
 const World& world() {
-  static const Session session;
-  return session.world;
+  static const World alone{0, 1, session().world.initialized};
+  return solo() ? alone : session().world;
 }
 
 int local_rank() {
@@ -180,7 +185,7 @@ std::vector<unsigned char> all_gather_bytes(const std::vector<unsigned char>& mi
 }
 
 void abort_run(int status) noexcept {
-  const World& w = world();
+  const World& w = session().world;  // the whole run, even from inside a SoloScope
   if (w.initialized && w.size > 1) MPI_Abort(MPI_COMM_WORLD, status);
 }
 
