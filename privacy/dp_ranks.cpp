@@ -16,6 +16,11 @@ std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample) {
   return {sample.begin() + begin, sample.begin() + end};
 }
 
+std::int64_t rank_slice_begin(std::size_t sample_size) {
+  const mpi::World& world = mpi::world();
+  return static_cast<std::int64_t>(sample_size) * world.rank / world.size;
+}
+
 std::vector<double> sum_gradients_over_ranks(const std::vector<nn::Var>& parameters,
                                              const std::vector<double>& counts) {
   if (mpi::world().size == 1) return counts;

@@ -23,6 +23,8 @@ namespace aegis::privacy {
 
 // This rank's contiguous part of a step's sample (all of it in a one-process run).
 std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample);
+// Where this rank's slice starts in the sample (0 in a one-process run).
+std::int64_t rank_slice_begin(std::size_t sample_size);
 
 // Replaces each parameter's grad by its sum over the ranks and returns the sums of `counts`
 // (the same on every rank). A parameter that no rank reached keeps no grad, as in one process;
