@@ -62,6 +62,7 @@ enum Purpose : std::uint32_t {
   kPurposeAuditSampling = 13, // privacy audits: per-step canary sampling (keyed by step_key)
   kPurposeDpAugment = 14,     // DP-SGD augmentation noise on sampled examples (keyed by step_key)
   kPurposeDpAugmentGeometry = 15,  // DP-SGD crops and flips of sampled examples (keyed by step_key)
+  kPurposeAugmentGeometry = 16,    // crops and flips of plain training (nn/train.h)
 };
 
 struct Key {

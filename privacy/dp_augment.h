@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/data/augment.h"
 #include "nn/data/dataset.h"
 #include "nn/module.h"
 #include "runtime/tensor.h"
@@ -37,22 +38,10 @@ struct AugmentedBatch {
   std::int64_t examples = 0;
 };
 
-// The geometric transforms of every copy (kernels/augment.h): a random crop of the image padded
-// by crop_pad pixels on each side (0: no crop), by symmetric reflection unless zero_pad, and a
-// random horizontal flip. De et al. 2022 (§3.1) pad CIFAR-10's 32×32 images by 4.
-struct ImageAugment {
-  bool flip = false;
-  std::int64_t crop_pad = 0;
-  bool zero_pad = false;
-
-  bool any() const { return flip || crop_pad > 0; }
-};
-
-// "flip", "crop", "crop:PAD", "crop:PAD:zero" joined by commas (e.g. "flip,crop:4"); "none" or
-// "" for none. The default PAD is 4. InvalidArgument names a bad part.
-ImageAugment parse_image_augment(const std::string& spec);
-// The canonical spelling of `a` ("flip,crop:4"; "none"), which parse_image_augment reads back.
-std::string image_augment_name(const ImageAugment& a);
+// Crops and flips (nn/data/augment.h), named here too for the DP options.
+using nn::ImageAugment;
+using nn::image_augment_name;
+using nn::parse_image_augment;
 
 // Copies of one example that a batch may hold: the copy index is part of a row's random key.
 constexpr std::int64_t kMaxAugmentCopies = 1024;

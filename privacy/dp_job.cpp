@@ -24,7 +24,6 @@ nlohmann::json to_json(const DpReport& r) {
   j["sampling"] = r.sampling;
   j["total_steps"] = r.total_steps;
   j["augmult"] = r.augmult;
-  j["augment"] = r.augment;
   return j;
 }
 
@@ -78,7 +77,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   }
   std::string kind = ", DP-SGD";
   if (j.dp.augmult > 1) kind += " with " + std::to_string(j.dp.augmult) + " copies per example";
-  if (j.dp.augment.any()) kind += " (" + image_augment_name(j.dp.augment) + ")";
+  if (opt.augment.any()) kind += " (" + image_augment_name(opt.augment) + ")";
   nn::announce_training(j.job, t, split, kind, progress);
   const double n = static_cast<double>(split.train.size());
   if (j.dp.delta >= 1.0 / n) {
@@ -115,7 +114,6 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
     t.metadata[key] = value;
   }
   if (j.dp.augmult > 1) t.metadata["aegis.augmult"] = std::to_string(j.dp.augmult);
-  if (j.dp.augment.any()) t.metadata["aegis.augment"] = image_augment_name(j.dp.augment);
   nn::TrainResult loop;
   loop.steps = r.steps;
   loop.seconds = r.seconds;
@@ -132,7 +130,6 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   report.sampling = sampling_name(r.ledger.sampling);
   report.total_steps = r.ledger.steps();
   report.augmult = j.dp.augmult;
-  report.augment = image_augment_name(j.dp.augment);
   return report;
 }
 

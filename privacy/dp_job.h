@@ -34,7 +34,6 @@ struct DpReport {
   std::string accountant, clipping, sampling;
   std::int64_t total_steps = 0;  // over every phase of the ledger
   std::int64_t augmult = 1;      // copies per sampled example (DpTrainOptions::augmult)
-  std::string augment = "none";  // crops and flips of the copies (image_augment_name)
 };
 nlohmann::json to_json(const DpReport& report);  // the training keys and the privacy keys, flat
 

@@ -243,10 +243,10 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   AugmentOptions augment;
   augment.copies = dp.augmult;
   augment.noise_sigma = o.noise_sigma;
-  augment.image = dp.augment;
+  augment.image = o.augment;
   augment.make_input = dp.make_input;
   augment.seed = o.seed;
-  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || dp.augment.any() || dp.make_input;
+  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || o.augment.any() || dp.make_input;
   // With K > 1 a chunk forms K·B rows of per-example gradients (privacy/per_example_group.cpp):
   // at most augmult_bytes of them.
   const auto param_count = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
