@@ -43,7 +43,8 @@ void gemm_strided_batched(const GemmArgs& g, const float* a, std::int64_t stride
                           std::int64_t stride_b, float* c, std::int64_t stride_c, std::int64_t batch) {
   // The products are independent: threads take whole products (OpenBLAS runs single-threaded
   // inside a parallel region), which beats threading each small product.
-#pragma omp parallel for schedule(static) if (batch > 1 && batch * g.m * g.n * std::max<std::int64_t>(g.k, 1) > (1 << 16))
+  const std::int64_t work = batch * g.m * g.n * std::max<std::int64_t>(g.k, 1);
+#pragma omp parallel for schedule(static) if (batch > 1 && work > (1 << 16))
   for (std::int64_t i = 0; i < batch; ++i) gemm(g, a + i * stride_a, b + i * stride_b, c + i * stride_c);
 }
 
