@@ -38,7 +38,7 @@ struct RowTransform {
 };
 
 // Row r's transform: flip from the first word's low bit, dy and dx from the second and third
-// words modulo 2·pad + 1 (a bias below 2^-28 for pad ≤ 8, far below anything a crop offset shows).
+// words modulo 2·pad + 1 (a bias of at most (2·pad + 1)/2^32 in any offset's probability).
 AEGIS_HD RowTransform row_transform(const philox::Key& key, std::uint64_t row_key, std::int64_t pad, bool flip) {
   const philox::U32x4 r = philox::block(key, row_key);
   RowTransform t;
