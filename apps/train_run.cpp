@@ -17,6 +17,8 @@ namespace aegis::app {
 nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, const std::string& data_label) {
   AEGIS_CHECK(!a.adv.empty() || a.adv_options.eps == 0.0f, "--eps needs --adv");
   AEGIS_CHECK(a.dp || a.dp_options.augmult == 1, "--augmult needs --dp");
+  AEGIS_CHECK(a.dp || a.adv.empty() || !a.train.augment.any(),
+              "--augment with --adv needs --dp (plain adversarial training makes its inputs from the batch as is)");
   AEGIS_CHECK(a.adv.empty() || a.train.noise_sigma == 0.0f,
               "--adv and --noise-sigma train for two different robustness notions: give one");
   AEGIS_CHECK(a.resume.empty() || a.dp, "--resume continues a DP run: add --dp");
@@ -99,6 +101,22 @@ void add_train_options(CLI::App* cmd, TrainArgs& a) {
                   "train on x + N(0, sigma^2) in [0, 1] pixel space (Gaussian augmentation for randomized smoothing)")
       ->capture_default_str()
       ->check(non_negative(FLT_MAX));
+  cmd->add_option_function<std::string>(
+         "--augment", [&a](const std::string& v) { a.train.augment = nn::parse_image_augment(v); },
+         "random crops and flips of every training image (with --dp: of every copy; De et al. 2022): flip, "
+         "crop[:PAD[:zero|mirror]] joined by commas, e.g. flip,crop:4 (PAD default 4, mirror padding); applied "
+         "before --noise-sigma")
+      ->default_str("none")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            try {
+              nn::parse_image_augment(v);
+              return std::string();
+            } catch (const Error& e) {
+              return e.message();
+            }
+          },
+          "SPEC"));
   cmd->add_option("--out", a.out, "where to write the trained model (safetensors; .onnx after --init net.onnx)")
       ->capture_default_str();
   cmd->add_option("--adv", a.adv, "adversarial training: pgd | fgsm-rs | free (L-infinity, radius --eps)")
@@ -166,8 +184,8 @@ void add_dp_options(CLI::App* cmd, TrainArgs& a) {
       ->default_str("poisson")
       ->check(one_of({"poisson", "shuffle"}));
   cmd->add_option("--augmult", d.augmult,
-                  "DP: augmentation multiplicity K, copies of each sampled example (each with its own --noise-sigma "
-                  "noise or adversarial start), their gradients averaged before clipping")
+                  "DP: augmentation multiplicity K, copies of each sampled example (each with its own --augment crop "
+                  "and flip, --noise-sigma noise or adversarial start), their gradients averaged before clipping")
       ->capture_default_str()
       ->check(integer_in(1, 1024));
   auto* consistency =

@@ -38,12 +38,13 @@ std::uint64_t step_seed(std::uint64_t seed, std::int64_t step) {
 
 // Madry et al. 2018: PGD-K with a uniform random start; every example takes all K steps.
 Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const AdvTrainOptions& adv,
-                    std::uint64_t seed) {
+                    std::uint64_t seed, std::int64_t first_row = 0) {
   AttackOptions ao;
   ao.eps = Tensor::full({1}, adv.eps);
   if (adv.step_size > 0) ao.step_size = Tensor::full({1}, adv.step_size);
   ao.steps = adv.steps;
   ao.seed = seed;
+  ao.start_offset = first_row;
   ao.early_stop = false;
   return pgd(model, x, y, ao).adversarial;
 }
@@ -51,10 +52,10 @@ Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const A
 // Wong et al. 2020, Alg. 3: x + δ with δ ~ U(−ε, ε) (clipped to [0, 1]), then one step
 // α·sign ∇ₓ CE, projected onto the ε-ball around x and onto [0, 1].
 Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, float eps, float alpha,
-                        std::uint64_t seed) {
+                        std::uint64_t seed, std::int64_t first_row = 0) {
   const std::int64_t n = x.size(0), d = x.numel() / n;
   const Device dev = x.device();
-  Tensor adv = random_start(x, Tensor::full({1}, eps), Norm::Linf, seed);
+  Tensor adv = random_start(x, Tensor::full({1}, eps), Norm::Linf, seed, 0, first_row);
   Tensor grad;
   {
     nn::FrozenScope frozen(model);  // the attack pass needs only ∂loss/∂x
@@ -118,17 +119,18 @@ void check_adv_options(const AdvTrainOptions& adv) {
 
 }  // namespace
 
-std::function<Tensor(nn::Module&, const Tensor&, const Tensor&, std::uint64_t)> dp_adversarial_inputs(
+std::function<Tensor(nn::Module&, const Tensor&, const Tensor&, std::uint64_t, std::int64_t)> dp_adversarial_inputs(
     const AdvTrainOptions& adv, std::uint64_t seed) {
   check_adv_options(adv);
   AEGIS_CHECK(adv.method != AdvMethod::Free,
               "free adversarial training cannot run under DP-SGD: its perturbation carries over from other "
               "minibatches' examples, so an example's gradient would depend on other examples (use pgd or fgsm-rs)");
   const float fgsm_alpha = adv.step_size > 0 ? adv.step_size : 1.25f * adv.eps;
-  return [adv, seed, fgsm_alpha](nn::Module& model, const Tensor& x, const Tensor& y, std::uint64_t step) {
+  return [adv, seed, fgsm_alpha](nn::Module& model, const Tensor& x, const Tensor& y, std::uint64_t step,
+                                 std::int64_t first_row) {
     const std::uint64_t s = step_seed(seed, static_cast<std::int64_t>(step));
-    return adv.method == AdvMethod::Pgd ? pgd_examples(model, x, y, adv, s)
-                                        : fgsm_rs_examples(model, x, y, adv.eps, fgsm_alpha, s);
+    return adv.method == AdvMethod::Pgd ? pgd_examples(model, x, y, adv, s, first_row)
+                                        : fgsm_rs_examples(model, x, y, adv.eps, fgsm_alpha, s, first_row);
   };
 }
 

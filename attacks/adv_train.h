@@ -80,7 +80,10 @@ AdvTrainResult train_adversarial(nn::Module& model, const nn::Dataset& train, co
 // "free" is refused: its perturbation carries over from other minibatches' examples. The
 // catastrophic-overfitting check of fgsm-rs does not run under DP (its held-out check would be
 // one more use of the data that the ledger does not count).
-std::function<Tensor(nn::Module& model, const Tensor& images, const Tensor& labels, std::uint64_t step)>
+// Row r's random start is keyed as row first_row + r of the step (the hook's last argument), so a
+// chunk or an MPI rank's slice draws what the whole sample would.
+std::function<Tensor(nn::Module& model, const Tensor& images, const Tensor& labels, std::uint64_t step,
+                     std::int64_t first_row)>
 dp_adversarial_inputs(const AdvTrainOptions& adv, std::uint64_t seed);
 // The model-file keys of an adversarially trained model: aegis.adv_method, aegis.adv_eps.
 std::map<std::string, std::string> adv_metadata(const AdvTrainOptions& adv);

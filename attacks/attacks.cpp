@@ -84,6 +84,9 @@ class Attack {
     m_d = m_n > 0 ? x.numel() / m_n : 0;
     AEGIS_CHECK_AS(ShapeError, m_n <= std::numeric_limits<std::int32_t>::max(),
                    method.name << ": " << m_n << " examples exceed the int32 row indices; split the batch");
+    AEGIS_CHECK(o.start_offset >= 0 && o.start_offset <= std::numeric_limits<std::int32_t>::max() - m_n,
+                method.name << ": start offset " << o.start_offset << " + " << m_n
+                            << " examples exceed the int32 random-start keys");
     m_labels = checked_labels(labels, m_n, "labels");
     if (o.targeted) {
       AEGIS_CHECK(o.targets.defined(), method.name << ": a targeted attack needs options.targets (i32 [N])");
@@ -234,7 +237,9 @@ class Attack {
     Rows r = gather(ids);
     if (m_method.random_start) {
       r.x = Tensor::empty_like(r.x0);
-      const Tensor d_ids = upload(r.ids, m_dev);
+      std::vector<std::int32_t> keys = r.ids;  // example ids, shifted to the caller's numbering
+      for (std::int32_t& k : keys) k += static_cast<std::int32_t>(m_options.start_offset);
+      const Tensor d_ids = upload(keys, m_dev);
       const philox::Key key{m_options.seed, philox::kPurposeAttackStart, restart};
       AEGIS_DISPATCH(m_dev, attack_random_start(m_norm, r.x.data<float>(), r.x0.data<float>(), r.d_eps.data<float>(),
                                                 d_ids.data<std::int32_t>(), r.size(), m_d, key));

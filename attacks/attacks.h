@@ -15,8 +15,8 @@
 // highest loss. With early_stop, an example that succeeds is frozen (an already misclassified
 // example is never stepped) and dropped from the batch; random restarts rerun only the examples
 // not broken yet, so more steps or restarts can only break more examples. Random starts are keyed
-// by Philox (seed, kPurposeAttackStart, restart) and the element index (position in the batch)·d+j,
-// so CPU and CUDA start from the same points. The fused step, start and copy kernels live in
+// by Philox (seed, kPurposeAttackStart, restart) and the element index (start_offset + position in
+// the batch)·d+j, so CPU and CUDA start from the same points. The fused step, start and copy kernels live in
 // kernels/attack_step.h; this layer only moves indices, ε/α values and per-example flags between
 // host and device, once per iteration.
 #pragma once
@@ -53,6 +53,10 @@ struct AttackOptions {
   Tensor targets;          // i32 [N] when targeted
   float momentum = 1.0f;   // MI-FGSM decay μ ≥ 0 (Dong et al. use 1.0)
   std::uint64_t seed = 0;  // random starts
+  // Row i's random start is keyed as example start_offset + i: a caller attacking a slice of a
+  // larger batch (a chunk, an MPI rank's share) draws the starts the whole batch would. ≥ 0, and
+  // start_offset + N must stay below 2^31.
+  std::int64_t start_offset = 0;
   bool early_stop = true;  // freeze an example at its first success and stop computing its gradient
   // EOT (Athalye, Carlini, Wagner 2018, §4.1): each gradient is the mean over this many
   // forward/backward passes of a randomized model, ∇E_θ[L(x; θ)] ≈ (1/K)Σ_k ∇L(x; θ_k); the
@@ -93,10 +97,10 @@ Tensor broadcast_per_example(float value, std::int64_t n);
 Tensor broadcast_per_example(const Tensor& per_example, std::int64_t n, const char* what = "per-example value");
 
 // The random start PGD uses for (seed, restart): clip[0,1](x + δ), δ uniform in the ε-ball of
-// `norm` around each example (ε: 1 value or [N]), drawn with example i keyed as position i.
-// Same shape and device as x.
-Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed,
-                    std::uint32_t restart = 0);
+// `norm` around each example (ε: 1 value or [N]), drawn with example i keyed as first_id + i
+// (AttackOptions::start_offset). Same shape and device as x.
+Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed, std::uint32_t restart = 0,
+                    std::int64_t first_id = 0);
 
 // Checks what every attack requires of x: f32 [N, ...] (ShapeError), finite (NumericError) and
 // inside the box [0, 1] (InvalidArgument naming the first example and element outside it).

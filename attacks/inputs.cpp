@@ -1,6 +1,7 @@
 // What attacks take and give besides the attack itself: the input check, per-example ε and step
 // sizes broadcast from one value, the public random start, and the robust accuracy of a result.
 #include <cmath>
+#include <climits>
 #include <numeric>
 #include <vector>
 
@@ -42,7 +43,8 @@ void check_attack_input(const Tensor& x, const char* what) {
                                         << ", outside the box [0, 1] that attacks clip to (scale inputs to [0, 1])");
 }
 
-Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed, std::uint32_t restart) {
+Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t seed, std::uint32_t restart,
+                    std::int64_t first_id) {
   check_attack_input(x, "random_start x");
   const std::int64_t n = x.size(0), d = n > 0 ? x.numel() / n : 0;
   const Tensor eps_host = broadcast_per_example(eps, n, "random_start eps");
@@ -51,8 +53,10 @@ Tensor random_start(const Tensor& x, const Tensor& eps, Norm norm, std::uint64_t
     AEGIS_CHECK_AS(NumericError, std::isfinite(e[i]), "random_start: eps[" << i << "] = " << e[i] << " is not finite");
     AEGIS_CHECK(e[i] >= 0.0f, "random_start: eps[" << i << "] = " << e[i] << " must be ≥ 0");
   }
+  AEGIS_CHECK(first_id >= 0 && first_id + n <= INT32_MAX,
+              "random_start: examples keyed " << first_id << " … " << first_id + n << " exceed the 2^31 start keys");
   std::vector<std::int32_t> ids(static_cast<std::size_t>(n));
-  std::iota(ids.begin(), ids.end(), 0);
+  std::iota(ids.begin(), ids.end(), static_cast<std::int32_t>(first_id));
   const Device dev = x.device();
   const Tensor d_ids = Tensor::from_vector(ids, {n}).to(dev);
   const Tensor d_eps = eps_host.to(dev);

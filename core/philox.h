@@ -61,6 +61,8 @@ enum Purpose : std::uint32_t {
   kPurposeAuditSetup = 12,    // privacy audits: canary and shadow-model choices (step = which choice)
   kPurposeAuditSampling = 13, // privacy audits: per-step canary sampling (keyed by step_key)
   kPurposeDpAugment = 14,     // DP-SGD augmentation noise on sampled examples (keyed by step_key)
+  kPurposeDpAugmentGeometry = 15,  // DP-SGD crops and flips of sampled examples (keyed by step_key)
+  kPurposeAugmentGeometry = 16,    // crops and flips of plain training (nn/train.h)
 };
 
 struct Key {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "core/mpi.h"
 #include "nn/data_parallel.h"
@@ -76,7 +77,14 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
           input = o.make_input(batch, result.steps);
         } else {
           Tensor images = batch.images;
-          if (o.noise_sigma > 0.0f) {
+          if (o.augment.any()) {  // crops and flips, then the same noise draws as below
+            std::vector<std::uint64_t> rows(static_cast<std::size_t>(images.size(0)));
+            std::iota(rows.begin(), rows.end(), std::uint64_t{0});
+            const auto step = static_cast<std::uint32_t>(result.steps);
+            images = augment_images(images, o.augment, o.noise_sigma, rows,
+                                    philox::Key{o.seed, philox::kPurposeAugmentGeometry, step},
+                                    philox::Key{o.seed, philox::kPurposeAugmentNoise, step});
+          } else if (o.noise_sigma > 0.0f) {
             Tensor noise = Tensor::empty_like(images);
             ops::fill_normal(
                 noise, philox::Key{o.seed, philox::kPurposeAugmentNoise, static_cast<std::uint32_t>(result.steps)},

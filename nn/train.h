@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/data/augment.h"
 #include "nn/data/dataset.h"
 #include "nn/module.h"
 #include "nn/optim.h"
@@ -30,6 +31,10 @@ struct TrainOptions {
   // is trained on x + ε, ε ~ N(0, σ²I), in [0, 1] pixel space, unclipped); 0 = off. The noise of
   // step t is Philox (seed, kPurposeAugmentNoise, t).
   float noise_sigma = 0.0f;
+  // Random crops and horizontal flips of every training image (nn/data/augment.h), before the
+  // noise. Step t's row r is keyed by Philox (seed, kPurposeAugmentGeometry, t) at r; under DP-SGD
+  // (privacy/dp_train.h) by (dataset index, copy) instead.
+  ImageAugment augment;
   // Called after every optimizer step, before the step is reported: a projection of the weights
   // onto a constraint set (PixelDP's sensitivity bound, certify/pixeldp.h), for instance.
   std::function<void()> after_step;

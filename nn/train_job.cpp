@@ -27,6 +27,7 @@ nlohmann::json to_json(const TrainReport& r) {
                         {"lr", r.lr},
                         {"seed", r.seed},
                         {"noise_sigma", r.noise_sigma},
+                        {"augment", r.augment},
                         {"steps", r.steps},
                         {"train_loss", r.train_loss},
                         {"train_accuracy", r.train_accuracy},
@@ -97,6 +98,7 @@ TrainReport finish_training(const TrainJob& job, TrainedModel& t, const Dataset&
   p.end("");
   t.metadata["aegis.dataset"] = job.dataset;
   if (o.noise_sigma > 0.0f) t.metadata["aegis.noise_sigma"] = std::to_string(o.noise_sigma);
+  if (o.augment.any()) t.metadata["aegis.augment"] = image_augment_name(o.augment);
   // Under mpirun the ranks hold the same parameters (privacy/dp_ranks.h): rank 0 writes them.
   if (mpi::world().rank == 0) save_classifier(job.out, *t.model, t.spec, t.metadata);
 
@@ -114,6 +116,7 @@ TrainReport finish_training(const TrainJob& job, TrainedModel& t, const Dataset&
   r.lr = o.lr;
   r.seed = o.seed;
   r.noise_sigma = o.noise_sigma;
+  r.augment = image_augment_name(o.augment);
   r.steps = result.steps;
   if (!result.epochs.empty()) {
     r.train_loss = result.epochs.back().train_loss;

@@ -38,6 +38,7 @@ struct TrainReport {
   std::int64_t parameters = 0, epochs = 0, batch_size = 0;
   std::int64_t steps = 0;  // optimizer steps of this run
   float momentum = 0.0f, lr = 0.0f, noise_sigma = 0.0f;
+  std::string augment = "none";  // crops and flips (image_augment_name)
   std::uint64_t seed = 0;
   double train_loss = 0.0, train_accuracy = 0.0;  // of the last epoch
   double train_seconds = 0.0, seconds_per_epoch = 0.0;

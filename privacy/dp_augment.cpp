@@ -6,7 +6,6 @@
 
 #include "core/philox.h"
 #include "privacy/sampling.h"
-#include "runtime/ops.h"
 
 namespace aegis::privacy {
 
@@ -41,12 +40,29 @@ class PausedCapture {
   std::size_t m_next = 0;
 };
 
+// Crops, flips and noise of every copy in one pass (nn/data/augment.h); padding rows (past
+// indices.size()·K) are transformed too, under keys no real row uses, and stay masked out.
+Tensor augment_copies(const Tensor& images, const std::vector<std::int64_t>& indices, const AugmentOptions& o,
+                      std::uint64_t step) {
+  const std::int64_t rows = images.size(0), k = o.copies;
+  std::vector<std::uint64_t> keys(static_cast<std::size_t>(rows));
+  const auto real = static_cast<std::int64_t>(indices.size());
+  for (std::int64_t j = 0; j < rows / k; ++j)
+    for (std::int64_t c = 0; c < k; ++c)
+      keys[static_cast<std::size_t>(j * k + c)] =
+          j < real ? augment_row_key(indices[static_cast<std::size_t>(j)], c) : ~static_cast<std::uint64_t>(j * k + c);
+  return nn::augment_images(images, o.image, o.noise_sigma, keys,
+                            philox::step_key(o.seed, philox::kPurposeDpAugmentGeometry, step),
+                            philox::step_key(o.seed, philox::kPurposeDpAugment, step));
+}
+
 }  // namespace
 
 AugmentedBatch augmented_batch(nn::Module& model, const nn::Dataset& dataset, const std::vector<std::int64_t>& indices,
-                               std::int64_t capacity, const AugmentOptions& o, std::uint64_t step,
-                               std::uint64_t first_example, Device device) {
-  AEGIS_CHECK(o.copies >= 1, "augmentation multiplicity " << o.copies << " must be at least 1");
+                               std::int64_t capacity, const AugmentOptions& o, std::uint64_t step, Device device,
+                               std::int64_t first_example) {
+  AEGIS_CHECK(o.copies >= 1 && o.copies <= kMaxAugmentCopies,
+              "augmentation multiplicity " << o.copies << " must be in [1, " << kMaxAugmentCopies << "]");
   AEGIS_CHECK(std::isfinite(o.noise_sigma) && o.noise_sigma >= 0.0f,
               "augmentation noise sigma " << o.noise_sigma << " must be non-negative and finite");
   const std::int64_t k = o.copies;
@@ -67,16 +83,10 @@ AugmentedBatch augmented_batch(nn::Module& model, const nn::Dataset& dataset, co
   out.loss_weights = Tensor::from_vector(weights, {capacity * k}).to(device);
   out.example_mask = Tensor::from_vector(mask, {capacity}).to(device);
   Tensor images = b.images;
-  if (o.noise_sigma > 0.0f) {
-    const std::int64_t d = images.numel() / std::max<std::int64_t>(1, images.size(0));
-    Tensor noise = Tensor::empty_like(images);
-    ops::fill_normal(noise, philox::step_key(o.seed, philox::kPurposeDpAugment, step), 0.0f, o.noise_sigma,
-                     first_example * static_cast<std::uint64_t>(k * d));
-    images = ops::add(images, noise);
-  }
+  if (o.noise_sigma > 0.0f || o.image.any()) images = augment_copies(images, indices, o, step);
   if (o.make_input) {
     const PausedCapture paused(model);
-    Tensor made = o.make_input(model, images, b.labels, step);
+    Tensor made = o.make_input(model, images, b.labels, step, first_example * k);
     AEGIS_CHECK_AS(
         ShapeError, made.defined() && made.shape() == images.shape() && made.device() == images.device(),
         "DP-SGD input hook: returned a tensor of another shape or device than its batch " << shape_str(images.shape()));

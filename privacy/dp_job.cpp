@@ -93,6 +93,7 @@ DpReport run_dp_training(const DpJob& j, const nn::DatasetSplit& split, Progress
   }
   std::string kind = ", DP-SGD";
   if (j.dp.augmult > 1) kind += " with " + std::to_string(j.dp.augmult) + " copies per example";
+  if (opt.augment.any()) kind += " (" + image_augment_name(opt.augment) + ")";
   if (j.dp.consistency) {
     char text[96];
     std::snprintf(text, sizeof text, " and the consistency regularizer (lambda %g, eta %g)",

@@ -8,4 +8,8 @@ std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample) {
   return {sample.begin() + begin, sample.begin() + end};
 }
 
+std::int64_t rank_slice_begin(std::size_t sample_size) {
+  return nn::rank_rows(static_cast<std::int64_t>(sample_size)).first;
+}
+
 }  // namespace aegis::privacy

@@ -23,6 +23,8 @@ namespace aegis::privacy {
 
 // This rank's contiguous part of a step's sample (all of it in a one-process run; nn::rank_rows).
 std::vector<std::int64_t> rank_slice(const std::vector<std::int64_t>& sample);
+// Where this rank's slice starts in the sample (0 in a one-process run).
+std::int64_t rank_slice_begin(std::size_t sample_size);
 
 // The clipped sums and the step's counts over the ranks (nn/data_parallel.h).
 using nn::sum_gradients_over_ranks;

@@ -119,21 +119,22 @@ void check_chunk_loss(double chunk_loss, std::int64_t step, float lr) {
 // The same with the sample's examples transformed (privacy/dp_augment.h): K copies each, noise,
 // an input hook. The loss weights 1/K make the K rows of an example sum to the copies' average
 // gradient, which clip_and_accumulate clips as one (group_size K). `correct` counts copies.
-// With the consistency regularizer the summed loss is Σ_i L_i (privacy/dp_augment.h).
+// With the consistency regularizer the summed loss is Σ_i L_i (privacy/dp_augment.h). `first` is
+// the place of the slice's first example in the step's whole sample (its rank's slice offset), so
+// the input hook keys its rows as the one-process run does.
 StepOutcome clip_augmented_sample(nn::Module& model, const nn::Dataset& train, const std::vector<std::int64_t>& sample,
                                   std::int64_t chunk_cap, ClipOptions clip, const AugmentOptions& augment,
                                   const std::optional<ConsistencyOptions>& consistency, Device device,
-                                  std::int64_t step, std::uint64_t global_step, float lr) {
+                                  std::int64_t step, std::uint64_t global_step, float lr, std::int64_t first) {
   StepOutcome out;
   if (sample.empty()) return out;
   clip.group_size = augment.copies;
-  std::uint64_t first = 0;
   for (const auto& chunk : split_into_chunks(sample, chunk_cap)) {
     // On the CPU a batch is exactly the chunk; on the GPU shapes stay at chunk_cap.
     const std::int64_t cap =
         device.is_cuda() ? chunk_cap : std::max<std::int64_t>(1, static_cast<std::int64_t>(chunk.size()));
-    const AugmentedBatch b = augmented_batch(model, train, chunk, cap, augment, global_step, first, device);
-    first += chunk.size();  // the next chunk's examples draw the noise after this one's
+    const AugmentedBatch b = augmented_batch(model, train, chunk, cap, augment, global_step, device, first);
+    first += static_cast<std::int64_t>(chunk.size());
     nn::Var logits = model.forward(nn::Var(b.images, false));
     nn::Var total = augmented_batch_loss(logits, b, augment.copies, consistency);
     autograd::backward(total);
@@ -252,19 +253,18 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   AugmentOptions augment;
   augment.copies = dp.augmult;
   augment.noise_sigma = o.noise_sigma;
+  augment.image = o.augment;
   augment.make_input = dp.make_input;
   augment.seed = o.seed;
-  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || dp.make_input;
+  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || o.augment.any() || dp.make_input;
   // With K > 1 a chunk forms K·B rows of per-example gradients (privacy/per_example_group.cpp):
   // at most augmult_bytes of them.
   const auto param_count = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
   const auto augmult_cap = static_cast<std::int64_t>(std::max<std::size_t>(
       1, dp.augmult_bytes / (sizeof(float) * param_count * static_cast<std::size_t>(dp.augmult + 1))));
-  // The copies' noise and the input hook's random starts are keyed by an example's position in
-  // the sample, which a rank's slice does not know: transformed examples run in one process.
-  AEGIS_CHECK(!(augmented && mpi::world().size > 1),
-              "DP-SGD: augmentation multiplicity, --noise-sigma and --adv run in one process, not under mpirun "
-              "(their random draws are keyed by an example's place in the whole sample)");
+  // Under mpirun every rank draws its slice's transforms exactly as one process would: crops,
+  // flips and noise are keyed by (dataset index, copy), the input hook's random starts by the
+  // row's place in the whole sample (rank_slice_begin), both known to every rank.
 
   DpTrainResult result;
   result.noise_multiplier = plan.noise_multiplier;
@@ -295,7 +295,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
       const std::int64_t cap = chunk_capacity(slice.size());
       StepOutcome step =
           augmented ? clip_augmented_sample(model, train, slice, dp.augmult > 1 ? std::min(cap, augmult_cap) : cap,
-                                            clip, augment, dp.consistency, o.device, result.steps, global_step, lr)
+                                            clip, augment, dp.consistency, o.device, result.steps, global_step, lr,
+                                            rank_slice_begin(sample.size()))
                     : clip_sample(model, train, slice, cap, clip, o.device, result.steps, lr);
       const std::vector<double> totals =
           sum_gradients_over_ranks(params, {step.loss, static_cast<double>(step.clipped),

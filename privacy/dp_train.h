@@ -68,12 +68,12 @@ struct DpTrainOptions {
   Sampling sampling = Sampling::Poisson;
   // Augmentation multiplicity K (De et al. 2022, §3.1): each sampled example enters the step as K
   // copies, each with its own Gaussian noise of the training options' noise_sigma (Gaussian
-  // augmentation for randomized smoothing) and its own random start under make_input. The
-  // copies' gradients are averaged per example BEFORE clipping (ClipOptions::group_size), so the
-  // sensitivity C, the sampling and therefore the ledger are those of K = 1. The data path knows
-  // no flips or crops, so the copies differ by the noise (and the hook's randomness) only; with
-  // neither, K identical copies give the K = 1 update. K = 1 without noise or hook is the plain
-  // path, unchanged.
+  // augmentation for randomized smoothing), its own crop and flip under the training options'
+  // `augment` (keyed by dataset index and copy) and its own
+  // random start under make_input. The copies' gradients are averaged per example BEFORE clipping
+  // (ClipOptions::group_size), so the sensitivity C, the sampling and therefore the ledger are
+  // those of K = 1. Without any transform, K identical copies give the K = 1 update. K = 1
+  // without a transform or hook is the plain path, unchanged.
   std::int64_t augmult = 1;
   // Per-row input transformation of every step (DpInputFn: row r may depend on row r only), e.g.
   // attacks::dp_adversarial_inputs for adversarial examples of the current model. Applied after

@@ -10,9 +10,12 @@
 // gives (‖Σ_k a_kᵀ g_k‖² has cross terms between the copies). So every layer's per-group
 // gradient is formed explicitly, [B, params of the layer], and the norms and the clipped sums are
 // read from it:
-//   Linear      one [o, in] product G_bᵀ A_b per group (inner dimension G), the bias Σ_k g_k;
+//   Linear      the [o, in] products G_bᵀ A_b of all groups (inner dimension G) as one batched
+//               product (kernels/blas.h), the bias Σ_k g_k;
 //   Conv2d      the per-row gradients (kernels/per_example.h, materialized), summed per group;
 //   GroupNorm   the per-row affine gradients, summed per group.
+// Every per-group sum is one batched product too, so a step issues a fixed number of calls per
+// layer, independent of the batch size.
 // Memory is B·(layer parameters) per layer plus, for a convolution, G·B·(its parameters) for the
 // rows: the trainer bounds it by the examples it puts in one batch (privacy/dp_train.cpp).
 #include <algorithm>
@@ -36,16 +39,18 @@ bool wants(const autograd::Var& p) {
   return p.defined() && p.requires_grad();
 }
 
-// rows [B·G, cols] → [B, cols], row b = Σ_k rows[b·G + k].
+// rows [B·G, cols] → [B, cols], row b = Σ_k rows[b·G + k]: one batched product of the shared
+// ones [1, G] with each group's [G, cols] block (stride 0 for the ones), so a layer issues one
+// call whatever B is.
 Tensor group_sums(const Tensor& rows, std::int64_t group) {
   const std::int64_t n = rows.size(0), cols = rows.numel() / std::max<std::int64_t>(n, 1);
   const std::int64_t groups = n / group;
   const Device dev = rows.device();
   Tensor out = Tensor::empty({groups, cols}, DType::F32, dev);
   const Tensor ones = Tensor::full({group}, 1.0f).to(dev);
-  for (std::int64_t b = 0; b < groups; ++b)
-    AEGIS_DISPATCH(dev, weighted_row_sum(rows.data<float>() + b * group * cols, ones.data<float>(), group, cols,
-                                         out.data<float>() + b * cols));
+  AEGIS_DISPATCH(dev, gemm_strided_batched(kernels::GemmArgs{false, false, 1, cols, group, 1.0f, 0.0f},
+                                           ones.data<float>(), 0, rows.data<float>(), group * cols, out.data<float>(),
+                                           cols, groups));
   return out;
 }
 
@@ -69,11 +74,10 @@ LayerGrads layer_norms_grouped(const Layer& layer, std::int64_t group, Tensor& s
       const std::int64_t in = a.size(1), o = g.size(1);
       if (want_w) {
         r.per_example_weight = Tensor::empty({groups, o * in}, DType::F32, dev);
-        // G_bᵀ A_b: [o, G]·[G, in], one product per group.
-        for (std::int64_t b = 0; b < groups; ++b)
-          AEGIS_DISPATCH(dev,
-                         gemm(kernels::GemmArgs{true, false, o, in, group, 1.0f, 0.0f}, g.data<float>() + b * group * o,
-                              a.data<float>() + b * group * in, r.per_example_weight.data<float>() + b * o * in));
+        // G_bᵀ A_b: [o, G]·[G, in] for every group b, one batched product.
+        AEGIS_DISPATCH(dev, gemm_strided_batched(kernels::GemmArgs{true, false, o, in, group, 1.0f, 0.0f},
+                                                 g.data<float>(), group * o, a.data<float>(), group * in,
+                                                 r.per_example_weight.data<float>(), o * in, groups));
       }
       if (want_b) r.per_example_bias = group_sums(g, group);
       break;

@@ -64,7 +64,7 @@ TEST(DpRobust, TheTransformedPathWithOneCopyAndNoTransformIsThePlainOneBitForBit
   const TrainedRun plain = train(small_options(), dp_options());
   privacy::DpTrainOptions identity = dp_options();
   // An input hook that changes nothing routes every step through the augmented path (K = 1).
-  identity.make_input = [](nn::Module&, const Tensor& x, const Tensor&, std::uint64_t) { return x; };
+  identity.make_input = [](nn::Module&, const Tensor& x, const Tensor&, std::uint64_t, std::int64_t) { return x; };
   const TrainedRun hooked = train(small_options(), identity);
   ASSERT_EQ(plain.weights.size(), hooked.weights.size());
   for (std::size_t i = 0; i < plain.weights.size(); ++i) ASSERT_EQ(plain.weights[i], hooked.weights[i]) << i;

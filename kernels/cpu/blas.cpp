@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace aegis::kernels::cpu {
@@ -36,6 +37,15 @@ void sum_rows(const float* x, float* out, std::int64_t rows, std::int64_t cols, 
   }
   for (std::int64_t c = 0; c < cols; ++c)
     out[c] = static_cast<float>(acc[static_cast<std::size_t>(c)] + (accumulate ? out[c] : 0.0f));
+}
+
+void gemm_strided_batched(const GemmArgs& g, const float* a, std::int64_t stride_a, const float* b,
+                          std::int64_t stride_b, float* c, std::int64_t stride_c, std::int64_t batch) {
+  // The products are independent: threads take whole products (OpenBLAS runs single-threaded
+  // inside a parallel region), which beats threading each small product.
+  const std::int64_t work = batch * g.m * g.n * std::max<std::int64_t>(g.k, 1);
+#pragma omp parallel for schedule(static) if (batch > 1 && work > (1 << 16))
+  for (std::int64_t i = 0; i < batch; ++i) gemm(g, a + i * stride_a, b + i * stride_b, c + i * stride_c);
 }
 
 std::string blas_description() {

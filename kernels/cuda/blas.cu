@@ -84,6 +84,23 @@ void gemm(const GemmArgs& g, const float* d_a, const float* d_b, float* d_c) {
                            &g.beta, d_c, blas_int(g.n, "n")));
 }
 
+void gemm_strided_batched(const GemmArgs& g, const float* d_a, std::int64_t stride_a, const float* d_b,
+                          std::int64_t stride_b, float* d_c, std::int64_t stride_c, std::int64_t batch) {
+  if (g.m == 0 || g.n == 0 || batch == 0) return;
+  const int lda = blas_int(g.trans_a ? g.m : g.k, "lda");
+  const int ldb = blas_int(g.trans_b ? g.k : g.n, "ldb");
+  cublasHandle_t handle = cuda_backend::cublas_handle();
+  // Float32 throughout: the batched products serve per-example gradients (training), which the
+  // reduced-precision modes of gemm are not for.
+  CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+  // Row-major C_i = op(A_i)·op(B_i) is column-major C_iᵀ = op(B_i)ᵀ·op(A_i)ᵀ, as in gemm.
+  CUBLAS_CHECK(cublasSgemmStridedBatched(
+      handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, blas_int(g.n, "n"),
+      blas_int(g.m, "m"), blas_int(g.k, "k"), &g.alpha, d_b, ldb, static_cast<long long>(stride_b), d_a, lda,
+      static_cast<long long>(stride_a), &g.beta, d_c, blas_int(g.n, "n"), static_cast<long long>(stride_c),
+      blas_int(batch, "batch")));
+}
+
 void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols) {
   if (rows * cols == 0) return;
   add_bias_kernel<<<cuda_backend::grid_for(rows * cols, 256), 256, 0, cuda_backend::stream()>>>(d_y, d_bias, rows,
