@@ -76,8 +76,7 @@ int main(int argc, char** argv) {
         for (const CLI::App* sub : cmd->get_subcommands()) name += " " + sub->get_name();
         if (aegis::mpi::launched_by_launcher() && aegis::mpi::world().size > 1 && name != "info" && name != "certify" &&
             name != "train" && name != "audit mia" && name != "audit dp")
-          throw aegis::InvalidArgument("aegis " + name +
-                                       " runs in one process; under mpirun only certify, train, " +
+          throw aegis::InvalidArgument("aegis " + name + " runs in one process; under mpirun only certify, train, " +
                                        "audit mia and audit dp --runs share their work over the ranks");
         return run();
       }

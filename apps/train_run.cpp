@@ -58,10 +58,10 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
   AEGIS_CHECK(!a.trust_unverified_ledger, "--trust-unverified-ledger needs --resume");
   // Under mpirun plain training (and Gaussian augmentation) is data-parallel (nn/data_parallel.h);
   // adversarial examples are formed over the whole batch, so adversarial training stays in one process.
-  AEGIS_CHECK(a.adv.empty() || mpi::world().size == 1,
-              "--adv runs in one process (this run has " << mpi::world().size
-                                                          << " processes); under mpirun, train shares plain training, "
-                                                             "--noise-sigma and --dp over the ranks");
+  AEGIS_CHECK(a.adv.empty() || mpi::world().size == 1, "--adv runs in one process (this run has "
+                                                           << mpi::world().size
+                                                           << " processes); under mpirun, train shares plain training, "
+                                                              "--noise-sigma and --dp over the ranks");
   if (!a.adv.empty()) {
     attacks::AdvTrainOptions adv = a.adv_options;
     adv.method = attacks::parse_adv_method(a.adv);

@@ -37,8 +37,8 @@ std::uint64_t step_seed(std::uint64_t seed, std::int64_t step) {
 }
 
 // Madry et al. 2018: PGD-K with a uniform random start; every example takes all K steps.
-Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const AdvTrainOptions& adv,
-                    std::uint64_t seed, std::int64_t first_row = 0) {
+Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const AdvTrainOptions& adv, std::uint64_t seed,
+                    std::int64_t first_row = 0) {
   AttackOptions ao;
   ao.eps = Tensor::full({1}, adv.eps);
   if (adv.step_size > 0) ao.step_size = Tensor::full({1}, adv.step_size);
@@ -51,8 +51,8 @@ Tensor pgd_examples(nn::Module& model, const Tensor& x, const Tensor& y, const A
 
 // Wong et al. 2020, Alg. 3: x + δ with δ ~ U(−ε, ε) (clipped to [0, 1]), then one step
 // α·sign ∇ₓ CE, projected onto the ε-ball around x and onto [0, 1].
-Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, float eps, float alpha,
-                        std::uint64_t seed, std::int64_t first_row = 0) {
+Tensor fgsm_rs_examples(nn::Module& model, const Tensor& x, const Tensor& y, float eps, float alpha, std::uint64_t seed,
+                        std::int64_t first_row = 0) {
   const std::int64_t n = x.size(0), d = x.numel() / n;
   const Device dev = x.device();
   Tensor adv = random_start(x, Tensor::full({1}, eps), Norm::Linf, seed, 0, first_row);

@@ -1,7 +1,7 @@
 // What attacks take and give besides the attack itself: the input check, per-example ε and step
 // sizes broadcast from one value, the public random start, and the robust accuracy of a result.
-#include <cmath>
 #include <climits>
+#include <cmath>
 #include <numeric>
 #include <vector>
 

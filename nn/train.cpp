@@ -4,13 +4,13 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/checked_math.h"
 #include "core/mpi.h"
+#include "core/timing.h"
 #include "nn/data_parallel.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
-#include "core/checked_math.h"
 #include "runtime/ops.h"
-#include "core/timing.h"
 
 namespace aegis::nn {
 

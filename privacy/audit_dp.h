@@ -22,8 +22,8 @@
 // (always included, then sampled with rate q at each step like any record) and R without it,
 // each with its own training seed (the noise, the sampling, the initialization), scored by the
 // same statistic. The first R/2 runs of each kind choose the threshold τ ("canary in" when the
-// score is ≥ τ; a midpoint between two of their scores) that gives the highest bound on them; the other R/2 + R/2 runs count its false
-// positives and negatives, and many_run_epsilon (privacy/audit_stats.h) turns the counts into ε_lower
+// score is ≥ τ; a midpoint between two of their scores) that gives the highest bound on them; the other R/2 + R/2 runs
+// count its false positives and negatives, and many_run_epsilon (privacy/audit_stats.h) turns the counts into ε_lower
 // with Clopper–Pearson bounds. The ceiling is the bound of a perfect test on R/2 + R/2 runs
 // (about 5.6 with 1000 runs each side at δ = 1e-5). With a runs directory each run leaves a
 // record (run-<i>.json: its key (audit seed, run index, canary or not, training seed), the

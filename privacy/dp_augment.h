@@ -41,8 +41,8 @@ struct AugmentedBatch {
 };
 
 // Crops and flips (nn/data/augment.h), named here too for the DP options.
-using nn::ImageAugment;
 using nn::image_augment_name;
+using nn::ImageAugment;
 using nn::parse_image_augment;
 
 // Copies of one example that a batch may hold: the copy index is part of a row's random key.
@@ -92,7 +92,7 @@ nn::Var augmented_batch_loss(const nn::Var& logits, const AugmentedBatch& batch,
 // leave no captures; it is told that the batch starts at example first_example of the step's
 // sample (row first_example·K).
 AugmentedBatch augmented_batch(nn::Module& model, const nn::Dataset& dataset, const std::vector<std::int64_t>& indices,
-                               std::int64_t capacity, const AugmentOptions& options, std::uint64_t step,
-                               Device device, std::int64_t first_example = 0);
+                               std::int64_t capacity, const AugmentOptions& options, std::uint64_t step, Device device,
+                               std::int64_t first_example = 0);
 
 }  // namespace aegis::privacy

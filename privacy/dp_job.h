@@ -5,8 +5,8 @@
 // weights (privacy/ledger_digest.h). `aegis train --dp` and the Python package call it.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 

@@ -48,9 +48,9 @@ Tensor group_sums(const Tensor& rows, std::int64_t group) {
   const Device dev = rows.device();
   Tensor out = Tensor::empty({groups, cols}, DType::F32, dev);
   const Tensor ones = Tensor::full({group}, 1.0f).to(dev);
-  AEGIS_DISPATCH(dev, gemm_strided_batched(kernels::GemmArgs{false, false, 1, cols, group, 1.0f, 0.0f},
-                                           ones.data<float>(), 0, rows.data<float>(), group * cols, out.data<float>(),
-                                           cols, groups));
+  AEGIS_DISPATCH(
+      dev, gemm_strided_batched(kernels::GemmArgs{false, false, 1, cols, group, 1.0f, 0.0f}, ones.data<float>(), 0,
+                                rows.data<float>(), group * cols, out.data<float>(), cols, groups));
   return out;
 }
 

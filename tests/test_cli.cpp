@@ -1,12 +1,11 @@
 // End-to-end tests of the `aegis` command-line tool: JSON output, exit codes and messages for
 // bad input, model files that round-trip through train and eval, and the Fashion-MNIST
 // accuracy bar of the training loop.
-#include <nlohmann/json.hpp>
-
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/config.h"

@@ -173,7 +173,8 @@ std::vector<float> parameters_of(const std::string& path) {
 void expect_ranks_match_one_process(const std::string& extra, const std::string& tag) {
   const std::string train =
       "train --data digits --model mlp --dp --noise-multiplier 1.1 --max-grad-norm 1 --batch-size 128 --epochs 1 "
-      "--lr 0.5 --seed 9 --device cpu --quiet --json " + extra + " --out ";
+      "--lr 0.5 --seed 9 --device cpu --quiet --json " +
+      extra + " --out ";
   const std::string one = dir() + "/" + tag + "1.safetensors";
   const auto j1 = json_of(run_cli(train + one), "one process");
   const std::vector<float> p1 = parameters_of(one);
@@ -202,7 +203,9 @@ void expect_ranks_match_one_process(const std::string& extra, const std::string&
   }
 }
 
-TEST(Mpi, DataParallelDpTrainingMatchesOneProcess) { expect_ranks_match_one_process("", "dp"); }
+TEST(Mpi, DataParallelDpTrainingMatchesOneProcess) {
+  expect_ranks_match_one_process("", "dp");
+}
 
 // Transformed examples draw their crops, flips and noise by (dataset index, copy) and their
 // adversarial starts by their place in the whole sample: each rank draws its slice's exactly, and

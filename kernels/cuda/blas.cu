@@ -94,11 +94,11 @@ void gemm_strided_batched(const GemmArgs& g, const float* d_a, std::int64_t stri
   // reduced-precision modes of gemm are not for.
   CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
   // Row-major C_i = op(A_i)·op(B_i) is column-major C_iᵀ = op(B_i)ᵀ·op(A_i)ᵀ, as in gemm.
-  CUBLAS_CHECK(cublasSgemmStridedBatched(
-      handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, blas_int(g.n, "n"),
-      blas_int(g.m, "m"), blas_int(g.k, "k"), &g.alpha, d_b, ldb, static_cast<long long>(stride_b), d_a, lda,
-      static_cast<long long>(stride_a), &g.beta, d_c, blas_int(g.n, "n"), static_cast<long long>(stride_c),
-      blas_int(batch, "batch")));
+  CUBLAS_CHECK(cublasSgemmStridedBatched(handle, g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                         g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, blas_int(g.n, "n"), blas_int(g.m, "m"),
+                                         blas_int(g.k, "k"), &g.alpha, d_b, ldb, static_cast<long long>(stride_b), d_a,
+                                         lda, static_cast<long long>(stride_a), &g.beta, d_c, blas_int(g.n, "n"),
+                                         static_cast<long long>(stride_c), blas_int(batch, "batch")));
 }
 
 void add_bias(float* d_y, const float* d_bias, std::int64_t rows, std::int64_t cols) {
