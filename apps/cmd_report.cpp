@@ -48,6 +48,11 @@ void print_trust(const nlohmann::json& j) {
   std::printf("model         %s (%s) on %lld %s test examples\n", j["model_file"].get<std::string>().c_str(),
               j["model"].get<std::string>().c_str(), j["examples"].get<long long>(), j["data"].get<std::string>().c_str());
   std::printf("accuracy      %.4f\n", j["accuracy"].get<double>());
+  const char* label = "training      ";
+  for (const auto& [key, value] : j["training"].items()) {
+    std::printf("%s%s = %s\n", label, key.c_str(), value.get<std::string>().c_str());
+    label = "              ";
+  }
   if (j["epsilon"].is_null())
     std::printf("privacy       no DP ledger (%s)\n", j["ledger_status"].get<std::string>().c_str());
   else

@@ -8,6 +8,15 @@
 
 namespace aegis::privacy {
 
+std::map<std::string, std::string> training_metadata(const std::map<std::string, std::string>& metadata) {
+  static const std::set<std::string> kArchitecture{"aegis.format",      "aegis.model",      "aegis.input_shape",
+                                                   "aegis.num_classes", "aegis.activation", kLedgerDigestKey};
+  std::map<std::string, std::string> training;
+  for (const auto& [key, value] : metadata)
+    if (!kArchitecture.count(key) && key.rfind("aegis.dp.", 0) != 0) training[key] = value;
+  return training;
+}
+
 ModelReport describe_model_file(const std::string& path) {
   nn::LoadedClassifier loaded = nn::load_classifier(path);
   ModelReport r;
@@ -16,10 +25,7 @@ ModelReport describe_model_file(const std::string& path) {
   r.parameters = loaded.model->num_parameters();
   r.tensors = static_cast<std::int64_t>(loaded.model->named_parameters().size());
   if (auto it = loaded.metadata.find("aegis.format"); it != loaded.metadata.end()) r.format = it->second;
-  static const std::set<std::string> kArchitecture{"aegis.format",      "aegis.model",      "aegis.input_shape",
-                                                   "aegis.num_classes", "aegis.activation", kLedgerDigestKey};
-  for (const auto& [key, value] : loaded.metadata)
-    if (!kArchitecture.count(key) && key.rfind("aegis.dp.", 0) != 0) r.training[key] = value;
+  r.training = training_metadata(loaded.metadata);
   r.ledger_check = verify_ledger(loaded.metadata, *loaded.model);
   if (r.ledger_check.status != LedgerStatus::None) {
     try {

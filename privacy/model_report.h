@@ -33,6 +33,9 @@ struct ModelReport {
   std::string ledger_error;             // why it does not parse, when it does not
 };
 
+// The entries of a model file's metadata that describe its training (ModelReport::training).
+std::map<std::string, std::string> training_metadata(const std::map<std::string, std::string>& metadata);
+
 // Throws IoError naming the file when it is not a classifier file aegis can load.
 ModelReport describe_model_file(const std::string& path);
 // `aegis report --json`'s object (the ledger's phases in full).

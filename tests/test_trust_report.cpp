@@ -14,6 +14,7 @@
 #include "nn/job.h"
 #include "nn/model_file.h"
 #include "privacy/dp_train.h"
+#include "privacy/model_report.h"
 #include "support/testing.h"
 #include "trust/trust_report.h"
 
@@ -70,6 +71,11 @@ TEST(TrustReport, EachPartAgreesWithItsOwnMeasurement) {
   EXPECT_FALSE(r.epsilon.has_value());
   ASSERT_TRUE(r.sigma.has_value());
   EXPECT_DOUBLE_EQ(*r.sigma, 0.25);  // the file's aegis.noise_sigma
+  // The recipe as the file records it, without the architecture's entries.
+  EXPECT_EQ(r.training, privacy::training_metadata(nn::load_classifier(o.model_file).metadata));
+  EXPECT_EQ(r.training.at("aegis.dataset"), "digits");
+  EXPECT_FLOAT_EQ(std::stof(r.training.at("aegis.noise_sigma")), 0.25f);
+  EXPECT_EQ(r.training.count("aegis.model"), 0u);
 
   nn::LoadedClassifier loaded = nn::load_classifier(o.model_file);
   const nn::Dataset test = nn::first_examples(nn::load_dataset("digits", o.data_dir).test, 120);
@@ -136,6 +142,7 @@ TEST(TrustReport, CommandLinePrintsJsonAndPlots) {
   EXPECT_EQ(j["command"], "report");
   EXPECT_EQ(j["examples"], 60);
   EXPECT_DOUBLE_EQ(j["sigma"].get<double>(), 0.25);
+  EXPECT_EQ(j["training"]["aegis.dataset"], "digits");
   for (const char* key : {"accuracy", "pgd_robust_accuracy", "suite_robust_accuracy", "mia_auc", "acr"})
     EXPECT_TRUE(j[key].is_number()) << key;
   EXPECT_TRUE(j["certified_accuracy"].contains("0.5"));

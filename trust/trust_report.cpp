@@ -17,6 +17,7 @@
 #include "privacy/audit_mia.h"
 #include "privacy/dp_train.h"
 #include "privacy/ledger_digest.h"
+#include "privacy/model_report.h"
 
 namespace aegis::trust {
 
@@ -48,6 +49,7 @@ TrustReport trust_report(const TrustOptions& o, ProgressSink* progress) {
 
   nn::LoadedClassifier loaded = nn::load_classifier(o.model_file);
   r.model = loaded.spec.name;
+  r.training = privacy::training_metadata(loaded.metadata);
   // The ledger as `aegis report` checks it, on the weights just loaded (not a second read).
   r.ledger_status = privacy::ledger_status_name(privacy::verify_ledger(loaded.metadata, *loaded.model).status);
   const privacy::PrivacyLedger ledger = privacy::PrivacyLedger::from_metadata(loaded.metadata, o.model_file);
@@ -164,6 +166,7 @@ nlohmann::json to_json(const TrustReport& r) {
                    {"device", r.device},
                    {"examples", r.examples},
                    {"accuracy", r.accuracy},
+                   {"training", r.training},
                    {"ledger_status", r.ledger_status},
                    {"epsilon", opt(r.epsilon)},
                    {"delta", opt(r.delta)},

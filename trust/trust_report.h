@@ -50,6 +50,9 @@ struct TrustReport {
   std::string model_file, model, data, device;
   std::int64_t examples = 0;
   double accuracy = 0.0;
+  // How it was trained: the file's metadata beyond architecture and ledger (privacy::
+  // training_metadata: the dataset, noise σ, copies, crops and flips, regularizer weights, ...).
+  std::map<std::string, std::string> training;
   // Privacy: the ledger's check ("none", "verified", ...), and its ε and δ when there is one.
   std::string ledger_status;
   std::optional<double> epsilon, delta;

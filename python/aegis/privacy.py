@@ -30,7 +30,7 @@ def noise_multiplier_for(target_epsilon, sampling_rate, steps, delta=1e-5, accou
 def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.0,
           schedule="constant", noise_multiplier=None, target_epsilon=None, max_grad_norm=1.0, delta=1e-5,
           accountant="rdp", clipping="flat", sampling="poisson", seed=0, augmult=1, noise_sigma=0.0,
-          consistency=None, consistency_entropy=0.5, progress=None):
+          consistency=None, consistency_entropy=0.5, augment=None, progress=None):
     """Trains `model` in place with DP-SGD: Poisson sampling at q = batch_size / N, per-example
     clipping to max_grad_norm ('flat', 'per-layer' or 'adaptive'), Gaussian noise of
     noise_multiplier * max_grad_norm, the optimizer's update ('sgd', 'adam', 'adamw').
@@ -43,8 +43,10 @@ def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="
     Private and robust training: augmult copies of each sampled example, each with its own
     N(0, noise_sigma^2) input noise, their gradients averaged before clipping (the ledger is that
     of augmult = 1); consistency=LAMBDA adds DP-CERT's consistency regularizer to every example's
-    loss (needs augmult >= 2 and noise_sigma > 0), consistency_entropy its entropy weight. The
-    model file then records 'aegis.noise_sigma' (which certification reads) and the weights."""
+    loss (needs augmult >= 2 and noise_sigma > 0), consistency_entropy its entropy weight.
+    augment='flip,crop:2' (the command line's --augment) crops and flips every copy before its
+    noise, each copy keyed by (seed, step, example, copy). The model file then records
+    'aegis.noise_sigma' (which certification reads), 'aegis.augment' and the weights."""
     a = _core.TrainArgs()
     a.epochs = int(epochs)
     a.batch_size = int(batch_size)
@@ -64,6 +66,7 @@ def train(model, x_train, y_train, epochs=5, batch_size=256, lr=0.1, optimizer="
     a.noise_sigma = float(noise_sigma)
     a.consistency = None if consistency is None else float(consistency)
     a.consistency_entropy = float(consistency_entropy)
+    a.augment = "none" if augment is None else str(augment)
     return _core.train(model._core, _prepare(x_train), _prepare(y_train), a, _sink(progress))
 
 

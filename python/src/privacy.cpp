@@ -1,8 +1,8 @@
 // aegis.privacy: the accountants, DP-SGD training, and a step-level DP-SGD object from Python.
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/shared_ptr.h>
-#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <memory>
@@ -10,6 +10,7 @@
 
 #include "bindings.h"
 #include "core/error.h"
+#include "nn/data/augment.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "privacy/accountant.h"
@@ -101,6 +102,7 @@ struct TrainArgs {
   float noise_sigma = 0.0f;
   std::optional<float> consistency;
   float consistency_entropy = privacy::ConsistencyOptions{}.eta;
+  std::string augment = "none";  // crops and flips of every copy (nn::parse_image_augment)
 };
 
 nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a, nb::object progress) {
@@ -115,6 +117,7 @@ nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a,
   o.seed = a.seed;
   o.device = model.device;
   o.noise_sigma = a.noise_sigma;
+  o.augment = nn::parse_image_augment(a.augment);
   privacy::DpTrainOptions dp;
   dp.augmult = a.augmult;
   if (a.consistency) dp.consistency = privacy::ConsistencyOptions{*a.consistency, a.consistency_entropy};
@@ -149,6 +152,7 @@ nb::dict train(Model& model, const Array& x, const Array& y, const TrainArgs& a,
     model.module->train(false);
     for (auto& [key, value] : privacy::sealed_ledger_metadata(r.ledger, *model.module)) model.metadata[key] = value;
     for (auto& [key, value] : privacy::dp_transform_metadata(dp, o.noise_sigma)) model.metadata[key] = value;
+    if (o.augment.any()) model.metadata["aegis.augment"] = nn::image_augment_name(o.augment);
   }
   nb::dict out = ledger_dict(r.ledger);
   out["noise_multiplier"] = r.noise_multiplier;
@@ -256,7 +260,8 @@ void register_privacy(nb::module_& m) {
       .def_rw("augmult", &TrainArgs::augmult)
       .def_rw("noise_sigma", &TrainArgs::noise_sigma)
       .def_rw("consistency", &TrainArgs::consistency)
-      .def_rw("consistency_entropy", &TrainArgs::consistency_entropy);
+      .def_rw("consistency_entropy", &TrainArgs::consistency_entropy)
+      .def_rw("augment", &TrainArgs::augment);
   m.def("train", &train, nb::arg("model"), nb::arg("x"), nb::arg("y"), nb::arg("args"), nb::arg("progress").none());
   nb::class_<Stepper>(m, "Stepper")
       .def("step", &step, nb::arg("x"), nb::arg("y"))

@@ -67,6 +67,22 @@ def test_private_smoothed_training_with_the_consistency_regularizer(tmp_path, di
                             augmult=2, consistency=-1.0, progress=False)
 
 
+def test_private_training_with_crops_of_every_copy(digits):
+    x, y, xt, yt = digits
+    kwargs = dict(epochs=2, batch_size=150, lr=2.0, noise_multiplier=1.0, delta=1e-4, augmult=2, progress=False)
+    plain = aegis.privacy.train(aegis.zoo("mlp", (1, 8, 8), seed=0), x, y, **kwargs)
+    m = aegis.zoo("mlp", (1, 8, 8), seed=0)
+    ledger = aegis.privacy.train(m, x, y, augment="crop:1", **kwargs)
+    # The same accounting, different inputs (the crops), and the file records the transform.
+    assert ledger["epsilon"] == plain["epsilon"] and ledger["phases"] == plain["phases"]
+    assert ledger["epochs"][-1]["train_loss"] != plain["epochs"][-1]["train_loss"]
+    assert m.metadata["aegis.augment"] == "crop:1" and m.metadata["aegis.augmult"] == "2"
+    assert accuracy(m, xt, yt) > 0.3
+    with pytest.raises(aegis.InvalidArgument, match="augment"):
+        aegis.privacy.train(aegis.zoo("mlp", (1, 8, 8)), x, y, epochs=1, noise_multiplier=1.0, augment="rotate",
+                            progress=False)
+
+
 def test_training_continues_the_files_ledger(tmp_path, model_file, digits):
     x, y, _, _ = digits
     m = aegis.load(model_file)
