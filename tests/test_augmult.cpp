@@ -62,15 +62,7 @@ GroupedProblem grouped_problem(std::shared_ptr<nn::Module> model, const Shape& i
   return {std::move(model), x, Tensor::from_vector(y, {examples * copies}), copies};
 }
 
-std::vector<double> flat_grads(nn::Module& m) {
-  std::vector<double> out;
-  for (const auto& [name, p] : m.named_parameters()) {
-    const std::vector<double> g =
-        p.has_grad() ? testing::to_double(p.grad()) : std::vector<double>(static_cast<std::size_t>(p.value().numel()));
-    out.insert(out.end(), g.begin(), g.end());
-  }
-  return out;
-}
+using testing::flat_grads;
 
 // Example b's gradient: its K copies alone, capture off, (1/K)·Σ CE.
 std::vector<std::vector<double>> loop_grads(const GroupedProblem& p) {
@@ -85,11 +77,7 @@ std::vector<std::vector<double>> loop_grads(const GroupedProblem& p) {
   return out;
 }
 
-double norm_of(const std::vector<double>& v) {
-  double s = 0.0;
-  for (double x : v) s += x * x;
-  return std::sqrt(s);
-}
+using testing::norm_of;
 
 ClipStats grouped_clip(const GroupedProblem& p, ClipOptions opt, const Tensor* mask = nullptr) {
   p.model->zero_grad();

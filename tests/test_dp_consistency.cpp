@@ -56,21 +56,9 @@ privacy::AugmentedBatch example_rows(const privacy::AugmentedBatch& b, std::int6
   return one;
 }
 
-std::vector<double> flat_grads(nn::Module& m) {
-  std::vector<double> out;
-  for (const auto& [name, p] : m.named_parameters()) {
-    const std::vector<double> g =
-        p.has_grad() ? testing::to_double(p.grad()) : std::vector<double>(static_cast<std::size_t>(p.value().numel()));
-    out.insert(out.end(), g.begin(), g.end());
-  }
-  return out;
-}
+using testing::flat_grads;
 
-double norm_of(const std::vector<double>& v) {
-  double s = 0.0;
-  for (double x : v) s += x * x;
-  return std::sqrt(s);
-}
+using testing::norm_of;
 
 void backward_loss(nn::Module& model, const privacy::AugmentedBatch& b, std::int64_t k,
                    const std::optional<privacy::ConsistencyOptions>& c) {

@@ -71,22 +71,9 @@ Tensor labels_for(std::int64_t n, std::int64_t classes) {
   return Tensor::from_vector(y, {n});
 }
 
-// All parameter gradients, flattened in named_parameters() order (zeros where none).
-std::vector<double> flat_grads(nn::Module& m) {
-  std::vector<double> out;
-  for (const auto& [name, p] : m.named_parameters()) {
-    const std::vector<double> g =
-        p.has_grad() ? testing::to_double(p.grad()) : std::vector<double>(static_cast<std::size_t>(p.value().numel()));
-    out.insert(out.end(), g.begin(), g.end());
-  }
-  return out;
-}
+using testing::flat_grads;
 
-double norm_of(const std::vector<double>& v) {
-  double s = 0.0;
-  for (double x : v) s += x * x;
-  return std::sqrt(s);
-}
+using testing::norm_of;
 
 // ---- per-example gradients through a GraphModule ----------------------------------------------
 

@@ -76,16 +76,7 @@ Problem classifier_problem(const nn::ModelSpec& spec, std::int64_t batch, std::u
   return {nn::build_model(spec), testing::random_tensor(x_shape, seed), Tensor::from_vector(labels, {batch}), {}};
 }
 
-// All parameter gradients, flattened in named_parameters() order (zeros where none).
-std::vector<double> flat_grads(nn::Module& m) {
-  std::vector<double> out;
-  for (const auto& [name, p] : m.named_parameters()) {
-    const std::vector<double> g =
-        p.has_grad() ? testing::to_double(p.grad()) : std::vector<double>(static_cast<std::size_t>(p.value().numel()));
-    out.insert(out.end(), g.begin(), g.end());
-  }
-  return out;
-}
+using testing::flat_grads;
 
 // The per-example gradients, one backward pass per example with capture off.
 std::vector<std::vector<double>> loop_grads(const Problem& p) {
@@ -116,11 +107,7 @@ std::vector<std::vector<std::pair<std::size_t, std::size_t>>> layer_ranges(nn::M
   return out;
 }
 
-double norm_of(const std::vector<double>& v) {
-  double s = 0.0;
-  for (double x : v) s += x * x;
-  return std::sqrt(s);
-}
+using testing::norm_of;
 double norm_of(const std::vector<double>& v, const std::vector<std::pair<std::size_t, std::size_t>>& ranges) {
   double s = 0.0;
   for (auto [b, e] : ranges)

@@ -3,18 +3,12 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/row_max.h"
+
 namespace aegis::kernels::cpu {
 
 namespace {
 constexpr std::int64_t kParallelMin = 1 << 14;  // logits; below this a thread team costs more than it saves
-
-// Row maximum ignoring NaN (std::fmax drops a NaN operand); a NaN logit still reaches the loss
-// through exp(NaN − m).
-float row_max(const float* z, std::int64_t k) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (std::int64_t j = 0; j < k; ++j) m = std::fmax(m, z[j]);
-  return m;
-}
 
 // Σ_j exp(z_j − m) in double.
 double sum_exp(const float* z, std::int64_t k, float m) {

@@ -4,18 +4,12 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/cpu/row_max.h"
+
 namespace aegis::kernels::cpu {
 
 namespace {
 constexpr std::int64_t kParallelMin = 1 << 14;  // elements; below this a thread team costs more than it saves
-
-// Row maximum ignoring NaN (std::fmax drops a NaN operand); a NaN still reaches the output
-// through exp(NaN − m).
-float row_max(const float* x, std::int64_t cols) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (std::int64_t j = 0; j < cols; ++j) m = std::fmax(m, x[j]);
-  return m;
-}
 
 // log Σ_j exp(x_j − m) in double.
 double log_sum_exp_shifted(const float* x, std::int64_t cols, float m) {

@@ -1,21 +1,12 @@
 #include "kernels/loss.h"
 #include "core/cuda/check.h"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace aegis::kernels::cuda {
 namespace {
 
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / 32;  // one warp per row
-
-__device__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // The row maximum m (fmaxf drops NaN; a NaN logit reaches the loss through exp(NaN − m)) and
 // Σ_j exp(z_j − m), both returned to every lane of the warp.

@@ -2,6 +2,7 @@
 
 #include "kernels/per_example.h"
 #include "core/cuda/check.h"
+#include "kernels/cuda/warp_reduce.cuh"
 
 namespace aegis::kernels::cuda {
 namespace {
@@ -18,11 +19,6 @@ __device__ T block_sum(T v, T* scratch) {
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
   v = lane < static_cast<int>((blockDim.x + 31) >> 5) ? scratch[lane] : T(0);
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-__device__ float warp_sum(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
   return v;
 }

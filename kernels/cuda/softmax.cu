@@ -1,4 +1,5 @@
 #include "core/cuda/check.h"
+#include "kernels/cuda/warp_reduce.cuh"
 #include "kernels/softmax.h"
 
 namespace aegis::kernels::cuda {
@@ -6,16 +7,6 @@ namespace {
 
 constexpr int kBlock = 256;
 constexpr int kRowsPerBlock = kBlock / 32;  // one warp per row
-
-__device__ float warp_max(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ float warp_sum(float v) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
 
 // The row of warp w is blockIdx.x·kRowsPerBlock + w. A warp past the last row returns as a whole,
 // so the full-mask shuffles below always see 32 active lanes.

@@ -38,6 +38,22 @@ std::vector<double> to_double(const Tensor& t) {
   return out;
 }
 
+std::vector<double> flat_grads(nn::Module& m) {
+  std::vector<double> out;
+  for (const auto& [name, p] : m.named_parameters()) {
+    const std::vector<double> g =
+        p.has_grad() ? to_double(p.grad()) : std::vector<double>(static_cast<std::size_t>(p.value().numel()));
+    out.insert(out.end(), g.begin(), g.end());
+  }
+  return out;
+}
+
+double norm_of(const std::vector<double>& v) {
+  double s = 0.0;
+  for (double x : v) s += x * x;
+  return std::sqrt(s);
+}
+
 ::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected,
                                      double rtol, double atol) {
   if (actual.size() != expected.size())

@@ -20,6 +20,10 @@ namespace aegis::testing {
 // Uniform values in [lo, hi) from a fixed seed (never zeros: they hide unwritten outputs).
 Tensor random_tensor(const Shape& shape, std::uint64_t seed, float lo = -1.0f, float hi = 1.0f);
 std::vector<double> to_double(const Tensor& t);
+// Every parameter gradient of `m`, flattened in named_parameters() order (zeros where none).
+std::vector<double> flat_grads(nn::Module& m);
+// The Euclidean norm of v, in double.
+double norm_of(const std::vector<double>& v);
 
 // max_i |a_i − b_i| / (atol + rtol·|b_i|) ≤ 1, reported with the worst index on failure.
 ::testing::AssertionResult all_close(const std::vector<double>& actual, const std::vector<double>& expected,
