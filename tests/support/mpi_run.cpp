@@ -36,19 +36,7 @@ std::string joined(const std::vector<std::string>& words) {
 }  // namespace
 
 CliRun run_mpi(int ranks, const std::string& args) {
-  static int calls = 0;
-  const std::string err_path = make_temp_dir("mpi_err") + "/" + std::to_string(calls++) + ".stderr";
-  const std::string cmd = joined(mpirun_words(ranks)) + " " + args + " 2>" + err_path;
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  while (std::fgets(buf.data(), buf.size(), p)) r.out += buf.data();
-  const int raw = pclose(p);
-  r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream e(err_path);
-  r.err.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
+  return run_command(joined(mpirun_words(ranks)) + " " + args);
 }
 
 pid_t spawn_mpi(int ranks, const std::string& args) {

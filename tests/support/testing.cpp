@@ -159,11 +159,11 @@ std::string cli_path() {
   return env && *env ? std::string(env) : std::string(AEGIS_CLI_PATH);
 }
 
-CliRun run_cli(const std::string& args) {
+CliRun run_command(const std::string& command) {
   static int calls = 0;
   const auto err_path = std::filesystem::temp_directory_path() /
                         ("aegis_cli_" + std::to_string(getpid()) + "_" + std::to_string(calls++) + ".stderr");
-  const std::string cmd = cli_path() + " " + args + " 2>" + err_path.string();
+  const std::string cmd = command + " 2>" + err_path.string();
   CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -176,6 +176,10 @@ CliRun run_cli(const std::string& args) {
   e.close();
   std::filesystem::remove(err_path);
   return r;
+}
+
+CliRun run_cli(const std::string& args) {
+  return run_command(cli_path() + " " + args);
 }
 
 void write_file(const std::string& path, const std::vector<unsigned char>& bytes) {

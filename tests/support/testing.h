@@ -63,6 +63,8 @@ struct CliRun {
   std::string err;  // stderr
 };
 CliRun run_cli(const std::string& args);
+// A shell command line (its stderr captured through a temporary file), as run_cli runs aegis.
+CliRun run_command(const std::string& command);
 
 // Runs f, which must throw E whose message names `path` and contains `fragment`.
 template <class E, class F>
