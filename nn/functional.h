@@ -113,6 +113,13 @@ Var avg_pool2d(const Var& x, Pool2dOptions opt);
 // x [N,C,H,W] → [N,C,top+H+bottom,left+W+right] filled with opt.value around x; its gradient is
 // the crop of the output gradient (kernels/pad.h).
 Var pad2d(const Var& x, Pad2dOptions opt);
+// The 2-d scattering transform with J scales and L orientations, as Kymatio's Scattering2D
+// (kernels/scattering.h): x [N,C,H,W] → [N, C·K, H', W'] with K = 1 + JL + L²J(J−1)/2 and
+// H' = (⌊(H + 2^J)/2^J⌋ + 1) − 2 (e.g. 81 × 7 × 7 per channel of a 28 × 28 image, J = 2, L = 8),
+// channel c·K + k holding coefficient k of input channel c. Computed on the host; InvalidArgument
+// for J ∉ [1, 6], L ∉ [1, 16] or an image smaller than 2^J.
+Var scattering2d(const Var& x, int J, int L);
+Shape scattering2d_shape(const Shape& input, int J, int L);
 // x [N,C,...] split into `groups` groups of C/groups channels; per (example, group):
 // x̂ = (x − μ)/sqrt(σ² + eps) with the biased variance; y = x̂·γ[c] + β[c].
 // gamma/beta [C] or both undefined (no affine).

@@ -118,4 +118,10 @@ std::string GroupNorm::describe() const {
   return os.str();
 }
 
+std::string Scattering2d::describe() const {
+  std::ostringstream os;
+  os << "Scattering2d(J=" << m_J << ", L=" << m_L << ")";
+  return os.str();
+}
+
 }  // namespace aegis::nn

@@ -98,6 +98,23 @@ class GroupNorm : public Module {
   LayerCapture m_capture;
 };
 
+// The 2-d scattering transform (F::scattering2d, Kymatio's Scattering2D) as a fixed front end:
+// no parameters, no randomness, the same in training and evaluation, so a trainer may compute
+// it once per example (fixed_feature()).
+class Scattering2d : public Module {
+ public:
+  Scattering2d(int J, int L) : m_J(J), m_L(L) {}
+  Var forward(const Var& x) override { return F::scattering2d(x, m_J, m_L); }
+  std::string kind() const override { return "Scattering2d"; }
+  std::string describe() const override;
+  bool fixed_feature() const override { return true; }
+  int J() const { return m_J; }
+  int L() const { return m_L; }
+
+ private:
+  int m_J, m_L;
+};
+
 class Flatten : public Module {
  public:
   Var forward(const Var& x) override { return F::flatten(x); }

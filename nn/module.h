@@ -51,6 +51,11 @@ class Module {
   void set_capture(bool on);
   // The capture of this very layer (not its children), or null for layers without parameters.
   virtual LayerCapture* capture() { return nullptr; }
+  // True for a parameterless map fixed for good (no randomness, no training/evaluation
+  // difference, nothing learned before it): its output for an example never changes, so a
+  // trainer may compute it once (privacy::train_dp_classifier does, for a leading run of such
+  // layers of a Sequential).
+  virtual bool fixed_feature() const { return false; }
   // One line per layer, indented by depth: "0: Conv2d(1, 16, kernel=8, stride=2, padding=2)".
   virtual std::string describe() const { return kind(); }
   std::string summary() const;

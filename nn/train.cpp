@@ -8,6 +8,7 @@
 #include "core/mpi.h"
 #include "core/timing.h"
 #include "nn/data_parallel.h"
+#include "nn/fixed_features.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "runtime/ops.h"
@@ -44,6 +45,11 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
               "adversarial training runs in one process; under mpirun, train shares plain training (with or without "
               "--noise-sigma) and --dp over the ranks");
 
+  if (o.noise_sigma == 0.0f && !o.augment.any() && !o.make_input && !o.after_backward) {
+    // A fixed front end (nn/fixed_features.h) is computed once per example.
+    const FixedSplit fixed = split_fixed_prefix(model);
+    if (fixed.rest) return train_classifier(*fixed.rest, fixed_features(fixed.prefix, train, o.device), o, on_step, on_epoch);
+  }
   model.to(o.device);
   model.train(true);
   model.set_requires_grad(true);

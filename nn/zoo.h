@@ -19,6 +19,11 @@
 //                Conv 16@3x3 p1), act, AvgPool 2, the same residual block, act, Flatten,
 //                Linear(·, 100), act, Linear(100, K). Residual blocks are nn/residual.h
 //                ("2.body.0.weight", …).
+//   scatter-linear  Tramèr & Boneh 2021 ("Differentially Private Learning Needs Better Features
+//                (or Much More Data)"), ScatterNet + linear: the scattering transform of each
+//                channel (J = 2, L = 8; nn::Scattering2d, Kymatio's Scattering2D), GroupNorm(27,
+//                81·C) without affine parameters, Flatten, Linear(81·C·H'·W', K) — only the last
+//                layer learns (H' = 7 for 28 × 28 inputs).
 #pragma once
 
 #include <cstdint>

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "nn/fixed_features.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "privacy/dp_ranks.h"
@@ -213,6 +214,15 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   AEGIS_CHECK(plan.steps_per_epoch >= 1 && plan.steps == plan.steps_per_epoch * o.epochs &&
                   plan.steps_before == (previous ? previous->steps() : 0),
               "DP-SGD: the plan was made for other options (plan_dp with the same arguments)");
+  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || o.augment.any() || dp.make_input;
+  if (!augmented) {
+    // A fixed front end (nn/fixed_features.h) is computed once per example; the rest trains on
+    // its outputs. Sampling, clipping, noise and ledger are those of the whole model.
+    const nn::FixedSplit split = nn::split_fixed_prefix(model);
+    if (split.rest)
+      return train_dp_classifier(*split.rest, nn::fixed_features(split.prefix, train, o.device), o, dp, plan,
+                                 previous, on_step, on_epoch);
+  }
   const bool adaptive = dp.clipping == Clipping::Adaptive;
   const bool shuffle = dp.sampling == Sampling::Shuffle;
   const double q = plan.sampling_rate;
@@ -256,7 +266,6 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
   augment.image = o.augment;
   augment.make_input = dp.make_input;
   augment.seed = o.seed;
-  const bool augmented = dp.augmult > 1 || o.noise_sigma > 0.0f || o.augment.any() || dp.make_input;
   // With K > 1 a chunk forms K·B rows of per-example gradients (privacy/per_example_group.cpp):
   // at most augmult_bytes of them.
   const auto param_count = static_cast<std::size_t>(std::max<std::int64_t>(1, model.num_parameters()));
