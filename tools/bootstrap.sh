@@ -57,7 +57,8 @@ run_instrumented() {
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$asan_build" -L unit --no-tests=error --output-on-failure
   if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
-    FUZZ_BUILD_DIR=$asan_build bash tools/fuzz.sh -t "${FUZZ_SECONDS:-30}"
+    # One harness per core at a time.
+    FUZZ_BUILD_DIR=$asan_build bash tools/fuzz.sh -t "${FUZZ_SECONDS:-30}" -j "$jobs"
   fi
 }
 if [ "$job" = test ] && [ -n "$sanitize" ] && [ "$sanitize" != off ]; then

@@ -133,3 +133,18 @@ def test_bad_privacy_arguments(digits):
         aegis.privacy.DPSGD(m, 1.0, 1.0, sampling_rate=1.5, dataset_size=10)
     with pytest.raises(aegis.InvalidArgument, match="accountant"):
         aegis.privacy.epsilon(1.0, 0.01, 10, accountant="gdp")
+
+
+def test_scatter_linear_trains_privately_and_attacks_through_the_transform(digits):
+    # Tramèr & Boneh's ScatterNet + linear: only the last layer learns; the scattering transform
+    # is computed once per training example and differentiated through by the attack.
+    x, y, xt, yt = digits
+    m = aegis.zoo("scatter-linear", (1, 8, 8), seed=0)
+    assert m.num_parameters == 81 * 2 * 2 * 10 + 10  # 81 x 2 x 2 features of an 8 x 8 image
+    ledger = aegis.privacy.train(m, x, y, epochs=6, batch_size=256, lr=4.0, momentum=0.9, noise_multiplier=1.0,
+                                 max_grad_norm=0.1, delta=1e-4, progress=False)
+    assert ledger["steps"] == 6 * round(1500 / 256)
+    clean = accuracy(m, xt, yt)
+    assert clean > 0.7
+    r = aegis.attacks.pgd(m, xt[:50], yt[:50], eps=0.1, steps=5)
+    assert accuracy(m, r["adversarial"], yt[:50]) < accuracy(m, xt[:50], yt[:50])
