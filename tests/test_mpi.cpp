@@ -33,6 +33,7 @@ using testing::CliRun;
 using testing::rank_pid;
 using testing::run_cli;
 using testing::run_mpi;
+using testing::run_one_process;
 
 nlohmann::json json_of(const CliRun& r, const std::string& what) {
   EXPECT_EQ(r.status, 0) << what << "\n" << r.err;
@@ -103,7 +104,7 @@ TEST(Mpi, SweepOverRanksEqualsOneProcess) {
   // 2 inputs per chunk (batch 250 / (20 + 100)): 60 inputs make 30 chunks to share out.
   const std::string flags = "--sigma 0.25,0.5 --batch 250 --max 60 --quiet --json", sampling = "--n0 20 --n 100";
   const std::string one = dir() + "/one.tsv";
-  const auto j1 = json_of(run_cli(certify_args(one, flags, sampling)), "one process");
+  const auto j1 = json_of(run_one_process(certify_args(one, flags, sampling)), "one process");
   for (int ranks : {2, 3}) {
     const std::string out = dir() + "/ranks" + std::to_string(ranks) + ".tsv";
     const auto j = json_of(run_mpi(ranks, certify_args(out, flags, sampling)), "mpirun");
@@ -131,7 +132,7 @@ TEST(Mpi, SigkilledRankResumesToTheOneProcessRows) {
   // second of one core; the kill comes within milliseconds of the 8th line).
   const std::string flags = "--sigma 0.5 --batch 2000 --max 120 --quiet", sampling = "--n0 20 --n 5000";
   const std::string whole = dir() + "/whole.tsv";
-  ASSERT_EQ(run_cli(certify_args(whole, flags, sampling)).status, 0);
+  ASSERT_EQ(run_one_process(certify_args(whole, flags, sampling)).status, 0);
   const std::vector<std::string> expected = sorted_rows(whole);
   ASSERT_EQ(expected.size(), 121u);
 
@@ -176,7 +177,7 @@ void expect_ranks_match_one_process(const std::string& extra, const std::string&
       "--lr 0.5 --seed 9 --device cpu --quiet --json " +
       extra + " --out ";
   const std::string one = dir() + "/" + tag + "1.safetensors";
-  const auto j1 = json_of(run_cli(train + one), "one process");
+  const auto j1 = json_of(run_one_process(train + one), "one process");
   const std::vector<float> p1 = parameters_of(one);
   for (int ranks : {1, 2, 3}) {
     const std::string out = dir() + "/" + tag + "_ranks" + std::to_string(ranks) + ".safetensors";
@@ -235,7 +236,7 @@ TEST(Mpi, PlainDataParallelTrainingMatchesOneProcess) {
       "--seed 4 --device cpu --quiet --json ";
   for (const std::string& extra : {std::string(), std::string("--noise-sigma 0.3 ")}) {
     const std::string one = dir() + "/plain1" + (extra.empty() ? "" : "_noise") + ".safetensors";
-    const auto j1 = json_of(run_cli(train + extra + "--out " + one), "one process");
+    const auto j1 = json_of(run_one_process(train + extra + "--out " + one), "one process");
     const std::vector<float> p1 = parameters_of(one);
     for (int ranks : extra.empty() ? std::vector<int>{1, 2, 3} : std::vector<int>{3}) {
       const std::string out =
@@ -267,7 +268,7 @@ TEST(Mpi, PlainDataParallelTrainingWithMoreRanksThanRows) {
   const std::string train =
       "train --data digits --model mlp --batch-size 2 --epochs 1 --lr 0.05 --seed 2 --device cpu --json --out ";
   const std::string one = dir() + "/tiny1.safetensors", three = dir() + "/tiny3.safetensors";
-  const auto j1 = json_of(run_cli(train + one + " --quiet"), "one process");
+  const auto j1 = json_of(run_one_process(train + one + " --quiet"), "one process");
   const CliRun r3 = run_mpi(3, train + three);  // with progress: rank 0 alone reports it
   const auto j3 = json_of(r3, "mpirun");
   EXPECT_EQ(j3["steps"], j1["steps"]);

@@ -28,6 +28,7 @@ namespace {
 using testing::CliRun;
 using testing::run_cli;
 using testing::run_mpi;
+using testing::run_one_process;
 
 // The one-process runs use one thread too, as mpirun_words gives every rank.
 const std::string& dir() {
@@ -78,7 +79,7 @@ std::string mia_args(const std::string& out_dir, const std::string& extra = "--s
 
 TEST(MpiFarm, MembershipAuditOverRanksEqualsOneProcess) {
   const std::string one = dir() + "/mia1";
-  const auto j1 = json_of(run_cli(mia_args(one)), "one process");
+  const auto j1 = json_of(run_one_process(mia_args(one)), "one process");
   ASSERT_EQ(j1["models_trained"], 5);
   for (int ranks : {2, 3}) {
     const std::string out = dir() + "/mia_ranks" + std::to_string(ranks);
@@ -110,7 +111,7 @@ nlohmann::json record_of(const std::string& path) {
 
 TEST(MpiFarm, ManyRunDpAuditOverRanksEqualsOneProcess) {
   const std::string one = dir() + "/dp1";
-  const auto j1 = json_of(run_cli(dp_args(one)), "one process");
+  const auto j1 = json_of(run_one_process(dp_args(one)), "one process");
   ASSERT_EQ(j1["runs_trained"], 8);
   for (int ranks : {2, 3}) {
     const std::string out = dir() + "/dp_ranks" + std::to_string(ranks);
@@ -137,7 +138,7 @@ TEST(MpiFarm, SigkilledRankResumesToTheOneProcessAudit) {
   // 13 models (target + 12 shadows) of about 0.15 s each: the kill lands after the third.
   const std::string extra = "--shadows 12 --pool 600 --epochs 8";
   const std::string whole = dir() + "/mia_whole";
-  const auto expected = json_of(run_cli(mia_args(whole, extra)), "one process");
+  const auto expected = json_of(run_one_process(mia_args(whole, extra)), "one process");
   ASSERT_EQ(expected["models_trained"], 13);
 
   for (int victim : {1, 0}) {  // a rank that trains, then the one that hands out
@@ -159,7 +160,7 @@ TEST(MpiFarm, SigkilledRankResumesToTheOneProcessAudit) {
 
     // Resume with one process after rank 1's death, with the 2 ranks after rank 0's.
     const std::string args = mia_args(killed, extra);
-    const auto j = json_of(victim == 1 ? run_cli(args) : run_mpi(2, args), "resume");
+    const auto j = json_of(victim == 1 ? run_one_process(args) : run_mpi(2, args), "resume");
     EXPECT_EQ(j["models_reused"], before) << "rank " << victim << " killed";  // nothing lost
     EXPECT_EQ(j["models_trained"], 13 - before);                              // nothing repeated
     nlohmann::json a = without_times(j), b = without_times(expected);
@@ -181,7 +182,7 @@ TEST(MpiFarm, SigkilledDpAuditResumesWithMoreRanks) {
     return " --out-dir " + d + "/runs --out " + d + "/audit.safetensors --scores " + d + "/scores.tsv";
   };
   const std::string whole = dir() + "/dp_whole", killed = dir() + "/dp_killed";
-  const auto expected = json_of(run_cli(args + files(whole)), "one process");
+  const auto expected = json_of(run_one_process(args + files(whole)), "one process");
   const pid_t pid = testing::spawn_mpi(2, args + files(killed));
   ASSERT_GT(pid, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

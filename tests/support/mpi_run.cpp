@@ -39,6 +39,10 @@ CliRun run_mpi(int ranks, const std::string& args) {
   return run_command(joined(mpirun_words(ranks)) + " " + args);
 }
 
+CliRun run_one_process(const std::string& args) {
+  return run_command("OMP_NUM_THREADS=1 " + cli_path() + " " + args);
+}
+
 pid_t spawn_mpi(int ranks, const std::string& args) {
   std::vector<std::string> words = mpirun_words(ranks);
   std::istringstream split(args);

@@ -20,6 +20,11 @@ std::vector<std::string> mpirun_words(int ranks);
 // Runs `mpirun ... aegis <args>` (args: shell words) and collects its status, stdout and stderr.
 CliRun run_mpi(int ranks, const std::string& args);
 
+// Runs `aegis <args>` in one process with the ranks' one OpenMP thread: the reference the
+// ranks' results are compared with bit for bit (a reduction may split its work by thread, so
+// another thread count can move the last bits).
+CliRun run_one_process(const std::string& args);
+
 // Starts `mpirun ... aegis <args>` (args split at spaces) in the background with its output
 // discarded; returns mpirun's pid (0 when it could not start).
 pid_t spawn_mpi(int ranks, const std::string& args);
