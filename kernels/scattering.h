@@ -46,6 +46,8 @@ struct ScatteringBank {
   std::vector<std::vector<float>> phi;  // phi[r]: φ̂ on the grid subsampled by 2^r, r = 0..J−1
   // DFT matrices W_n[k·n + t] = exp(∓2πi kt/n) (inverse: conjugate, divided by n) for every grid size.
   std::map<std::int64_t, std::vector<std::complex<float>>> dft, idft;
+  // Real-input row transforms: [n, 2(n/2 + 1)], the cosines then the negated sines.
+  std::map<std::int64_t, std::vector<float>> rdft;
 
   std::int64_t channels() const { return 1 + J * L + static_cast<std::int64_t>(L) * L * J * (J - 1) / 2; }
 };
