@@ -89,6 +89,8 @@ class GroupNorm : public Module {
   Var forward(const Var& x) override;
   std::string kind() const override { return "GroupNorm"; }
   std::string describe() const override;
+  // Without affine parameters it normalizes each example on its own: a fixed feature.
+  bool fixed_feature() const override { return !m_weight.defined(); }
   LayerCapture* capture() override { return &m_capture; }
 
  private:
