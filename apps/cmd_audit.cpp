@@ -56,7 +56,8 @@ void add_recipe_options(CLI::App* cmd, AuditArgs& a) {
   add_common_options(*cmd, a.common);
   cmd->add_option("--data", a.data, "dataset spec, as for train (its training split is the pool)")
       ->capture_default_str();
-  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res | scatter-linear")->capture_default_str();
+  cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res | scatter-linear")
+      ->capture_default_str();
   cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
   cmd->add_option("--epochs", a.train.epochs, "passes over each model's training set")
       ->capture_default_str()

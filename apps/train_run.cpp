@@ -73,7 +73,8 @@ nlohmann::json run_training(const TrainArgs& a, const nn::DatasetSplit& split, c
 void add_train_options(CLI::App* cmd, TrainArgs& a) {
   add_common_options(*cmd, a.common);
   auto* model =
-      cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res | scatter-linear")->capture_default_str();
+      cmd->add_option("--model", a.model, "mlp | cnn-fmnist | lenet-2conv | resnet20 | cnn-res | scatter-linear")
+          ->capture_default_str();
   auto* activation = cmd->add_option("--activation", a.activation, "relu | tanh | sigmoid (default: the model's own)");
   cmd->add_option("--init", a.init,
                   "fine-tune this model instead of a fresh --model: an ONNX file (then --out must end in .onnx) or "

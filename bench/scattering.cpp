@@ -46,8 +46,14 @@ int main(int argc, char** argv) {
     }
     std::sort(times.begin(), times.end());
     const double median = times[times.size() / 2];
-    std::cout << nlohmann::json{{"bench", "scattering"}, {"impl", "aegis"}, {"pass", backward ? "forward+backward" : "forward"},
-                                {"batch", batch}, {"size", size}, {"J", 2}, {"L", 8}, {"ms", median * 1e3},
+    std::cout << nlohmann::json{{"bench", "scattering"},
+                                {"impl", "aegis"},
+                                {"pass", backward ? "forward+backward" : "forward"},
+                                {"batch", batch},
+                                {"size", size},
+                                {"J", 2},
+                                {"L", 8},
+                                {"ms", median * 1e3},
                                 {"images_per_s", static_cast<double>(batch) / median}}
                      .dump()
               << "\n";

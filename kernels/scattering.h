@@ -37,8 +37,8 @@ namespace aegis::kernels {
 
 struct ScatteringBank {
   int J = 2, L = 8;
-  std::int64_t M = 0, N = 0;          // input plane
-  std::int64_t Mp = 0, Np = 0;        // padded grid
+  std::int64_t M = 0, N = 0;    // input plane
+  std::int64_t Mp = 0, Np = 0;  // padded grid
   std::int64_t pad_top = 0, pad_left = 0;
   std::int64_t out_h = 0, out_w = 0;  // Mp/2^J − 2, Np/2^J − 2
   // psi[j·L + θ][r]: ψ̂_{j,θ} on the grid subsampled by 2^r (r = 0..max(j − 1, 0)).

@@ -35,8 +35,8 @@ FixedSplit split_fixed_prefix(Module& model) {
   while (k < children.size() && children[k].second->fixed_feature()) ++k;
   if (k == 0 || k == children.size()) return split;
   for (std::size_t i = 0; i < k; ++i) split.prefix.push_back(children[i].second);
-  split.rest = std::make_shared<SequentialRest>(
-      std::vector<std::pair<std::string, ModulePtr>>(children.begin() + static_cast<std::ptrdiff_t>(k), children.end()));
+  split.rest = std::make_shared<SequentialRest>(std::vector<std::pair<std::string, ModulePtr>>(
+      children.begin() + static_cast<std::ptrdiff_t>(k), children.end()));
   return split;
 }
 

@@ -48,7 +48,8 @@ TrainResult train_classifier(Module& model, const Dataset& train, const TrainOpt
   if (o.noise_sigma == 0.0f && !o.augment.any() && !o.make_input && !o.after_backward) {
     // A fixed front end (nn/fixed_features.h) is computed once per example.
     const FixedSplit fixed = split_fixed_prefix(model);
-    if (fixed.rest) return train_classifier(*fixed.rest, fixed_features(fixed.prefix, train, o.device), o, on_step, on_epoch);
+    if (fixed.rest)
+      return train_classifier(*fixed.rest, fixed_features(fixed.prefix, train, o.device), o, on_step, on_epoch);
   }
   model.to(o.device);
   model.train(true);

@@ -93,9 +93,10 @@ std::shared_ptr<Module> build_cnn_res(const ModelSpec& s, InitRng& rng) {
 // channel, GroupNorm(27, 81·C) without affine parameters, a linear classifier on top.
 std::shared_ptr<Module> build_scatter_linear(const ModelSpec& s, InitRng& rng) {
   const Shape features = F::scattering2d_shape({1, s.input_shape[0], s.input_shape[1], s.input_shape[2]}, 2, 8);
-  return std::make_shared<Sequential>(std::vector<ModulePtr>{
-      std::make_shared<Scattering2d>(2, 8), std::make_shared<GroupNorm>(27, features[1], 1e-5f, false),
-      std::make_shared<Flatten>(), std::make_shared<Linear>(features[1] * features[2] * features[3], s.num_classes, rng)});
+  return std::make_shared<Sequential>(
+      std::vector<ModulePtr>{std::make_shared<Scattering2d>(2, 8),
+                             std::make_shared<GroupNorm>(27, features[1], 1e-5f, false), std::make_shared<Flatten>(),
+                             std::make_shared<Linear>(features[1] * features[2] * features[3], s.num_classes, rng)});
 }
 
 // Basic residual block: conv3x3(s) → GN → act → conv3x3 → GN, plus the shortcut, then act.
@@ -174,8 +175,8 @@ class ResNet20 : public Module {
 }  // namespace
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names{"mlp", "cnn-fmnist", "lenet-2conv", "resnet20", "cnn-res",
-                                              "scatter-linear"};
+  static const std::vector<std::string> names{"mlp",      "cnn-fmnist", "lenet-2conv",
+                                              "resnet20", "cnn-res",    "scatter-linear"};
   return names;
 }
 
@@ -197,9 +198,9 @@ std::shared_ptr<Module> build_model(const ModelSpec& spec_in) {
   if (s.name == "resnet20") return std::make_shared<ResNet20>(s, rng);
   if (s.name == "cnn-res") return build_cnn_res(s, rng);
   if (s.name == "scatter-linear") return build_scatter_linear(s, rng);
-  AEGIS_THROW(InvalidArgument,
-              "unknown model '" << s.name
-                             << "' (expected mlp, cnn-fmnist, lenet-2conv, resnet20, cnn-res or scatter-linear)");
+  AEGIS_THROW(InvalidArgument, "unknown model '"
+                                   << s.name
+                                   << "' (expected mlp, cnn-fmnist, lenet-2conv, resnet20, cnn-res or scatter-linear)");
 }
 
 }  // namespace aegis::nn

@@ -3,15 +3,15 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/checked_math.h"
+#include "core/mpi.h"
+#include "core/timing.h"
 #include "nn/fixed_features.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
 #include "privacy/dp_ranks.h"
 #include "privacy/noise.h"
 #include "privacy/sampling.h"
-#include "core/checked_math.h"
-#include "core/mpi.h"
-#include "core/timing.h"
 
 namespace aegis::privacy {
 
@@ -220,8 +220,8 @@ DpTrainResult train_dp_classifier(nn::Module& model, const nn::Dataset& train, c
     // its outputs. Sampling, clipping, noise and ledger are those of the whole model.
     const nn::FixedSplit split = nn::split_fixed_prefix(model);
     if (split.rest)
-      return train_dp_classifier(*split.rest, nn::fixed_features(split.prefix, train, o.device), o, dp, plan,
-                                 previous, on_step, on_epoch);
+      return train_dp_classifier(*split.rest, nn::fixed_features(split.prefix, train, o.device), o, dp, plan, previous,
+                                 on_step, on_epoch);
   }
   const bool adaptive = dp.clipping == Clipping::Adaptive;
   const bool shuffle = dp.sampling == Sampling::Shuffle;

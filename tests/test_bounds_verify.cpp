@@ -163,7 +163,8 @@ TEST(VerifyCli, ReportsBothMethodsAndRejectsBadInput) {
     EXPECT_EQ(bad.status, 1) << args;
     EXPECT_NE(bad.err.find(fragment), std::string::npos) << args << ": " << bad.err;
   }
-  for (const auto& [name, layer] : std::vector<std::pair<std::string, std::string>>{{"resnet20", "GroupNorm"}, {"scatter-linear", "Scattering2d"}}) {
+  for (const auto& [name, layer] : std::vector<std::pair<std::string, std::string>>{
+           {"resnet20", "GroupNorm"}, {"scatter-linear", "Scattering2d"}}) {
     const nn::ModelSpec spec{name, {1, 8, 8}, 10, "", 0};
     const std::string path = temp_path("aegis_verify_" + name + ".safetensors");
     nn::save_classifier(path, *nn::build_model(spec), spec);

@@ -106,15 +106,33 @@ std::vector<std::string> hostile_values(Kind kind) {
 std::vector<std::string> hostile_sample(Kind kind) {
   std::vector<std::string> v = {"abc", "nan"};
   switch (kind) {
-    case Kind::Count: v.insert(v.end(), {"0", "99999999999999999999"}); break;
-    case Kind::CountOrZero: v.insert(v.end(), {"-1", "99999999999999999999"}); break;
-    case Kind::Seed: v.insert(v.end(), {"-1", "18446744073709551616"}); break;
-    case Kind::Position: v.insert(v.end(), {"-1", "3"}); break;
-    case Kind::Positive: v.insert(v.end(), {"0", "1e999"}); break;
-    case Kind::PositiveF: v.insert(v.end(), {"0", "1e39"}); break;
-    case Kind::NonNegative: v.insert(v.end(), {"-1", "1e999"}); break;
-    case Kind::NonNegativeF: v.insert(v.end(), {"-1", "1e39"}); break;
-    case Kind::Fraction: v.insert(v.end(), {"-1", "1.5"}); break;
+    case Kind::Count:
+      v.insert(v.end(), {"0", "99999999999999999999"});
+      break;
+    case Kind::CountOrZero:
+      v.insert(v.end(), {"-1", "99999999999999999999"});
+      break;
+    case Kind::Seed:
+      v.insert(v.end(), {"-1", "18446744073709551616"});
+      break;
+    case Kind::Position:
+      v.insert(v.end(), {"-1", "3"});
+      break;
+    case Kind::Positive:
+      v.insert(v.end(), {"0", "1e999"});
+      break;
+    case Kind::PositiveF:
+      v.insert(v.end(), {"0", "1e39"});
+      break;
+    case Kind::NonNegative:
+      v.insert(v.end(), {"-1", "1e999"});
+      break;
+    case Kind::NonNegativeF:
+      v.insert(v.end(), {"-1", "1e39"});
+      break;
+    case Kind::Fraction:
+      v.insert(v.end(), {"-1", "1.5"});
+      break;
   }
   return v;
 }

@@ -153,15 +153,18 @@ TEST(Scattering, ScatterLinearFromTheCommandLine) {
   const std::string dir = testing::make_temp_dir("aegis_scatter_cli"), model = dir + "/scatter.safetensors";
   const testing::CliRun t = testing::run_cli(
       "train --data digits --model scatter-linear --dp --noise-multiplier 1.0 --delta 1e-4 --batch-size 256 "
-      "--epochs 6 --optimizer sgd --lr 4 --momentum 0.9 --max-grad-norm 0.1 --device cpu --quiet --json --out " + model);
+      "--epochs 6 --optimizer sgd --lr 4 --momentum 0.9 --max-grad-norm 0.1 --device cpu --quiet --json --out " +
+      model);
   ASSERT_EQ(t.status, 0) << t.err;
   EXPECT_NE(t.out.find("\"model\":\"scatter-linear\""), std::string::npos) << t.out;
   const testing::CliRun a = testing::run_cli("attack --model " + model +
                                              " --data digits --attack pgd-linf --eps 0.1 --steps 5 --max 20 --json");
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_NE(a.out.find("robust_accuracy"), std::string::npos) << a.out;
-  const testing::CliRun c = testing::run_cli("certify --model " + model + " --data digits --sigma 0.25 --n0 20 --n 100 "
-                                             "--max 5 --quiet --out " + dir + "/cert.tsv");
+  const testing::CliRun c = testing::run_cli("certify --model " + model +
+                                             " --data digits --sigma 0.25 --n0 20 --n 100 "
+                                             "--max 5 --quiet --out " +
+                                             dir + "/cert.tsv");
   EXPECT_EQ(c.status, 0) << c.err;
   const testing::CliRun v = testing::run_cli("verify --model " + model + " --data digits --quiet --eps 0.01");
   EXPECT_EQ(v.status, 1);

@@ -48,14 +48,16 @@ std::vector<float> real_dft(const std::vector<cd>& f, std::int64_t M, std::int64
   for (std::int64_t i = 0; i < M; ++i)
     for (std::int64_t l = 0; l < N; ++l) {
       cd sum(0.0, 0.0);
-      for (std::int64_t j = 0; j < N; ++j) sum += f[i * N + j] * std::polar(1.0, -2.0 * kPi * double(l * j % N) / double(N));
+      for (std::int64_t j = 0; j < N; ++j)
+        sum += f[i * N + j] * std::polar(1.0, -2.0 * kPi * double(l * j % N) / double(N));
       rows[i * N + l] = sum;
     }
   std::vector<float> out(f.size());
   for (std::int64_t k = 0; k < M; ++k)
     for (std::int64_t l = 0; l < N; ++l) {
       cd sum(0.0, 0.0);
-      for (std::int64_t i = 0; i < M; ++i) sum += rows[i * N + l] * std::polar(1.0, -2.0 * kPi * double(k * i % M) / double(M));
+      for (std::int64_t i = 0; i < M; ++i)
+        sum += rows[i * N + l] * std::polar(1.0, -2.0 * kPi * double(k * i % M) / double(M));
       out[k * N + l] = static_cast<float>(sum.real());
     }
   return out;
@@ -155,8 +157,8 @@ class Group {
     real_out.resize(static_cast<std::size_t>(rows * 2 * h));
     for (std::int64_t e = 0; e < rows * n; ++e) real_in[e] = data[e].real();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(2 * h),
-                static_cast<int>(n), 1.0f, real_in.data(), static_cast<int>(n), cs.data(), static_cast<int>(2 * h), 0.0f,
-                real_out.data(), static_cast<int>(2 * h));
+                static_cast<int>(n), 1.0f, real_in.data(), static_cast<int>(n), cs.data(), static_cast<int>(2 * h),
+                0.0f, real_out.data(), static_cast<int>(2 * h));
     // Rows → columns: half[p][k2][i] for k2 < h.
     half.resize(static_cast<std::size_t>(count * h * m));
     for (std::int64_t p = 0; p < count; ++p)
@@ -270,7 +272,9 @@ class Group {
           X[p * P0 + i * b.Np + j] =
               cf(x[p * b.M * b.N + reflect(i, b.pad_top, b.M) * b.N + reflect(j, b.pad_left, b.N)], 0.0f);
     dft2_real(X.data(), G, b.Mp, b.Np);
-    if (y) smooth_out(X.data(), G, 0, [&](std::int64_t q) { return q * C; }, y);
+    if (y)
+      smooth_out(
+          X.data(), G, 0, [&](std::int64_t q) { return q * C; }, y);
     a.assign(J, {});
     Uf.assign(J, {});
     bb.assign(static_cast<std::size_t>(J * J), {});
@@ -287,7 +291,8 @@ class Group {
       for (std::size_t e = 0; e < A.size(); ++e) U[e] = cf(magnitude(A[e]), 0.0f);
       dft2_real(U.data(), G * L, m1, n1);
       if (y)
-        smooth_out(U.data(), G * L, j1, [&](std::int64_t q) { return (q / L) * C + 1 + j1 * L + q % L; }, y);
+        smooth_out(
+            U.data(), G * L, j1, [&](std::int64_t q) { return (q / L) * C + 1 + j1 * L + q % L; }, y);
       for (int j2 = j1 + 1; j2 < J; ++j2) {
         const std::int64_t m2 = b.Mp >> j2, n2 = b.Np >> j2, s2 = m2 * n2, k = std::int64_t{1} << (j2 - j1);
         auto& B = bb[j1 * J + j2];
@@ -300,10 +305,13 @@ class Group {
         V.resize(B.size());
         for (std::size_t e = 0; e < B.size(); ++e) V[e] = cf(magnitude(B[e]), 0.0f);
         dft2_real(V.data(), G * L * L, m2, n2);
-        smooth_out(V.data(), G * L * L, j2, [&](std::int64_t q) {
-          const std::int64_t p = q / (L * L), t1 = (q / L) % L, t2 = q % L;
-          return p * C + s2_channel(j1, int(t1), j2, int(t2));
-        }, y);
+        smooth_out(
+            V.data(), G * L * L, j2,
+            [&](std::int64_t q) {
+              const std::int64_t p = q / (L * L), t1 = (q / L) % L, t2 = q % L;
+              return p * C + s2_channel(j1, int(t1), j2, int(t2));
+            },
+            y);
       }
     }
   }
@@ -313,19 +321,24 @@ class Group {
     const int J = b.J, L = b.L;
     const std::int64_t P0 = b.Mp * b.Np, C = b.channels();
     std::vector<cf> gX(static_cast<std::size_t>(G * P0), cf(0.0f, 0.0f));
-    smooth_out_adjoint(dy, G, 0, [&](std::int64_t q) { return q * C; }, gX.data());
+    smooth_out_adjoint(
+        dy, G, 0, [&](std::int64_t q) { return q * C; }, gX.data());
     for (int j1 = 0; j1 < J; ++j1) {
       const std::int64_t m1 = b.Mp >> j1, n1 = b.Np >> j1, s1 = m1 * n1, k1 = std::int64_t{1} << j1;
       std::vector<cf> gU(static_cast<std::size_t>(G * L * s1), cf(0.0f, 0.0f));
-      smooth_out_adjoint(dy, G * L, j1, [&](std::int64_t q) { return (q / L) * C + 1 + j1 * L + q % L; }, gU.data());
+      smooth_out_adjoint(
+          dy, G * L, j1, [&](std::int64_t q) { return (q / L) * C + 1 + j1 * L + q % L; }, gU.data());
       for (int j2 = j1 + 1; j2 < J; ++j2) {
         const std::int64_t m2 = b.Mp >> j2, n2 = b.Np >> j2, s2 = m2 * n2, k = std::int64_t{1} << (j2 - j1);
         const auto& B = bb[j1 * J + j2];
         std::vector<cf> gV(B.size(), cf(0.0f, 0.0f));
-        smooth_out_adjoint(dy, G * L * L, j2, [&](std::int64_t q) {
-          const std::int64_t p = q / (L * L), t1 = (q / L) % L, t2 = q % L;
-          return p * C + s2_channel(j1, int(t1), j2, int(t2));
-        }, gV.data());
+        smooth_out_adjoint(
+            dy, G * L * L, j2,
+            [&](std::int64_t q) {
+              const std::int64_t p = q / (L * L), t1 = (q / L) % L, t2 = q % L;
+              return p * C + s2_channel(j1, int(t1), j2, int(t2));
+            },
+            gV.data());
         // V = DFT(|B|): d|B| = Re(s2·IDFT(dV)); dB = d|B|·B/|B|; B = IDFT(·): d· = DFT(dB)/s2.
         dft2(gV.data(), G * L * L, m2, n2, true);
         for (std::size_t e = 0; e < B.size(); ++e) {
@@ -401,10 +414,10 @@ ScatteringBank make_scattering_bank(std::int64_t M, std::int64_t N, int J, int L
   b.Np = scattering_padded_size(N, J);
   b.pad_top = (b.Mp - M) / 2;
   b.pad_left = (b.Np - N) / 2;
-  AEGIS_CHECK(M >= (std::int64_t{1} << J) && N >= (std::int64_t{1} << J) && (b.Mp - M + 1) / 2 < M &&
-                  (b.Np - N + 1) / 2 < N,
-              "scattering: a " << M << "x" << N << " input is too small for J = " << J << " (needs at least "
-                               << (std::int64_t{1} << J) << " pixels and room for the reflection padding)");
+  AEGIS_CHECK(
+      M >= (std::int64_t{1} << J) && N >= (std::int64_t{1} << J) && (b.Mp - M + 1) / 2 < M && (b.Np - N + 1) / 2 < N,
+      "scattering: a " << M << "x" << N << " input is too small for J = " << J << " (needs at least "
+                       << (std::int64_t{1} << J) << " pixels and room for the reflection padding)");
   b.out_h = (b.Mp >> J) - 2;
   b.out_w = (b.Np >> J) - 2;
   for (int j = 0; j < J; ++j)
@@ -425,7 +438,8 @@ ScatteringBank make_scattering_bank(std::int64_t M, std::int64_t N, int J, int L
       for (int r = 0; r < std::max(j, 1); ++r) levels.push_back(periodize_filter(hat, b.Mp, b.Np, r));
       b.psi.push_back(std::move(levels));
     }
-  const std::vector<float> phi_hat = real_dft(gabor(b.Mp, b.Np, 0.8 * std::ldexp(1.0, J - 1), 0.0, 0.0, 1.0), b.Mp, b.Np);
+  const std::vector<float> phi_hat =
+      real_dft(gabor(b.Mp, b.Np, 0.8 * std::ldexp(1.0, J - 1), 0.0, 0.0, 1.0), b.Mp, b.Np);
   for (int r = 0; r < J; ++r) b.phi.push_back(periodize_filter(phi_hat, b.Mp, b.Np, r));
   for (int r = 0; r <= J; ++r)
     for (std::int64_t n : {b.Mp >> r, b.Np >> r})

@@ -16,7 +16,8 @@ namespace {
 
 std::shared_ptr<const kernels::ScatteringBank> bank_for(std::int64_t h, std::int64_t w, int J, int L) {
   static std::mutex mutex;
-  static std::map<std::tuple<std::int64_t, std::int64_t, int, int>, std::shared_ptr<const kernels::ScatteringBank>> banks;
+  static std::map<std::tuple<std::int64_t, std::int64_t, int, int>, std::shared_ptr<const kernels::ScatteringBank>>
+      banks;
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = banks[{h, w, J, L}];
   if (!slot) slot = std::make_shared<const kernels::ScatteringBank>(kernels::make_scattering_bank(h, w, J, L));
@@ -26,7 +27,8 @@ std::shared_ptr<const kernels::ScatteringBank> bank_for(std::int64_t h, std::int
 }  // namespace
 
 Shape scattering2d_shape(const Shape& input, int J, int L) {
-  AEGIS_CHECK_AS(ShapeError, input.size() == 4, "scattering2d: needs [N, C, H, W] inputs, got " << input.size() << " dimensions");
+  AEGIS_CHECK_AS(ShapeError, input.size() == 4,
+                 "scattering2d: needs [N, C, H, W] inputs, got " << input.size() << " dimensions");
   const auto bank = bank_for(input[2], input[3], J, L);
   return {input[0], input[1] * bank->channels(), bank->out_h, bank->out_w};
 }
@@ -39,8 +41,8 @@ Var scattering2d(const Var& x, int J, int L) {
   const std::int64_t planes = xv.size(0) * xv.size(1);
   const Device dev = xv.device();
   const Tensor host_x = xv.to(Device::cpu());
-  Tensor y = Tensor::empty({xv.size(0), xv.size(1) * bank->channels(), bank->out_h, bank->out_w}, DType::F32,
-                           Device::cpu());
+  Tensor y =
+      Tensor::empty({xv.size(0), xv.size(1) * bank->channels(), bank->out_h, bank->out_w}, DType::F32, Device::cpu());
   kernels::scattering_forward(*bank, planes, host_x.data<float>(), y.data<float>());
   return autograd::make_result(y.to(dev), {x}, "scattering2d", [x, host_x, bank, planes](const Tensor& gy) {
     const Tensor host_gy = gy.to(Device::cpu());
