@@ -24,8 +24,8 @@
 // The backward pass is the exact adjoint of each linear step (DFTs, filter products, the
 // subsampling, crop, reflection padding) and ∂|a|/∂a = a/|a| (0 at a = 0); it recomputes the
 // forward pass's intermediates per group of planes instead of keeping them.
-// CPU only: DFTs are small dense complex products (cgemm) over batches of planes, OpenMP over
-// groups of planes. dx is overwritten.
+// CPU only: DFTs are small dense complex products (cgemm) over batches of planes (a real input's
+// from half its spectrum and Hermitian symmetry), OpenMP over groups of planes. dx is overwritten.
 #pragma once
 
 #include <complex>
