@@ -7,6 +7,8 @@
 // usage: bench_conv [--batch 100] [--repeats 20]
 #include "kernels/conv.h"
 
+#include "bench_args.h"
+
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -17,19 +19,8 @@
 
 int main(int argc, char** argv) {
   using namespace aegis::kernels;
-  std::int64_t batch = 100;
-  int repeats = 20;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch")
-      batch = std::stoll(v);
-    else if (k == "--repeats")
-      repeats = std::stoi(v);
-    else {
-      std::cerr << "unknown option " << k << "\n";
-      return 2;
-    }
-  }
+  std::int64_t batch = 100, repeats = 20;
+  aegis::bench::parse_integer_options(argc, argv, {{"--batch", &batch}, {"--repeats", &repeats}});
   struct Layer {
     std::int64_t channels, size, out_channels, stride;
   };

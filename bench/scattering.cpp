@@ -11,26 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "bench_args.h"
 #include "nn/functional.h"
 #include "runtime/autograd.h"
 
 int main(int argc, char** argv) {
   using namespace aegis;
-  std::int64_t batch = 256, size = 28;
-  int repeats = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch")
-      batch = std::stoll(v);
-    else if (k == "--repeats")
-      repeats = std::stoi(v);
-    else if (k == "--size")
-      size = std::stoll(v);
-    else {
-      std::cerr << "unknown option " << k << "\n";
-      return 2;
-    }
-  }
+  std::int64_t batch = 256, size = 28, repeats = 5;
+  bench::parse_integer_options(argc, argv, {{"--batch", &batch}, {"--repeats", &repeats}, {"--size", &size}});
   std::vector<float> values(static_cast<std::size_t>(batch * size * size));
   for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>((i * 7919) % 256) / 255.0f;
   const Tensor x = Tensor::from_vector(values, {batch, 1, size, size});
