@@ -8,21 +8,13 @@ namespace aegis::nn {
 namespace {
 
 // The layers after the fixed prefix, registered under the names they have in the whole model
-// ("3.weight" stays "3.weight"), so checkpoints and per-layer options see the same parameters.
-class SequentialRest : public Module {
+// ("3.weight" stays "3.weight"), so checkpoints and per-layer options see the same parameters;
+// Sequential's forward applies them in order.
+class SequentialRest : public Sequential {
  public:
   explicit SequentialRest(const std::vector<std::pair<std::string, ModulePtr>>& layers) {
-    for (const auto& [name, layer] : layers) m_layers.push_back(register_module(name, layer));
+    for (const auto& [name, layer] : layers) register_module(name, layer);
   }
-  Var forward(const Var& x) override {
-    Var h = x;
-    for (const auto& layer : m_layers) h = layer->forward(h);
-    return h;
-  }
-  std::string kind() const override { return "Sequential"; }
-
- private:
-  std::vector<ModulePtr> m_layers;
 };
 
 }  // namespace

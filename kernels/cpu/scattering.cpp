@@ -119,10 +119,11 @@ std::int64_t reflect(std::int64_t p, std::int64_t pad, std::int64_t n) {
   return s;
 }
 
-// The work of one group of planes; buffers live as long as the group.
+// The work on a group of planes. One Group per thread serves all the groups that thread takes,
+// so its buffers are allocated once per call, not once per group.
 class Group {
  public:
-  Group(const ScatteringBank& bank, std::int64_t planes) : b(bank), G(planes) {}
+  explicit Group(const ScatteringBank& bank) : b(bank) {}
 
   // In-place 2-D DFT of `count` m × n planes (the inverse divides by mn).
   void dft2(cf* data, std::int64_t count, std::int64_t m, std::int64_t n, bool inverse) {
@@ -224,7 +225,7 @@ class Group {
   template <class Channel>
   void smooth_out(const cf* F, std::int64_t count, int r, Channel channel, float* y) {
     const std::int64_t m = b.Mp >> r, n = b.Np >> r, ms = b.Mp >> b.J, ns = b.Np >> b.J;
-    small.assign(static_cast<std::size_t>(count * ms * ns), cf(0.0f, 0.0f));
+    small.resize(static_cast<std::size_t>(count * ms * ns));  // filter_down writes it whole
     for (std::int64_t q = 0; q < count; ++q)
       filter_down(F + q * m * n, b.phi[r].data(), m, n, std::int64_t{1} << (b.J - r), small.data() + q * ms * ns);
     dft2(small.data(), count, ms, ns, true);
@@ -261,11 +262,13 @@ class Group {
     return c + std::int64_t{t1} * L * (J - 1 - j1) + std::int64_t{j2 - j1 - 1} * L + t2;
   }
 
-  // Runs the forward pass for planes x (G × M × N). With y null, only the intermediates are kept.
-  void forward(const float* x, float* y) {
+  // Runs the forward pass for `planes` planes x (planes × M × N). With y null, only the
+  // intermediates are kept. Every buffer below is overwritten whole, so none is cleared first.
+  void forward(const float* x, float* y, std::int64_t planes) {
+    G = planes;
     const int J = b.J, L = b.L;
     const std::int64_t P0 = b.Mp * b.Np, C = b.channels();
-    X.assign(static_cast<std::size_t>(G * P0), cf(0.0f, 0.0f));
+    X.resize(static_cast<std::size_t>(G * P0));
     for (std::int64_t p = 0; p < G; ++p)
       for (std::int64_t i = 0; i < b.Mp; ++i)
         for (std::int64_t j = 0; j < b.Np; ++j)
@@ -275,13 +278,13 @@ class Group {
     if (y)
       smooth_out(
           X.data(), G, 0, [&](std::int64_t q) { return q * C; }, y);
-    a.assign(J, {});
-    Uf.assign(J, {});
-    bb.assign(static_cast<std::size_t>(J * J), {});
+    a.resize(J);
+    Uf.resize(J);
+    bb.resize(static_cast<std::size_t>(J * J));
     for (int j1 = 0; j1 < J; ++j1) {
       const std::int64_t m1 = b.Mp >> j1, n1 = b.Np >> j1, s1 = m1 * n1, k1 = std::int64_t{1} << j1;
       auto& A = a[j1];
-      A.assign(static_cast<std::size_t>(G * L * s1), cf(0.0f, 0.0f));
+      A.resize(static_cast<std::size_t>(G * L * s1));
       for (std::int64_t p = 0; p < G; ++p)
         for (int t = 0; t < L; ++t)
           filter_down(X.data() + p * P0, b.psi[j1 * L + t][0].data(), b.Mp, b.Np, k1, A.data() + (p * L + t) * s1);
@@ -296,7 +299,7 @@ class Group {
       for (int j2 = j1 + 1; j2 < J; ++j2) {
         const std::int64_t m2 = b.Mp >> j2, n2 = b.Np >> j2, s2 = m2 * n2, k = std::int64_t{1} << (j2 - j1);
         auto& B = bb[j1 * J + j2];
-        B.assign(static_cast<std::size_t>(G * L * L * s2), cf(0.0f, 0.0f));
+        B.resize(static_cast<std::size_t>(G * L * L * s2));
         for (std::int64_t q = 0; q < G * L; ++q)
           for (int t2 = 0; t2 < L; ++t2)
             filter_down(U.data() + q * s1, b.psi[j2 * L + t2][j1].data(), m1, n1, k, B.data() + (q * L + t2) * s2);
@@ -316,22 +319,22 @@ class Group {
     }
   }
 
-  void backward(const float* x, const float* dy, float* dx) {
-    forward(x, nullptr);
+  void backward(const float* x, const float* dy, float* dx, std::int64_t planes) {
+    forward(x, nullptr, planes);
     const int J = b.J, L = b.L;
     const std::int64_t P0 = b.Mp * b.Np, C = b.channels();
-    std::vector<cf> gX(static_cast<std::size_t>(G * P0), cf(0.0f, 0.0f));
+    gX.assign(static_cast<std::size_t>(G * P0), cf(0.0f, 0.0f));
     smooth_out_adjoint(
         dy, G, 0, [&](std::int64_t q) { return q * C; }, gX.data());
     for (int j1 = 0; j1 < J; ++j1) {
       const std::int64_t m1 = b.Mp >> j1, n1 = b.Np >> j1, s1 = m1 * n1, k1 = std::int64_t{1} << j1;
-      std::vector<cf> gU(static_cast<std::size_t>(G * L * s1), cf(0.0f, 0.0f));
+      gU.assign(static_cast<std::size_t>(G * L * s1), cf(0.0f, 0.0f));
       smooth_out_adjoint(
           dy, G * L, j1, [&](std::int64_t q) { return (q / L) * C + 1 + j1 * L + q % L; }, gU.data());
       for (int j2 = j1 + 1; j2 < J; ++j2) {
         const std::int64_t m2 = b.Mp >> j2, n2 = b.Np >> j2, s2 = m2 * n2, k = std::int64_t{1} << (j2 - j1);
         const auto& B = bb[j1 * J + j2];
-        std::vector<cf> gV(B.size(), cf(0.0f, 0.0f));
+        gV.assign(B.size(), cf(0.0f, 0.0f));
         smooth_out_adjoint(
             dy, G * L * L, j2,
             [&](std::int64_t q) {
@@ -379,19 +382,24 @@ class Group {
 
  private:
   const ScatteringBank& b;
-  std::int64_t G;
-  std::vector<cf> scratch, small, X, V, half;
+  std::int64_t G = 0;  // planes of the current group
+  std::vector<cf> scratch, small, X, V, half, gX, gU, gV;
   std::vector<float> real_in, real_out;
   std::vector<std::vector<cf>> a, Uf, bb;
 };
 
+// fn(group, first plane, planes) over groups of kGroup planes, OpenMP over the groups.
 template <class Fn>
-void over_groups(std::int64_t planes, Fn fn) {
+void over_groups(const ScatteringBank& bank, std::int64_t planes, Fn fn) {
   const std::int64_t groups = (planes + kGroup - 1) / kGroup;
-#pragma omp parallel for schedule(dynamic)
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const std::int64_t begin = g * kGroup, count = std::min(kGroup, planes - begin);
-    fn(begin, count);
+#pragma omp parallel
+  {
+    Group group(bank);
+#pragma omp for schedule(dynamic)
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::int64_t begin = g * kGroup;
+      fn(group, begin, std::min(kGroup, planes - begin));
+    }
   }
 }
 
@@ -453,17 +461,15 @@ ScatteringBank make_scattering_bank(std::int64_t M, std::int64_t N, int J, int L
 
 void scattering_forward(const ScatteringBank& bank, std::int64_t planes, const float* x, float* y) {
   const std::int64_t in = bank.M * bank.N, out = bank.channels() * bank.out_h * bank.out_w;
-  over_groups(planes, [&](std::int64_t begin, std::int64_t count) {
-    Group g(bank, count);
-    g.forward(x + begin * in, y + begin * out);
+  over_groups(bank, planes, [&](Group& g, std::int64_t begin, std::int64_t count) {
+    g.forward(x + begin * in, y + begin * out, count);
   });
 }
 
 void scattering_backward(const ScatteringBank& bank, std::int64_t planes, const float* x, const float* dy, float* dx) {
   const std::int64_t in = bank.M * bank.N, out = bank.channels() * bank.out_h * bank.out_w;
-  over_groups(planes, [&](std::int64_t begin, std::int64_t count) {
-    Group g(bank, count);
-    g.backward(x + begin * in, dy + begin * out, dx + begin * in);
+  over_groups(bank, planes, [&](Group& g, std::int64_t begin, std::int64_t count) {
+    g.backward(x + begin * in, dy + begin * out, dx + begin * in, count);
   });
 }
 
